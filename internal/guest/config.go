@@ -1,0 +1,95 @@
+package guest
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/ukernel-dev/ukernel/internal/abi"
+)
+
+// MaxConfigSize bounds the config drive's JSON; secrets live there, so allow some room, but a
+// corrupt length must not make init allocate the world.
+const MaxConfigSize = 16 << 20
+
+// ErrNoConfig means the device does not start with abi.ConfigMagic: it is not a config drive.
+var ErrNoConfig = errors.New("not a config drive")
+
+// ReadConfig decodes a config drive: abi.ConfigMagic, an 8-byte little-endian length, then that
+// many bytes of JSON (abi.BootConfig). It checks the ABI version. Errors never quote the JSON:
+// it carries the run-time environment and secrets.
+func ReadConfig(r io.Reader) (*abi.BootConfig, error) {
+	hdr := make([]byte, len(abi.ConfigMagic)+8)
+	if _, err := io.ReadFull(r, hdr); err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil, ErrNoConfig
+		}
+		return nil, fmt.Errorf("read config header: %w", err)
+	}
+	if !bytes.Equal(hdr[:len(abi.ConfigMagic)], []byte(abi.ConfigMagic)) {
+		return nil, ErrNoConfig
+	}
+	n := binary.LittleEndian.Uint64(hdr[len(abi.ConfigMagic):])
+	if n == 0 || n > MaxConfigSize {
+		return nil, fmt.Errorf("config drive length %d out of range (1..%d bytes)", n, MaxConfigSize)
+	}
+	body := make([]byte, n)
+	if _, err := io.ReadFull(r, body); err != nil {
+		return nil, fmt.Errorf("config drive truncated: header says %d bytes of JSON: %w", n, err)
+	}
+	var cfg abi.BootConfig
+	if err := json.Unmarshal(body, &cfg); err != nil {
+		var se *json.SyntaxError
+		if errors.As(err, &se) {
+			return nil, fmt.Errorf("config drive JSON invalid at byte %d", se.Offset)
+		}
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			return nil, fmt.Errorf("config drive JSON: field %q has the wrong type (want %s)", te.Field, te.Type)
+		}
+		return nil, errors.New("config drive JSON invalid")
+	}
+	if err := abi.Compatible(cfg.ABI); err != nil {
+		return nil, fmt.Errorf("config drive: %w", err)
+	}
+	return &cfg, nil
+}
+
+// FindConfig looks for the config drive among the whole disks of devs (except skip, the image's
+// own disk), reading device nodes under devRoot. It returns nil, "", nil when there is none.
+func FindConfig(devs []BlockDev, devRoot, skip string) (*abi.BootConfig, string, error) {
+	for _, d := range devs {
+		if !d.Disk || d.Name == skip {
+			continue
+		}
+		path := devRoot + "/" + d.Name
+		f, err := os.Open(path)
+		if err != nil {
+			continue // e.g. an empty loop device
+		}
+		cfg, err := ReadConfig(f)
+		f.Close()
+		if errors.Is(err, ErrNoConfig) {
+			continue
+		}
+		if err != nil {
+			return nil, path, err
+		}
+		return cfg, path, nil
+	}
+	return nil, "", nil
+}
+
+// DefaultConfig is the boot config used when the host gave none: the manifest's network mode with
+// QEMU user networking's fixed addresses.
+func DefaultConfig(m *abi.Manifest) *abi.BootConfig {
+	cfg := &abi.BootConfig{ABI: abi.Version, Hostname: m.Name, Network: abi.Network{Mode: m.Run.Net}}
+	if cfg.Network.Mode == "" || cfg.Network.Mode == "user" {
+		cfg.Network = abi.Network{Mode: "user", Address: "10.0.2.15/24", Gateway: "10.0.2.2", DNS: []string{"10.0.2.3"}}
+	}
+	return cfg
+}

@@ -1,0 +1,95 @@
+package image
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/u-root/u-root/pkg/cpio"
+
+	"github.com/ukernel-dev/ukernel/internal/abi"
+)
+
+// The initramfs is two concatenated newc archives, which the kernel unpacks in turn:
+//
+//  1. the base: /init, the modules, the mount points and /dev/console. It is recorded in the
+//     manifest as the "initramfs" artefact.
+//  2. the manifest segment: /ukernel/manifest.json alone. It cannot be part of the base, since the
+//     manifest records the base's digest; it is rebuilt from manifest.json to verify it.
+//
+// Both are uncompressed: the kernel unpacks them without a decompressor, and the boot partition's
+// size is dominated by the kernel anyway.
+
+// initramfsDirs are the empty directories PID 1 mounts on before anything else exists.
+var initramfsDirs = []string{"dev", "mnt", "proc", "run", "sys", "tmp", "ukernel"}
+
+// buildInitramfs returns the base archive.
+func buildInitramfs(initPath, modulesDir, release string, modules []string, epoch int64) ([]byte, error) {
+	initBin, err := os.ReadFile(initPath)
+	if err != nil {
+		return nil, fmt.Errorf("reading the guest init: %w", err)
+	}
+	dirs := map[string]bool{}
+	for _, d := range initramfsDirs {
+		dirs[d] = true
+	}
+	files := map[string][]byte{}
+	for _, rel := range modules {
+		b, err := os.ReadFile(filepath.Join(modulesDir, filepath.FromSlash(rel)))
+		if err != nil {
+			return nil, fmt.Errorf("reading kernel module: %w", err)
+		}
+		p := path.Join("lib/modules", release, rel)
+		files[p] = b
+		for d := path.Dir(p); d != "."; d = path.Dir(d) {
+			dirs[d] = true
+		}
+	}
+	var recs []cpio.Record
+	for d := range dirs {
+		recs = append(recs, cpio.Directory(d, 0o755))
+	}
+	for p, b := range files {
+		recs = append(recs, cpio.StaticRecord(b, cpio.Info{Name: p, Mode: cpio.S_IFREG | 0o644}))
+	}
+	recs = append(recs,
+		cpio.StaticRecord(initBin, cpio.Info{Name: "init", Mode: cpio.S_IFREG | 0o755}),
+		// The kernel opens /dev/console for PID 1's stdio before devtmpfs is mounted.
+		cpio.CharDev("dev/console", 0o600, 5, 1),
+	)
+	// Sorted by path: a directory sorts before everything in it.
+	sort.Slice(recs, func(i, j int) bool { return recs[i].Name < recs[j].Name })
+	return writeCpio(recs, 1, epoch)
+}
+
+// manifestSegment returns the archive that carries the manifest into the initramfs.
+func manifestSegment(manifest []byte, epoch int64) ([]byte, error) {
+	name := strings.TrimPrefix(abi.InitramfsManifest, "/")
+	return writeCpio([]cpio.Record{cpio.StaticRecord(manifest, cpio.Info{Name: name, Mode: cpio.S_IFREG | 0o644})}, 1<<20, epoch)
+}
+
+// writeCpio writes records with fixed owners and times and sequential inode numbers from ino.
+func writeCpio(recs []cpio.Record, ino uint64, epoch int64) ([]byte, error) {
+	cpio.MakeAllReproducible(recs)
+	var buf bytes.Buffer
+	w := cpio.Newc.Writer(&buf)
+	for i := range recs {
+		recs[i].Ino = ino + uint64(i)
+		recs[i].MTime = uint64(epoch)
+		recs[i].NLink = 1
+		if recs[i].Mode&cpio.S_IFMT == cpio.S_IFDIR {
+			recs[i].NLink = 2
+		}
+	}
+	if err := cpio.WriteRecords(w, recs); err != nil {
+		return nil, fmt.Errorf("writing the initramfs: %w", err)
+	}
+	if err := cpio.WriteTrailer(w); err != nil {
+		return nil, fmt.Errorf("writing the initramfs: %w", err)
+	}
+	return buf.Bytes(), nil
+}

@@ -1,0 +1,530 @@
+// Package project defines a ukernel project on disk: the ukernel.toml schema, the requested
+// environment (env/ukernel.env), their strict decoding and validation, and the known bases.
+// Every other package reads a project through here; nothing else parses these files.
+package project
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+
+	toml "github.com/pelletier/go-toml/v2"
+)
+
+// Well-known paths inside a project directory.
+const (
+	ConfigFile = "ukernel.toml"
+	EnvFile    = "env/ukernel.env"
+	LockFile   = "env/ukernel.lock"
+	SrcDir     = "src"
+	BuildDir   = "build"
+	DistDir    = "dist"
+	LogsDir    = "logs"
+	StateDir   = ".ukernel"
+)
+
+// Config is ukernel.toml.
+type Config struct {
+	Project  ProjectSection     `toml:"project"`
+	Env      EnvSection         `toml:"env"`
+	Build    BuildSection       `toml:"build"`
+	Run      RunSection         `toml:"run"`
+	Services map[string]Service `toml:"services,omitempty"`
+	Health   map[string]Health  `toml:"health,omitempty"`
+	Data     DataSection        `toml:"data"`
+}
+
+// ProjectSection names the project and its entry program.
+type ProjectSection struct {
+	Name     string `toml:"name"`
+	Language string `toml:"language"`
+	// Entry is the main program, relative to the project ("src/main.py"); empty for
+	// service-only projects.
+	Entry string `toml:"entry,omitempty"`
+}
+
+// EnvSection selects the base environment and where its packages come from.
+type EnvSection struct {
+	Base string `toml:"base"`
+	// Mirror overrides the Debian mirror (else UKERNEL_DEBIAN_MIRROR, else the host's apt sources).
+	Mirror string `toml:"mirror,omitempty"`
+}
+
+// BuildSection selects the language adapter.
+type BuildSection struct {
+	Adapter string `toml:"adapter"`
+}
+
+// RunSection holds the default run settings; `run` flags override them.
+type RunSection struct {
+	VCPU     int      `toml:"vcpu"`
+	MemoryMB int      `toml:"memory_mb"`
+	Net      string   `toml:"net"`
+	Publish  []string `toml:"publish,omitempty"`
+}
+
+// Service is a supervised process in the guest.
+type Service struct {
+	Command Command           `toml:"command"`
+	Restart string            `toml:"restart,omitempty"`
+	Env     map[string]string `toml:"env,omitempty"`
+	User    string            `toml:"user,omitempty"`
+	Workdir string            `toml:"workdir,omitempty"`
+}
+
+// Health is a health check of a declared service.
+type Health struct {
+	HTTP         string  `toml:"http,omitempty"`
+	Cmd          Command `toml:"cmd,omitempty"`
+	IntervalS    int     `toml:"interval_s,omitempty"`
+	TimeoutS     int     `toml:"timeout_s,omitempty"`
+	Retries      int     `toml:"retries,omitempty"`
+	StartPeriodS int     `toml:"start_period_s,omitempty"`
+}
+
+// DataSection sizes the persistent data volume; 0 means none.
+type DataSection struct {
+	DiskMB int `toml:"disk_mb"`
+}
+
+// Command is an argv written either as a TOML array or as one string split like a shell would
+// (quotes group words; no expansion happens, so "$PORT" stays literal for the program).
+type Command []string
+
+// UnmarshalTOML accepts a string or an array of strings.
+func (c *Command) UnmarshalText(b []byte) error {
+	words, err := SplitCommand(string(b))
+	if err != nil {
+		return err
+	}
+	*c = words
+	return nil
+}
+
+// MarshalText writes a command as one string.
+func (c Command) MarshalText() ([]byte, error) { return []byte(JoinCommand(c)), nil }
+
+// SplitCommand splits s into words with POSIX-shell quoting rules and no expansion.
+func SplitCommand(s string) ([]string, error) {
+	var words []string
+	var cur strings.Builder
+	inWord := false
+	for i := 0; i < len(s); i++ {
+		ch := s[i]
+		switch {
+		case ch == '\'':
+			j := strings.IndexByte(s[i+1:], '\'')
+			if j < 0 {
+				return nil, fmt.Errorf("unterminated ' in command %q", s)
+			}
+			cur.WriteString(s[i+1 : i+1+j])
+			i += j + 1
+			inWord = true
+		case ch == '"':
+			i++
+			for ; i < len(s) && s[i] != '"'; i++ {
+				if s[i] == '\\' && i+1 < len(s) && strings.IndexByte(`"\$`+"`", s[i+1]) >= 0 {
+					i++
+				}
+				cur.WriteByte(s[i])
+			}
+			if i >= len(s) {
+				return nil, fmt.Errorf("unterminated \" in command %q", s)
+			}
+			inWord = true
+		case ch == '\\' && i+1 < len(s):
+			i++
+			cur.WriteByte(s[i])
+			inWord = true
+		case ch == ' ' || ch == '\t' || ch == '\n':
+			if inWord {
+				words = append(words, cur.String())
+				cur.Reset()
+				inWord = false
+			}
+		default:
+			cur.WriteByte(ch)
+			inWord = true
+		}
+	}
+	if inWord {
+		words = append(words, cur.String())
+	}
+	return words, nil
+}
+
+// JoinCommand quotes words so that SplitCommand gives them back.
+func JoinCommand(words []string) string {
+	out := make([]string, len(words))
+	for i, w := range words {
+		if w != "" && strings.IndexFunc(w, func(r rune) bool { return !isSafeShellRune(r) }) < 0 {
+			out[i] = w
+		} else {
+			out[i] = "'" + strings.ReplaceAll(w, "'", `'\''`) + "'"
+		}
+	}
+	return strings.Join(out, " ")
+}
+
+func isSafeShellRune(r rune) bool {
+	return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./:=,@%+", r)
+}
+
+// Defaults applied to fields left out of ukernel.toml.
+const (
+	DefaultVCPU     = 1
+	DefaultMemoryMB = 256
+	DefaultNet      = "user"
+)
+
+// Restart policies.
+var restartPolicies = []string{"no", "on-failure", "always"}
+
+// Languages and their adapters.
+var languages = map[string]string{"python": "python", "go": "go", "shell": "shell", "node": "node"}
+
+// Languages lists the supported project languages, sorted.
+func Languages() []string {
+	var l []string
+	for k := range languages {
+		l = append(l, k)
+	}
+	sort.Strings(l)
+	return l
+}
+
+// Error is a problem in a project file, with its position when known.
+type Error struct {
+	File string
+	Line int // 0 when unknown
+	Key  string
+	Msg  string
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString(e.File)
+	if e.Line > 0 {
+		b.WriteString(":" + strconv.Itoa(e.Line))
+	}
+	b.WriteString(": ")
+	if e.Key != "" {
+		b.WriteString(e.Key + ": ")
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+// Load reads and validates dir/ukernel.toml.
+func Load(dir string) (*Config, error) {
+	p := filepath.Join(dir, ConfigFile)
+	data, err := os.ReadFile(p)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("%s not found: run 'ukernel init' to create a project (or pass -C DIR)", p)
+		}
+		return nil, err
+	}
+	return Parse(ConfigFile, data)
+}
+
+// Parse decodes and validates ukernel.toml content; name is used in error messages.
+func Parse(name string, data []byte) (*Config, error) {
+	var c Config
+	if err := decodeStrict(name, data, &c); err != nil {
+		return nil, err
+	}
+	c.applyDefaults()
+	if err := c.Validate(name, data); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+func decodeStrict(name string, data []byte, v any) error {
+	dec := toml.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if err == nil {
+		return nil
+	}
+	var sm *toml.StrictMissingError
+	if errors.As(err, &sm) && len(sm.Errors) > 0 {
+		de := sm.Errors[0]
+		row, _ := de.Position()
+		return &Error{File: name, Line: row, Key: strings.Join(de.Key(), "."), Msg: "unknown key (check the spelling; see 'ukernel init --help' for the schema)"}
+	}
+	var de *toml.DecodeError
+	if errors.As(err, &de) {
+		row, _ := de.Position()
+		return &Error{File: name, Line: row, Key: strings.Join(de.Key(), "."), Msg: de.Error()}
+	}
+	return &Error{File: name, Msg: err.Error()}
+}
+
+func (c *Config) applyDefaults() {
+	if c.Run.VCPU == 0 {
+		c.Run.VCPU = DefaultVCPU
+	}
+	if c.Run.MemoryMB == 0 {
+		c.Run.MemoryMB = DefaultMemoryMB
+	}
+	if c.Run.Net == "" {
+		c.Run.Net = DefaultNet
+	}
+	if c.Build.Adapter == "" {
+		c.Build.Adapter = languages[c.Project.Language]
+	}
+	for name, s := range c.Services {
+		if s.Restart == "" {
+			s.Restart = "no"
+			c.Services[name] = s
+		}
+	}
+	for name, h := range c.Health {
+		if h.IntervalS == 0 {
+			h.IntervalS = 5
+		}
+		if h.TimeoutS == 0 {
+			h.TimeoutS = 3
+		}
+		if h.Retries == 0 {
+			h.Retries = 3
+		}
+		c.Health[name] = h
+	}
+}
+
+var (
+	nameRe    = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+	svcNameRe = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,31}$`)
+	envKeyRe  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+)
+
+// ValidateName checks that a project name is usable as a host name and a file name.
+func ValidateName(n string) error {
+	if !nameRe.MatchString(n) {
+		return fmt.Errorf("invalid project name %q: use 1-63 lowercase letters, digits and '-', starting and ending with a letter or digit (it becomes the guest's host name and the image's file name)", n)
+	}
+	return nil
+}
+
+// Validate checks the decoded config; data (the file's bytes) is used to find line numbers.
+func (c *Config) Validate(file string, data []byte) error {
+	var errs []error
+	add := func(key, format string, args ...any) {
+		errs = append(errs, &Error{File: file, Line: lineOf(data, key), Key: key, Msg: fmt.Sprintf(format, args...)})
+	}
+	if c.Project.Name == "" {
+		add("project.name", "missing: set name = \"my-app\" under [project]")
+	} else if err := ValidateName(c.Project.Name); err != nil {
+		add("project.name", "%v", err)
+	}
+	if _, ok := languages[c.Project.Language]; !ok {
+		add("project.language", "%q is not supported; expected one of %s", c.Project.Language, strings.Join(Languages(), ", "))
+	}
+	if c.Project.Entry != "" {
+		if err := ValidateEntry(c.Project.Entry); err != nil {
+			add("project.entry", "%v", err)
+		}
+	} else if len(c.Services) == 0 {
+		add("project.entry", "missing: a project needs an entry (e.g. entry = \"src/main.py\") or at least one [services.NAME]")
+	}
+	if c.Env.Base == "" {
+		add("env.base", "missing: set base = \"python-3.11\" (known: %s)", strings.Join(BaseNames(), ", "))
+	} else if _, err := LookupBase(c.Env.Base); err != nil {
+		add("env.base", "%v", err)
+	}
+	if c.Env.Mirror != "" {
+		if u, err := url.Parse(c.Env.Mirror); err != nil || (u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "file") {
+			add("env.mirror", "%q is not an http(s):// or file:// URL", c.Env.Mirror)
+		}
+	}
+	if _, ok := adapters[c.Build.Adapter]; !ok {
+		add("build.adapter", "%q is not supported; expected one of python, shell, go", c.Build.Adapter)
+	}
+	if c.Run.VCPU < 1 || c.Run.VCPU > 32 {
+		add("run.vcpu", "%d is out of range; expected 1-32", c.Run.VCPU)
+	}
+	if c.Run.MemoryMB < 64 || c.Run.MemoryMB > 65536 {
+		add("run.memory_mb", "%d is out of range; expected 64-65536 (MiB)", c.Run.MemoryMB)
+	}
+	if err := ValidateNet(c.Run.Net); err != nil {
+		add("run.net", "%v", err)
+	}
+	for _, p := range c.Run.Publish {
+		if _, _, err := ParsePublish(p); err != nil {
+			add("run.publish", "%v", err)
+		}
+	}
+	for _, name := range sortedKeys(c.Services) {
+		s := c.Services[name]
+		key := "services." + name
+		if !svcNameRe.MatchString(name) {
+			add(key, "invalid service name %q: use lowercase letters, digits, '-' and '_', starting with a letter", name)
+		}
+		if len(s.Command) == 0 {
+			add(key+".command", "missing: the program to run, e.g. command = \"python3 /app/main.py\"")
+		}
+		if !contains(restartPolicies, s.Restart) {
+			add(key+".restart", "%q is not a restart policy; expected one of %s", s.Restart, strings.Join(restartPolicies, ", "))
+		}
+		for k := range s.Env {
+			if !envKeyRe.MatchString(k) {
+				add(key+".env", "%q is not a valid environment variable name", k)
+			}
+		}
+	}
+	for _, name := range sortedKeys(c.Health) {
+		h := c.Health[name]
+		key := "health." + name
+		if _, ok := c.Services[name]; !ok {
+			add(key, "no service %q is declared; a health check names a [services.%s]", name, name)
+		}
+		if (h.HTTP == "") == (len(h.Cmd) == 0) {
+			add(key, "set exactly one of http = \"http://127.0.0.1:PORT/PATH\" or cmd = \"...\"")
+		}
+		if h.HTTP != "" {
+			if u, err := url.Parse(h.HTTP); err != nil || u.Scheme != "http" || u.Host == "" {
+				add(key+".http", "%q is not an http:// URL", h.HTTP)
+			}
+		}
+		if h.IntervalS < 1 || h.IntervalS > 3600 {
+			add(key+".interval_s", "%d is out of range; expected 1-3600", h.IntervalS)
+		}
+		if h.TimeoutS < 1 || h.TimeoutS > 3600 {
+			add(key+".timeout_s", "%d is out of range; expected 1-3600", h.TimeoutS)
+		}
+		if h.Retries < 1 || h.Retries > 100 {
+			add(key+".retries", "%d is out of range; expected 1-100", h.Retries)
+		}
+		if h.StartPeriodS < 0 || h.StartPeriodS > 3600 {
+			add(key+".start_period_s", "%d is out of range; expected 0-3600", h.StartPeriodS)
+		}
+	}
+	if c.Data.DiskMB < 0 || c.Data.DiskMB > 1<<20 {
+		add("data.disk_mb", "%d is out of range; expected 0 (none) to 1048576", c.Data.DiskMB)
+	}
+	return errors.Join(errs...)
+}
+
+var adapters = map[string]bool{"python": true, "shell": true, "go": true}
+
+// ValidateEntry checks that an entry is a relative path inside src/.
+func ValidateEntry(entry string) error {
+	if strings.HasPrefix(entry, "/") || strings.Contains(entry, "\\") {
+		return fmt.Errorf("%q must be a relative path inside src/ (e.g. src/main.py)", entry)
+	}
+	for _, part := range strings.Split(entry, "/") {
+		if part == ".." {
+			return fmt.Errorf("%q must not contain '..': the entry has to stay inside src/", entry)
+		}
+	}
+	clean := path.Clean(entry)
+	if !strings.HasPrefix(clean, SrcDir+"/") || clean == SrcDir+"/" {
+		return fmt.Errorf("%q must be a file inside src/ (e.g. src/main.py)", entry)
+	}
+	return nil
+}
+
+// ValidateNet checks a network mode: user, none, or tap:IFACE.
+func ValidateNet(n string) error {
+	switch {
+	case n == "user" || n == "none":
+		return nil
+	case strings.HasPrefix(n, "tap:") && regexp.MustCompile(`^[A-Za-z0-9_.-]{1,15}$`).MatchString(n[4:]):
+		return nil
+	}
+	return fmt.Errorf("%q is not a network mode; expected user, none or tap:IFACE", n)
+}
+
+// ParsePublish parses HOST:GUEST port pairs (both 1-65535).
+func ParsePublish(p string) (host, guest int, err error) {
+	h, g, ok := strings.Cut(p, ":")
+	if !ok {
+		return 0, 0, fmt.Errorf("%q: expected HOST:GUEST ports, e.g. 8080:8080", p)
+	}
+	if host, err = parsePort(h); err == nil {
+		guest, err = parsePort(g)
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("%q: %v", p, err)
+	}
+	return host, guest, nil
+}
+
+func parsePort(s string) (int, error) {
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > 65535 {
+		return 0, fmt.Errorf("port %q out of range; expected 1-65535", s)
+	}
+	return n, nil
+}
+
+// lineOf finds the line where a dotted key is set, for messages about valid TOML with bad values.
+func lineOf(data []byte, key string) int {
+	parts := strings.Split(key, ".")
+	leaf := parts[len(parts)-1]
+	table := strings.Join(parts[:len(parts)-1], ".")
+	cur := ""
+	tableLine := 0
+	for i, line := range strings.Split(string(data), "\n") {
+		t := strings.TrimSpace(line)
+		if strings.HasPrefix(t, "[") {
+			cur = strings.Trim(t, "[] ")
+			if cur == key {
+				tableLine = i + 1
+			}
+			continue
+		}
+		if k, _, ok := strings.Cut(t, "="); ok && cur == table && strings.Trim(strings.TrimSpace(k), `"`) == leaf {
+			return i + 1
+		}
+	}
+	return tableLine
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// Marshal encodes a config as TOML.
+func (c *Config) Marshal() ([]byte, error) {
+	var buf bytes.Buffer
+	enc := toml.NewEncoder(&buf)
+	enc.SetIndentTables(false)
+	if err := enc.Encode(c); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// EntryInGuest maps the entry to its guest path: src/main.py -> /app/main.py.
+func (c *Config) EntryInGuest() string {
+	if c.Project.Entry == "" {
+		return ""
+	}
+	return "/app/" + strings.TrimPrefix(path.Clean(c.Project.Entry), SrcDir+"/")
+}

@@ -1,0 +1,154 @@
+package project
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+const goodConfig = `[project]
+name = "example-worker"
+language = "python"
+entry = "src/main.py"
+
+[env]
+base = "python-3.11"
+
+[run]
+vcpu = 2
+publish = ["8080:8080"]
+
+[services.app]
+command = "python3 /app/main.py --port '8080'"
+restart = "on-failure"
+env = { PORT = "8080" }
+
+[services.side]
+command = ["/bin/sh", "-c", "echo hi"]
+
+[health.app]
+http = "http://127.0.0.1:8080/"
+`
+
+func TestParseGood(t *testing.T) {
+	c, err := Parse("ukernel.toml", []byte(goodConfig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Run.MemoryMB != DefaultMemoryMB || c.Run.Net != "user" || c.Run.VCPU != 2 || c.Build.Adapter != "python" {
+		t.Errorf("defaults not applied: %+v %+v", c.Run, c.Build)
+	}
+	if diff := cmp.Diff(Command{"python3", "/app/main.py", "--port", "8080"}, c.Services["app"].Command); diff != "" {
+		t.Errorf("string command split (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(Command{"/bin/sh", "-c", "echo hi"}, c.Services["side"].Command); diff != "" {
+		t.Errorf("array command (-want +got):\n%s", diff)
+	}
+	if h := c.Health["app"]; h.IntervalS != 5 || h.TimeoutS != 3 {
+		t.Errorf("health defaults: %+v", h)
+	}
+	if got := c.EntryInGuest(); got != "/app/main.py" {
+		t.Errorf("EntryInGuest = %q", got)
+	}
+	// Round trip through Marshal.
+	data, err := c.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c2, err := Parse("ukernel.toml", data)
+	if err != nil {
+		t.Fatalf("re-parse of marshalled config: %v\n%s", err, data)
+	}
+	if diff := cmp.Diff(c, c2); diff != "" {
+		t.Errorf("round trip (-want +got):\n%s", diff)
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	tests := []struct {
+		name, edit, want string
+		line             int
+	}{
+		{"unknown key", strings.Replace(goodConfig, "vcpu = 2", "vcpus = 2", 1), "run.vcpus: unknown key", 10},
+		{"wrong type", strings.Replace(goodConfig, "vcpu = 2", `vcpu = "two"`, 1), "run.vcpu", 10},
+		{"malformed", strings.Replace(goodConfig, "[run]", "[run", 1), "ukernel.toml:9", 9},
+		{"vcpu range", strings.Replace(goodConfig, "vcpu = 2", "vcpu = 33", 1), "expected 1-32", 10},
+		{"memory range", strings.Replace(goodConfig, "vcpu = 2", "vcpu = 2\nmemory_mb = 10", 1), "expected 64-65536", 11},
+		{"bad name", strings.Replace(goodConfig, "example-worker", "Example_Worker", 1), "invalid project name", 2},
+		{"entry escape", strings.Replace(goodConfig, "src/main.py", "src/../../etc/passwd", 1), "must not contain '..'", 4},
+		{"entry absolute", strings.Replace(goodConfig, "src/main.py", "/etc/passwd", 1), "relative path", 4},
+		{"entry outside src", strings.Replace(goodConfig, "src/main.py", "main.py", 1), "inside src/", 4},
+		{"port", strings.Replace(goodConfig, "8080:8080", "0:8080", 1), "expected 1-65535", 11},
+		{"health without service", strings.Replace(goodConfig, "[health.app]", "[health.web]", 1), "no service \"web\"", 21},
+		{"restart", strings.Replace(goodConfig, "on-failure", "sometimes", 1), "restart policy", 15},
+		{"base", strings.Replace(goodConfig, "python-3.11", "python-3.12", 1), "known bases: python-3.11", 7},
+		{"net", strings.Replace(goodConfig, "vcpu = 2", "vcpu = 2\nnet = \"bridge\"", 1), "network mode", 11},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse("ukernel.toml", []byte(tt.edit))
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %q does not contain %q", err, tt.want)
+			}
+			var pe *Error
+			if !errors.As(err, &pe) {
+				t.Fatalf("error %T is not a *project.Error", err)
+			}
+			if pe.Line != tt.line {
+				t.Errorf("line = %d, want %d (%v)", pe.Line, tt.line, err)
+			}
+		})
+	}
+}
+
+func TestEnvRoundTrip(t *testing.T) {
+	dir := t.TempDir()
+	e := &Env{Base: "python-3.11", System: []string{"libssl3", "curl"}, Python: []string{"requests==2.32.3"}}
+	if err := e.Save(dir); err != nil {
+		t.Fatal(err)
+	}
+	got, err := LoadEnv(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &Env{Base: "python-3.11", Kernel: DefaultKernel, System: []string{"curl", "libssl3"}, Python: []string{"requests==2.32.3"}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+	if _, err := ParseEnv(EnvFile, []byte("base = \"python-3.11\"\nsystem = [\"BAD NAME\"]\n")); err == nil || !strings.Contains(err.Error(), "env/ukernel.env:2: system") {
+		t.Errorf("bad system package: %v", err)
+	}
+	if _, err := ParseEnv(EnvFile, []byte("base = \"python-3.11\"\nextra = 1\n")); err == nil || !strings.Contains(err.Error(), "env/ukernel.env:2: extra: unknown key") {
+		t.Errorf("unknown key: %v", err)
+	}
+}
+
+func TestSplitCommand(t *testing.T) {
+	for in, want := range map[string][]string{
+		`a b  c`:           {"a", "b", "c"},
+		`sh -c 'echo $X'`:  {"sh", "-c", "echo $X"},
+		`echo "a \"b\" c"`: {"echo", `a "b" c`},
+		`x\ y`:             {"x y"},
+		`''`:               {""},
+	} {
+		got, err := SplitCommand(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("%q (-want +got):\n%s", in, diff)
+		}
+		back, _ := SplitCommand(JoinCommand(got))
+		if diff := cmp.Diff(got, back); diff != "" {
+			t.Errorf("join round trip %q: %s", in, diff)
+		}
+	}
+	if _, err := SplitCommand(`echo 'x`); err == nil {
+		t.Error("unterminated quote accepted")
+	}
+}

@@ -1,0 +1,168 @@
+package project
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+)
+
+// Env is env/ukernel.env: what the user asked for. The lock pins its closure.
+type Env struct {
+	Base string `toml:"base"`
+	// Kernel is the Debian package of the guest kernel (a metapackage is followed to the
+	// versioned image package).
+	Kernel string   `toml:"kernel,omitempty"`
+	System []string `toml:"system"`
+	Python []string `toml:"python"`
+}
+
+// DefaultKernel is Debian's cloud kernel, which boots fast on microvm.
+const DefaultKernel = "linux-image-cloud-amd64"
+
+var (
+	debNameRe = regexp.MustCompile(`^[a-z0-9][a-z0-9+.-]+(=[A-Za-z0-9.+~:-]+)?$`)
+	pyReqRe   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9,._-]+\])?\s*((==|>=|<=|~=|!=|<|>)\s*[A-Za-z0-9.*+!-]+\s*,?\s*)*$`)
+)
+
+// LoadEnv reads and validates dir/env/ukernel.env.
+func LoadEnv(dir string) (*Env, error) {
+	p := filepath.Join(dir, EnvFile)
+	data, err := os.ReadFile(p)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("%s not found: run 'ukernel init' to create a project", p)
+		}
+		return nil, err
+	}
+	return ParseEnv(EnvFile, data)
+}
+
+// ParseEnv decodes and validates env file content.
+func ParseEnv(name string, data []byte) (*Env, error) {
+	var e Env
+	if err := decodeStrict(name, data, &e); err != nil {
+		return nil, err
+	}
+	if e.Kernel == "" {
+		e.Kernel = DefaultKernel
+	}
+	if err := e.Validate(name, data); err != nil {
+		return nil, err
+	}
+	return &e, nil
+}
+
+// Validate checks the requested environment.
+func (e *Env) Validate(file string, data []byte) error {
+	var errs []error
+	add := func(key, format string, args ...any) {
+		errs = append(errs, &Error{File: file, Line: lineOf(data, key), Key: key, Msg: fmt.Sprintf(format, args...)})
+	}
+	if _, err := LookupBase(e.Base); err != nil {
+		add("base", "%v", err)
+	}
+	if !debNameRe.MatchString(e.Kernel) {
+		add("kernel", "%q is not a Debian package name", e.Kernel)
+	}
+	seen := map[string]bool{}
+	for _, s := range e.System {
+		if !debNameRe.MatchString(s) {
+			add("system", "%q is not a Debian package name (NAME or NAME=VERSION)", s)
+		}
+		n, _, _ := strings.Cut(s, "=")
+		if seen[n] {
+			add("system", "%q is listed twice", n)
+		}
+		seen[n] = true
+	}
+	seen = map[string]bool{}
+	for _, r := range e.Python {
+		if !pyReqRe.MatchString(r) {
+			add("python", "%q is not a requirement like requests==2.32.3", r)
+		}
+		n := strings.ToLower(PythonReqName(r))
+		if seen[n] {
+			add("python", "%q is listed twice", n)
+		}
+		seen[n] = true
+	}
+	return errors.Join(errs...)
+}
+
+// PythonReqName returns the project name of a requirement ("requests" of "requests==2.32").
+func PythonReqName(req string) string {
+	i := strings.IndexAny(req, "[=<>!~ ")
+	if i < 0 {
+		return req
+	}
+	return req[:i]
+}
+
+// Save writes the env file atomically, sorted.
+func (e *Env) Save(dir string) error {
+	sort.Strings(e.System)
+	sort.Slice(e.Python, func(i, j int) bool {
+		return strings.ToLower(e.Python[i]) < strings.ToLower(e.Python[j])
+	})
+	var b strings.Builder
+	b.WriteString("# The requested environment. `ukernel env add/remove` edit this file;\n")
+	b.WriteString("# `ukernel env lock` pins its full closure in env/ukernel.lock.\n")
+	fmt.Fprintf(&b, "base = %q\n", e.Base)
+	if e.Kernel != "" && e.Kernel != DefaultKernel {
+		fmt.Fprintf(&b, "kernel = %q\n", e.Kernel)
+	}
+	fmt.Fprintf(&b, "system = %s\n", tomlList(e.System))
+	fmt.Fprintf(&b, "python = %s\n", tomlList(e.Python))
+	return WriteFileAtomic(filepath.Join(dir, EnvFile), []byte(b.String()), 0o644)
+}
+
+func tomlList(items []string) string {
+	if len(items) == 0 {
+		return "[]"
+	}
+	q := make([]string, len(items))
+	for i, s := range items {
+		q[i] = fmt.Sprintf("%q", s)
+	}
+	return "[" + strings.Join(q, ", ") + "]"
+}
+
+// Base is a named starting environment: a Debian release and the runtime packages of an adapter.
+type Base struct {
+	Name          string
+	Codename      string // Debian release codename
+	Adapter       string // python, shell, go
+	Runtime       string // adapter runtime name, e.g. python-3.11
+	Packages      []string
+	PythonVersion string // "3.11" for python bases
+}
+
+var bases = []Base{
+	{Name: "python-3.11", Codename: "bookworm", Adapter: "python", Runtime: "python-3.11", Packages: []string{"python3.11"}, PythonVersion: "3.11"},
+	{Name: "python-3.13", Codename: "trixie", Adapter: "python", Runtime: "python-3.13", Packages: []string{"python3.13"}, PythonVersion: "3.13"},
+	{Name: "debian-12", Codename: "bookworm", Adapter: "shell", Runtime: "debian-12", Packages: []string{"dash", "coreutils"}},
+	{Name: "debian-13", Codename: "trixie", Adapter: "shell", Runtime: "debian-13", Packages: []string{"dash", "coreutils"}},
+}
+
+// BaseNames lists the known bases.
+func BaseNames() []string {
+	names := make([]string, len(bases))
+	for i, b := range bases {
+		names[i] = b.Name
+	}
+	return names
+}
+
+// LookupBase returns a known base by name.
+func LookupBase(name string) (Base, error) {
+	for _, b := range bases {
+		if b.Name == name {
+			return b, nil
+		}
+	}
+	return Base{}, fmt.Errorf("unknown base %q; known bases: %s", name, strings.Join(BaseNames(), ", "))
+}

@@ -1,0 +1,42 @@
+// Package root assembles the ukernel command tree.
+package root
+
+import (
+	"log/slog"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ukernel-dev/ukernel/pkg/cmdutil"
+)
+
+// NewCmdRoot returns the root command. Subcommands are registered here and only once they work.
+func NewCmdRoot(f *cmdutil.Factory, version string) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "ukernel <command> [flags]",
+		Short: "Build, run and ship workloads as reproducible microVM images",
+		Long: `ukernel turns a project (ukernel.toml, src/, env/) into one bootable, reproducible
+microVM image and runs it locally with one command.`,
+		Example: `  ukernel init --name example-worker --lang python --template worker
+  ukernel run`,
+		Version:       version,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRun: func(cmd *cobra.Command, args []string) {
+			level := slog.LevelWarn
+			if f.Verbose {
+				level = slog.LevelDebug
+			}
+			f.Logger = slog.New(slog.NewTextHandler(f.IO.ErrOut, &slog.HandlerOptions{Level: level}))
+		},
+	}
+	cmd.PersistentFlags().StringVarP(&f.Dir, "dir", "C", ".", "project directory")
+	cmd.PersistentFlags().BoolVar(&f.JSON, "json", false, "print machine-readable JSON on stdout")
+	cmd.PersistentFlags().BoolVarP(&f.Verbose, "verbose", "v", false, "print diagnostics on stderr")
+	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return &cmdutil.UsageError{Err: err}
+	})
+
+	// Commands (one package each under pkg/cmd).
+
+	return cmd
+}

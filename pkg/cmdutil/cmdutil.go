@@ -1,0 +1,88 @@
+// Package cmdutil holds what every command shares: the Factory that hands out IO streams and the
+// project directory, and the error types that decide the process's exit code.
+package cmdutil
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+
+	"github.com/ukernel-dev/ukernel/pkg/iostreams"
+)
+
+// Factory is built once by the root command and passed to every command constructor.
+type Factory struct {
+	IO      *iostreams.IOStreams
+	Dir     string // project directory (-C), "." by default
+	JSON    bool   // --json: machine-readable output on stdout
+	Verbose bool
+	Logger  *slog.Logger
+	// Executable is the path of the running ukernel binary; detached runs re-execute it.
+	Executable string
+}
+
+// ProjectDir returns the absolute project directory.
+func (f *Factory) ProjectDir() (string, error) {
+	d, err := filepath.Abs(f.Dir)
+	if err != nil {
+		return "", fmt.Errorf("project directory %q: %w", f.Dir, err)
+	}
+	return d, nil
+}
+
+// PrintJSON writes v as indented JSON on stdout.
+func (f *Factory) PrintJSON(v any) error {
+	enc := json.NewEncoder(f.IO.Out)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// Progress writes one progress line to stderr.
+func (f *Factory) Progress(format string, args ...any) {
+	fmt.Fprintf(f.IO.ErrOut, format+"\n", args...)
+}
+
+// UsageError is bad command-line usage: exit code 2.
+type UsageError struct{ Err error }
+
+func (e *UsageError) Error() string { return e.Err.Error() }
+func (e *UsageError) Unwrap() error { return e.Err }
+
+// Usagef returns a UsageError.
+func Usagef(format string, args ...any) error {
+	return &UsageError{Err: fmt.Errorf(format, args...)}
+}
+
+// ExitError asks for a specific exit code; `run` uses it to pass the workload's code through.
+// Err, when set, is printed; a nil Err exits silently.
+type ExitError struct {
+	Code int
+	Err  error
+}
+
+func (e *ExitError) Error() string {
+	if e.Err == nil {
+		return fmt.Sprintf("exit status %d", e.Code)
+	}
+	return e.Err.Error()
+}
+func (e *ExitError) Unwrap() error { return e.Err }
+
+// ExitCode maps an error returned by a command to the process exit code:
+// 0 ok, 2 bad usage, an ExitError's own code, 1 for any other failure.
+func ExitCode(err error) int {
+	if err == nil {
+		return 0
+	}
+	var ee *ExitError
+	if errors.As(err, &ee) {
+		return ee.Code
+	}
+	var ue *UsageError
+	if errors.As(err, &ue) {
+		return 2
+	}
+	return 1
+}
