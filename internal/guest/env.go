@@ -2,6 +2,7 @@ package guest
 
 import (
 	"sort"
+	"strings"
 	"syscall"
 )
 
@@ -21,6 +22,9 @@ func MergeEnv(home string, layers ...map[string]string) []string {
 		}
 		sort.Strings(keys)
 		for _, k := range keys {
+			if k == "" || strings.ContainsAny(k, "=\x00") {
+				continue // not representable in an environment
+			}
 			if _, seen := vals[k]; !seen {
 				order = append(order, k)
 			}

@@ -47,6 +47,9 @@ func isModuleFile(p string) bool {
 // deterministic: requested modules in the order given, each one's dependencies depth-first in
 // name order. Modules built into the kernel (listed in modules.builtin) are left out.
 func ResolveModules(modulesDir string, names []string) ([]string, error) {
+	if len(names) == 0 {
+		return nil, nil
+	}
 	index, err := indexModules(modulesDir)
 	if err != nil {
 		return nil, err
@@ -65,12 +68,12 @@ func ResolveModules(modulesDir string, names []string) ([]string, error) {
 		case 1:
 			return fmt.Errorf("kernel module dependency cycle: %s -> %s", strings.Join(chain, " -> "), name)
 		}
+		if builtin[name] {
+			state[name] = 2 // compiled into the kernel: nothing to load
+			return nil
+		}
 		rel, ok := index[name]
 		if !ok {
-			if builtin[name] {
-				state[name] = 2
-				return nil
-			}
 			if len(chain) > 0 {
 				return fmt.Errorf("kernel module %s (needed by %s) not found under %s", name, strings.Join(chain, " -> "), modulesDir)
 			}

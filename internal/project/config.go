@@ -49,6 +49,9 @@ type ProjectSection struct {
 	// Entry is the main program, relative to the project ("src/main.py"); empty for
 	// service-only projects.
 	Entry string `toml:"entry,omitempty"`
+	// User runs the entry; empty means an unprivileged user made for the project
+	// ("root" must be asked for).
+	User string `toml:"user,omitempty"`
 }
 
 // EnvSection selects the base environment and where its packages come from.
@@ -69,6 +72,8 @@ type RunSection struct {
 	MemoryMB int      `toml:"memory_mb"`
 	Net      string   `toml:"net"`
 	Publish  []string `toml:"publish,omitempty"`
+	// Env is the workload's default environment; `run -e` overrides it.
+	Env map[string]string `toml:"env,omitempty"`
 }
 
 // Service is a supervised process in the guest.
@@ -184,6 +189,9 @@ const (
 	DefaultMemoryMB = 256
 	DefaultNet      = "user"
 )
+
+// EntryService is the name under which health checks and logs refer to the entry process.
+const EntryService = "main"
 
 // Restart policies.
 var restartPolicies = []string{"no", "on-failure", "always"}
@@ -349,7 +357,7 @@ func (c *Config) Validate(file string, data []byte) error {
 		}
 	}
 	if _, ok := adapters[c.Build.Adapter]; !ok {
-		add("build.adapter", "%q is not supported; expected one of python, shell, go", c.Build.Adapter)
+		add("build.adapter", "%q is not supported; expected one of python, shell, go, node", c.Build.Adapter)
 	}
 	if c.Run.VCPU < 1 || c.Run.VCPU > 32 {
 		add("run.vcpu", "%d is out of range; expected 1-32", c.Run.VCPU)
@@ -360,6 +368,11 @@ func (c *Config) Validate(file string, data []byte) error {
 	if err := ValidateNet(c.Run.Net); err != nil {
 		add("run.net", "%v", err)
 	}
+	for k := range c.Run.Env {
+		if !envKeyRe.MatchString(k) {
+			add("run.env", "%q is not a valid environment variable name", k)
+		}
+	}
 	for _, p := range c.Run.Publish {
 		if _, _, err := ParsePublish(p); err != nil {
 			add("run.publish", "%v", err)
@@ -368,7 +381,9 @@ func (c *Config) Validate(file string, data []byte) error {
 	for _, name := range sortedKeys(c.Services) {
 		s := c.Services[name]
 		key := "services." + name
-		if !svcNameRe.MatchString(name) {
+		if name == EntryService {
+			add(key, "the service name %q is reserved for the entry", name)
+		} else if !svcNameRe.MatchString(name) {
 			add(key, "invalid service name %q: use lowercase letters, digits, '-' and '_', starting with a letter", name)
 		}
 		if len(s.Command) == 0 {
@@ -386,8 +401,8 @@ func (c *Config) Validate(file string, data []byte) error {
 	for _, name := range sortedKeys(c.Health) {
 		h := c.Health[name]
 		key := "health." + name
-		if _, ok := c.Services[name]; !ok {
-			add(key, "no service %q is declared; a health check names a [services.%s]", name, name)
+		if _, ok := c.Services[name]; !ok && !(name == EntryService && c.Project.Entry != "") {
+			add(key, "no service %q is declared; a health check names a [services.%s] or %q (the entry)", name, name, EntryService)
 		}
 		if (h.HTTP == "") == (len(h.Cmd) == 0) {
 			add(key, "set exactly one of http = \"http://127.0.0.1:PORT/PATH\" or cmd = \"...\"")
@@ -416,7 +431,7 @@ func (c *Config) Validate(file string, data []byte) error {
 	return errors.Join(errs...)
 }
 
-var adapters = map[string]bool{"python": true, "shell": true, "go": true}
+var adapters = map[string]bool{"python": true, "shell": true, "go": true, "node": true}
 
 // ValidateEntry checks that an entry is a relative path inside src/.
 func ValidateEntry(entry string) error {

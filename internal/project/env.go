@@ -144,6 +144,7 @@ type Base struct {
 var bases = []Base{
 	{Name: "python-3.11", Codename: "bookworm", Adapter: "python", Runtime: "python-3.11", Packages: []string{"python3.11"}, PythonVersion: "3.11"},
 	{Name: "python-3.13", Codename: "trixie", Adapter: "python", Runtime: "python-3.13", Packages: []string{"python3.13"}, PythonVersion: "3.13"},
+	{Name: "node-18", Codename: "bookworm", Adapter: "node", Runtime: "node-18", Packages: []string{"nodejs"}},
 	{Name: "debian-12", Codename: "bookworm", Adapter: "shell", Runtime: "debian-12", Packages: []string{"dash", "coreutils"}},
 	{Name: "debian-13", Codename: "trixie", Adapter: "shell", Runtime: "debian-13", Packages: []string{"dash", "coreutils"}},
 }

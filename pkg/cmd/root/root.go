@@ -6,6 +6,12 @@ import (
 
 	"github.com/spf13/cobra"
 
+	initcmd "github.com/ukernel-dev/ukernel/pkg/cmd/init"
+	"github.com/ukernel-dev/ukernel/pkg/cmd/inspect"
+	"github.com/ukernel-dev/ukernel/pkg/cmd/logs"
+	"github.com/ukernel-dev/ukernel/pkg/cmd/ps"
+	"github.com/ukernel-dev/ukernel/pkg/cmd/run"
+	"github.com/ukernel-dev/ukernel/pkg/cmd/stop"
 	"github.com/ukernel-dev/ukernel/pkg/cmdutil"
 )
 
@@ -37,6 +43,12 @@ microVM image and runs it locally with one command.`,
 	})
 
 	// Commands (one package each under pkg/cmd).
+	cmd.AddCommand(run.NewCmdRun(f))
+	cmd.AddCommand(ps.NewCmdPs(f))
+	cmd.AddCommand(stop.NewCmdStop(f))
+	cmd.AddCommand(logs.NewCmdLogs(f))
+	cmd.AddCommand(initcmd.NewCmdInit(f))
+	cmd.AddCommand(inspect.NewCmdInspect(f))
 
 	return cmd
 }

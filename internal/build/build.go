@@ -1,0 +1,463 @@
+// Package build turns a locked environment and a project's source into the parts of an image:
+// the workload bundle (build/bundle.tgz), the adapter runtime (build/adapter/<runtime>/) and the
+// staged root filesystem (build/rootfs/) that pack turns into the image's root partition.
+// Everything it writes is deterministic and it redoes nothing whose inputs did not change.
+package build
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/ukernel-dev/ukernel/internal/abi"
+	"github.com/ukernel-dev/ukernel/internal/debian"
+	"github.com/ukernel-dev/ukernel/internal/project"
+	"github.com/ukernel-dev/ukernel/internal/version"
+)
+
+// Deb is a locked Debian package with its verified local file.
+type Deb struct {
+	Name    string
+	Version string
+	Path    string
+	SHA256  string
+}
+
+// Wheel is a locked Python wheel with its verified local file.
+type Wheel struct {
+	Name   string
+	Path   string
+	SHA256 string
+}
+
+// Input is everything a build reads.
+type Input struct {
+	Dir        string // project directory
+	Config     *project.Config
+	Base       project.Base
+	LockDigest string
+	Debs       []Deb   // the root filesystem's closure (the kernel is not part of it)
+	Wheels     []Wheel // Python packages for the guest
+	Release    bool
+	Target     string // adapter override; "" uses the config's
+	// SourceDateEpoch fixes every timestamp; 0 derives it from the lock (see Epoch).
+	SourceDateEpoch int64
+	Logger          *slog.Logger
+}
+
+// Result locates the build outputs.
+type Result struct {
+	Bundle     string // build/bundle.tgz
+	AdapterDir string // build/adapter/<runtime>
+	RootDir    string // build/rootfs
+	Runtime    string // adapter runtime name, e.g. python-3.11
+	Users      []abi.User
+	Digest     string // hash of all inputs; pack keys its cache on it
+	Cached     bool   // nothing changed since the last build
+	Epoch      int64
+}
+
+// stamp records the inputs of the last successful build.
+type stamp struct {
+	Digest  string     `json:"digest"`
+	Runtime string     `json:"runtime"`
+	Users   []abi.User `json:"users"`
+}
+
+const stampFile = ".build-stamp.json"
+
+// Epoch is the fixed timestamp of every file in a build: SOURCE_DATE_EPOCH when set, else a
+// value derived from the lock digest so that it is the same on every machine.
+func Epoch(lockDigest string) int64 {
+	// 2020-01-01 plus up to ~3 years from the digest: stable, plausible, not zero (some tools
+	// treat 0 as "unset").
+	var n int64
+	for _, c := range []byte(lockDigest) {
+		n = (n*31 + int64(c)) % (3 * 365 * 24 * 3600)
+	}
+	return 1577836800 + n
+}
+
+// Run builds the project. Outputs are replaced only when the whole build succeeded.
+func Run(ctx context.Context, in Input) (*Result, error) {
+	log := in.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	adapter := in.Config.Build.Adapter
+	if in.Target != "" {
+		adapter = in.Target
+	}
+	if adapter != in.Base.Adapter && !(adapter == "go" && in.Base.Adapter == "shell") {
+		return nil, fmt.Errorf("adapter %q does not fit base %q (its runtime is %s); set [env] base or --target accordingly", adapter, in.Base.Name, in.Base.Adapter)
+	}
+	if in.Config.Project.Entry != "" {
+		if err := project.ValidateEntry(in.Config.Project.Entry); err != nil {
+			return nil, fmt.Errorf("%s: project.entry: %w", project.ConfigFile, err)
+		}
+		if _, err := os.Stat(filepath.Join(in.Dir, in.Config.Project.Entry)); err != nil {
+			return nil, fmt.Errorf("%s: project.entry: %s does not exist", project.ConfigFile, in.Config.Project.Entry)
+		}
+	}
+	epoch := in.SourceDateEpoch
+	if epoch == 0 {
+		epoch = Epoch(in.LockDigest)
+	}
+	srcDir := filepath.Join(in.Dir, project.SrcDir)
+	srcDigest, err := treeDigest(srcDir)
+	if err != nil {
+		return nil, fmt.Errorf("reading the workload source: %w", err)
+	}
+	cfgBytes, _ := json.Marshal(in.Config)
+	h := sha256.New()
+	fmt.Fprintf(h, "ukernel %s\nadapter %s\nrelease %v\nepoch %d\nlock %s\nsrc %s\nconfig %s\n",
+		version.Version, adapter, in.Release, epoch, in.LockDigest, srcDigest, cfgBytes)
+	for _, d := range in.Debs {
+		fmt.Fprintf(h, "deb %s %s\n", d.Name, d.SHA256)
+	}
+	for _, w := range in.Wheels {
+		fmt.Fprintf(h, "wheel %s %s\n", w.Name, w.SHA256)
+	}
+	if adapter == "go" {
+		gv, err := exec.CommandContext(ctx, "go", "env", "GOVERSION").Output()
+		if err != nil {
+			return nil, errors.New("go toolchain not found on PATH: the go adapter builds the workload with it")
+		}
+		fmt.Fprintf(h, "go %s\n", bytes.TrimSpace(gv))
+	}
+	digest := hex.EncodeToString(h.Sum(nil))
+
+	buildDir := filepath.Join(in.Dir, project.BuildDir)
+	res := &Result{
+		Bundle:     filepath.Join(buildDir, "bundle.tgz"),
+		AdapterDir: filepath.Join(buildDir, "adapter", in.Base.Runtime),
+		RootDir:    filepath.Join(buildDir, "rootfs"),
+		Runtime:    in.Base.Runtime,
+		Digest:     digest,
+		Epoch:      epoch,
+	}
+	if st, err := readStamp(buildDir); err == nil && st.Digest == digest && exists(res.Bundle) && exists(res.AdapterDir) && exists(res.RootDir) {
+		res.Cached, res.Users, res.Runtime = true, st.Users, st.Runtime
+		return res, nil
+	}
+
+	// Build into a fresh directory beside build/ and swap it in at the end, so an interrupted
+	// or failed build leaves the previous outputs untouched.
+	if err := os.MkdirAll(in.Dir, 0o755); err != nil {
+		return nil, err
+	}
+	work, err := os.MkdirTemp(in.Dir, ".build-tmp-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(work)
+
+	log.Debug("building bundle", "src", srcDir)
+	bundleEntries, err := bundle(ctx, in, adapter, srcDir, work)
+	if err != nil {
+		return nil, err
+	}
+	if err := writeBundle(filepath.Join(work, "bundle.tgz"), bundleEntries, epoch); err != nil {
+		return nil, err
+	}
+
+	adapterDir := filepath.Join(work, "adapter", in.Base.Runtime)
+	log.Debug("assembling adapter runtime", "packages", len(in.Debs))
+	pkgNames, err := assembleDebs(ctx, in.Debs, adapterDir, filepath.Join(work, "unpack"))
+	if err != nil {
+		return nil, err
+	}
+	trim(adapterDir, in.Release)
+
+	rootDir := filepath.Join(work, "rootfs")
+	if err := copyTree(adapterDir, rootDir); err != nil {
+		return nil, err
+	}
+	if err := extractTarGz(filepath.Join(work, "bundle.tgz"), rootDir); err != nil {
+		return nil, err
+	}
+	for _, d := range []string{"proc", "sys", "dev", "run", "tmp", "mnt", "data", "app", "etc", "root", "var/tmp"} {
+		if err := os.MkdirAll(filepath.Join(rootDir, d), 0o755); err != nil {
+			return nil, err
+		}
+	}
+	extra := []abi.User{AppUser}
+	users, err := emulate(rootDir, pkgNames, extra)
+	if err != nil {
+		return nil, err
+	}
+	if err := normalize(rootDir); err != nil {
+		return nil, err
+	}
+
+	// Swap the new outputs in.
+	if err := os.MkdirAll(buildDir, 0o755); err != nil {
+		return nil, err
+	}
+	for _, p := range []struct{ from, to string }{
+		{filepath.Join(work, "bundle.tgz"), res.Bundle},
+		{filepath.Join(work, "adapter"), filepath.Join(buildDir, "adapter")},
+		{rootDir, res.RootDir},
+	} {
+		old := p.to + ".old"
+		os.RemoveAll(old)
+		if exists(p.to) {
+			if err := os.Rename(p.to, old); err != nil {
+				return nil, err
+			}
+		}
+		if err := os.Rename(p.from, p.to); err != nil {
+			return nil, err
+		}
+		os.RemoveAll(old)
+	}
+	res.Users = users
+	st, _ := json.MarshalIndent(stamp{Digest: digest, Runtime: res.Runtime, Users: users}, "", "  ")
+	if err := project.WriteFileAtomic(filepath.Join(buildDir, stampFile), append(st, '\n'), 0o644); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+func readStamp(buildDir string) (*stamp, error) {
+	data, err := os.ReadFile(filepath.Join(buildDir, stampFile))
+	if err != nil {
+		return nil, err
+	}
+	var st stamp
+	return &st, json.Unmarshal(data, &st)
+}
+
+func exists(p string) bool {
+	_, err := os.Lstat(p)
+	return err == nil
+}
+
+// bundle collects the workload: src/ as /app, the locked wheels installed for the guest's
+// Python, and for the go adapter the statically built binary.
+func bundle(ctx context.Context, in Input, adapter, srcDir, work string) ([]tarEntry, error) {
+	var entries []tarEntry
+	switch adapter {
+	case "go":
+		bin := filepath.Join(work, "gobin")
+		name := in.Config.Project.Name
+		args := []string{"build", "-trimpath", "-buildvcs=false", "-ldflags=-s -w -buildid=", "-o", bin, "."}
+		cmd := exec.CommandContext(ctx, "go", args...)
+		cmd.Dir = filepath.Join(in.Dir, path.Dir(in.Config.Project.Entry))
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64", "GOWORK=off")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("go build of the workload in %s: %v\n%s", cmd.Dir, err, out)
+		}
+		entries = append(entries, tarEntry{Name: "app", Mode: 0o755, Type: '5'},
+			tarEntry{Name: "app/" + name, Mode: 0o755, Type: '0', Source: bin})
+	default:
+		src, err := dirEntries(srcDir, "app")
+		if err != nil {
+			return nil, err
+		}
+		entries = append(entries, tarEntry{Name: "app", Mode: 0o755, Type: '5'})
+		entries = append(entries, src...)
+	}
+	if len(in.Wheels) > 0 {
+		if in.Base.PythonVersion == "" {
+			return nil, fmt.Errorf("python packages are locked but base %q has no Python", in.Base.Name)
+		}
+		site := "usr/local/lib/python" + in.Base.PythonVersion + "/dist-packages"
+		for _, w := range in.Wheels {
+			we, err := wheelEntries(w.Path, site, "usr/local/bin", "usr/local", "/usr/bin/python"+in.Base.PythonVersion)
+			if err != nil {
+				return nil, err
+			}
+			entries = append(entries, we...)
+		}
+	}
+	return dedupe(entries)
+}
+
+// dedupe drops repeated directory entries and rejects two different files at one path.
+func dedupe(entries []tarEntry) ([]tarEntry, error) {
+	seen := map[string]tarEntry{}
+	var out []tarEntry
+	for _, e := range entries {
+		if prev, ok := seen[e.Name]; ok {
+			if prev.Type == '5' && e.Type == '5' {
+				continue
+			}
+			return nil, fmt.Errorf("two packages install %s", e.Name)
+		}
+		seen[e.Name] = e
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+func writeBundle(dst string, entries []tarEntry, epoch int64) error {
+	f, err := os.Create(dst)
+	if err != nil {
+		return err
+	}
+	if err := writeTarGz(f, entries, time.Unix(epoch, 0)); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// usrMerged maps a top-level directory of a package to where merged-/usr keeps it.
+var usrMerged = map[string]string{"bin": "usr/bin", "sbin": "usr/sbin", "lib": "usr/lib", "lib64": "usr/lib64", "lib32": "usr/lib32", "libx32": "usr/libx32"}
+
+// assembleDebs unpacks every package into root with the merged-/usr layout (which stands in for
+// usrmerge/usr-is-merged) and returns the package names.
+func assembleDebs(ctx context.Context, debs []Deb, root, scratch string) ([]string, error) {
+	if err := os.MkdirAll(filepath.Join(root, "usr"), 0o755); err != nil {
+		return nil, err
+	}
+	for top, target := range usrMerged {
+		if err := os.MkdirAll(filepath.Join(root, target), 0o755); err != nil {
+			return nil, err
+		}
+		if err := os.Symlink(target, filepath.Join(root, top)); err != nil {
+			return nil, err
+		}
+	}
+	var names []string
+	for _, d := range debs {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		tmp := filepath.Join(scratch, d.Name)
+		if _, err := debian.ExtractDeb(ctx, d.Path, tmp); err != nil {
+			return nil, fmt.Errorf("unpack %s %s: %w", d.Name, d.Version, err)
+		}
+		if err := mergeInto(tmp, root); err != nil {
+			return nil, fmt.Errorf("install %s %s: %w", d.Name, d.Version, err)
+		}
+		os.RemoveAll(tmp)
+		names = append(names, d.Name)
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+// mergeInto moves the tree at src into dst, mapping top-level directories to merged-/usr.
+func mergeInto(src, dst string) error {
+	return walkSorted(src, func(orig string, fi fs.FileInfo) error {
+		rel := orig
+		top, rest, _ := strings.Cut(rel, "/")
+		if m, ok := usrMerged[top]; ok {
+			if rest == "" {
+				return nil
+			}
+			rel = path.Join(m, rest)
+		}
+		target := filepath.Join(dst, filepath.FromSlash(rel))
+		if fi.IsDir() {
+			if st, err := os.Stat(target); err == nil && st.IsDir() {
+				return nil
+			}
+			return os.MkdirAll(target, fi.Mode().Perm()|0o700)
+		}
+		os.Remove(target)
+		if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+			return err
+		}
+		return os.Rename(filepath.Join(src, filepath.FromSlash(orig)), target)
+	})
+}
+
+// trimmed are paths a runtime in a microVM never reads: documentation, manuals, translations,
+// test suites and caches.
+var trimmed = []string{
+	"usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale", "usr/share/lintian",
+	"usr/share/bug", "usr/share/doc-base", "usr/share/bash-completion", "usr/share/zsh",
+	"usr/share/menu", "usr/share/pixmaps", "usr/share/applications", "var/cache", "var/lib/dpkg",
+}
+
+// trimmedPython are a Debian Python's parts a server never imports.
+var trimmedPython = []string{"test", "idlelib", "tkinter", "turtledemo", "ensurepip", "lib2to3/tests", "unittest/test", "distutils/tests", "ctypes/test", "sqlite3/test", "tkinter/test", "config-3.11-x86_64-linux-gnu", "config-3.13-x86_64-linux-gnu"}
+
+func trim(root string, release bool) {
+	for _, p := range trimmed {
+		os.RemoveAll(filepath.Join(root, p))
+	}
+	libs, _ := filepath.Glob(filepath.Join(root, "usr/lib/python3.*"))
+	for _, lib := range libs {
+		for _, p := range trimmedPython {
+			os.RemoveAll(filepath.Join(lib, p))
+		}
+	}
+	// Bytecode caches were compiled for nothing here; the guest runs from source.
+	filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.IsDir() && d.Name() == "__pycache__" {
+			os.RemoveAll(p)
+			return filepath.SkipDir
+		}
+		return nil
+	})
+}
+
+// copyTree copies a tree, using hard links for files (same filesystem, read-only use).
+func copyTree(src, dst string) error {
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		return err
+	}
+	return walkSorted(src, func(rel string, fi fs.FileInfo) error {
+		s, d := filepath.Join(src, rel), filepath.Join(dst, rel)
+		switch {
+		case fi.Mode()&fs.ModeSymlink != 0:
+			t, err := os.Readlink(s)
+			if err != nil {
+				return err
+			}
+			return os.Symlink(t, d)
+		case fi.IsDir():
+			return os.MkdirAll(d, 0o755)
+		default:
+			if err := os.Link(s, d); err == nil {
+				return nil
+			}
+			data, err := os.ReadFile(s)
+			if err != nil {
+				return err
+			}
+			return os.WriteFile(d, data, fi.Mode().Perm())
+		}
+	})
+}
+
+// normalize gives every file a mode that does not depend on the umask: directories 0755,
+// executables 0755, other files 0644 (shadow 0640). Ownership is root's in the image.
+func normalize(root string) error {
+	return walkSorted(root, func(rel string, fi fs.FileInfo) error {
+		p := filepath.Join(root, rel)
+		switch {
+		case fi.Mode()&fs.ModeSymlink != 0:
+			return nil
+		case fi.IsDir():
+			mode := fs.FileMode(0o755)
+			if rel == "tmp" || rel == "var/tmp" {
+				mode = 0o777 | fs.ModeSticky
+			}
+			return os.Chmod(p, mode)
+		case rel == "etc/shadow":
+			return os.Chmod(p, 0o640)
+		case fi.Mode()&0o111 != 0:
+			return os.Chmod(p, 0o755)
+		default:
+			return os.Chmod(p, 0o644)
+		}
+	})
+}

@@ -1,0 +1,276 @@
+// Package cache is the per-user, content-addressed store of downloaded artefacts (Debian indices,
+// .debs, wheels) and of derived data (parsed indices). Blobs are named by their SHA-256, verified
+// on every read and written through a temporary file renamed into place, so two ukernel processes
+// can share it and an interrupted download never leaves a partial blob behind.
+package cache
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Cache is a cache directory.
+type Cache struct {
+	Dir string
+}
+
+// ErrNotFound means the cache holds no valid blob for a digest.
+var ErrNotFound = errors.New("not in cache")
+
+// Open opens $XDG_CACHE_HOME/ukernel (default ~/.cache/ukernel), creating it.
+func Open() (*Cache, error) {
+	base := os.Getenv("XDG_CACHE_HOME")
+	if base == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return nil, fmt.Errorf("cache directory: neither XDG_CACHE_HOME nor a home directory is set: %w", err)
+		}
+		base = filepath.Join(home, ".cache")
+	}
+	return OpenDir(filepath.Join(base, "ukernel"))
+}
+
+// OpenDir opens a cache rooted at dir, creating it.
+func OpenDir(dir string) (*Cache, error) {
+	for _, sub := range []string{"sha256", "tmp", "state"} {
+		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
+			return nil, fmt.Errorf("cache directory %s: %w", dir, err)
+		}
+	}
+	return &Cache{Dir: dir}, nil
+}
+
+func validDigest(sum string) error {
+	if len(sum) != 64 || strings.Trim(sum, "0123456789abcdef") != "" {
+		return fmt.Errorf("%q is not a lowercase hex SHA-256", sum)
+	}
+	return nil
+}
+
+// BlobPath is where the blob with this SHA-256 lives (whether or not it exists).
+func (c *Cache) BlobPath(sum string) string {
+	return filepath.Join(c.Dir, "sha256", sum[:2], sum)
+}
+
+// Has reports whether a blob is present, without verifying it.
+func (c *Cache) Has(sum string) bool {
+	_, err := os.Stat(c.BlobPath(sum))
+	return err == nil
+}
+
+// Path returns the path of a verified blob. A blob whose content no longer matches its name is
+// deleted and reported as ErrNotFound, so the caller fetches it again.
+func (c *Cache) Path(sum string) (string, error) {
+	if err := validDigest(sum); err != nil {
+		return "", err
+	}
+	p := c.BlobPath(sum)
+	f, err := os.Open(p)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return "", ErrNotFound
+		}
+		return "", err
+	}
+	h := sha256.New()
+	_, err = io.Copy(h, f)
+	f.Close()
+	if err != nil {
+		return "", fmt.Errorf("read cached %s: %w", p, err)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != sum {
+		// Removing races harmlessly with another process doing the same.
+		os.Remove(p)
+		return "", fmt.Errorf("%w: cached %s was corrupt (sha256 %s), removed", ErrNotFound, p, got)
+	}
+	now := time.Now()
+	os.Chtimes(p, now, now) // mark as used for prune; best effort
+	return p, nil
+}
+
+// ReadBlob returns a verified blob's content.
+func (c *Cache) ReadBlob(sum string) ([]byte, error) {
+	if err := validDigest(sum); err != nil {
+		return nil, err
+	}
+	data, err := os.ReadFile(c.BlobPath(sum))
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, ErrNotFound
+		}
+		return nil, err
+	}
+	if got := sha256Hex(data); got != sum {
+		os.Remove(c.BlobPath(sum))
+		return nil, fmt.Errorf("%w: cached blob %s was corrupt, removed", ErrNotFound, sum)
+	}
+	return data, nil
+}
+
+func sha256Hex(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+// Put stores r's content. If want is not empty the content must hash to it; the blob is named by
+// its actual SHA-256, which is returned.
+func (c *Cache) Put(r io.Reader, want string) (string, error) {
+	f, err := os.CreateTemp(filepath.Join(c.Dir, "tmp"), "blob-*")
+	if err != nil {
+		return "", err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // no-op after the rename
+	h := sha256.New()
+	if _, err := io.Copy(io.MultiWriter(f, h), r); err != nil {
+		f.Close()
+		return "", err
+	}
+	if err := f.Close(); err != nil {
+		return "", err
+	}
+	sum := hex.EncodeToString(h.Sum(nil))
+	if want != "" && sum != want {
+		return "", fmt.Errorf("sha256 mismatch: got %s, want %s", sum, want)
+	}
+	return sum, c.commit(tmp, sum)
+}
+
+// PutFile stores a copy of the file at path (verified against want when set).
+func (c *Cache) PutFile(path, want string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	return c.Put(f, want)
+}
+
+// PutBytes stores data.
+func (c *Cache) PutBytes(data []byte) (string, error) {
+	sum := sha256Hex(data)
+	if c.Has(sum) {
+		return sum, nil
+	}
+	_, err := c.Put(strings.NewReader(string(data)), sum)
+	return sum, err
+}
+
+func (c *Cache) commit(tmp, sum string) error {
+	dst := c.BlobPath(sum)
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	if err := os.Chmod(tmp, 0o644); err != nil {
+		return err
+	}
+	// rename(2) is atomic: a concurrent writer of the same blob writes the same bytes.
+	return os.Rename(tmp, dst)
+}
+
+// ReadState returns a named state file (mutable data keyed by name, e.g. the last InRelease of
+// a suite). Missing -> ErrNotFound.
+func (c *Cache) ReadState(name string) ([]byte, error) {
+	data, err := os.ReadFile(c.statePath(name))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, ErrNotFound
+	}
+	return data, err
+}
+
+// WriteState replaces a named state file atomically.
+func (c *Cache) WriteState(name string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Join(c.Dir, "tmp"), "state-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp)
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	p := c.statePath(name)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return err
+	}
+	return os.Rename(tmp, p)
+}
+
+func (c *Cache) statePath(name string) string {
+	return filepath.Join(c.Dir, "state", filepath.FromSlash(name))
+}
+
+// PruneResult says what Prune removed.
+type PruneResult struct {
+	Files int   `json:"files"`
+	Bytes int64 `json:"bytes"`
+}
+
+// Prune removes blobs not used for olderThan (every blob when olderThan is 0), derived state
+// and leftover temporary files.
+func (c *Cache) Prune(olderThan time.Duration) (PruneResult, error) {
+	var res PruneResult
+	cutoff := time.Now().Add(-olderThan)
+	for _, sub := range []string{"sha256", "tmp", "state"} {
+		root := filepath.Join(c.Dir, sub)
+		err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				if errors.Is(err, fs.ErrNotExist) {
+					return nil
+				}
+				return err
+			}
+			if d.IsDir() {
+				return nil
+			}
+			info, err := d.Info()
+			if err != nil {
+				return nil // removed meanwhile by another process
+			}
+			// Temporary files younger than an hour may belong to a running download.
+			if sub == "tmp" && time.Since(info.ModTime()) < time.Hour && olderThan > 0 {
+				return nil
+			}
+			if sub == "sha256" && olderThan > 0 && info.ModTime().After(cutoff) {
+				return nil
+			}
+			if err := os.Remove(p); err == nil {
+				res.Files++
+				res.Bytes += info.Size()
+			}
+			return nil
+		})
+		if err != nil {
+			return res, fmt.Errorf("prune %s: %w", root, err)
+		}
+	}
+	return res, nil
+}
+
+// Size returns the number of blobs and their total size.
+func (c *Cache) Size() (PruneResult, error) {
+	var res PruneResult
+	err := filepath.WalkDir(filepath.Join(c.Dir, "sha256"), func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return nil
+		}
+		if info, err := d.Info(); err == nil {
+			res.Files++
+			res.Bytes += info.Size()
+		}
+		return nil
+	})
+	return res, err
+}

@@ -1,0 +1,256 @@
+package cache
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// ErrNotOnServer is a 404/410 from the server: the file is gone (e.g. a superseded version).
+var ErrNotOnServer = errors.New("not on the server")
+
+// Fetcher downloads over HTTP(S) (or reads file:// URLs) with retries and progress reporting.
+type Fetcher struct {
+	Client   *http.Client
+	Attempts int           // default 4
+	Backoff  time.Duration // first retry delay, doubled each time; default 500ms
+	Progress io.Writer     // nil: silent
+	TTY      bool          // draw an updating bar on Progress instead of plain lines
+	Logger   *slog.Logger
+}
+
+func (f *Fetcher) logger() *slog.Logger {
+	if f.Logger != nil {
+		return f.Logger
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// Get returns the whole body of a small file (an InRelease).
+func (f *Fetcher) Get(ctx context.Context, u string) ([]byte, error) {
+	var data []byte
+	err := f.retry(ctx, u, func() error {
+		rc, _, err := f.open(ctx, u)
+		if err != nil {
+			return err
+		}
+		defer rc.Close()
+		data, err = io.ReadAll(rc)
+		return err
+	})
+	return data, err
+}
+
+// Fetch downloads u into the cache unless a verified blob with digest sum is already there, and
+// returns the blob's path. name labels the progress output; size (0 if unknown) sizes the bar.
+func (f *Fetcher) Fetch(ctx context.Context, c *Cache, u, sum, name string, size int64) (string, error) {
+	if p, err := c.Path(sum); err == nil {
+		return p, nil
+	} else if !errors.Is(err, ErrNotFound) {
+		return "", err
+	} else if err != ErrNotFound {
+		f.logger().Warn("re-fetching", "reason", err)
+	}
+	err := f.retry(ctx, u, func() error { return f.fetchOnce(ctx, c, u, sum, name, size) })
+	if err != nil {
+		return "", err
+	}
+	return c.BlobPath(sum), nil
+}
+
+func (f *Fetcher) fetchOnce(ctx context.Context, c *Cache, u, sum, name string, size int64) error {
+	rc, length, err := f.open(ctx, u)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	if size == 0 {
+		size = length
+	}
+	tmpf, err := os.CreateTemp(filepath.Join(c.Dir, "tmp"), "dl-*")
+	if err != nil {
+		return err
+	}
+	tmp := tmpf.Name()
+	// Whatever happens below (error, cancellation), the partial file goes away.
+	defer os.Remove(tmp)
+	h := sha256.New()
+	pw := &progressWriter{f: f, name: name, total: size, start: time.Now()}
+	pw.begin()
+	_, err = io.Copy(io.MultiWriter(tmpf, h, pw), rc)
+	if cerr := tmpf.Close(); err == nil {
+		err = cerr
+	}
+	pw.end(err)
+	if err != nil {
+		return fmt.Errorf("download %s: %w", name, err)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != sum {
+		return permanent(fmt.Errorf("download %s from %s: sha256 %s, expected %s", name, u, got, sum))
+	}
+	return c.commit(tmp, sum)
+}
+
+func (f *Fetcher) open(ctx context.Context, u string) (io.ReadCloser, int64, error) {
+	pu, err := url.Parse(u)
+	if err != nil {
+		return nil, 0, permanent(err)
+	}
+	if pu.Scheme == "file" {
+		fh, err := os.Open(pu.Path)
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				return nil, 0, permanent(fmt.Errorf("%s: %w", u, ErrNotOnServer))
+			}
+			return nil, 0, permanent(err)
+		}
+		st, _ := fh.Stat()
+		return fh, st.Size(), nil
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, 0, permanent(err)
+	}
+	client := f.Client
+	if client == nil {
+		client = http.DefaultClient
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, 0, err
+	}
+	switch {
+	case resp.StatusCode == http.StatusOK:
+		return resp.Body, resp.ContentLength, nil
+	case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone:
+		resp.Body.Close()
+		return nil, 0, permanent(fmt.Errorf("%s: HTTP %d: %w", u, resp.StatusCode, ErrNotOnServer))
+	default:
+		resp.Body.Close()
+		err := fmt.Errorf("%s: HTTP %s", u, resp.Status)
+		if resp.StatusCode >= 400 && resp.StatusCode < 500 && resp.StatusCode != http.StatusTooManyRequests {
+			return nil, 0, permanent(err)
+		}
+		return nil, 0, err
+	}
+}
+
+type permanentError struct{ error }
+
+func (e permanentError) Unwrap() error { return e.error }
+
+func permanent(err error) error { return permanentError{err} }
+
+func (f *Fetcher) retry(ctx context.Context, u string, op func() error) error {
+	attempts, delay := f.Attempts, f.Backoff
+	if attempts <= 0 {
+		attempts = 4
+	}
+	if delay <= 0 {
+		delay = 500 * time.Millisecond
+	}
+	var err error
+	for i := 0; i < attempts; i++ {
+		if err = op(); err == nil {
+			return nil
+		}
+		var pe permanentError
+		if errors.As(err, &pe) || ctx.Err() != nil {
+			break
+		}
+		if i < attempts-1 {
+			f.logger().Warn("download failed, retrying", "url", u, "attempt", i+1, "err", err)
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(delay):
+			}
+			delay *= 2
+		}
+	}
+	if ctx.Err() != nil {
+		return fmt.Errorf("%v: %w", err, ctx.Err())
+	}
+	var pe permanentError
+	if errors.As(err, &pe) {
+		return pe.error
+	}
+	return err
+}
+
+// progressWriter reports download progress: a redrawn line on a terminal, otherwise one line
+// when a download starts and one when it ends.
+type progressWriter struct {
+	f     *Fetcher
+	name  string
+	total int64
+	done  int64
+	start time.Time
+	last  time.Time
+}
+
+func (p *progressWriter) begin() {
+	if p.f.Progress != nil && !p.f.TTY {
+		fmt.Fprintf(p.f.Progress, "Downloading %s (%s)\n", p.name, HumanSize(p.total))
+	}
+}
+
+func (p *progressWriter) Write(b []byte) (int, error) {
+	p.done += int64(len(b))
+	if p.f.Progress != nil && p.f.TTY && time.Since(p.last) > 100*time.Millisecond {
+		p.last = time.Now()
+		fmt.Fprintf(p.f.Progress, "\r\x1b[K%s %s", p.name, p.bar())
+	}
+	return len(b), nil
+}
+
+func (p *progressWriter) bar() string {
+	if p.total <= 0 {
+		return HumanSize(p.done)
+	}
+	const width = 30
+	n := int(p.done * width / p.total)
+	n = min(max(n, 0), width)
+	bar := make([]byte, width)
+	for i := range bar {
+		bar[i] = ' '
+		if i < n {
+			bar[i] = '#'
+		}
+	}
+	return fmt.Sprintf("[%s] %s/%s", bar, HumanSize(p.done), HumanSize(p.total))
+}
+
+func (p *progressWriter) end(err error) {
+	if p.f.Progress == nil {
+		return
+	}
+	if p.f.TTY {
+		fmt.Fprint(p.f.Progress, "\r\x1b[K")
+	}
+	if err == nil && !p.f.TTY {
+		fmt.Fprintf(p.f.Progress, "Downloaded %s (%s in %.1fs)\n", p.name, HumanSize(p.done), time.Since(p.start).Seconds())
+	}
+}
+
+// HumanSize formats a byte count like "26.7 MB".
+func HumanSize(n int64) string {
+	switch {
+	case n >= 1e9:
+		return fmt.Sprintf("%.1f GB", float64(n)/1e9)
+	case n >= 1e6:
+		return fmt.Sprintf("%.1f MB", float64(n)/1e6)
+	case n >= 1e3:
+		return fmt.Sprintf("%.1f kB", float64(n)/1e3)
+	}
+	return fmt.Sprintf("%d B", n)
+}

@@ -1,0 +1,326 @@
+package debian
+
+import (
+	"archive/tar"
+	"bufio"
+	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/ulikunitz/xz"
+)
+
+// EntryType is the kind of a file in a package.
+type EntryType string
+
+const (
+	TypeFile    EntryType = "file"
+	TypeDir     EntryType = "dir"
+	TypeSymlink EntryType = "symlink"
+	TypeHard    EntryType = "hardlink"
+)
+
+// Entry is one extracted path with the metadata the package declared. The staging tree itself
+// is written as the host user with plain modes; the image builder applies these values.
+type Entry struct {
+	Path string      `json:"path"` // relative, slash-separated, no leading "./"
+	Type EntryType   `json:"type"`
+	Mode fs.FileMode `json:"mode"` // permission bits as declared, setuid/setgid removed
+	UID  int         `json:"uid"`
+	GID  int         `json:"gid"`
+	Size int64       `json:"size,omitempty"`
+	Link string      `json:"link,omitempty"` // symlink target or hard link source path
+}
+
+// Unpacked describes an extracted .deb.
+type Unpacked struct {
+	Control map[string]string // control file fields
+	// Scripts maps maintainer script names present (preinst, postinst, prerm, postrm, config,
+	// triggers) to their content: ukernel does not run them, the image builder emulates them.
+	Scripts map[string]string
+	Entries []Entry
+	// Neutralised lists what was changed or skipped for safety (setuid bits, device nodes).
+	Neutralised []string
+}
+
+var maintainerScripts = map[string]bool{"preinst": true, "postinst": true, "prerm": true, "postrm": true, "config": true, "triggers": true}
+
+// ExtractDeb unpacks the data of a .deb into destDir and returns its control data and every
+// entry's metadata. Paths that would leave destDir (absolute, "..", or through a symlink) are an
+// error; device nodes and FIFOs are skipped and setuid/setgid bits dropped, each noted.
+func ExtractDeb(ctx context.Context, debPath, destDir string) (*Unpacked, error) {
+	f, err := os.Open(debPath)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	u := &Unpacked{Control: map[string]string{}, Scripts: map[string]string{}}
+	ar := bufio.NewReader(f)
+	magic := make([]byte, 8)
+	if _, err := io.ReadFull(ar, magic); err != nil || string(magic) != "!<arch>\n" {
+		return nil, fmt.Errorf("%s: not a Debian package (no ar header)", debPath)
+	}
+	sawData, sawControl := false, false
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		hdr := make([]byte, 60)
+		if _, err := io.ReadFull(ar, hdr); err == io.EOF {
+			break
+		} else if err != nil {
+			return nil, fmt.Errorf("%s: ar header: %w", debPath, err)
+		}
+		name := strings.TrimRight(strings.TrimSpace(string(hdr[:16])), "/")
+		size, err := strconv.ParseInt(strings.TrimSpace(string(hdr[48:58])), 10, 64)
+		if err != nil || size < 0 {
+			return nil, fmt.Errorf("%s: ar member %q has a bad size", debPath, name)
+		}
+		member := io.LimitReader(ar, size)
+		switch {
+		case strings.HasPrefix(name, "control.tar"):
+			if err := readControl(member, name, u); err != nil {
+				return nil, fmt.Errorf("%s: %s: %w", debPath, name, err)
+			}
+			sawControl = true
+		case strings.HasPrefix(name, "data.tar"):
+			if err := os.MkdirAll(destDir, 0o755); err != nil {
+				return nil, err
+			}
+			if err := extractData(ctx, member, name, destDir, u); err != nil {
+				return nil, fmt.Errorf("%s: %w", debPath, err)
+			}
+			sawData = true
+		}
+		if _, err := io.Copy(io.Discard, member); err != nil {
+			return nil, fmt.Errorf("%s: %w", debPath, err)
+		}
+		if size%2 == 1 {
+			ar.ReadByte()
+		}
+	}
+	if !sawControl || !sawData {
+		return nil, fmt.Errorf("%s: missing control.tar or data.tar member", debPath)
+	}
+	return u, nil
+}
+
+func decompress(r io.Reader, name string) (io.Reader, func(), error) {
+	switch path.Ext(name) {
+	case ".xz":
+		x, err := xz.NewReader(bufio.NewReader(r))
+		return x, func() {}, err
+	case ".zst":
+		z, err := zstd.NewReader(r)
+		if err != nil {
+			return nil, nil, err
+		}
+		return z, z.Close, nil
+	case ".gz":
+		g, err := gzip.NewReader(r)
+		if err != nil {
+			return nil, nil, err
+		}
+		return g, func() { g.Close() }, nil
+	case ".tar":
+		return r, func() {}, nil
+	}
+	return nil, nil, fmt.Errorf("unsupported compression of %s", name)
+}
+
+func readControl(r io.Reader, name string, u *Unpacked) error {
+	dr, done, err := decompress(r, name)
+	if err != nil {
+		return err
+	}
+	defer done()
+	tr := tar.NewReader(dr)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		base := path.Base(h.Name)
+		if h.Typeflag != tar.TypeReg {
+			continue
+		}
+		data, err := io.ReadAll(io.LimitReader(tr, 16<<20))
+		if err != nil {
+			return err
+		}
+		switch {
+		case base == "control":
+			parseControlFields(data, u.Control)
+		case maintainerScripts[base]:
+			u.Scripts[base] = string(data)
+		}
+	}
+}
+
+func parseControlFields(data []byte, into map[string]string) {
+	var last string
+	for _, l := range strings.Split(string(data), "\n") {
+		if l == "" {
+			continue
+		}
+		if l[0] == ' ' || l[0] == '\t' {
+			if last != "" {
+				into[last] += "\n" + l
+			}
+			continue
+		}
+		k, v, _ := strings.Cut(l, ":")
+		last = k
+		into[k] = strings.TrimSpace(v)
+	}
+}
+
+// cleanEntryPath turns a tar name into a safe relative path, or fails.
+func cleanEntryPath(name string) (string, error) {
+	n := strings.TrimPrefix(name, "./")
+	if n == "" || n == "." {
+		return "", nil
+	}
+	if strings.HasPrefix(n, "/") {
+		return "", fmt.Errorf("absolute path %q refused", name)
+	}
+	c := path.Clean(n)
+	if c == ".." || strings.HasPrefix(c, "../") {
+		return "", fmt.Errorf("path %q escapes the tree, refused", name)
+	}
+	return c, nil
+}
+
+// checkParents refuses to write through a symlink: every parent of rel inside destDir must be
+// a real directory.
+func checkParents(destDir, rel string) error {
+	dir := path.Dir(rel)
+	if dir == "." {
+		return nil
+	}
+	cur := destDir
+	for _, part := range strings.Split(dir, "/") {
+		cur = filepath.Join(cur, part)
+		fi, err := os.Lstat(cur)
+		if errors.Is(err, fs.ErrNotExist) {
+			return os.MkdirAll(filepath.Join(destDir, filepath.FromSlash(dir)), 0o755)
+		}
+		if err != nil {
+			return err
+		}
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			return fmt.Errorf("path %q goes through a symlink, refused", rel)
+		}
+		if !fi.IsDir() {
+			return fmt.Errorf("path %q: parent %s is not a directory", rel, cur)
+		}
+	}
+	return nil
+}
+
+func extractData(ctx context.Context, r io.Reader, name, destDir string, u *Unpacked) error {
+	dr, done, err := decompress(r, name)
+	if err != nil {
+		return err
+	}
+	defer done()
+	tr := tar.NewReader(dr)
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		rel, err := cleanEntryPath(h.Name)
+		if err != nil {
+			return err
+		}
+		if rel == "" {
+			continue
+		}
+		mode := fs.FileMode(h.Mode).Perm()
+		if h.Mode&(0o4000|0o2000) != 0 {
+			u.Neutralised = append(u.Neutralised, fmt.Sprintf("%s: setuid/setgid bits removed (mode %04o)", rel, h.Mode&0o7777))
+		}
+		e := Entry{Path: rel, Mode: mode, UID: h.Uid, GID: h.Gid}
+		target := filepath.Join(destDir, filepath.FromSlash(rel))
+		if err := checkParents(destDir, rel); err != nil {
+			return err
+		}
+		switch h.Typeflag {
+		case tar.TypeDir:
+			e.Type = TypeDir
+			if fi, err := os.Lstat(target); err == nil && !fi.IsDir() {
+				return fmt.Errorf("directory %q collides with an existing non-directory", rel)
+			}
+			if err := os.MkdirAll(target, 0o755); err != nil {
+				return err
+			}
+		case tar.TypeReg:
+			e.Type, e.Size = TypeFile, h.Size
+			perm := fs.FileMode(0o644)
+			if mode&0o111 != 0 {
+				perm = 0o755
+			}
+			os.Remove(target) // a later package may replace a file (dpkg's diversions aside)
+			out, err := os.OpenFile(target, os.O_CREATE|os.O_EXCL|os.O_WRONLY, perm)
+			if err != nil {
+				return err
+			}
+			_, err = io.Copy(out, tr)
+			if cerr := out.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				return fmt.Errorf("write %s: %w", rel, err)
+			}
+		case tar.TypeSymlink:
+			e.Type, e.Link = TypeSymlink, h.Linkname
+			os.Remove(target)
+			// The link is stored as is; it is never followed while extracting (checkParents).
+			if err := os.Symlink(h.Linkname, target); err != nil {
+				return err
+			}
+		case tar.TypeLink:
+			src, err := cleanEntryPath(h.Linkname)
+			if err != nil || src == "" {
+				return fmt.Errorf("hard link %q -> %q refused", rel, h.Linkname)
+			}
+			if err := checkParents(destDir, src); err != nil {
+				return err
+			}
+			e.Type, e.Link = TypeHard, src
+			os.Remove(target)
+			if err := os.Link(filepath.Join(destDir, filepath.FromSlash(src)), target); err != nil {
+				return fmt.Errorf("hard link %s: %w", rel, err)
+			}
+		case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
+			u.Neutralised = append(u.Neutralised, fmt.Sprintf("%s: device node or FIFO skipped", rel))
+			continue
+		default:
+			u.Neutralised = append(u.Neutralised, fmt.Sprintf("%s: unsupported tar entry type %q skipped", rel, h.Typeflag))
+			continue
+		}
+		u.Entries = append(u.Entries, e)
+	}
+	sort.SliceStable(u.Entries, func(i, j int) bool { return u.Entries[i].Path < u.Entries[j].Path })
+	return nil
+}

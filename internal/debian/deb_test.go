@@ -1,0 +1,190 @@
+package debian
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ulikunitz/xz"
+
+	"github.com/ukernel-dev/ukernel/internal/cache"
+)
+
+type tarEntry struct {
+	hdr  tar.Header
+	body string
+}
+
+func makeTar(t *testing.T, entries []tarEntry) []byte {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, e := range entries {
+		h := e.hdr
+		h.Size = int64(len(e.body))
+		h.Format = tar.FormatGNU
+		must(t, tw.WriteHeader(&h))
+		_, err := tw.Write([]byte(e.body))
+		must(t, err)
+	}
+	must(t, tw.Close())
+	return buf.Bytes()
+}
+
+func makeDeb(t *testing.T, data []tarEntry) string {
+	t.Helper()
+	ctl := makeTar(t, []tarEntry{
+		{tar.Header{Name: "./control", Mode: 0o644, Typeflag: tar.TypeReg}, "Package: demo\nVersion: 1.0\nArchitecture: amd64\nDescription: demo\n two lines\n"},
+		{tar.Header{Name: "./postinst", Mode: 0o755, Typeflag: tar.TypeReg}, "#!/bin/sh\nexit 0\n"},
+	})
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(ctl)
+	zw.Close()
+	var xzb bytes.Buffer
+	xw, err := xz.NewWriter(&xzb)
+	must(t, err)
+	xw.Write(makeTar(t, data))
+	must(t, xw.Close())
+	var deb bytes.Buffer
+	deb.WriteString("!<arch>\n")
+	for _, m := range []struct {
+		name string
+		body []byte
+	}{{"debian-binary", []byte("2.0\n")}, {"control.tar.gz", gz.Bytes()}, {"data.tar.xz", xzb.Bytes()}} {
+		fmt.Fprintf(&deb, "%-16s%-12d%-6d%-6d%-8s%-10d`\n", m.name+"/", 0, 0, 0, "100644", len(m.body))
+		deb.Write(m.body)
+		if len(m.body)%2 == 1 {
+			deb.WriteByte('\n')
+		}
+	}
+	p := filepath.Join(t.TempDir(), "demo.deb")
+	must(t, os.WriteFile(p, deb.Bytes(), 0o644))
+	return p
+}
+
+func TestExtractDebSynthetic(t *testing.T) {
+	deb := makeDeb(t, []tarEntry{
+		{tar.Header{Name: "./", Mode: 0o755, Typeflag: tar.TypeDir}, ""},
+		{tar.Header{Name: "./usr/bin/", Mode: 0o755, Typeflag: tar.TypeDir}, ""},
+		{tar.Header{Name: "./usr/bin/su", Mode: 0o4755, Typeflag: tar.TypeReg, Uid: 0, Gid: 0}, "binary"},
+		{tar.Header{Name: "./usr/bin/crontab", Mode: 0o2755, Typeflag: tar.TypeReg, Gid: 107}, "binary"},
+		{tar.Header{Name: "./usr/bin/sh", Typeflag: tar.TypeSymlink, Linkname: "/bin/dash", Mode: 0o777}, ""},
+		{tar.Header{Name: "./usr/bin/su2", Typeflag: tar.TypeLink, Linkname: "./usr/bin/su"}, ""},
+		{tar.Header{Name: "./dev/null", Typeflag: tar.TypeChar, Devmajor: 1, Devminor: 3, Mode: 0o666}, ""},
+	})
+	dest := t.TempDir()
+	u, err := ExtractDeb(context.Background(), deb, dest)
+	must(t, err)
+	if u.Control["Package"] != "demo" || !strings.Contains(u.Control["Description"], "two lines") {
+		t.Errorf("control %v", u.Control)
+	}
+	if _, ok := u.Scripts["postinst"]; !ok || len(u.Scripts) != 1 {
+		t.Errorf("scripts %v", u.Scripts)
+	}
+	byPath := map[string]Entry{}
+	for _, e := range u.Entries {
+		byPath[e.Path] = e
+	}
+	if e := byPath["usr/bin/su"]; e.Mode != 0o755 || e.Type != TypeFile {
+		t.Errorf("su %+v", e)
+	}
+	if e := byPath["usr/bin/crontab"]; e.GID != 107 || e.Mode != 0o755 {
+		t.Errorf("crontab %+v", e)
+	}
+	if e := byPath["usr/bin/sh"]; e.Type != TypeSymlink || e.Link != "/bin/dash" {
+		t.Errorf("sh %+v", e)
+	}
+	if e := byPath["usr/bin/su2"]; e.Type != TypeHard || e.Link != "usr/bin/su" {
+		t.Errorf("su2 %+v", e)
+	}
+	if _, ok := byPath["dev/null"]; ok {
+		t.Error("device node extracted")
+	}
+	if fi, err := os.Stat(filepath.Join(dest, "usr/bin/su")); err != nil || fi.Mode()&os.ModeSetuid != 0 {
+		t.Errorf("su on disk: %v %v", fi.Mode(), err)
+	}
+	notes := strings.Join(u.Neutralised, "\n")
+	for _, want := range []string{"usr/bin/su: setuid", "usr/bin/crontab: setuid/setgid", "dev/null: device node"} {
+		if !strings.Contains(notes, want) {
+			t.Errorf("neutralised notes lack %q:\n%s", want, notes)
+		}
+	}
+}
+
+func TestExtractDebRefusesEscapes(t *testing.T) {
+	for name, entries := range map[string][]tarEntry{
+		"dotdot":   {{tar.Header{Name: "./../evil", Mode: 0o644, Typeflag: tar.TypeReg}, "x"}},
+		"absolute": {{tar.Header{Name: "/etc/evil", Mode: 0o644, Typeflag: tar.TypeReg}, "x"}},
+		"through-symlink": {
+			{tar.Header{Name: "./etc", Typeflag: tar.TypeSymlink, Linkname: "/tmp"}, ""},
+			{tar.Header{Name: "./etc/evil", Mode: 0o644, Typeflag: tar.TypeReg}, "x"},
+		},
+		"hardlink-out": {{tar.Header{Name: "./x", Typeflag: tar.TypeLink, Linkname: "../../etc/passwd"}, ""}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			parent := t.TempDir()
+			dest := filepath.Join(parent, "root")
+			_, err := ExtractDeb(context.Background(), makeDeb(t, entries), dest)
+			if err == nil || !strings.Contains(err.Error(), "refused") {
+				t.Fatalf("got %v, want a refusal", err)
+			}
+			if _, err := os.Stat(filepath.Join(parent, "evil")); err == nil {
+				t.Fatal("file written outside the tree")
+			}
+		})
+	}
+}
+
+// TestExtractRealDeb compares the extracted entries of a real package with dpkg-deb's listing.
+func TestExtractRealDeb(t *testing.T) {
+	a := openBookworm(t)
+	p := NewResolver(a.Packages).Candidate("libssl3")
+	var uri string
+	for _, s := range a.Suites {
+		if s.Release.Codename == p.Suite {
+			uri = s.Source.URI
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	c := testCache(t)
+	deb, err := (&cache.Fetcher{}).Fetch(ctx, c, uri+"/"+p.Filename, p.SHA256, p.Name, p.Size)
+	must(t, err)
+	dest := t.TempDir()
+	u, err := ExtractDeb(ctx, deb, dest)
+	must(t, err)
+	if u.Control["Package"] != "libssl3" || u.Control["Version"] != p.Version {
+		t.Fatalf("control %v", u.Control)
+	}
+	if _, err := exec.LookPath("dpkg-deb"); err != nil {
+		t.Skip("dpkg-deb not installed")
+	}
+	out, err := exec.CommandContext(ctx, "dpkg-deb", "--contents", deb).Output()
+	must(t, err)
+	var want, got []string
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(l)
+		name := strings.TrimSuffix(strings.TrimPrefix(f[5], "./"), "/")
+		if name != "" {
+			want = append(want, f[0][:1]+" "+name)
+		}
+	}
+	kind := map[EntryType]string{TypeDir: "d", TypeFile: "-", TypeSymlink: "l", TypeHard: "h"}
+	for _, e := range u.Entries {
+		got = append(got, kind[e.Type]+" "+e.Path)
+	}
+	sort.Strings(want)
+	sort.Strings(got)
+	if strings.Join(want, "\n") != strings.Join(got, "\n") {
+		t.Errorf("entries differ from dpkg-deb:\nours:\n%s\ndpkg-deb:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}

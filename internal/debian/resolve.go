@@ -1,0 +1,366 @@
+package debian
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// LayoutProvided are packages the image layout stands in for (the root filesystem is built
+// merged-/usr), so dependencies on them count as satisfied and they are never installed.
+var LayoutProvided = map[string]bool{"usr-is-merged": true, "usrmerge": true}
+
+type provider struct {
+	pkg     *Package
+	version string // provided version, "" when unversioned
+}
+
+// Resolver computes dependency closures over one merged set of indices.
+type Resolver struct {
+	byName    map[string][]*Package // versions of a name, newest first
+	providers map[string][]provider
+	// Prefer pins names to versions (the current lock) while those versions are available.
+	Prefer map[string]string
+}
+
+// NewResolver indexes the packages of Arch and "all".
+func NewResolver(pkgs []Package) *Resolver {
+	r := &Resolver{byName: map[string][]*Package{}, providers: map[string][]provider{}}
+	for i := range pkgs {
+		p := &pkgs[i]
+		if p.Architecture != Arch && p.Architecture != "all" {
+			continue
+		}
+		r.byName[p.Name] = append(r.byName[p.Name], p)
+	}
+	for _, vs := range r.byName {
+		sort.SliceStable(vs, func(i, j int) bool {
+			if c := CompareVersions(vs[i].Version, vs[j].Version); c != 0 {
+				return c > 0
+			}
+			return vs[i].Suite < vs[j].Suite
+		})
+	}
+	return r
+}
+
+// Candidate returns the version apt would pick for name: the preferred (locked) version while
+// available, else the highest; nil if the name has no real package.
+func (r *Resolver) Candidate(name string) *Package {
+	vs := r.byName[name]
+	if len(vs) == 0 {
+		return nil
+	}
+	if want, ok := r.Prefer[name]; ok {
+		for _, p := range vs {
+			if p.Version == want {
+				return p
+			}
+		}
+	}
+	return vs[0]
+}
+
+// Versions lists the available versions of name, newest first.
+func (r *Resolver) Versions(name string) []*Package { return r.byName[name] }
+
+// providersOf returns the candidate versions that provide name, built lazily: parsing every
+// Provides field up front would cost more than the whole resolution.
+func (r *Resolver) providersOf(name string) []provider {
+	if r.providers == nil || len(r.providers) == 0 {
+		r.buildProviders()
+	}
+	return r.providers[name]
+}
+
+func (r *Resolver) buildProviders() {
+	r.providers = map[string][]provider{"": nil}
+	names := make([]string, 0, len(r.byName))
+	for n := range r.byName {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		p := r.Candidate(n)
+		if p.Provides == "" {
+			continue
+		}
+		groups, err := ParseRelations(p.Provides)
+		if err != nil {
+			continue
+		}
+		for _, g := range groups {
+			for _, a := range g {
+				r.providers[a.Name] = append(r.providers[a.Name], provider{pkg: p, version: a.Constraint.Version})
+			}
+		}
+	}
+}
+
+// Request is one requested package: Name with an optional exact Version.
+type Request struct {
+	Name    string
+	Version string
+}
+
+// ParseRequest parses "name" or "name=version".
+func ParseRequest(s string) Request {
+	n, v, _ := strings.Cut(s, "=")
+	return Request{Name: n, Version: v}
+}
+
+// Resolve returns the closure of the requests, sorted by name. Like apt, it walks dependencies
+// depth-first in the order they are declared, skips a group an already chosen package
+// satisfies, and otherwise installs the first alternative that can be installed.
+func (r *Resolver) Resolve(reqs []Request) ([]*Package, error) {
+	st := &state{r: r, marked: map[string]*Package{}}
+	pinned := map[string]string{}
+	for _, q := range reqs {
+		if q.Version != "" {
+			pinned[q.Name] = q.Version
+		}
+	}
+	if len(pinned) > 0 {
+		prefer := map[string]string{}
+		for k, v := range r.Prefer {
+			prefer[k] = v
+		}
+		for k, v := range pinned {
+			prefer[k] = v
+		}
+		saved := r.Prefer
+		r.Prefer = prefer
+		r.providers = nil
+		defer func() { r.Prefer = saved; r.providers = nil }()
+	}
+	for _, q := range reqs {
+		p, err := r.lookupRequest(q)
+		if err != nil {
+			return nil, err
+		}
+		if err := st.mark(p, nil); err != nil {
+			return nil, err
+		}
+	}
+	out := make([]*Package, 0, len(st.marked))
+	for _, p := range st.marked {
+		out = append(out, p)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+func (r *Resolver) lookupRequest(q Request) (*Package, error) {
+	vs := r.byName[q.Name]
+	if len(vs) == 0 {
+		if prov := r.providersOf(q.Name); len(prov) > 0 {
+			return nil, fmt.Errorf("%s is a virtual package provided by %s: request one of them", q.Name, providerNames(prov))
+		}
+		return nil, &UnknownPackageError{Name: q.Name, Suggestions: r.Suggest(q.Name)}
+	}
+	if q.Version == "" {
+		return r.Candidate(q.Name), nil
+	}
+	for _, p := range vs {
+		if p.Version == q.Version {
+			return p, nil
+		}
+	}
+	avail := make([]string, len(vs))
+	for i, p := range vs {
+		avail[i] = p.Version + " (" + p.Suite + ")"
+	}
+	return nil, fmt.Errorf("%s has no version %s in the archive; available: %s", q.Name, q.Version, strings.Join(avail, ", "))
+}
+
+func providerNames(prov []provider) string {
+	var names []string
+	for _, p := range prov {
+		names = append(names, p.pkg.Name)
+	}
+	sort.Strings(names)
+	return strings.Join(names, ", ")
+}
+
+// UnknownPackageError is a name the archive does not have.
+type UnknownPackageError struct {
+	Name        string
+	Suggestions []string
+}
+
+func (e *UnknownPackageError) Error() string {
+	if len(e.Suggestions) == 0 {
+		return fmt.Sprintf("no package %s in the archive", e.Name)
+	}
+	return fmt.Sprintf("no package %s in the archive; similar names: %s", e.Name, strings.Join(e.Suggestions, ", "))
+}
+
+type state struct {
+	r      *Resolver
+	marked map[string]*Package
+}
+
+func (st *state) mark(p *Package, chain []string) error {
+	if _, ok := st.marked[p.Name]; ok {
+		return nil
+	}
+	st.marked[p.Name] = p
+	chain = append(chain, p.Name+" "+p.Version)
+	for _, field := range []string{p.PreDepends, p.Depends} {
+		groups, err := ParseRelations(field)
+		if err != nil {
+			return fmt.Errorf("%s %s: %w", p.Name, p.Version, err)
+		}
+		for _, g := range groups {
+			if st.satisfied(g) {
+				continue
+			}
+			choice := st.choose(g)
+			if choice == nil {
+				return fmt.Errorf("cannot satisfy %s: %s depends on %q, which no available package satisfies", chain[0], strings.Join(chain, " -> "), g.String())
+			}
+			if err := st.mark(choice, chain); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func archOK(a Atom) bool {
+	return a.Arch == "" || a.Arch == "any" || a.Arch == "native" || a.Arch == Arch
+}
+
+// satisfied: some alternative is met by a package already chosen (directly or via Provides).
+func (st *state) satisfied(g Group) bool {
+	for _, a := range g {
+		if LayoutProvided[a.Name] {
+			return true
+		}
+		if !archOK(a) {
+			continue
+		}
+		if p, ok := st.marked[a.Name]; ok && a.Constraint.Satisfied(p.Version) {
+			return true
+		}
+		for _, pr := range st.r.providersOf(a.Name) {
+			if st.marked[pr.pkg.Name] == pr.pkg && providesSatisfies(pr, a) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func providesSatisfies(pr provider, a Atom) bool {
+	if a.Constraint.Op == "" {
+		return true
+	}
+	return pr.version != "" && a.Constraint.Satisfied(pr.version)
+}
+
+// choose picks the first alternative that can be installed: the real package's candidate if
+// it meets the constraint, else a providing package (apt's order: required/important
+// priority first, then name).
+func (st *state) choose(g Group) *Package {
+	for _, a := range g {
+		if !archOK(a) {
+			continue
+		}
+		if c := st.r.Candidate(a.Name); c != nil && a.Constraint.Satisfied(c.Version) {
+			if _, taken := st.marked[c.Name]; !taken {
+				return c
+			}
+		}
+		var cands []*Package
+		for _, pr := range st.r.providersOf(a.Name) {
+			if providesSatisfies(pr, a) {
+				cands = append(cands, pr.pkg)
+			}
+		}
+		if len(cands) > 0 {
+			sort.SliceStable(cands, func(i, j int) bool {
+				pi, pj := priorityRank(cands[i].Priority), priorityRank(cands[j].Priority)
+				if pi != pj {
+					return pi < pj
+				}
+				return cands[i].Name < cands[j].Name
+			})
+			return cands[0]
+		}
+	}
+	return nil
+}
+
+func priorityRank(p string) int {
+	switch p {
+	case "required":
+		return 0
+	case "important":
+		return 1
+	case "standard":
+		return 2
+	case "optional":
+		return 3
+	}
+	return 4
+}
+
+// Suggest returns up to 10 package names close to name: the same stem, or containing it.
+func (r *Resolver) Suggest(name string) []string {
+	var out []string
+	for n := range r.byName {
+		if strings.HasPrefix(n, name) || (len(name) >= 3 && strings.Contains(n, name)) {
+			out = append(out, n)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if len(out[i]) != len(out[j]) {
+			return len(out[i]) < len(out[j])
+		}
+		return out[i] < out[j]
+	})
+	if len(out) > 10 {
+		out = out[:10]
+	}
+	return out
+}
+
+// Choose maps what a user typed to one real package: an exact name, name=version, a virtual
+// name with a single provider, or a library stem ("libssl" -> "libssl3": the stem followed by
+// a version-like suffix). Ambiguous or unknown input lists candidates in the error.
+func (r *Resolver) Choose(input string) (*Package, error) {
+	q := ParseRequest(input)
+	if _, ok := r.byName[q.Name]; ok {
+		return r.lookupRequest(q)
+	}
+	if prov := r.providersOf(q.Name); len(prov) == 1 && q.Version == "" {
+		return prov[0].pkg, nil
+	} else if len(prov) > 1 {
+		return nil, fmt.Errorf("%s is provided by several packages: %s; add one of them", q.Name, providerNames(prov))
+	}
+	var stems []string
+	for n := range r.byName {
+		if rest, ok := strings.CutPrefix(n, q.Name); ok && versionSuffix(rest) {
+			stems = append(stems, n)
+		}
+	}
+	sort.Strings(stems)
+	switch len(stems) {
+	case 1:
+		return r.lookupRequest(Request{Name: stems[0], Version: q.Version})
+	case 0:
+		return nil, &UnknownPackageError{Name: q.Name, Suggestions: r.Suggest(q.Name)}
+	}
+	return nil, fmt.Errorf("%s is ambiguous: candidates %s", q.Name, strings.Join(stems, ", "))
+}
+
+// versionSuffix: "3", "1.1", "-3", "6", "t64", "3t64" — a soname-style suffix, nothing else.
+func versionSuffix(s string) bool {
+	s = strings.TrimPrefix(s, "-")
+	s = strings.TrimSuffix(s, "t64")
+	if s == "" || s[0] < '0' || s[0] > '9' {
+		return false
+	}
+	return strings.Trim(s, "0123456789.") == "" || strings.Trim(s, "0123456789.abcdefghijklmnopqrstuvwxyz") == "" && len(strings.Trim(s, "0123456789.")) == 1
+}

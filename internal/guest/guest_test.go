@@ -1,0 +1,385 @@
+package guest
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ukernel-dev/ukernel/internal/abi"
+)
+
+func drive(body []byte, length uint64) []byte {
+	var b bytes.Buffer
+	b.WriteString(abi.ConfigMagic)
+	_ = binary.Write(&b, binary.LittleEndian, length)
+	b.Write(body)
+	return b.Bytes()
+}
+
+func TestReadConfig(t *testing.T) {
+	good := []byte(`{"abi":"0.2.7","hostname":"h","env":{"TOKEN":"hunter2"},"network":{"mode":"none"}}`)
+	cfg, err := ReadConfig(bytes.NewReader(append(drive(good, uint64(len(good))), make([]byte, 512)...)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Hostname != "h" || cfg.Env["TOKEN"] != "hunter2" || cfg.Network.Mode != "none" {
+		t.Errorf("decoded %+v", cfg)
+	}
+
+	secretJSON := []byte(`{"abi":"0.2.0","env":{"TOKEN":"hunter2"`) // truncated JSON holding a secret
+	for _, tc := range []struct {
+		name string
+		data []byte
+		want string // substring of the error; "" means ErrNoConfig
+	}{
+		{"empty", nil, ""},
+		{"short header", []byte("UKCON"), ""},
+		{"other magic", append([]byte("\x00\x00\x00\x00\x00\x00\x00\x00"), make([]byte, 64)...), ""},
+		{"zero length", drive(nil, 0), "out of range"},
+		{"oversized", drive(nil, MaxConfigSize+1), "out of range"},
+		{"huge", drive(nil, 1<<63), "out of range"},
+		{"truncated", drive(good[:10], uint64(len(good))), "truncated"},
+		{"corrupt", drive(secretJSON, uint64(len(secretJSON))), "JSON invalid"},
+		{"wrong type", drive([]byte(`{"abi":"0.2.0","env":[1]}`), 25), "wrong type"},
+		{"abi mismatch", drive([]byte(`{"abi":"1.0.0"}`), 15), "ABI mismatch"},
+		{"abi missing", drive([]byte(`{}`), 2), "did not state an ABI"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ReadConfig(bytes.NewReader(tc.data))
+			if tc.want == "" {
+				if !errors.Is(err, ErrNoConfig) {
+					t.Fatalf("got %v, want ErrNoConfig", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want an error containing %q", err, tc.want)
+			}
+			if strings.Contains(err.Error(), "hunter2") {
+				t.Fatalf("error leaks a config value: %v", err)
+			}
+		})
+	}
+}
+
+func TestDefaultConfig(t *testing.T) {
+	c := DefaultConfig(&abi.Manifest{Name: "w", Run: abi.RunDefaults{Net: "user"}})
+	want := abi.Network{Mode: "user", Address: "10.0.2.15/24", Gateway: "10.0.2.2", DNS: []string{"10.0.2.3"}}
+	if !reflect.DeepEqual(c.Network, want) || c.Hostname != "w" || c.ABI != abi.Version {
+		t.Errorf("got %+v", c)
+	}
+	if c := DefaultConfig(&abi.Manifest{Run: abi.RunDefaults{Net: "none"}}); c.Network.Address != "" {
+		t.Errorf("net none got an address: %+v", c.Network)
+	}
+}
+
+func TestParseUevent(t *testing.T) {
+	kv := ParseUevent([]byte("MAJOR=254\nMINOR=2\nDEVNAME=vda2\nDEVTYPE=partition\nPARTN=1\nPARTNAME=ukernel-root\n\njunk\n"))
+	want := map[string]string{"MAJOR": "254", "MINOR": "2", "DEVNAME": "vda2", "DEVTYPE": "partition", "PARTN": "1", "PARTNAME": "ukernel-root"}
+	if !reflect.DeepEqual(kv, want) {
+		t.Errorf("got %v", kv)
+	}
+}
+
+// fakeSys builds a sysfs-like tree: class/block links into devices/, as the kernel lays it out.
+func fakeSys(t *testing.T) string {
+	t.Helper()
+	sys := t.TempDir()
+	write := func(p, s string) {
+		t.Helper()
+		p = filepath.Join(sys, p)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	link := func(target, name string) {
+		t.Helper()
+		p := filepath.Join(sys, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(target, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dev := "devices/platform/virtio-mmio.0/virtio0/block/"
+	write(dev+"vda/uevent", "MAJOR=254\nMINOR=0\nDEVNAME=vda\nDEVTYPE=disk\n")
+	write(dev+"vda/vda1/uevent", "MAJOR=254\nMINOR=1\nDEVNAME=vda1\nDEVTYPE=partition\nPARTNAME=ukernel-boot\n")
+	write(dev+"vda/vda2/uevent", "MAJOR=254\nMINOR=2\nDEVNAME=vda2\nDEVTYPE=partition\nPARTNAME=ukernel-root\n")
+	write("devices/platform/virtio-mmio.1/virtio1/block/vdb/uevent", "DEVNAME=vdb\nDEVTYPE=disk\n")
+	for _, n := range []string{"vda", "vda/vda1", "vda/vda2"} {
+		link("../../"+dev+n, "class/block/"+filepath.Base(n))
+	}
+	link("../../devices/platform/virtio-mmio.1/virtio1/block/vdb", "class/block/vdb")
+	write("class/virtio-ports/vport2p0/name", "\n") // port 0 of a virtio-serial device is unnamed
+	write("class/virtio-ports/vport2p1/name", abi.EventsPort+"\n")
+	write("class/virtio-ports/vport2p2/name", abi.ControlPort+"\n")
+	return sys
+}
+
+func TestBlockDevicesAndPorts(t *testing.T) {
+	sys := fakeSys(t)
+	devs, err := BlockDevices(sys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []BlockDev{
+		{Name: "vda", Disk: true},
+		{Name: "vda1", PartName: "ukernel-boot", Parent: "vda"},
+		{Name: "vda2", PartName: "ukernel-root", Parent: "vda"},
+		{Name: "vdb", Disk: true},
+	}
+	if !reflect.DeepEqual(devs, want) {
+		t.Errorf("got %+v\nwant %+v", devs, want)
+	}
+	root, ok := FindPartition(devs, abi.RootLabel)
+	if !ok || root.Name != "vda2" || root.Parent != "vda" {
+		t.Errorf("root partition: %+v %v", root, ok)
+	}
+	if _, ok := FindPartition(devs, "nope"); ok {
+		t.Error("found a partition that does not exist")
+	}
+	ports, err := VirtioPorts(sys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := map[string]string{abi.EventsPort: "vport2p1", abi.ControlPort: "vport2p2"}; !reflect.DeepEqual(ports, want) {
+		t.Errorf("ports %v, want %v", ports, want)
+	}
+	// No virtio-serial device at all is "nothing yet", not an error.
+	if p, err := VirtioPorts(t.TempDir()); err != nil || len(p) != 0 {
+		t.Errorf("empty sysfs: %v %v", p, err)
+	}
+	if _, err := BlockDevices(t.TempDir()); err == nil {
+		t.Error("missing class/block should be an error")
+	}
+}
+
+func TestFindConfig(t *testing.T) {
+	devDir := t.TempDir()
+	body := []byte(`{"abi":"0.2.0","hostname":"cfg"}`)
+	if err := os.WriteFile(filepath.Join(devDir, "vdb"), drive(body, uint64(len(body))), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// The image disk: a protective MBR, never a config drive even when its bytes would match.
+	if err := os.WriteFile(filepath.Join(devDir, "vda"), drive(body, uint64(len(body))), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	devs := []BlockDev{{Name: "vda", Disk: true}, {Name: "vda2", Parent: "vda"}, {Name: "vdb", Disk: true}, {Name: "vdc", Disk: true}}
+	cfg, path, err := FindConfig(devs, devDir, "vda")
+	if err != nil || cfg == nil || cfg.Hostname != "cfg" || path != devDir+"/vdb" {
+		t.Fatalf("got %+v %q %v", cfg, path, err)
+	}
+	cfg, _, err = FindConfig(devs[:2], devDir, "vda")
+	if cfg != nil || err != nil {
+		t.Fatalf("no config drive: got %+v %v", cfg, err)
+	}
+}
+
+func TestModulePaths(t *testing.T) {
+	mods := []string{"kernel/drivers/virtio/virtio_ring.ko", "kernel/drivers/virtio/virtio.ko", "kernel/fs/erofs/erofs.ko.xz"}
+	got, err := ModulePaths("/", "6.1.0-56-cloud-amd64", mods)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"/lib/modules/6.1.0-56-cloud-amd64/kernel/drivers/virtio/virtio_ring.ko",
+		"/lib/modules/6.1.0-56-cloud-amd64/kernel/drivers/virtio/virtio.ko",
+		"/lib/modules/6.1.0-56-cloud-amd64/kernel/fs/erofs/erofs.ko.xz",
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got %v", got)
+	}
+	for _, bad := range []string{"/etc/passwd", "../../x.ko", "", "kernel/../../../x.ko"} {
+		if _, err := ModulePaths("/", "r", []string{bad}); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+	if _, err := ModulePaths("/", "", mods); err == nil {
+		t.Error("empty release accepted")
+	}
+	if err := LoadModule(filepath.Join(t.TempDir(), "missing.ko")); err == nil || !strings.Contains(err.Error(), "missing.ko") {
+		t.Errorf("missing module: %v", err)
+	}
+}
+
+func TestMergeEnv(t *testing.T) {
+	got := MergeEnv("/root",
+		map[string]string{"B": "image", "A": "image", "LANG": "en_US.UTF-8"},
+		map[string]string{"B": "run", "C": "run", "BAD=KEY": "x", "": "y"})
+	want := []string{"PATH=" + BasePath, "HOME=/root", "LANG=en_US.UTF-8", "A=image", "B=run", "C=run"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got %v\nwant %v", got, want)
+	}
+}
+
+func TestExitCode(t *testing.T) {
+	for _, tc := range []struct {
+		ws   syscall.WaitStatus
+		want int
+	}{
+		{0, 0},
+		{3 << 8, 3},
+		{255 << 8, 255},
+		{syscall.WaitStatus(syscall.SIGTERM), 143},
+		{syscall.WaitStatus(syscall.SIGKILL), 137},
+		{syscall.WaitStatus(syscall.SIGSEGV) | 0x80, 139}, // core dumped
+	} {
+		if got := ExitCode(tc.ws); got != tc.want {
+			t.Errorf("ExitCode(%#x) = %d, want %d", uint32(tc.ws), got, tc.want)
+		}
+	}
+}
+
+func TestEmitter(t *testing.T) {
+	em := NewEmitter(4)
+	em.Emit(abi.Event{Type: abi.EventHello, ABI: abi.Version})
+	em.Phase("init", Now())
+	for i := 0; i < 5; i++ {
+		em.Emit(abi.Event{Type: abi.EventHealth})
+	}
+	if em.Dropped() != 3 {
+		t.Errorf("dropped %d, want 3", em.Dropped())
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	em.Attach(w) // queued events are written once the port exists
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	em.Close(ctx)
+	em.Emit(abi.Event{Type: abi.EventPowerOff}) // after Close: ignored, no panic
+	w.Close()
+	var out bytes.Buffer
+	if _, err := out.ReadFrom(r); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 4 || !strings.HasPrefix(lines[0], `{"type":"hello","t_ns":`) || !strings.Contains(lines[1], `"name":"init"`) {
+		t.Errorf("got %q", lines)
+	}
+
+	// A writer that never accepts must not hold Close past its deadline.
+	blocked := NewEmitter(4)
+	br, bw, _ := os.Pipe()
+	defer br.Close()
+	defer bw.Close()
+	big := strings.Repeat("x", 1<<20)
+	blocked.Emit(abi.Event{Type: abi.EventError, Message: big}) // larger than the pipe buffer
+	blocked.Attach(bw)
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel2()
+	start := time.Now()
+	blocked.Close(ctx2)
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("Close took %v", d)
+	}
+}
+
+func TestSupervisor(t *testing.T) {
+	s := NewSupervisor()
+	sigchld := make(chan os.Signal, 8)
+	signal.Notify(sigchld, syscall.SIGCHLD)
+	defer signal.Stop(sigchld)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	go func() {
+		for {
+			select {
+			case <-sigchld:
+				s.Reap()
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	env := MergeEnv("/", map[string]string{"X": "42"})
+	p, err := s.Start(Spec{Name: "exit", Argv: []string{"sh", "-c", `test "$X" = 42 && test "$(pwd)" = /tmp && exit 5`}, Env: env, Dir: "/tmp"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.Done():
+	case <-ctx.Done():
+		t.Fatal("process did not exit")
+	}
+	if p.Code() != 5 {
+		t.Errorf("code %d, want 5", p.Code())
+	}
+
+	// NoNewPrivs really reaches the child.
+	out, err := os.CreateTemp(t.TempDir(), "status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err = s.Start(Spec{Name: "nnp", Argv: []string{"grep", "NoNewPrivs", "/proc/self/status"}, Env: env, Dir: "/", Stdout: out, NoNewPrivs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-p.Done()
+	b, _ := os.ReadFile(out.Name())
+	if !strings.Contains(string(b), "NoNewPrivs:\t1") {
+		t.Errorf("child status: %q", b)
+	}
+
+	// Stop: SIGTERM to the group, SIGKILL after grace for one that ignores it.
+	p, err = s.Start(Spec{Name: "stubborn", Argv: []string{"sh", "-c", `trap "" TERM; while :; do sleep 0.1; done`}, Env: env, Dir: "/"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond) // let the trap be set
+	start := time.Now()
+	s.Stop(ctx, 300*time.Millisecond)
+	if p.Code() != 137 || time.Since(start) > 5*time.Second {
+		t.Errorf("stubborn: code %d after %v", p.Code(), time.Since(start))
+	}
+
+	if _, err := s.Start(Spec{Name: "missing", Argv: []string{"no-such-command-ukernel"}, Env: env, Dir: "/"}); err == nil || !strings.Contains(err.Error(), "not found in PATH") {
+		t.Errorf("missing command: %v", err)
+	}
+	if len(s.Running()) != 0 {
+		t.Errorf("still running: %v", s.Running())
+	}
+}
+
+func TestEtcFilesAndAtomicWrite(t *testing.T) {
+	files := EtcFiles("web", []string{"10.0.2.3", "1.1.1.1"})
+	if files["etc/resolv.conf"] != "nameserver 10.0.2.3\nnameserver 1.1.1.1\n" || files["etc/hostname"] != "web\n" ||
+		!strings.Contains(files["etc/hosts"], "127.0.1.1\tweb\n") {
+		t.Errorf("got %q", files)
+	}
+	dir := t.TempDir()
+	target := filepath.Join(dir, "run-resolv")
+	if err := os.WriteFile(target, []byte("old"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	name := filepath.Join(dir, "etc", "resolv.conf")
+	if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(target, name); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteFileAtomic(name, []byte("new\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if fi, _ := os.Lstat(name); fi.Mode()&os.ModeSymlink != 0 {
+		t.Error("symlink was followed instead of replaced")
+	}
+	if b, _ := os.ReadFile(target); string(b) != "old" {
+		t.Errorf("symlink target modified: %q", b)
+	}
+}

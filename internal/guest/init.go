@@ -1,0 +1,485 @@
+// Package guest is ukernel-init, the guest's PID 1: it mounts the pseudo filesystems, loads the
+// image's kernel modules, finds its disks and virtio-serial ports, reads the run-time config,
+// assembles the root (read-only image + tmpfs overlay), configures the network, runs the
+// entry and services, reports ABI events to the host and powers the VM off with the entry's
+// exit code. cmd/ukernel-init is only a main that calls Main.
+package guest
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ukernel-dev/ukernel/internal/abi"
+)
+
+// Deadlines of the boot sequence. TCG is slow; these are generous but bounded.
+const (
+	DeviceTimeout  = 5 * time.Second        // root disk and events port after module loading
+	ControlGrace   = 500 * time.Millisecond // extra wait for the optional control port
+	DefaultStopS   = 10                     // grace before SIGKILL on a stop request
+	FlushTimeout   = 2 * time.Second        // events still queued at power-off
+	ShutdownGrace  = 3 * time.Second        // remaining services after the entry exited
+	FatalExitCode  = 125                    // init's own failures
+	eventQueueSize = 1024
+)
+
+// Init holds PID 1's state. The zero value is not usable; Main builds one.
+type Init struct {
+	start    int64
+	events   *Emitter
+	console  *os.File
+	log      *slog.Logger
+	sup      *Supervisor
+	layout   Layout
+	manifest *abi.Manifest
+	cfg      *abi.BootConfig
+	rootPart BlockDev
+	modsDone bool
+	mounted  bool
+	stopReq  chan abi.Control
+}
+
+// Main runs PID 1 and never returns: it ends by powering the machine off. Anywhere but PID 1 it
+// refuses to run: it would mount over /dev and kill every process on power-off.
+func Main() {
+	if os.Getpid() != 1 {
+		fmt.Fprintln(os.Stderr, "ukernel-init: error: must run as PID 1 of a ukernel guest, not on a host")
+		os.Exit(2)
+	}
+	in := &Init{
+		start:   Now(),
+		events:  NewEmitter(eventQueueSize),
+		console: os.Stderr,
+		sup:     NewSupervisor(),
+		layout:  DefaultLayout,
+		stopReq: make(chan abi.Control, 1),
+	}
+	in.events.Emit(abi.Event{Type: abi.EventHello, Time: in.start, ABI: abi.Version})
+	in.log = consoleLogger(in.console, slog.LevelWarn)
+	in.poweroff(in.run())
+}
+
+// fatalError is a failure of init itself: what failed and why.
+type fatalError struct {
+	what string
+	err  error
+}
+
+func (e *fatalError) Error() string { return e.what + ": " + e.err.Error() }
+
+func fail(what string, err error) error { return &fatalError{what, err} }
+
+// run boots the workload and returns its exit code, or a fatal error.
+func (in *Init) run() (code int, err error) {
+	// Subscribe before anything can start a child: no SIGCHLD or forwarded signal is missed.
+	sigchld := make(chan os.Signal, 16)
+	signal.Notify(sigchld, syscall.SIGCHLD)
+	go func() {
+		for range sigchld {
+			in.sup.Reap()
+		}
+	}()
+	fwd := make(chan os.Signal, 4)
+	signal.Notify(fwd, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+
+	if err := MountEarly(); err != nil {
+		return 0, fail("mount pseudo filesystems", err)
+	}
+	in.openConsole()
+
+	data, err := os.ReadFile(abi.InitramfsManifest)
+	if err != nil {
+		return 0, fail("read manifest", err)
+	}
+	var m abi.Manifest
+	if err := json.Unmarshal(data, &m); err != nil {
+		return 0, fail("parse manifest "+abi.InitramfsManifest, err)
+	}
+	in.manifest = &m
+	if err := abi.Compatible(m.ABI); err != nil {
+		return 0, fmt.Errorf("%w (manifest %s of image %q)", err, abi.InitramfsManifest, m.Name)
+	}
+	in.events.Phase("init", in.start)
+
+	t := Now()
+	if err := in.loadModules(); err != nil {
+		return 0, fail("load kernel modules", err)
+	}
+	in.events.Phase("modules", t)
+
+	t = Now()
+	ports, err := in.waitDevices()
+	if err != nil {
+		return 0, fail("wait for devices", err)
+	}
+	if err := in.openPorts(ports); err != nil {
+		return 0, fail("open virtio-serial ports", err)
+	}
+	in.events.Phase("devices", t)
+
+	t = Now()
+	if err := in.loadConfig(); err != nil {
+		return 0, fail("read run-time config", err)
+	}
+	if in.cfg.Debug {
+		in.log = consoleLogger(in.console, slog.LevelDebug)
+	}
+	in.events.Phase("config", t)
+
+	t = Now()
+	fstype := m.Root.FSType
+	if fstype == "" {
+		fstype = "erofs"
+	}
+	if err := MountRoot(in.layout, "/dev/"+in.rootPart.Name, fstype); err != nil {
+		return 0, fail("mount root filesystem", err)
+	}
+	in.mounted = true
+	for name, content := range EtcFiles(in.cfg.Hostname, in.cfg.Network.DNS) {
+		if err := WriteFileAtomic(filepath.Join(in.layout.Root, name), []byte(content), 0o644); err != nil {
+			return 0, fail("write /"+name, err)
+		}
+	}
+	if err := unix.Sethostname([]byte(in.cfg.Hostname)); err != nil {
+		return 0, fail("set hostname "+in.cfg.Hostname, err)
+	}
+	in.events.Phase("mounts", t)
+
+	t = Now()
+	nic, err := SetupNetwork(in.cfg.Network)
+	if err != nil {
+		return 0, fail("configure network", err)
+	}
+	in.log.Debug("network", "nic", nic, "mode", in.cfg.Network.Mode, "address", in.cfg.Network.Address)
+	in.events.Phase("network", t)
+
+	return in.supervise(fwd)
+}
+
+// openConsole makes sure init's own messages reach the console, even when the kernel found no
+// /dev/console in the initramfs and started init without fds 0-2.
+func (in *Init) openConsole() {
+	if _, err := unix.FcntlInt(2, unix.F_GETFD, 0); err == nil {
+		return
+	}
+	c, err := os.OpenFile("/dev/console", os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		return
+	}
+	for fd := 0; fd <= 2; fd++ {
+		_ = unix.Dup3(int(c.Fd()), fd, 0)
+	}
+	in.console = os.NewFile(2, "/dev/console")
+	in.log = consoleLogger(in.console, slog.LevelWarn)
+}
+
+// consoleLogger logs init's diagnostics on the console without timestamps (the kernel's clock is
+// on the console already); warnings by default, everything when the boot config asks for debug.
+func consoleLogger(w *os.File, level slog.Level) *slog.Logger {
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level,
+		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+			if len(groups) == 0 && a.Key == slog.TimeKey {
+				return slog.Attr{}
+			}
+			if len(groups) == 0 && a.Key == slog.MessageKey {
+				a.Value = slog.StringValue("ukernel-init: " + a.Value.String())
+			}
+			return a
+		}}))
+}
+
+func (in *Init) loadModules() error {
+	if in.modsDone {
+		return nil
+	}
+	in.modsDone = true
+	release := in.manifest.Kernel.Release
+	if release == "" {
+		var u unix.Utsname
+		if err := unix.Uname(&u); err == nil {
+			release = unix.ByteSliceToString(u.Release[:])
+		}
+	}
+	paths, err := ModulePaths("/", release, in.manifest.Modules)
+	if err != nil {
+		return err
+	}
+	for _, p := range paths {
+		if err := LoadModule(p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// waitDevices waits for the root partition and the events port, then briefly for the optional
+// control port, and returns the port map.
+func (in *Init) waitDevices() (map[string]string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), DeviceTimeout)
+	defer cancel()
+	var ports map[string]string
+	var ready time.Time // when everything required was there
+	err := Poll(ctx, 10*time.Millisecond, func() (string, error) {
+		devs, err := BlockDevices("/sys")
+		if err != nil {
+			return "", err
+		}
+		root, ok := FindPartition(devs, abi.RootLabel)
+		if !ok {
+			return fmt.Sprintf("the root disk (a GPT partition named %q; block devices: %s)", abi.RootLabel, devNames(devs)), nil
+		}
+		in.rootPart = root
+		if ports, err = VirtioPorts("/sys"); err != nil {
+			return "", err
+		}
+		if _, ok := ports[abi.EventsPort]; !ok {
+			return fmt.Sprintf("the virtio-serial port %q (ports: %v)", abi.EventsPort, ports), nil
+		}
+		if _, ok := ports[abi.ControlPort]; ok {
+			return "", nil
+		}
+		if ready.IsZero() {
+			ready = time.Now()
+		}
+		if time.Since(ready) < ControlGrace {
+			return "the control port", nil
+		}
+		return "", nil
+	})
+	if err != nil && !ready.IsZero() {
+		return ports, nil // only the optional control port is missing
+	}
+	return ports, err
+}
+
+func devNames(devs []BlockDev) string {
+	if len(devs) == 0 {
+		return "none"
+	}
+	s := ""
+	for i, d := range devs {
+		if i > 0 {
+			s += ","
+		}
+		s += d.Name
+	}
+	return s
+}
+
+func (in *Init) openPorts(ports map[string]string) error {
+	ev, err := os.OpenFile("/dev/"+ports[abi.EventsPort], os.O_WRONLY, 0)
+	if err != nil {
+		return fmt.Errorf("events port %s: %w", abi.EventsPort, err)
+	}
+	in.events.Attach(ev)
+	if dev, ok := ports[abi.ControlPort]; ok {
+		ctl, err := os.OpenFile("/dev/"+dev, os.O_RDONLY, 0)
+		if err != nil {
+			return fmt.Errorf("control port %s: %w", abi.ControlPort, err)
+		}
+		go in.readControl(ctl)
+	} else {
+		in.log.Warn("no control port: graceful stop from the host is not available", "port", abi.ControlPort)
+	}
+	return nil
+}
+
+// readControl turns control lines from the host into requests. A port whose host side is not
+// connected reads as EOF; retry slowly rather than spin.
+func (in *Init) readControl(f *os.File) {
+	for {
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			var c abi.Control
+			if err := json.Unmarshal(sc.Bytes(), &c); err != nil {
+				in.log.Warn("control: ignoring a line that is not JSON", "err", err)
+				continue
+			}
+			switch c.Type {
+			case abi.ControlStop:
+				select {
+				case in.stopReq <- c:
+				default: // a stop is already pending
+				}
+			default:
+				in.log.Warn("control: unknown message type", "type", c.Type)
+			}
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+func (in *Init) loadConfig() error {
+	devs, err := BlockDevices("/sys")
+	if err != nil {
+		return err
+	}
+	cfg, dev, err := FindConfig(devs, "/dev", in.rootPart.Parent)
+	if err != nil {
+		return fmt.Errorf("%s: %w", dev, err)
+	}
+	if cfg == nil {
+		cfg = DefaultConfig(in.manifest)
+	}
+	if cfg.Hostname == "" {
+		cfg.Hostname = in.manifest.Name
+	}
+	if cfg.Hostname == "" {
+		cfg.Hostname = "ukernel"
+	}
+	if cfg.Network.Mode == "user" && cfg.Network.Address == "" {
+		cfg.Network = DefaultConfig(&abi.Manifest{}).Network
+	}
+	in.cfg = cfg
+	return nil
+}
+
+// spec builds the start spec of a workload process. Run-time environment values are only put
+// into the process, never logged.
+func (in *Init) spec(name string, argv []string, dir string, env ...map[string]string) Spec {
+	if dir == "" {
+		dir = in.manifest.Workdir
+	}
+	if dir == "" {
+		dir = abi.AppDir
+	}
+	return Spec{
+		Name:   name,
+		Argv:   argv,
+		Env:    MergeEnv("/root", env...),
+		Dir:    dir,
+		Root:   in.layout.Root,
+		Stdout: in.console,
+		Stderr: in.console,
+	}
+}
+
+// supervise starts the services and the entry and waits: for the entry to exit (its code), or,
+// with services only, for a stop request.
+func (in *Init) supervise(fwd <-chan os.Signal) (int, error) {
+	m := in.manifest
+	if len(m.Entry) == 0 && len(m.Services) == 0 {
+		return 0, fail("start workload", errors.New("the manifest has neither an entry nor services"))
+	}
+	for _, s := range m.Services {
+		p, err := in.sup.Start(in.spec(s.Name, s.Command, s.Workdir, m.Env, s.Env, in.cfg.Env))
+		if err != nil {
+			return 0, fail("start service "+s.Name, err)
+		}
+		in.events.Emit(abi.Event{Type: abi.EventServiceStart, Name: s.Name, PID: p.PID})
+		go func() {
+			<-p.Done()
+			code := p.Code()
+			in.events.Emit(abi.Event{Type: abi.EventServiceExit, Name: p.Name, Code: &code})
+		}()
+	}
+	var entryDone <-chan struct{}
+	var entry *Proc
+	if len(m.Entry) > 0 {
+		p, err := in.sup.Start(in.spec("entry", m.Entry, "", m.Env, in.cfg.Env))
+		if err != nil {
+			return 0, fail("start entry", err)
+		}
+		entry, entryDone = p, p.Done()
+		in.events.Emit(abi.Event{Type: abi.EventEntryStart, PID: p.PID})
+	}
+	stopped := make(chan struct{})
+	for {
+		select {
+		case <-entryDone:
+			code := entry.Code()
+			in.events.Emit(abi.Event{Type: abi.EventEntryExit, Code: &code})
+			return code, nil
+		case <-stopped:
+			return 0, nil // services only: all stopped on request
+		case sig := <-fwd:
+			if entry != nil {
+				_ = syscall.Kill(-entry.PID, sig.(syscall.Signal))
+			} else {
+				in.sup.Signal(sig.(syscall.Signal))
+			}
+		case c := <-in.stopReq:
+			grace := time.Duration(c.GraceS) * time.Second
+			if c.GraceS <= 0 {
+				grace = DefaultStopS * time.Second
+			}
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), grace+5*time.Second)
+				defer cancel()
+				in.sup.Stop(ctx, grace)
+				close(stopped)
+			}()
+		}
+	}
+}
+
+// poweroff reports the outcome, stops what is left, flushes the events, unmounts and powers the
+// machine off. It never returns; if power-off itself fails, exiting PID 1 panics the kernel,
+// which with panic=-1 ends the VM too.
+func (in *Init) poweroff(code int, err error) {
+	if err != nil {
+		var fe *fatalError
+		if errors.As(err, &fe) {
+			fmt.Fprintf(in.console, "ukernel-init: error: %v\n", err)
+		} else {
+			fmt.Fprintf(in.console, "ukernel-init: %v\n", err)
+		}
+		code = FatalExitCode
+		in.reachHost()
+		in.events.Emit(abi.Event{Type: abi.EventError, Message: err.Error()})
+	}
+	in.events.Emit(abi.Event{Type: abi.EventPowerOff, Code: &code})
+
+	ctx, cancel := context.WithTimeout(context.Background(), ShutdownGrace+time.Second)
+	in.sup.Stop(ctx, ShutdownGrace)
+	cancel()
+	_ = syscall.Kill(-1, syscall.SIGKILL) // strays reparented to init
+	in.sup.Reap()
+
+	ctx, cancel = context.WithTimeout(context.Background(), FlushTimeout)
+	in.events.Close(ctx)
+	cancel()
+	unix.Sync()
+	if in.mounted {
+		Unmount(in.layout)
+		unix.Sync()
+	}
+	err = unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
+	fmt.Fprintf(in.console, "ukernel-init: error: power off: %v\n", err)
+	os.Exit(code)
+}
+
+// reachHost tries, after an early failure, to open the events port so the host learns why the
+// guest stops: it loads the modules (ignoring errors) and waits briefly for the port.
+func (in *Init) reachHost() {
+	if in.events.started.Load() || in.manifest == nil {
+		return
+	}
+	_ = in.loadModules()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	var ports map[string]string
+	if Poll(ctx, 20*time.Millisecond, func() (string, error) {
+		ports, _ = VirtioPorts("/sys")
+		if _, ok := ports[abi.EventsPort]; !ok {
+			return abi.EventsPort, nil
+		}
+		return "", nil
+	}) != nil {
+		return
+	}
+	if ev, err := os.OpenFile("/dev/"+ports[abi.EventsPort], os.O_WRONLY, 0); err == nil {
+		in.events.Attach(ev)
+	}
+}

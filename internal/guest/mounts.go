@@ -1,0 +1,134 @@
+package guest
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+type mountSpec struct {
+	source, target, fstype string
+	flags                  uintptr
+	data                   string
+}
+
+func (m mountSpec) mount() error {
+	if err := os.MkdirAll(m.target, 0o755); err != nil {
+		return fmt.Errorf("mount %s on %s: %w", m.fstype, m.target, err)
+	}
+	if err := unix.Mount(m.source, m.target, m.fstype, m.flags, m.data); err != nil {
+		what := m.fstype
+		if what == "" {
+			what = m.source
+		}
+		return fmt.Errorf("mount %s (%s) on %s: %w", what, m.source, m.target, err)
+	}
+	return nil
+}
+
+// MountEarly mounts the pseudo filesystems init itself needs, in the initramfs.
+func MountEarly() error {
+	const nodev = unix.MS_NOSUID | unix.MS_NOEXEC | unix.MS_NODEV
+	for _, m := range []mountSpec{
+		{"proc", "/proc", "proc", nodev, ""},
+		{"sysfs", "/sys", "sysfs", nodev, ""},
+		{"devtmpfs", "/dev", "devtmpfs", unix.MS_NOSUID, "mode=0755"},
+		{"devpts", "/dev/pts", "devpts", unix.MS_NOSUID | unix.MS_NOEXEC, "gid=5,mode=0620,ptmxmode=0666"},
+		{"tmpfs", "/dev/shm", "tmpfs", nodev, "mode=1777"},
+		{"tmpfs", "/run", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV, "mode=0755"},
+		{"tmpfs", "/tmp", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV, "mode=1777"},
+	} {
+		if err := m.mount(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Layout names the directories of the root filesystem stack.
+type Layout struct {
+	Lower string // the read-only image root
+	RW    string // tmpfs holding the overlay's upper and work directories
+	Root  string // the merged root the workload is chrooted into
+}
+
+// DefaultLayout is where init assembles the workload's root.
+var DefaultLayout = Layout{Lower: "/mnt/lower", RW: "/mnt/rw", Root: "/mnt/root"}
+
+// MountRoot mounts dev (fstype, read-only) with a tmpfs overlay on top, then binds the pseudo
+// filesystems into the merged root.
+func MountRoot(l Layout, dev, fstype string) error {
+	upper, work := filepath.Join(l.RW, "upper"), filepath.Join(l.RW, "work")
+	steps := []mountSpec{
+		{dev, l.Lower, fstype, unix.MS_RDONLY, ""},
+		{"tmpfs", l.RW, "tmpfs", 0, "mode=0755"},
+	}
+	for _, m := range steps {
+		if err := m.mount(); err != nil {
+			return err
+		}
+	}
+	for _, d := range []string{upper, work} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return fmt.Errorf("overlay: %w", err)
+		}
+	}
+	ov := mountSpec{"overlay", l.Root, "overlay", 0,
+		"lowerdir=" + l.Lower + ",upperdir=" + upper + ",workdir=" + work}
+	if err := ov.mount(); err != nil {
+		if strings.Contains(err.Error(), "no such device") {
+			return fmt.Errorf("%w (is overlay in the manifest's modules?)", err)
+		}
+		return err
+	}
+	for _, d := range []string{"/proc", "/sys", "/dev", "/run", "/tmp"} {
+		b := mountSpec{d, filepath.Join(l.Root, d), "", unix.MS_BIND | unix.MS_REC, ""}
+		if err := b.mount(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// WriteFileAtomic writes data to a temporary file beside name and renames it into place, which
+// also replaces a symlink (e.g. a resolv.conf pointing into /run) instead of following it.
+func WriteFileAtomic(name string, data []byte, perm os.FileMode) error {
+	if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
+		return err
+	}
+	tmp := name + ".ukernel-tmp"
+	if err := os.WriteFile(tmp, data, perm); err != nil {
+		return err
+	}
+	if err := os.Chmod(tmp, perm); err != nil {
+		return err
+	}
+	return os.Rename(tmp, name)
+}
+
+// EtcFiles returns the contents of /etc/hostname, /etc/hosts and /etc/resolv.conf.
+func EtcFiles(hostname string, dns []string) map[string]string {
+	var resolv strings.Builder
+	for _, s := range dns {
+		resolv.WriteString("nameserver " + s + "\n")
+	}
+	return map[string]string{
+		"etc/hostname":    hostname + "\n",
+		"etc/hosts":       "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t" + hostname + "\n",
+		"etc/resolv.conf": resolv.String(),
+	}
+}
+
+// Unmount detaches what init mounted under the workload's root, innermost first, best effort:
+// it runs right before power-off.
+func Unmount(l Layout) {
+	for _, d := range []string{"/tmp", "/run", "/dev", "/sys", "/proc"} {
+		_ = unix.Unmount(filepath.Join(l.Root, d), unix.MNT_DETACH)
+	}
+	for _, d := range []string{l.Root, l.RW, l.Lower} {
+		_ = unix.Unmount(d, 0)
+	}
+}

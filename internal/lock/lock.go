@@ -1,0 +1,188 @@
+// Package lock produces and reads env/ukernel.lock: the exact, hashed closure of an
+// environment request (Debian packages, the guest kernel, Python wheels), and fetches the
+// locked artefacts into the cache.
+package lock
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+
+	"github.com/ukernel-dev/ukernel/internal/project"
+	"github.com/ukernel-dev/ukernel/internal/pypi"
+)
+
+// FormatVersion is the lock file format version.
+const FormatVersion = 1
+
+// Lock is env/ukernel.lock.
+type Lock struct {
+	Version  int          `json:"version"`
+	Base     string       `json:"base"`
+	Request  Request      `json:"request"`
+	Archives []Archive    `json:"archives"`
+	Packages []Package    `json:"packages"`
+	Kernel   *Package     `json:"kernel"`
+	Python   []pypi.Wheel `json:"python"`
+	Digest   string       `json:"digest"`
+}
+
+// Request echoes env/ukernel.env, so a changed request is seen without resolving.
+type Request struct {
+	Base   string   `json:"base"`
+	Kernel string   `json:"kernel"`
+	System []string `json:"system"`
+	Python []string `json:"python"`
+}
+
+// Archive identifies one suite's index the closure came from, never by URL.
+type Archive struct {
+	Origin      string `json:"origin"`
+	Suite       string `json:"suite"`
+	Codename    string `json:"codename"`
+	Date        string `json:"date"`
+	Index       string `json:"index"`
+	IndexSHA256 string `json:"index_sha256"`
+}
+
+// Package is one pinned Debian package.
+type Package struct {
+	Name         string `json:"name"`
+	Version      string `json:"version"`
+	Architecture string `json:"architecture"`
+	Filename     string `json:"filename"` // path in the archive's pool
+	Size         int64  `json:"size"`
+	SHA256       string `json:"sha256"`
+	Suite        string `json:"suite"` // codename of the suite that listed it (bookworm-security)
+}
+
+// ErrNoLock means the project has no lock file yet.
+var ErrNoLock = errors.New("no lock file")
+
+func requestOf(e *project.Env) Request {
+	r := Request{Base: e.Base, Kernel: e.Kernel, System: slices.Clone(e.System), Python: slices.Clone(e.Python)}
+	if r.System == nil {
+		r.System = []string{}
+	}
+	if r.Python == nil {
+		r.Python = []string{}
+	}
+	slices.Sort(r.System)
+	slices.Sort(r.Python)
+	return r
+}
+
+func (r Request) equal(o Request) bool {
+	return r.Base == o.Base && r.Kernel == o.Kernel && slices.Equal(r.System, o.System) && slices.Equal(r.Python, o.Python)
+}
+
+func (l *Lock) normalise() {
+	slices.SortFunc(l.Packages, func(a, b Package) int { return cmpStr(a.Name, b.Name) })
+	slices.SortFunc(l.Archives, func(a, b Archive) int { return cmpStr(a.Codename, b.Codename) })
+	slices.SortFunc(l.Python, func(a, b pypi.Wheel) int { return cmpStr(a.Name, b.Name) })
+	if l.Packages == nil {
+		l.Packages = []Package{}
+	}
+	if l.Python == nil {
+		l.Python = []pypi.Wheel{}
+	}
+	if l.Archives == nil {
+		l.Archives = []Archive{}
+	}
+}
+
+func cmpStr(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func (l *Lock) contentDigest() (string, error) {
+	c := *l
+	c.Digest = ""
+	data, err := json.MarshalIndent(&c, "", "  ")
+	if err != nil {
+		return "", err
+	}
+	s := sha256.Sum256(data)
+	return "sha256:" + hex.EncodeToString(s[:]), nil
+}
+
+// Marshal returns the canonical file content: sorted, indented, digest set, trailing newline.
+func (l *Lock) Marshal() ([]byte, error) {
+	l.normalise()
+	d, err := l.contentDigest()
+	if err != nil {
+		return nil, err
+	}
+	l.Digest = d
+	data, err := json.MarshalIndent(l, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(data, '\n'), nil
+}
+
+// Save writes dir/env/ukernel.lock atomically.
+func (l *Lock) Save(dir string) error {
+	data, err := l.Marshal()
+	if err != nil {
+		return err
+	}
+	return project.WriteFileAtomic(filepath.Join(dir, project.LockFile), data, 0o644)
+}
+
+// Load reads and verifies dir/env/ukernel.lock. A missing file is ErrNoLock.
+func Load(dir string) (*Lock, error) {
+	data, err := os.ReadFile(filepath.Join(dir, project.LockFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%s: %w: run ukernel env lock", project.LockFile, ErrNoLock)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return Parse(data)
+}
+
+// Parse decodes lock content and verifies its digest.
+func Parse(data []byte) (*Lock, error) {
+	var l Lock
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&l); err != nil {
+		return nil, fmt.Errorf("%s: not a valid lock file: %v; run ukernel env lock", project.LockFile, err)
+	}
+	if l.Version != FormatVersion {
+		return nil, fmt.Errorf("%s: format version %d, this ukernel reads %d; run ukernel env lock", project.LockFile, l.Version, FormatVersion)
+	}
+	want, err := l.contentDigest()
+	if err != nil {
+		return nil, err
+	}
+	if l.Digest != want {
+		return nil, fmt.Errorf("%s: digest mismatch (file says %s, content is %s): it was edited or damaged; run ukernel env lock", project.LockFile, l.Digest, want)
+	}
+	return &l, nil
+}
+
+// Size is the total download size of the locked Debian packages (kernel included).
+func (l *Lock) Size() int64 {
+	var n int64
+	for _, p := range l.Packages {
+		n += p.Size
+	}
+	if l.Kernel != nil {
+		n += l.Kernel.Size
+	}
+	return n
+}

@@ -1,0 +1,257 @@
+package runstate
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/ukernel-dev/ukernel/internal/abi"
+)
+
+// Files of a run directory.
+const (
+	ConsoleFile = "console.log"
+	EventsFile  = "events.jsonl"
+	VMMLogFile  = "vmm.log"
+)
+
+// Run is one run's directory, logs/runs/<id>/ in the project.
+type Run struct {
+	ID  string
+	Dir string
+}
+
+// Console is the run's serial console log.
+func (r Run) Console() string { return filepath.Join(r.Dir, ConsoleFile) }
+
+// Events is the run's event stream.
+func (r Run) Events() string { return filepath.Join(r.Dir, EventsFile) }
+
+// VMMLog is the VMM's own stderr.
+func (r Run) VMMLog() string { return filepath.Join(r.Dir, VMMLogFile) }
+
+// NewRun creates logs/runs/<id>/ under projectDir, with an id that sorts by start time, and
+// points logs/console.log at its console.
+func NewRun(projectDir string, now time.Time) (Run, error) {
+	var rnd [3]byte
+	if _, err := rand.Read(rnd[:]); err != nil {
+		return Run{}, err
+	}
+	id := now.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(rnd[:])
+	logs := filepath.Join(projectDir, "logs")
+	r := Run{ID: id, Dir: filepath.Join(logs, "runs", id)}
+	if err := os.MkdirAll(r.Dir, 0o755); err != nil {
+		return Run{}, fmt.Errorf("run directory: %w", err)
+	}
+	for _, f := range []string{r.Console(), r.Events()} {
+		if err := os.WriteFile(f, nil, 0o644); err != nil {
+			return Run{}, err
+		}
+	}
+	// Replace the link atomically: a reader sees the old or the new run, never none.
+	link := filepath.Join(logs, ConsoleFile)
+	tmp := link + ".tmp-" + id
+	if err := os.Symlink(filepath.Join("runs", id, ConsoleFile), tmp); err != nil {
+		return Run{}, fmt.Errorf("link %s: %w", link, err)
+	}
+	if err := os.Rename(tmp, link); err != nil {
+		os.Remove(tmp)
+		return Run{}, fmt.Errorf("link %s: %w", link, err)
+	}
+	return r, nil
+}
+
+// LatestRun returns the run logs/console.log points at.
+func LatestRun(projectDir string) (Run, error) {
+	link := filepath.Join(projectDir, "logs", ConsoleFile)
+	target, err := os.Readlink(link)
+	if err != nil {
+		return Run{}, fmt.Errorf("no run recorded in %s (no %s): run `ukernel run` first", projectDir, link)
+	}
+	if !filepath.IsAbs(target) {
+		target = filepath.Join(filepath.Dir(link), target)
+	}
+	dir := filepath.Dir(target)
+	return Run{ID: filepath.Base(dir), Dir: dir}, nil
+}
+
+// WriteConfigDrive writes cfg as a config drive at path: abi.ConfigMagic, the JSON's length as
+// 8 bytes little-endian, the JSON, zero padding to a multiple of 4096 (a whole number of
+// sectors for the block device). The file is 0600: it carries the run-time env and secrets.
+func WriteConfigDrive(path string, cfg *abi.BootConfig) error {
+	body, err := json.Marshal(cfg)
+	if err != nil {
+		return fmt.Errorf("config drive: %w", err)
+	}
+	var buf bytes.Buffer
+	buf.WriteString(abi.ConfigMagic)
+	binary.Write(&buf, binary.LittleEndian, uint64(len(body)))
+	buf.Write(body)
+	if pad := buf.Len() % 4096; pad != 0 {
+		buf.Write(make([]byte, 4096-pad))
+	}
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("config drive: %w", err)
+	}
+	_, err = f.Write(buf.Bytes())
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("config drive %s: %w", path, err)
+	}
+	return nil
+}
+
+// ParseEnv turns -e K=V values and env files into the run-time environment. A bare -e K takes
+// K's value from ukernel's own environment, as container runtimes do. Env files hold K=V lines;
+// blank lines and lines starting with # are skipped. Later values win.
+func ParseEnv(flags []string, files []string) (map[string]string, error) {
+	env := map[string]string{}
+	set := func(src, kv string) error {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			v, ok = os.LookupEnv(k)
+			if !ok {
+				return fmt.Errorf("%s: %q has no value and %s is not set here; use K=V", src, kv, k)
+			}
+		}
+		if k == "" || strings.ContainsAny(k, " \t\x00") {
+			return fmt.Errorf("%s: %q is not a valid variable name", src, k)
+		}
+		env[k] = v
+		return nil
+	}
+	for _, file := range files {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return nil, fmt.Errorf("--env-file: %w", err)
+		}
+		sc := bufio.NewScanner(bytes.NewReader(b))
+		for n := 1; sc.Scan(); n++ {
+			line := strings.TrimSpace(sc.Text())
+			if line == "" || strings.HasPrefix(line, "#") {
+				continue
+			}
+			// Never echo the line: it may be a secret.
+			if err := set(fmt.Sprintf("%s:%d", file, n), line); err != nil {
+				k, _, _ := strings.Cut(line, "=")
+				return nil, fmt.Errorf("%s:%d: expected KEY=VALUE (key %q)", file, n, k)
+			}
+		}
+		if err := sc.Err(); err != nil {
+			return nil, fmt.Errorf("--env-file %s: %w", file, err)
+		}
+	}
+	for _, kv := range flags {
+		if err := set("-e", kv); err != nil {
+			return nil, err
+		}
+	}
+	return env, nil
+}
+
+// Outcome is how a finished run ended.
+type Outcome struct {
+	Code     int    // the workload's exit code, or 125
+	Reported bool   // the guest reported Code
+	Reason   string // why ukernel failed the run, or a guest error next to a reported code
+}
+
+// ExitNoReport is the exit code of a run whose guest reported none (ukernel's own failure).
+const ExitNoReport = 125
+
+// ReadOutcome reads a finished run's events and console: the code of the last poweroff or
+// entry exit event; without one, 125 with the reason (an error event, a kernel panic, or none).
+func ReadOutcome(r Run) Outcome {
+	var code *int
+	var guestErr, abiErr string
+	if b, err := os.ReadFile(r.Events()); err == nil {
+		for _, line := range bytes.Split(b, []byte("\n")) {
+			var ev abi.Event
+			if len(bytes.TrimSpace(line)) == 0 || json.Unmarshal(line, &ev) != nil {
+				continue
+			}
+			switch ev.Type {
+			case abi.EventPowerOff, abi.EventEntryExit:
+				if ev.Code != nil {
+					code = ev.Code
+				}
+			case abi.EventError:
+				guestErr = ev.Message
+			case abi.EventHello:
+				if err := abi.Compatible(ev.ABI); err != nil {
+					abiErr = "guest init: " + err.Error()
+				}
+			}
+		}
+	}
+	reason := guestErr
+	if reason == "" {
+		reason = abiErr
+	}
+	if code != nil {
+		return Outcome{Code: *code, Reported: true, Reason: reason}
+	}
+	if reason == "" {
+		if line := panicLine(r.Console()); line != "" {
+			reason = "kernel panic: " + line
+		}
+	}
+	if reason == "" {
+		reason = "guest stopped without reporting an exit code"
+	}
+	return Outcome{Code: ExitNoReport, Reason: reason + "; see " + consoleRef(r)}
+}
+
+// consoleRef names the console log relative to the project, as users see it.
+func consoleRef(r Run) string {
+	return filepath.Join("logs", "runs", r.ID, ConsoleFile)
+}
+
+func panicLine(console string) string {
+	b, err := os.ReadFile(console)
+	if err != nil {
+		return ""
+	}
+	i := bytes.Index(b, []byte("Kernel panic"))
+	if i < 0 {
+		return ""
+	}
+	line, _, _ := bytes.Cut(b[i:], []byte("\n"))
+	return strings.TrimSpace(string(line))
+}
+
+// ReadHealth returns the latest health status of each service from a run's events.
+func ReadHealth(r Run) map[string]string {
+	b, err := os.ReadFile(r.Events())
+	if err != nil {
+		return nil
+	}
+	var h map[string]string
+	for _, line := range bytes.Split(b, []byte("\n")) {
+		var ev abi.Event
+		if json.Unmarshal(line, &ev) != nil || ev.Type != abi.EventHealth {
+			continue
+		}
+		if h == nil {
+			h = map[string]string{}
+		}
+		h[ev.Name] = ev.Status
+	}
+	return h
+}

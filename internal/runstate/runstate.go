@@ -1,0 +1,207 @@
+// Package runstate records the guests that run on this host (one JSON file per guest in the
+// user's runtime directory), the per-run directories under a project's logs/, the run-time
+// config drive, and what a finished run's events say about how it ended.
+package runstate
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/ukernel-dev/ukernel/internal/project"
+	"github.com/ukernel-dev/ukernel/internal/vmm"
+)
+
+// State is what is known about one running guest.
+type State struct {
+	Name        string     `json:"name"`
+	Handle      vmm.Handle `json:"vmm"`
+	Accel       string     `json:"accelerator"`
+	Image       string     `json:"image"`
+	ImageDigest string     `json:"image_digest"`
+	Net         string     `json:"net"`
+	Ports       []string   `json:"ports,omitempty"` // HOST:GUEST on 127.0.0.1
+	RunID       string     `json:"run_id"`
+	RunDir      string     `json:"run_dir"`
+	ConfigDrive string     `json:"config_drive,omitempty"`
+	Started     time.Time  `json:"started"`
+	ProjectDir  string     `json:"project_dir"`
+	Detached    bool       `json:"detached"`
+	// Owner is the ukernel process that started the guest (and may still wait for it).
+	Owner int `json:"owner_pid"`
+}
+
+// Dir returns the state directory: $XDG_RUNTIME_DIR/ukernel, else <tmp>/ukernel-<uid>.
+func Dir() string {
+	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
+		return filepath.Join(d, "ukernel")
+	}
+	return filepath.Join(os.TempDir(), fmt.Sprintf("ukernel-%d", os.Getuid()))
+}
+
+// Store is a state directory.
+type Store struct{ Dir string }
+
+// Open returns the store at Dir(), created 0700 (it holds the config drives with secrets).
+func Open() (*Store, error) { return OpenAt(Dir()) }
+
+// OpenAt returns the store at dir.
+func OpenAt(dir string) (*Store, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("state directory %s: %w", dir, err)
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return nil, err
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Getuid() {
+		return nil, fmt.Errorf("state directory %s belongs to uid %d, not to you (uid %d)", dir, st.Uid, os.Getuid())
+	}
+	return &Store{Dir: dir}, nil
+}
+
+var nameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$`)
+
+// ValidateName checks a guest name (it names files in the state directory).
+func ValidateName(name string) error {
+	if !nameRe.MatchString(name) {
+		return fmt.Errorf("invalid guest name %q: use 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit", name)
+	}
+	return nil
+}
+
+// Paths of a guest's files in the store.
+func (s *Store) statePath(name string) string { return filepath.Join(s.Dir, name+".json") }
+
+// ControlSocket is the guest's control channel socket.
+func (s *Store) ControlSocket(name string) string { return filepath.Join(s.Dir, name+".ctl") }
+
+// APISocket is the VMM's API socket (QMP).
+func (s *Store) APISocket(name string) string { return filepath.Join(s.Dir, name+".qmp") }
+
+// ConfigDrive is the guest's run-time config drive.
+func (s *Store) ConfigDrive(name string) string { return filepath.Join(s.Dir, name+".config") }
+
+// ErrRunning is returned by Reserve when a live guest has the name.
+type ErrRunning struct{ State *State }
+
+func (e *ErrRunning) Error() string {
+	return fmt.Sprintf("a guest named %q is already running (pid %d, started %s); stop it with `ukernel stop %s` or pick another --name",
+		e.State.Name, e.State.Handle.PID, e.State.Started.Format(time.RFC3339), e.State.Name)
+}
+
+// Reserve claims name for a guest about to start, with a placeholder state owned by this
+// process. A stale entry of the same name is cleaned first; a live one is an *ErrRunning.
+func (s *Store) Reserve(name string) error {
+	if err := ValidateName(name); err != nil {
+		return err
+	}
+	for range 2 {
+		f, err := os.OpenFile(s.statePath(name), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err == nil {
+			b, _ := json.Marshal(State{Name: name, Owner: os.Getpid(), Started: time.Now()})
+			_, err = f.Write(b)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			return err
+		}
+		if !errors.Is(err, os.ErrExist) {
+			return fmt.Errorf("state of %s: %w", name, err)
+		}
+		st, err := s.Load(name)
+		if err == nil && st.Live() {
+			return &ErrRunning{State: st}
+		}
+		if err := s.Clean(name); err != nil {
+			return err
+		}
+	}
+	return fmt.Errorf("state of %s: another ukernel is starting a guest of that name", name)
+}
+
+// Save records st (atomically).
+func (s *Store) Save(st *State) error {
+	b, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return err
+	}
+	return project.WriteFileAtomic(s.statePath(st.Name), append(b, '\n'), 0o600)
+}
+
+// Load reads the state of name.
+func (s *Store) Load(name string) (*State, error) {
+	b, err := os.ReadFile(s.statePath(name))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("no guest named %q (see `ukernel ps`)", name)
+	}
+	if err != nil {
+		return nil, err
+	}
+	var st State
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, fmt.Errorf("state file %s: %w", s.statePath(name), err)
+	}
+	if st.Name == "" {
+		st.Name = name
+	}
+	return &st, nil
+}
+
+// Live reports whether the guest runs, or is being started by a ukernel process that still runs.
+func (st *State) Live() bool {
+	if st.Handle.PID > 0 {
+		return st.Handle.Alive()
+	}
+	return st.Owner > 0 && syscall.Kill(st.Owner, 0) == nil && time.Since(st.Started) < time.Minute
+}
+
+// List returns every recorded guest, sorted by name.
+func (s *Store) List() ([]*State, error) {
+	ents, err := os.ReadDir(s.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("state directory %s: %w", s.Dir, err)
+	}
+	var out []*State
+	for _, e := range ents {
+		name, ok := strings.CutSuffix(e.Name(), ".json")
+		if !ok || strings.HasPrefix(name, ".") {
+			continue
+		}
+		st, err := s.Load(name)
+		if err != nil {
+			continue // a file vanished meanwhile, or is not ours
+		}
+		out = append(out, st)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// Clean removes everything the store holds for name: state, sockets and config drive.
+func (s *Store) Clean(name string) error {
+	var errs []error
+	for _, p := range []string{s.ConfigDrive(name), s.ControlSocket(name), s.APISocket(name), s.statePath(name)} {
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Release removes the state of st's guest once it is gone, unless the name was meanwhile taken
+// by another run.
+func (s *Store) Release(st *State) error {
+	cur, err := s.Load(st.Name)
+	if err == nil && cur.RunID != "" && cur.RunID != st.RunID {
+		return nil
+	}
+	return s.Clean(st.Name)
+}

@@ -1,0 +1,336 @@
+// Package launch starts a guest from an image the way `ukernel run` does and looks after it:
+// accelerator choice, state, run directory, config drive, console, stop and outcome. The
+// commands run, ps, stop and logs are thin layers over it.
+package launch
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/ukernel-dev/ukernel/internal/abi"
+	"github.com/ukernel-dev/ukernel/internal/project"
+	"github.com/ukernel-dev/ukernel/internal/runstate"
+	"github.com/ukernel-dev/ukernel/internal/vmm"
+	"github.com/ukernel-dev/ukernel/internal/vmm/qemu"
+)
+
+// DefaultStopTimeout is how long a guest gets to stop by itself before the VMM is told to quit.
+const DefaultStopTimeout = 10 * time.Second
+
+// Backend returns the backend called name.
+func Backend(name string, log *slog.Logger) (vmm.Backend, error) {
+	switch name {
+	case qemu.Name, "":
+		return qemu.New(log), nil
+	}
+	return nil, fmt.Errorf("backend %q unknown; expected qemu", name)
+}
+
+// Title is how messages name a backend's VMM ("QEMU started (pid N)").
+func Title(backend string) string {
+	switch backend {
+	case qemu.Name:
+		return "QEMU"
+	}
+	return backend
+}
+
+// Options are the settings of one run. Zero values take the image manifest's defaults.
+type Options struct {
+	ProjectDir string
+	Image      string
+	Name       string
+	VCPU       int
+	MemoryMB   int
+	Net        string   // user, none or tap:IFACE
+	Publish    []string // HOST:GUEST
+	Env        map[string]string
+	Accel      string // auto, kvm, tcg
+	Detached   bool
+	CacheDir   string // <user cache>/ukernel when empty
+	Store      *runstate.Store
+	Progress   io.Writer // progress lines (stderr)
+	Log        *slog.Logger
+}
+
+// Guest is a guest this process started.
+type Guest struct {
+	State   *runstate.State
+	Run     runstate.Run
+	Accel   vmm.AccelChoice
+	VM      *vmm.VM
+	backend vmm.Backend
+	store   *runstate.Store
+	log     *slog.Logger
+}
+
+// Start boots the image of o and returns once the VMM runs with its devices open.
+func Start(ctx context.Context, o Options) (*Guest, error) {
+	log := o.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	progress := o.Progress
+	if progress == nil {
+		progress = io.Discard
+	}
+	if o.CacheDir == "" {
+		base, err := os.UserCacheDir()
+		if err != nil {
+			return nil, fmt.Errorf("cache directory: %w", err)
+		}
+		o.CacheDir = filepath.Join(base, "ukernel")
+	}
+	if o.Store == nil {
+		s, err := runstate.Open()
+		if err != nil {
+			return nil, err
+		}
+		o.Store = s
+	}
+	boot, err := vmm.PrepareBoot(o.Image, o.CacheDir)
+	if err != nil {
+		return nil, err
+	}
+	m := boot.Manifest
+	name := o.Name
+	if name == "" {
+		name = m.Name
+	}
+	if err := runstate.ValidateName(name); err != nil {
+		return nil, err
+	}
+	netw, err := resolveNet(o, m)
+	if err != nil {
+		return nil, err
+	}
+	if err := qemu.CheckNet(netw); err != nil {
+		return nil, err
+	}
+	vcpu, mem := pick(o.VCPU, m.Run.VCPU, 1), pick(o.MemoryMB, m.Run.MemoryMB, 256)
+
+	accel, err := vmm.ChooseAccel(ctx, o.Accel, vmm.ProbeSpec{
+		Kernel: boot.Kernel, KernelDigest: boot.KernelDigest,
+		CacheDir: filepath.Join(o.CacheDir, "kvm-probe"), Log: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(progress, "Accelerator: %s\n", accel)
+
+	store := o.Store
+	if err := store.Reserve(name); err != nil {
+		return nil, err
+	}
+	g, err := start(ctx, o, boot, name, netw, vcpu, mem, accel, store, log)
+	if err != nil {
+		store.Clean(name)
+		return nil, err
+	}
+	fmt.Fprintf(progress, "%s started (pid %d)\n", Title(g.State.Handle.Backend), g.State.Handle.PID)
+	fmt.Fprintf(progress, "VM console: %s\n", filepath.Join("logs", runstate.ConsoleFile))
+	return g, nil
+}
+
+func start(ctx context.Context, o Options, boot *vmm.Boot, name string, netw vmm.Net, vcpu, mem int,
+	accel vmm.AccelChoice, store *runstate.Store, log *slog.Logger) (*Guest, error) {
+	backend, err := Backend(qemu.Name, log)
+	if err != nil {
+		return nil, err
+	}
+	started := time.Now()
+	run, err := runstate.NewRun(o.ProjectDir, started)
+	if err != nil {
+		return nil, err
+	}
+	cfg := &abi.BootConfig{
+		ABI: abi.Version, RunID: run.ID, Hostname: name, Env: o.Env,
+		Network: guestNetwork(netw), HostTime: started.UnixNano(),
+	}
+	configDrive := store.ConfigDrive(name)
+	if err := runstate.WriteConfigDrive(configDrive, cfg); err != nil {
+		return nil, err
+	}
+	// QEMU keeps the config drive open from its start: the file with the run-time environment
+	// and secrets leaves the disk as soon as the VMM has it (and on any failure).
+	defer os.Remove(configDrive)
+	spec := vmm.Spec{
+		Name: name, Kernel: boot.Kernel, Initrd: boot.Initrd, Cmdline: boot.Manifest.Kernel.Cmdline,
+		Disks: []vmm.Disk{
+			{ID: "root", Path: boot.Image, ReadOnly: true},
+			{ID: "config", Path: configDrive, ReadOnly: true},
+		},
+		VCPU: vcpu, MemoryMB: mem, Accel: accel.Accel, Net: netw,
+		ConsolePath: run.Console(), EventsPath: run.Events(), LogPath: run.VMMLog(),
+		ControlSocket: store.ControlSocket(name), APISocket: store.APISocket(name),
+	}
+	vm, err := backend.Start(ctx, spec)
+	if err != nil {
+		return nil, err
+	}
+	var ports []string
+	for _, p := range netw.Publish {
+		ports = append(ports, p.String())
+	}
+	st := &runstate.State{
+		Name: name, Handle: vm.Handle, Accel: accel.Accel,
+		Image: boot.Image, ImageDigest: boot.ImageDigest,
+		Net: netString(netw), Ports: ports, RunID: run.ID, RunDir: run.Dir,
+		Started: started, ProjectDir: o.ProjectDir, Detached: o.Detached, Owner: os.Getpid(),
+	}
+	if err := store.Save(st); err != nil {
+		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		vmm.Stop(stopCtx, backend, vm.Handle, time.Second, log)
+		return nil, err
+	}
+	return &Guest{State: st, Run: run, Accel: accel, VM: vm, backend: backend, store: store, log: log}, nil
+}
+
+func netString(n vmm.Net) string {
+	if n.Mode == "tap" {
+		return "tap:" + n.Iface
+	}
+	return n.Mode
+}
+
+func pick(flag, manifest, def int) int {
+	if flag > 0 {
+		return flag
+	}
+	if manifest > 0 {
+		return manifest
+	}
+	return def
+}
+
+func resolveNet(o Options, m abi.Manifest) (vmm.Net, error) {
+	mode := o.Net
+	if mode == "" {
+		mode = m.Run.Net
+	}
+	if mode == "" {
+		mode = "user"
+	}
+	if err := project.ValidateNet(mode); err != nil {
+		return vmm.Net{}, fmt.Errorf("--net: %w", err)
+	}
+	publish := o.Publish
+	if publish == nil && mode == "user" {
+		publish = m.Run.Publish
+	}
+	n := vmm.Net{Mode: mode}
+	if iface, ok := strings.CutPrefix(mode, "tap:"); ok {
+		n = vmm.Net{Mode: "tap", Iface: iface}
+	}
+	if len(publish) > 0 && n.Mode != "user" {
+		return vmm.Net{}, fmt.Errorf("--publish needs --net user (the network is %s): a tap device is reachable directly, and none has no network", mode)
+	}
+	seen := map[int]bool{}
+	for _, p := range publish {
+		h, g, err := project.ParsePublish(p)
+		if err != nil {
+			return vmm.Net{}, fmt.Errorf("--publish %w", err)
+		}
+		if seen[h] {
+			return vmm.Net{}, fmt.Errorf("--publish: host port %d is published twice", h)
+		}
+		seen[h] = true
+		n.Publish = append(n.Publish, vmm.Port{Host: h, Guest: g})
+	}
+	return n, nil
+}
+
+// guestNetwork is the guest's network configuration for n: QEMU user networking's fixed
+// addresses; a tap device gets no address from us (the guest brings the link up).
+func guestNetwork(n vmm.Net) abi.Network {
+	switch n.Mode {
+	case "user":
+		return abi.Network{Mode: "user", Address: "10.0.2.15/24", Gateway: "10.0.2.2", DNS: []string{"10.0.2.3"}}
+	case "tap":
+		return abi.Network{Mode: "tap"}
+	}
+	return abi.Network{Mode: "none"}
+}
+
+// Attend streams the console to w until the guest is gone, stops it gracefully when ctx ends
+// (Ctrl-C, SIGTERM), releases its state and returns how the run ended.
+func (g *Guest) Attend(ctx context.Context, w io.Writer, stopTimeout time.Duration) (runstate.Outcome, error) {
+	followErr := make(chan error, 1)
+	go func() {
+		followErr <- runstate.Follow(context.WithoutCancel(ctx), g.Run.Console(), w, g.VM.Done())
+	}()
+	interrupted := false
+	select {
+	case <-g.VM.Done():
+	case <-ctx.Done():
+		interrupted = true
+		g.log.Debug("interrupted: stopping the guest", "name", g.State.Name)
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stopTimeout+10*time.Second)
+		_, err := vmm.Stop(sctx, g.backend, g.VM.Handle, stopTimeout, g.log)
+		cancel()
+		if err != nil {
+			return runstate.Outcome{}, fmt.Errorf("stop %s: %w", g.State.Name, err)
+		}
+	}
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	werr := g.VM.Wait(wctx)
+	cancel()
+	if werr != nil {
+		g.log.Debug("VMM exit", "err", werr)
+	}
+	if err := <-followErr; err != nil {
+		g.log.Debug("console follow", "err", err)
+	}
+	if err := g.store.Release(g.State); err != nil {
+		g.log.Debug("release state", "err", err)
+	}
+	out := runstate.ReadOutcome(g.Run)
+	if !out.Reported && interrupted {
+		out.Reason = "stopped by signal before the guest reported an exit code"
+		out.Code = 130
+	}
+	if !out.Reported && werr != nil && !interrupted {
+		out.Reason = fmt.Sprintf("%s exited with %v: %s", Title(g.State.Handle.Backend), werr, vmmLogTail(g.Run))
+	}
+	return out, nil
+}
+
+func vmmLogTail(r runstate.Run) string {
+	b, err := os.ReadFile(r.VMMLog())
+	if err != nil || len(strings.TrimSpace(string(b))) == 0 {
+		return "no message; see " + filepath.Join("logs", "runs", r.ID)
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	return lines[len(lines)-1]
+}
+
+// StopGuest stops the guest called name: gracefully within timeout, then forced. It leaves no
+// VMM process and no state. A guest that is already gone only has its state cleaned.
+func StopGuest(ctx context.Context, store *runstate.Store, name string, timeout time.Duration, log *slog.Logger) (vmm.StopResult, error) {
+	st, err := store.Load(name)
+	if err != nil {
+		return "", err
+	}
+	if st.Handle.PID == 0 {
+		if st.Live() {
+			return "", fmt.Errorf("guest %q is still starting (ukernel pid %d); try again in a moment", name, st.Owner)
+		}
+		return vmm.AlreadyGone, store.Release(st)
+	}
+	b, err := Backend(st.Handle.Backend, log)
+	if err != nil {
+		return "", err
+	}
+	res, err := vmm.Stop(ctx, b, st.Handle, timeout, log)
+	if err != nil {
+		return "", err
+	}
+	return res, store.Release(st)
+}

@@ -1,0 +1,220 @@
+// Package vmm defines what a virtual machine monitor backend does for ukernel (start a guest,
+// ask it to stop, force it to stop) and the parts every backend shares: the stop sequence with
+// its deadlines, process checks, and the choice of accelerator.
+package vmm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Backend is one VMM (QEMU today, Firecracker later).
+type Backend interface {
+	// Name is the short name shown by `run` and `ps` ("qemu").
+	Name() string
+	// Capabilities says what this backend can do on this host.
+	Capabilities() Capabilities
+	// Start launches the VMM for spec and returns once the VMM has taken its configuration
+	// (devices opened, API socket answering). The VMM runs in its own process group and keeps
+	// running when ctx ends; stop it with Stop.
+	Start(ctx context.Context, spec Spec) (*VM, error)
+	// RequestStop asks the guest to stop its workload within grace and power off, over the
+	// control channel. It returns once the request is delivered, not when the guest is gone.
+	RequestStop(ctx context.Context, h Handle, grace time.Duration) error
+	// Quit makes the VMM exit now, without the guest's cooperation (QMP quit).
+	Quit(ctx context.Context, h Handle) error
+}
+
+// Capabilities lists what a backend supports.
+type Capabilities struct {
+	Accelerators []string // accelerators it can use, best first
+	Nets         []string // network modes: user, tap, none
+	Snapshots    bool
+	ControlChan  string // how the control channel reaches the guest: "virtio-serial", "vsock"
+}
+
+// Spec is everything a backend needs to boot one guest.
+type Spec struct {
+	Name     string // guest name, for messages
+	Kernel   string // bzImage (QEMU) or vmlinux (Firecracker)
+	Initrd   string // may be empty
+	Cmdline  string
+	Disks    []Disk // in order: the image first, then the config drive
+	VCPU     int
+	MemoryMB int
+	Accel    string // kvm or tcg
+	Net      Net
+
+	ConsolePath   string // the guest's serial console is written here
+	EventsPath    string // the guest's event port is written here (events.jsonl)
+	LogPath       string // the VMM's own stderr
+	ControlSocket string // unix socket for the control channel
+	APISocket     string // unix socket for the VMM's API (QMP for QEMU)
+}
+
+// Disk is one block device.
+type Disk struct {
+	ID       string
+	Path     string
+	ReadOnly bool
+}
+
+// Net is the guest's network attachment.
+type Net struct {
+	Mode    string // user, tap, none
+	Iface   string // tap device for Mode tap
+	Publish []Port // host->guest forwards for Mode user, on 127.0.0.1
+}
+
+// Port is one published TCP port.
+type Port struct{ Host, Guest int }
+
+func (p Port) String() string { return fmt.Sprintf("%d:%d", p.Host, p.Guest) }
+
+// Handle identifies a running VMM, also from another ukernel process (it is kept in the run
+// state). The API socket path is unique per guest and appears on the VMM's command line, which
+// tells our VMM apart from an unrelated process that reused its pid.
+type Handle struct {
+	Backend       string `json:"backend"`
+	PID           int    `json:"pid"`
+	ControlSocket string `json:"control_socket"`
+	APISocket     string `json:"api_socket"`
+}
+
+// Alive reports whether the VMM of h still runs: the pid exists, is not a zombie, and its
+// command line names h's API socket.
+func (h Handle) Alive() bool {
+	if h.PID <= 0 {
+		return false
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", h.PID))
+	if err != nil {
+		return false
+	}
+	// The state field follows the parenthesised command name, which may itself hold spaces.
+	if i := strings.LastIndexByte(string(stat), ')'); i >= 0 && i+2 < len(stat) && (stat[i+2] == 'Z' || stat[i+2] == 'X') {
+		return false
+	}
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", h.PID))
+	if err != nil {
+		return false
+	}
+	return h.APISocket != "" && strings.Contains(string(cmdline), h.APISocket)
+}
+
+// WaitGone waits until the VMM of h has exited or ctx ends.
+func WaitGone(ctx context.Context, h Handle) error {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for h.Alive() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
+// VM is a guest started by this process.
+type VM struct {
+	Handle
+	done    chan struct{}
+	waitErr error
+}
+
+// NewVM wraps a started VMM: wait blocks until the VMM exits (exec.Cmd.Wait) and is called
+// once, in its own goroutine, so the VMM is reaped as soon as it exits.
+func NewVM(h Handle, wait func() error) *VM {
+	vm := &VM{Handle: h, done: make(chan struct{})}
+	go func() {
+		vm.waitErr = wait()
+		close(vm.done)
+	}()
+	return vm
+}
+
+// Done closes when the VMM has exited.
+func (vm *VM) Done() <-chan struct{} { return vm.done }
+
+// Wait waits for the VMM to exit and returns how it exited (nil for status 0).
+func (vm *VM) Wait(ctx context.Context) error {
+	select {
+	case <-vm.done:
+		return vm.waitErr
+	case <-ctx.Done():
+		return fmt.Errorf("waiting for %s (pid %d) to exit: %w", vm.Backend, vm.PID, ctx.Err())
+	}
+}
+
+// Deadlines of the stop sequence after the graceful period.
+const (
+	quitDeadline = 3 * time.Second
+	killDeadline = 3 * time.Second
+)
+
+// StopResult says how a guest went away.
+type StopResult string
+
+const (
+	StoppedGracefully StopResult = "graceful" // the guest powered off when asked
+	StoppedByQuit     StopResult = "quit"     // the VMM quit on request
+	StoppedByKill     StopResult = "killed"   // SIGKILL to the VMM's process group
+	AlreadyGone       StopResult = "gone"
+)
+
+// Stop stops the guest of h: it asks the guest to stop within timeout, then tells the VMM to
+// quit, then kills the VMM's process group. It returns when the VMM is gone, or an error saying
+// which step did not finish in time.
+func Stop(ctx context.Context, b Backend, h Handle, timeout time.Duration, log *slog.Logger) (StopResult, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	if !h.Alive() {
+		return AlreadyGone, nil
+	}
+	// The guest's own grace (SIGTERM to SIGKILL of the workload) leaves time to power off.
+	grace := timeout - time.Second
+	if grace < time.Second {
+		grace = time.Second
+	}
+	reqCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	err := b.RequestStop(reqCtx, h, grace)
+	cancel()
+	if err != nil {
+		log.Debug("graceful stop request failed", "pid", h.PID, "err", err)
+	} else if waitFor(ctx, h, timeout) {
+		return StoppedGracefully, nil
+	}
+	quitCtx, cancel := context.WithTimeout(ctx, quitDeadline)
+	err = b.Quit(quitCtx, h)
+	cancel()
+	if err != nil {
+		log.Debug("quit request failed", "pid", h.PID, "err", err)
+	} else if waitFor(ctx, h, quitDeadline) {
+		return StoppedByQuit, nil
+	}
+	// The VMM leads its own process group: kill helpers it may have spawned with it.
+	if err := syscall.Kill(-h.PID, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+		log.Debug("kill process group", "pgid", h.PID, "err", err)
+		if err := syscall.Kill(h.PID, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+			return "", fmt.Errorf("kill %s (pid %d): %w", h.Backend, h.PID, err)
+		}
+	}
+	if waitFor(ctx, h, killDeadline) {
+		return StoppedByKill, nil
+	}
+	return "", fmt.Errorf("%s (pid %d) still runs %s after SIGKILL", h.Backend, h.PID, killDeadline)
+}
+
+func waitFor(ctx context.Context, h Handle, d time.Duration) bool {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	return WaitGone(ctx, h) == nil
+}

@@ -1,0 +1,177 @@
+// Package initcmd implements `ukernel init`: a new project from a preset or a prompt.
+package initcmd
+
+import (
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ukernel-dev/ukernel/internal/project"
+	"github.com/ukernel-dev/ukernel/internal/scaffold"
+	"github.com/ukernel-dev/ukernel/pkg/cmdutil"
+)
+
+// Options are the flags of `ukernel init`.
+type Options struct {
+	Name     string
+	Lang     string
+	Template string
+	Prompt   string
+	Force    bool
+	// Getenv reads the LLM planner settings; os.Getenv outside tests.
+	Getenv func(string) string
+}
+
+// NewCmdInit returns the init command.
+func NewCmdInit(f *cmdutil.Factory) *cobra.Command {
+	opts := &Options{Getenv: os.Getenv}
+	cmd := &cobra.Command{
+		Use:   "init --name NAME [--lang LANG] [--template PRESET | --prompt TEXT] [--force]",
+		Short: "Create a new project: ukernel.toml, src/, env/ukernel.env",
+		Long: `Create a new project in the project directory (-C DIR, default the current one).
+
+Presets (--template): minimal (prints a greeting and exits), worker (prints a tick every
+interval until SIGTERM), http (serves / and a health path on PORT), python (a small Python web
+app), postgres (PostgreSQL 15 on 5432 with data on a persistent volume; shell only).
+Languages (--lang): python (default), go, shell, node.
+
+--prompt TEXT plans the project from a description: a keyword planner by default, or an LLM
+through an OpenAI-compatible Responses API when configured:
+  UKERNEL_LLM_PROVIDER  auto (default), openai, local or heuristic
+  OPENAI_API_KEY        selects openai under auto
+  UKERNEL_LLM_BASE_URL  endpoint base (selects local under auto when no key is set)
+  UKERNEL_LLM_MODEL     model name
+  UKERNEL_LLM_TIMEOUT   how long to wait for the answer (default 60s)
+The plan is validated (features, port, health path, entrypoint inside src/) before anything is
+written and recorded in ukernel-prompt.json.
+
+Nothing is written when any check fails; existing files are kept unless --force is given.`,
+		Example: `  ukernel init --name example-worker --lang python --template worker
+  ukernel -C hello init --name hello --lang go --template http
+  ukernel init --name api --prompt "python API with a postgres database"`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runInit(cmd, f, opts)
+		},
+	}
+	cmd.Flags().StringVar(&opts.Name, "name", "", "project name (a host name: lowercase letters, digits, '-')")
+	cmd.Flags().StringVar(&opts.Lang, "lang", "", "language: "+strings.Join(project.Languages(), ", ")+" (default python; postgres uses shell)")
+	cmd.Flags().StringVar(&opts.Template, "template", "", "preset: "+strings.Join(scaffold.Presets, ", ")+" (default minimal, or planned from --prompt)")
+	cmd.Flags().StringVar(&opts.Prompt, "prompt", "", "describe the project; a planner chooses the preset and its settings")
+	cmd.Flags().BoolVar(&opts.Force, "force", false, "overwrite existing files")
+	return cmd
+}
+
+// result is the --json output.
+type result struct {
+	Files  []string      `json:"files"`
+	Preset string        `json:"preset"`
+	Lang   string        `json:"lang"`
+	Plan   scaffold.Plan `json:"plan"`
+	Notes  []string      `json:"notes"`
+}
+
+func runInit(cmd *cobra.Command, f *cmdutil.Factory, opts *Options) error {
+	// Usage checks first: bad flags never reach the planner or the disk.
+	if opts.Name == "" {
+		return cmdutil.Usagef("--name is required (e.g. --name example-worker)")
+	}
+	if err := project.ValidateName(opts.Name); err != nil {
+		return &cmdutil.UsageError{Err: err}
+	}
+	if opts.Template != "" && !scaffold.IsPreset(opts.Template) {
+		return cmdutil.Usagef("unknown preset %q; expected one of %s", opts.Template, strings.Join(scaffold.Presets, ", "))
+	}
+	if _, err := scaffold.ResolveLang("minimal", opts.Lang); err != nil {
+		return &cmdutil.UsageError{Err: err}
+	}
+	if opts.Template != "" {
+		if _, err := scaffold.ResolveLang(opts.Template, opts.Lang); err != nil {
+			return &cmdutil.UsageError{Err: err}
+		}
+	}
+	if cmd.Flags().Changed("prompt") && strings.TrimSpace(opts.Prompt) == "" {
+		return cmdutil.Usagef("--prompt is empty; describe the project or leave --prompt out")
+	}
+	dir, err := f.ProjectDir()
+	if err != nil {
+		return err
+	}
+
+	var plan scaffold.Plan
+	var record *scaffold.PromptRecord
+	if opts.Prompt == "" {
+		preset := opts.Template
+		if preset == "" {
+			preset = "minimal"
+		}
+		plan = scaffold.DefaultPlan(preset)
+	} else {
+		plan, record, err = planPrompt(cmd, f, opts)
+		if err != nil {
+			return err
+		}
+	}
+	lang, err := scaffold.ResolveLang(plan.Preset, opts.Lang)
+	if err != nil {
+		return fmt.Errorf("planned preset %s: %w", plan.Preset, err)
+	}
+	if err := plan.Validate(lang); err != nil {
+		return fmt.Errorf("invalid plan, nothing written: %w", err)
+	}
+	s, err := scaffold.Render(scaffold.Options{Name: opts.Name, Lang: lang, Plan: plan, Prompt: record})
+	if err != nil {
+		return err
+	}
+	var created []string
+	err = s.Write(dir, opts.Force, func(p string) {
+		created = append(created, p)
+		if !f.JSON {
+			fmt.Fprintf(f.IO.Out, "Created %s\n", p)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	for _, n := range s.Notes {
+		fmt.Fprintf(f.IO.ErrOut, "note: %s\n", n)
+	}
+	if f.JSON {
+		notes := s.Notes
+		if notes == nil {
+			notes = []string{}
+		}
+		return f.PrintJSON(result{Files: created, Preset: plan.Preset, Lang: lang, Plan: plan, Notes: notes})
+	}
+	return nil
+}
+
+// planPrompt turns the prompt into a plan with the configured planner.
+func planPrompt(cmd *cobra.Command, f *cmdutil.Factory, opts *Options) (scaffold.Plan, *scaffold.PromptRecord, error) {
+	cfg, err := scaffold.LLMConfigFromEnv(opts.Getenv)
+	if err != nil {
+		return scaffold.Plan{}, nil, err
+	}
+	if cfg == nil {
+		plan := scaffold.KeywordPlan(opts.Prompt, opts.Template)
+		return plan, &scaffold.PromptRecord{
+			Prompt: opts.Prompt, Mode: "heuristic",
+			Summary: "No LLM provider configured; used the built-in keyword planner.",
+		}, nil
+	}
+	f.Progress("Planning with %s model %s...", cfg.Provider, cfg.Model)
+	answer, err := cfg.Ask(cmd.Context(), opts.Name, opts.Template, opts.Lang, opts.Prompt)
+	if err != nil {
+		return scaffold.Plan{}, nil, fmt.Errorf("%w; nothing written", err)
+	}
+	plan, err := answer.ToPlan(opts.Template)
+	if err != nil {
+		return scaffold.Plan{}, nil, fmt.Errorf("the %s planner's answer is invalid, nothing written: %w", cfg.Provider, err)
+	}
+	return plan, &scaffold.PromptRecord{
+		Prompt: opts.Prompt, Mode: "llm", Provider: cfg.Provider, Model: cfg.Model,
+		Summary: answer.Summary, Notes: answer.Notes,
+	}, nil
+}

@@ -1,0 +1,149 @@
+// Package ps implements `ukernel ps`: the guests running on this host.
+package ps
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ukernel-dev/ukernel/internal/runstate"
+	"github.com/ukernel-dev/ukernel/pkg/cmdutil"
+)
+
+// Guest is one row of `ps`.
+type Guest struct {
+	Name        string            `json:"name"`
+	PID         int               `json:"pid"`
+	Backend     string            `json:"backend"`
+	Accelerator string            `json:"accelerator"`
+	Image       string            `json:"image"`
+	ImageDigest string            `json:"image_digest"`
+	Ports       []string          `json:"ports"`
+	Started     time.Time         `json:"started"`
+	UptimeS     int64             `json:"uptime_s"`
+	Status      string            `json:"status"` // running, starting, exited
+	ExitCode    *int              `json:"exit_code,omitempty"`
+	Reason      string            `json:"reason,omitempty"`
+	Health      map[string]string `json:"health,omitempty"`
+	RunDir      string            `json:"run_dir"`
+	ProjectDir  string            `json:"project_dir"`
+}
+
+// NewCmdPs returns the ps command.
+func NewCmdPs(f *cmdutil.Factory) *cobra.Command {
+	return &cobra.Command{
+		Use:   "ps",
+		Short: "List the guests running on this host",
+		Long: `Ps lists running guests: name, VMM pid, backend, accelerator, image digest, published
+ports, uptime and status. A guest whose VMM is gone (killed, crashed, or exited while
+detached) is shown once as exited, with its exit code when the guest reported one, and its
+state is cleaned.`,
+		Example: `  ukernel ps
+  ukernel ps --json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			store, err := runstate.Open()
+			if err != nil {
+				return err
+			}
+			rows, err := List(store, time.Now())
+			if err != nil {
+				return err
+			}
+			if f.JSON {
+				if rows == nil {
+					rows = []Guest{}
+				}
+				return f.PrintJSON(rows)
+			}
+			tw := tabwriter.NewWriter(f.IO.Out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tPID\tBACKEND\tACCEL\tIMAGE\tPORTS\tUPTIME\tSTATUS")
+			for _, g := range rows {
+				digest := g.ImageDigest
+				if len(digest) > 12 {
+					digest = digest[:12]
+				}
+				uptime := "-"
+				if g.Status == "running" {
+					uptime = (time.Duration(g.UptimeS) * time.Second).String()
+				}
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", g.Name, g.PID, dash(g.Backend), dash(g.Accelerator),
+					dash(digest), dash(strings.Join(g.Ports, ",")), uptime, statusText(g))
+			}
+			return tw.Flush()
+		},
+	}
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func statusText(g Guest) string {
+	s := g.Status
+	if g.ExitCode != nil {
+		s += fmt.Sprintf(" (%d)", *g.ExitCode)
+	} else if g.Reason != "" {
+		s += " (" + g.Reason + ")"
+	}
+	var h []string
+	for _, name := range slices.Sorted(maps.Keys(g.Health)) {
+		h = append(h, name+": "+g.Health[name])
+	}
+	if len(h) > 0 {
+		s += ", " + strings.Join(h, ", ")
+	}
+	return s
+}
+
+// List returns the guests of store, cleaning the state of those whose VMM is gone.
+func List(store *runstate.Store, now time.Time) ([]Guest, error) {
+	states, err := store.List()
+	if err != nil {
+		return nil, err
+	}
+	var rows []Guest
+	for _, st := range states {
+		g := Guest{
+			Name: st.Name, PID: st.Handle.PID, Backend: st.Handle.Backend, Accelerator: st.Accel,
+			Image: st.Image, ImageDigest: st.ImageDigest, Ports: st.Ports, Started: st.Started,
+			RunDir: st.RunDir, ProjectDir: st.ProjectDir, Status: "running",
+		}
+		if g.Ports == nil {
+			g.Ports = []string{}
+		}
+		run := runstate.Run{ID: st.RunID, Dir: st.RunDir}
+		switch {
+		case st.Live() && st.Handle.PID == 0:
+			g.Status = "starting"
+		case st.Live():
+			g.UptimeS = int64(now.Sub(st.Started) / time.Second)
+			g.Health = runstate.ReadHealth(run)
+		default:
+			g.Status = "exited"
+			if st.RunDir != "" {
+				out := runstate.ReadOutcome(run)
+				if out.Reported {
+					g.ExitCode = &out.Code
+				} else {
+					g.Reason = "no exit code reported"
+				}
+			} else {
+				g.Reason = "never started"
+			}
+			if err := store.Release(st); err != nil {
+				return nil, fmt.Errorf("clean stale state of %s: %w", st.Name, err)
+			}
+		}
+		rows = append(rows, g)
+	}
+	return rows, nil
+}

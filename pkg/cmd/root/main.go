@@ -1,0 +1,39 @@
+package root
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/ukernel-dev/ukernel/internal/version"
+	"github.com/ukernel-dev/ukernel/pkg/cmdutil"
+	"github.com/ukernel-dev/ukernel/pkg/iostreams"
+)
+
+// Main runs the ukernel CLI with the process's arguments and streams and returns the exit
+// code. cmd/ukernel calls it; CLI tests run it as the real binary (testscript).
+func Main() int {
+	exe, _ := os.Executable()
+	f := &cmdutil.Factory{IO: iostreams.System(), Dir: ".", Executable: exe}
+	// Commands that must handle interrupts themselves (run) see the cancellation through ctx.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	cmd := NewCmdRoot(f, version.String())
+	err := cmd.ExecuteContext(ctx)
+	code := cmdutil.ExitCode(err)
+	if err != nil {
+		var ee *cmdutil.ExitError
+		silent := errors.As(err, &ee) && ee.Err == nil
+		if msg := strings.TrimSpace(err.Error()); msg != "" && !silent {
+			fmt.Fprintln(os.Stderr, "ukernel: "+msg)
+			if code == 2 {
+				fmt.Fprintln(os.Stderr, "Run 'ukernel --help' for usage.")
+			}
+		}
+	}
+	return code
+}

@@ -1,0 +1,129 @@
+// Package run implements `ukernel run`: build and pack when needed, boot the image in a microVM,
+// stream its console and exit with the workload's exit code.
+package run
+
+import (
+	"context"
+	"errors"
+	"io"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ukernel-dev/ukernel/internal/runstate"
+	"github.com/ukernel-dev/ukernel/internal/vmm"
+	"github.com/ukernel-dev/ukernel/internal/vmm/launch"
+	"github.com/ukernel-dev/ukernel/pkg/cmdutil"
+)
+
+// BuildImage locks, builds and packs the project in dir when needed and returns its image path.
+// It is the pipeline's entry point; the pipeline wires itself in here.
+var BuildImage = func(ctx context.Context, dir string, offline bool, progress io.Writer) (string, error) {
+	return "", errors.New("no --image given and this build of ukernel cannot build on demand yet: run `ukernel pack` and pass --image dist/<name>.img")
+}
+
+// Options are the flags of `run`.
+type Options struct {
+	Factory     *cmdutil.Factory
+	Name        string
+	VCPU        int
+	MemoryMB    int
+	Net         string
+	Publish     []string
+	Env         []string
+	EnvFiles    []string
+	Image       string
+	Detach      bool
+	Accel       string
+	Offline     bool
+	StopTimeout time.Duration
+}
+
+// NewCmdRun returns the run command.
+func NewCmdRun(f *cmdutil.Factory) *cobra.Command {
+	o := &Options{Factory: f}
+	cmd := &cobra.Command{
+		Use:   "run [flags]",
+		Short: "Boot the project's image in a microVM and run its workload",
+		Long: `Run builds and packs the project when needed (cached), boots the image in a microVM and
+streams the guest's console. It exits with the workload's own exit code; 125 means ukernel
+itself failed (the reason is printed). Ctrl-C stops the guest gracefully.
+
+Defaults for --vcpu, --memory, --net and --publish come from ukernel.toml's [run] section,
+as recorded in the image. Values given with -e and --env-file reach the guest at run time
+only: they are never written into the image or the logs.`,
+		Example: `  ukernel run
+  ukernel run --publish 8080:8080 -e PORT=8080
+  ukernel run -d --name api --env-file secrets.env
+  ukernel run --image dist/example-worker.img --net tap:tap0 --accel tcg`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runRun(cmd.Context(), o)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&o.Name, "name", "", "guest name shown by ps and taken by stop (default: the project name)")
+	fl.IntVar(&o.VCPU, "vcpu", 0, "virtual CPUs (default: [run] vcpu)")
+	fl.IntVar(&o.MemoryMB, "memory", 0, "memory in MiB (default: [run] memory_mb)")
+	fl.StringVar(&o.Net, "net", "", "network: user, none or tap:IFACE (default: [run] net)")
+	fl.StringArrayVar(&o.Publish, "publish", nil, "publish a guest TCP port on 127.0.0.1 as HOST:GUEST (repeatable; --net user)")
+	fl.StringArrayVarP(&o.Env, "env", "e", nil, "set K=V in the workload's environment at run time (repeatable; -e K takes K from here)")
+	fl.StringArrayVar(&o.EnvFiles, "env-file", nil, "read K=V lines from a file into the workload's environment (repeatable)")
+	fl.StringVar(&o.Image, "image", "", "boot this image instead of building the project's")
+	fl.BoolVarP(&o.Detach, "detach", "d", false, "start the guest and return; see ps, logs, stop")
+	fl.StringVar(&o.Accel, "accel", vmm.AccelAuto, "accelerator: auto, kvm or tcg")
+	fl.BoolVar(&o.Offline, "offline", false, "build without network access when a build is needed")
+	fl.DurationVar(&o.StopTimeout, "stop-timeout", launch.DefaultStopTimeout, "on Ctrl-C, how long the guest gets to stop before it is forced")
+	return cmd
+}
+
+func runRun(ctx context.Context, o *Options) error {
+	f := o.Factory
+	fail := func(err error) error { return &cmdutil.ExitError{Code: runstate.ExitNoReport, Err: err} }
+	switch o.Accel {
+	case vmm.AccelAuto, vmm.AccelKVM, vmm.AccelTCG:
+	default:
+		return cmdutil.Usagef("--accel %q: expected auto, kvm or tcg", o.Accel)
+	}
+	if o.VCPU < 0 || o.MemoryMB < 0 {
+		return cmdutil.Usagef("--vcpu and --memory must be positive")
+	}
+	env, err := runstate.ParseEnv(o.Env, o.EnvFiles)
+	if err != nil {
+		return fail(err)
+	}
+	dir, err := f.ProjectDir()
+	if err != nil {
+		return fail(err)
+	}
+	img := o.Image
+	if img == "" {
+		if img, err = BuildImage(ctx, dir, o.Offline, f.IO.ErrOut); err != nil {
+			return fail(err)
+		}
+	}
+	opts := launch.Options{
+		ProjectDir: dir, Image: img, Name: o.Name, VCPU: o.VCPU, MemoryMB: o.MemoryMB,
+		Net: o.Net, Publish: o.Publish, Env: env, Accel: o.Accel, Detached: o.Detach,
+		Progress: f.IO.ErrOut, Log: f.Logger,
+	}
+	g, err := launch.Start(ctx, opts)
+	if err != nil {
+		return fail(err)
+	}
+	if o.Detach {
+		return nil
+	}
+	out, err := g.Attend(ctx, f.IO.Out, o.StopTimeout)
+	if err != nil {
+		return fail(err)
+	}
+	if out.Code == 0 && out.Reason == "" {
+		return nil
+	}
+	ee := &cmdutil.ExitError{Code: out.Code}
+	if out.Reason != "" {
+		ee.Err = errors.New(out.Reason)
+	}
+	return ee
+}

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs the Debian packages ukernel and its tests need, only those missing.
+# ukernel itself needs: qemu-system-x86 (run), erofs-utils (pack), Go (guest init build).
+# The tests also use the reference tools: gdisk, cpio, squashfs-tools, diffoscope, curl, ...
+set -euo pipefail
+pkgs=(qemu-system-x86 erofs-utils gdisk cpio busybox-static e2fsprogs curl ca-certificates
+      dosfstools mtools squashfs-tools python3 postgresql-client librsvg2-bin)
+if [ "${1:-}" = "--tests" ]; then
+  pkgs+=(diffoscope-minimal)
+fi
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "deps: installing ${missing[*]}" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+command -v go >/dev/null || { echo "deps: Go 1.26 or newer is required (https://go.dev/doc/install)" >&2; exit 1; }
