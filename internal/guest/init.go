@@ -34,8 +34,8 @@ const (
 	eventQueueSize = 1024
 )
 
-// Init holds PID 1's state. The zero value is not usable; Main builds one.
-type Init struct {
+// pid1 holds init's state; Main builds it.
+type pid1 struct {
 	start    int64
 	events   *Emitter
 	console  *os.File
@@ -57,7 +57,7 @@ func Main() {
 		fmt.Fprintln(os.Stderr, "ukernel-init: error: must run as PID 1 of a ukernel guest, not on a host")
 		os.Exit(2)
 	}
-	in := &Init{
+	in := &pid1{
 		start:   Now(),
 		events:  NewEmitter(eventQueueSize),
 		console: os.Stderr,
@@ -81,7 +81,7 @@ func (e *fatalError) Error() string { return e.what + ": " + e.err.Error() }
 func fail(what string, err error) error { return &fatalError{what, err} }
 
 // run boots the workload and returns its exit code, or a fatal error.
-func (in *Init) run() (code int, err error) {
+func (in *pid1) run() (code int, err error) {
 	// Subscribe before anything can start a child: no SIGCHLD or forwarded signal is missed.
 	sigchld := make(chan os.Signal, 16)
 	signal.Notify(sigchld, syscall.SIGCHLD)
@@ -169,7 +169,7 @@ func (in *Init) run() (code int, err error) {
 
 // openConsole makes sure init's own messages reach the console, even when the kernel found no
 // /dev/console in the initramfs and started init without fds 0-2.
-func (in *Init) openConsole() {
+func (in *pid1) openConsole() {
 	if _, err := unix.FcntlInt(2, unix.F_GETFD, 0); err == nil {
 		return
 	}
@@ -199,7 +199,7 @@ func consoleLogger(w *os.File, level slog.Level) *slog.Logger {
 		}}))
 }
 
-func (in *Init) loadModules() error {
+func (in *pid1) loadModules() error {
 	if in.modsDone {
 		return nil
 	}
@@ -225,7 +225,7 @@ func (in *Init) loadModules() error {
 
 // waitDevices waits for the root partition and the events port, then briefly for the optional
 // control port, and returns the port map.
-func (in *Init) waitDevices() (map[string]string, error) {
+func (in *pid1) waitDevices() (map[string]string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), DeviceTimeout)
 	defer cancel()
 	var ports map[string]string
@@ -277,7 +277,7 @@ func devNames(devs []BlockDev) string {
 	return s
 }
 
-func (in *Init) openPorts(ports map[string]string) error {
+func (in *pid1) openPorts(ports map[string]string) error {
 	ev, err := os.OpenFile("/dev/"+ports[abi.EventsPort], os.O_WRONLY, 0)
 	if err != nil {
 		return fmt.Errorf("events port %s: %w", abi.EventsPort, err)
@@ -297,7 +297,7 @@ func (in *Init) openPorts(ports map[string]string) error {
 
 // readControl turns control lines from the host into requests. A port whose host side is not
 // connected reads as EOF; retry slowly rather than spin.
-func (in *Init) readControl(f *os.File) {
+func (in *pid1) readControl(f *os.File) {
 	for {
 		sc := bufio.NewScanner(f)
 		for sc.Scan() {
@@ -320,7 +320,7 @@ func (in *Init) readControl(f *os.File) {
 	}
 }
 
-func (in *Init) loadConfig() error {
+func (in *pid1) loadConfig() error {
 	devs, err := BlockDevices("/sys")
 	if err != nil {
 		return err
@@ -347,7 +347,7 @@ func (in *Init) loadConfig() error {
 
 // spec builds the start spec of a workload process. Run-time environment values are only put
 // into the process, never logged.
-func (in *Init) spec(name string, argv []string, dir string, env ...map[string]string) Spec {
+func (in *pid1) spec(name string, argv []string, dir string, env ...map[string]string) Spec {
 	if dir == "" {
 		dir = in.manifest.Workdir
 	}
@@ -367,7 +367,7 @@ func (in *Init) spec(name string, argv []string, dir string, env ...map[string]s
 
 // supervise starts the services and the entry and waits: for the entry to exit (its code), or,
 // with services only, for a stop request.
-func (in *Init) supervise(fwd <-chan os.Signal) (int, error) {
+func (in *pid1) supervise(fwd <-chan os.Signal) (int, error) {
 	m := in.manifest
 	if len(m.Entry) == 0 && len(m.Services) == 0 {
 		return 0, fail("start workload", errors.New("the manifest has neither an entry nor services"))
@@ -427,7 +427,7 @@ func (in *Init) supervise(fwd <-chan os.Signal) (int, error) {
 // poweroff reports the outcome, stops what is left, flushes the events, unmounts and powers the
 // machine off. It never returns; if power-off itself fails, exiting PID 1 panics the kernel,
 // which with panic=-1 ends the VM too.
-func (in *Init) poweroff(code int, err error) {
+func (in *pid1) poweroff(code int, err error) {
 	if err != nil {
 		var fe *fatalError
 		if errors.As(err, &fe) {
@@ -462,7 +462,7 @@ func (in *Init) poweroff(code int, err error) {
 
 // reachHost tries, after an early failure, to open the events port so the host learns why the
 // guest stops: it loads the modules (ignoring errors) and waits briefly for the port.
-func (in *Init) reachHost() {
+func (in *pid1) reachHost() {
 	if in.events.started.Load() || in.manifest == nil {
 		return
 	}

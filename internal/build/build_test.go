@@ -1,0 +1,206 @@
+package build
+
+import (
+	"archive/zip"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/ukernel-dev/ukernel/internal/project"
+)
+
+// makeDeb builds a real .deb with dpkg-deb from a tree of files.
+func makeDeb(t *testing.T, name string, files map[string]string) string {
+	t.Helper()
+	if _, err := exec.LookPath("dpkg-deb"); err != nil {
+		t.Fatal("dpkg-deb not found (Debian's dpkg package)")
+	}
+	root := t.TempDir()
+	for p, content := range files {
+		full := filepath.Join(root, p)
+		os.MkdirAll(filepath.Dir(full), 0o755)
+		mode := os.FileMode(0o644)
+		if strings.Contains(p, "bin/") {
+			mode = 0o755
+		}
+		if err := os.WriteFile(full, []byte(content), mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.MkdirAll(filepath.Join(root, "DEBIAN"), 0o755)
+	control := "Package: " + name + "\nVersion: 1.0\nArchitecture: amd64\nMaintainer: t <t@example.invalid>\nDescription: test\n"
+	os.WriteFile(filepath.Join(root, "DEBIAN", "control"), []byte(control), 0o644)
+	deb := filepath.Join(t.TempDir(), name+".deb")
+	if out, err := exec.Command("dpkg-deb", "--root-owner-group", "-Zxz", "--build", root, deb).CombinedOutput(); err != nil {
+		t.Fatalf("dpkg-deb: %v: %s", err, out)
+	}
+	return deb
+}
+
+func makeWheel(t *testing.T) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "demo-1.0-py3-none-any.whl")
+	f, _ := os.Create(p)
+	zw := zip.NewWriter(f)
+	for name, content := range map[string]string{
+		"demo/__init__.py":                   "VALUE = 42\n",
+		"demo/__pycache__/x.cpython.pyc":     "junk",
+		"demo-1.0.dist-info/RECORD":          "demo/__init__.py,,\n",
+		"demo-1.0.dist-info/METADATA":        "Name: demo\nVersion: 1.0\n",
+		"demo-1.0.data/scripts/demo-cli":     "#!python\nimport demo\n",
+		"demo-1.0.dist-info/direct_url.json": "{\"url\": \"file:///home/someone\"}",
+	} {
+		h := &zip.FileHeader{Name: name, Method: zip.Deflate}
+		if strings.Contains(name, "scripts/") {
+			h.SetMode(0o755)
+		}
+		w, _ := zw.CreateHeader(h)
+		w.Write([]byte(content))
+	}
+	zw.Close()
+	f.Close()
+	return p
+}
+
+func writeProject(t *testing.T, dir string) *project.Config {
+	t.Helper()
+	os.MkdirAll(filepath.Join(dir, "src", "pkg"), 0o755)
+	os.WriteFile(filepath.Join(dir, "src", "main.py"), []byte("print('hi')\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "src", "pkg", "run.sh"), []byte("#!/bin/sh\n"), 0o755)
+	cfg, err := project.Parse("ukernel.toml", []byte(`[project]
+name = "demo"
+language = "python"
+entry = "src/main.py"
+[env]
+base = "python-3.11"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+func sha(t *testing.T, p string) string {
+	data, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := sha256.Sum256(data)
+	return hex.EncodeToString(s[:])
+}
+
+func TestBuildDeterministicAndCached(t *testing.T) {
+	deb := makeDeb(t, "python3.11", map[string]string{
+		"bin/python3.11":                  "#!fake\n",
+		"usr/lib/python3.11/os.py":        "# os\n",
+		"usr/lib/python3.11/test/t.py":    "# test suite\n",
+		"usr/share/doc/python3.11/README": "docs\n",
+		"usr/share/man/man1/python.1":     "man\n",
+	})
+	wheel := makeWheel(t)
+	base, _ := project.LookupBase("python-3.11")
+	var sums []string
+	for i, umask := range []int{0o022, 0o077} {
+		dir := filepath.Join(t.TempDir(), "p", string(rune('a'+i)))
+		cfg := writeProject(t, dir)
+		old := syscall.Umask(umask)
+		res, err := Run(context.Background(), Input{
+			Dir: dir, Config: cfg, Base: base, LockDigest: "abc",
+			Debs:   []Deb{{Name: "python3.11", Version: "1.0", Path: deb, SHA256: "x"}},
+			Wheels: []Wheel{{Name: "demo", Path: wheel, SHA256: "y"}},
+		})
+		syscall.Umask(old)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sums = append(sums, sha(t, res.Bundle))
+		root := res.RootDir
+		for _, want := range []string{"usr/bin/python3.11", "usr/bin/python3", "usr/lib/python3.11/os.py", "app/main.py", "app/pkg/run.sh", "etc/passwd",
+			"usr/local/lib/python3.11/dist-packages/demo/__init__.py", "usr/local/lib/python3.11/dist-packages/demo-1.0.dist-info/INSTALLER"} {
+			if _, err := os.Stat(filepath.Join(root, want)); err != nil {
+				t.Errorf("rootfs lacks %s: %v", want, err)
+			}
+		}
+		for _, gone := range []string{"usr/share/doc", "usr/share/man", "usr/lib/python3.11/test",
+			"usr/local/lib/python3.11/dist-packages/demo/__pycache__", "usr/local/lib/python3.11/dist-packages/demo-1.0.dist-info/direct_url.json"} {
+			if _, err := os.Stat(filepath.Join(root, gone)); err == nil {
+				t.Errorf("rootfs still has %s", gone)
+			}
+		}
+		if l, _ := os.Readlink(filepath.Join(root, "bin")); l != "usr/bin" {
+			t.Errorf("/bin is not the merged-/usr link: %q", l)
+		}
+		script, _ := os.ReadFile(filepath.Join(root, "usr/local/bin/demo-cli"))
+		if !strings.HasPrefix(string(script), "#!/usr/bin/python3.11\n") {
+			t.Errorf("wheel script shebang not rewritten: %q", script)
+		}
+		fi, _ := os.Stat(filepath.Join(root, "app/main.py"))
+		if fi.Mode().Perm() != 0o644 {
+			t.Errorf("mode depends on umask: %v", fi.Mode())
+		}
+		passwd, _ := os.ReadFile(filepath.Join(root, "etc/passwd"))
+		if !strings.Contains(string(passwd), "app:x:1000:1000:") {
+			t.Errorf("no app user: %s", passwd)
+		}
+		// A second build with nothing changed is a cache hit.
+		again, err := Run(context.Background(), Input{
+			Dir: dir, Config: cfg, Base: base, LockDigest: "abc",
+			Debs:   []Deb{{Name: "python3.11", Version: "1.0", Path: deb, SHA256: "x"}},
+			Wheels: []Wheel{{Name: "demo", Path: wheel, SHA256: "y"}},
+		})
+		if err != nil || !again.Cached {
+			t.Errorf("rebuild: cached=%v err=%v", again != nil && again.Cached, err)
+		}
+	}
+	if sums[0] != sums[1] {
+		t.Errorf("bundle differs between directories/umasks: %s vs %s", sums[0], sums[1])
+	}
+}
+
+func TestBundleListsWithTar(t *testing.T) {
+	dir := t.TempDir()
+	cfg := writeProject(t, dir)
+	base, _ := project.LookupBase("python-3.11")
+	deb := makeDeb(t, "python3.11", map[string]string{"usr/bin/python3.11": "x"})
+	res, err := Run(context.Background(), Input{Dir: dir, Config: cfg, Base: base, LockDigest: "d",
+		Debs: []Deb{{Name: "python3.11", Path: deb, SHA256: "x"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("tar", "--numeric-owner", "-tvzf", res.Bundle).CombinedOutput()
+	if err != nil {
+		t.Fatalf("tar: %v: %s", err, out)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if !strings.Contains(line, " 0/0 ") {
+			t.Errorf("entry not owned by 0/0: %s", line)
+		}
+	}
+	if !strings.Contains(string(out), "app/main.py") {
+		t.Errorf("bundle lacks app/main.py:\n%s", out)
+	}
+}
+
+func TestBuildErrors(t *testing.T) {
+	dir := t.TempDir()
+	cfg := writeProject(t, dir)
+	base, _ := project.LookupBase("python-3.11")
+	os.Remove(filepath.Join(dir, "src", "main.py"))
+	_, err := Run(context.Background(), Input{Dir: dir, Config: cfg, Base: base, LockDigest: "d"})
+	if err == nil || !strings.Contains(err.Error(), "src/main.py does not exist") {
+		t.Errorf("missing entry: %v", err)
+	}
+	if entries, _ := filepath.Glob(filepath.Join(dir, ".build-tmp-*")); len(entries) != 0 {
+		t.Errorf("left temporary directories: %v", entries)
+	}
+	shell, _ := project.LookupBase("debian-12")
+	if _, err := Run(context.Background(), Input{Dir: dir, Config: cfg, Base: shell}); err == nil || !strings.Contains(err.Error(), "does not fit base") {
+		t.Errorf("adapter/base mismatch: %v", err)
+	}
+}

@@ -1,0 +1,247 @@
+package lock
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/ukernel-dev/ukernel/internal/cache"
+	"github.com/ukernel-dev/ukernel/internal/debian"
+	"github.com/ukernel-dev/ukernel/internal/project"
+	"github.com/ukernel-dev/ukernel/internal/pypi"
+)
+
+// Options control Resolve and the Fetch functions.
+type Options struct {
+	Dir string // project directory
+	// Offline never touches the network: indices and artefacts must be in the cache.
+	Offline bool
+	// Locked fails instead of writing when the lock would change.
+	Locked bool
+	// Upgrade re-resolves to the newest versions instead of keeping locked ones.
+	Upgrade  bool
+	Progress io.Writer // progress lines (nil: silent)
+	TTY      bool      // Progress is a terminal: draw bars
+	Logger   *slog.Logger
+	Cache    *cache.Cache // nil: cache.Open()
+	Keyring  string       // nil: the Debian archive keyring
+}
+
+func (o *Options) init() error {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Cache == nil {
+		c, err := cache.Open()
+		if err != nil {
+			return err
+		}
+		o.Cache = c
+	}
+	return nil
+}
+
+func (o *Options) fetcher() *cache.Fetcher {
+	return &cache.Fetcher{Progress: o.Progress, TTY: o.TTY, Logger: o.Logger}
+}
+
+// sources returns the mirror's suites for a release codename per the project's settings.
+func sources(dir, codename string) ([]debian.Source, error) {
+	mirror := ""
+	if cfg, err := project.Load(dir); err == nil {
+		mirror = cfg.Env.Mirror
+	} else if _, statErr := os.Stat(dir + "/" + project.ConfigFile); statErr == nil {
+		return nil, err
+	}
+	return debian.Sources(mirror, project.ConfigFile+" [env] mirror", codename)
+}
+
+// Resolve brings dir's lock up to date with its env/ukernel.env and returns it. An existing
+// lock whose request is unchanged is kept as is (no network) unless Upgrade is set; otherwise the
+// closure is resolved, keeping locked versions that still satisfy. changed reports whether the
+// lock file differs from before; with Locked a change is an error and nothing is written.
+func Resolve(ctx context.Context, o Options) (*Lock, bool, error) {
+	if err := o.init(); err != nil {
+		return nil, false, err
+	}
+	env, err := project.LoadEnv(o.Dir)
+	if err != nil {
+		return nil, false, err
+	}
+	base, err := project.LookupBase(env.Base)
+	if err != nil {
+		return nil, false, fmt.Errorf("%s: %w", project.EnvFile, err)
+	}
+	req := requestOf(env)
+	old, err := Load(o.Dir)
+	if err != nil && !errors.Is(err, ErrNoLock) {
+		if o.Locked {
+			return nil, false, err
+		}
+		o.Logger.Warn("ignoring unreadable lock", "err", err)
+		old = nil
+	}
+	if old != nil && !o.Upgrade && old.Request.equal(req) {
+		return old, false, nil
+	}
+	if o.Locked {
+		why := "it does not exist"
+		if old != nil && !old.Request.equal(req) {
+			why = "env/ukernel.env changed since it was written"
+		} else if old != nil {
+			why = "an upgrade would change it"
+		}
+		return nil, false, fmt.Errorf("--locked: %s is out of date (%s); run ukernel env lock and commit the result", project.LockFile, why)
+	}
+	l, err := build(ctx, o, env, base, req, old)
+	if err != nil {
+		return nil, false, err
+	}
+	newData, err := l.Marshal()
+	if err != nil {
+		return nil, false, err
+	}
+	if old != nil {
+		oldData, _ := old.Marshal()
+		if bytes.Equal(oldData, newData) {
+			return l, false, nil
+		}
+	}
+	if err := l.Save(o.Dir); err != nil {
+		return nil, false, err
+	}
+	return l, true, nil
+}
+
+// OpenArchive opens the Debian release of a base per the project's mirror settings.
+func OpenArchive(ctx context.Context, o Options, codename string) (*debian.Archive, error) {
+	if err := o.init(); err != nil {
+		return nil, err
+	}
+	srcs, err := sources(o.Dir, codename)
+	if err != nil {
+		return nil, err
+	}
+	return debian.Open(ctx, debian.OpenOptions{Sources: srcs, Cache: o.Cache, Fetcher: o.fetcher(), Keyring: o.Keyring, Offline: o.Offline, Logger: o.Logger})
+}
+
+func build(ctx context.Context, o Options, env *project.Env, base project.Base, req Request, old *Lock) (*Lock, error) {
+	start := time.Now()
+	arch, err := OpenArchive(ctx, o, base.Codename)
+	if err != nil {
+		return nil, err
+	}
+	o.Logger.Debug("indices loaded", "packages", len(arch.Packages), "took", time.Since(start))
+	r := debian.NewResolver(arch.Packages)
+	if old != nil && !o.Upgrade {
+		r.Prefer = map[string]string{}
+		for _, p := range old.Packages {
+			r.Prefer[p.Name] = p.Version
+		}
+		if old.Kernel != nil {
+			r.Prefer[old.Kernel.Name] = old.Kernel.Version
+		}
+	}
+	var reqs []debian.Request
+	for _, n := range base.Packages {
+		reqs = append(reqs, debian.Request{Name: n})
+	}
+	for _, s := range env.System {
+		reqs = append(reqs, debian.ParseRequest(s))
+	}
+	closure, err := r.Resolve(reqs)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", project.EnvFile, err)
+	}
+	kernel, err := resolveKernel(r, env.Kernel)
+	if err != nil {
+		return nil, fmt.Errorf("%s: kernel: %w", project.EnvFile, err)
+	}
+	o.Logger.Debug("resolved", "packages", len(closure), "took", time.Since(start))
+	l := &Lock{Version: FormatVersion, Base: env.Base, Request: req, Kernel: lockPackage(kernel)}
+	for _, p := range closure {
+		l.Packages = append(l.Packages, *lockPackage(p))
+	}
+	for _, s := range arch.Suites {
+		l.Archives = append(l.Archives, Archive{
+			Origin: s.Release.Origin, Suite: s.Release.Suite, Codename: s.Release.Codename,
+			Date: s.Release.Date.UTC().Format(time.RFC3339), Index: s.IndexPath, IndexSHA256: s.IndexSHA256,
+		})
+	}
+	if len(env.Python) > 0 {
+		if old != nil && !o.Upgrade && slices.Equal(old.Request.Python, req.Python) {
+			l.Python = old.Python
+		} else {
+			if o.Offline {
+				return nil, fmt.Errorf("--offline: the python requirements changed and pip needs the network to resolve them")
+			}
+			l.Python, err = lockPython(ctx, o, env.Python, base)
+			if err != nil {
+				return nil, err
+			}
+		}
+	}
+	return l, nil
+}
+
+// resolveKernel follows a kernel metapackage (linux-image-cloud-amd64) to the versioned image
+// package it depends on; that package is locked alone, without the dependencies that serve
+// installing a kernel on a host.
+func resolveKernel(r *debian.Resolver, name string) (*debian.Package, error) {
+	p, err := r.Choose(name)
+	if err != nil {
+		return nil, err
+	}
+	for range 4 {
+		groups, err := debian.ParseRelations(p.Depends)
+		if err != nil {
+			return nil, err
+		}
+		var next *debian.Package
+		for _, g := range groups {
+			if a := g[0]; strings.HasPrefix(a.Name, "linux-image-") {
+				if c := r.Candidate(a.Name); c != nil && a.Constraint.Satisfied(c.Version) {
+					next = c
+					break
+				}
+			}
+		}
+		if next == nil {
+			return p, nil
+		}
+		p = next
+	}
+	return nil, fmt.Errorf("%s: kernel metapackage chain too long", name)
+}
+
+func lockPackage(p *debian.Package) *Package {
+	return &Package{Name: p.Name, Version: p.Version, Architecture: p.Architecture, Filename: p.Filename, Size: p.Size, SHA256: p.SHA256, Suite: p.Suite}
+}
+
+func lockPython(ctx context.Context, o Options, reqs []string, base project.Base) ([]pypi.Wheel, error) {
+	if base.PythonVersion == "" {
+		return nil, fmt.Errorf("%s: python packages need a python base, not %s", project.EnvFile, base.Name)
+	}
+	tmp, err := os.MkdirTemp(o.Cache.Dir+"/tmp", "pip-*")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(tmp)
+	wheels, err := pypi.Download(ctx, reqs, pypi.Target{PythonVersion: base.PythonVersion}, tmp, nil)
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range wheels {
+		if _, err := o.Cache.PutFile(tmp+"/"+w.Filename, w.SHA256); err != nil {
+			return nil, err
+		}
+	}
+	return wheels, nil
+}

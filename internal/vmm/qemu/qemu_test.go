@@ -1,0 +1,273 @@
+package qemu
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ukernel-dev/ukernel/internal/runstate"
+	"github.com/ukernel-dev/ukernel/internal/testenv"
+	"github.com/ukernel-dev/ukernel/internal/vmm"
+	"github.com/ukernel-dev/ukernel/internal/vmm/vmmtest"
+)
+
+func TestArgs(t *testing.T) {
+	spec := vmm.Spec{
+		Kernel: "/c/vmlinuz", Initrd: "/c/initrd.img", Cmdline: "quiet", VCPU: 2, MemoryMB: 512, Accel: "tcg",
+		Disks: []vmm.Disk{{ID: "root", Path: "/p/dist/a,b.img", ReadOnly: true}, {ID: "config", Path: "/s/a.config", ReadOnly: true}},
+		Net:   vmm.Net{Mode: "user", Publish: []vmm.Port{{Host: 8080, Guest: 80}, {Host: 2222, Guest: 22}}},
+		ConsolePath: "/r/console.log", EventsPath: "/r/events.jsonl", ControlSocket: "/s/a.ctl", APISocket: "/s/a.qmp",
+	}
+	got, err := Args(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "-M microvm,pit=on,pic=on,rtc=on -accel tcg -cpu max -m 512 -smp 2 -nodefaults -no-user-config -nographic -no-reboot " +
+		"-sandbox on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny " +
+		"-kernel /c/vmlinuz -initrd /c/initrd.img -append quiet console=ttyS0 tsc_early_khz=2000000 " +
+		"-chardev file,id=con,path=/r/console.log -serial chardev:con " +
+		"-drive id=root,file=/p/dist/a,,b.img,format=raw,if=none,readonly=on -device virtio-blk-device,drive=root " +
+		"-drive id=config,file=/s/a.config,format=raw,if=none,readonly=on -device virtio-blk-device,drive=config " +
+		"-device virtio-serial-device -chardev file,id=ev,path=/r/events.jsonl -device virtserialport,chardev=ev,name=ukernel.events " +
+		"-chardev socket,id=ctl,path=/s/a.ctl,server=on,wait=off -device virtserialport,chardev=ctl,name=ukernel.ctl " +
+		"-netdev user,id=n0,hostfwd=tcp:127.0.0.1:8080-:80,hostfwd=tcp:127.0.0.1:2222-:22 -device virtio-net-device,netdev=n0 " +
+		"-qmp unix:/s/a.qmp,server=on,wait=off"
+	if g := strings.Join(got, " "); g != want {
+		t.Errorf("args:\n got %s\nwant %s", g, want)
+	}
+
+	spec.Accel, spec.Net = "kvm", vmm.Net{Mode: "tap", Iface: "tap0"}
+	got, err = Args(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := strings.Join(got, " ")
+	for _, s := range []string{"-accel kvm -m 512", "-netdev tap,id=n0,ifname=tap0,script=no,downscript=no", "-append quiet console=ttyS0 -chardev"} {
+		if !strings.Contains(g, s) {
+			t.Errorf("kvm/tap args lack %q: %s", s, g)
+		}
+	}
+	spec.Net.Publish = []vmm.Port{{Host: 1, Guest: 1}}
+	if _, err := Args(spec); err == nil || !strings.Contains(err.Error(), "--net user") {
+		t.Errorf("publish on tap: got %v, want an error naming --net user", err)
+	}
+}
+
+func TestMissingTapFailsBeforeQEMU(t *testing.T) {
+	dir := t.TempDir()
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err := New(nil).Start(ctx, vmm.Spec{
+		Kernel: "/nonexistent", Accel: "tcg", Net: vmm.Net{Mode: "tap", Iface: "ukmissing0"},
+		ConsolePath: filepath.Join(dir, "console.log"), APISocket: filepath.Join(dir, "q.qmp"),
+	})
+	if err == nil || !strings.Contains(err.Error(), `tap device "ukmissing0" does not exist`) {
+		t.Fatalf("got %v, want a missing-tap error", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("missing tap took %s to report", d)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "q.qmp")); err == nil {
+		t.Error("QEMU was started despite the missing tap")
+	}
+}
+
+func TestBusyPublishedPort(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	port := l.Addr().(*net.TCPAddr).Port
+	err = CheckNet(vmm.Net{Mode: "user", Publish: []vmm.Port{{Host: port, Guest: 80}}})
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("host port %d on 127.0.0.1 is not free", port)) {
+		t.Fatalf("got %v, want a busy-port error", err)
+	}
+}
+
+// guest holds the files of one test guest.
+type guest struct {
+	spec vmm.Spec
+	run  runstate.Run
+}
+
+func newGuest(t *testing.T, initrd string) guest {
+	t.Helper()
+	testenv.RequireTools(t, vmm.QEMUBinary)
+	k := testenv.DebianKernel(t)
+	// Sockets need short paths: t.TempDir() under a long test name can pass sun_path's 107 bytes.
+	sock, err := os.MkdirTemp("", "ukq")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(sock) })
+	run := runstate.Run{ID: "test", Dir: t.TempDir()}
+	return guest{run: run, spec: vmm.Spec{
+		Kernel: k.Vmlinuz, Initrd: initrd, Cmdline: "quiet panic=-1", MemoryMB: 256, Accel: "tcg",
+		Net:         vmm.Net{Mode: "none"},
+		ConsolePath: run.Console(), EventsPath: run.Events(), LogPath: run.VMMLog(),
+		ControlSocket: filepath.Join(sock, "g.ctl"), APISocket: filepath.Join(sock, "g.qmp"),
+	}}
+}
+
+func startGuest(t *testing.T, g guest) *vmm.VM {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	vm, err := New(nil).Start(ctx, g.spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if vm.Alive() {
+			t.Errorf("QEMU pid %d still runs at the end of the test; killing it", vm.PID)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			vmm.Stop(ctx, New(nil), vm.Handle, time.Second, nil)
+		}
+	})
+	return vm
+}
+
+func waitConsole(t *testing.T, g guest, want string, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		b, _ := os.ReadFile(g.run.Console())
+		if strings.Contains(string(b), want) {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	b, _ := os.ReadFile(g.run.Console())
+	t.Fatalf("console did not show %q within %s; console:\n%s", want, d, lastBytes(b, 2000))
+}
+
+func lastBytes(b []byte, n int) string {
+	if len(b) > n {
+		b = b[len(b)-n:]
+	}
+	return string(b)
+}
+
+func TestKernelPanicIsReported(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots a VM")
+	}
+	// No initrd and no root device: the kernel panics ("VFS: Unable to mount root fs"),
+	// panic=-1 reboots, -no-reboot makes QEMU exit.
+	g := newGuest(t, "")
+	vm := startGuest(t, g)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := vm.Wait(ctx); err != nil {
+		t.Fatalf("QEMU: %v", err)
+	}
+	out := runstate.ReadOutcome(g.run)
+	if out.Code != 125 || out.Reported || !strings.Contains(out.Reason, "kernel panic") || !strings.Contains(out.Reason, "Unable to mount root fs") {
+		t.Errorf("outcome %+v, want 125 with a kernel panic reason", out)
+	}
+}
+
+func TestGracefulStopOverControlPort(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots a VM")
+	}
+	k := testenv.DebianKernel(t)
+	initrd := filepath.Join(t.TempDir(), "initrd")
+	script := vmmtest.Preamble + vmmtest.PortFunc + `
+ctl=$(port ukernel.ctl)
+ev=$(port ukernel.events)
+echo "guest ready ctl=$ctl ev=$ev"
+read line < "$ctl"
+echo "control: $line"
+printf '{"type":"poweroff","t_ns":1,"code":3}\n' > "$ev"
+poweroff -f
+`
+	if err := vmmtest.WriteInitrd(initrd, script, vmmtest.ModulePaths(k.ModulesDir)); err != nil {
+		t.Fatal(err)
+	}
+	g := newGuest(t, initrd)
+	vm := startGuest(t, g)
+	waitConsole(t, g, "guest ready ctl=/dev/vport", 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
+	res, err := vmm.Stop(ctx, New(nil), vm.Handle, 20*time.Second, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res != vmm.StoppedGracefully {
+		b, _ := os.ReadFile(g.run.Console())
+		t.Fatalf("stop result %s, want graceful; console:\n%s", res, lastBytes(b, 2000))
+	}
+	if err := vm.Wait(ctx); err != nil {
+		t.Errorf("QEMU exit: %v", err)
+	}
+	waitConsole(t, g, `control: {"type":"stop","grace_s":19}`, time.Second)
+	if out := runstate.ReadOutcome(g.run); out.Code != 3 || !out.Reported {
+		t.Errorf("outcome %+v, want the guest's code 3", out)
+	}
+	if vm.Alive() {
+		t.Error("QEMU still alive after a graceful stop")
+	}
+}
+
+func TestStopFallsBackToQuit(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots a VM")
+	}
+	initrd := filepath.Join(t.TempDir(), "initrd")
+	// A guest that never reads its control port.
+	if err := vmmtest.WriteInitrd(initrd, vmmtest.Preamble+"echo sleeping\nwhile :; do sleep 1; done\n", nil); err != nil {
+		t.Fatal(err)
+	}
+	g := newGuest(t, initrd)
+	vm := startGuest(t, g)
+	waitConsole(t, g, "sleeping", 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	start := time.Now()
+	res, err := vmm.Stop(ctx, New(nil), vm.Handle, time.Second, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res != vmm.StoppedByQuit {
+		t.Errorf("stop result %s, want quit", res)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("stop took %s", d)
+	}
+	if vm.Alive() {
+		t.Error("QEMU still alive")
+	}
+	if _, err := os.Stat(fmt.Sprintf("/proc/%d", vm.PID)); err == nil {
+		if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", vm.PID)); strings.Contains(string(b), g.spec.APISocket) {
+			t.Errorf("pid %d is still our QEMU", vm.PID)
+		}
+	}
+}
+
+func TestQEMUStartFailureIsClear(t *testing.T) {
+	testenv.RequireTools(t, vmm.QEMUBinary)
+	g := guest{run: runstate.Run{Dir: t.TempDir()}}
+	sock, _ := os.MkdirTemp("", "ukq")
+	defer os.RemoveAll(sock)
+	g.spec = vmm.Spec{Kernel: filepath.Join(t.TempDir(), "no-such-kernel"), Accel: "tcg", Net: vmm.Net{Mode: "none"},
+		ConsolePath: g.run.Console(), LogPath: g.run.VMMLog(), APISocket: filepath.Join(sock, "q")}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := New(nil).Start(ctx, g.spec)
+	if err == nil || !strings.Contains(err.Error(), "QEMU exited while starting") || !strings.Contains(err.Error(), "no-such-kernel") {
+		t.Fatalf("got %v, want QEMU's own message about the kernel", err)
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		t.Fatal("start failure waited for the deadline")
+	}
+}
