@@ -220,8 +220,12 @@ func (e *ExistsError) Error() string {
 func (s *Scaffold) Check(dir string, force bool) error {
 	var exists []string
 	for _, f := range s.Files {
-		full := filepath.Join(dir, filepath.FromSlash(f.Path))
-		fi, err := os.Lstat(full)
+		for d := path.Dir(f.Path); d != "."; d = path.Dir(d) {
+			if fi, err := os.Stat(filepath.Join(dir, filepath.FromSlash(d))); err == nil && !fi.IsDir() {
+				return fmt.Errorf("%s is a file; expected a directory to hold %s", d, f.Path)
+			}
+		}
+		fi, err := os.Lstat(filepath.Join(dir, filepath.FromSlash(f.Path)))
 		switch {
 		case err == nil && fi.IsDir():
 			return fmt.Errorf("%s is a directory; expected to write a file there", f.Path)
@@ -231,11 +235,6 @@ func (s *Scaffold) Check(dir string, force bool) error {
 			}
 		case !errors.Is(err, fs.ErrNotExist):
 			return fmt.Errorf("check %s: %w", f.Path, err)
-		}
-		for d := path.Dir(f.Path); d != "."; d = path.Dir(d) {
-			if fi, err := os.Stat(filepath.Join(dir, filepath.FromSlash(d))); err == nil && !fi.IsDir() {
-				return fmt.Errorf("%s is a file; expected a directory to hold %s", d, f.Path)
-			}
 		}
 	}
 	if len(exists) > 0 {
