@@ -123,8 +123,8 @@ func Run(ctx context.Context, in Input) (*Result, error) {
 	}
 	cfgBytes, _ := json.Marshal(in.Config)
 	h := sha256.New()
-	fmt.Fprintf(h, "ukernel %s\nadapter %s\nrelease %v\nepoch %d\nlock %s\nsrc %s\nconfig %s\n",
-		version.Version, adapter, in.Release, epoch, in.LockDigest, srcDigest, cfgBytes)
+	fmt.Fprintf(h, "ukernel %s %s\nadapter %s\nrelease %v\nepoch %d\nlock %s\nsrc %s\nconfig %s\n",
+		version.Version, version.BinaryDigest(), adapter, in.Release, epoch, in.LockDigest, srcDigest, cfgBytes)
 	for _, d := range in.Debs {
 		fmt.Fprintf(h, "deb %s %s\n", d.Name, d.SHA256)
 	}
@@ -384,10 +384,17 @@ var trimmed = []string{
 	"usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale", "usr/share/lintian",
 	"usr/share/bug", "usr/share/doc-base", "usr/share/bash-completion", "usr/share/zsh",
 	"usr/share/menu", "usr/share/pixmaps", "usr/share/applications", "var/cache", "var/lib/dpkg",
+	// glibc's iconv charset modules: only iconv(3) users need them, and they are 8 MB.
+	"usr/lib/x86_64-linux-gnu/gconv",
+	// The package manager's own tools: maintainer scripts never run and the image has no
+	// package database, so dpkg cannot work in the guest.
+	"usr/bin/dpkg", "usr/bin/dpkg-deb", "usr/bin/dpkg-query", "usr/bin/dpkg-divert", "usr/bin/dpkg-split",
+	"usr/bin/dpkg-trigger", "usr/bin/dpkg-statoverride", "usr/bin/dpkg-maintscript-helper",
+	"usr/bin/dpkg-realpath", "usr/bin/update-alternatives", "usr/share/dpkg", "etc/dpkg", "etc/alternatives",
 }
 
 // trimmedPython are a Debian Python's parts a server never imports.
-var trimmedPython = []string{"test", "idlelib", "tkinter", "turtledemo", "ensurepip", "lib2to3/tests", "unittest/test", "distutils/tests", "ctypes/test", "sqlite3/test", "tkinter/test", "config-3.11-x86_64-linux-gnu", "config-3.13-x86_64-linux-gnu"}
+var trimmedPython = []string{"pydoc_data", "test", "idlelib", "tkinter", "turtledemo", "ensurepip", "lib2to3/tests", "unittest/test", "distutils/tests", "ctypes/test", "sqlite3/test", "tkinter/test", "config-3.11-x86_64-linux-gnu", "config-3.13-x86_64-linux-gnu"}
 
 func trim(root string, release bool) {
 	for _, p := range trimmed {

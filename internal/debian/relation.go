@@ -20,7 +20,13 @@ func CompareVersions(a, b string) int {
 	if errA != nil || errB != nil {
 		return strings.Compare(a, b)
 	}
-	return version.Compare(va, vb)
+	switch c := version.Compare(va, vb); {
+	case c < 0:
+		return -1
+	case c > 0:
+		return 1
+	}
+	return 0
 }
 
 // Constraint is a version restriction such as ">= 1.2".
@@ -109,6 +115,8 @@ func ParseRelations(field string) ([]Group, error) {
 	return groups, nil
 }
 
+const versionChars = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.+~:-"
+
 // ParseAtom parses "name[:arch] [(op version)]".
 func ParseAtom(s string) (Atom, error) {
 	s = strings.TrimSpace(s)
@@ -136,8 +144,8 @@ func ParseAtom(s string) (Atom, error) {
 			} else if op == ">" {
 				op = ">="
 			}
-			if ver == "" {
-				return a, fmt.Errorf("missing version in %q", s)
+			if ver == "" || strings.Trim(ver, versionChars) != "" {
+				return a, fmt.Errorf("bad or missing version in %q", s)
 			}
 			a.Constraint = Constraint{Op: op, Version: ver}
 		}

@@ -34,7 +34,9 @@ func buildRootFS(ctx context.Context, dir, out string, epoch int64) error {
 		return err
 	}
 	cmd := exec.CommandContext(ctx, bin,
-		"-zlz4hc",
+		// Level 12 with 64 KiB physical clusters: about 11% smaller than the defaults on a
+		// Python runtime; the guest kernel (6.1) reads big pclusters.
+		"-zlz4hc,12", "-C65536",
 		"-T", strconv.FormatInt(epoch, 10),
 		"-U", id,
 		"--all-root",

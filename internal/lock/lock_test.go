@@ -16,7 +16,7 @@ import (
 func writeProject(t *testing.T, env string) string {
 	t.Helper()
 	dir := t.TempDir()
-	must(t, os.WriteFile(filepath.Join(dir, project.ConfigFile), []byte("[project]\nname = \"demo\"\nlanguage = \"python\"\n"), 0o644))
+	must(t, os.WriteFile(filepath.Join(dir, project.ConfigFile), []byte("[project]\nname = \"demo\"\nlanguage = \"python\"\nentry = \"src/main.py\"\n[env]\nbase = \"python-3.11\"\n"), 0o644))
 	must(t, os.MkdirAll(filepath.Join(dir, "env"), 0o755))
 	must(t, os.WriteFile(filepath.Join(dir, project.EnvFile), []byte(env), 0o644))
 	return dir
@@ -119,7 +119,7 @@ func TestUnreachableMirrorSaysWhereSettingCameFrom(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "UKERNEL_DEBIAN_MIRROR") {
 		t.Fatalf("got %v", err)
 	}
-	must(t, os.WriteFile(filepath.Join(dir, project.ConfigFile), []byte("[project]\nname = \"demo\"\nlanguage = \"python\"\n[env]\nmirror = \"http://127.0.0.1:9/debian\"\n"), 0o644))
+	must(t, os.WriteFile(filepath.Join(dir, project.ConfigFile), []byte("[project]\nname = \"demo\"\nlanguage = \"python\"\nentry = \"src/main.py\"\n[env]\nbase = \"python-3.11\"\nmirror = \"http://127.0.0.1:9/debian\"\n"), 0o644))
 	_, _, err = Resolve(ctx(t), Options{Dir: dir, Cache: c})
 	if err == nil || !strings.Contains(err.Error(), "ukernel.toml [env] mirror") {
 		t.Fatalf("got %v", err)

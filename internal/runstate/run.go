@@ -149,8 +149,7 @@ func ParseEnv(flags []string, files []string) (map[string]string, error) {
 			}
 			// Never echo the line: it may be a secret.
 			if err := set(fmt.Sprintf("%s:%d", file, n), line); err != nil {
-				k, _, _ := strings.Cut(line, "=")
-				return nil, fmt.Errorf("%s:%d: expected KEY=VALUE (key %q)", file, n, k)
+				return nil, fmt.Errorf("%s:%d: expected KEY=VALUE, or the name of a variable set here", file, n)
 			}
 		}
 		if err := sc.Err(); err != nil {

@@ -3,8 +3,13 @@
 package version
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
+	"os"
 	"runtime"
 	"runtime/debug"
+	"sync"
 )
 
 // Version is set at release time with -ldflags "-X .../internal/version.Version=v1.2.3".
@@ -19,4 +24,32 @@ func Go() string {
 		return bi.GoVersion
 	}
 	return runtime.Version()
+}
+
+var (
+	binaryOnce   sync.Once
+	binaryDigest string
+)
+
+// BinaryDigest is the SHA-256 of the running executable. Build caches key on it, so a changed
+// ukernel (even one with the same version string, as in development) never reuses outputs
+// made by another.
+func BinaryDigest() string {
+	binaryOnce.Do(func() {
+		binaryDigest = Version
+		exe, err := os.Executable()
+		if err != nil {
+			return
+		}
+		f, err := os.Open(exe)
+		if err != nil {
+			return
+		}
+		defer f.Close()
+		h := sha256.New()
+		if _, err := io.Copy(h, f); err == nil {
+			binaryDigest = hex.EncodeToString(h.Sum(nil))
+		}
+	})
+	return binaryDigest
 }

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"strings"
@@ -25,8 +26,10 @@ type Backend interface {
 	// running when ctx ends; stop it with Stop.
 	Start(ctx context.Context, spec Spec) (*VM, error)
 	// RequestStop asks the guest to stop its workload within grace and power off, over the
-	// control channel. It returns once the request is delivered, not when the guest is gone.
-	RequestStop(ctx context.Context, h Handle, grace time.Duration) error
+	// control channel. It returns once the request is sent, not when the guest is gone; the
+	// caller closes the returned channel connection after the guest is gone or given up on
+	// (a virtio-serial message is dropped if the host hangs up before the guest reads it).
+	RequestStop(ctx context.Context, h Handle, grace time.Duration) (io.Closer, error)
 	// Quit makes the VMM exit now, without the guest's cooperation (QMP quit).
 	Quit(ctx context.Context, h Handle) error
 }
@@ -185,12 +188,16 @@ func Stop(ctx context.Context, b Backend, h Handle, timeout time.Duration, log *
 		grace = time.Second
 	}
 	reqCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	err := b.RequestStop(reqCtx, h, grace)
+	conn, err := b.RequestStop(reqCtx, h, grace)
 	cancel()
 	if err != nil {
 		log.Debug("graceful stop request failed", "pid", h.PID, "err", err)
-	} else if waitFor(ctx, h, timeout) {
-		return StoppedGracefully, nil
+	} else {
+		gone := waitFor(ctx, h, timeout)
+		conn.Close()
+		if gone {
+			return StoppedGracefully, nil
+		}
 	}
 	quitCtx, cancel := context.WithTimeout(ctx, quitDeadline)
 	err = b.Quit(quitCtx, h)

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -305,27 +306,29 @@ func logTail(path string) string {
 }
 
 // RequestStop writes a stop request to the guest's control port.
-func (b *Backend) RequestStop(ctx context.Context, h vmm.Handle, grace time.Duration) error {
+// The connection stays open: QEMU passes the bytes on only while the guest has the port open,
+// and drops what it has not passed on when the host hangs up.
+func (b *Backend) RequestStop(ctx context.Context, h vmm.Handle, grace time.Duration) (io.Closer, error) {
 	if h.ControlSocket == "" {
-		return errors.New("guest has no control channel")
+		return nil, errors.New("guest has no control channel")
 	}
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "unix", h.ControlSocket)
 	if err != nil {
-		return fmt.Errorf("control channel %s: %w", h.ControlSocket, err)
+		return nil, fmt.Errorf("control channel %s: %w", h.ControlSocket, err)
 	}
-	defer conn.Close()
 	if dl, ok := ctx.Deadline(); ok {
-		conn.SetDeadline(dl)
+		conn.SetWriteDeadline(dl)
 	}
 	msg, err := json.Marshal(abi.Control{Type: abi.ControlStop, GraceS: int((grace + time.Second - 1) / time.Second)})
+	if err == nil {
+		_, err = conn.Write(append(msg, '\n'))
+	}
 	if err != nil {
-		return err
+		conn.Close()
+		return nil, fmt.Errorf("control channel %s: send stop: %w", h.ControlSocket, err)
 	}
-	if _, err := conn.Write(append(msg, '\n')); err != nil {
-		return fmt.Errorf("control channel %s: send stop: %w", h.ControlSocket, err)
-	}
-	return nil
+	return conn, nil
 }
 
 // Quit asks QEMU over QMP to exit now.

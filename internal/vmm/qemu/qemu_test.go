@@ -136,13 +136,16 @@ func startGuest(t *testing.T, g guest) *vmm.VM {
 	return vm
 }
 
-func waitConsole(t *testing.T, g guest, want string, d time.Duration) {
+func waitConsole(t *testing.T, g guest, vm *vmm.VM, want string, d time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for time.Now().Before(deadline) {
 		b, _ := os.ReadFile(g.run.Console())
 		if strings.Contains(string(b), want) {
 			return
+		}
+		if vm != nil && !vm.Alive() {
+			break
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -186,7 +189,9 @@ func TestGracefulStopOverControlPort(t *testing.T) {
 ctl=$(port ukernel.ctl)
 ev=$(port ukernel.events)
 echo "guest ready ctl=$ctl ev=$ev"
-read line < "$ctl"
+# Reads return EOF while no host is connected to the port: retry until a line arrives.
+line=
+while [ -z "$line" ]; do read line < "$ctl" || sleep 0.1; done
 echo "control: $line"
 printf '{"type":"poweroff","t_ns":1,"code":3}\n' > "$ev"
 poweroff -f
@@ -196,7 +201,7 @@ poweroff -f
 	}
 	g := newGuest(t, initrd)
 	vm := startGuest(t, g)
-	waitConsole(t, g, "guest ready ctl=/dev/vport", 60*time.Second)
+	waitConsole(t, g, vm, "guest ready ctl=/dev/vport", 60*time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer cancel()
 	res, err := vmm.Stop(ctx, New(nil), vm.Handle, 20*time.Second, nil)
@@ -210,7 +215,7 @@ poweroff -f
 	if err := vm.Wait(ctx); err != nil {
 		t.Errorf("QEMU exit: %v", err)
 	}
-	waitConsole(t, g, `control: {"type":"stop","grace_s":19}`, time.Second)
+	waitConsole(t, g, nil, `control: {"type":"stop","grace_s":19}`, time.Second)
 	if out := runstate.ReadOutcome(g.run); out.Code != 3 || !out.Reported {
 		t.Errorf("outcome %+v, want the guest's code 3", out)
 	}
@@ -230,9 +235,21 @@ func TestStopFallsBackToQuit(t *testing.T) {
 	}
 	g := newGuest(t, initrd)
 	vm := startGuest(t, g)
-	waitConsole(t, g, "sleeping", 60*time.Second)
+	waitConsole(t, g, vm, "sleeping", 60*time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
+	q, err := DialQMP(ctx, g.spec.APISocket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var status struct {
+		Status string `json:"status"`
+	}
+	err = q.Execute(ctx, "query-status", nil, &status)
+	q.Close()
+	if err != nil || status.Status != "running" {
+		t.Fatalf("query-status: %+v, %v; want running", status, err)
+	}
 	start := time.Now()
 	res, err := vmm.Stop(ctx, New(nil), vm.Handle, time.Second, nil)
 	if err != nil {

@@ -31,10 +31,14 @@ mount -t devtmpfs dev /dev
 for m in /lib/mod/*.ko; do insmod "$m"; done
 `
 
-// PortFunc is shell that sets $dev to the /dev node of the virtio-serial port named $1.
+// PortFunc is a shell function that prints the /dev node of the virtio-serial port named $1.
+// Ports are announced asynchronously after the driver loads, so it retries for up to 5 s.
 const PortFunc = `port() {
-	for p in /sys/class/virtio-ports/*; do
-		[ "$(cat "$p/name" 2>/dev/null)" = "$1" ] && { echo "/dev/${p##*/}"; return; }
+	for i in $(seq 50); do
+		for p in /sys/class/virtio-ports/*; do
+			[ "$(cat "$p/name" 2>/dev/null)" = "$1" ] && { echo "/dev/${p##*/}"; return; }
+		done
+		sleep 0.1
 	done
 }
 `
@@ -52,7 +56,7 @@ func WriteInitrd(out, script string, modules []string) error {
 		cpio.CharDev("dev/console", 0o600, 5, 1),
 		cpio.StaticFile("bin/busybox", string(bb), 0o755),
 	}
-	for _, applet := range []string{"sh", "mount", "insmod", "cat", "echo", "sleep", "poweroff", "read", "printf", "ls"} {
+	for _, applet := range []string{"sh", "mount", "insmod", "cat", "echo", "sleep", "poweroff", "printf", "ls", "seq"} {
 		recs = append(recs, cpio.Symlink("bin/"+applet, "busybox"))
 	}
 	for i, m := range modules {

@@ -51,7 +51,12 @@ Nothing is written when any check fails; existing files are kept unless --force 
 		Example: `  ukernel init --name example-worker --lang python --template worker
   ukernel -C hello init --name hello --lang go --template http
   ukernel init --name api --prompt "python API with a postgres database"`,
-		Args: cobra.NoArgs,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return cmdutil.Usagef("init takes no arguments, got %q; the name is given with --name", args)
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runInit(cmd, f, opts)
 		},

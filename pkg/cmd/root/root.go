@@ -6,9 +6,13 @@ import (
 
 	"github.com/spf13/cobra"
 
+	buildcmd "github.com/ukernel-dev/ukernel/pkg/cmd/build"
+	cachecmd "github.com/ukernel-dev/ukernel/pkg/cmd/cache"
+	envcmd "github.com/ukernel-dev/ukernel/pkg/cmd/env"
 	initcmd "github.com/ukernel-dev/ukernel/pkg/cmd/init"
 	"github.com/ukernel-dev/ukernel/pkg/cmd/inspect"
 	"github.com/ukernel-dev/ukernel/pkg/cmd/logs"
+	"github.com/ukernel-dev/ukernel/pkg/cmd/pack"
 	"github.com/ukernel-dev/ukernel/pkg/cmd/ps"
 	"github.com/ukernel-dev/ukernel/pkg/cmd/run"
 	"github.com/ukernel-dev/ukernel/pkg/cmd/stop"
@@ -49,6 +53,10 @@ microVM image and runs it locally with one command.`,
 	cmd.AddCommand(logs.NewCmdLogs(f))
 	cmd.AddCommand(initcmd.NewCmdInit(f))
 	cmd.AddCommand(inspect.NewCmdInspect(f))
+	cmd.AddCommand(buildcmd.NewCmdBuild(f))
+	cmd.AddCommand(pack.NewCmdPack(f))
+	cmd.AddCommand(envcmd.NewCmdEnv(f))
+	cmd.AddCommand(cachecmd.NewCmdCache(f))
 
 	return cmd
 }

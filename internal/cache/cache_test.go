@@ -1,0 +1,192 @@
+package cache
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func sum(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+func tmpFiles(t *testing.T, c *Cache) []string {
+	entries, err := os.ReadDir(filepath.Join(c.Dir, "tmp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range entries {
+		out = append(out, e.Name())
+	}
+	return out
+}
+
+func TestPutVerifyCorrupt(t *testing.T) {
+	c, err := OpenDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := []byte("hello")
+	s, err := c.PutBytes(data)
+	if err != nil || s != sum(data) {
+		t.Fatal(s, err)
+	}
+	if _, err := c.Put(bytes.NewReader(data), strings.Repeat("0", 64)); err == nil {
+		t.Fatal("wrong digest accepted")
+	}
+	p, err := c.Path(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte("hellO"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Path(s); !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "corrupt") {
+		t.Fatalf("corrupt blob: %v", err)
+	}
+	if c.Has(s) {
+		t.Fatal("corrupt blob kept")
+	}
+	if len(tmpFiles(t, c)) != 0 {
+		t.Fatal("temporary files left")
+	}
+}
+
+func TestFetchInterruptedLeavesNothing(t *testing.T) {
+	body := bytes.Repeat([]byte("x"), 1<<20)
+	var hits atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		w.Header().Set("Content-Length", "1048576")
+		w.Write(body[:1000])
+		w.(http.Flusher).Flush()
+		// Hang up mid-body, as a dropped connection would.
+		hj, _ := w.(http.Hijacker)
+		conn, _, _ := hj.Hijack()
+		conn.Close()
+	}))
+	defer srv.Close()
+	c, err := OpenDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &Fetcher{Attempts: 3, Backoff: 10 * time.Millisecond}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err = f.Fetch(ctx, c, srv.URL+"/x.deb", sum(body), "x", int64(len(body)))
+	if err == nil {
+		t.Fatal("truncated download accepted")
+	}
+	if hits.Load() != 3 {
+		t.Errorf("%d attempts, want 3 (retries)", hits.Load())
+	}
+	if c.Has(sum(body)) || len(tmpFiles(t, c)) != 0 {
+		t.Fatalf("partial file left: %v", tmpFiles(t, c))
+	}
+}
+
+func TestFetchCancelledLeavesNothing(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "2000")
+		w.Write(make([]byte, 1000))
+		w.(http.Flusher).Flush()
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer srv.Close()
+	defer close(release)
+	c, _ := OpenDir(t.TempDir())
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	_, err := (&Fetcher{}).Fetch(ctx, c, srv.URL+"/y", strings.Repeat("a", 64), "y", 2000)
+	if err == nil || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("got %v", err)
+	}
+	if len(tmpFiles(t, c)) != 0 {
+		t.Fatalf("partial file left: %v", tmpFiles(t, c))
+	}
+}
+
+func TestFetchNotFoundAndProgress(t *testing.T) {
+	body := []byte("package bytes")
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/gone" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Write(body)
+	}))
+	defer srv.Close()
+	c, _ := OpenDir(t.TempDir())
+	var progress bytes.Buffer
+	f := &Fetcher{Progress: &progress}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := f.Fetch(ctx, c, srv.URL+"/gone", sum(body), "gone", 0); !errors.Is(err, ErrNotOnServer) {
+		t.Fatalf("404: %v", err)
+	}
+	p, err := f.Fetch(ctx, c, srv.URL+"/ok", sum(body), "pkg 1.0", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(p); !bytes.Equal(got, body) {
+		t.Fatal("content")
+	}
+	if !strings.Contains(progress.String(), "Downloading pkg 1.0") || !strings.Contains(progress.String(), "Downloaded pkg 1.0") {
+		t.Errorf("progress: %q", progress.String())
+	}
+}
+
+// Two processes' worth of concurrent writers of the same blob: every reader sees a whole blob.
+func TestConcurrentPut(t *testing.T) {
+	dir := t.TempDir()
+	data := bytes.Repeat([]byte("concurrent"), 100000)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := OpenDir(dir)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if _, err := c.Put(bytes.NewReader(data), sum(data)); err != nil {
+				t.Error(err)
+			}
+			if _, err := c.Path(sum(data)); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func TestPrune(t *testing.T) {
+	c, _ := OpenDir(t.TempDir())
+	c.PutBytes([]byte("a"))
+	c.WriteState("x/y", []byte("b"))
+	res, err := c.Prune(0)
+	if err != nil || res.Files != 2 {
+		t.Fatalf("%+v %v", res, err)
+	}
+	if sz, _ := c.Size(); sz.Files != 0 {
+		t.Fatal("blobs left")
+	}
+}

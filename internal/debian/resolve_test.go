@@ -1,0 +1,176 @@
+package debian
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestCompareVersions(t *testing.T) {
+	for _, c := range []struct {
+		a, b string
+		want int
+	}{
+		{"1.0", "1.0", 0}, {"1.0~rc1", "1.0", -1}, {"1:0.1", "2.0", 1}, {"3.0.11-1~deb12u2", "3.0.11-1", -1},
+		{"1.2.3-1+b1", "1.2.3-1", 1}, {"2.36-9+deb12u10", "2.36-9+deb12u9", 1}, {"1.0a", "1.0", 1},
+	} {
+		if got := CompareVersions(c.a, c.b); got != c.want {
+			t.Errorf("Compare(%s, %s) = %d, want %d", c.a, c.b, got, c.want)
+		}
+	}
+}
+
+func TestParseRelations(t *testing.T) {
+	g, err := ParseRelations("libc6 (>= 2.34), debconf (>= 0.5) | debconf-2.0, python3:any (<< 3.12), perl:any,\n foo (>> 1)")
+	must(t, err)
+	if len(g) != 5 || len(g[1]) != 2 || g[1][1].Name != "debconf-2.0" || g[2][0].Arch != "any" || g[2][0].Constraint != (Constraint{"<<", "3.12"}) || g[4][0].Constraint.Op != ">>" {
+		t.Fatalf("%#v", g)
+	}
+	for _, bad := range []string{"foo (>= 1", "foo (=~ 1)", "(>= 1)"} {
+		if _, err := ParseRelations(bad); err == nil {
+			t.Errorf("%q parsed", bad)
+		}
+	}
+}
+
+func TestParsePackages(t *testing.T) {
+	pkgs, err := ParsePackages([]byte("Package: a\nVersion: 1\nArchitecture: amd64\nDepends: b,\n c\nDescription: x\n more\nSize: 12\n\nPackage: b\nVersion: 2\nArchitecture: all\n"))
+	must(t, err)
+	if len(pkgs) != 2 || pkgs[0].Depends != "b, c" || pkgs[0].Size != 12 || pkgs[1].Architecture != "all" {
+		t.Fatalf("%+v", pkgs)
+	}
+	if _, err := ParsePackages([]byte("Version: 1\n\n")); err == nil {
+		t.Error("stanza without Package accepted")
+	}
+}
+
+// index builds a synthetic archive: name version [field value]...
+func index(stanzas ...string) []Package {
+	var b strings.Builder
+	for _, s := range stanzas {
+		b.WriteString(s + "\n\n")
+	}
+	pkgs, err := ParsePackages([]byte(b.String()))
+	if err != nil {
+		panic(err)
+	}
+	for i := range pkgs {
+		if pkgs[i].Architecture == "" {
+			pkgs[i].Architecture = "amd64"
+		}
+	}
+	return pkgs
+}
+
+func names(ps []*Package) []string {
+	var out []string
+	for _, p := range ps {
+		out = append(out, p.Name+"="+p.Version)
+	}
+	return out
+}
+
+func TestResolveSynthetic(t *testing.T) {
+	pkgs := index(
+		"Package: app\nVersion: 1\nDepends: libx (>= 2), mta | postfix, awk, usr-is-merged, dbg:i386\nPre-Depends: pre",
+		"Package: libx\nVersion: 1",
+		"Package: libx\nVersion: 3",
+		"Package: libx\nVersion: 2",
+		"Package: pre\nVersion: 1",
+		"Package: exim\nVersion: 1\nProvides: mta",
+		"Package: postfix\nVersion: 1\nProvides: mta",
+		"Package: mawk\nVersion: 1\nPriority: required\nProvides: awk",
+		"Package: gawk\nVersion: 1\nPriority: optional\nProvides: awk",
+		"Package: dbg\nVersion: 1\nArchitecture: i386",
+		"Package: other\nVersion: 1\nArchitecture: arm64",
+	)
+	r := NewResolver(pkgs)
+	// dbg:i386 is unsatisfiable on amd64.
+	if _, err := r.Resolve([]Request{{Name: "app"}}); err == nil || !strings.Contains(err.Error(), "dbg:i386") {
+		t.Fatalf("want an unsatisfiable dbg:i386, got %v", err)
+	}
+	pkgs[0].Depends = "libx (>= 2), mta | postfix, awk, usr-is-merged"
+	r = NewResolver(pkgs)
+	got, err := r.Resolve([]Request{{Name: "app"}})
+	must(t, err)
+	// The first alternative (virtual mta) wins with its first provider by name; awk goes to the
+	// required-priority provider; usr-is-merged is the layout's.
+	want := []string{"app=1", "exim=1", "libx=3", "mawk=1", "pre=1"}
+	if !reflect.DeepEqual(names(got), want) {
+		t.Fatalf("got %v, want %v", names(got), want)
+	}
+	// A locked version that still satisfies is kept; a pin that does not is reported.
+	r.Prefer = map[string]string{"libx": "2"}
+	got, _ = r.Resolve([]Request{{Name: "app"}})
+	if names(got)[2] != "libx=2" {
+		t.Errorf("preferred version not kept: %v", names(got))
+	}
+	if _, err := r.Resolve([]Request{{Name: "app"}, {Name: "libx", Version: "1"}}); err == nil {
+		t.Error("pinning libx=1 against app's libx (>= 2) resolved")
+	}
+	if _, err := r.Resolve([]Request{{Name: "libx", Version: "9"}}); err == nil || !strings.Contains(err.Error(), "available: 3") {
+		t.Errorf("impossible version: %v", err)
+	}
+	if _, err := r.Resolve([]Request{{Name: "other"}}); err == nil {
+		t.Error("arm64 package resolved")
+	}
+	if _, err := r.Resolve([]Request{{Name: "awk"}}); err == nil || !strings.Contains(err.Error(), "virtual") {
+		t.Errorf("virtual request: %v", err)
+	}
+}
+
+func TestChoose(t *testing.T) {
+	r := NewResolver(index(
+		"Package: libssl3\nVersion: 3.0.1", "Package: libssl-dev\nVersion: 3.0.1", "Package: libfoo1\nVersion: 1",
+		"Package: libfoo2\nVersion: 2", "Package: bar\nVersion: 1\nProvides: baz",
+	))
+	for in, want := range map[string]string{"libssl": "libssl3", "libssl3": "libssl3", "libssl=3.0.1": "libssl3", "baz": "bar"} {
+		p, err := r.Choose(in)
+		if err != nil || p.Name != want {
+			t.Errorf("Choose(%s) = %v, %v; want %s", in, p, err, want)
+		}
+	}
+	if _, err := r.Choose("libfoo"); err == nil || !strings.Contains(err.Error(), "libfoo1, libfoo2") {
+		t.Errorf("ambiguous: %v", err)
+	}
+	if _, err := r.Choose("libss"); err == nil || !strings.Contains(err.Error(), "libssl3") {
+		t.Errorf("unknown with suggestions: %v", err)
+	}
+}
+
+func TestHostSources(t *testing.T) {
+	etc := t.TempDir()
+	apt := filepath.Join(etc, "apt")
+	must(t, os.MkdirAll(filepath.Join(apt, "sources.list.d"), 0o755))
+	must(t, os.WriteFile(filepath.Join(etc, "os-release"), []byte("ID=debian\nVERSION_CODENAME=bookworm\n"), 0o644))
+	must(t, os.WriteFile(filepath.Join(apt, "sources.list.d", "debian.sources"), []byte(
+		"Types: deb\n# comment\nURIs: http://mirror.example/debian\nSuites: bookworm bookworm-updates\nComponents: main\n\n"+
+			"Types: deb\nURIs: http://mirror.example/debian-security\nSuites: bookworm-security\nComponents: main\n\n"+
+			"Types: deb-src\nURIs: http://mirror.example/debian\nSuites: bookworm\nComponents: main\n"), 0o644))
+	must(t, os.WriteFile(filepath.Join(apt, "sources.list"), []byte("deb [arch=amd64] http://other.example/node nodistro main\n"), 0o644))
+	saved := AptDir
+	AptDir = apt
+	defer func() { AptDir = saved }()
+	t.Setenv(MirrorEnv, "")
+	got, err := Sources("", "", "trixie")
+	must(t, err)
+	var s []string
+	for _, src := range got {
+		s = append(s, src.URI+" "+src.Suite)
+	}
+	want := []string{"http://mirror.example/debian trixie", "http://mirror.example/debian trixie-updates", "http://mirror.example/debian-security trixie-security"}
+	if !reflect.DeepEqual(s, want) {
+		t.Fatalf("got %v, want %v", s, want)
+	}
+	t.Setenv(MirrorEnv, "http://m.example/debian/")
+	got, _ = Sources("", "", "bookworm")
+	if len(got) != 3 || got[2].URI != "http://m.example/debian-security" || got[0].From != "environment variable "+MirrorEnv {
+		t.Fatalf("%+v", got)
+	}
+	got, _ = Sources("http://c.example/debian", "ukernel.toml [env] mirror", "bookworm")
+	if got[0].URI != "http://c.example/debian" || got[0].From != "ukernel.toml [env] mirror" {
+		t.Fatalf("%+v", got)
+	}
+}

@@ -1,0 +1,304 @@
+// Package pipeline runs the steps between a project and a bootable image — lock, build, pack —
+// each on demand and cached, so `ukernel run` is one command on a fresh project and a no-op
+// rebuild costs a few hashes.
+package pipeline
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/ukernel-dev/ukernel/internal/abi"
+	"github.com/ukernel-dev/ukernel/internal/build"
+	"github.com/ukernel-dev/ukernel/internal/cache"
+	"github.com/ukernel-dev/ukernel/internal/debian"
+	"github.com/ukernel-dev/ukernel/internal/image"
+	"github.com/ukernel-dev/ukernel/internal/initbin"
+	"github.com/ukernel-dev/ukernel/internal/lock"
+	"github.com/ukernel-dev/ukernel/internal/project"
+	"github.com/ukernel-dev/ukernel/internal/version"
+)
+
+// Options steer every step.
+type Options struct {
+	Dir       string
+	Offline   bool
+	Locked    bool
+	Release   bool
+	Target    string
+	ImagePath string    // pack output; default dist/<name>.img
+	Progress  io.Writer // one line per step
+	TTY       bool      // progress bars allowed
+	Logger    *slog.Logger
+}
+
+func (o *Options) progress(format string, args ...any) {
+	if o.Progress != nil {
+		fmt.Fprintf(o.Progress, format+"\n", args...)
+	}
+}
+
+func (o *Options) logger() *slog.Logger {
+	if o.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return o.Logger
+}
+
+// Project is a loaded project with its environment locked.
+type Project struct {
+	Dir    string
+	Config *project.Config
+	Base   project.Base
+	Lock   *lock.Lock
+	Cache  *cache.Cache
+}
+
+// Load reads the project and its lock, locking on demand when there is none.
+func Load(ctx context.Context, o Options) (*Project, error) {
+	cfg, err := project.Load(o.Dir)
+	if err != nil {
+		return nil, err
+	}
+	base, err := project.LookupBase(cfg.Env.Base)
+	if err != nil {
+		return nil, err
+	}
+	c, err := cache.Open()
+	if err != nil {
+		return nil, err
+	}
+	// Resolve keeps an up-to-date lock as it is without touching the network, so calling it
+	// every time makes an edited env/ukernel.env take effect on the next build or run.
+	l, changed, err := lock.Resolve(ctx, lockOptions(o, c))
+	if err != nil {
+		return nil, err
+	}
+	if changed {
+		o.progress("Locked environment: %s", project.LockFile)
+	}
+	if l.Kernel == nil {
+		return nil, fmt.Errorf("%s pins no kernel: run 'ukernel env lock'", project.LockFile)
+	}
+	return &Project{Dir: o.Dir, Config: cfg, Base: base, Lock: l, Cache: c}, nil
+}
+
+func lockOptions(o Options, c *cache.Cache) lock.Options {
+	return lock.Options{Dir: o.Dir, Offline: o.Offline, Locked: o.Locked, Progress: o.Progress, TTY: o.TTY, Logger: o.logger(), Cache: c}
+}
+
+// Build fetches the locked packages and builds the bundle and adapter runtime.
+func Build(ctx context.Context, p *Project, o Options) (*build.Result, error) {
+	fo := lockOptions(o, p.Cache)
+	debPaths, err := lock.FetchDebs(ctx, p.Lock, p.Cache, fo)
+	if err != nil {
+		return nil, err
+	}
+	var debs []build.Deb
+	for _, pkg := range p.Lock.Packages {
+		debs = append(debs, build.Deb{Name: pkg.Name, Version: pkg.Version, Path: debPaths[pkg.Name], SHA256: pkg.SHA256})
+	}
+	var wheels []build.Wheel
+	if len(p.Lock.Python) > 0 {
+		wheelPaths, err := lock.FetchWheels(ctx, p.Lock, p.Cache, fo)
+		if err != nil {
+			return nil, err
+		}
+		for _, w := range p.Lock.Python {
+			wheels = append(wheels, build.Wheel{Name: w.Name, Path: wheelPaths[w.Name], SHA256: w.SHA256})
+		}
+	}
+	return build.Run(ctx, build.Input{
+		Dir: p.Dir, Config: p.Config, Base: p.Base, LockDigest: p.Lock.Digest,
+		Debs: debs, Wheels: wheels, Release: o.Release, Target: o.Target,
+		SourceDateEpoch: sourceDateEpoch(), Logger: o.logger(),
+	})
+}
+
+func sourceDateEpoch() int64 {
+	var n int64
+	if s := os.Getenv("SOURCE_DATE_EPOCH"); s != "" {
+		fmt.Sscan(s, &n)
+	}
+	return n
+}
+
+// PackResult is a packed image.
+type PackResult struct {
+	Image    string
+	SHA256   string
+	Size     int64
+	Cached   bool
+	Build    *build.Result
+	Sizes    image.Sizes
+	Manifest json.RawMessage
+}
+
+type packStamp struct {
+	Key    string      `json:"key"`
+	SHA256 string      `json:"sha256"`
+	Sizes  image.Sizes `json:"sizes"`
+}
+
+// Pack builds when needed and packs the image.
+func Pack(ctx context.Context, p *Project, o Options) (*PackResult, error) {
+	br, err := Build(ctx, p, o)
+	if err != nil {
+		return nil, err
+	}
+	out := o.ImagePath
+	if out == "" {
+		out = filepath.Join(p.Dir, project.DistDir, p.Config.Project.Name+".img")
+	}
+	kernel, err := kernelTree(ctx, p, o)
+	if err != nil {
+		return nil, err
+	}
+	ib, err := initbin.Build(ctx, p.Cache.Dir)
+	if err != nil {
+		return nil, err
+	}
+	key := sha256.New()
+	fmt.Fprintf(key, "ukernel %s\nbuild %s\nkernel %s\ninit %s\n", version.BinaryDigest(), br.Digest, p.Lock.Kernel.SHA256, ib.SHA256)
+	keyHex := hex.EncodeToString(key.Sum(nil))
+	stampPath := filepath.Join(p.Dir, project.BuildDir, ".pack-"+filepath.Base(out)+".json")
+	if st, err := readPackStamp(stampPath); err == nil && st.Key == keyHex {
+		if fi, err := os.Stat(out); err == nil && fi.Size() > 0 {
+			if sum, err := fileSHA256(out); err == nil && sum == st.SHA256 {
+				return &PackResult{Image: out, SHA256: sum, Size: fi.Size(), Cached: true, Build: br, Sizes: st.Sizes}, nil
+			}
+		}
+	}
+	m, err := build.Manifest(p.Config, p.Base, br, p.Lock.Digest, len(p.Lock.Packages))
+	if err != nil {
+		return nil, err
+	}
+	m.Kernel.Package = p.Lock.Kernel.Name
+	m.Kernel.Version = p.Lock.Kernel.Version
+	m.Kernel.Release = kernel.Release
+	m.Build.Go = ib.GoVersion
+	bundleSum, bundleSize, err := fileDigest(br.Bundle)
+	if err != nil {
+		return nil, err
+	}
+	m.Artefacts = append(m.Artefacts, abiArtefact("bundle", "build/bundle.tgz", bundleSize, bundleSum))
+	res, err := image.Pack(ctx, image.Input{
+		Manifest: m, KernelPath: kernel.Vmlinuz, ModulesDir: kernel.ModulesDir,
+		Modules: build.GuestModules, InitPath: ib.Path, RootDir: br.RootDir, Output: out,
+		SourceDateEpoch: br.Epoch,
+	})
+	if err != nil {
+		return nil, err
+	}
+	st, _ := json.Marshal(packStamp{Key: keyHex, SHA256: res.SHA256, Sizes: res.Sizes})
+	if err := project.WriteFileAtomic(stampPath, st, 0o644); err != nil {
+		return nil, err
+	}
+	return &PackResult{Image: res.Path, SHA256: res.SHA256, Size: res.Size, Build: br, Sizes: res.Sizes}, nil
+}
+
+// Image returns a packed image of the project in dir, doing whatever is out of date.
+func Image(ctx context.Context, o Options) (string, error) {
+	p, err := Load(ctx, o)
+	if err != nil {
+		return "", err
+	}
+	start := time.Now()
+	r, err := Pack(ctx, p, o)
+	if err != nil {
+		return "", err
+	}
+	if r.Cached {
+		o.logger().Debug("image up to date", "image", r.Image, "took", time.Since(start))
+	} else {
+		o.progress("Image created: %s", rel(p.Dir, r.Image))
+	}
+	return r.Image, nil
+}
+
+// Kernel is the unpacked locked kernel.
+type Kernel struct {
+	Vmlinuz    string
+	ModulesDir string
+	Release    string
+}
+
+// kernelTree unpacks the locked kernel package once into the cache, keyed by its digest.
+func kernelTree(ctx context.Context, p *Project, o Options) (*Kernel, error) {
+	k := p.Lock.Kernel
+	dir := filepath.Join(p.Cache.Dir, "kernels", k.SHA256)
+	if kt, err := findKernel(dir); err == nil {
+		return kt, nil
+	}
+	debs, err := lock.FetchKernel(ctx, p.Lock, p.Cache, lockOptions(o, p.Cache))
+	if err != nil {
+		return nil, err
+	}
+	tmp := dir + ".tmp"
+	os.RemoveAll(tmp)
+	if _, err := debian.ExtractDeb(ctx, debs, tmp); err != nil {
+		os.RemoveAll(tmp)
+		return nil, fmt.Errorf("unpack kernel %s %s: %w", k.Name, k.Version, err)
+	}
+	os.RemoveAll(dir)
+	if err := os.Rename(tmp, dir); err != nil {
+		return nil, err
+	}
+	return findKernel(dir)
+}
+
+func findKernel(dir string) (*Kernel, error) {
+	vm, _ := filepath.Glob(filepath.Join(dir, "boot", "vmlinuz-*"))
+	if len(vm) != 1 {
+		return nil, fmt.Errorf("kernel package in %s has %d vmlinuz files, want 1", dir, len(vm))
+	}
+	release := filepath.Base(vm[0])[len("vmlinuz-"):]
+	mods := filepath.Join(dir, "lib", "modules", release)
+	if _, err := os.Stat(mods); err != nil {
+		return nil, fmt.Errorf("kernel package has no modules for %s: %w", release, err)
+	}
+	return &Kernel{Vmlinuz: vm[0], ModulesDir: mods, Release: release}, nil
+}
+
+func readPackStamp(p string) (*packStamp, error) {
+	data, err := os.ReadFile(p)
+	if err != nil {
+		return nil, err
+	}
+	var st packStamp
+	return &st, json.Unmarshal(data, &st)
+}
+
+func fileSHA256(p string) (string, error) {
+	sum, _, err := fileDigest(p)
+	return sum, err
+}
+
+func fileDigest(p string) (string, int64, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return "", 0, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	return hex.EncodeToString(h.Sum(nil)), n, err
+}
+
+func rel(dir, p string) string {
+	if r, err := filepath.Rel(dir, p); err == nil && !filepath.IsAbs(r) && r[0] != '.' {
+		return r
+	}
+	return p
+}
+
+func abiArtefact(name, path string, size int64, sum string) abi.Artefact {
+	return abi.Artefact{Name: name, Path: path, Size: size, SHA256: sum}
+}

@@ -1,0 +1,187 @@
+package runstate
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ukernel-dev/ukernel/internal/abi"
+	"github.com/ukernel-dev/ukernel/internal/guest"
+	"github.com/ukernel-dev/ukernel/internal/vmm"
+)
+
+func TestConfigDriveRoundTrip(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "g.config")
+	cfg := &abi.BootConfig{ABI: abi.Version, RunID: "r1", Hostname: "g", Env: map[string]string{"SECRET": "s3cr3t"},
+		Network: abi.Network{Mode: "user", Address: "10.0.2.15/24"}}
+	if err := WriteConfigDrive(p, cfg); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 || fi.Size()%4096 != 0 {
+		t.Errorf("config drive mode %v size %d, want 0600 and a multiple of 4096", fi.Mode().Perm(), fi.Size())
+	}
+	f, _ := os.Open(p)
+	defer f.Close()
+	got, err := guest.ReadConfig(f) // the guest's own reader
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Env["SECRET"] != "s3cr3t" || got.RunID != "r1" || got.Network.Address != "10.0.2.15/24" {
+		t.Errorf("guest read %+v", got)
+	}
+}
+
+func TestParseEnv(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "env")
+	os.WriteFile(file, []byte("# comment\n\nA=1\nB=from file\nC=x=y\n"), 0o600)
+	t.Setenv("UKTEST_HOST", "host value")
+	env, err := ParseEnv([]string{"B=flag", "UKTEST_HOST", "EMPTY="}, []string{file})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"A": "1", "B": "flag", "C": "x=y", "UKTEST_HOST": "host value", "EMPTY": ""}
+	for k, v := range want {
+		if env[k] != v {
+			t.Errorf("%s=%q, want %q", k, env[k], v)
+		}
+	}
+	os.WriteFile(file, []byte("GOOD=1\nnot a pair secretvalue\n"), 0o600)
+	_, err = ParseEnv(nil, []string{file})
+	if err == nil || !strings.Contains(err.Error(), file+":2") || strings.Contains(err.Error(), "secretvalue") {
+		t.Errorf("bad env file: %v (want file:line, without the value)", err)
+	}
+	if _, err := ParseEnv([]string{"UKTEST_UNSET_VAR"}, nil); err == nil {
+		t.Error("-e of an unset variable accepted")
+	}
+}
+
+func writeRun(t *testing.T, events, console string) Run {
+	t.Helper()
+	r := Run{ID: "20261122T000000Z-abcdef", Dir: t.TempDir()}
+	os.WriteFile(r.Events(), []byte(events), 0o644)
+	os.WriteFile(r.Console(), []byte(console), 0o644)
+	return r
+}
+
+func TestReadOutcome(t *testing.T) {
+	cases := []struct {
+		name, events, console string
+		code                  int
+		reported              bool
+		reason                string
+	}{
+		{"poweroff", `{"type":"hello","abi":"0.2.0"}` + "\n" + `{"type":"entry.exit","code":2}` + "\n" + `{"type":"poweroff","code":3}` + "\n", "", 3, true, ""},
+		{"entry exit only", `{"type":"entry.exit","code":0}` + "\n", "", 0, true, ""},
+		{"panic", "", "[ 1.0] Kernel panic - not syncing: VFS: Unable to mount root fs\n", 125, false, "kernel panic: Kernel panic - not syncing: VFS: Unable to mount root fs"},
+		{"guest error", `{"type":"error","message":"ABI mismatch: peer speaks 9.0.0"}` + "\n", "", 125, false, "ABI mismatch: peer speaks 9.0.0"},
+		{"old guest", `{"type":"hello","abi":"0.1.0"}` + "\n", "", 125, false, "guest init: ABI mismatch"},
+		{"nothing", "", "booting\n", 125, false, "guest stopped without reporting an exit code; see logs/runs/20261122T000000Z-abcdef/console.log"},
+		{"torn line", `{"type":"poweroff","code":7}` + "\n" + `{"type":"pow`, "", 7, true, ""},
+	}
+	for _, c := range cases {
+		out := ReadOutcome(writeRun(t, c.events, c.console))
+		if out.Code != c.code || out.Reported != c.reported || !strings.Contains(out.Reason, c.reason) {
+			t.Errorf("%s: %+v, want code %d reported %v reason containing %q", c.name, out, c.code, c.reported, c.reason)
+		}
+	}
+}
+
+func TestReserveLiveAndStale(t *testing.T) {
+	s, err := OpenAt(filepath.Join(t.TempDir(), "state"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Reserve("../x"); err == nil {
+		t.Error("a name with a slash was accepted")
+	}
+	if err := s.Reserve("web"); err != nil {
+		t.Fatal(err)
+	}
+	// A reservation by a live ukernel process (this one) blocks the name.
+	var running *ErrRunning
+	if err := s.Reserve("web"); !errors.As(err, &running) || !strings.Contains(err.Error(), "ukernel stop web") {
+		t.Errorf("second reserve: %v", err)
+	}
+	// A recorded VMM whose pid is alive but is not our QEMU (here: the test itself) is stale.
+	st := &State{Name: "web", RunID: "r1", Handle: vmm.Handle{Backend: "qemu", PID: os.Getpid(), APISocket: s.APISocket("web")}}
+	if err := s.Save(st); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(s.ConfigDrive("web"), []byte("secret"), 0o600)
+	if st.Live() {
+		t.Fatal("the test process was taken for a live QEMU")
+	}
+	if err := s.Reserve("web"); err != nil {
+		t.Fatalf("reserve over stale state: %v", err)
+	}
+	if _, err := os.Stat(s.ConfigDrive("web")); !errors.Is(err, os.ErrNotExist) {
+		t.Error("stale config drive left behind")
+	}
+	// Release leaves a newer run's state alone.
+	if err := s.Save(&State{Name: "web", RunID: "r2"}); err != nil {
+		t.Fatal(err)
+	}
+	s.Release(st)
+	if cur, err := s.Load("web"); err != nil || cur.RunID != "r2" {
+		t.Errorf("release removed another run's state: %v %v", cur, err)
+	}
+}
+
+func TestNewRunAndLatest(t *testing.T) {
+	dir := t.TempDir()
+	r1, err := NewRun(dir, time.Unix(100, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, err := NewRun(dir, time.Unix(200, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r1.ID >= r2.ID {
+		t.Errorf("run ids do not sort by time: %s, %s", r1.ID, r2.ID)
+	}
+	os.WriteFile(r2.Console(), []byte("hello\n"), 0o644)
+	b, err := os.ReadFile(filepath.Join(dir, "logs", "console.log"))
+	if err != nil || string(b) != "hello\n" {
+		t.Errorf("logs/console.log reads %q, %v", b, err)
+	}
+	latest, err := LatestRun(dir)
+	if err != nil || latest.ID != r2.ID {
+		t.Errorf("latest %+v %v, want %s", latest, err, r2.ID)
+	}
+	if _, err := LatestRun(t.TempDir()); err == nil || !strings.Contains(err.Error(), "ukernel run") {
+		t.Errorf("no runs: %v", err)
+	}
+}
+
+func TestFollow(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "console.log")
+	done := make(chan struct{})
+	var out bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	res := make(chan error, 1)
+	go func() { res <- Follow(ctx, p, &out, done) }()
+	time.Sleep(50 * time.Millisecond)
+	os.WriteFile(p, []byte("one\n"), 0o644)
+	time.Sleep(100 * time.Millisecond)
+	f, _ := os.OpenFile(p, os.O_APPEND|os.O_WRONLY, 0)
+	f.WriteString("two\n")
+	f.Close()
+	close(done)
+	if err := <-res; err != nil {
+		t.Fatal(err)
+	}
+	if out.String() != "one\ntwo\n" {
+		t.Errorf("followed %q", out.String())
+	}
+}

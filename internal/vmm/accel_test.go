@@ -1,0 +1,75 @@
+package vmm
+
+import (
+	"context"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ukernel-dev/ukernel/internal/testenv"
+)
+
+func TestChooseAccelOverrides(t *testing.T) {
+	ctx := context.Background()
+	for want, accel := range map[string]string{"kvm": AccelKVM, "tcg": AccelTCG} {
+		c, err := ChooseAccel(ctx, want, ProbeSpec{})
+		if err != nil || c.Accel != accel {
+			t.Errorf("--accel %s: %+v, %v", want, c, err)
+		}
+	}
+	if _, err := ChooseAccel(ctx, "hvf", ProbeSpec{}); err == nil || !strings.Contains(err.Error(), "expected auto, kvm or tcg") {
+		t.Errorf("--accel hvf: %v", err)
+	}
+}
+
+// TestProbeKVM boots the probe for real. On this kind of host /dev/kvm opens but a Linux guest
+// spins forever: the probe must give up within its deadline. Where KVM works, it must say so.
+func TestProbeKVM(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots a VM")
+	}
+	testenv.RequireTools(t, QEMUBinary)
+	k := testenv.DebianKernel(t)
+	spec := ProbeSpec{Kernel: k.Vmlinuz, CacheDir: t.TempDir(), Timeout: 4 * time.Second}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	start := time.Now()
+	res, err := ProbeKVM(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(start)
+	t.Logf("probe: %+v in %s", res, took)
+	if took > spec.Timeout+3*time.Second {
+		t.Errorf("probe took %s, its deadline is %s", took, spec.Timeout)
+	}
+	if _, err := os.Stat("/dev/kvm"); err != nil {
+		if res.Usable || !strings.Contains(res.Reason, "/dev/kvm") {
+			t.Errorf("without /dev/kvm: %+v", res)
+		}
+		return
+	}
+	if !res.Usable && !strings.Contains(res.Reason, "KVM: ") {
+		t.Errorf("reason %q does not say what failed", res.Reason)
+	}
+	// The second probe comes from the cache, instantly.
+	start = time.Now()
+	again, err := ProbeKVM(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !again.Cached || again.Usable != res.Usable || again.Reason != res.Reason || time.Since(start) > time.Second {
+		t.Errorf("second probe %+v (in %s), want the cached %+v", again, time.Since(start), res)
+	}
+	c, err := ChooseAccel(ctx, AccelAuto, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Usable != (c.Accel == AccelKVM) {
+		t.Errorf("auto chose %s for probe %+v", c, res)
+	}
+	if !res.Usable && !strings.HasPrefix(c.String(), "tcg (kvm unusable: KVM: ") {
+		t.Errorf("choice prints as %q", c)
+	}
+}
