@@ -448,6 +448,9 @@ func copyTree(src, dst string) error {
 // normalize gives every file a mode that does not depend on the umask: directories 0755,
 // executables 0755, other files 0644 (shadow 0640). Ownership is root's in the image.
 func normalize(root string) error {
+	if err := os.Chmod(root, 0o755); err != nil {
+		return err
+	}
 	return walkSorted(root, func(rel string, fi fs.FileInfo) error {
 		p := filepath.Join(root, rel)
 		switch {

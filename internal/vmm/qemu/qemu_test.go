@@ -20,8 +20,8 @@ import (
 func TestArgs(t *testing.T) {
 	spec := vmm.Spec{
 		Kernel: "/c/vmlinuz", Initrd: "/c/initrd.img", Cmdline: "quiet", VCPU: 2, MemoryMB: 512, Accel: "tcg",
-		Disks: []vmm.Disk{{ID: "root", Path: "/p/dist/a,b.img", ReadOnly: true}, {ID: "config", Path: "/s/a.config", ReadOnly: true}},
-		Net:   vmm.Net{Mode: "user", Publish: []vmm.Port{{Host: 8080, Guest: 80}, {Host: 2222, Guest: 22}}},
+		Disks:       []vmm.Disk{{ID: "root", Path: "/p/dist/a,b.img", ReadOnly: true}, {ID: "config", Path: "/s/a.config", ReadOnly: true}},
+		Net:         vmm.Net{Mode: "user", Publish: []vmm.Port{{Host: 8080, Guest: 80}, {Host: 2222, Guest: 22}}},
 		ConsolePath: "/r/console.log", EventsPath: "/r/events.jsonl", ControlSocket: "/s/a.ctl", APISocket: "/s/a.qmp",
 	}
 	got, err := Args(spec)

@@ -1,0 +1,202 @@
+package launch
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ukernel-dev/ukernel/internal/abi"
+	"github.com/ukernel-dev/ukernel/internal/image"
+	"github.com/ukernel-dev/ukernel/internal/runstate"
+	"github.com/ukernel-dev/ukernel/internal/testenv"
+	"github.com/ukernel-dev/ukernel/internal/vmm"
+)
+
+// testInit is a stand-in PID 1: it prints a line and, by the kernel command line's ukt_mode
+// (passed to init as an environment variable), powers off or keeps ticking.
+const testInit = `package main
+
+import (
+	"fmt"
+	"os"
+	"syscall"
+	"time"
+)
+
+func main() {
+	fmt.Println("test init: hello")
+	if os.Getenv("ukt_mode") == "sleep" {
+		for i := 0; ; i++ {
+			fmt.Println("tick", i)
+			time.Sleep(500 * time.Millisecond)
+		}
+	}
+	syscall.Reboot(syscall.LINUX_REBOOT_CMD_POWER_OFF)
+}
+`
+
+func packTestImage(t *testing.T, mode string) string {
+	t.Helper()
+	testenv.RequireTools(t, vmm.QEMUBinary, "go")
+	k := testenv.DebianKernel(t)
+	dir := t.TempDir()
+	src := filepath.Join(dir, "init")
+	os.MkdirAll(src, 0o755)
+	os.WriteFile(filepath.Join(src, "go.mod"), []byte("module ukinit\n\ngo 1.22\n"), 0o644)
+	os.WriteFile(filepath.Join(src, "main.go"), []byte(testInit), 0o644)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	build := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(dir, "init.bin"), ".")
+	build.Dir = src
+	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build test init: %v\n%s", err, out)
+	}
+	root := filepath.Join(dir, "root")
+	os.MkdirAll(root, 0o755)
+	res, err := image.Pack(ctx, image.Input{
+		Manifest: abi.Manifest{
+			Name:   "ukt-" + mode,
+			Kernel: abi.Kernel{Release: k.Release, Cmdline: image.DefaultCmdline + " ukt_mode=" + mode},
+			Run:    abi.RunDefaults{VCPU: 1, MemoryMB: 256, Net: "user"},
+		},
+		KernelPath: k.Vmlinuz, ModulesDir: k.ModulesDir, InitPath: filepath.Join(dir, "init.bin"),
+		RootDir: root, Output: filepath.Join(dir, "dist", "test.img"), SourceDateEpoch: 1,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.Path
+}
+
+func testOptions(t *testing.T, img string) (Options, *bytes.Buffer) {
+	sdir, err := os.MkdirTemp("", "ukl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(sdir) })
+	store, err := runstate.OpenAt(sdir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var progress bytes.Buffer
+	return Options{
+		ProjectDir: t.TempDir(), Image: img, Accel: vmm.AccelTCG, CacheDir: t.TempDir(), Store: store,
+		Env: map[string]string{"UKT_SECRET": "do-not-log-me"}, Progress: &progress,
+	}, &progress
+}
+
+func TestRunForeground(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots a VM")
+	}
+	o, progress := testOptions(t, packTestImage(t, "exit"))
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	g, err := Start(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"Accelerator: tcg (--accel tcg)", "QEMU started (pid ", "VM console: logs/console.log"} {
+		if !strings.Contains(progress.String(), want) {
+			t.Errorf("progress lacks %q:\n%s", want, progress)
+		}
+	}
+	// The config drive left the disk once QEMU had it open.
+	if _, err := os.Stat(o.Store.ConfigDrive("ukt-exit")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("config drive still on disk while the guest runs: %v", err)
+	}
+	var console bytes.Buffer
+	out, err := g.Attend(ctx, &console, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(console.String(), "test init: hello") {
+		t.Errorf("streamed console lacks the init's line:\n%s", console.String())
+	}
+	if out.Code != 125 || !strings.Contains(out.Reason, "guest stopped without reporting an exit code") {
+		t.Errorf("outcome %+v", out)
+	}
+	if _, err := o.Store.Load("ukt-exit"); err == nil {
+		t.Error("state left after the run")
+	}
+	b, _ := os.ReadFile(filepath.Join(o.ProjectDir, "logs", "console.log"))
+	if !strings.Contains(string(b), "test init: hello") {
+		t.Errorf("logs/console.log: %q", b)
+	}
+	assertNoSecret(t, o.ProjectDir, "do-not-log-me")
+}
+
+func TestDetachedStop(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots a VM")
+	}
+	o, _ := testOptions(t, packTestImage(t, "sleep"))
+	o.Detached, o.Name = true, "ukt-bg"
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	g, err := Start(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := g.VM.Handle
+	t.Cleanup(func() {
+		if h.Alive() {
+			t.Errorf("QEMU pid %d left running", h.PID)
+			vmm.Stop(context.Background(), qemuBackend(), h, time.Second, nil)
+		}
+	})
+	// A second guest with the same live name is refused.
+	if _, err := Start(ctx, o); err == nil || !strings.Contains(err.Error(), `a guest named "ukt-bg" is already running`) {
+		t.Errorf("second start: %v", err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		b, _ := os.ReadFile(g.Run.Console())
+		if strings.Contains(string(b), "tick 1") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no ticks within 60s:\n%s", b)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	res, err := StopGuest(ctx, o.Store, "ukt-bg", 2*time.Second, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The test init does not read the control port, so the VMM had to quit.
+	if res != vmm.StoppedByQuit {
+		t.Errorf("stop: %s, want quit", res)
+	}
+	if h.Alive() {
+		t.Error("QEMU still runs after stop")
+	}
+	if states, _ := o.Store.List(); len(states) != 0 {
+		t.Errorf("state left after stop: %+v", states[0])
+	}
+	if ents, _ := os.ReadDir(o.Store.Dir); len(ents) != 0 {
+		t.Errorf("files left in the state directory: %v", ents)
+	}
+}
+
+func assertNoSecret(t *testing.T, dir, secret string) {
+	t.Helper()
+	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if b, _ := os.ReadFile(p); bytes.Contains(b, []byte(secret)) {
+				t.Errorf("%s contains the run-time secret", p)
+			}
+		}
+		return nil
+	})
+}
+
+// qemuBackend returns the QEMU backend for cleanups.
+func qemuBackend() vmm.Backend { b, _ := Backend("qemu", nil); return b }

@@ -1,0 +1,37 @@
+package ps
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/ukernel-dev/ukernel/internal/runstate"
+	"github.com/ukernel-dev/ukernel/internal/vmm"
+)
+
+// A guest whose VMM is gone (here: a pid that is this test, not a QEMU) is listed once as
+// exited, with the code its events reported, and its state is cleaned.
+func TestListCleansStale(t *testing.T) {
+	store, err := runstate.OpenAt(filepath.Join(t.TempDir(), "state"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := runstate.Run{ID: "r1", Dir: t.TempDir()}
+	os.WriteFile(run.Events(), []byte(`{"type":"poweroff","code":3}`+"\n"), 0o644)
+	st := &runstate.State{Name: "gone", RunID: run.ID, RunDir: run.Dir, Started: time.Now().Add(-time.Minute),
+		Handle: vmm.Handle{Backend: "qemu", PID: os.Getpid(), APISocket: store.APISocket("gone")}}
+	if err := store.Save(st); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := List(store, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 1 || rows[0].Status != "exited" || rows[0].ExitCode == nil || *rows[0].ExitCode != 3 {
+		t.Fatalf("rows %+v", rows)
+	}
+	if rows, _ := List(store, time.Now()); len(rows) != 0 {
+		t.Errorf("stale entry listed again: %+v", rows)
+	}
+}
