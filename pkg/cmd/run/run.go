@@ -5,22 +5,16 @@ package run
 import (
 	"context"
 	"errors"
-	"io"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/ukernel-dev/ukernel/internal/pipeline"
 	"github.com/ukernel-dev/ukernel/internal/runstate"
 	"github.com/ukernel-dev/ukernel/internal/vmm"
 	"github.com/ukernel-dev/ukernel/internal/vmm/launch"
 	"github.com/ukernel-dev/ukernel/pkg/cmdutil"
 )
-
-// BuildImage locks, builds and packs the project in dir when needed and returns its image path.
-// It is the pipeline's entry point; the pipeline wires itself in here.
-var BuildImage = func(ctx context.Context, dir string, offline bool, progress io.Writer) (string, error) {
-	return "", errors.New("no --image given and this build of ukernel cannot build on demand yet: run `ukernel pack` and pass --image dist/<name>.img")
-}
 
 // Options are the flags of `run`.
 type Options struct {
@@ -98,7 +92,7 @@ func runRun(ctx context.Context, o *Options) error {
 	}
 	img := o.Image
 	if img == "" {
-		if img, err = BuildImage(ctx, dir, o.Offline, f.IO.ErrOut); err != nil {
+		if img, err = pipeline.Image(ctx, pipeline.Options{Dir: dir, Offline: o.Offline, Progress: f.IO.ErrOut, TTY: f.IO.ProgressTTY(), Logger: f.Logger}); err != nil {
 			return fail(err)
 		}
 	}
