@@ -41,12 +41,21 @@ const (
 	EventsPort = "ukernel.events"
 	// ControlPort names the virtio-serial port the host sends control messages on.
 	ControlPort = "ukernel.ctl"
+	// EventsVsockPort and ControlVsockPort carry the same streams over AF_VSOCK where the VMM has
+	// no virtio-serial (Firecracker): the guest connects to the host (CID 2) on EventsVsockPort
+	// and listens on ControlVsockPort for the host.
+	EventsVsockPort  = 1024
+	ControlVsockPort = 1025
 	// ConfigMagic starts the run-time config drive: magic, 8-byte little-endian length, JSON.
 	ConfigMagic = "UKCONFIG"
 	// AppDir is where the workload's src/ is installed in the guest.
 	AppDir = "/app"
 	// DataDir is where the persistent data volume is mounted.
 	DataDir = "/data"
+	// DataLabel is the ext4 volume label of the data volume; the guest finds its disk by it.
+	DataLabel = "ukernel-data"
+	// SecretsDir is the tmpfs directory holding the run-time secrets, one file per secret.
+	SecretsDir = "/run/secrets"
 	// RootLabel and BootLabel are the GPT partition names of an image.
 	BootLabel = "ukernel-boot"
 	RootLabel = "ukernel-root"
@@ -60,8 +69,9 @@ type Manifest struct {
 	Adapter   Adapter           `json:"adapter"`
 	Entry     []string          `json:"entry,omitempty"` // argv in the guest; empty: services only
 	Workdir   string            `json:"workdir,omitempty"`
-	Env       map[string]string `json:"env,omitempty"`  // static environment of the workload
-	User      string            `json:"user,omitempty"` // user the entry runs as; "" means root
+	Env       map[string]string `json:"env,omitempty"`     // static environment of the workload
+	User      string            `json:"user,omitempty"`    // user the entry runs as; "" means root
+	Secrets   []string          `json:"secrets,omitempty"` // run-time secrets the entry may read
 	Services  []Service         `json:"services,omitempty"`
 	Health    []HealthCheck     `json:"health,omitempty"`
 	Run       RunDefaults       `json:"run"`
@@ -89,6 +99,7 @@ type Service struct {
 	Workdir string            `json:"workdir,omitempty"`
 	User    string            `json:"user,omitempty"`
 	Restart string            `json:"restart,omitempty"` // no, on-failure, always
+	Secrets []string          `json:"secrets,omitempty"` // run-time secrets this service may read
 }
 
 // HealthCheck probes a service.
@@ -182,6 +193,8 @@ type BootConfig struct {
 	Network  Network           `json:"network"`
 	HostTime int64             `json:"host_time_unix_ns"` // host wall clock when the config was written
 	Debug    bool              `json:"debug,omitempty"`
+	// Perf asks the guest to run its block IO probe after the entry exits (ukernel perf).
+	Perf bool `json:"perf,omitempty"`
 }
 
 // Network is the guest's network configuration.
@@ -194,30 +207,33 @@ type Network struct {
 
 // Event types the guest emits.
 const (
-	EventHello        = "hello"         // init started; carries ABI
-	EventPhase        = "phase"         // a boot phase finished; Name, Start, Duration
-	EventEntryStart   = "entry.start"   // the entry was started; PID
-	EventEntryExit    = "entry.exit"    // the entry exited; Code
-	EventServiceStart = "service.start" // Name, PID
-	EventServiceExit  = "service.exit"  // Name, Code
-	EventHealth       = "health"        // Name, Status
-	EventError        = "error"         // Message: a fatal init error; the guest powers off next
-	EventPowerOff     = "poweroff"      // Code: the exit code handed to the host
+	EventHello         = "hello"          // init started; carries ABI
+	EventPhase         = "phase"          // a boot phase finished; Name, Start, Duration
+	EventEntryStart    = "entry.start"    // the entry was started; PID
+	EventEntryExit     = "entry.exit"     // the entry exited; Code
+	EventServiceStart  = "service.start"  // Name, PID
+	EventServiceExit   = "service.exit"   // Name, Code
+	EventHealth        = "health"         // Name, Status
+	EventServiceGiveUp = "service.giveup" // Name, Message: the restart limit was reached
+	EventError         = "error"          // Message: a fatal init error; the guest powers off next
+	EventPowerOff      = "poweroff"       // Code: the exit code handed to the host
+	EventProbe         = "probe"          // Name (e.g. root.randread), Start, Duration, Values (ops, latency percentiles in ns)
 )
 
 // Event is one line of the guest's event stream (events.jsonl on the host).
 // Times are the guest's CLOCK_BOOTTIME in nanoseconds since the kernel started.
 type Event struct {
-	Type     string `json:"type"`
-	Time     int64  `json:"t_ns"`
-	Name     string `json:"name,omitempty"`
-	Start    int64  `json:"start_ns,omitempty"`
-	Duration int64  `json:"dur_ns,omitempty"`
-	PID      int    `json:"pid,omitempty"`
-	Code     *int   `json:"code,omitempty"`
-	Status   string `json:"status,omitempty"`
-	Message  string `json:"message,omitempty"`
-	ABI      string `json:"abi,omitempty"`
+	Type     string           `json:"type"`
+	Time     int64            `json:"t_ns"`
+	Name     string           `json:"name,omitempty"`
+	Start    int64            `json:"start_ns,omitempty"`
+	Duration int64            `json:"dur_ns,omitempty"`
+	PID      int              `json:"pid,omitempty"`
+	Code     *int             `json:"code,omitempty"`
+	Status   string           `json:"status,omitempty"`
+	Message  string           `json:"message,omitempty"`
+	ABI      string           `json:"abi,omitempty"`
+	Values   map[string]int64 `json:"values,omitempty"`
 }
 
 // Control message types the host sends.

@@ -17,6 +17,16 @@ import (
 // ports, network, and the root filesystem with its overlay. Pack adds their dependencies.
 var GuestModules = []string{"virtio_mmio", "virtio_blk", "virtio_console", "virtio_net", "erofs", "overlay"}
 
+// ModulesFor is GuestModules plus what the project's features need: ext4 for a data volume
+// (left out by pack when it is built into the kernel).
+func ModulesFor(cfg *project.Config) []string {
+	mods := append([]string(nil), GuestModules...)
+	if cfg.Data.DiskMB > 0 {
+		mods = append(mods, "ext4")
+	}
+	return mods
+}
+
 // Manifest describes the image of a build: what runs, as whom, with which defaults.
 func Manifest(cfg *project.Config, base project.Base, res *Result, lockDigest string, lockPackages int) (abi.Manifest, error) {
 	m := abi.Manifest{
@@ -70,7 +80,12 @@ func Manifest(cfg *project.Config, base project.Base, res *Result, lockDigest st
 		if !hasUser(res.Users, user) {
 			return m, fmt.Errorf("%s: services.%s.user: no user %q in the image (known: %s)", project.ConfigFile, name, user, userNames(res.Users))
 		}
-		m.Services = append(m.Services, abi.Service{Name: name, Command: argv, Env: s.Env, Workdir: s.Workdir, User: user, Restart: s.Restart})
+		m.Services = append(m.Services, abi.Service{Name: name, Command: argv, Env: s.Env, Workdir: s.Workdir, User: user, Restart: s.Restart,
+			Secrets: append([]string(nil), s.Secrets...)})
+	}
+	m.Secrets = append([]string(nil), cfg.Project.Secrets...)
+	if err := checkSecretOwners(m); err != nil {
+		return m, err
 	}
 	for _, name := range sortedKeys(cfg.Health) {
 		h := cfg.Health[name]
@@ -141,4 +156,31 @@ func userNames(users []abi.User) string {
 	}
 	sort.Strings(n)
 	return strings.Join(n, ", ")
+}
+
+// checkSecretOwners refuses a secret declared by processes of different users: its file in
+// /run/secrets has one owner and mode 0400.
+func checkSecretOwners(m abi.Manifest) error {
+	owner := map[string]string{}
+	who := map[string]string{}
+	claim := func(by, user string, names []string) error {
+		for _, n := range names {
+			if u, ok := owner[n]; ok && u != user {
+				return fmt.Errorf("%s: secret %q is declared by %s (user %s) and %s (user %s); a secret file has one owner: run them as the same user or use two secrets", project.ConfigFile, n, who[n], u, by, user)
+			}
+			owner[n], who[n] = user, by
+		}
+		return nil
+	}
+	if len(m.Entry) > 0 {
+		if err := claim("the entry", m.User, m.Secrets); err != nil {
+			return err
+		}
+	}
+	for _, s := range m.Services {
+		if err := claim("services."+s.Name, s.User, s.Secrets); err != nil {
+			return err
+		}
+	}
+	return nil
 }

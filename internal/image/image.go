@@ -27,6 +27,7 @@ const (
 	PartBackup    = "backup GPT"
 	PartBoot      = "boot partition"
 	PartRoot      = "root partition"
+	PartVerity    = "verity hash tree"
 	PartGaps      = "gaps"
 	PartManifest  = "manifest"
 	PartKernel    = "kernel"
@@ -295,7 +296,8 @@ func (r Report) Err() error {
 // Verify checks every byte of the image: the protective MBR exactly, both GPT copies (header and
 // entries CRC32, and that they agree), each partition against its content-derived GUID, the zero
 // padding after each filesystem and the zero gaps between the regions, the manifest against the
-// disk GUID, and the kernel and initramfs against the manifest's digests.
+// disk GUID, and the kernel and initramfs against the manifest's digests. A read-only image's
+// dm-verity hash tree is recomputed and compared with the hash area and the manifest's root hash.
 func (im *Image) Verify() Report {
 	var r Report
 	add := func(part string, err error) {
@@ -333,6 +335,16 @@ func (im *Image) Verify() Report {
 		rootErr = fmt.Errorf("missing: the image is truncated to %d bytes, the root partition ends at byte %d", im.size, im.root.offset()+im.root.size())
 	}
 	add(PartRoot, rootErr)
+	if v := im.manifest.Root.Verity; v != nil {
+		err := fmt.Errorf("missing: the image is truncated to %d bytes", im.size)
+		if !truncated {
+			err = im.checkVerity(im.root.offset(), im.root.size(), im.manifest.Root)
+		}
+		if err != nil {
+			err = fmt.Errorf("%s (root hash %s): %w", PartRoot, v.RootHash, err)
+		}
+		add(PartVerity, err)
+	}
 	add(PartGaps, im.checkGaps())
 
 	ms := sha256.Sum256(im.rawMan)
@@ -410,7 +422,20 @@ func (im *Image) checkPartition(p gptPart, root *abi.Root) error {
 	if root != nil && hex.EncodeToString(sum) != root.SHA256 {
 		return fmt.Errorf("filesystem sha256 %x, the manifest says %s", sum, root.SHA256)
 	}
-	if err := im.checkZero(off+fsSize, off+size); err != nil {
+	used := fsSize
+	if root != nil && root.Verity != nil {
+		// The hash area (checked on its own by checkVerity) sits between the padding regions.
+		v := root.Verity
+		area := verityAreaSize(v.DataBlocks)
+		if v.HashOffset < fsSize || v.HashOffset+area > size {
+			return fmt.Errorf("verity hash area [%d, %d) is outside the space after the %d-byte filesystem in the %d-byte partition", v.HashOffset, v.HashOffset+area, fsSize, size)
+		}
+		if err := im.checkZero(off+fsSize, off+v.HashOffset); err != nil {
+			return fmt.Errorf("padding before the verity hash area: %w", err)
+		}
+		used = v.HashOffset + area
+	}
+	if err := im.checkZero(off+used, off+size); err != nil {
 		return fmt.Errorf("padding after the filesystem: %w", err)
 	}
 	return nil

@@ -58,7 +58,14 @@ type Input struct {
 	RootDir         string   // staged root filesystem tree
 	Output          string   // image path, e.g. dist/<name>.img
 	SourceDateEpoch int64
+	// Readonly adds a dm-verity hash tree after the root filesystem, records it in
+	// Manifest.Root.Verity and on the command line, and adds the dm-verity modules.
+	Readonly bool
 }
+
+// VerityModules are the modules a read-only image adds for the guest to set up dm-verity (their
+// dependencies, dm-mod, dm-bufio and reed_solomon, are resolved from .modinfo).
+var VerityModules = []string{"dm_verity"}
 
 // Sizes splits an image's size by part, in bytes.
 type Sizes struct {
@@ -107,7 +114,11 @@ func Pack(ctx context.Context, in Input) (res *Result, err error) {
 	m := in.Manifest
 	var sizes Sizes
 
-	modules, err := ResolveModules(in.ModulesDir, in.Modules)
+	wantModules := in.Modules
+	if in.Readonly {
+		wantModules = append(append([]string(nil), in.Modules...), VerityModules...)
+	}
+	modules, err := ResolveModules(in.ModulesDir, wantModules)
 	if err != nil {
 		return nil, err
 	}
@@ -131,7 +142,15 @@ func Pack(ctx context.Context, in Input) (res *Result, err error) {
 		return nil, err
 	}
 	sizes.RootFS = rootSize
-	m.Root = abi.Root{FSType: rootFSType, Size: rootSize, SHA256: hex.EncodeToString(rootSum), Verity: m.Root.Verity}
+	m.Root = abi.Root{FSType: rootFSType, Size: rootSize, SHA256: hex.EncodeToString(rootSum)}
+	var hashArea []byte // written right after the root filesystem
+	if in.Readonly {
+		t, err := verityFile(ctx, rootPath, rootSize, rootSum)
+		if err != nil {
+			return nil, err
+		}
+		m.Root.Verity, hashArea = &t.params, t.area
+	}
 
 	// Initramfs base, kernel and init digests.
 	base, err := buildInitramfs(in.InitPath, in.ModulesDir, m.Kernel.Release, modules, in.SourceDateEpoch)
@@ -154,6 +173,9 @@ func Pack(ctx context.Context, in Input) (res *Result, err error) {
 	}
 	if m.Kernel.Cmdline == "" {
 		m.Kernel.Cmdline = DefaultCmdline
+	}
+	if m.Root.Verity != nil {
+		m.Kernel.Cmdline += " " + abi.VerityCmdlineKey + "=" + m.Root.Verity.RootHash
 	}
 	if m.Build.Ukernel == "" {
 		m.Build.Ukernel = version.Version
@@ -192,7 +214,7 @@ func Pack(ctx context.Context, in Input) (res *Result, err error) {
 	sizes.BootFS = bootSize
 
 	// Disk.
-	lay := newLayout(bootSize, rootSize)
+	lay := newLayout(bootSize, rootSize+int64(len(hashArea)))
 	var diskGUID, bootGUID, rootGUID [16]byte
 	ms := sha256.Sum256(manifest)
 	copy(diskGUID[:], ms[:])
@@ -215,7 +237,7 @@ func Pack(ctx context.Context, in Input) (res *Result, err error) {
 		}
 	}()
 	h := sha256.New()
-	if err := writeDisk(ctx, io.MultiWriter(tmp, h), lay, diskGUID, parts, bootPath, rootPath); err != nil {
+	if err := writeDisk(ctx, io.MultiWriter(tmp, h), lay, diskGUID, parts, bootPath, rootPath, hashArea); err != nil {
 		return nil, fmt.Errorf("writing %s: %w", in.Output, err)
 	}
 	if err := tmp.Chmod(0o644); err != nil {
@@ -328,8 +350,9 @@ func newLayout(bootFS, rootFS int64) layout {
 	return l
 }
 
-// writeDisk writes the whole disk sequentially, zeros included.
-func writeDisk(ctx context.Context, w io.Writer, l layout, diskGUID [16]byte, parts []gptPart, bootPath, rootPath string) error {
+// writeDisk writes the whole disk sequentially, zeros included; rootTail (the verity hash area,
+// if any) follows the root filesystem.
+func writeDisk(ctx context.Context, w io.Writer, l layout, diskGUID [16]byte, parts []gptPart, bootPath, rootPath string, rootTail []byte) error {
 	sectors := uint64(l.disk / sectorSize)
 	entries := encodeEntries(parts)
 	cw := &countWriter{w: w}
@@ -352,6 +375,7 @@ func writeDisk(ctx context.Context, w io.Writer, l layout, diskGUID [16]byte, pa
 		func() error { return copyFile(bootPath) },
 		func() error { return zeroTo(l.rootStart) },
 		func() error { return copyFile(rootPath) },
+		func() error { return write(rootTail) },
 		func() error { return zeroTo(l.disk - (entrySectors+1)*sectorSize) },
 		func() error { return write(entries) },
 		func() error { return write(encodeHeader(sectors, diskGUID, entries, false)) },

@@ -52,6 +52,8 @@ type ProjectSection struct {
 	// User runs the entry; empty means an unprivileged user made for the project
 	// ("root" must be asked for).
 	User string `toml:"user,omitempty"`
+	// Secrets names the run-time secrets (run --secret) the entry may read in /run/secrets.
+	Secrets []string `toml:"secrets,omitempty"`
 }
 
 // EnvSection selects the base environment and where its packages come from.
@@ -83,6 +85,8 @@ type Service struct {
 	Env     map[string]string `toml:"env,omitempty"`
 	User    string            `toml:"user,omitempty"`
 	Workdir string            `toml:"workdir,omitempty"`
+	// Secrets names the run-time secrets this service may read in /run/secrets.
+	Secrets []string `toml:"secrets,omitempty"`
 }
 
 // Health is a health check of a declared service.
@@ -315,7 +319,31 @@ var (
 	nameRe    = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 	svcNameRe = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,31}$`)
 	envKeyRe  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	secretRe  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.-]{0,63}$`)
 )
+
+// ValidateSecretName checks a secret's name: it becomes a file name in /run/secrets.
+func ValidateSecretName(n string) error {
+	if !secretRe.MatchString(n) {
+		return fmt.Errorf("invalid secret name %q: use up to 64 letters, digits, '_', '.' and '-', starting with a letter or '_'", n)
+	}
+	return nil
+}
+
+// validateSecrets reports bad or repeated names in a secrets list.
+func validateSecrets(names []string) error {
+	seen := map[string]bool{}
+	for _, n := range names {
+		if err := ValidateSecretName(n); err != nil {
+			return err
+		}
+		if seen[n] {
+			return fmt.Errorf("secret %q is listed twice", n)
+		}
+		seen[n] = true
+	}
+	return nil
+}
 
 // ValidateName checks that a project name is usable as a host name and a file name.
 func ValidateName(n string) error {
@@ -345,6 +373,9 @@ func (c *Config) Validate(file string, data []byte) error {
 		}
 	} else if len(c.Services) == 0 {
 		add("project.entry", "missing: a project needs an entry (e.g. entry = \"src/main.py\") or at least one [services.NAME]")
+	}
+	if err := validateSecrets(c.Project.Secrets); err != nil {
+		add("project.secrets", "%v", err)
 	}
 	if c.Env.Base == "" {
 		add("env.base", "missing: set base = \"python-3.11\" (known: %s)", strings.Join(BaseNames(), ", "))
@@ -396,6 +427,9 @@ func (c *Config) Validate(file string, data []byte) error {
 			if !envKeyRe.MatchString(k) {
 				add(key+".env", "%q is not a valid environment variable name", k)
 			}
+		}
+		if err := validateSecrets(s.Secrets); err != nil {
+			add(key+".secrets", "%v", err)
 		}
 	}
 	for _, name := range sortedKeys(c.Health) {

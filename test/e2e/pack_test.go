@@ -137,7 +137,15 @@ func TestWorkerImageBootsInQEMU(t *testing.T) {
 }
 
 func TestMain(m *testing.M) {
+	// Guests of this test process are listed in their own state directory, apart from any
+	// the developer has running.
+	state, err := os.MkdirTemp("", "ukernel-e2e-state-")
+	if err != nil {
+		panic(err)
+	}
+	os.Setenv("XDG_RUNTIME_DIR", state)
 	code := m.Run()
+	os.RemoveAll(state)
 	if binPath != "" {
 		os.RemoveAll(filepath.Dir(binPath))
 	}

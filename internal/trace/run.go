@@ -1,0 +1,365 @@
+package trace
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/ukernel-dev/ukernel/internal/abi"
+	"github.com/ukernel-dev/ukernel/internal/runstate"
+)
+
+// Host span names the VMM layer records in a run's spans.json.
+const (
+	SpanVMMStart = "vmm.start" // QEMU spawned until its devices are open and QMP answers
+	SpanVM       = "vm"        // QEMU spawned until the host saw it exit
+)
+
+// Guest span names besides the init phases (which keep the names of their phase events).
+const (
+	SpanGuest    = "guest"
+	SpanKernel   = "kernel"
+	SpanEntry    = "entry"
+	SpanShutdown = "shutdown"
+	SpanIOProbe  = "ioprobe"
+)
+
+// BuildWindow is how long before QEMU's start a lock/build/pack may have ended to count as part
+// of the run (`ukernel run` does them right before booting).
+const BuildWindow = time.Minute
+
+// Trace is one run's spans on the host clock.
+type Trace struct {
+	RunID string
+	Root  *Span
+	// Partial is set when the run's records are incomplete; Notes say what is missing.
+	Partial bool
+	Notes   []string
+	// AlignWindow bounds the error of the guest clock's placement; 0 when unknown.
+	AlignWindow time.Duration
+	// Events are the guest's events as parsed.
+	Events []abi.Event
+}
+
+// FindRun returns the run called id in the project, or the latest run when id is empty.
+func FindRun(projectDir, id string) (runstate.Run, error) {
+	if id == "" {
+		return runstate.LatestRun(projectDir)
+	}
+	dir := filepath.Join(projectDir, "logs", "runs", id)
+	if fi, err := os.Stat(dir); err == nil && fi.IsDir() {
+		return runstate.Run{ID: id, Dir: dir}, nil
+	}
+	runs, _ := os.ReadDir(filepath.Join(projectDir, "logs", "runs"))
+	var ids []string
+	for _, r := range runs {
+		if r.IsDir() {
+			ids = append(ids, r.Name())
+		}
+	}
+	if len(ids) == 0 {
+		return runstate.Run{}, fmt.Errorf("run %q not found: %s has no runs yet; run `ukernel run` first", id, projectDir)
+	}
+	if len(ids) > 5 {
+		ids = ids[len(ids)-5:]
+	}
+	return runstate.Run{}, fmt.Errorf("run %q not found in %s; recent runs: %v", id, filepath.Join(projectDir, "logs", "runs"), ids)
+}
+
+// ParseEvents parses an events.jsonl stream. A line that does not parse (a run killed mid-write
+// leaves half a line at the end) is reported as a problem and skipped; the rest still counts.
+func ParseEvents(b []byte) (evs []abi.Event, problems []string) {
+	lines := bytes.Split(b, []byte("\n"))
+	for i, line := range lines {
+		if len(bytes.TrimSpace(line)) == 0 {
+			continue
+		}
+		var ev abi.Event
+		if err := json.Unmarshal(line, &ev); err != nil || ev.Type == "" {
+			if i == len(lines)-1 {
+				problems = append(problems, fmt.Sprintf("events end mid-line: %d bytes after the last complete event are ignored", len(line)))
+			} else {
+				problems = append(problems, fmt.Sprintf("events line %d is not an event: %.60q", i+1, line))
+			}
+			continue
+		}
+		evs = append(evs, ev)
+	}
+	return evs, problems
+}
+
+// kernelStamp matches the printk timestamp of a console line.
+var kernelStamp = regexp.MustCompile(`(?m)^\[\s*(\d+)\.(\d{6})\]`)
+
+// lastConsoleStamp is the guest time of the console's last kernel message in ns, 0 if none.
+// The kernel's "reboot: Power down" is its last act before QEMU exits.
+func lastConsoleStamp(path string) int64 {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	var last int64
+	for _, m := range kernelStamp.FindAllSubmatch(b, -1) {
+		s, _ := strconv.ParseInt(string(m[1]), 10, 64)
+		us, _ := strconv.ParseInt(string(m[2]), 10, 64)
+		last = max(last, s*1e9+us*1e3)
+	}
+	return last
+}
+
+// Load reads a run's records: its host spans, the guest's events and console, and the
+// project's last lock/build/pack spans when they immediately preceded the run.
+func Load(projectDir string, run runstate.Run) (*Trace, error) {
+	host, err := ReadSpans(filepath.Join(run.Dir, RunSpansFile))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	evb, err := os.ReadFile(run.Events())
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("run %s: %w", run.ID, err)
+	}
+	evs, problems := ParseEvents(evb)
+	builds, err := ReadSpans(filepath.Join(projectDir, "build", BuildSpansFile))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	t := Assemble(run.ID, host, builds, evs, lastConsoleStamp(run.Console()))
+	if len(problems) > 0 {
+		t.Partial = true
+		t.Notes = append(problems, t.Notes...)
+	}
+	if len(host) == 0 && len(evs) == 0 {
+		return nil, fmt.Errorf("run %s has no spans and no events (%s is empty): the guest reported nothing", run.ID, run.Events())
+	}
+	return t, nil
+}
+
+// Assemble builds the span tree of a run from the VMM's host spans, the lock/build/pack spans
+// (used when they ended within BuildWindow before QEMU started), the guest's events and the
+// guest time of the console's last kernel message (0 if unknown).
+//
+// Clock alignment. The guest stamps events with CLOCK_BOOTTIME, which starts near 0 when the
+// kernel starts; the host knows S, the wall time it spawned QEMU, and E, the wall time it saw
+// QEMU exit. Let P be the guest's last known time (the later of its last event and the
+// console's "reboot: Power down" stamp, printk's clock counting from the same boot). The guest's
+// t=0 cannot precede S and cannot follow E−P, so t0 ∈ [S, E−P]. We place t0 = E−P: after the
+// kernel's power-down message QEMU only tears down (a few ms), while before t=0 lie QEMU's
+// process start, firmware and kernel decompression (hundreds of ms under TCG). The strict
+// error bound is the window E−P−S, kept in Trace.AlignWindow; the expected error is QEMU's
+// teardown time. Without E (a detached run, or one still going) t0 = S and the guest's spans
+// may be late by up to QEMU's start-up; the trace says so.
+func Assemble(runID string, host, builds []Span, evs []abi.Event, consoleEnd int64) *Trace {
+	t := &Trace{RunID: runID, Events: evs}
+	var vmStart, vm *Span
+	for i := range host {
+		switch host[i].Name {
+		case SpanVMMStart:
+			vmStart = &host[i]
+		case SpanVM:
+			vm = &host[i]
+		}
+	}
+	var s0, e0 int64 // QEMU spawned, QEMU exit seen
+	switch {
+	case vm != nil:
+		s0, e0 = vm.Start, vm.End
+	case vmStart != nil:
+		s0 = vmStart.Start
+	}
+
+	var hello, last int64
+	var poweroff bool
+	for _, ev := range evs {
+		last = max(last, ev.Time)
+		switch ev.Type {
+		case abi.EventHello:
+			hello = ev.Time
+		case abi.EventPowerOff:
+			poweroff = true
+		}
+	}
+	p := max(last, consoleEnd)
+	if !poweroff {
+		t.Partial = true
+		t.Notes = append(t.Notes, "the guest reported no power-off: the run is still going or ended abruptly")
+	}
+	if hello == 0 && len(evs) > 0 {
+		t.Partial = true
+		t.Notes = append(t.Notes, "no hello event: the kernel's span is unknown")
+	}
+
+	var t0 int64
+	switch {
+	case s0 == 0:
+		// No host record (a run from before spans were recorded): guest time stands alone,
+		// anchored at the Unix epoch so durations still read right.
+		t.Notes = append(t.Notes, "no host spans for this run: guest times are shown from guest boot, not on the host clock")
+	case e0 > 0 && p > 0 && e0-p >= s0:
+		t0 = e0 - p
+		t.AlignWindow = time.Duration(e0 - p - s0)
+	case e0 > 0 && p > 0:
+		// The guest claims to have run longer than QEMU did: the clocks disagree; keep order.
+		t0 = s0
+		t.Notes = append(t.Notes, fmt.Sprintf("guest uptime %s exceeds QEMU's lifetime %s: guest clock placed at QEMU's start", time.Duration(p), time.Duration(e0-s0)))
+	default:
+		t0 = s0
+		t.Notes = append(t.Notes, "the run has no recorded end (detached or still running): guest times are placed at QEMU's start and may be late by QEMU's start-up")
+	}
+
+	root := &Span{Name: "run " + runID, Side: Host}
+	for _, b := range builds {
+		if s0 != 0 && b.End <= s0 && time.Duration(s0-b.End) <= BuildWindow {
+			root.Children = append(root.Children, &b)
+		}
+	}
+	vmSpan := &Span{Name: SpanVM, Side: Host, Start: s0, End: e0}
+	if vm != nil {
+		vmSpan.Attrs = vm.Attrs
+	}
+	if vmStart != nil {
+		c := *vmStart
+		vmSpan.Children = append(vmSpan.Children, &c)
+	}
+	if len(evs) > 0 {
+		g := guestSpans(evs, t0, p)
+		vmSpan.Children = append(vmSpan.Children, g)
+		if t.AlignWindow > 0 {
+			g.attr("align.window_ms", fmt.Sprintf("%.1f", float64(t.AlignWindow)/1e6))
+		}
+	}
+	if vmSpan.End == 0 {
+		for _, c := range vmSpan.Children {
+			vmSpan.End = max(vmSpan.End, c.End)
+		}
+		vmSpan.attr("open", "true")
+	}
+	if vmSpan.Start == 0 {
+		vmSpan.Start = t0
+	}
+	root.Children = append(root.Children, vmSpan)
+	root.Start, root.End = vmSpan.Start, vmSpan.End
+	for _, c := range root.Children {
+		root.Start, root.End = min(root.Start, c.Start), max(root.End, c.End)
+	}
+	if t.Partial {
+		root.attr("partial", "true")
+	}
+	t.Root = root
+	return t
+}
+
+func (s *Span) attr(k, v string) {
+	if s.Attrs == nil {
+		s.Attrs = map[string]string{}
+	}
+	s.Attrs[k] = v
+}
+
+// guestSpans turns the events into the guest's spans, offset by t0: the kernel until init's
+// hello, init's phases, services, the entry, the IO probe and the shutdown.
+func guestSpans(evs []abi.Event, t0, end int64) *Span {
+	g := &Span{Name: SpanGuest, Side: Guest, Start: t0, End: t0 + end}
+	at := func(ns int64) int64 { return t0 + ns }
+	add := func(parent *Span, name string, start, stop int64, kv ...string) *Span {
+		s := &Span{Name: name, Side: Guest, Start: at(start), End: at(stop)}
+		for i := 0; i+1 < len(kv); i += 2 {
+			s.attr(kv[i], kv[i+1])
+		}
+		parent.Children = append(parent.Children, s)
+		return s
+	}
+	var entryStart, entryEnd, probeEnd int64 = -1, -1, -1
+	var entryCode string
+	var probe *Span
+	services := map[string]*Span{}
+	for _, ev := range evs {
+		switch ev.Type {
+		case abi.EventHello:
+			add(g, SpanKernel, 0, ev.Time)
+		case abi.EventPhase:
+			s := add(g, ev.Name, ev.Start, ev.Start+ev.Duration)
+			if ev.Name == SpanIOProbe {
+				probe, probeEnd = s, ev.Start+ev.Duration
+			}
+		case abi.EventEntryStart:
+			entryStart = ev.Time
+		case abi.EventEntryExit:
+			entryEnd = ev.Time
+			if ev.Code != nil {
+				entryCode = strconv.Itoa(*ev.Code)
+			}
+		case abi.EventServiceStart:
+			services[ev.Name] = add(g, "service "+ev.Name, ev.Time, end)
+		case abi.EventServiceExit:
+			if s := services[ev.Name]; s != nil {
+				s.End = at(ev.Time)
+				if ev.Code != nil {
+					s.attr("code", strconv.Itoa(*ev.Code))
+				}
+			}
+		case abi.EventHealth:
+			if s := services[ev.Name]; s != nil && ev.Status == "healthy" && s.Find("health") == nil {
+				add(s, "health", s.Start-t0, ev.Time, "status", ev.Status)
+			}
+		case abi.EventError:
+			g.attr("error", ev.Message)
+		}
+	}
+	if entryStart >= 0 {
+		stop := entryEnd
+		if stop < 0 {
+			stop = end
+		}
+		e := add(g, SpanEntry, entryStart, stop)
+		if entryCode != "" {
+			e.attr("code", entryCode)
+		}
+		if entryEnd < 0 {
+			e.attr("open", "true")
+		}
+	}
+	// Probe results nest in the probe phase when there is one.
+	for _, ev := range evs {
+		if ev.Type != abi.EventProbe {
+			continue
+		}
+		parent := g
+		if probe != nil {
+			parent = probe
+		}
+		s := add(parent, "probe "+ev.Name, ev.Start, ev.Start+ev.Duration)
+		keys := make([]string, 0, len(ev.Values))
+		for k := range ev.Values {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			s.attr(k, strconv.FormatInt(ev.Values[k], 10))
+		}
+	}
+	// Shutdown: from the workload's end (and the probe's) to the guest's last known instant.
+	if from := max(entryEnd, probeEnd); from > 0 && from < end {
+		add(g, SpanShutdown, from, end)
+	}
+	slices.SortStableFunc(g.Children, func(a, b *Span) int { return cmpInt(a.Start, b.Start) })
+	return g
+}
+
+func cmpInt(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}

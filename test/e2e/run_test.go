@@ -1,0 +1,265 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+type psEntry struct {
+	Name     string `json:"name"`
+	PID      int    `json:"pid"`
+	Status   string `json:"status"`
+	Backend  string `json:"backend"`
+	ImageDig string `json:"image_digest"`
+}
+
+func ps(t *testing.T, dir string) []psEntry {
+	t.Helper()
+	r := mustUK(t, dir, 30*time.Second, "--json", "ps")
+	var list []psEntry
+	if err := json.Unmarshal([]byte(r.stdout), &list); err != nil {
+		t.Fatalf("ps --json: %v\n%s", err, r.stdout)
+	}
+	return list
+}
+
+// waitFor polls until check passes or the deadline passes.
+func waitFor(t *testing.T, what string, timeout time.Duration, check func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	last := ""
+	for time.Now().Before(deadline) {
+		ok, info := check()
+		if ok {
+			return
+		}
+		last = info
+		time.Sleep(500 * time.Millisecond)
+	}
+	t.Fatalf("%s: not within %v; last seen:\n%s", what, timeout, last)
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// TestRunWorkerLifecycle: the worker preset ticks; run -d, logs, ps and stop work and leave
+// no VMM behind.
+func TestRunWorkerLifecycle(t *testing.T) {
+	skipShort(t)
+	dir := newProject(t, "life-worker", "--lang", "python", "--template", "worker")
+	cfg := filepath.Join(dir, "ukernel.toml")
+	data, _ := os.ReadFile(cfg)
+	writeFile(t, cfg, strings.Replace(string(data), "WORKER_INTERVAL_S = '10'", "WORKER_INTERVAL_S = '1'", 1))
+	r := mustUK(t, dir, 15*time.Minute, "run", "-d")
+	if !regexp.MustCompile(`QEMU started \(pid \d+\)`).MatchString(r.stderr + r.stdout) {
+		t.Errorf("run -d did not say which VMM started:\n%s%s", r.stdout, r.stderr)
+	}
+	if !strings.Contains(r.stderr+r.stdout, "VM console: logs/console.log") {
+		t.Errorf("run -d did not name the console log:\n%s%s", r.stdout, r.stderr)
+	}
+	defer uk(t, dir, time.Minute, "stop", "life-worker")
+	waitFor(t, "tick 2 in logs", 2*time.Minute, func() (bool, string) {
+		l := uk(t, dir, 30*time.Second, "logs")
+		return strings.Contains(l.stdout, "tick 2"), l.stdout + l.stderr
+	})
+	list := ps(t, dir)
+	found := false
+	for _, e := range list {
+		if e.Name == "life-worker" {
+			found = e.PID > 0 && e.Status == "running" && e.Backend == "qemu" && e.ImageDig != ""
+		}
+	}
+	if !found {
+		t.Errorf("ps does not show the running guest: %+v", list)
+	}
+	if r := uk(t, dir, 30*time.Second, "run", "-d"); r.code == 0 || !strings.Contains(r.stderr, "life-worker") {
+		t.Errorf("a second run with the same name: exit %d\n%s", r.code, r.stderr)
+	}
+	mustUK(t, dir, 2*time.Minute, "stop", "life-worker")
+	noQEMULeft(t, dir)
+	for _, e := range ps(t, dir) {
+		if e.Name == "life-worker" && e.Status == "running" {
+			t.Errorf("ps still lists the stopped guest: %+v", e)
+		}
+	}
+	console, err := os.ReadFile(filepath.Join(dir, "logs", "console.log"))
+	if err != nil || !strings.Contains(string(console), "tick 1") {
+		t.Errorf("logs/console.log: %v\n%s", err, console)
+	}
+}
+
+// TestRunExitCode: run exits with the workload's own code, here 3.
+func TestRunExitCode(t *testing.T) {
+	skipShort(t)
+	dir := newProject(t, "exit-three", "--lang", "python", "--template", "minimal")
+	writeFile(t, filepath.Join(dir, "src", "main.py"), "import sys\nprint('leaving with 3', flush=True)\nsys.exit(3)\n")
+	r := uk(t, dir, 15*time.Minute, "run")
+	if r.code != 3 {
+		t.Fatalf("run exit code %d, want 3\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+	if !strings.Contains(r.stdout, "leaving with 3") {
+		t.Errorf("the workload's output is not on stdout:\n%s", r.stdout)
+	}
+	noQEMULeft(t, dir)
+}
+
+// TestRunHTTPPresets: the http and python presets answer on / from the host through --publish.
+func TestRunHTTPPresets(t *testing.T) {
+	skipShort(t)
+	for _, tc := range []struct{ name, lang, preset string }{
+		{"web-http", "python", "http"},
+		{"web-python", "python", "python"},
+	} {
+		t.Run(tc.preset, func(t *testing.T) {
+			dir := newProject(t, tc.name, "--lang", tc.lang, "--template", tc.preset)
+			port := freePort(t)
+			mustUK(t, dir, 15*time.Minute, "run", "-d", "--publish", fmt.Sprintf("%d:8080", port))
+			defer func() {
+				uk(t, dir, 2*time.Minute, "stop", tc.name)
+				noQEMULeft(t, dir)
+			}()
+			client := &http.Client{Timeout: 3 * time.Second}
+			waitFor(t, "HTTP 200 on /", 2*time.Minute, func() (bool, string) {
+				resp, err := client.Get(fmt.Sprintf("http://127.0.0.1:%d/", port))
+				if err != nil {
+					return false, err.Error()
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				return resp.StatusCode == 200, fmt.Sprintf("%d %s", resp.StatusCode, body)
+			})
+			out, err := exec.Command("curl", "-fsS", fmt.Sprintf("http://127.0.0.1:%d/", port)).CombinedOutput()
+			if err != nil {
+				t.Errorf("curl: %v: %s", err, out)
+			}
+		})
+	}
+}
+
+// TestRunEnvNotLeaked: an -e value reaches the workload and is written nowhere: not in the
+// image, not under logs/.
+func TestRunEnvNotLeaked(t *testing.T) {
+	skipShort(t)
+	dir := newProject(t, "env-check", "--lang", "python", "--template", "minimal")
+	writeFile(t, filepath.Join(dir, "src", "main.py"), `import hashlib, os
+v = os.environ.get("UK_TOKEN", "")
+print("token sha256:", hashlib.sha256(v.encode()).hexdigest(), flush=True)
+`)
+	secret := fmt.Sprintf("s3cret-%d", time.Now().UnixNano())
+	r := uk(t, dir, 15*time.Minute, "run", "-e", "UK_TOKEN="+secret)
+	if r.code != 0 {
+		t.Fatalf("run: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	sum := sha256.Sum256([]byte(secret))
+	if !strings.Contains(r.stdout, hex.EncodeToString(sum[:])) {
+		t.Errorf("the workload did not see the -e value:\n%s", r.stdout)
+	}
+	for _, sub := range []string{"dist", "logs", "build"} {
+		filepath.Walk(filepath.Join(dir, sub), func(p string, fi os.FileInfo, err error) error {
+			if err == nil && fi.Mode().IsRegular() {
+				if data, _ := os.ReadFile(p); bytes.Contains(data, []byte(secret)) {
+					t.Errorf("the -e value is written in %s", p)
+				}
+			}
+			return nil
+		})
+	}
+	// Nor in the run-time state.
+	state := os.Getenv("XDG_RUNTIME_DIR")
+	filepath.Walk(state, func(p string, fi os.FileInfo, err error) error {
+		if err == nil && fi.Mode().IsRegular() {
+			if data, _ := os.ReadFile(p); bytes.Contains(data, []byte(secret)) {
+				t.Errorf("the -e value is left in %s", p)
+			}
+		}
+		return nil
+	})
+}
+
+// TestRunErrors: a missing tap device and a corrupt image are clear errors within deadlines.
+func TestRunErrors(t *testing.T) {
+	skipShort(t)
+	dir := newProject(t, "err-check", "--lang", "python", "--template", "minimal")
+	mustUK(t, dir, 15*time.Minute, "pack")
+	start := time.Now()
+	r := uk(t, dir, time.Minute, "run", "--net", "tap:uknotap0")
+	if r.code != 125 || !strings.Contains(r.stderr, "uknotap0") {
+		t.Errorf("missing tap: exit %d\n%s", r.code, r.stderr)
+	}
+	if time.Since(start) > 20*time.Second {
+		t.Errorf("missing tap took %v", time.Since(start))
+	}
+	img := filepath.Join(dir, "dist", "err-check.img")
+	bad := filepath.Join(t.TempDir(), "bad.img")
+	data, err := os.ReadFile(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[len(data)/2] ^= 0xff // inside the root partition
+	if err := os.WriteFile(bad, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r = uk(t, dir, 2*time.Minute, "run", "--image", bad)
+	if r.code != 125 || !strings.Contains(r.stderr, "root partition") {
+		t.Errorf("corrupt image: exit %d\n%s", r.code, r.stderr)
+	}
+	noQEMULeft(t, dir)
+}
+
+// TestRunInterrupt: Ctrl-C to a foreground run stops the guest gracefully; no VMM process and
+// no state remain.
+func TestRunInterrupt(t *testing.T) {
+	skipShort(t)
+	dir := newProject(t, "int-worker", "--lang", "python", "--template", "worker")
+	mustUK(t, dir, 15*time.Minute, "pack")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, ukernelBin(t), "-C", dir, "run")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "first tick", 2*time.Minute, func() (bool, string) {
+		return strings.Contains(out.String(), "tick 1"), out.String()
+	})
+	// What a terminal's Ctrl-C does: SIGINT to the foreground process group (ukernel's; QEMU
+	// runs in its own group).
+	syscall.Kill(-cmd.Process.Pid, syscall.SIGINT)
+	err := cmd.Wait()
+	if ctx.Err() != nil {
+		t.Fatalf("run did not end after SIGINT:\n%s", out.String())
+	}
+	if !strings.Contains(out.String(), "worker stopped") {
+		t.Errorf("the worker was not stopped gracefully (err %v):\n%s", err, out.String())
+	}
+	noQEMULeft(t, dir)
+	for _, e := range ps(t, dir) {
+		if e.Name == "int-worker" {
+			t.Errorf("state left behind: %+v", e)
+		}
+	}
+}
