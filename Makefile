@@ -1,7 +1,7 @@
 # The two entry points of the README: `make demo` and `make test`.
 GO ?= go
 BIN := bin/ukernel
-DEMO := demo/example-worker
+DEMO := demo/hello
 
 .PHONY: demo test test-short build clean
 

@@ -5,6 +5,6 @@ set -euo pipefail
 bin=$(realpath "$1"); dir=$2
 mkdir -p "$dir"
 if [ ! -f "$dir/ukernel.toml" ]; then
-  "$bin" -C "$dir" init --name example-worker --lang python --template minimal
+  "$bin" -C "$dir" init --name hello --lang python --template minimal
 fi
 exec "$bin" -C "$dir" run

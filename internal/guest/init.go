@@ -47,7 +47,9 @@ type pid1 struct {
 	rootPart BlockDev
 	modsDone bool
 	mounted  bool
+	dataDir  string // where the data volume is mounted, once it is
 	stopReq  chan abi.Control
+	stopWork context.CancelFunc // ends the services' supervision
 }
 
 // Main runs PID 1 and never returns: it ends by powering the machine off. Anywhere but PID 1 it
@@ -138,11 +140,15 @@ func (in *pid1) run() (code int, err error) {
 	in.events.Phase("config", t)
 
 	t = Now()
+	rootDev, err := in.verifiedRoot("/dev/" + in.rootPart.Name)
+	if err != nil {
+		return 0, err
+	}
 	fstype := m.Root.FSType
 	if fstype == "" {
 		fstype = "erofs"
 	}
-	if err := MountRoot(in.layout, "/dev/"+in.rootPart.Name, fstype); err != nil {
+	if err := MountRoot(in.layout, rootDev, fstype); err != nil {
 		return 0, fail("mount root filesystem", err)
 	}
 	in.mounted = true
@@ -163,6 +169,15 @@ func (in *pid1) run() (code int, err error) {
 	}
 	in.log.Debug("network", "nic", nic, "mode", in.cfg.Network.Mode, "address", in.cfg.Network.Address)
 	in.events.Phase("network", t)
+
+	t = Now()
+	if err := in.setupData(); err != nil {
+		return 0, fail("mount data volume", err)
+	}
+	if err := in.setupSecrets(); err != nil {
+		return 0, fail("write secrets", err)
+	}
+	in.events.Phase("workload-setup", t)
 
 	return in.supervise(fwd)
 }
@@ -345,54 +360,18 @@ func (in *pid1) loadConfig() error {
 	return nil
 }
 
-// spec builds the start spec of a workload process. Run-time environment values are only put
-// into the process, never logged.
-func (in *pid1) spec(name string, argv []string, dir string, env ...map[string]string) Spec {
-	if dir == "" {
-		dir = in.manifest.Workdir
-	}
-	if dir == "" {
-		dir = abi.AppDir
-	}
-	return Spec{
-		Name:   name,
-		Argv:   argv,
-		Env:    MergeEnv("/root", env...),
-		Dir:    dir,
-		Root:   in.layout.Root,
-		Stdout: in.console,
-		Stderr: in.console,
-	}
-}
-
 // supervise starts the services and the entry and waits: for the entry to exit (its code), or,
 // with services only, for a stop request.
 func (in *pid1) supervise(fwd <-chan os.Signal) (int, error) {
-	m := in.manifest
-	if len(m.Entry) == 0 && len(m.Services) == 0 {
-		return 0, fail("start workload", errors.New("the manifest has neither an entry nor services"))
-	}
-	for _, s := range m.Services {
-		p, err := in.sup.Start(in.spec(s.Name, s.Command, s.Workdir, m.Env, s.Env, in.cfg.Env))
-		if err != nil {
-			return 0, fail("start service "+s.Name, err)
-		}
-		in.events.Emit(abi.Event{Type: abi.EventServiceStart, Name: s.Name, PID: p.PID})
-		go func() {
-			<-p.Done()
-			code := p.Code()
-			in.events.Emit(abi.Event{Type: abi.EventServiceExit, Name: p.Name, Code: &code})
-		}()
+	ctx, cancel := context.WithCancel(context.Background())
+	in.stopWork = cancel
+	entry, err := in.startWorkload(ctx)
+	if err != nil {
+		return 0, err
 	}
 	var entryDone <-chan struct{}
-	var entry *Proc
-	if len(m.Entry) > 0 {
-		p, err := in.sup.Start(in.spec("entry", m.Entry, "", m.Env, in.cfg.Env))
-		if err != nil {
-			return 0, fail("start entry", err)
-		}
-		entry, entryDone = p, p.Done()
-		in.events.Emit(abi.Event{Type: abi.EventEntryStart, PID: p.PID})
+	if entry != nil {
+		entryDone = entry.Done()
 	}
 	stopped := make(chan struct{})
 	for {
@@ -414,6 +393,7 @@ func (in *pid1) supervise(fwd <-chan os.Signal) (int, error) {
 			if c.GraceS <= 0 {
 				grace = DefaultStopS * time.Second
 			}
+			in.stopWork()
 			go func() {
 				ctx, cancel := context.WithTimeout(context.Background(), grace+5*time.Second)
 				defer cancel()
@@ -439,8 +419,14 @@ func (in *pid1) poweroff(code int, err error) {
 		in.reachHost()
 		in.events.Emit(abi.Event{Type: abi.EventError, Message: err.Error()})
 	}
+	if err == nil && in.cfg != nil && in.cfg.Perf {
+		in.ioProbe() // after the entry, so it does not distort the boot it measures
+	}
 	in.events.Emit(abi.Event{Type: abi.EventPowerOff, Code: &code})
 
+	if in.stopWork != nil {
+		in.stopWork() // no service is restarted while everything stops
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), ShutdownGrace+time.Second)
 	in.sup.Stop(ctx, ShutdownGrace)
 	cancel()
@@ -451,6 +437,13 @@ func (in *pid1) poweroff(code int, err error) {
 	in.events.Close(ctx)
 	cancel()
 	unix.Sync()
+	if in.dataDir != "" {
+		// The journal keeps the volume consistent either way; a clean unmount saves a replay.
+		if err := unix.Unmount(in.dataDir, 0); err != nil {
+			_ = unix.Unmount(in.dataDir, unix.MNT_DETACH)
+		}
+		unix.Sync()
+	}
 	if in.mounted {
 		Unmount(in.layout)
 		unix.Sync()

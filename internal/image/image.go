@@ -341,7 +341,7 @@ func (im *Image) Verify() Report {
 			err = im.checkVerity(im.root.offset(), im.root.size(), im.manifest.Root)
 		}
 		if err != nil {
-			err = fmt.Errorf("%s (root hash %s): %w", PartRoot, v.RootHash, err)
+			err = fmt.Errorf("%s: %w", PartRoot, err)
 		}
 		add(PartVerity, err)
 	}

@@ -136,8 +136,11 @@ func (im *Image) checkVerity(off, partSize int64, root abi.Root) error {
 	if err != nil {
 		return err
 	}
+	if t.params.RootHash != v.RootHash {
+		return fmt.Errorf("the filesystem's recomputed root hash is %s, the manifest says %s", t.params.RootHash, v.RootHash)
+	}
 	if t.params != *v {
-		return fmt.Errorf("recomputed parameters %+v differ from the manifest's %+v", t.params, *v)
+		return fmt.Errorf("the manifest's parameters %+v differ from the recomputed %+v", *v, t.params)
 	}
 	got := make([]byte, len(t.area))
 	if _, err := im.f.ReadAt(got, off+v.HashOffset); err != nil {

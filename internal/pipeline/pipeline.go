@@ -23,6 +23,7 @@ import (
 	"github.com/ukernel-dev/ukernel/internal/initbin"
 	"github.com/ukernel-dev/ukernel/internal/lock"
 	"github.com/ukernel-dev/ukernel/internal/project"
+	"github.com/ukernel-dev/ukernel/internal/trace"
 	"github.com/ukernel-dev/ukernel/internal/version"
 )
 
@@ -34,6 +35,7 @@ type Options struct {
 	Release   bool
 	Target    string
 	ImagePath string    // pack output; default dist/<name>.img
+	Readonly  bool      // pack a dm-verity hash tree for the root (pack --readonly)
 	Progress  io.Writer // one line per step
 	TTY       bool      // progress bars allowed
 	Logger    *slog.Logger
@@ -59,6 +61,8 @@ type Project struct {
 	Base   project.Base
 	Lock   *lock.Lock
 	Cache  *cache.Cache
+	// LockChanged tells that Load wrote a new lock (for the trace's cache attributes).
+	LockChanged bool
 }
 
 // Load reads the project and its lock, locking on demand when there is none.
@@ -87,7 +91,7 @@ func Load(ctx context.Context, o Options) (*Project, error) {
 	if l.Kernel == nil {
 		return nil, fmt.Errorf("%s pins no kernel: run 'ukernel env lock'", project.LockFile)
 	}
-	return &Project{Dir: o.Dir, Config: cfg, Base: base, Lock: l, Cache: c}, nil
+	return &Project{Dir: o.Dir, Config: cfg, Base: base, Lock: l, Cache: c, LockChanged: changed}, nil
 }
 
 func lockOptions(o Options, c *cache.Cache) lock.Options {
@@ -139,6 +143,7 @@ type PackResult struct {
 	Build    *build.Result
 	Sizes    image.Sizes
 	Manifest json.RawMessage
+	Spans    []trace.Span // build and pack, with their cache hits
 }
 
 type packStamp struct {
@@ -149,9 +154,17 @@ type packStamp struct {
 
 // Pack builds when needed and packs the image.
 func Pack(ctx context.Context, p *Project, o Options) (*PackResult, error) {
+	buildStart := time.Now()
 	br, err := Build(ctx, p, o)
 	if err != nil {
 		return nil, err
+	}
+	packStart := time.Now()
+	spans := func(cached bool) []trace.Span {
+		return []trace.Span{
+			trace.NewSpan("build", buildStart, packStart, "cached", fmt.Sprint(br.Cached)),
+			trace.NewSpan("pack", packStart, time.Now(), "cached", fmt.Sprint(cached)),
+		}
 	}
 	out := o.ImagePath
 	if out == "" {
@@ -167,12 +180,15 @@ func Pack(ctx context.Context, p *Project, o Options) (*PackResult, error) {
 	}
 	key := sha256.New()
 	fmt.Fprintf(key, "ukernel %s\nbuild %s\nkernel %s\ninit %s\n", version.BinaryDigest(), br.Digest, p.Lock.Kernel.SHA256, ib.SHA256)
+	if o.Readonly {
+		fmt.Fprintf(key, "readonly\n")
+	}
 	keyHex := hex.EncodeToString(key.Sum(nil))
 	stampPath := filepath.Join(p.Dir, project.BuildDir, ".pack-"+filepath.Base(out)+".json")
 	if st, err := readPackStamp(stampPath); err == nil && st.Key == keyHex {
 		if fi, err := os.Stat(out); err == nil && fi.Size() > 0 {
 			if sum, err := fileSHA256(out); err == nil && sum == st.SHA256 {
-				return &PackResult{Image: out, SHA256: sum, Size: fi.Size(), Cached: true, Build: br, Sizes: st.Sizes}, nil
+				return &PackResult{Image: out, SHA256: sum, Size: fi.Size(), Cached: true, Build: br, Sizes: st.Sizes, Spans: spans(true)}, nil
 			}
 		}
 	}
@@ -192,7 +208,7 @@ func Pack(ctx context.Context, p *Project, o Options) (*PackResult, error) {
 	res, err := image.Pack(ctx, image.Input{
 		Manifest: m, KernelPath: kernel.Vmlinuz, ModulesDir: kernel.ModulesDir,
 		Modules: build.ModulesFor(p.Config), InitPath: ib.Path, RootDir: br.RootDir, Output: out,
-		SourceDateEpoch: br.Epoch,
+		SourceDateEpoch: br.Epoch, Readonly: o.Readonly,
 	})
 	if err != nil {
 		return nil, err
@@ -201,11 +217,12 @@ func Pack(ctx context.Context, p *Project, o Options) (*PackResult, error) {
 	if err := project.WriteFileAtomic(stampPath, st, 0o644); err != nil {
 		return nil, err
 	}
-	return &PackResult{Image: res.Path, SHA256: res.SHA256, Size: res.Size, Build: br, Sizes: res.Sizes}, nil
+	return &PackResult{Image: res.Path, SHA256: res.SHA256, Size: res.Size, Build: br, Sizes: res.Sizes, Spans: spans(false)}, nil
 }
 
 // Image returns a packed image of the project in dir, doing whatever is out of date.
 func Image(ctx context.Context, o Options) (string, error) {
+	lockStart := time.Now()
 	p, err := Load(ctx, o)
 	if err != nil {
 		return "", err
@@ -215,6 +232,7 @@ func Image(ctx context.Context, o Options) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	recordSpans(p, o, append([]trace.Span{trace.NewSpan("lock", lockStart, start, "cached", fmt.Sprint(!p.LockChanged))}, r.Spans...))
 	if r.Cached {
 		o.logger().Debug("image up to date", "image", r.Image, "took", time.Since(start))
 	} else {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ukernel-dev/ukernel/internal/abi"
+	"github.com/ukernel-dev/ukernel/internal/project"
 	"github.com/ukernel-dev/ukernel/internal/runstate"
 )
 
@@ -128,7 +129,7 @@ func Load(projectDir string, run runstate.Run) (*Trace, error) {
 		return nil, fmt.Errorf("run %s: %w", run.ID, err)
 	}
 	evs, problems := ParseEvents(evb)
-	builds, err := ReadSpans(filepath.Join(projectDir, "build", BuildSpansFile))
+	builds, err := ReadSpans(filepath.Join(projectDir, project.BuildDir, BuildSpansFile))
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, err
 	}

@@ -16,7 +16,9 @@ import (
 	"github.com/ukernel-dev/ukernel/internal/abi"
 	"github.com/ukernel-dev/ukernel/internal/project"
 	"github.com/ukernel-dev/ukernel/internal/runstate"
+	"github.com/ukernel-dev/ukernel/internal/trace"
 	"github.com/ukernel-dev/ukernel/internal/vmm"
+	"github.com/ukernel-dev/ukernel/internal/vmm/firecracker"
 	"github.com/ukernel-dev/ukernel/internal/vmm/qemu"
 )
 
@@ -28,8 +30,10 @@ func Backend(name string, log *slog.Logger) (vmm.Backend, error) {
 	switch name {
 	case qemu.Name, "":
 		return qemu.New(log), nil
+	case firecracker.Name:
+		return firecracker.New(log), nil
 	}
-	return nil, fmt.Errorf("backend %q unknown; expected qemu", name)
+	return nil, fmt.Errorf("backend %q unknown; expected qemu or firecracker", name)
 }
 
 // Title is how messages name a backend's VMM ("QEMU started (pid N)").
@@ -37,6 +41,8 @@ func Title(backend string) string {
 	switch backend {
 	case qemu.Name:
 		return "QEMU"
+	case firecracker.Name:
+		return "Firecracker"
 	}
 	return backend
 }
@@ -51,8 +57,11 @@ type Options struct {
 	Net        string   // user, none or tap:IFACE
 	Publish    []string // HOST:GUEST
 	Env        map[string]string
-	Accel      string // auto, kvm, tcg
+	Secrets    map[string][]byte // run --secret: on the config drive only, never in state or logs
+	Accel      string            // auto, kvm, tcg
+	Backend    string            // auto, firecracker, qemu
 	Detached   bool
+	Perf       bool   // the guest runs its block IO probe before powering off (ukernel perf)
 	CacheDir   string // <user cache>/ukernel when empty
 	Store      *runstate.Store
 	Progress   io.Writer // progress lines (stderr)
@@ -68,6 +77,7 @@ type Guest struct {
 	backend vmm.Backend
 	store   *runstate.Store
 	log     *slog.Logger
+	spawned time.Time // just before the VMM was started: the trace's clock anchor
 }
 
 // Start boots the image of o and returns once the VMM runs with its devices open.
@@ -99,6 +109,9 @@ func Start(ctx context.Context, o Options) (*Guest, error) {
 		return nil, err
 	}
 	m := boot.Manifest
+	if err := checkSecrets(m, o.Secrets); err != nil {
+		return nil, err
+	}
 	name := o.Name
 	if name == "" {
 		name = m.Name
@@ -110,19 +123,16 @@ func Start(ctx context.Context, o Options) (*Guest, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := qemu.CheckNet(netw); err != nil {
-		return nil, err
-	}
 	vcpu, mem := pick(o.VCPU, m.Run.VCPU, 1), pick(o.MemoryMB, m.Run.MemoryMB, 256)
 
-	accel, err := vmm.ChooseAccel(ctx, o.Accel, vmm.ProbeSpec{
+	var accel vmm.AccelChoice
+	o.Backend, accel, err = chooseVMM(ctx, o, netw, vmm.ProbeSpec{
 		Kernel: boot.Kernel, KernelDigest: boot.KernelDigest,
 		CacheDir: filepath.Join(o.CacheDir, "kvm-probe"), Log: log,
-	})
+	}, progress)
 	if err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(progress, "Accelerator: %s\n", accel)
 
 	store := o.Store
 	if err := store.Reserve(name); err != nil {
@@ -140,7 +150,7 @@ func Start(ctx context.Context, o Options) (*Guest, error) {
 
 func start(ctx context.Context, o Options, boot *vmm.Boot, name string, netw vmm.Net, vcpu, mem int,
 	accel vmm.AccelChoice, store *runstate.Store, log *slog.Logger) (*Guest, error) {
-	backend, err := Backend(qemu.Name, log)
+	backend, err := Backend(o.Backend, log)
 	if err != nil {
 		return nil, err
 	}
@@ -150,8 +160,8 @@ func start(ctx context.Context, o Options, boot *vmm.Boot, name string, netw vmm
 		return nil, err
 	}
 	cfg := &abi.BootConfig{
-		ABI: abi.Version, RunID: run.ID, Hostname: name, Env: o.Env,
-		Network: guestNetwork(netw), HostTime: started.UnixNano(),
+		ABI: abi.Version, RunID: run.ID, Hostname: name, Env: o.Env, Secrets: o.Secrets,
+		Network: guestNetwork(netw), HostTime: started.UnixNano(), Perf: o.Perf,
 	}
 	configDrive := store.ConfigDrive(name)
 	if err := runstate.WriteConfigDrive(configDrive, cfg); err != nil {
@@ -170,9 +180,19 @@ func start(ctx context.Context, o Options, boot *vmm.Boot, name string, netw vmm
 		ConsolePath: run.Console(), EventsPath: run.Events(), LogPath: run.VMMLog(),
 		ControlSocket: store.ControlSocket(name), APISocket: store.APISocket(name),
 	}
+	data, err := dataDisks(ctx, o.ProjectDir, boot.Manifest)
+	if err != nil {
+		return nil, err
+	}
+	spec.Disks = append(spec.Disks, data...)
+	spawned := time.Now()
 	vm, err := backend.Start(ctx, spec)
 	if err != nil {
 		return nil, err
+	}
+	if err := trace.Append(filepath.Join(run.Dir, trace.RunSpansFile), trace.NewSpan(trace.SpanVMMStart, spawned, time.Now(),
+		"backend", backend.Name(), "accel", accel.Accel, "pid", fmt.Sprint(vm.Handle.PID))); err != nil {
+		log.Debug("record span", "err", err)
 	}
 	var ports []string
 	for _, p := range netw.Publish {
@@ -190,7 +210,7 @@ func start(ctx context.Context, o Options, boot *vmm.Boot, name string, netw vmm
 		vmm.Stop(stopCtx, backend, vm.Handle, time.Second, log)
 		return nil, err
 	}
-	return &Guest{State: st, Run: run, Accel: accel, VM: vm, backend: backend, store: store, log: log}, nil
+	return &Guest{State: st, Run: run, Accel: accel, VM: vm, backend: backend, store: store, log: log, spawned: spawned}, nil
 }
 
 func netString(n vmm.Net) string {
@@ -282,6 +302,10 @@ func (g *Guest) Attend(ctx context.Context, w io.Writer, stopTimeout time.Durati
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	werr := g.VM.Wait(wctx)
 	cancel()
+	if err := trace.Append(filepath.Join(g.Run.Dir, trace.RunSpansFile), trace.NewSpan(trace.SpanVM, g.spawned, time.Now(),
+		"backend", g.State.Handle.Backend, "accel", g.State.Accel)); err != nil {
+		g.log.Debug("record span", "err", err)
+	}
 	if werr != nil {
 		g.log.Debug("VMM exit", "err", werr)
 	}

@@ -18,14 +18,19 @@ import (
 // NewCmdLogs returns the logs command.
 func NewCmdLogs(f *cmdutil.Factory) *cobra.Command {
 	var follow bool
+	var service string
 	cmd := &cobra.Command{
 		Use:   "logs [NAME]",
 		Short: "Print a guest's console",
 		Long: `Logs prints the serial console of the project's latest run (logs/console.log), or of the
 running guest NAME. With --follow it keeps printing while the guest runs and returns when
-its VM is gone.`,
+its VM is gone.
+
+With --service NAME it prints only the output of that service, without the "[NAME] " prefix
+the guest puts before each of its lines on the console (the entry's lines have no prefix).`,
 		Example: `  ukernel logs
   ukernel logs --follow example-worker
+  ukernel logs --service db
   ukernel -C ../api logs`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -55,13 +60,20 @@ its VM is gone.`,
 				}
 				live = liveGuestOf(store, run)
 			}
-			if !follow || live == nil || !live.Live() {
-				return printFile(f.IO.Out, run.Console())
+			out := io.Writer(f.IO.Out)
+			if service != "" {
+				sf := runstate.NewServiceFilter(f.IO.Out, service)
+				defer sf.Flush()
+				out = sf
 			}
-			return followGuest(cmd.Context(), f.IO.Out, run, live)
+			if !follow || live == nil || !live.Live() {
+				return printFile(out, run.Console())
+			}
+			return followGuest(cmd.Context(), out, run, live)
 		},
 	}
 	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing while the guest runs")
+	cmd.Flags().StringVar(&service, "service", "", "print only the output of the service `NAME`")
 	return cmd
 }
 

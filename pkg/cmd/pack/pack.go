@@ -20,9 +20,13 @@ func NewCmdPack(f *cmdutil.Factory) *cobra.Command {
 		Long: `Pack writes one raw GPT disk image (dist/<name>.img by default): a boot partition with
 the kernel, an initramfs holding ukernel-init, and manifest.json, and a compressed read-only
 erofs root with the adapter runtime, the bundle and the system packages. It builds first when
-needed. The same lock and source give a bit-for-bit identical image. See docs/IMAGE.md.`,
+needed. The same lock and source give a bit-for-bit identical image. With --readonly the root
+also gets a dm-verity hash tree: the guest checks every block against the root hash recorded in
+the manifest and on the kernel command line, and refuses to boot a modified image (exit 125).
+See docs/IMAGE.md.`,
 		Example: `  ukernel pack
-  ukernel pack --image dist/example-worker.img`,
+  ukernel pack --image dist/example-worker.img
+  ukernel pack --readonly --image dist/example-worker-ro.img`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			dir, err := f.ProjectDir()
@@ -56,6 +60,7 @@ needed. The same lock and source give a bit-for-bit identical image. See docs/IM
 		},
 	}
 	cmd.Flags().StringVar(&o.ImagePath, "image", "", "output path (default dist/<name>.img)")
+	cmd.Flags().BoolVar(&o.Readonly, "readonly", false, "add a dm-verity hash tree: the guest verifies the root and refuses a modified one")
 	cmd.Flags().BoolVar(&o.Release, "release", false, "optimised build for production")
 	cmd.Flags().BoolVar(&o.Offline, "offline", false, "use only the local cache; fail if anything must be fetched")
 	cmd.Flags().BoolVar(&o.Locked, "locked", false, "fail if "+project.LockFile+" is missing or would change")

@@ -40,7 +40,8 @@ func NewCmdPs(f *cmdutil.Factory) *cobra.Command {
 		Use:   "ps",
 		Short: "List the guests running on this host",
 		Long: `Ps lists running guests: name, VMM pid, backend, accelerator, image digest, published
-ports, uptime and status. A guest whose VMM is gone (killed, crashed, or exited while
+ports, uptime, status and health (the latest result of each [health.NAME] check:
+starting, healthy or unhealthy). A guest whose VMM is gone (killed, crashed, or exited while
 detached) is shown once as exited, with its exit code when the guest reported one, and its
 state is cleaned.`,
 		Example: `  ukernel ps
@@ -62,7 +63,7 @@ state is cleaned.`,
 				return f.PrintJSON(rows)
 			}
 			tw := tabwriter.NewWriter(f.IO.Out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tPID\tBACKEND\tACCEL\tIMAGE\tPORTS\tUPTIME\tSTATUS")
+			fmt.Fprintln(tw, "NAME\tPID\tBACKEND\tACCEL\tIMAGE\tPORTS\tUPTIME\tSTATUS\tHEALTH")
 			for _, g := range rows {
 				digest := g.ImageDigest
 				if len(digest) > 12 {
@@ -72,8 +73,8 @@ state is cleaned.`,
 				if g.Status == "running" {
 					uptime = (time.Duration(g.UptimeS) * time.Second).String()
 				}
-				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", g.Name, g.PID, dash(g.Backend), dash(g.Accelerator),
-					dash(digest), dash(strings.Join(g.Ports, ",")), uptime, statusText(g))
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", g.Name, g.PID, dash(g.Backend), dash(g.Accelerator),
+					dash(digest), dash(strings.Join(g.Ports, ",")), uptime, statusText(g), dash(HealthText(g.Health)))
 			}
 			return tw.Flush()
 		},
@@ -94,14 +95,16 @@ func statusText(g Guest) string {
 	} else if g.Reason != "" {
 		s += " (" + g.Reason + ")"
 	}
-	var h []string
-	for _, name := range slices.Sorted(maps.Keys(g.Health)) {
-		h = append(h, name+": "+g.Health[name])
-	}
-	if len(h) > 0 {
-		s += ", " + strings.Join(h, ", ")
-	}
 	return s
+}
+
+// HealthText is the HEALTH column: each checked service's latest status, by name.
+func HealthText(health map[string]string) string {
+	var h []string
+	for _, name := range slices.Sorted(maps.Keys(health)) {
+		h = append(h, name+"="+health[name])
+	}
+	return strings.Join(h, ",")
 }
 
 // List returns the guests of store, cleaning the state of those whose VMM is gone.

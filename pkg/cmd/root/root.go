@@ -13,9 +13,11 @@ import (
 	"github.com/ukernel-dev/ukernel/pkg/cmd/inspect"
 	"github.com/ukernel-dev/ukernel/pkg/cmd/logs"
 	"github.com/ukernel-dev/ukernel/pkg/cmd/pack"
+	perfcmd "github.com/ukernel-dev/ukernel/pkg/cmd/perf"
 	"github.com/ukernel-dev/ukernel/pkg/cmd/ps"
 	"github.com/ukernel-dev/ukernel/pkg/cmd/run"
 	"github.com/ukernel-dev/ukernel/pkg/cmd/stop"
+	tracecmd "github.com/ukernel-dev/ukernel/pkg/cmd/trace"
 	"github.com/ukernel-dev/ukernel/pkg/cmdutil"
 )
 
@@ -57,6 +59,8 @@ microVM image and runs it locally with one command.`,
 	cmd.AddCommand(pack.NewCmdPack(f))
 	cmd.AddCommand(envcmd.NewCmdEnv(f))
 	cmd.AddCommand(cachecmd.NewCmdCache(f))
+	cmd.AddCommand(tracecmd.NewCmdTrace(f))
+	cmd.AddCommand(perfcmd.NewCmdPerf(f))
 
 	return cmd
 }

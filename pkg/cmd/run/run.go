@@ -26,9 +26,11 @@ type Options struct {
 	Publish     []string
 	Env         []string
 	EnvFiles    []string
+	Secrets     []string
 	Image       string
 	Detach      bool
 	Accel       string
+	Backend     string
 	Offline     bool
 	StopTimeout time.Duration
 }
@@ -45,10 +47,16 @@ itself failed (the reason is printed). Ctrl-C stops the guest gracefully.
 
 Defaults for --vcpu, --memory, --net and --publish come from ukernel.toml's [run] section,
 as recorded in the image. Values given with -e and --env-file reach the guest at run time
-only: they are never written into the image or the logs.`,
+only: they are never written into the image or the logs.
+
+--secret NAME=@FILE (or --secret NAME, from the environment variable NAME here) hands a
+secret to the guest at run time: it appears as /run/secrets/NAME (a tmpfs, mode 0400) owned
+by the user of the process that declares it (secrets = ["NAME"] under [project] or
+[services.X] in ukernel.toml), and nowhere else: not in the image, the logs, the events or ps.`,
 		Example: `  ukernel run
   ukernel run --publish 8080:8080 -e PORT=8080
-  ukernel run -d --name api --env-file secrets.env
+  ukernel run -d --name api --env-file app.env
+  ukernel run --secret db_password=@./db_password.txt --secret API_TOKEN
   ukernel run --image dist/example-worker.img --net tap:tap0 --accel tcg`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -63,9 +71,11 @@ only: they are never written into the image or the logs.`,
 	fl.StringArrayVar(&o.Publish, "publish", nil, "publish a guest TCP port on 127.0.0.1 as HOST:GUEST (repeatable; --net user)")
 	fl.StringArrayVarP(&o.Env, "env", "e", nil, "set K=V in the workload's environment at run time (repeatable; -e K takes K from here)")
 	fl.StringArrayVar(&o.EnvFiles, "env-file", nil, "read K=V lines from a file into the workload's environment (repeatable)")
+	fl.StringArrayVar(&o.Secrets, "secret", nil, "give the guest a secret as NAME=@FILE, or NAME from the environment variable NAME (repeatable)")
 	fl.StringVar(&o.Image, "image", "", "boot this image instead of building the project's")
 	fl.BoolVarP(&o.Detach, "detach", "d", false, "start the guest and return; see ps, logs, stop")
 	fl.StringVar(&o.Accel, "accel", vmm.AccelAuto, "accelerator: auto, kvm or tcg")
+	fl.StringVar(&o.Backend, "backend", vmm.BackendAuto, "VMM: auto (Firecracker when installed and KVM works, else QEMU), firecracker or qemu")
 	fl.BoolVar(&o.Offline, "offline", false, "build without network access when a build is needed")
 	fl.DurationVar(&o.StopTimeout, "stop-timeout", launch.DefaultStopTimeout, "on Ctrl-C, how long the guest gets to stop before it is forced")
 	return cmd
@@ -79,10 +89,19 @@ func runRun(ctx context.Context, o *Options) error {
 	default:
 		return cmdutil.Usagef("--accel %q: expected auto, kvm or tcg", o.Accel)
 	}
+	switch o.Backend {
+	case vmm.BackendAuto, vmm.BackendFirecracker, vmm.BackendQEMU:
+	default:
+		return cmdutil.Usagef("--backend %q: expected auto, firecracker or qemu", o.Backend)
+	}
 	if o.VCPU < 0 || o.MemoryMB < 0 {
 		return cmdutil.Usagef("--vcpu and --memory must be positive")
 	}
 	env, err := runstate.ParseEnv(o.Env, o.EnvFiles)
+	if err != nil {
+		return fail(err)
+	}
+	secrets, err := runstate.ParseSecrets(o.Secrets)
 	if err != nil {
 		return fail(err)
 	}
@@ -98,7 +117,7 @@ func runRun(ctx context.Context, o *Options) error {
 	}
 	opts := launch.Options{
 		ProjectDir: dir, Image: img, Name: o.Name, VCPU: o.VCPU, MemoryMB: o.MemoryMB,
-		Net: o.Net, Publish: o.Publish, Env: env, Accel: o.Accel, Detached: o.Detach,
+		Net: o.Net, Publish: o.Publish, Env: env, Secrets: secrets, Accel: o.Accel, Backend: o.Backend, Detached: o.Detach,
 		Progress: f.IO.ErrOut, Log: f.Logger,
 	}
 	g, err := launch.Start(ctx, opts)

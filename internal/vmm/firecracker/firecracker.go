@@ -1,0 +1,611 @@
+// Package firecracker is the Firecracker backend: the firecracker process (under the jailer when
+// running as root with the jailer installed) configured through its HTTP API on a unix socket,
+// the serial console on its stdout, the guest's events and control messages over vsock.
+//
+// Firecracker cannot run on the development host (no usable KVM), so this backend is proven at
+// the API level: the tests check every request against Firecracker's published API description.
+package firecracker
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/ukernel-dev/ukernel/internal/abi"
+	"github.com/ukernel-dev/ukernel/internal/vmm"
+)
+
+// Name is the backend's name in state and messages.
+const Name = "firecracker"
+
+// Binaries looked up on PATH.
+const (
+	Binary       = "firecracker"
+	JailerBinary = "jailer"
+)
+
+// GuestCID is the guest's vsock context id; each guest has its own vsock device and socket, so
+// every guest can use the same one.
+const GuestCID = 3
+
+// StartTimeout bounds the time from exec to an API socket that answers.
+const StartTimeout = 5 * time.Second
+
+// Backend runs guests with Firecracker.
+type Backend struct {
+	Binary   string // Binary when empty
+	Jailer   string // jailer binary; used only when running as root and it is on PATH
+	NoJailer bool   // never use the jailer
+	JailUID  int    // uid/gid the jailed firecracker runs as (65534 when 0)
+	JailGID  int
+	NetNS    string // network namespace path handed to the jailer, optional
+	CacheDir string // where extracted vmlinux kernels are kept; <user cache>/ukernel/vmlinux when empty
+	Log      *slog.Logger
+}
+
+// New returns the Firecracker backend.
+func New(log *slog.Logger) *Backend {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Backend{Binary: Binary, Jailer: JailerBinary, Log: log}
+}
+
+var _ vmm.Backend = (*Backend)(nil)
+
+func (b *Backend) Name() string { return Name }
+
+func (b *Backend) Capabilities() vmm.Capabilities {
+	return vmm.Capabilities{
+		Accelerators: []string{vmm.AccelKVM},
+		Nets:         []string{"tap", "none"},
+		Snapshots:    true,
+		ControlChan:  "vsock",
+	}
+}
+
+// BootArgs returns the kernel command line for Firecracker: base plus the serial console,
+// reboot through the keyboard controller (Firecracker exits when the guest resets; it has no
+// power-off), no PCI probing, and ukernel.vmm=firecracker so the guest init knows to reboot
+// rather than power off.
+func BootArgs(base string) string {
+	fields := strings.Fields(base)
+	has := func(key string) bool {
+		for _, f := range fields {
+			if f == key || strings.HasPrefix(f, key+"=") {
+				return true
+			}
+		}
+		return false
+	}
+	for _, kv := range []string{"console=ttyS0", "reboot=k", "panic=1", "pci=off", "ukernel.vmm=firecracker"} {
+		k, _, _ := strings.Cut(kv, "=")
+		if !has(k) {
+			fields = append(fields, kv)
+		}
+	}
+	return strings.Join(fields, " ")
+}
+
+// CheckNet says whether Firecracker can give the guest the network n: it has tap devices only.
+func CheckNet(n vmm.Net) error {
+	switch n.Mode {
+	case "tap":
+		if n.Iface == "" {
+			return errors.New("--net tap needs a device: --net tap:IFACE")
+		}
+		if _, err := os.Stat(filepath.Join("/sys/class/net", n.Iface, "tun_flags")); err != nil {
+			return fmt.Errorf("tap device %q does not exist or is not a tap device (no /sys/class/net/%s/tun_flags)", n.Iface, n.Iface)
+		}
+	case "none", "":
+	default:
+		return fmt.Errorf("firecracker supports only tap networking, not %q: use --net tap:IFACE or --net none, or --backend qemu", n.Mode)
+	}
+	return nil
+}
+
+// Config is the API configuration of one guest, in the order it is sent.
+type Config struct {
+	Logger     Logger
+	Metrics    Metrics
+	BootSource BootSource
+	Drives     []Drive
+	Machine    MachineConfig
+	Net        *NetworkInterface
+	Vsock      *Vsock
+}
+
+// Configure sends cfg to Firecracker and starts the instance.
+func Configure(ctx context.Context, c *Client, cfg Config) error {
+	steps := []struct {
+		path string
+		body any
+	}{
+		{"/logger", cfg.Logger},
+		{"/metrics", cfg.Metrics},
+		{"/boot-source", cfg.BootSource},
+	}
+	for _, d := range cfg.Drives {
+		steps = append(steps, struct {
+			path string
+			body any
+		}{"/drives/" + d.DriveID, d})
+	}
+	steps = append(steps, struct {
+		path string
+		body any
+	}{"/machine-config", cfg.Machine})
+	if cfg.Net != nil {
+		steps = append(steps, struct {
+			path string
+			body any
+		}{"/network-interfaces/" + cfg.Net.IfaceID, cfg.Net})
+	}
+	if cfg.Vsock != nil {
+		steps = append(steps, struct {
+			path string
+			body any
+		}{"/vsock", cfg.Vsock})
+	}
+	for _, s := range steps {
+		if err := c.Put(ctx, s.path, s.body); err != nil {
+			return err
+		}
+	}
+	return c.Put(ctx, "/actions", Action{ActionType: ActionInstanceStart})
+}
+
+// runFiles are the host paths a run uses; under the jailer, paths in the API are inside the chroot.
+type runFiles struct {
+	logPath, metricsPath string
+}
+
+func runFilesFor(spec vmm.Spec) runFiles {
+	dir := filepath.Dir(spec.ConsolePath)
+	if spec.LogPath != "" {
+		dir = filepath.Dir(spec.LogPath)
+	}
+	return runFiles{logPath: filepath.Join(dir, "firecracker.log"), metricsPath: filepath.Join(dir, "firecracker-metrics.json")}
+}
+
+// ConfigFor returns the API configuration for spec booting kernel (an ELF vmlinux); path maps a
+// host path to the path Firecracker sees.
+func ConfigFor(spec vmm.Spec, kernel string, path func(string) string) Config {
+	rf := runFilesFor(spec)
+	vcpu, mem := spec.VCPU, spec.MemoryMB
+	if vcpu <= 0 {
+		vcpu = 1
+	}
+	if mem <= 0 {
+		mem = 256
+	}
+	cfg := Config{
+		Logger:     Logger{LogPath: path(rf.logPath), Level: "Warning"},
+		Metrics:    Metrics{MetricsPath: path(rf.metricsPath)},
+		BootSource: BootSource{KernelImagePath: path(kernel), BootArgs: BootArgs(spec.Cmdline)},
+		Machine:    MachineConfig{VCPUCount: vcpu, MemSizeMib: mem},
+	}
+	if spec.Initrd != "" {
+		cfg.BootSource.InitrdPath = path(spec.Initrd)
+	}
+	// The guest finds its root partition by GPT name itself: no drive is Firecracker's root.
+	for _, d := range spec.Disks {
+		cfg.Drives = append(cfg.Drives, Drive{DriveID: d.ID, PathOnHost: path(d.Path), IsReadOnly: d.ReadOnly})
+	}
+	if spec.Net.Mode == "tap" {
+		cfg.Net = &NetworkInterface{IfaceID: "eth0", HostDevName: spec.Net.Iface}
+	}
+	if spec.ControlSocket != "" {
+		cfg.Vsock = &Vsock{GuestCID: GuestCID, UDSPath: spec.ControlSocket}
+	}
+	return cfg
+}
+
+// EventsSocket is where the host listens for the guest's event stream: Firecracker forwards a
+// guest connection to host port P to the unix socket <uds_path>_P.
+func EventsSocket(controlSocket string) string {
+	return fmt.Sprintf("%s_%d", controlSocket, abi.EventsVsockPort)
+}
+
+// Start launches Firecracker for spec, configures it through its API and starts the guest.
+func (b *Backend) Start(ctx context.Context, spec vmm.Spec) (*vmm.VM, error) {
+	bin := b.Binary
+	if bin == "" {
+		bin = Binary
+	}
+	fcPath, err := exec.LookPath(bin)
+	if err != nil {
+		return nil, fmt.Errorf("%s not found on PATH: install Firecracker (a release binary from its GitHub releases; Debian has no package)", bin)
+	}
+	if spec.Accel != "" && spec.Accel != vmm.AccelKVM {
+		return nil, fmt.Errorf("firecracker runs only under KVM, not %q", spec.Accel)
+	}
+	if err := CheckNet(spec.Net); err != nil {
+		return nil, err
+	}
+	if spec.APISocket == "" || spec.ConsolePath == "" {
+		return nil, errors.New("firecracker needs an API socket path and a console path")
+	}
+	if spec.Kernel == "" {
+		return nil, errors.New("no kernel to boot")
+	}
+	cacheDir := b.CacheDir
+	if cacheDir == "" {
+		base, err := os.UserCacheDir()
+		if err != nil {
+			return nil, fmt.Errorf("vmlinux cache: %w", err)
+		}
+		cacheDir = filepath.Join(base, "ukernel", "vmlinux")
+	}
+	kernel, err := Vmlinux(spec.Kernel, "", cacheDir)
+	if err != nil {
+		return nil, err
+	}
+	socks := []string{spec.APISocket}
+	if spec.ControlSocket != "" {
+		socks = append(socks, spec.ControlSocket, EventsSocket(spec.ControlSocket))
+	}
+	for _, s := range socks {
+		if len(s) >= 108 {
+			return nil, fmt.Errorf("socket path %s is %d bytes; unix sockets allow 107: use a shorter state directory (XDG_RUNTIME_DIR)", s, len(s))
+		}
+		if err := os.Remove(s); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("remove old socket %s: %w", s, err)
+		}
+	}
+	var j *jail
+	if b.useJailer() {
+		if j, err = b.newJail(spec, fcPath); err != nil {
+			return nil, err
+		}
+	}
+	path := func(p string) string { return p }
+	if j != nil {
+		path = j.inside
+	}
+	cfg := ConfigFor(spec, kernel, path)
+	if j != nil {
+		if err := j.stage(spec, kernel, runFilesFor(spec)); err != nil {
+			j.remove()
+			return nil, err
+		}
+	} else {
+		rf := runFilesFor(spec)
+		// Firecracker opens its log and metrics files without creating them.
+		for _, p := range []string{rf.logPath, rf.metricsPath} {
+			if err := os.WriteFile(p, nil, 0o644); err != nil {
+				return nil, fmt.Errorf("firecracker log: %w", err)
+			}
+		}
+	}
+	vm, err := b.exec(spec, fcPath, j)
+	if err != nil {
+		return nil, err
+	}
+	fail := func(err error) (*vmm.VM, error) {
+		syscall.Kill(-vm.PID, syscall.SIGKILL)
+		wctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		vm.Wait(wctx)
+		return nil, err
+	}
+	client := NewClient(spec.APISocket)
+	if err := b.awaitAPI(ctx, vm, client, spec); err != nil {
+		return fail(err)
+	}
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := Configure(cctx, client, cfg); err != nil {
+		return fail(fmt.Errorf("%w (see %s)", err, runFilesFor(spec).logPath))
+	}
+	if j != nil {
+		// The guest has its disks open: the run-time config (environment, secrets) leaves the chroot.
+		j.dropConfigDrive(spec)
+	}
+	return vm, nil
+}
+
+func (b *Backend) useJailer() bool {
+	if b.NoJailer || os.Geteuid() != 0 || b.Jailer == "" {
+		return false
+	}
+	_, err := exec.LookPath(b.Jailer)
+	return err == nil
+}
+
+// exec starts the firecracker (or jailer) process and the listener for the guest's events.
+func (b *Backend) exec(spec vmm.Spec, fcPath string, j *jail) (*vmm.VM, error) {
+	var events *eventRelay
+	if spec.ControlSocket != "" && spec.EventsPath != "" {
+		sock := EventsSocket(spec.ControlSocket)
+		if j != nil {
+			sock = j.host(EventsSocket(spec.ControlSocket))
+		}
+		var err error
+		if events, err = listenEvents(sock, spec.EventsPath, b.Log); err != nil {
+			return nil, err
+		}
+		if j != nil {
+			// The jailed firecracker runs as another user and must be able to connect.
+			if err := os.Chmod(sock, 0o666); err != nil {
+				events.abort()
+				return nil, fmt.Errorf("events socket: %w", err)
+			}
+		}
+	}
+	logPath := spec.LogPath
+	if logPath == "" {
+		logPath = os.DevNull
+	}
+	logf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		events.abort()
+		return nil, fmt.Errorf("firecracker log: %w", err)
+	}
+	defer logf.Close()
+	console, err := os.OpenFile(spec.ConsolePath, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		events.abort()
+		return nil, fmt.Errorf("console: %w", err)
+	}
+	defer console.Close()
+	var cmd *exec.Cmd
+	if j != nil {
+		jailer, _ := exec.LookPath(b.Jailer)
+		cmd = exec.Command(jailer, j.args(fcPath, spec)...)
+	} else {
+		cmd = exec.Command(fcPath, Args(spec)...)
+	}
+	// Firecracker's serial console is its stdout.
+	cmd.Stdout = console
+	cmd.Stderr = logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	b.Log.Debug("starting firecracker", "cmd", strings.Join(cmd.Args, " "))
+	if err := cmd.Start(); err != nil {
+		events.abort()
+		return nil, fmt.Errorf("start %s: %w", cmd.Path, err)
+	}
+	if events != nil {
+		go events.run()
+	}
+	h := vmm.Handle{Backend: Name, PID: cmd.Process.Pid, ControlSocket: spec.ControlSocket, APISocket: spec.APISocket}
+	wait := func() error {
+		err := cmd.Wait()
+		events.close()
+		if j != nil {
+			j.remove()
+		}
+		return err
+	}
+	return vmm.NewVM(h, wait), nil
+}
+
+// Args returns firecracker's command line (without the binary) for spec. The API socket path
+// on the command line is what vmm.Handle.Alive recognises the process by.
+func Args(spec vmm.Spec) []string {
+	return []string{"--api-sock", spec.APISocket, "--id", InstanceID(spec.Name)}
+}
+
+// InstanceID turns a guest name into an id Firecracker and the jailer accept (alphanumeric and
+// hyphens, at most 64 characters).
+func InstanceID(name string) string {
+	var sb strings.Builder
+	for _, r := range name {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-':
+			sb.WriteRune(r)
+		default:
+			sb.WriteByte('-')
+		}
+	}
+	id := sb.String()
+	if id == "" {
+		id = "ukernel"
+	}
+	if len(id) > 64 {
+		id = id[:64]
+	}
+	return id
+}
+
+// awaitAPI waits until the API socket answers GET /, or Firecracker exits, or StartTimeout.
+func (b *Backend) awaitAPI(ctx context.Context, vm *vmm.VM, c *Client, spec vmm.Spec) error {
+	ctx, cancel := context.WithTimeout(ctx, StartTimeout)
+	defer cancel()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-vm.Done():
+			return fmt.Errorf("firecracker exited while starting (%v): %s", vm.Wait(ctx), logTail(spec.LogPath))
+		case <-ctx.Done():
+			return fmt.Errorf("firecracker (pid %d) did not answer on its API socket %s within %s: %s", vm.PID, spec.APISocket, StartTimeout, logTail(spec.LogPath))
+		case <-tick.C:
+		}
+		if _, err := os.Stat(spec.APISocket); err != nil {
+			continue
+		}
+		ictx, icancel := context.WithTimeout(ctx, time.Second)
+		info, err := c.Info(ictx)
+		icancel()
+		if err == nil {
+			b.Log.Debug("firecracker API ready", "id", info.ID, "version", info.VMMVersion, "state", info.State)
+			return nil
+		}
+		b.Log.Debug("firecracker API not ready yet", "err", err)
+	}
+}
+
+func logTail(path string) string {
+	data, err := os.ReadFile(path)
+	if err != nil || len(strings.TrimSpace(string(data))) == 0 {
+		return "firecracker printed nothing"
+	}
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	if len(lines) > 5 {
+		lines = lines[len(lines)-5:]
+	}
+	return strings.Join(lines, "; ")
+}
+
+// RequestStop sends a stop request to the guest's control port over vsock: it connects to the
+// vsock socket, asks Firecracker to forward to the guest's ControlVsockPort ("CONNECT <port>"),
+// waits for "OK <host port>" and writes the control line. The connection stays open until the
+// caller closes it.
+func (b *Backend) RequestStop(ctx context.Context, h vmm.Handle, grace time.Duration) (io.Closer, error) {
+	conn, err := DialVsock(ctx, h.ControlSocket, abi.ControlVsockPort)
+	if err != nil {
+		return nil, err
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		conn.SetWriteDeadline(dl)
+	}
+	msg, err := json.Marshal(abi.Control{Type: abi.ControlStop, GraceS: int((grace + time.Second - 1) / time.Second)})
+	if err == nil {
+		_, err = conn.Write(append(msg, '\n'))
+	}
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("control channel %s: send stop: %w", h.ControlSocket, err)
+	}
+	return conn, nil
+}
+
+// DialVsock opens a host-initiated vsock connection to guest port through Firecracker's vsock
+// socket uds, following its handshake ("CONNECT <port>\n", answered by "OK <host port>\n").
+func DialVsock(ctx context.Context, uds string, port int) (net.Conn, error) {
+	if uds == "" {
+		return nil, errors.New("guest has no control channel (no vsock socket)")
+	}
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "unix", uds)
+	if err != nil {
+		return nil, fmt.Errorf("vsock %s: %w", uds, err)
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		conn.SetDeadline(dl)
+	}
+	if _, err := fmt.Fprintf(conn, "CONNECT %d\n", port); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("vsock %s: CONNECT %d: %w", uds, port, err)
+	}
+	// Read byte by byte: bytes after the line belong to the guest's stream.
+	var line []byte
+	one := make([]byte, 1)
+	for len(line) < 64 {
+		if _, err := conn.Read(one); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("vsock %s: CONNECT %d: no answer (is the guest listening on port %d?): %w", uds, port, port, err)
+		}
+		if one[0] == '\n' {
+			break
+		}
+		line = append(line, one[0])
+	}
+	if !strings.HasPrefix(string(line), "OK ") {
+		conn.Close()
+		return nil, fmt.Errorf("vsock %s: CONNECT %d: answer %q, want \"OK <port>\"", uds, port, line)
+	}
+	conn.SetDeadline(time.Time{})
+	return conn, nil
+}
+
+// Quit asks Firecracker to reset the guest with Ctrl-Alt-Del; Firecracker exits on the reset.
+// It has no "quit now" request: vmm.Stop kills the process after the deadline.
+func (b *Backend) Quit(ctx context.Context, h vmm.Handle) error {
+	return NewClient(h.APISocket).Put(ctx, "/actions", Action{ActionType: ActionSendCtrlAltDel})
+}
+
+// Pause pauses the guest's vCPUs (PATCH /vm Paused), e.g. before a snapshot.
+func (b *Backend) Pause(ctx context.Context, h vmm.Handle) error {
+	return NewClient(h.APISocket).Patch(ctx, "/vm", VMState{State: StatePaused})
+}
+
+// Resume resumes a paused guest (PATCH /vm Resumed).
+func (b *Backend) Resume(ctx context.Context, h vmm.Handle) error {
+	return NewClient(h.APISocket).Patch(ctx, "/vm", VMState{State: StateResumed})
+}
+
+// CreateSnapshot writes a full snapshot of a paused guest: the VM state to snapshotPath and
+// its memory to memPath (paths as Firecracker sees them).
+func (b *Backend) CreateSnapshot(ctx context.Context, h vmm.Handle, snapshotPath, memPath string) error {
+	return NewClient(h.APISocket).Put(ctx, "/snapshot/create", SnapshotCreate{SnapshotPath: snapshotPath, MemFilePath: memPath, SnapshotType: "Full"})
+}
+
+// LoadSnapshot loads a snapshot into a Firecracker that has not been configured yet (only the
+// logger and metrics may be), and resumes it when resume is set.
+func (b *Backend) LoadSnapshot(ctx context.Context, h vmm.Handle, snapshotPath, memPath string, resume bool) error {
+	return NewClient(h.APISocket).Put(ctx, "/snapshot/load", SnapshotLoad{
+		SnapshotPath: snapshotPath,
+		MemBackend:   &MemoryBackend{BackendType: "File", BackendPath: memPath},
+		ResumeVM:     resume,
+	})
+}
+
+// eventRelay appends the guest's event stream, which arrives as connections to a unix socket,
+// to the events file. It lives in the process that started the guest.
+type eventRelay struct {
+	ln   net.Listener
+	out  *os.File
+	log  *slog.Logger
+	once sync.Once
+}
+
+func listenEvents(sock, eventsPath string, log *slog.Logger) (*eventRelay, error) {
+	out, err := os.OpenFile(eventsPath, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("events file: %w", err)
+	}
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		out.Close()
+		return nil, fmt.Errorf("events socket: %w", err)
+	}
+	return &eventRelay{ln: ln, out: out, log: log}, nil
+}
+
+// run accepts the guest's connections until close; each one's lines are appended in turn.
+func (r *eventRelay) run() {
+	defer r.out.Close()
+	for {
+		conn, err := r.ln.Accept()
+		if err != nil {
+			return
+		}
+		sc := bufio.NewScanner(conn)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			if _, err := r.out.Write(append(sc.Bytes(), '\n')); err != nil {
+				r.log.Debug("events file", "err", err)
+			}
+		}
+		conn.Close()
+	}
+}
+
+// close stops accepting; a connection in progress ends when Firecracker exits.
+func (r *eventRelay) close() {
+	if r != nil {
+		r.once.Do(func() { r.ln.Close() })
+	}
+}
+
+// abort releases a relay that never ran.
+func (r *eventRelay) abort() {
+	if r != nil {
+		r.ln.Close()
+		r.out.Close()
+	}
+}

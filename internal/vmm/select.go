@@ -1,0 +1,74 @@
+package vmm
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+)
+
+// Backend names and binaries known to the selection. The backends live in their own packages,
+// which import this one.
+const (
+	BackendAuto        = "auto"
+	BackendQEMU        = "qemu"
+	BackendFirecracker = "firecracker"
+	FirecrackerBinary  = "firecracker"
+)
+
+// FirecrackerInstall says how to get Firecracker: Debian has no package of it.
+const FirecrackerInstall = "install a Firecracker release binary (firecracker-vX.Y.Z-x86_64) from github.com/firecracker-microvm/firecracker/releases as firecracker on PATH"
+
+// BackendChoice is the backend picked for a run and why.
+type BackendChoice struct {
+	Backend string
+	Reason  string
+}
+
+// String renders the choice the way `run` prints it: "qemu (firecracker not found on PATH)".
+func (c BackendChoice) String() string {
+	if c.Reason == "" {
+		return c.Backend
+	}
+	return c.Backend + " (" + c.Reason + ")"
+}
+
+// ChooseBackend picks the VMM for want (auto, firecracker or qemu) and a guest network mode
+// (user, tap, none). Firecracker is preferred when its binary is on PATH, KVM works and the
+// network is one it has (tap or none); otherwise QEMU. An explicit firecracker that cannot run
+// here is an error naming what is missing; the missing binary is found without any probe.
+func ChooseBackend(ctx context.Context, want, netMode string, probe ProbeSpec) (BackendChoice, error) {
+	switch want {
+	case BackendQEMU:
+		return BackendChoice{Backend: BackendQEMU, Reason: "--backend qemu"}, nil
+	case BackendFirecracker, BackendAuto, "":
+	default:
+		return BackendChoice{}, fmt.Errorf("backend %q unknown; expected auto, firecracker or qemu", want)
+	}
+	explicit := want == BackendFirecracker
+	unusable := func(reason string) (BackendChoice, error) {
+		if explicit {
+			return BackendChoice{}, fmt.Errorf("--backend firecracker: %s", reason)
+		}
+		return BackendChoice{Backend: BackendQEMU, Reason: reason}, nil
+	}
+	if _, err := exec.LookPath(FirecrackerBinary); err != nil {
+		if explicit {
+			return unusable("firecracker not found on PATH: " + FirecrackerInstall)
+		}
+		return unusable("firecracker not found on PATH")
+	}
+	if netMode == "user" {
+		return unusable("firecracker has no user-mode networking; use --net tap:IFACE or --net none")
+	}
+	res, err := ProbeKVM(ctx, probe)
+	if err != nil {
+		return BackendChoice{}, err
+	}
+	if !res.Usable {
+		return unusable("firecracker needs KVM: " + res.Reason)
+	}
+	if explicit {
+		return BackendChoice{Backend: BackendFirecracker, Reason: "--backend firecracker"}, nil
+	}
+	return BackendChoice{Backend: BackendFirecracker, Reason: "found on PATH, KVM works"}, nil
+}
