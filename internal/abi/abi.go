@@ -165,6 +165,9 @@ type User struct {
 type LockRef struct {
 	Digest   string `json:"digest"`
 	Packages int    `json:"packages"`
+	// Closure lists the locked packages as "name=version" (Python wheels as "pypi:name=version"),
+	// sorted, so `diff` can name what changed between two images without their locks.
+	Closure []string `json:"closure,omitempty"`
 }
 
 // Artefact is one named input of the image with its size and digest.

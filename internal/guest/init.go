@@ -259,6 +259,9 @@ func (in *pid1) waitDevices() (map[string]string, error) {
 			return "", err
 		}
 		if _, ok := ports[abi.EventsPort]; !ok {
+			if underFirecracker(kernelCmdline()) {
+				return "", nil // events and control go over vsock (openVsock)
+			}
 			return fmt.Sprintf("the virtio-serial port %q (ports: %v)", abi.EventsPort, ports), nil
 		}
 		if _, ok := ports[abi.ControlPort]; ok {
@@ -293,6 +296,9 @@ func devNames(devs []BlockDev) string {
 }
 
 func (in *pid1) openPorts(ports map[string]string) error {
+	if _, ok := ports[abi.EventsPort]; !ok && underFirecracker(kernelCmdline()) {
+		return in.openVsock()
+	}
 	ev, err := os.OpenFile("/dev/"+ports[abi.EventsPort], os.O_WRONLY, 0)
 	if err != nil {
 		return fmt.Errorf("events port %s: %w", abi.EventsPort, err)
@@ -448,7 +454,7 @@ func (in *pid1) poweroff(code int, err error) {
 		Unmount(in.layout)
 		unix.Sync()
 	}
-	err = unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
+	err = unix.Reboot(powerOffCmd(kernelCmdline()))
 	fmt.Fprintf(in.console, "ukernel-init: error: power off: %v\n", err)
 	os.Exit(code)
 }

@@ -37,11 +37,22 @@ func (r IOResult) Event() abi.Event {
 	if r.Direct {
 		direct = 1
 	}
-	v := map[string]int64{"ops": int64(len(r.Lat)), "direct": direct}
+	// Under TCG the kernel may drop the TSC for the jiffies clocksource: times then come in
+	// whole ticks (4 ms), and the host must not read the percentiles as latencies.
+	v := map[string]int64{"ops": int64(len(r.Lat)), "direct": direct, "clock_res_ns": clockRes()}
 	if len(r.Lat) > 0 {
 		v["p50_ns"], v["p90_ns"], v["p99_ns"], v["max_ns"] = pct(r.Lat, 50), pct(r.Lat, 90), pct(r.Lat, 99), r.Lat[len(r.Lat)-1]
 	}
 	return abi.Event{Type: abi.EventProbe, Time: r.End, Name: r.Name, Start: r.Start, Duration: r.End - r.Start, Values: v}
+}
+
+// clockRes is the resolution of the events' clock in ns.
+func clockRes() int64 {
+	var ts unix.Timespec
+	if err := unix.ClockGetres(unix.CLOCK_BOOTTIME, &ts); err != nil {
+		return 0
+	}
+	return ts.Nano()
 }
 
 // pct is the nearest-rank percentile of sorted values.

@@ -41,7 +41,7 @@ func LoadModule(file string) error {
 	if strings.HasSuffix(file, ".xz") || strings.HasSuffix(file, ".zst") || strings.HasSuffix(file, ".gz") {
 		flags |= unix.MODULE_INIT_COMPRESSED_FILE
 	}
-	err = unix.FinitModule(int(f.Fd()), "", flags)
+	err = unix.FinitModule(int(f.Fd()), ModuleParams(kernelCmdline(), file), flags)
 	if err != nil && !errors.Is(err, unix.EEXIST) {
 		return fmt.Errorf("load module %s: %w", file, err)
 	}

@@ -160,8 +160,14 @@ type Summary struct {
 	ToEntry Stat     `json:"to_entry"`
 	IO      []IOStat `json:"io"`
 	IOError string   `json:"io_error,omitempty"`
-	Boots   []Boot   `json:"boots"`
+	// CoarseClock counts boots whose guest clock ticked in jiffies (resolution above
+	// FineClock): their phases are quantised to a tick and their IO figures are left out.
+	CoarseClock int    `json:"coarse_clock_boots"`
+	Boots       []Boot `json:"boots"`
 }
+
+// FineClock is the coarsest guest clock resolution whose IO latencies are reported.
+const FineClock = time.Microsecond
 
 // Summarise computes per-phase and IO percentiles over boots, phases in boot order.
 func Summarise(boots []Boot) Summary {
@@ -181,9 +187,21 @@ func Summarise(boots []Boot) Summary {
 		if b.ToEntry > 0 {
 			toEntry = append(toEntry, b.ToEntry)
 		}
+		coarse := false
+		for _, ev := range b.Probes {
+			if ev.Values["clock_res_ns"] > int64(FineClock) {
+				coarse = true
+			}
+		}
+		if coarse {
+			s.CoarseClock++
+		}
 		for _, ev := range b.Probes {
 			if ev.Name == "error" {
 				s.IOError = ev.Message
+				continue
+			}
+			if coarse {
 				continue
 			}
 			if _, ok := probes[ev.Name]; !ok {
@@ -258,7 +276,10 @@ func WriteText(w io.Writer, s Summary) error {
 		fmt.Fprintf(&b, "%-18s %6d %9s %9s %9s %9s\n", st.Name, st.Ops, us(st.P50), us(st.P90), us(st.P99), us(st.Max))
 	}
 	if len(s.IO) == 0 {
-		b.WriteString("(no IO probe results)\n")
+		b.WriteString("(no IO probe results with a fine guest clock)\n")
+	}
+	if s.CoarseClock > 0 {
+		fmt.Fprintf(&b, "note: %d of %d boots ran on a tick-based guest clock (the kernel dropped the TSC): their phases are rounded to a tick and their IO figures are left out\n", s.CoarseClock, s.Runs)
 	}
 	if s.IOError != "" {
 		fmt.Fprintf(&b, "IO probe error: %s\n", s.IOError)

@@ -196,6 +196,7 @@ func Pack(ctx context.Context, p *Project, o Options) (*PackResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	m.Lock.Closure = closure(p.Lock)
 	m.Kernel.Package = p.Lock.Kernel.Name
 	m.Kernel.Version = p.Lock.Kernel.Version
 	m.Kernel.Release = kernel.Release

@@ -51,9 +51,9 @@ func ChooseBackend(ctx context.Context, want, netMode string, probe ProbeSpec) (
 		}
 		return BackendChoice{Backend: BackendQEMU, Reason: reason}, nil
 	}
-	if _, err := exec.LookPath(FirecrackerBinary); err != nil {
+	if _, err := FindFirecracker(); err != nil {
 		if explicit {
-			return unusable("firecracker not found on PATH: " + FirecrackerInstall)
+			return BackendChoice{}, err
 		}
 		return unusable("firecracker not found on PATH")
 	}
@@ -71,4 +71,14 @@ func ChooseBackend(ctx context.Context, want, netMode string, probe ProbeSpec) (
 		return BackendChoice{Backend: BackendFirecracker, Reason: "--backend firecracker"}, nil
 	}
 	return BackendChoice{Backend: BackendFirecracker, Reason: "found on PATH, KVM works"}, nil
+}
+
+// FindFirecracker returns the firecracker binary on PATH, or an error naming what is missing and
+// how to install it. It is cheap: `run --backend firecracker` calls it before building anything.
+func FindFirecracker() (string, error) {
+	p, err := exec.LookPath(FirecrackerBinary)
+	if err != nil {
+		return "", fmt.Errorf("--backend firecracker: firecracker not found on PATH: %s", FirecrackerInstall)
+	}
+	return p, nil
 }

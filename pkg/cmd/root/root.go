@@ -8,6 +8,8 @@ import (
 
 	buildcmd "github.com/ukernel-dev/ukernel/pkg/cmd/build"
 	cachecmd "github.com/ukernel-dev/ukernel/pkg/cmd/cache"
+	diffcmd "github.com/ukernel-dev/ukernel/pkg/cmd/diff"
+	"github.com/ukernel-dev/ukernel/pkg/cmd/doctor"
 	envcmd "github.com/ukernel-dev/ukernel/pkg/cmd/env"
 	initcmd "github.com/ukernel-dev/ukernel/pkg/cmd/init"
 	"github.com/ukernel-dev/ukernel/pkg/cmd/inspect"
@@ -59,8 +61,10 @@ microVM image and runs it locally with one command.`,
 	cmd.AddCommand(pack.NewCmdPack(f))
 	cmd.AddCommand(envcmd.NewCmdEnv(f))
 	cmd.AddCommand(cachecmd.NewCmdCache(f))
+	cmd.AddCommand(doctor.NewCmdDoctor(f))
 	cmd.AddCommand(tracecmd.NewCmdTrace(f))
 	cmd.AddCommand(perfcmd.NewCmdPerf(f))
+	cmd.AddCommand(diffcmd.NewCmdDiff(f))
 
 	return cmd
 }

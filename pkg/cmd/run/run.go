@@ -57,7 +57,8 @@ by the user of the process that declares it (secrets = ["NAME"] under [project] 
   ukernel run --publish 8080:8080 -e PORT=8080
   ukernel run -d --name api --env-file app.env
   ukernel run --secret db_password=@./db_password.txt --secret API_TOKEN
-  ukernel run --image dist/example-worker.img --net tap:tap0 --accel tcg`,
+  ukernel run --image dist/example-worker.img --net tap:tap0 --accel tcg
+  ukernel run --backend firecracker --net tap:tap0`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runRun(cmd.Context(), o)
@@ -93,6 +94,12 @@ func runRun(ctx context.Context, o *Options) error {
 	case vmm.BackendAuto, vmm.BackendFirecracker, vmm.BackendQEMU:
 	default:
 		return cmdutil.Usagef("--backend %q: expected auto, firecracker or qemu", o.Backend)
+	}
+	if o.Backend == vmm.BackendFirecracker {
+		// Say what is missing before a build that may take minutes.
+		if _, err := vmm.FindFirecracker(); err != nil {
+			return fail(err)
+		}
 	}
 	if o.VCPU < 0 || o.MemoryMB < 0 {
 		return cmdutil.Usagef("--vcpu and --memory must be positive")

@@ -1,0 +1,91 @@
+// Package doctor implements `ukernel doctor`: what this host can run and why, for each VMM
+// backend, accelerator and tool, with what to install.
+package doctor
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ukernel-dev/ukernel/internal/vmm"
+	"github.com/ukernel-dev/ukernel/pkg/cmdutil"
+)
+
+// Options are the flags of `doctor`.
+type Options struct {
+	Factory *cmdutil.Factory
+	Kernel  string
+}
+
+// NewCmdDoctor returns the doctor command.
+func NewCmdDoctor(f *cmdutil.Factory) *cobra.Command {
+	o := &Options{Factory: f}
+	cmd := &cobra.Command{
+		Use:   "doctor",
+		Short: "Check which VMM backends and accelerators work on this host, and why",
+		Long: `Doctor checks each VMM backend (QEMU, Firecracker) and accelerator (KVM, TCG): whether it is
+installed, its version, whether it works here and why not, and what to install. KVM is probed
+by booting a kernel under it (cached), since an openable /dev/kvm is not proof that guests run.
+It ends with the backend and accelerator ` + "`run`" + ` picks on this host.`,
+		Example: `  ukernel doctor
+  ukernel doctor --json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runDoctor(cmd.Context(), o)
+		},
+	}
+	cmd.Flags().StringVar(&o.Kernel, "kernel", "", "bzImage to probe KVM with (default: the newest cached image kernel)")
+	return cmd
+}
+
+func runDoctor(ctx context.Context, o *Options) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	f := o.Factory
+	rep, err := vmm.CheckHost(ctx, vmm.HostOptions{Kernel: o.Kernel})
+	if err != nil {
+		return err
+	}
+	if f.JSON {
+		return f.PrintJSON(rep)
+	}
+	return Print(f.IO.Out, rep)
+}
+
+// Print writes the report as a table and the run choice.
+func Print(w io.Writer, rep vmm.HostReport) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "CHECK\tKIND\tFOUND\tWORKS\tVERSION")
+	yes := func(b bool) string {
+		if b {
+			return "yes"
+		}
+		return "no"
+	}
+	for _, c := range rep.Checks {
+		v := c.Version
+		if v == "" {
+			v = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", c.Name, c.Kind, yes(c.Found), yes(c.Works), v)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(w)
+	for _, c := range rep.Checks {
+		if c.Why != "" {
+			fmt.Fprintf(w, "%s: %s\n", c.Name, c.Why)
+		}
+		if c.Install != "" && !c.Works {
+			fmt.Fprintf(w, "%s: to fix: %s\n", c.Name, c.Install)
+		}
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "run uses: backend %s, accelerator %s\n", rep.Backend, rep.Accel)
+	return nil
+}

@@ -1,0 +1,226 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// pollUntil polls cond every interval until it holds or timeout passes; it fails with what.
+func pollUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("no %s within %v", what, timeout)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+type event struct {
+	Type   string `json:"type"`
+	Name   string `json:"name"`
+	Status string `json:"status"`
+}
+
+// latestEvents reads the events of the project's latest run.
+func latestEvents(t *testing.T, dir string) []event {
+	t.Helper()
+	link, err := os.Readlink(filepath.Join(dir, "logs", "console.log"))
+	if err != nil {
+		return nil
+	}
+	f, err := os.Open(filepath.Join(dir, "logs", filepath.Dir(link), "events.jsonl"))
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	var evs []event
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var e event
+		if json.Unmarshal(sc.Bytes(), &e) == nil {
+			evs = append(evs, e)
+		}
+	}
+	return evs
+}
+
+func countEvents(evs []event, typ, name, status string) int {
+	n := 0
+	for _, e := range evs {
+		if e.Type == typ && e.Name == name && (status == "" || e.Status == status) {
+			n++
+		}
+	}
+	return n
+}
+
+const servicesTOML = `[project]
+name = 'svc-e2e'
+language = 'shell'
+
+[env]
+base = 'debian-12'
+
+[run]
+memory_mb = 256
+publish = ['%d:8080']
+
+# A Debian service package (busybox, added with env add --system) as a declared service.
+[services.web]
+command = 'busybox httpd -f -p 8080 -h /app/www'
+restart = 'on-failure'
+
+[services.crasher]
+command = '/bin/sh /app/crash.sh'
+restart = 'on-failure'
+
+[services.sick]
+command = '/bin/sh /app/sick.sh'
+restart = 'always'
+
+[services.reader]
+command = '/bin/sh /app/reader.sh'
+secrets = ['token']
+
+[services.nosy]
+command = '/bin/sh /app/nosy.sh'
+user = 'nobody'
+
+[health.web]
+http = 'http://127.0.0.1:8080/'
+interval_s = 1
+retries = 2
+
+[health.sick]
+cmd = '/bin/sh -c "exit 1"'
+interval_s = 1
+timeout_s = 2
+retries = 2
+`
+
+// TestServices: services run as their users with their restart policies and health checks, a
+// Debian package's server answers from the host, and a secret reaches only its service.
+func TestServices(t *testing.T) {
+	skipShort(t)
+	dir := newProject(t, "svc-e2e", "--lang", "shell", "--template", "worker")
+	port := freePort(t)
+	writeFile(t, filepath.Join(dir, "ukernel.toml"), fmt.Sprintf(servicesTOML, port))
+	if err := os.MkdirAll(filepath.Join(dir, "src", "www"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(dir, "src", "www", "index.html"), "hello from busybox httpd\n")
+	writeFile(t, filepath.Join(dir, "src", "crash.sh"), "echo crasher up\nsleep 1\nexit 3\n")
+	writeFile(t, filepath.Join(dir, "src", "sick.sh"), "echo sick up\nexec sleep 100000\n")
+	writeFile(t, filepath.Join(dir, "src", "reader.sh"), `echo "token sha256 $(busybox sha256sum /run/secrets/token | busybox cut -d' ' -f1)"
+echo "token file $(busybox stat -c '%a %U' /run/secrets/token) read by uid $(busybox id -u)"
+exec sleep 100000
+`)
+	writeFile(t, filepath.Join(dir, "src", "nosy.sh"), `if cat /run/secrets/token >/dev/null 2>&1; then echo "nosy read the token"; else echo "nosy was denied"; fi
+exec sleep 100000
+`)
+	mustUK(t, dir, 5*time.Minute, "env", "add", "--system", "busybox")
+
+	raw := make([]byte, 16)
+	rand.Read(raw)
+	secret := "s3cr3t-" + hex.EncodeToString(raw)
+	secretFile := filepath.Join(t.TempDir(), "token")
+	writeFile(t, secretFile, secret)
+	sum := sha256.Sum256([]byte(secret))
+
+	mustUK(t, dir, 15*time.Minute, "run", "-d", "--accel", "tcg", "--secret", "token=@"+secretFile)
+	defer noQEMULeft(t, dir)
+	defer uk(t, dir, time.Minute, "stop", "svc-e2e")
+
+	// The packaged server answers its client on the host through --publish.
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	pollUntil(t, 3*time.Minute, "answer from busybox httpd at "+url, func() bool {
+		c := http.Client{Timeout: 3 * time.Second}
+		resp, err := c.Get(url)
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return strings.Contains(string(b), "hello from busybox httpd")
+	})
+
+	pollUntil(t, 3*time.Minute, "restarts of crasher (on-failure) and sick (unhealthy), web healthy", func() bool {
+		evs := latestEvents(t, dir)
+		return countEvents(evs, "service.start", "crasher", "") >= 3 &&
+			countEvents(evs, "health", "sick", "unhealthy") >= 1 && countEvents(evs, "service.start", "sick", "") >= 2 &&
+			countEvents(evs, "health", "web", "healthy") >= 1
+	})
+
+	var rows []struct {
+		Name   string            `json:"name"`
+		Health map[string]string `json:"health"`
+	}
+	ps := mustUK(t, dir, time.Minute, "--json", "ps")
+	if err := json.Unmarshal([]byte(ps.stdout), &rows); err != nil {
+		t.Fatalf("ps --json: %v: %s", err, ps.stdout)
+	}
+	found := false
+	for _, r := range rows {
+		if r.Name == "svc-e2e" {
+			found = true
+			if r.Health["web"] != "healthy" {
+				t.Errorf("ps --json health of web = %q, want healthy (%v)", r.Health["web"], r.Health)
+			}
+		}
+	}
+	if !found {
+		t.Errorf("ps --json does not list svc-e2e: %s", ps.stdout)
+	}
+	if strings.Contains(ps.stdout, secret) {
+		t.Error("ps --json shows the secret")
+	}
+	if table := mustUK(t, dir, time.Minute, "ps"); !strings.Contains(table.stdout, "HEALTH") || !strings.Contains(table.stdout, "web=healthy") {
+		t.Errorf("ps shows no health:\n%s", table.stdout)
+	}
+
+	reader := mustUK(t, dir, time.Minute, "logs", "--service", "reader").stdout
+	if !strings.Contains(reader, "token sha256 "+hex.EncodeToString(sum[:])) {
+		t.Errorf("reader did not read the secret; its log:\n%s", reader)
+	}
+	if !strings.Contains(reader, "token file 400 app read by uid 1000") {
+		t.Errorf("secret file mode/owner or reader's uid wrong; its log:\n%s", reader)
+	}
+	if nosy := mustUK(t, dir, time.Minute, "logs", "--service", "nosy").stdout; !strings.Contains(nosy, "nosy was denied") {
+		t.Errorf("a service that did not declare the secret could read it; its log:\n%s", nosy)
+	}
+	if crasher := mustUK(t, dir, time.Minute, "logs", "--service", "crasher").stdout; strings.Count(crasher, "crasher up") < 3 || strings.Contains(crasher, "[crasher]") {
+		t.Errorf("logs --service crasher:\n%s", crasher)
+	}
+
+	mustUK(t, dir, 2*time.Minute, "stop", "svc-e2e")
+	// The secret is nowhere on the host but in the file it came from.
+	for _, sub := range []string{"logs", "dist", "build", ".ukernel"} {
+		filepath.Walk(filepath.Join(dir, sub), func(p string, fi os.FileInfo, err error) error {
+			if err != nil || !fi.Mode().IsRegular() {
+				return nil
+			}
+			b, err := os.ReadFile(p)
+			if err == nil && bytes.Contains(b, []byte(secret)) {
+				t.Errorf("the secret is in %s", p)
+			}
+			return nil
+		})
+	}
+}
