@@ -14,8 +14,9 @@ import (
 )
 
 // GuestModules are the kernel modules every guest loads: virtio transport, disk, console
-// ports, network, and the root filesystem with its overlay. Pack adds their dependencies.
-var GuestModules = []string{"virtio_mmio", "virtio_blk", "virtio_console", "virtio_net", "erofs", "overlay"}
+// ports (QEMU's host channel), vsock (Firecracker's host channel: the same image runs under
+// both), network, and the root filesystem with its overlay. Pack adds their dependencies.
+var GuestModules = []string{"virtio_mmio", "virtio_blk", "virtio_console", "vmw_vsock_virtio_transport", "virtio_net", "erofs", "overlay"}
 
 // ModulesFor is GuestModules plus what the project's features need: ext4 for a data volume
 // (left out by pack when it is built into the kernel).

@@ -4,6 +4,7 @@
 package diff
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -110,7 +111,11 @@ func kindOf(path string) (string, error) {
 	if lerr == nil {
 		return KindLock, nil
 	}
-	return "", fmt.Errorf("%s is neither a ukernel image (%v) nor a lock file (%v)", path, ierr, lerr)
+	why := "not JSON"
+	if t := bytes.TrimSpace(data); len(t) > 0 && t[0] == '{' {
+		why = lerr.Error()
+	}
+	return "", fmt.Errorf("%s is neither a ukernel image (%v) nor a lock file (%s); expected dist/NAME.img or env/ukernel.lock", path, ierr, why)
 }
 
 func compareLocks(a, b string) (*Report, error) {

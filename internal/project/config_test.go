@@ -2,6 +2,7 @@ package project
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -150,5 +151,16 @@ func TestSplitCommand(t *testing.T) {
 	}
 	if _, err := SplitCommand(`echo 'x`); err == nil {
 		t.Error("unterminated quote accepted")
+	}
+}
+
+func TestSecretsValidated(t *testing.T) {
+	base := "[project]\nname = 'a'\nlanguage = 'shell'\nentry = 'src/main.sh'\nsecrets = ['%s']\n[env]\nbase = 'debian-12'\n[services.db]\ncommand = 'x'\nsecrets = ['ok', '%s']\n"
+	if _, err := Parse("ukernel.toml", []byte(fmt.Sprintf(base, "api_token", "db.pw"))); err != nil {
+		t.Fatalf("valid secrets refused: %v", err)
+	}
+	_, err := Parse("ukernel.toml", []byte(fmt.Sprintf(base, "../etc", "ok")))
+	if err == nil || !strings.Contains(err.Error(), "project.secrets") || !strings.Contains(err.Error(), "services.db.secrets") {
+		t.Errorf("bad and repeated secret names: %v", err)
 	}
 }

@@ -157,7 +157,9 @@ func Load(projectDir string, run runstate.Run) (*Trace, error) {
 // process start, firmware and kernel decompression (hundreds of ms under TCG). The strict
 // error bound is the window E−P−S, kept in Trace.AlignWindow; the expected error is QEMU's
 // teardown time. Without E (a detached run, or one still going) t0 = S and the guest's spans
-// may be late by up to QEMU's start-up; the trace says so.
+// may be late by up to QEMU's start-up; the trace says so. When P > E−S the guest's clock ran
+// fast (seen under TCG: its TSC is the host's, but tsc_early_khz told it another rate); then
+// t0 = S and guest times are scaled by (E−S)/P, with a note, so spans still nest.
 func Assemble(runID string, host, builds []Span, evs []abi.Event, consoleEnd int64) *Trace {
 	t := &Trace{RunID: runID, Events: evs}
 	var vmStart, vm *Span
@@ -199,6 +201,7 @@ func Assemble(runID string, host, builds []Span, evs []abi.Event, consoleEnd int
 	}
 
 	var t0 int64
+	scale := 1.0
 	switch {
 	case s0 == 0:
 		// No host record (a run from before spans were recorded): guest time stands alone,
@@ -208,9 +211,11 @@ func Assemble(runID string, host, builds []Span, evs []abi.Event, consoleEnd int
 		t0 = e0 - p
 		t.AlignWindow = time.Duration(e0 - p - s0)
 	case e0 > 0 && p > 0:
-		// The guest claims to have run longer than QEMU did: the clocks disagree; keep order.
-		t0 = s0
-		t.Notes = append(t.Notes, fmt.Sprintf("guest uptime %s exceeds QEMU's lifetime %s: guest clock placed at QEMU's start", time.Duration(p), time.Duration(e0-s0)))
+		// The guest claims to have run longer than QEMU did: its clock runs fast (under TCG a
+		// tsc_early_khz below the host's TSC rate does that, as the guest's TSC is the host's).
+		// Scale guest times to fit QEMU's lifetime: a lower bound of the correction.
+		t0, scale = s0, float64(e0-s0)/float64(p)
+		t.Notes = append(t.Notes, fmt.Sprintf("guest clock runs fast: uptime %s exceeds QEMU's lifetime %s; guest times scaled by %.3f to fit (phase durations are approximate)", time.Duration(p), time.Duration(e0-s0), scale))
 	default:
 		t0 = s0
 		t.Notes = append(t.Notes, "the run has no recorded end (detached or still running): guest times are placed at QEMU's start and may be late by QEMU's start-up")
@@ -231,7 +236,7 @@ func Assemble(runID string, host, builds []Span, evs []abi.Event, consoleEnd int
 		vmSpan.Children = append(vmSpan.Children, &c)
 	}
 	if len(evs) > 0 {
-		g := guestSpans(evs, t0, p)
+		g := guestSpans(evs, t0, p, scale)
 		vmSpan.Children = append(vmSpan.Children, g)
 		if t.AlignWindow > 0 {
 			g.attr("align.window_ms", fmt.Sprintf("%.1f", float64(t.AlignWindow)/1e6))
@@ -265,11 +270,11 @@ func (s *Span) attr(k, v string) {
 	s.Attrs[k] = v
 }
 
-// guestSpans turns the events into the guest's spans, offset by t0: the kernel until init's
+// guestSpans turns the events into the guest's spans, scaled and offset by t0: the kernel until init's
 // hello, init's phases, services, the entry, the IO probe and the shutdown.
-func guestSpans(evs []abi.Event, t0, end int64) *Span {
-	g := &Span{Name: SpanGuest, Side: Guest, Start: t0, End: t0 + end}
-	at := func(ns int64) int64 { return t0 + ns }
+func guestSpans(evs []abi.Event, t0, end int64, scale float64) *Span {
+	at := func(ns int64) int64 { return t0 + int64(float64(ns)*scale) }
+	g := &Span{Name: SpanGuest, Side: Guest, Start: t0, End: at(end)}
 	add := func(parent *Span, name string, start, stop int64, kv ...string) *Span {
 		s := &Span{Name: name, Side: Guest, Start: at(start), End: at(stop)}
 		for i := 0; i+1 < len(kv); i += 2 {

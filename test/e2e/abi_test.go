@@ -45,7 +45,7 @@ func TestRunABIMismatch(t *testing.T) {
 	defer cancel()
 	if _, err := image.Pack(ctx, image.Input{
 		Manifest: m, KernelPath: kernels[0], ModulesDir: filepath.Join(kdir, "lib", "modules", m.Kernel.Release),
-		Modules: []string{"virtio_mmio", "virtio_blk", "virtio_console", "virtio_net", "erofs", "overlay"},
+		Modules:  []string{"virtio_mmio", "virtio_blk", "virtio_console", "virtio_net", "erofs", "overlay"},
 		InitPath: ib.Path, RootDir: filepath.Join(dir, "build", "rootfs"), Output: old,
 		SourceDateEpoch: m.Build.SourceDateEpoch,
 	}); err != nil {

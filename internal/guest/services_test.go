@@ -1,0 +1,274 @@
+package guest
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ukernel-dev/ukernel/internal/abi"
+)
+
+func TestShouldRestart(t *testing.T) {
+	for _, c := range []struct {
+		policy string
+		code   int
+		forced bool
+		want   bool
+	}{
+		{"no", 1, false, false}, {"no", 0, true, false}, {"", 1, false, false},
+		{"on-failure", 0, false, false}, {"on-failure", 3, false, true}, {"on-failure", 0, true, true},
+		{"always", 0, false, true}, {"always", 137, false, true},
+	} {
+		if got := ShouldRestart(c.policy, c.code, c.forced); got != c.want {
+			t.Errorf("ShouldRestart(%q, %d, %v) = %v, want %v", c.policy, c.code, c.forced, got, c.want)
+		}
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	b := DefaultBackoff()
+	now := time.Unix(1000, 0)
+	var delays []time.Duration
+	for i := 0; i < 7; i++ {
+		d, ok := b.Next(now, time.Second)
+		if !ok {
+			t.Fatalf("gave up after %d restarts", i)
+		}
+		delays = append(delays, d)
+		now = now.Add(d + time.Second)
+	}
+	want := []time.Duration{1, 2, 4, 8, 16, 30, 30}
+	for i := range want {
+		if delays[i] != want[i]*time.Second {
+			t.Fatalf("delays %v, want %v seconds", delays, want)
+		}
+	}
+	// A run longer than Stable resets the delay.
+	if d, _ := b.Next(now, time.Minute); d != time.Second {
+		t.Errorf("after a stable run: delay %v, want 1s", d)
+	}
+	// The limit: 10 restarts within the window, then no more until old ones leave it.
+	b = DefaultBackoff()
+	now = time.Unix(1000, 0)
+	for i := 0; i < 10; i++ {
+		if _, ok := b.Next(now, 0); !ok {
+			t.Fatalf("gave up at restart %d", i+1)
+		}
+		now = now.Add(time.Second)
+	}
+	if _, ok := b.Next(now, 0); ok {
+		t.Fatal("11th restart within the window allowed")
+	}
+	if _, ok := b.Next(now.Add(b.Window), 0); !ok {
+		t.Error("no restart allowed once the window has passed")
+	}
+}
+
+func TestHealthState(t *testing.T) {
+	t0 := time.Unix(0, 0)
+	h := NewHealthState(abi.HealthCheck{Retries: 3, StartPeriod: 10}, t0)
+	step := func(ok bool, at int, want string, changed bool) {
+		t.Helper()
+		s, c := h.Observe(ok, t0.Add(time.Duration(at)*time.Second))
+		if s != want || c != changed {
+			t.Fatalf("at %ds ok=%v: status %s changed %v, want %s %v", at, ok, s, c, want, changed)
+		}
+	}
+	if h.Status() != HealthStarting {
+		t.Fatalf("initial status %s", h.Status())
+	}
+	step(false, 1, HealthStarting, false) // within the start period: not counted
+	step(false, 5, HealthStarting, false)
+	step(false, 11, HealthStarting, false) // 1 of 3
+	step(false, 12, HealthStarting, false) // 2 of 3
+	step(true, 13, HealthHealthy, true)    // success resets the count
+	step(false, 14, HealthHealthy, false)
+	step(false, 15, HealthHealthy, false)
+	step(false, 16, HealthUnhealthy, true)
+	step(false, 17, HealthUnhealthy, false)
+	step(true, 18, HealthHealthy, true)
+	// Once healthy, the start period no longer hides failures; a restart brings it back.
+	if !h.Reset(t0.Add(20 * time.Second)) {
+		t.Error("Reset from healthy did not report a change")
+	}
+	step(false, 21, HealthStarting, false)
+	if h.Reset(t0.Add(22 * time.Second)) {
+		t.Error("Reset from starting reported a change")
+	}
+}
+
+func TestLookupUserAndCredential(t *testing.T) {
+	users := []abi.User{{Name: "root"}, {Name: "app", UID: 1000, GID: 1000, Home: "/app"}, {Name: "postgres", UID: 101, GID: 101}}
+	u, err := LookupUser(users, "postgres")
+	if err != nil || u.UID != 101 {
+		t.Fatalf("postgres: %+v %v", u, err)
+	}
+	if c := Credential(u); c == nil || c.Uid != 101 || c.Gid != 101 || c.Groups == nil || len(c.Groups) != 0 {
+		t.Errorf("credential %+v: want 101:101 and an empty (not nil) group list", c)
+	}
+	if u, err := LookupUser(nil, ""); err != nil || u.UID != 0 || Credential(u) != nil {
+		t.Errorf("empty name: %+v %v, want root with no credential change", u, err)
+	}
+	if _, err := LookupUser(users, "mallory"); err == nil || !strings.Contains(err.Error(), "app, postgres, root") {
+		t.Errorf("unknown user: %v", err)
+	}
+}
+
+func TestWriteSecrets(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("chown needs root")
+	}
+	dir := filepath.Join(t.TempDir(), "secrets")
+	m := &abi.Manifest{
+		Entry: []string{"/bin/true"}, User: "app", Secrets: []string{"api"},
+		Users:    []abi.User{{Name: "app", UID: 1000, GID: 1000}, {Name: "postgres", UID: 101, GID: 101}},
+		Services: []abi.Service{{Name: "db", User: "postgres", Secrets: []string{"db_password", "unset"}}},
+	}
+	owners, err := SecretOwners(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	given := map[string][]byte{"api": []byte("k1"), "db_password": []byte("pw"), "stray": []byte("x")}
+	undeclared, missing, err := WriteSecrets(dir, given, owners)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(undeclared, ",") != "stray" || strings.Join(missing, ",") != "unset" {
+		t.Errorf("undeclared %v missing %v", undeclared, missing)
+	}
+	fi, _ := os.Stat(dir)
+	if fi.Mode().Perm() != 0o711 {
+		t.Errorf("secrets dir mode %v, want 0711", fi.Mode().Perm())
+	}
+	for name, want := range map[string]struct {
+		uid  uint32
+		data string
+	}{"api": {1000, "k1"}, "db_password": {101, "pw"}} {
+		p := filepath.Join(dir, name)
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		if fi.Mode().Perm() != 0o400 || st.Uid != want.uid || st.Gid != want.uid {
+			t.Errorf("%s: mode %v owner %d:%d, want 0400 %d:%d", name, fi.Mode().Perm(), st.Uid, st.Gid, want.uid, want.uid)
+		}
+		if b, _ := os.ReadFile(p); string(b) != want.data {
+			t.Errorf("%s: content differs", name)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "stray")); err == nil {
+		t.Error("an undeclared secret was written")
+	}
+	m.Services = append(m.Services, abi.Service{Name: "other", User: "app", Secrets: []string{"db_password"}})
+	if _, err := SecretOwners(m); err == nil {
+		t.Error("a secret declared by two users was accepted")
+	}
+}
+
+func TestConsolePrefixed(t *testing.T) {
+	var buf syncBuffer
+	c := NewConsole(&buf)
+	w, err := c.Prefixed("db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.WriteString("one\ntwo\npartial")
+	w.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(buf.String(), "partial") && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := buf.String(); got != "[db] one\n[db] two\n[db] partial\n" {
+		t.Errorf("console %q", got)
+	}
+}
+
+func TestDataVolume(t *testing.T) {
+	img := filepath.Join(t.TempDir(), "data.img")
+	f, _ := os.Create(img)
+	f.Truncate(8 << 20)
+	f.Close()
+	if IsDataVolume(mustOpen(t, img)) {
+		t.Fatal("an empty file taken for the data volume")
+	}
+	if out, err := runCmd("mkfs.ext4", "-F", "-q", "-L", abi.DataLabel, img); err != nil {
+		t.Skipf("mkfs.ext4 (install e2fsprogs): %v %s", err, out)
+	}
+	if !IsDataVolume(mustOpen(t, img)) {
+		t.Error("ext4 labelled ukernel-data not recognised")
+	}
+	runCmd("e2label", img, "other")
+	if IsDataVolume(mustOpen(t, img)) {
+		t.Error("ext4 with another label taken for the data volume")
+	}
+	owner, shared := DataOwner(&abi.Manifest{Entry: []string{"x"}, User: "postgres"})
+	if owner != "postgres" || shared {
+		t.Errorf("owner %s shared %v", owner, shared)
+	}
+	owner, shared = DataOwner(&abi.Manifest{Services: []abi.Service{{User: "app"}, {User: "postgres"}}})
+	if owner != "app" || !shared {
+		t.Errorf("owner %s shared %v", owner, shared)
+	}
+}
+
+func TestClaimData(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("chown needs root")
+	}
+	dir := t.TempDir()
+	os.Chown(dir, 0, 0)
+	if err := claimData(dir, abi.User{Name: "postgres", UID: 101, GID: 101}, false); err != nil {
+		t.Fatal(err)
+	}
+	fi, _ := os.Stat(dir)
+	if st := fi.Sys().(*syscall.Stat_t); st.Uid != 101 || fi.Mode().Perm() != 0o755 {
+		t.Errorf("after claim: uid %d mode %v", st.Uid, fi.Mode())
+	}
+	// Claimed once: a later owner change by the workload is kept.
+	os.Chown(dir, 102, 102)
+	claimData(dir, abi.User{Name: "postgres", UID: 101, GID: 101}, false)
+	if fi, _ := os.Stat(dir); fi.Sys().(*syscall.Stat_t).Uid != 102 {
+		t.Error("claim changed the owner of a volume already handed over")
+	}
+}
+
+func mustOpen(t *testing.T, p string) *os.File {
+	t.Helper()
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func runCmd(name string, args ...string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	return exec.CommandContext(ctx, name, args...).CombinedOutput()
+}

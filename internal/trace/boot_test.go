@@ -1,0 +1,180 @@
+package trace_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ukernel-dev/ukernel/internal/perf"
+	"github.com/ukernel-dev/ukernel/internal/trace"
+)
+
+// ukernel builds the real CLI into dir.
+func ukernel(t *testing.T, dir string) string {
+	t.Helper()
+	bin := filepath.Join(dir, "ukernel")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "../../cmd/ukernel").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v: %s", err, out)
+	}
+	return bin
+}
+
+// uk runs the CLI in project dir with a deadline and returns stdout, stderr and the duration.
+func uk(t *testing.T, bin, dir string, timeout time.Duration, args ...string) (string, string, time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, append([]string{"-C", dir}, args...)...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	start := time.Now()
+	err := cmd.Run()
+	took := time.Since(start)
+	if err != nil {
+		t.Fatalf("ukernel %s: %v\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), err, out.String(), errb.String())
+	}
+	return out.String(), errb.String(), took
+}
+
+// TestRealBootTraceAndPerf boots the minimal python preset with the real binary under TCG and
+// checks the spans, the Chrome export, perf's breakdown and its SVG.
+//
+// Tolerances: the guest's direct children (kernel, init phases, entry, shutdown) tile the guest
+// span except for init's own bookkeeping between phases: their sum is within 2% + 50 ms of it.
+// The run's root span (lock start to QEMU's exit) lies within the `ukernel run` process's wall
+// time and misses at most 1.5 s of it (process start, project loading, accelerator choice
+// before QEMU, and releasing state after).
+func TestRealBootTraceAndPerf(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots VMs and fetches packages; runs without -short")
+	}
+	work := t.TempDir()
+	bin := ukernel(t, work)
+	proj := filepath.Join(work, "proj")
+	uk(t, bin, proj, time.Minute, "init", "--name", "tracemin", "--template", "minimal")
+	// Build first, so the measured run includes lock/build/pack spans that are cache hits.
+	uk(t, bin, proj, 10*time.Minute, "pack")
+	_, _, wall := uk(t, bin, proj, 3*time.Minute, "run", "--accel", "tcg")
+
+	out, _, _ := uk(t, bin, proj, time.Minute, "trace", "--json")
+	var tj struct {
+		Partial bool        `json:"partial"`
+		Notes   []string    `json:"notes"`
+		Root    *trace.Span `json:"root"`
+	}
+	if err := json.Unmarshal([]byte(out), &tj); err != nil {
+		t.Fatalf("trace --json: %v\n%s", err, out)
+	}
+	if tj.Partial {
+		t.Fatalf("trace of a finished run is partial: %v", tj.Notes)
+	}
+	trace.CheckNesting(t, tj.Root)
+	for _, name := range []string{"lock", "build", "pack", trace.SpanVM, trace.SpanVMMStart, trace.SpanGuest, trace.SpanKernel, "init", "modules", "devices", "config", "mounts", "network", trace.SpanEntry} {
+		if tj.Root.Find(name) == nil {
+			t.Errorf("no span %q in the trace", name)
+		}
+	}
+	if c := tj.Root.Find("build"); c != nil && c.Attrs["cached"] != "true" {
+		t.Errorf("build after pack not a cache hit: %v", c.Attrs)
+	}
+	g := tj.Root.Find(trace.SpanGuest)
+	var sum time.Duration
+	for _, c := range g.Children {
+		sum += c.Duration()
+	}
+	if tol := g.Duration()/50 + 50*time.Millisecond; sum > g.Duration() || g.Duration()-sum > tol {
+		t.Errorf("guest children sum to %s, guest span is %s (tolerance %s)", sum, g.Duration(), tol)
+	}
+	if root := tj.Root.Duration(); root > wall || wall-root > 1500*time.Millisecond {
+		t.Errorf("root span %s vs `ukernel run` wall time %s: want within [wall-1.5s, wall]", root, wall)
+	}
+	t.Logf("run wall %s, root span %s, guest %s (children %s)", wall, tj.Root.Duration(), g.Duration(), sum)
+
+	chrome := filepath.Join(work, "trace.json")
+	uk(t, bin, proj, time.Minute, "trace", "--format", "chrome", "-o", chrome)
+	data, err := os.ReadFile(chrome)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := trace.ValidateChrome(data); err != nil {
+		t.Errorf("chrome trace of a real boot: %v", err)
+	}
+	tree, _, _ := uk(t, bin, proj, time.Minute, "trace")
+	if !strings.Contains(tree, "kernel") || !strings.Contains(tree, "modules") {
+		t.Errorf("tree:\n%s", tree)
+	}
+	t.Logf("trace:\n%s", tree)
+
+	const runs = 3
+	svg := filepath.Join(work, "perf.svg")
+	out, _, _ = uk(t, bin, proj, 10*time.Minute, "perf", "--runs", "3", "--accel", "tcg", "--svg", svg, "--json")
+	var s perf.Summary
+	if err := json.Unmarshal([]byte(out), &s); err != nil {
+		t.Fatalf("perf --json: %v\n%s", err, out)
+	}
+	byName := map[string]perf.Stat{}
+	for _, st := range s.Phases {
+		byName[st.Name] = st
+	}
+	for _, name := range []string{perf.PhaseQEMU, trace.SpanKernel, "init", "modules", "devices", "config", "mounts", "network", trace.SpanEntry} {
+		if st := byName[name]; st.N != runs || st.P50 <= 0 {
+			t.Errorf("phase %s: %+v, want %d samples with a p50 > 0", name, st, runs)
+		}
+	}
+	for _, st := range s.Phases {
+		if st.Name != trace.SpanKernel && st.P50 >= byName[trace.SpanKernel].P50 {
+			t.Errorf("phase %s p50 %s >= kernel's %s: the kernel should dominate a minimal boot", st.Name, st.P50, byName[trace.SpanKernel].P50)
+		}
+	}
+	if s.ToEntry.N != runs || s.ToEntry.P50 < byName[trace.SpanKernel].P50 {
+		t.Errorf("to-entry %+v", s.ToEntry)
+	}
+	// IO figures need a fine guest clock; boots on a tick clock are counted and left out.
+	if s.CoarseClock < runs {
+		probes := map[string]perf.IOStat{}
+		for _, io := range s.IO {
+			probes[io.Name] = io
+		}
+		for _, name := range []string{"root.randread", "tmpfs.randwrite", "tmpfs.randread"} {
+			if p := probes[name]; p.Ops == 0 || p.P50 <= 0 || p.Max < p.P99 || p.P99 < p.P50 {
+				t.Errorf("IO probe %s: %+v", name, p)
+			}
+		}
+	} else {
+		t.Logf("all %d boots ran on a tick-based guest clock: no IO figures", runs)
+	}
+	text, _, _ := uk(t, bin, proj, 10*time.Minute, "perf", "--runs", "1", "--accel", "tcg")
+	for _, want := range []string{"PHASE", "kernel", "modules", "to-entry", "PROBE"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("perf output lacks %q:\n%s", want, text)
+		}
+	}
+	t.Logf("perf:\n%s", text)
+
+	svgData, err := os.ReadFile(svg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bars := trace.CheckSVG(t, svgData)
+	if len(bars) != runs {
+		t.Errorf("SVG has bars for %d runs, want %d", len(bars), runs)
+	}
+	for i, b := range s.Boots {
+		run := bars[strings.TrimSpace(string(rune('1'+i)))]
+		var want []string
+		for _, p := range b.Phases {
+			want = append(want, p.Name)
+		}
+		if strings.Join(run, " ") != strings.Join(want, " ") {
+			t.Errorf("SVG run %d bars %v, want one per phase %v", i+1, run, want)
+		}
+	}
+}

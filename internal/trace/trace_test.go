@@ -1,0 +1,374 @@
+package trace
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"encoding/xml"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ukernel-dev/ukernel/internal/abi"
+	"github.com/ukernel-dev/ukernel/internal/runstate"
+)
+
+// bootEvents is a recorded boot of the minimal preset under TCG (t_ns: guest CLOCK_BOOTTIME).
+const bootEvents = `{"type":"hello","t_ns":1426224722,"abi":"0.2.0"}
+{"type":"phase","t_ns":1475584188,"name":"init","start_ns":1426224722,"dur_ns":49359466}
+{"type":"phase","t_ns":1845783654,"name":"modules","start_ns":1476002125,"dur_ns":369781529}
+{"type":"phase","t_ns":1980917393,"name":"devices","start_ns":1845973168,"dur_ns":134944225}
+{"type":"phase","t_ns":2024408418,"name":"config","start_ns":1987188879,"dur_ns":37219539}
+{"type":"phase","t_ns":2099119951,"name":"mounts","start_ns":2024563144,"dur_ns":74556807}
+{"type":"phase","t_ns":2193758729,"name":"network","start_ns":2099293696,"dur_ns":94465033}
+{"type":"entry.start","t_ns":2222071078,"pid":85}
+{"type":"entry.exit","t_ns":2907265146,"code":0}
+{"type":"probe","t_ns":2950000000,"name":"root.randread","start_ns":2910000000,"dur_ns":40000000,"values":{"ops":200,"p50_ns":185000,"p90_ns":500000,"p99_ns":7000000,"max_ns":9000000,"clock_res_ns":1}}
+{"type":"phase","t_ns":2960000000,"name":"ioprobe","start_ns":2908000000,"dur_ns":52000000}
+{"type":"poweroff","t_ns":2960650635,"code":0}
+`
+
+// writeRun lays out a run directory as launch leaves it: events, console and host spans.
+func writeRun(t *testing.T, events string, host []Span) (string, runstate.Run) {
+	t.Helper()
+	proj := t.TempDir()
+	r, err := runstate.NewRun(proj, time.Unix(1_800_000_000, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(r.Events(), []byte(events), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(r.Console(), []byte("[    0.322772] PCI: Fatal\nHello\n[    2.973836] reboot: Power down\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if host != nil {
+		if err := WriteSpans(filepath.Join(r.Dir, RunSpansFile), host); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return proj, r
+}
+
+var spawn = time.Unix(1_800_000_000, 0)
+
+func hostSpans() []Span {
+	return []Span{
+		NewSpan(SpanVMMStart, spawn, spawn.Add(50*time.Millisecond), "backend", "qemu"),
+		NewSpan(SpanVM, spawn, spawn.Add(3400*time.Millisecond), "backend", "qemu"),
+	}
+}
+
+// CheckNesting fails when a child leaves its parent's interval.
+func CheckNesting(t *testing.T, root *Span) {
+	t.Helper()
+	var check func(p *Span)
+	check = func(p *Span) {
+		if p.End < p.Start {
+			t.Errorf("span %s ends before it starts", p.Name)
+		}
+		for _, c := range p.Children {
+			if c.Start < p.Start || c.End > p.End {
+				t.Errorf("span %s [%d, %d] is not inside its parent %s [%d, %d]", c.Name, c.Start, c.End, p.Name, p.Start, p.End)
+			}
+			check(c)
+		}
+	}
+	check(root)
+}
+
+func TestAssembleAlignsAndNests(t *testing.T) {
+	proj, r := writeRun(t, bootEvents, hostSpans())
+	tr, err := Load(proj, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tr.Partial {
+		t.Fatalf("complete run marked partial: %v", tr.Notes)
+	}
+	CheckNesting(t, tr.Root)
+	g := tr.Root.Find(SpanGuest)
+	// P is the console's power-down stamp (2.973836 s), later than the last event.
+	wantT0 := spawn.Add(3400*time.Millisecond).UnixNano() - 2_973_836_000
+	if g.Start != wantT0 {
+		t.Errorf("guest t0 = %d, want E-P = %d", g.Start, wantT0)
+	}
+	if want := 3400*time.Millisecond - 2973836*time.Microsecond; tr.AlignWindow != want {
+		t.Errorf("align window %s, want %s", tr.AlignWindow, want)
+	}
+	k := g.Find(SpanKernel)
+	if k == nil || k.Start != g.Start || k.Duration() != 1426224722 {
+		t.Fatalf("kernel span %+v, want [t0, t0+hello]", k)
+	}
+	var names []string
+	for _, c := range g.Children {
+		names = append(names, c.Name)
+	}
+	want := "kernel init modules devices config mounts network entry ioprobe shutdown"
+	if got := strings.Join(names, " "); got != want {
+		t.Errorf("guest spans %q, want %q", got, want)
+	}
+	if p := g.Find("probe root.randread"); p == nil || p.Attrs["p50_ns"] != "185000" {
+		t.Errorf("probe span %+v", p)
+	}
+}
+
+func TestFastGuestClockIsScaled(t *testing.T) {
+	host := []Span{NewSpan(SpanVM, spawn, spawn.Add(2*time.Second))}
+	proj, r := writeRun(t, bootEvents, host)
+	tr, err := Load(proj, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	CheckNesting(t, tr.Root)
+	g := tr.Root.Find(SpanGuest)
+	if g.Start != spawn.UnixNano() || g.End != spawn.Add(2*time.Second).UnixNano() {
+		t.Errorf("guest span [%d, %d], want QEMU's lifetime", g.Start, g.End)
+	}
+	if !strings.Contains(strings.Join(tr.Notes, " "), "guest clock runs fast") {
+		t.Errorf("notes %v", tr.Notes)
+	}
+}
+
+func TestTruncatedEventsArePartial(t *testing.T) {
+	cut := bootEvents[:strings.Index(bootEvents, `{"type":"entry.exit"`)+17]
+	proj, r := writeRun(t, cut, hostSpans()[:1])
+	tr, err := Load(proj, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !tr.Partial {
+		t.Fatal("truncated events not marked partial")
+	}
+	var b bytes.Buffer
+	if err := WriteTree(&b, tr); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{"(partial)", "events end mid-line", "no power-off", "network", "entry  [open=true]"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("tree lacks %q:\n%s", want, out)
+		}
+	}
+	CheckNesting(t, tr.Root)
+}
+
+func TestNoRunsYet(t *testing.T) {
+	_, err := FindRun(t.TempDir(), "")
+	if err == nil || !strings.Contains(err.Error(), "ukernel run") {
+		t.Fatalf("no runs: %v", err)
+	}
+	_, err = FindRun(t.TempDir(), "nope")
+	if err == nil || !strings.Contains(err.Error(), "no runs yet") {
+		t.Fatalf("unknown run: %v", err)
+	}
+	proj, r := writeRun(t, "", nil)
+	if _, err := Load(proj, r); err == nil || !strings.Contains(err.Error(), "reported nothing") {
+		t.Fatalf("empty run: %v", err)
+	}
+}
+
+// Trace Event Format, JSON Object Format: a strict reading. Every field is typed, unknown
+// fields are errors, complete events need ts and dur in microseconds (non-negative), and
+// complete events on one thread must nest (the format's rule for "X" slices).
+type strictFile struct {
+	TraceEvents     *[]strictEvent     `json:"traceEvents"`
+	DisplayTimeUnit *string            `json:"displayTimeUnit"`
+	OtherData       *map[string]string `json:"otherData"`
+}
+
+type strictEvent struct {
+	Name *string            `json:"name"`
+	Cat  *string            `json:"cat"`
+	Ph   *string            `json:"ph"`
+	Ts   *float64           `json:"ts"`
+	Dur  *float64           `json:"dur"`
+	Pid  *int               `json:"pid"`
+	Tid  *int               `json:"tid"`
+	Args *map[string]string `json:"args"`
+}
+
+// ValidateChrome checks data against the strict reading above and returns the X events.
+func ValidateChrome(data []byte) ([]strictEvent, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	var f strictFile
+	if err := dec.Decode(&f); err != nil {
+		return nil, err
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("trailing data after the JSON object")
+	}
+	if f.TraceEvents == nil {
+		return nil, fmt.Errorf("traceEvents missing")
+	}
+	if f.DisplayTimeUnit != nil && *f.DisplayTimeUnit != "ms" && *f.DisplayTimeUnit != "ns" {
+		return nil, fmt.Errorf("displayTimeUnit %q: must be ms or ns", *f.DisplayTimeUnit)
+	}
+	var xs []strictEvent
+	for i, e := range *f.TraceEvents {
+		if e.Name == nil || e.Ph == nil || e.Pid == nil || e.Tid == nil {
+			return nil, fmt.Errorf("event %d lacks name, ph, pid or tid", i)
+		}
+		switch *e.Ph {
+		case "X":
+			if e.Ts == nil || e.Dur == nil || *e.Ts < 0 || *e.Dur < 0 {
+				return nil, fmt.Errorf("complete event %d (%s) needs ts and dur >= 0", i, *e.Name)
+			}
+			xs = append(xs, e)
+		case "M":
+			if *e.Name != "process_name" && *e.Name != "thread_name" || e.Args == nil || (*e.Args)["name"] == "" {
+				return nil, fmt.Errorf("metadata event %d: %s with args.name expected", i, *e.Name)
+			}
+		default:
+			return nil, fmt.Errorf("event %d: phase %q not used by ukernel", i, *e.Ph)
+		}
+	}
+	for i, a := range xs {
+		for _, b := range xs[i+1:] {
+			if *a.Pid != *b.Pid || *a.Tid != *b.Tid {
+				continue
+			}
+			a0, a1, b0, b1 := *a.Ts, *a.Ts+*a.Dur, *b.Ts, *b.Ts+*b.Dur
+			overlap := a0 < b1 && b0 < a1
+			nested := (a0 <= b0 && b1 <= a1+1e-3) || (b0 <= a0 && a1 <= b1+1e-3)
+			if overlap && !nested {
+				return nil, fmt.Errorf("slices %s [%g,%g] and %s [%g,%g] on pid %d tid %d overlap without nesting", *a.Name, a0, a1, *b.Name, b0, b1, *a.Pid, *a.Tid)
+			}
+		}
+	}
+	return xs, nil
+}
+
+func TestChromeIsStrictTraceEventFormat(t *testing.T) {
+	proj, r := writeRun(t, bootEvents, hostSpans())
+	tr, err := Load(proj, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	if err := WriteChrome(&b, tr); err != nil {
+		t.Fatal(err)
+	}
+	xs, err := ValidateChrome(b.Bytes())
+	if err != nil {
+		t.Fatalf("chrome JSON: %v\n%s", err, b.String())
+	}
+	var kernelDur float64
+	for _, x := range xs {
+		if *x.Name == SpanKernel {
+			kernelDur = *x.Dur
+		}
+	}
+	if kernelDur != 1426224.722 {
+		t.Errorf("kernel dur %v µs, want 1426224.722", kernelDur)
+	}
+}
+
+func TestOTLP(t *testing.T) {
+	proj, r := writeRun(t, bootEvents, hostSpans())
+	tr, err := Load(proj, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	if err := WriteOTLP(&b, tr); err != nil {
+		t.Fatal(err)
+	}
+	var f otlpFile
+	dec := json.NewDecoder(&b)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&f); err != nil {
+		t.Fatal(err)
+	}
+	spans := f.ResourceSpans[0].ScopeSpans[0].Spans
+	ids := map[string]bool{}
+	for _, s := range spans {
+		if len(s.TraceID) != 32 || len(s.SpanID) != 16 {
+			t.Errorf("span %s: trace id %q / span id %q not 16/8 bytes hex", s.Name, s.TraceID, s.SpanID)
+		}
+		ids[s.SpanID] = true
+	}
+	for _, s := range spans[1:] {
+		if !ids[s.ParentSpanID] {
+			t.Errorf("span %s: parent %q unknown", s.Name, s.ParentSpanID)
+		}
+	}
+	if spans[0].ParentSpanID != "" || len(spans) < 12 {
+		t.Errorf("root %+v, %d spans", spans[0], len(spans))
+	}
+}
+
+// CheckSVG renders svg with rsvg-convert and returns the phases drawn per run.
+func CheckSVG(t *testing.T, svg []byte) map[string][]string {
+	t.Helper()
+	if _, err := exec.LookPath("rsvg-convert"); err != nil {
+		t.Fatal("rsvg-convert not found: install librsvg2-bin (scripts/deps.sh)")
+	}
+	dir := t.TempDir()
+	in, out := filepath.Join(dir, "t.svg"), filepath.Join(dir, "t.png")
+	if err := os.WriteFile(in, svg, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if o, err := exec.CommandContext(ctx, "rsvg-convert", "-o", out, in).CombinedOutput(); err != nil {
+		t.Fatalf("rsvg-convert: %v: %s", err, o)
+	}
+	if png, err := os.ReadFile(out); err != nil || !bytes.HasPrefix(png, []byte("\x89PNG")) {
+		t.Fatalf("rsvg-convert gave no PNG: %v", err)
+	}
+	bars := map[string][]string{}
+	dec := xml.NewDecoder(bytes.NewReader(svg))
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			break
+		}
+		if se, ok := tok.(xml.StartElement); ok && se.Name.Local == "rect" {
+			var run, phase, class string
+			for _, a := range se.Attr {
+				switch a.Name.Local {
+				case "data-run":
+					run = a.Value
+				case "data-phase":
+					phase = a.Value
+				case "class":
+					class = a.Value
+				}
+			}
+			if class == "phase" {
+				bars[run] = append(bars[run], phase)
+			}
+		}
+	}
+	return bars
+}
+
+func TestTimelineSVG(t *testing.T) {
+	rows := []TimelineRow{
+		{Label: "run 1", Bars: []Bar{{"qemu", 0, 400 * time.Millisecond}, {"kernel", 400 * time.Millisecond, 1800 * time.Millisecond}, {"init", 1800 * time.Millisecond, 1850 * time.Millisecond}}},
+		{Label: "run 2", Bars: []Bar{{"qemu", 0, 300 * time.Millisecond}, {"kernel", 300 * time.Millisecond, 1900 * time.Millisecond}, {"init", 1900 * time.Millisecond, 1960 * time.Millisecond}}},
+	}
+	var b bytes.Buffer
+	if err := WriteTimeline(&b, "test <&>", rows); err != nil {
+		t.Fatal(err)
+	}
+	bars := CheckSVG(t, b.Bytes())
+	for _, run := range []string{"1", "2"} {
+		if got := strings.Join(bars[run], " "); got != "qemu kernel init" {
+			t.Errorf("run %s bars %q, want one per phase", run, got)
+		}
+	}
+}
+
+func TestParseEventsSkipsBadLines(t *testing.T) {
+	evs, problems := ParseEvents([]byte("{\"type\":\"hello\",\"t_ns\":1}\ngarbage\n{\"type\":\"poweroff\",\"t_ns\":2}\n{\"type\":\"pha"))
+	if len(evs) != 2 || len(problems) != 2 || evs[1].Type != abi.EventPowerOff {
+		t.Fatalf("events %v problems %v", evs, problems)
+	}
+}

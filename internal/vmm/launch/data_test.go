@@ -1,0 +1,58 @@
+package launch
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ukernel-dev/ukernel/internal/abi"
+)
+
+func TestDataVolume(t *testing.T) {
+	if _, err := exec.LookPath("mkfs.ext4"); err != nil {
+		t.Skip("mkfs.ext4 not found: install e2fsprogs")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	p, err := DataVolume(ctx, dir, 16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(p)
+	if err != nil || fi.Size() != 16<<20 {
+		t.Fatalf("volume %s: %v %v", p, fi, err)
+	}
+	out, err := exec.CommandContext(ctx, "dumpe2fs", "-h", p).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "Filesystem volume name:   "+abi.DataLabel) {
+		t.Errorf("dumpe2fs: %v\n%s", err, out)
+	}
+	if out, err := exec.CommandContext(ctx, "e2fsck", "-fn", p).CombinedOutput(); err != nil {
+		t.Errorf("e2fsck: %v\n%s", err, out)
+	}
+	// Kept as it is on the next run, whatever the size asked.
+	before, _ := os.ReadFile(p)
+	if p2, err := DataVolume(ctx, dir, 32); err != nil || p2 != p {
+		t.Fatalf("second call: %s %v", p2, err)
+	}
+	if after, _ := os.ReadFile(p); string(after) != string(before) {
+		t.Error("existing volume rewritten")
+	}
+	if d, err := dataDisks(ctx, dir, abi.Manifest{}); err != nil || d != nil {
+		t.Errorf("no data volume in the manifest: %v %v", d, err)
+	}
+}
+
+func TestCheckSecrets(t *testing.T) {
+	m := abi.Manifest{Name: "x", Secrets: []string{"a"}, Services: []abi.Service{{Name: "s", Secrets: []string{"b"}}}}
+	if err := checkSecrets(m, map[string][]byte{"a": nil, "b": nil}); err != nil {
+		t.Error(err)
+	}
+	err := checkSecrets(m, map[string][]byte{"c": []byte("value")})
+	if err == nil || !strings.Contains(err.Error(), "declared: a, b") || strings.Contains(err.Error(), "value") {
+		t.Errorf("undeclared secret: %v", err)
+	}
+}
