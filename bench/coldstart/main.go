@@ -22,7 +22,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ukernel-dev/ukernel/internal/perf"
 	"github.com/ukernel-dev/ukernel/internal/runstate"
+	"github.com/ukernel-dev/ukernel/internal/trace"
 	"github.com/ukernel-dev/ukernel/internal/vmm"
 	"github.com/ukernel-dev/ukernel/internal/vmm/qemu"
 	"github.com/ukernel-dev/ukernel/internal/vmm/vmmtest"
@@ -61,10 +63,17 @@ func main() {
 
 	var imgTimes, bbTimes []time.Duration
 	var peakRSS int64
+	var boots []perf.Boot
 	for i := range *n {
-		d, rss, err := bootImage(*ukernel, boot.Image, *accel, work, *timeout)
+		d, rss, proj, err := bootImage(*ukernel, boot.Image, *accel, work, *timeout)
 		if err != nil {
 			log.Fatalf("image boot %d: %v", i, err)
+		}
+		// The run's own spans break the image's cold start down by phase.
+		if b, err := runBreakdown(proj); err != nil {
+			log.Printf("image boot %d: no phase breakdown: %v", i, err)
+		} else {
+			boots = append(boots, b)
 		}
 		imgTimes = append(imgTimes, d)
 		peakRSS = max(peakRSS, rss)
@@ -82,26 +91,43 @@ func main() {
 	fmt.Printf("ratio:                    %.2fx (target <= 1.25x)\n", float64(mi)/float64(mb))
 	fmt.Printf("ukernel host peak RSS:    %.1f MB (target <= 40 MB)\n", float64(peakRSS)/1024)
 	fmt.Printf("guest init peak RSS:      not reported by the guest yet (target <= 10 MB)\n")
+	if len(boots) > 0 {
+		fmt.Println()
+		perf.WriteText(os.Stdout, perf.Summarise(boots))
+	}
+}
+
+// runBreakdown reads the phases of the latest run in proj from its trace.
+func runBreakdown(proj string) (perf.Boot, error) {
+	r, err := trace.FindRun(proj, "")
+	if err != nil {
+		return perf.Boot{}, err
+	}
+	t, err := trace.Load(proj, r)
+	if err != nil {
+		return perf.Boot{}, err
+	}
+	return perf.Breakdown(t)
 }
 
 // bootImage runs `ukernel run --image` in a scratch project and times the first stdout line that
-// is not a kernel message. It returns the process's peak RSS in KiB.
-func bootImage(ukernel, img, accel, work string, timeout time.Duration) (time.Duration, int64, error) {
+// is not a kernel message. It returns the process's peak RSS in KiB and the scratch project.
+func bootImage(ukernel, img, accel, work string, timeout time.Duration) (time.Duration, int64, string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	proj, err := os.MkdirTemp(work, "proj")
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, "", err
 	}
 	cmd := exec.CommandContext(ctx, ukernel, "-C", proj, "run", "--image", img, "--accel", accel, "--name", "coldstart-bench")
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, "", err
 	}
 	cmd.Stderr = io.Discard
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
-		return 0, 0, err
+		return 0, 0, "", err
 	}
 	// wait4's peak RSS would include QEMU (a waited-for child): sample ukernel's own VmHWM.
 	var rss int64
@@ -128,9 +154,9 @@ func bootImage(ukernel, img, accel, work string, timeout time.Duration) (time.Du
 	cmd.Wait() // the workload's exit code is not the benchmark's business
 	<-sampled
 	if first == 0 {
-		return 0, 0, fmt.Errorf("no workload line on stdout within %s", timeout)
+		return 0, 0, "", fmt.Errorf("no workload line on stdout within %s", timeout)
 	}
-	return first, rss, nil
+	return first, rss, proj, nil
 }
 
 // bootBusybox boots the kernel with the one-line init through the QEMU backend and times the

@@ -275,8 +275,11 @@ func WriteText(w io.Writer, s Summary) error {
 	for _, st := range s.IO {
 		fmt.Fprintf(&b, "%-18s %6d %9s %9s %9s %9s\n", st.Name, st.Ops, us(st.P50), us(st.P90), us(st.P99), us(st.Max))
 	}
-	if len(s.IO) == 0 {
+	switch {
+	case len(s.IO) == 0 && s.CoarseClock > 0:
 		b.WriteString("(no IO probe results with a fine guest clock)\n")
+	case len(s.IO) == 0:
+		b.WriteString("(no IO probe ran)\n")
 	}
 	if s.CoarseClock > 0 {
 		fmt.Fprintf(&b, "note: %d of %d boots ran on a tick-based guest clock (the kernel dropped the TSC): their phases are rounded to a tick and their IO figures are left out\n", s.CoarseClock, s.Runs)

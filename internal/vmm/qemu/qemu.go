@@ -73,8 +73,14 @@ func Cmdline(base, accel string) string {
 	if !has("console") {
 		fields = append(fields, "console=ttyS0")
 	}
-	if accel == vmm.AccelTCG && !has("tsc_early_khz") {
-		fields = append(fields, "tsc_early_khz=2000000")
+	if accel == vmm.AccelTCG {
+		// The kernel takes the last tsc_early_khz; the host's measured rate replaces the image's
+		// default (which only has to avoid the calibration hang).
+		if khz := hostTSCKHz(); khz > 0 {
+			fields = append(fields, "tsc_early_khz="+strconv.FormatInt(khz, 10))
+		} else if !has("tsc_early_khz") {
+			fields = append(fields, "tsc_early_khz=2000000")
+		}
 	}
 	return strings.Join(fields, " ")
 }

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -30,7 +31,7 @@ func TestArgs(t *testing.T) {
 	}
 	want := "-M microvm,pit=on,pic=on,rtc=on -accel tcg -cpu max -m 512 -smp 2 -nodefaults -no-user-config -nographic -no-reboot " +
 		"-sandbox on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny " +
-		"-kernel /c/vmlinuz -initrd /c/initrd.img -append quiet console=ttyS0 tsc_early_khz=2000000 " +
+		"-kernel /c/vmlinuz -initrd /c/initrd.img -append quiet console=ttyS0 tsc_early_khz=" + strconv.FormatInt(hostTSCKHz(), 10) + " " +
 		"-chardev file,id=con,path=/r/console.log -serial chardev:con " +
 		"-drive id=root,file=/p/dist/a,,b.img,format=raw,if=none,readonly=on -device virtio-blk-device,drive=root " +
 		"-drive id=config,file=/s/a.config,format=raw,if=none,readonly=on -device virtio-blk-device,drive=config " +
@@ -286,5 +287,20 @@ func TestQEMUStartFailureIsClear(t *testing.T) {
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
 		t.Fatal("start failure waited for the deadline")
+	}
+}
+
+func TestHostTSCKHz(t *testing.T) {
+	// Every x86-64 host of the last decade runs its TSC between 1 and 5 GHz; and two
+	// measurements in one process agree (it is measured once).
+	khz := hostTSCKHz()
+	if khz < 1_000_000 || khz > 5_000_000 {
+		t.Fatalf("host TSC %d kHz is implausible", khz)
+	}
+	if !strings.Contains(Cmdline("quiet tsc_early_khz=2000000", vmm.AccelTCG), "tsc_early_khz="+strconv.FormatInt(khz, 10)) {
+		t.Error("the measured rate does not override the image's default under TCG")
+	}
+	if strings.Contains(Cmdline("quiet", vmm.AccelKVM), "tsc_early_khz") {
+		t.Error("tsc_early_khz added under KVM")
 	}
 }
