@@ -239,6 +239,9 @@ type Event struct {
 	Values   map[string]int64 `json:"values,omitempty"`
 }
 
+// ValueInitPeakRSS is the poweroff event's Values key for the init's own peak resident set, KiB.
+const ValueInitPeakRSS = "init_peak_rss_kb"
+
 // Control message types the host sends.
 const (
 	ControlStop = "stop" // stop the workload gracefully, then power off

@@ -383,3 +383,9 @@ func TestEtcFilesAndAtomicWrite(t *testing.T) {
 		t.Errorf("symlink target modified: %q", b)
 	}
 }
+
+func TestPeakRSSKB(t *testing.T) {
+	if kb := peakRSSKB(); kb <= 0 || kb > 1<<22 {
+		t.Errorf("peak RSS of the test process: %d KiB", kb)
+	}
+}

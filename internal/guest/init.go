@@ -428,7 +428,7 @@ func (in *pid1) poweroff(code int, err error) {
 	if err == nil && in.cfg != nil && in.cfg.Perf {
 		in.ioProbe() // after the entry, so it does not distort the boot it measures
 	}
-	in.events.Emit(abi.Event{Type: abi.EventPowerOff, Code: &code})
+	in.events.Emit(abi.Event{Type: abi.EventPowerOff, Code: &code, Values: map[string]int64{abi.ValueInitPeakRSS: peakRSSKB()}})
 
 	if in.stopWork != nil {
 		in.stopWork() // no service is restarted while everything stops
