@@ -3,7 +3,7 @@
 # ukernel itself needs: qemu-system-x86 (run), erofs-utils (pack), Go (guest init build).
 # The tests also use the reference tools: gdisk, cpio, squashfs-tools, diffoscope, curl, ...
 set -euo pipefail
-pkgs=(qemu-system-x86 erofs-utils gdisk cpio busybox-static e2fsprogs curl ca-certificates
+pkgs=(qemu-system-x86 erofs-utils gdisk cpio lz4 busybox-static e2fsprogs curl ca-certificates
       dosfstools mtools squashfs-tools python3 postgresql-client librsvg2-bin cryptsetup-bin)
 if [ "${1:-}" = "--tests" ]; then
   pkgs+=(diffoscope-minimal)

@@ -80,7 +80,7 @@ func main() {
 		initPeak = max(initPeak, initRSS)
 		imgTimes = append(imgTimes, d)
 		peakRSS = max(peakRSS, rss)
-		d, err = bootBusybox(boot.Kernel, initrd, boot.Manifest.Kernel.Cmdline, *accel, work, *timeout)
+		d, err = bootBusybox(boot.Vmlinux, initrd, boot.Manifest.Kernel.Cmdline, *accel, work, *timeout)
 		if err != nil {
 			log.Fatalf("busybox boot %d: %v", i, err)
 		}

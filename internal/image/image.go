@@ -235,24 +235,26 @@ func (im *Image) checkKernel(b []byte) error {
 	return nil
 }
 
-// checkInitrd checks initrd.img: the base archive the manifest records, then the manifest segment.
+// checkInitrd checks initrd.img: the manifest segment, then the compressed base archive the
+// manifest records.
 func (im *Image) checkInitrd(b []byte) error {
 	a, err := im.artefact(ArtefactInitramfs)
 	if err != nil {
 		return err
 	}
-	if int64(len(b)) < a.Size {
-		return fmt.Errorf("%s is %d bytes, shorter than the %d-byte base archive the manifest records", InitrdFile, len(b), a.Size)
-	}
-	if sum := sha256.Sum256(b[:a.Size]); hex.EncodeToString(sum[:]) != a.SHA256 {
-		return fmt.Errorf("%s: base archive sha256 %x, the manifest says %s", InitrdFile, sum, a.SHA256)
-	}
 	seg, err := manifestSegment(im.rawMan, im.manifest.Build.SourceDateEpoch)
 	if err != nil {
 		return err
 	}
-	if !bytes.Equal(b[a.Size:], seg) {
-		return fmt.Errorf("%s: the manifest segment after the base archive differs from %s", InitrdFile, ManifestFile)
+	if !bytes.HasPrefix(b, seg) {
+		return fmt.Errorf("%s: the manifest segment before the base archive differs from %s", InitrdFile, ManifestFile)
+	}
+	base := b[len(seg):]
+	if int64(len(base)) != a.Size {
+		return fmt.Errorf("%s: the base archive is %d bytes, the manifest records %d", InitrdFile, len(base), a.Size)
+	}
+	if sum := sha256.Sum256(base); hex.EncodeToString(sum[:]) != a.SHA256 {
+		return fmt.Errorf("%s: base archive sha256 %x, the manifest says %s", InitrdFile, sum, a.SHA256)
 	}
 	return nil
 }

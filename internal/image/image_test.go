@@ -235,19 +235,28 @@ func TestPackValidWithReferenceTools(t *testing.T) {
 		}
 		return string(out)
 	}
-	if got, want := cpioList(ib[:baseSize]), "dev\ndev/console\ninit\nmnt\nproc\nrun\nsys\ntmp\nukernel\n"; got != want {
+	// The manifest segment comes first, then the base archive compressed with LZ4 (legacy
+	// format, as the kernel reads it): the reference lz4 tool unpacks it for cpio.
+	segment, compressed := ib[:int64(len(ib))-baseSize], ib[int64(len(ib))-baseSize:]
+	lz := exec.Command("lz4", "-d", "-c")
+	lz.Stdin = bytes.NewReader(compressed)
+	base, err := lz.Output()
+	if err != nil {
+		t.Fatalf("lz4 -d of the base initramfs: %v", err)
+	}
+	if got, want := cpioList(base), "dev\ndev/console\ninit\nmnt\nproc\nrun\nsys\ntmp\nukernel\n"; got != want {
 		t.Errorf("cpio -t of the base initramfs:\n%s\nwant:\n%s", got, want)
 	}
-	if got := cpioList(ib[:baseSize], "-v"); !strings.Contains(got, "crw-------") || !strings.Contains(got, "-rwxr-xr-x   1 root     root       102400") {
+	if got := cpioList(base, "-v"); !strings.Contains(got, "crw-------") || !strings.Contains(got, "-rwxr-xr-x   1 root     root       102400") {
 		t.Errorf("cpio -tv: console device or init mode wrong:\n%s", got)
 	}
-	if got := cpioList(ib[baseSize:]); got != "ukernel/manifest.json\n" {
+	if got := cpioList(segment); got != "ukernel\nukernel/manifest.json\n" {
 		t.Errorf("cpio -t of the manifest segment: %q", got)
 	}
 	// Unpack the segment with cpio and compare the manifest bytes.
 	xdir := t.TempDir()
 	cmd := exec.Command("cpio", "-i", "-d", "--quiet")
-	cmd.Dir, cmd.Stdin = xdir, bytes.NewReader(ib[baseSize:])
+	cmd.Dir, cmd.Stdin = xdir, bytes.NewReader(segment)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("cpio -i: %v %s", err, out)
 	}

@@ -153,7 +153,11 @@ func Pack(ctx context.Context, in Input) (res *Result, err error) {
 	}
 
 	// Initramfs base, kernel and init digests.
-	base, err := buildInitramfs(in.InitPath, in.ModulesDir, m.Kernel.Release, modules, in.SourceDateEpoch)
+	baseCpio, err := buildInitramfs(in.InitPath, in.ModulesDir, m.Kernel.Release, modules, in.SourceDateEpoch)
+	if err != nil {
+		return nil, err
+	}
+	base, err := compressLZ4Legacy(baseCpio)
 	if err != nil {
 		return nil, err
 	}
@@ -199,7 +203,9 @@ func Pack(ctx context.Context, in Input) (res *Result, err error) {
 	if err != nil {
 		return nil, err
 	}
-	initrd := append(base, seg...)
+	// The manifest segment goes first: the kernel's LZ4 reader takes everything after a
+	// compressed archive's start as more of it, so the compressed base must come last.
+	initrd := append(seg, base...)
 	sizes.Initramfs = int64(len(initrd))
 
 	// Boot filesystem.

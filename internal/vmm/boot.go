@@ -17,8 +17,9 @@ import (
 type Boot struct {
 	Image        string // absolute path
 	ImageDigest  string // sha256 of the whole image file
-	Kernel       string
+	Kernel       string // the image's bzImage
 	KernelDigest string
+	Vmlinux      string // the same kernel as an ELF, which the backends boot (see Vmlinux)
 	Initrd       string
 	Manifest     abi.Manifest
 }
@@ -51,13 +52,15 @@ func PrepareBoot(path, cacheDir string) (*Boot, error) {
 	}
 	dir := filepath.Join(cacheDir, "boot", digest)
 	b.Kernel, b.Initrd = filepath.Join(dir, image.KernelFile), filepath.Join(dir, image.InitrdFile)
-	if fileExists(b.Kernel) && fileExists(b.Initrd) {
-		return b, nil
+	if !fileExists(b.Kernel) || !fileExists(b.Initrd) {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("boot cache: %w", err)
+		}
+		if b.Kernel, b.Initrd, err = im.ExtractBoot(dir); err != nil {
+			return nil, fmt.Errorf("image %s: %w", abs, err)
+		}
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("boot cache: %w", err)
-	}
-	if b.Kernel, b.Initrd, err = im.ExtractBoot(dir); err != nil {
+	if b.Vmlinux, err = Vmlinux(b.Kernel, b.KernelDigest, filepath.Join(cacheDir, "vmlinux")); err != nil {
 		return nil, fmt.Errorf("image %s: %w", abs, err)
 	}
 	return b, nil

@@ -249,7 +249,7 @@ func (b *Backend) Start(ctx context.Context, spec vmm.Spec) (*vmm.VM, error) {
 		}
 		cacheDir = filepath.Join(base, "ukernel", "vmlinux")
 	}
-	kernel, err := Vmlinux(spec.Kernel, "", cacheDir)
+	kernel, err := vmm.Vmlinux(spec.Kernel, "", cacheDir)
 	if err != nil {
 		return nil, err
 	}

@@ -171,7 +171,7 @@ func start(ctx context.Context, o Options, boot *vmm.Boot, name string, netw vmm
 	// and secrets leaves the disk as soon as the VMM has it (and on any failure).
 	defer os.Remove(configDrive)
 	spec := vmm.Spec{
-		Name: name, Kernel: boot.Kernel, Initrd: boot.Initrd, Cmdline: boot.Manifest.Kernel.Cmdline,
+		Name: name, Kernel: boot.Vmlinux, Initrd: boot.Initrd, Cmdline: boot.Manifest.Kernel.Cmdline,
 		Disks: []vmm.Disk{
 			{ID: "root", Path: boot.Image, ReadOnly: true},
 			{ID: "config", Path: configDrive, ReadOnly: true},

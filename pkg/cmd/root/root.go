@@ -2,7 +2,9 @@
 package root
 
 import (
+	"log"
 	"log/slog"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -41,6 +43,10 @@ microVM image and runs it locally with one command.`,
 				level = slog.LevelDebug
 			}
 			f.Logger = slog.New(slog.NewTextHandler(f.IO.ErrOut, &slog.HandlerOptions{Level: level}))
+			// Libraries that write to the standard logger (u-root's bzImage reader warns about
+			// signed kernels) speak at debug level, not over the command's own output.
+			log.SetFlags(0)
+			log.SetOutput(debugWriter{f.Logger})
 		},
 	}
 	cmd.PersistentFlags().StringVarP(&f.Dir, "dir", "C", ".", "project directory")
@@ -67,4 +73,12 @@ microVM image and runs it locally with one command.`,
 	cmd.AddCommand(diffcmd.NewCmdDiff(f))
 
 	return cmd
+}
+
+// debugWriter turns standard-logger lines into debug records.
+type debugWriter struct{ l *slog.Logger }
+
+func (w debugWriter) Write(p []byte) (int, error) {
+	w.l.Debug(strings.TrimSpace(string(p)))
+	return len(p), nil
 }

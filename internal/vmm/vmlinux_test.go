@@ -1,4 +1,4 @@
-package firecracker
+package vmm
 
 import (
 	"debug/elf"
