@@ -2,8 +2,10 @@ package build
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -52,7 +54,7 @@ func emulate(root string, packages []string, extraUsers []abi.User) ([]abi.User,
 		have[p] = true
 	}
 	users := append([]abi.User{}, staticUsers...)
-	for _, p := range sortedKeys(packageUsers) {
+	for _, p := range slices.Sorted(maps.Keys(packageUsers)) {
 		if have[p] {
 			users = append(users, packageUsers[p])
 		}
@@ -62,12 +64,12 @@ func emulate(root string, packages []string, extraUsers []abi.User) ([]abi.User,
 	if err := writeAccounts(root, users); err != nil {
 		return nil, err
 	}
-	for _, p := range sortedKeys(packageLinks) {
+	for _, p := range slices.Sorted(maps.Keys(packageLinks)) {
 		if !have[p] {
 			continue
 		}
 		links := packageLinks[p]
-		for _, l := range sortedKeys(links) {
+		for _, l := range slices.Sorted(maps.Keys(links)) {
 			dst := filepath.Join(root, l)
 			if _, err := os.Lstat(dst); err == nil {
 				continue
@@ -152,13 +154,4 @@ func caBundle(root string) error {
 		return err
 	}
 	return os.WriteFile(filepath.Join(dir, "ca-certificates.crt"), []byte(b.String()), 0o644)
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

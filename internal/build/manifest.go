@@ -2,9 +2,11 @@ package build
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -66,7 +68,7 @@ func Manifest(cfg *project.Config, base project.Base, res *Result, lockDigest st
 		}
 		m.Entry = argv
 	}
-	for _, name := range sortedKeys(cfg.Services) {
+	for _, name := range slices.Sorted(maps.Keys(cfg.Services)) {
 		s := cfg.Services[name]
 		argv := append([]string(nil), s.Command...)
 		abs, err := lookPath(res.RootDir, argv[0])
@@ -88,7 +90,7 @@ func Manifest(cfg *project.Config, base project.Base, res *Result, lockDigest st
 	if err := checkSecretOwners(m); err != nil {
 		return m, err
 	}
-	for _, name := range sortedKeys(cfg.Health) {
+	for _, name := range slices.Sorted(maps.Keys(cfg.Health)) {
 		h := cfg.Health[name]
 		hc := abi.HealthCheck{Service: name, HTTP: h.HTTP, IntervalS: h.IntervalS, TimeoutS: h.TimeoutS, Retries: h.Retries, StartPeriod: h.StartPeriodS}
 		if len(h.Cmd) > 0 {

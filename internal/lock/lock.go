@@ -5,6 +5,7 @@ package lock
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -83,9 +84,9 @@ func (r Request) equal(o Request) bool {
 }
 
 func (l *Lock) normalise() {
-	slices.SortFunc(l.Packages, func(a, b Package) int { return cmpStr(a.Name, b.Name) })
-	slices.SortFunc(l.Archives, func(a, b Archive) int { return cmpStr(a.Codename, b.Codename) })
-	slices.SortFunc(l.Python, func(a, b pypi.Wheel) int { return cmpStr(a.Name, b.Name) })
+	slices.SortFunc(l.Packages, func(a, b Package) int { return cmp.Compare(a.Name, b.Name) })
+	slices.SortFunc(l.Archives, func(a, b Archive) int { return cmp.Compare(a.Codename, b.Codename) })
+	slices.SortFunc(l.Python, func(a, b pypi.Wheel) int { return cmp.Compare(a.Name, b.Name) })
 	if l.Packages == nil {
 		l.Packages = []Package{}
 	}
@@ -95,16 +96,6 @@ func (l *Lock) normalise() {
 	if l.Archives == nil {
 		l.Archives = []Archive{}
 	}
-}
-
-func cmpStr(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 func (l *Lock) contentDigest() (string, error) {

@@ -7,11 +7,13 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"os"
 	"path"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -409,7 +411,7 @@ func (c *Config) Validate(file string, data []byte) error {
 			add("run.publish", "%v", err)
 		}
 	}
-	for _, name := range sortedKeys(c.Services) {
+	for _, name := range slices.Sorted(maps.Keys(c.Services)) {
 		s := c.Services[name]
 		key := "services." + name
 		if name == EntryService {
@@ -432,7 +434,7 @@ func (c *Config) Validate(file string, data []byte) error {
 			add(key+".secrets", "%v", err)
 		}
 	}
-	for _, name := range sortedKeys(c.Health) {
+	for _, name := range slices.Sorted(maps.Keys(c.Health)) {
 		h := c.Health[name]
 		key := "health." + name
 		if _, ok := c.Services[name]; !ok && !(name == EntryService && c.Project.Entry != "") {
@@ -539,15 +541,6 @@ func lineOf(data []byte, key string) int {
 		}
 	}
 	return tableLine
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 func contains(list []string, s string) bool {

@@ -2,6 +2,7 @@ package trace
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -356,16 +357,6 @@ func guestSpans(evs []abi.Event, t0, end int64, scale float64) *Span {
 	if from := max(entryEnd, probeEnd); from > 0 && from < end {
 		add(g, SpanShutdown, from, end)
 	}
-	slices.SortStableFunc(g.Children, func(a, b *Span) int { return cmpInt(a.Start, b.Start) })
+	slices.SortStableFunc(g.Children, func(a, b *Span) int { return cmp.Compare(a.Start, b.Start) })
 	return g
-}
-
-func cmpInt(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }

@@ -225,3 +225,17 @@ func waitFor(ctx context.Context, h Handle, d time.Duration) bool {
 	defer cancel()
 	return WaitGone(ctx, h) == nil
 }
+
+// LogTail returns the last lines a VMM wrote to its log file, for error messages; who names the
+// VMM when it wrote nothing.
+func LogTail(path, who string) string {
+	data, err := os.ReadFile(path)
+	if err != nil || len(strings.TrimSpace(string(data))) == 0 {
+		return who + " printed nothing"
+	}
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	if len(lines) > 5 {
+		lines = lines[len(lines)-5:]
+	}
+	return strings.Join(lines, "; ")
+}

@@ -429,9 +429,9 @@ func (b *Backend) awaitAPI(ctx context.Context, vm *vmm.VM, c *Client, spec vmm.
 	for {
 		select {
 		case <-vm.Done():
-			return fmt.Errorf("firecracker exited while starting (%v): %s", vm.Wait(ctx), logTail(spec.LogPath))
+			return fmt.Errorf("firecracker exited while starting (%v): %s", vm.Wait(ctx), vmm.LogTail(spec.LogPath, "firecracker"))
 		case <-ctx.Done():
-			return fmt.Errorf("firecracker (pid %d) did not answer on its API socket %s within %s: %s", vm.PID, spec.APISocket, StartTimeout, logTail(spec.LogPath))
+			return fmt.Errorf("firecracker (pid %d) did not answer on its API socket %s within %s: %s", vm.PID, spec.APISocket, StartTimeout, vmm.LogTail(spec.LogPath, "firecracker"))
 		case <-tick.C:
 		}
 		if _, err := os.Stat(spec.APISocket); err != nil {
@@ -446,18 +446,6 @@ func (b *Backend) awaitAPI(ctx context.Context, vm *vmm.VM, c *Client, spec vmm.
 		}
 		b.Log.Debug("firecracker API not ready yet", "err", err)
 	}
-}
-
-func logTail(path string) string {
-	data, err := os.ReadFile(path)
-	if err != nil || len(strings.TrimSpace(string(data))) == 0 {
-		return "firecracker printed nothing"
-	}
-	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
-	if len(lines) > 5 {
-		lines = lines[len(lines)-5:]
-	}
-	return strings.Join(lines, "; ")
 }
 
 // RequestStop sends a stop request to the guest's control port over vsock: it connects to the

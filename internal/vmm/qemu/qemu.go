@@ -255,9 +255,9 @@ func (b *Backend) awaitReady(ctx context.Context, vm *vmm.VM, spec vmm.Spec, log
 	for {
 		select {
 		case <-vm.Done():
-			return fmt.Errorf("QEMU exited while starting (%v): %s", vm.Wait(ctx), logTail(logPath))
+			return fmt.Errorf("QEMU exited while starting (%v): %s", vm.Wait(ctx), vmm.LogTail(logPath, "QEMU"))
 		case <-ctx.Done():
-			return fmt.Errorf("QEMU (pid %d) did not answer on its QMP socket %s within %s: %s", vm.PID, spec.APISocket, StartTimeout, logTail(logPath))
+			return fmt.Errorf("QEMU (pid %d) did not answer on its QMP socket %s within %s: %s", vm.PID, spec.APISocket, StartTimeout, vmm.LogTail(logPath, "QEMU"))
 		case <-tick.C:
 		}
 		if _, err := os.Stat(spec.APISocket); err != nil {
@@ -296,19 +296,6 @@ func checkDisks(ctx context.Context, spec vmm.Spec) error {
 		}
 	}
 	return nil
-}
-
-// logTail returns the last lines QEMU wrote on stderr, for error messages.
-func logTail(path string) string {
-	b, err := os.ReadFile(path)
-	if err != nil || len(strings.TrimSpace(string(b))) == 0 {
-		return "QEMU printed nothing"
-	}
-	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-	if len(lines) > 5 {
-		lines = lines[len(lines)-5:]
-	}
-	return strings.Join(lines, "; ")
 }
 
 // RequestStop writes a stop request to the guest's control port.
