@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -145,6 +147,13 @@ func Start(ctx context.Context, o Options) (*Guest, error) {
 	}
 	fmt.Fprintf(progress, "%s started (pid %d)\n", Title(g.State.Handle.Backend), g.State.Handle.PID)
 	fmt.Fprintf(progress, "VM console: %s\n", filepath.Join("logs", runstate.ConsoleFile))
+	if netw.Mode == "tap" {
+		if gn := guestNetwork(netw); gn.Address != "" {
+			fmt.Fprintf(progress, "Guest address: %s on %s (gateway %s)\n", gn.Address, netw.Iface, gn.Gateway)
+		} else {
+			fmt.Fprintf(progress, "Guest address: none (%s has no IPv4 address on the host; the guest only brings its link up)\n", netw.Iface)
+		}
+	}
 	return g, nil
 }
 
@@ -268,15 +277,60 @@ func resolveNet(o Options, m abi.Manifest) (vmm.Net, error) {
 }
 
 // guestNetwork is the guest's network configuration for n: QEMU user networking's fixed
-// addresses; a tap device gets no address from us (the guest brings the link up).
+// addresses, or for a tap device the next address after the host's own on that device, with the
+// host as gateway (the usual point-to-point setup: tap0 172.16.0.1/24 gives the guest
+// 172.16.0.2/24). A tap device without an IPv4 address gets the link up and no address.
 func guestNetwork(n vmm.Net) abi.Network {
 	switch n.Mode {
 	case "user":
 		return abi.Network{Mode: "user", Address: "10.0.2.15/24", Gateway: "10.0.2.2", DNS: []string{"10.0.2.3"}}
 	case "tap":
-		return abi.Network{Mode: "tap"}
+		nw := abi.Network{Mode: "tap"}
+		if host, ok := tapHostAddr(n.Iface); ok {
+			if guest, ok := nextAddr(host); ok {
+				nw.Address, nw.Gateway = guest.String(), host.Addr().String()
+			}
+		}
+		return nw
 	}
 	return abi.Network{Mode: "none"}
+}
+
+// tapHostAddr is the host's first IPv4 address on a tap device.
+func tapHostAddr(iface string) (netip.Prefix, bool) {
+	ifi, err := net.InterfaceByName(iface)
+	if err != nil {
+		return netip.Prefix{}, false
+	}
+	addrs, err := ifi.Addrs()
+	if err != nil {
+		return netip.Prefix{}, false
+	}
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok {
+			if p, err := netip.ParsePrefix(ipn.String()); err == nil && p.Addr().Is4() {
+				return p, true
+			}
+		}
+	}
+	return netip.Prefix{}, false
+}
+
+// nextAddr is the address after host's in its subnet, skipping the network and broadcast
+// addresses (wrapping to the start of the subnet), as a prefix of the same length.
+func nextAddr(host netip.Prefix) (netip.Prefix, bool) {
+	if host.Bits() > 30 {
+		return netip.Prefix{}, false // no room for a second host
+	}
+	subnet := host.Masked()
+	a := host.Addr().Next()
+	if !subnet.Contains(a) || !subnet.Contains(a.Next()) { // a is the broadcast address or beyond
+		a = subnet.Addr().Next()
+	}
+	if a == host.Addr() {
+		return netip.Prefix{}, false
+	}
+	return netip.PrefixFrom(a, host.Bits()), true
 }
 
 // Attend streams the console to w until the guest is gone, stops it gracefully when ctx ends

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,6 +24,7 @@ import (
 const testInit = `package main
 
 import (
+	"net/netip"
 	"fmt"
 	"os"
 	"syscall"
@@ -200,3 +202,24 @@ func assertNoSecret(t *testing.T, dir, secret string) {
 
 // qemuBackend returns the QEMU backend for cleanups.
 func qemuBackend() vmm.Backend { b, _ := Backend("qemu", nil); return b }
+
+func TestNextAddr(t *testing.T) {
+	for host, want := range map[string]string{
+		"172.16.0.1/24":   "172.16.0.2/24",
+		"10.0.0.254/24":   "10.0.0.1/24", // .255 is the broadcast address: wrap
+		"192.168.5.9/30":  "192.168.5.10/30",
+		"192.168.5.10/30": "192.168.5.9/30",
+		"10.1.2.3/31":     "",
+	} {
+		got, ok := nextAddr(netip.MustParsePrefix(host))
+		if want == "" {
+			if ok {
+				t.Errorf("nextAddr(%s) = %s, want none", host, got)
+			}
+			continue
+		}
+		if !ok || got.String() != want {
+			t.Errorf("nextAddr(%s) = %s %v, want %s", host, got, ok, want)
+		}
+	}
+}
