@@ -32,6 +32,7 @@ type Options struct {
 	Accel       string
 	Backend     string
 	Offline     bool
+	Locked      bool
 	StopTimeout time.Duration
 }
 
@@ -78,6 +79,7 @@ by the user of the process that declares it (secrets = ["NAME"] under [project] 
 	fl.StringVar(&o.Accel, "accel", vmm.AccelAuto, "accelerator: auto, kvm or tcg")
 	fl.StringVar(&o.Backend, "backend", vmm.BackendAuto, "VMM: auto (Firecracker when installed and KVM works, else QEMU), firecracker or qemu")
 	fl.BoolVar(&o.Offline, "offline", false, "build without network access when a build is needed")
+	fl.BoolVar(&o.Locked, "locked", false, "fail if env/ukernel.lock is missing or would change (CI)")
 	fl.DurationVar(&o.StopTimeout, "stop-timeout", launch.DefaultStopTimeout, "on Ctrl-C, how long the guest gets to stop before it is forced")
 	return cmd
 }
@@ -118,7 +120,7 @@ func runRun(ctx context.Context, o *Options) error {
 	}
 	img := o.Image
 	if img == "" {
-		if img, err = pipeline.Image(ctx, pipeline.Options{Dir: dir, Offline: o.Offline, Progress: f.IO.ErrOut, TTY: f.IO.ProgressTTY(), Logger: f.Logger}); err != nil {
+		if img, err = pipeline.Image(ctx, pipeline.Options{Dir: dir, Offline: o.Offline, Locked: o.Locked, Progress: f.IO.ErrOut, TTY: f.IO.ProgressTTY(), Logger: f.Logger}); err != nil {
 			return fail(err)
 		}
 	}
