@@ -199,6 +199,13 @@ func Run(ctx context.Context, in Input) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	if in.Base.PythonVersion != "" && adapter == "python" {
+		n, err := byteCompile(ctx, rootDir, in.Base.PythonVersion, in.Config.EntryInGuest())
+		if err != nil {
+			return nil, err
+		}
+		log.Debug("byte-compiled python modules", "count", n)
+	}
 	if err := normalize(rootDir); err != nil {
 		return nil, err
 	}

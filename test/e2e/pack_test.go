@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"os"
@@ -74,6 +75,17 @@ func TestPackReproducible(t *testing.T) {
 	}
 	if !insp.Verified || insp.Manifest.ABI != "0.2.0" || insp.Manifest.Adapter.Runtime != "python-3.11" || insp.Manifest.Lock.Packages < 5 {
 		t.Errorf("inspect: %+v", insp)
+	}
+	// The modules a boot needs are byte-compiled for the guest's Python, as unchecked hash-based
+	// pycs (PEP 552 flags 0b01) that record no host path.
+	proj := filepath.Dir(filepath.Dir(imgs[0]))
+	pyc, err := os.ReadFile(filepath.Join(proj, "build/rootfs/usr/lib/python3.11/encodings/__pycache__/__init__.cpython-311.pyc"))
+	if err != nil {
+		t.Errorf("no byte-compiled encodings package: %v", err)
+	} else if len(pyc) < 16 || pyc[4] != 1 {
+		t.Errorf("encodings pyc is not an unchecked hash-based pyc (flags %v)", pyc[4:8])
+	} else if bytes.Contains(pyc, []byte(proj)) {
+		t.Errorf("the pyc records the build directory %s", proj)
 	}
 	// A no-op rebuild is a cache hit.
 	again := mustUK(t, filepath.Dir(filepath.Dir(imgs[0])), time.Minute, "pack")

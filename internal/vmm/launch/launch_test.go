@@ -24,7 +24,6 @@ import (
 const testInit = `package main
 
 import (
-	"net/netip"
 	"fmt"
 	"os"
 	"syscall"
