@@ -10,48 +10,60 @@ import (
 	"strings"
 )
 
-// pycompileScript runs inside the guest's own Python (see byteCompile). It byte-compiles the
-// modules the interpreter imports at startup and those the entry imports (found by
-// modulefinder, which reads bytecode and runs nothing), for the guest's Python version, with
-// hash-based pycs that do not depend on file times, recording guest paths, not host ones.
-const pycompileScript = `
+// The three steps of byteCompile, each run by the guest's own interpreter.
+const (
+	// entryImportsScript prints the standard-library modules the entry imports at its top level
+	// (from the syntax tree: nothing of the entry runs).
+	entryImportsScript = `
+import ast, sys
+tree = ast.parse(open(sys.argv[1], "rb").read())
+names = set()
+for node in tree.body:
+    if isinstance(node, ast.Import):
+        names.update(a.name for a in node.names)
+    elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+        names.add(node.module)
+for n in sorted(names):
+    if n.split(".")[0] in sys.stdlib_module_names:
+        print(n)
+`
+	// loadedScript is prefixed with the entry's standard-library imports; it prints the source
+	// files of every module then loaded that is not frozen into the interpreter.
+	loadedScript = `
 import sys
-startup = list(sys.modules.values())
-import importlib.machinery, importlib.util, modulefinder, os, py_compile
-root, entry = sys.argv[1], sys.argv[2]
-files = set()
-def inside(f):
-    # Absolute links in the tree point at the host's files: never compile those.
-    return f.endswith(".py") and os.path.realpath(f).startswith(root + "/")
-for m in startup:
+for m in list(sys.modules.values()):
     spec = getattr(m, "__spec__", None)
-    if spec is None or spec.loader is importlib.machinery.FrozenImporter:
-        continue
     f = getattr(m, "__file__", None) or ""
-    if inside(f):
-        files.add(f)
-if entry:
-    finder = modulefinder.ModuleFinder(path=sys.path)
-    try:
-        finder.run_script(entry)
-    except Exception as e:
-        print("ukernel: modulefinder:", e, file=sys.stderr)
-    for m in finder.modules.values():
-        f = m.__file__ or ""
-        if inside(f) and f != entry:  # a script runs from source, never from its pyc
-            files.add(f)
-for f in sorted(files):
+    if spec is not None and spec.origin != "frozen" and f.endswith(".py"):
+        sys.stdout.write(f + "\n")
+`
+	// compileScript byte-compiles the files named on stdin into hash-based pycs that do not
+	// depend on file times and record guest paths, skipping files that are not in the tree
+	// (an absolute link in the tree points at the host's file).
+	compileScript = `
+import importlib.util, os, py_compile, sys
+root = sys.argv[1]
+n = 0
+for f in sorted(set(sys.stdin.read().split())):
+    if not os.path.realpath(f).startswith(root + "/"):
+        continue
     py_compile.compile(f, cfile=importlib.util.cache_from_source(f), dfile=f[len(root):],
                        doraise=True, invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
-print(len(files))
+    n += 1
+print(n)
 `
+)
 
 // byteCompile does what Debian's py3compile does in a postinst, for the modules a boot needs:
-// without it the guest compiles them from source on every boot (the root is read-only), about
-// 130 ms of a python worker's start under TCG for the interpreter's own startup alone.
-// Compiling the whole standard library would add 6 MB to the image for modules most workloads
-// never import. It runs the guest's interpreter from the staged tree through the tree's own
-// dynamic loader, so the bytecode is the guest Python's, not the host's.
+// those the interpreter imports at startup and the standard-library modules the entry's
+// top-level imports load. Without it the guest compiles them from source at every boot (the root
+// is read-only): about 130 ms of a python worker's start under TCG for the interpreter's own
+// startup alone. Compiling the whole standard library would add 6 MB to the image, and
+// following every import the entry could reach (modulefinder) compiled 244 modules for a
+// four-import worker; importing the entry's own standard-library imports gives the set a boot
+// really loads, without running any of the project's code. It runs the guest's interpreter
+// from the staged tree through the tree's own dynamic loader, so the bytecode is the guest
+// Python's, not the host's.
 func byteCompile(ctx context.Context, root, pythonVersion, entry string) (int, error) {
 	py := filepath.Join(root, "usr/bin/python"+pythonVersion)
 	loader := filepath.Join(root, "usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2")
@@ -62,23 +74,46 @@ func byteCompile(ctx context.Context, root, pythonVersion, entry string) (int, e
 			return 0, nil
 		}
 	}
-	libs := []string{filepath.Join(root, "usr/lib/x86_64-linux-gnu"), filepath.Join(root, "usr/lib")}
-	if entry != "" {
-		entry = filepath.Join(root, entry)
+	run := func(stdin string, args ...string) (string, error) {
+		libs := filepath.Join(root, "usr/lib/x86_64-linux-gnu") + ":" + filepath.Join(root, "usr/lib")
+		cmd := exec.CommandContext(ctx, loader, append([]string{"--library-path", libs, py}, args...)...)
+		// PYTHONHOME makes the interpreter find its standard library and site directories in
+		// the tree; nothing of the host's Python environment leaks in.
+		cmd.Env = []string{"PYTHONHOME=" + filepath.Join(root, "usr"), "PYTHONHASHSEED=0",
+			"PYTHONDONTWRITEBYTECODE=1", "LC_ALL=C.UTF-8", "PATH=/usr/bin:/bin"}
+		cmd.Stdin = strings.NewReader(stdin)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			return "", fmt.Errorf("byte-compiling Python for the guest runs the guest's interpreter on this host, which needs an x86-64 Linux host: %v\n%s", err, stderr.String())
+		}
+		return string(out), nil
 	}
-	// PYTHONHOME makes the interpreter find its standard library and site directories in the
-	// tree; PYTHONPATH stands in for the entry's directory, sys.path[0] in the guest.
-	cmd := exec.CommandContext(ctx, loader, "--library-path", strings.Join(libs, ":"), py,
-		"-c", pycompileScript, root, entry)
-	cmd.Env = []string{"PYTHONHOME=" + filepath.Join(root, "usr"), "PYTHONPATH=" + filepath.Join(root, "app"),
-		"PYTHONHASHSEED=0", "PYTHONDONTWRITEBYTECODE=1", "LC_ALL=C.UTF-8", "PATH=/usr/bin:/bin"}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
+	var imports []string
+	if entry != "" {
+		out, err := run("", "-c", entryImportsScript, filepath.Join(root, entry))
+		if err != nil {
+			return 0, err
+		}
+		for _, name := range strings.Fields(out) {
+			imports = append(imports, "import "+name)
+		}
+	}
+	// An import that fails (a module the runtime lacks) only means nothing to compile for it.
+	var prefix strings.Builder
+	for _, imp := range imports {
+		fmt.Fprintf(&prefix, "try:\n    %s\nexcept Exception:\n    pass\n", imp)
+	}
+	files, err := run("", "-c", prefix.String()+loadedScript)
 	if err != nil {
-		return 0, fmt.Errorf("byte-compiling Python for the guest runs the guest's interpreter on this host, which needs an x86-64 Linux host: %v\n%s", err, stderr.String())
+		return 0, err
+	}
+	out, err := run(files, "-c", compileScript, root)
+	if err != nil {
+		return 0, err
 	}
 	var n int
-	fmt.Sscan(string(out), &n)
+	fmt.Sscan(out, &n)
 	return n, nil
 }
