@@ -25,6 +25,9 @@ func Main() int {
 	cmd := NewCmdRoot(f, version.String())
 	err := cmd.ExecuteContext(ctx)
 	code := cmdutil.ExitCode(err)
+	if unknownCommand(err) {
+		code = 2
+	}
 	if err != nil {
 		var ee *cmdutil.ExitError
 		silent := errors.As(err, &ee) && ee.Err == nil

@@ -2,6 +2,7 @@
 package root
 
 import (
+	"errors"
 	"log"
 	"log/slog"
 	"strings"
@@ -71,6 +72,7 @@ microVM image and runs it locally with one command.`,
 	cmd.AddCommand(tracecmd.NewCmdTrace(f))
 	cmd.AddCommand(perfcmd.NewCmdPerf(f))
 	cmd.AddCommand(diffcmd.NewCmdDiff(f))
+	usageArgs(cmd)
 
 	return cmd
 }
@@ -81,4 +83,39 @@ type debugWriter struct{ l *slog.Logger }
 func (w debugWriter) Write(p []byte) (int, error) {
 	w.l.Debug(strings.TrimSpace(string(p)))
 	return len(p), nil
+}
+
+// usageArgs makes every wrong argument count a usage error (exit 2), as flag errors already
+// are: cobra returns them as plain errors. Commands with subcommands keep cobra's own check,
+// which runs before any Args (see unknownCommand).
+func usageArgs(c *cobra.Command) {
+	for _, sub := range c.Commands() {
+		usageArgs(sub)
+	}
+	if c.HasSubCommands() && c.HasParent() && !c.Runnable() {
+		// cobra shows a group's help for any argument (`ukernel env bogus`, exit 0).
+		c.RunE = func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return cmdutil.Usagef("unknown command %q for %q", args[0], cmd.CommandPath())
+			}
+			return cmd.Help()
+		}
+	}
+	if c.HasSubCommands() || c.Args == nil {
+		return
+	}
+	orig := c.Args
+	c.Args = func(cmd *cobra.Command, args []string) error {
+		err := orig(cmd, args)
+		var ue *cmdutil.UsageError
+		if err != nil && !errors.As(err, &ue) {
+			return &cmdutil.UsageError{Err: err}
+		}
+		return err
+	}
+}
+
+// unknownCommand recognises cobra's error for an unknown subcommand, which it returns untyped.
+func unknownCommand(err error) bool {
+	return err != nil && strings.HasPrefix(err.Error(), "unknown command ")
 }

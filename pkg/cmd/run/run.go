@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ukernel-dev/ukernel/internal/pipeline"
+	"github.com/ukernel-dev/ukernel/internal/project"
 	"github.com/ukernel-dev/ukernel/internal/runstate"
 	"github.com/ukernel-dev/ukernel/internal/vmm"
 	"github.com/ukernel-dev/ukernel/internal/vmm/launch"
@@ -103,8 +104,23 @@ func runRun(ctx context.Context, o *Options) error {
 			return fail(err)
 		}
 	}
-	if o.VCPU < 0 || o.MemoryMB < 0 {
-		return cmdutil.Usagef("--vcpu and --memory must be positive")
+	// 0 means "as the image says"; other values have the ranges ukernel.toml allows.
+	if o.VCPU != 0 && (o.VCPU < 1 || o.VCPU > 32) {
+		return cmdutil.Usagef("--vcpu %d is out of range; expected 1-32", o.VCPU)
+	}
+	if o.MemoryMB != 0 && (o.MemoryMB < 64 || o.MemoryMB > 65536) {
+		return cmdutil.Usagef("--memory %d is out of range; expected 64-65536 (MiB)", o.MemoryMB)
+	}
+	// Flags are checked before a build that may take minutes.
+	if o.Net != "" {
+		if err := project.ValidateNet(o.Net); err != nil {
+			return cmdutil.Usagef("--net: %v", err)
+		}
+	}
+	for _, p := range o.Publish {
+		if _, _, err := project.ParsePublish(p); err != nil {
+			return cmdutil.Usagef("--publish %v", err)
+		}
 	}
 	env, err := runstate.ParseEnv(o.Env, o.EnvFiles)
 	if err != nil {
