@@ -5,10 +5,13 @@ package vmm
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/ukernel-dev/ukernel/internal/abi"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"strings"
 	"syscall"
@@ -238,4 +241,22 @@ func LogTail(path, who string) string {
 		lines = lines[len(lines)-5:]
 	}
 	return strings.Join(lines, "; ")
+}
+
+// SendStop writes a stop request with the given grace to a control connection (virtio-serial
+// socket or vsock stream) and returns the connection, which the caller keeps open until the
+// guest is gone: a VMM drops what the guest has not read yet when the host hangs up.
+func SendStop(ctx context.Context, conn net.Conn, name string, grace time.Duration) (io.Closer, error) {
+	if dl, ok := ctx.Deadline(); ok {
+		conn.SetWriteDeadline(dl)
+	}
+	msg, err := json.Marshal(abi.Control{Type: abi.ControlStop, GraceS: int((grace + time.Second - 1) / time.Second)})
+	if err == nil {
+		_, err = conn.Write(append(msg, '\n'))
+	}
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("control channel %s: send stop: %w", name, err)
+	}
+	return conn, nil
 }

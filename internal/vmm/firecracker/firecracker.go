@@ -9,7 +9,6 @@ package firecracker
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -457,18 +456,7 @@ func (b *Backend) RequestStop(ctx context.Context, h vmm.Handle, grace time.Dura
 	if err != nil {
 		return nil, err
 	}
-	if dl, ok := ctx.Deadline(); ok {
-		conn.SetWriteDeadline(dl)
-	}
-	msg, err := json.Marshal(abi.Control{Type: abi.ControlStop, GraceS: int((grace + time.Second - 1) / time.Second)})
-	if err == nil {
-		_, err = conn.Write(append(msg, '\n'))
-	}
-	if err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("control channel %s: send stop: %w", h.ControlSocket, err)
-	}
-	return conn, nil
+	return vmm.SendStop(ctx, conn, h.ControlSocket, grace)
 }
 
 // DialVsock opens a host-initiated vsock connection to guest port through Firecracker's vsock
