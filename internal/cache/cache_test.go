@@ -125,12 +125,16 @@ func TestFetchCancelledLeavesNothing(t *testing.T) {
 
 func TestFetchNotFoundAndProgress(t *testing.T) {
 	body := []byte("package bytes")
+	big := bytes.Repeat([]byte("x"), announceSize)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/gone" {
+		switch r.URL.Path {
+		case "/gone":
 			http.NotFound(w, r)
-			return
+		case "/big":
+			w.Write(big)
+		default:
+			w.Write(body)
 		}
-		w.Write(body)
 	}))
 	defer srv.Close()
 	c, _ := OpenDir(t.TempDir())
@@ -148,8 +152,16 @@ func TestFetchNotFoundAndProgress(t *testing.T) {
 	if got, _ := os.ReadFile(p); !bytes.Equal(got, body) {
 		t.Fatal("content")
 	}
-	if !strings.Contains(progress.String(), "Downloading pkg 1.0") || !strings.Contains(progress.String(), "Downloaded pkg 1.0") {
+	// A small download says only that it ended; a large one also that it started.
+	if strings.Contains(progress.String(), "Downloading pkg 1.0") || !strings.Contains(progress.String(), "Downloaded pkg 1.0") {
 		t.Errorf("progress: %q", progress.String())
+	}
+	progress.Reset()
+	if _, err := f.Fetch(ctx, c, srv.URL+"/big", sum(big), "big 1.0", int64(len(big))); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(progress.String(), "Downloading big 1.0 (4.2 MB)") || !strings.Contains(progress.String(), "Downloaded big 1.0") {
+		t.Errorf("progress of a large download: %q", progress.String())
 	}
 }
 

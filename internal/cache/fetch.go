@@ -188,7 +188,7 @@ func (f *Fetcher) retry(ctx context.Context, u string, op func() error) error {
 }
 
 // progressWriter reports download progress: a redrawn line on a terminal, otherwise one line
-// when a download starts and one when it ends.
+// when a download ends, and one when it starts if it is large enough to take a while.
 type progressWriter struct {
 	f     *Fetcher
 	name  string
@@ -198,8 +198,11 @@ type progressWriter struct {
 	last  time.Time
 }
 
+// announceSize is the size from which a plain-lines download says it started.
+const announceSize = 4 << 20
+
 func (p *progressWriter) begin() {
-	if p.f.Progress != nil && !p.f.TTY {
+	if p.f.Progress != nil && !p.f.TTY && p.total >= announceSize {
 		fmt.Fprintf(p.f.Progress, "Downloading %s (%s)\n", p.name, HumanSize(p.total))
 	}
 }
