@@ -204,3 +204,44 @@ func TestBuildErrors(t *testing.T) {
 		t.Errorf("adapter/base mismatch: %v", err)
 	}
 }
+
+// TestSourceDisappearsMidBuild: a file listed from src/ and gone when it is archived is a clear
+// error, and the previous outputs stay as they were.
+func TestSourceDisappearsMidBuild(t *testing.T) {
+	src := t.TempDir()
+	os.WriteFile(filepath.Join(src, "a.py"), []byte("a\n"), 0o644)
+	os.WriteFile(filepath.Join(src, "b.py"), []byte("b\n"), 0o644)
+	entries, err := dirEntries(src, "app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(filepath.Join(src, "b.py")) // gone between listing and archiving
+	out := filepath.Join(t.TempDir(), "bundle.tgz")
+	err = writeBundle(out, entries, 1)
+	if err == nil || !strings.Contains(err.Error(), "b.py disappeared during the build") {
+		t.Fatalf("got %v", err)
+	}
+
+	// Through Run: a failing build leaves the last good bundle in build/ untouched.
+	dir := t.TempDir()
+	cfg := writeProject(t, dir)
+	base, _ := project.LookupBase("python-3.11")
+	deb := makeDeb(t, "python3.11", map[string]string{"usr/bin/python3.11": "x"})
+	in := Input{Dir: dir, Config: cfg, Base: base, LockDigest: "d", Debs: []Deb{{Name: "python3.11", Path: deb, SHA256: "x"}}}
+	res, err := Run(context.Background(), in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := sha(t, res.Bundle)
+	os.WriteFile(filepath.Join(dir, "src", "main.py"), []byte("print('changed')\n"), 0o644)
+	in.Debs[0].Path = filepath.Join(t.TempDir(), "missing.deb") // the next build fails
+	if _, err := Run(context.Background(), in); err == nil {
+		t.Fatal("a build with a missing package succeeded")
+	}
+	if sha(t, res.Bundle) != good {
+		t.Error("a failed build changed build/bundle.tgz")
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, ".build-tmp-*")); len(left) != 0 {
+		t.Errorf("a failed build left %v", left)
+	}
+}
