@@ -67,7 +67,7 @@ func (r *Resolver) Versions(name string) []*Package { return r.byName[name] }
 // providersOf returns the candidate versions that provide name, built lazily: parsing every
 // Provides field up front would cost more than the whole resolution.
 func (r *Resolver) providersOf(name string) []provider {
-	if r.providers == nil || len(r.providers) == 0 {
+	if len(r.providers) == 0 {
 		r.buildProviders()
 	}
 	return r.providers[name]
