@@ -233,9 +233,12 @@ func ValidateChrome(data []byte) ([]strictEvent, error) {
 			if *a.Pid != *b.Pid || *a.Tid != *b.Tid {
 				continue
 			}
+			// ts and dur are float microseconds: allow 1 ns of rounding (ts+dur of one slice
+			// and ts of the next can differ in the last bit) before calling slices overlapping.
+			const eps = 1e-3
 			a0, a1, b0, b1 := *a.Ts, *a.Ts+*a.Dur, *b.Ts, *b.Ts+*b.Dur
-			overlap := a0 < b1 && b0 < a1
-			nested := (a0 <= b0 && b1 <= a1+1e-3) || (b0 <= a0 && a1 <= b1+1e-3)
+			overlap := a0 < b1-eps && b0 < a1-eps
+			nested := (a0 <= b0+eps && b1 <= a1+eps) || (b0 <= a0+eps && a1 <= b1+eps)
 			if overlap && !nested {
 				return nil, fmt.Errorf("slices %s [%g,%g] and %s [%g,%g] on pid %d tid %d overlap without nesting", *a.Name, a0, a1, *b.Name, b0, b1, *a.Pid, *a.Tid)
 			}
@@ -370,5 +373,21 @@ func TestParseEventsSkipsBadLines(t *testing.T) {
 	evs, problems := ParseEvents([]byte("{\"type\":\"hello\",\"t_ns\":1}\ngarbage\n{\"type\":\"poweroff\",\"t_ns\":2}\n{\"type\":\"pha"))
 	if len(evs) != 2 || len(problems) != 2 || evs[1].Type != abi.EventPowerOff {
 		t.Fatalf("events %v problems %v", evs, problems)
+	}
+}
+
+// TestChromeValidatorRounding: adjacent slices whose float end and start differ in the last bit
+// (as 794590.181+1104817.073 does) are adjacent, not overlapping; a real overlap still fails.
+func TestChromeValidatorRounding(t *testing.T) {
+	doc := func(a0, ad, b0, bd float64) []byte {
+		return []byte(fmt.Sprintf(`{"traceEvents":[
+{"name":"kernel","cat":"guest","ph":"X","ts":%v,"dur":%v,"pid":2,"tid":1},
+{"name":"init","cat":"guest","ph":"X","ts":%v,"dur":%v,"pid":2,"tid":1}],"displayTimeUnit":"ms"}`, a0, ad, b0, bd))
+	}
+	if _, err := ValidateChrome(doc(794590.181, 1104817.073, 1899407.254, 39088.385)); err != nil {
+		t.Errorf("adjacent slices rejected: %v", err)
+	}
+	if _, err := ValidateChrome(doc(0, 100, 50, 100)); err == nil {
+		t.Error("overlapping slices accepted")
 	}
 }
