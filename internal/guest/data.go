@@ -70,7 +70,12 @@ func MountData(root, dev string, owner abi.User, shared bool) error {
 	if err := m.mount(); err != nil {
 		return fmt.Errorf("data volume: %w", err)
 	}
-	return claimData(target, owner, shared)
+	if err := claimData(target, owner, shared); err != nil {
+		// Not left mounted: poweroff only unmounts a data volume that was set up.
+		_ = unix.Unmount(target, 0)
+		return err
+	}
+	return nil
 }
 
 func claimData(dir string, owner abi.User, shared bool) error {

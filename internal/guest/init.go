@@ -94,6 +94,12 @@ func (in *pid1) run() (code int, err error) {
 	}()
 	fwd := make(chan os.Signal, 4)
 	signal.Notify(fwd, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	// The kernel shields init only from signals left at their default action, and the Go
+	// runtime handles every signal: without this, a root workload's `kill -QUIT 1` would make
+	// the runtime dump and exit, which panics the kernel. Noticed and dropped instead (not
+	// ignored: ignored signals would be inherited by the workload).
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGQUIT, syscall.SIGABRT, syscall.SIGTRAP,
+		syscall.SIGSYS, syscall.SIGSTKFLT, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGPIPE, syscall.SIGALRM)
 
 	if err := MountEarly(); err != nil {
 		return 0, fail("mount pseudo filesystems", err)
@@ -386,21 +392,35 @@ func (in *pid1) supervise(fwd <-chan os.Signal) (int, error) {
 		entryDone = entry.Done()
 	}
 	stopped := make(chan struct{})
+	stopReq := in.stopReq
 	for {
 		select {
 		case <-entryDone:
-			code := entry.Code()
-			in.events.Emit(abi.Event{Type: abi.EventEntryExit, Code: &code})
-			return code, nil
+			return in.entryExited(entry), nil
 		case <-stopped:
-			return 0, nil // services only: all stopped on request
+			if entry == nil {
+				return 0, nil // services only: all stopped on request
+			}
+			// The entry was stopped with the rest: report its own code, which Stop's wait for
+			// it has made available, or 137 if it outlived even the forced kill.
+			select {
+			case <-entryDone:
+				return in.entryExited(entry), nil
+			default:
+				code := 128 + int(syscall.SIGKILL)
+				in.events.Emit(abi.Event{Type: abi.EventEntryExit, Code: &code})
+				return code, nil
+			}
 		case sig := <-fwd:
 			if entry != nil {
 				_ = syscall.Kill(-entry.PID, sig.(syscall.Signal))
 			} else {
 				in.sup.Signal(sig.(syscall.Signal))
 			}
-		case c := <-in.stopReq:
+		case c := <-stopReq:
+			// One stop is enough: later requests (a second `ukernel stop`, a repeated Ctrl-C)
+			// change nothing, and a second close(stopped) would crash PID 1.
+			stopReq = nil
 			grace := time.Duration(c.GraceS) * time.Second
 			if c.GraceS <= 0 {
 				grace = DefaultStopS * time.Second
@@ -414,6 +434,13 @@ func (in *pid1) supervise(fwd <-chan os.Signal) (int, error) {
 			}()
 		}
 	}
+}
+
+// entryExited reports the entry's exit and returns its code.
+func (in *pid1) entryExited(entry *Proc) int {
+	code := entry.Code()
+	in.events.Emit(abi.Event{Type: abi.EventEntryExit, Code: &code})
+	return code
 }
 
 // poweroff reports the outcome, stops what is left, flushes the events, unmounts and powers the

@@ -139,6 +139,9 @@ func (in *pid1) runService(ctx context.Context, s abi.Service, spec Spec) {
 	if policy != RestartOnFailure && policy != RestartAlways {
 		restart = nil // an unhealthy service that is never restarted is only reported
 	}
+	// The health check lives as long as the service: one that stopped for good is not probed.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	health := in.startHealth(ctx, s.Name, spec, restart)
 	bo := DefaultBackoff()
 	for {

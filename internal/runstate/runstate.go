@@ -99,32 +99,58 @@ func (e *ErrRunning) Error() string {
 
 // Reserve claims name for a guest about to start, with a placeholder state owned by this
 // process. A stale entry of the same name is cleaned first; a live one is an *ErrRunning.
+// Reserve, Release and Abandon hold the store's lock, so two runs can never both take a name
+// and a release never removes the state of a run that took the name meanwhile.
 func (s *Store) Reserve(name string) error {
 	if err := ValidateName(name); err != nil {
 		return err
 	}
-	for range 2 {
-		f, err := os.OpenFile(s.statePath(name), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		if err == nil {
-			b, _ := json.Marshal(State{Name: name, Owner: os.Getpid(), Started: time.Now()})
-			_, err = f.Write(b)
-			if cerr := f.Close(); err == nil {
-				err = cerr
-			}
-			return err
-		}
-		if !errors.Is(err, os.ErrExist) {
-			return fmt.Errorf("state of %s: %w", name, err)
-		}
-		st, err := s.Load(name)
-		if err == nil && st.Live() {
-			return &ErrRunning{State: st}
-		}
-		if err := s.Clean(name); err != nil {
-			return err
-		}
+	unlock, err := s.lock(name)
+	if err != nil {
+		return err
 	}
-	return fmt.Errorf("state of %s: another ukernel is starting a guest of that name", name)
+	defer unlock()
+	if st, err := s.Load(name); err == nil && st.Live() {
+		return &ErrRunning{State: st}
+	}
+	if err := s.clean(name); err != nil {
+		return err
+	}
+	// Written whole and linked into place, so a reader never sees a half-written placeholder.
+	b, _ := json.Marshal(State{Name: name, Owner: os.Getpid(), Started: time.Now()})
+	tmp, err := os.CreateTemp(s.Dir, "."+name+".reserve*")
+	if err != nil {
+		return fmt.Errorf("state of %s: %w", name, err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		return fmt.Errorf("state of %s: %w", name, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("state of %s: %w", name, err)
+	}
+	if err := os.Link(tmp.Name(), s.statePath(name)); err != nil {
+		return fmt.Errorf("state of %s: %w", name, err)
+	}
+	return nil
+}
+
+// LockFile is the store's lock. One lock for every name keeps it simple: the critical sections
+// are a few file operations. It is never removed (removing an flocked file races with lockers).
+const LockFile = ".lock"
+
+// lock takes the store's lock for name's state (an flock, released if the process dies).
+func (s *Store) lock(name string) (func(), error) {
+	f, err := os.OpenFile(filepath.Join(s.Dir, LockFile), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("state of %s: %w", name, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("state of %s: lock: %w", name, err)
+	}
+	return func() { f.Close() }, nil
 }
 
 // Save records st (atomically).
@@ -185,8 +211,9 @@ func (s *Store) List() ([]*State, error) {
 	return out, nil
 }
 
-// Clean removes everything the store holds for name: state, sockets and config drive.
-func (s *Store) Clean(name string) error {
+// clean removes everything the store holds for name: state, sockets and config drive. The
+// caller holds the name's lock.
+func (s *Store) clean(name string) error {
 	var errs []error
 	for _, p := range []string{s.ConfigDrive(name), s.ControlSocket(name), s.APISocket(name), s.statePath(name)} {
 		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -196,12 +223,29 @@ func (s *Store) Clean(name string) error {
 	return errors.Join(errs...)
 }
 
-// Release removes the state of st's guest once it is gone, unless the name was meanwhile taken
-// by another run.
+// Release removes the state of st's guest once it is gone, unless the name now belongs to
+// another run (a newer reservation or state of the same name).
 func (s *Store) Release(st *State) error {
-	cur, err := s.Load(st.Name)
-	if err == nil && cur.RunID != "" && cur.RunID != st.RunID {
+	return s.cleanIf(st.Name, func(cur *State) bool {
+		return cur.Owner == st.Owner && cur.RunID == st.RunID && cur.Started.Equal(st.Started)
+	})
+}
+
+// Abandon removes the state of a guest this process reserved but failed to start.
+func (s *Store) Abandon(name string) error {
+	return s.cleanIf(name, func(cur *State) bool { return cur.Owner == os.Getpid() })
+}
+
+// cleanIf cleans name under its lock when its current state satisfies mine, or when it has no
+// readable state (then nothing live owns the name: Reserve writes the state first).
+func (s *Store) cleanIf(name string, mine func(cur *State) bool) error {
+	unlock, err := s.lock(name)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if cur, err := s.Load(name); err == nil && !mine(cur) {
 		return nil
 	}
-	return s.Clean(st.Name)
+	return s.clean(name)
 }

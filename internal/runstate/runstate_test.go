@@ -134,6 +134,22 @@ func TestReserveLiveAndStale(t *testing.T) {
 	if cur, err := s.Load("web"); err != nil || cur.RunID != "r2" {
 		t.Errorf("release removed another run's state: %v %v", cur, err)
 	}
+	// Nor a fresh reservation (no run id yet) of the same name made after the old guest died.
+	os.Remove(s.statePath("web"))
+	if err := s.Reserve("web"); err != nil {
+		t.Fatal(err)
+	}
+	s.Release(st)
+	if cur, err := s.Load("web"); err != nil || cur.Owner != os.Getpid() {
+		t.Errorf("release removed a newer reservation: %v %v", cur, err)
+	}
+	// Abandon removes this process's own reservation.
+	if err := s.Abandon("web"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Load("web"); err == nil {
+		t.Error("abandon left the reservation")
+	}
 }
 
 func TestNewRunAndLatest(t *testing.T) {

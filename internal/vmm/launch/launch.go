@@ -5,6 +5,7 @@ package launch
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -142,7 +143,7 @@ func Start(ctx context.Context, o Options) (*Guest, error) {
 	}
 	g, err := start(ctx, o, boot, name, netw, vcpu, mem, accel, store, log)
 	if err != nil {
-		store.Clean(name)
+		store.Abandon(name)
 		return nil, err
 	}
 	fmt.Fprintf(progress, "%s started (pid %d)\n", Title(g.State.Handle.Backend), g.State.Handle.PID)
@@ -340,11 +341,18 @@ func (g *Guest) Attend(ctx context.Context, w io.Writer, stopTimeout time.Durati
 	go func() {
 		followErr <- runstate.Follow(context.WithoutCancel(ctx), g.Run.Console(), w, g.VM.Done())
 	}()
-	interrupted := false
+	interrupted, followed := false, false
+	var ferr error
 	select {
 	case <-g.VM.Done():
 	case <-ctx.Done():
 		interrupted = true
+	case ferr = <-followErr:
+		// The console could not be written (the terminal or pipe went away): nobody attends
+		// the guest any more, so stop it as on Ctrl-C rather than leave it running unowned.
+		followed, interrupted = true, true
+	}
+	if interrupted {
 		g.log.Debug("interrupted: stopping the guest", "name", g.State.Name)
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stopTimeout+10*time.Second)
 		_, err := vmm.Stop(sctx, g.backend, g.VM.Handle, stopTimeout, g.log)
@@ -363,8 +371,17 @@ func (g *Guest) Attend(ctx context.Context, w io.Writer, stopTimeout time.Durati
 	if werr != nil {
 		g.log.Debug("VMM exit", "err", werr)
 	}
-	if err := <-followErr; err != nil {
-		g.log.Debug("console follow", "err", err)
+	if !followed {
+		// The follower ends once it has copied the rest of the console; a writer that blocks
+		// (a pipe nobody reads) must not keep run from releasing its state.
+		select {
+		case ferr = <-followErr:
+		case <-time.After(5 * time.Second):
+			ferr = errors.New("console output still blocked 5s after the guest ended")
+		}
+	}
+	if ferr != nil {
+		g.log.Debug("console follow", "err", ferr)
 	}
 	if err := g.store.Release(g.State); err != nil {
 		g.log.Debug("release state", "err", err)

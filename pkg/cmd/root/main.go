@@ -20,7 +20,11 @@ func Main() int {
 	exe, _ := os.Executable()
 	f := &cmdutil.Factory{IO: iostreams.System(), Dir: ".", Executable: exe}
 	// Commands that must handle interrupts themselves (run) see the cancellation through ctx.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// A closed terminal (SIGHUP) is handled like Ctrl-C, so a guest is stopped, not orphaned.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	// With SIGPIPE noticed, writing to a closed pipe (`ukernel run | head`) returns EPIPE to
+	// the writer instead of killing the process before it can stop its guest.
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 	defer stop()
 	cmd := NewCmdRoot(f, version.String())
 	err := cmd.ExecuteContext(ctx)

@@ -162,6 +162,9 @@ func runRun(ctx context.Context, o *Options) error {
 	ee := &cmdutil.ExitError{Code: out.Code}
 	if out.Reason != "" {
 		ee.Err = errors.New(out.Reason)
+		if out.Code == 0 {
+			ee.Code = runstate.ExitNoReport // an error is never reported with success
+		}
 	}
 	return ee
 }
