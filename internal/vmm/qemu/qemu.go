@@ -207,6 +207,11 @@ func (b *Backend) Start(ctx context.Context, spec vmm.Spec) (*vmm.VM, error) {
 		if s == "" {
 			continue
 		}
+		// QEMU's command line doubles commas, so a state path with one would not be recognised
+		// as this guest's in /proc/PID/cmdline (vmm.Handle.Alive).
+		if strings.Contains(s, ",") {
+			return nil, fmt.Errorf("socket path %s contains a comma, which QEMU's options cannot carry reliably: use a state directory without one (XDG_RUNTIME_DIR)", s)
+		}
 		// A unix socket path longer than sun_path would be cut short by QEMU.
 		if len(s) >= 108 {
 			return nil, fmt.Errorf("socket path %s is %d bytes; unix sockets allow 107: use a shorter state directory (XDG_RUNTIME_DIR)", s, len(s))
