@@ -469,8 +469,12 @@ func (in *pid1) poweroff(code int, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), ShutdownGrace+time.Second)
 	in.sup.Stop(ctx, ShutdownGrace)
 	cancel()
-	_ = syscall.Kill(-1, syscall.SIGKILL) // strays reparented to init
-	in.sup.Reap()
+	// Strays (daemons the workload started, reparented to init) get a SIGTERM too, and are
+	// waited for, so their files on /data are closed before it is unmounted.
+	_ = syscall.Kill(-1, syscall.SIGTERM)
+	reapAll(time.Second)
+	_ = syscall.Kill(-1, syscall.SIGKILL)
+	reapAll(time.Second)
 
 	ctx, cancel = context.WithTimeout(context.Background(), FlushTimeout)
 	in.events.Close(ctx)
@@ -513,5 +517,22 @@ func (in *pid1) reachHost() {
 	}
 	if ev, err := os.OpenFile("/dev/"+ports[abi.EventsPort], os.O_WRONLY, 0); err == nil {
 		in.events.Attach(ev)
+	}
+}
+
+// reapAll reaps children until none is left or the timeout passes. Only at poweroff: it takes
+// exit statuses without telling the supervisor.
+func reapAll(timeout time.Duration) {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		var ws syscall.WaitStatus
+		pid, err := syscall.Wait4(-1, &ws, syscall.WNOHANG, nil)
+		switch {
+		case errors.Is(err, syscall.ECHILD):
+			return
+		case err == nil && pid > 0:
+			continue
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

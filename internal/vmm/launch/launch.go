@@ -73,14 +73,15 @@ type Options struct {
 
 // Guest is a guest this process started.
 type Guest struct {
-	State   *runstate.State
-	Run     runstate.Run
-	Accel   vmm.AccelChoice
-	VM      *vmm.VM
-	backend vmm.Backend
-	store   *runstate.Store
-	log     *slog.Logger
-	spawned time.Time // just before the VMM was started: the trace's clock anchor
+	State    *runstate.State
+	Run      runstate.Run
+	Accel    vmm.AccelChoice
+	VM       *vmm.VM
+	backend  vmm.Backend
+	store    *runstate.Store
+	log      *slog.Logger
+	progress io.Writer
+	spawned  time.Time // just before the VMM was started: the trace's clock anchor
 }
 
 // Start boots the image of o and returns once the VMM runs with its devices open.
@@ -220,7 +221,11 @@ func start(ctx context.Context, o Options, boot *vmm.Boot, name string, netw vmm
 		vmm.Stop(stopCtx, backend, vm.Handle, time.Second, log)
 		return nil, err
 	}
-	return &Guest{State: st, Run: run, Accel: accel, VM: vm, backend: backend, store: store, log: log, spawned: spawned}, nil
+	progress := o.Progress
+	if progress == nil {
+		progress = io.Discard
+	}
+	return &Guest{State: st, Run: run, Accel: accel, VM: vm, backend: backend, store: store, log: log, progress: progress, spawned: spawned}, nil
 }
 
 func netString(n vmm.Net) string {
@@ -353,7 +358,7 @@ func (g *Guest) Attend(ctx context.Context, w io.Writer, stopTimeout time.Durati
 		followed, interrupted = true, true
 	}
 	if interrupted {
-		g.log.Debug("interrupted: stopping the guest", "name", g.State.Name)
+		fmt.Fprintf(g.progress, "Stopping %s (its workload gets %s, then it is forced)\n", g.State.Name, stopTimeout)
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stopTimeout+10*time.Second)
 		_, err := vmm.Stop(sctx, g.backend, g.VM.Handle, stopTimeout, g.log)
 		cancel()
