@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ukernel-dev/ukernel/internal/testenv"
 )
 
 // aptClosure runs apt's own resolver on exactly the indices the archive was opened from (written
@@ -17,9 +19,7 @@ import (
 // the image layout stands in for.
 func aptClosure(t *testing.T, a *Archive, names ...string) map[string]string {
 	t.Helper()
-	if _, err := exec.LookPath("apt-get"); err != nil {
-		t.Skip("apt-get not installed (a Debian host is needed to compare with apt)")
-	}
+	testenv.RequireTools(t, "apt-get") // the reference tool this test compares with
 	dir := t.TempDir()
 	lists := filepath.Join(dir, "lists")
 	must(t, os.MkdirAll(filepath.Join(lists, "partial"), 0o755))

@@ -17,6 +17,7 @@ import (
 	"github.com/ulikunitz/xz"
 
 	"github.com/ukernel-dev/ukernel/internal/cache"
+	"github.com/ukernel-dev/ukernel/internal/testenv"
 )
 
 type tarEntry struct {
@@ -165,9 +166,7 @@ func TestExtractRealDeb(t *testing.T) {
 	if u.Control["Package"] != "libssl3" || u.Control["Version"] != p.Version {
 		t.Fatalf("control %v", u.Control)
 	}
-	if _, err := exec.LookPath("dpkg-deb"); err != nil {
-		t.Skip("dpkg-deb not installed")
-	}
+	testenv.RequireTools(t, "dpkg-deb") // the reference tool this test compares with
 	out, err := exec.CommandContext(ctx, "dpkg-deb", "--contents", deb).Output()
 	must(t, err)
 	var want, got []string

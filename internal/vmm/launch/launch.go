@@ -397,18 +397,10 @@ func (g *Guest) Attend(ctx context.Context, w io.Writer, stopTimeout time.Durati
 		out.Code = 130
 	}
 	if !out.Reported && werr != nil && !interrupted {
-		out.Reason = fmt.Sprintf("%s exited with %v: %s", Title(g.State.Handle.Backend), werr, vmmLogTail(g.Run))
+		out.Reason = fmt.Sprintf("%s exited with %v: %s (see %s)", Title(g.State.Handle.Backend), werr,
+			vmm.LogTail(g.Run.VMMLog(), Title(g.State.Handle.Backend)), filepath.Join("logs", "runs", g.Run.ID))
 	}
 	return out, nil
-}
-
-func vmmLogTail(r runstate.Run) string {
-	b, err := os.ReadFile(r.VMMLog())
-	if err != nil || len(strings.TrimSpace(string(b))) == 0 {
-		return "no message; see " + filepath.Join("logs", "runs", r.ID)
-	}
-	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-	return lines[len(lines)-1]
 }
 
 // StopGuest stops the guest called name: gracefully within timeout, then forced. It leaves no
