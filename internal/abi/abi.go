@@ -31,6 +31,15 @@ func majorMinor(v string) string {
 	return parts[0] + "." + parts[1]
 }
 
+// Module groups of Manifest.ModuleGroups. Under software emulation each module costs a boot
+// 5-40 ms, so the guest loads a group only when the run needs it, and loads the host channel
+// only after the workload has started (its events wait in a queue until then).
+const (
+	ModulesNet          = "net"           // the NIC driver: only for a run with a network
+	ModulesVirtioSerial = "virtio-serial" // QEMU's host channel (events and control ports)
+	ModulesVsock        = "vsock"         // Firecracker's host channel
+)
+
 // Well-known names shared by host and guest.
 const (
 	// ManifestPath is where the manifest sits in the boot partition and in the initramfs.
@@ -64,25 +73,29 @@ const (
 // Manifest describes an image: what it runs and everything needed to verify it.
 // It is written once at pack time, read by `inspect`, by the VMM backends and by the guest init.
 type Manifest struct {
-	ABI       string            `json:"abi"`
-	Name      string            `json:"name"`
-	Adapter   Adapter           `json:"adapter"`
-	Entry     []string          `json:"entry,omitempty"` // argv in the guest; empty: services only
-	Workdir   string            `json:"workdir,omitempty"`
-	Env       map[string]string `json:"env,omitempty"`     // static environment of the workload
-	User      string            `json:"user,omitempty"`    // user the entry runs as; "" means root
-	Secrets   []string          `json:"secrets,omitempty"` // run-time secrets the entry may read
-	Services  []Service         `json:"services,omitempty"`
-	Health    []HealthCheck     `json:"health,omitempty"`
-	Run       RunDefaults       `json:"run"`
-	Data      Data              `json:"data"`
-	Kernel    Kernel            `json:"kernel"`
-	Modules   []string          `json:"modules,omitempty"` // load order; paths under /lib/modules/<release>/
-	Root      Root              `json:"root"`
-	Users     []User            `json:"users,omitempty"` // system users and groups emulated from maintainer scripts
-	Lock      LockRef           `json:"lock"`
-	Artefacts []Artefact        `json:"artefacts"`
-	Build     BuildInfo         `json:"build"`
+	ABI      string            `json:"abi"`
+	Name     string            `json:"name"`
+	Adapter  Adapter           `json:"adapter"`
+	Entry    []string          `json:"entry,omitempty"` // argv in the guest; empty: services only
+	Workdir  string            `json:"workdir,omitempty"`
+	Env      map[string]string `json:"env,omitempty"`     // static environment of the workload
+	User     string            `json:"user,omitempty"`    // user the entry runs as; "" means root
+	Secrets  []string          `json:"secrets,omitempty"` // run-time secrets the entry may read
+	Services []Service         `json:"services,omitempty"`
+	Health   []HealthCheck     `json:"health,omitempty"`
+	Run      RunDefaults       `json:"run"`
+	Data     Data              `json:"data"`
+	Kernel   Kernel            `json:"kernel"`
+	Modules  []string          `json:"modules,omitempty"` // load order; paths under /lib/modules/<release>/
+	// ModuleGroups names the modules (a subset of Modules, same paths, same order) that the
+	// guest loads only when a run needs them, by group (ModulesNet, ...); the rest of Modules
+	// is loaded first, at every boot.
+	ModuleGroups map[string][]string `json:"module_groups,omitempty"`
+	Root         Root                `json:"root"`
+	Users        []User              `json:"users,omitempty"` // system users and groups emulated from maintainer scripts
+	Lock         LockRef             `json:"lock"`
+	Artefacts    []Artefact          `json:"artefacts"`
+	Build        BuildInfo           `json:"build"`
 }
 
 // Adapter names the language adapter and the runtime it was built from (e.g. python, python-3.11).

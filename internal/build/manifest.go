@@ -15,10 +15,18 @@ import (
 	"github.com/ukernel-dev/ukernel/internal/version"
 )
 
-// GuestModules are the kernel modules every guest loads: virtio transport, disk, console
-// ports (QEMU's host channel), vsock (Firecracker's host channel: the same image runs under
-// both), network, and the root filesystem with its overlay. Pack adds their dependencies.
-var GuestModules = []string{"virtio_mmio", "virtio_blk", "virtio_console", "vmw_vsock_virtio_transport", "virtio_net", "erofs", "overlay"}
+// GuestModules are the kernel modules every guest loads: virtio transport, disk, and the root
+// filesystem with its overlay. Pack adds their dependencies.
+var GuestModules = []string{"virtio_mmio", "virtio_blk", "erofs", "overlay"}
+
+// GuestModuleGroups are the modules a guest loads only when a run needs them: the NIC driver,
+// and the host channel of each VMM (the same image runs under both), which the guest loads
+// once its workload runs.
+var GuestModuleGroups = map[string][]string{
+	abi.ModulesNet:          {"virtio_net"},
+	abi.ModulesVirtioSerial: {"virtio_console"},
+	abi.ModulesVsock:        {"vmw_vsock_virtio_transport"},
+}
 
 // ModulesFor is GuestModules plus what the project's features need: ext4 for a data volume
 // (left out by pack when it is built into the kernel).

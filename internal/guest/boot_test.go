@@ -82,6 +82,16 @@ func buildGuest(t *testing.T, m abi.Manifest) guestImage {
 	}
 	m.Kernel.Release = k.Release
 	m.Modules = mods
+	// The NIC driver and the host channel load on demand, as in a packed image.
+	m.ModuleGroups = map[string][]string{}
+	for _, mod := range mods {
+		switch strings.TrimSuffix(filepath.Base(mod), ".ko") {
+		case "failover", "net_failover", "virtio_net":
+			m.ModuleGroups[abi.ModulesNet] = append(m.ModuleGroups[abi.ModulesNet], mod)
+		case "virtio_console":
+			m.ModuleGroups[abi.ModulesVirtioSerial] = append(m.ModuleGroups[abi.ModulesVirtioSerial], mod)
+		}
+	}
 	m.Root.FSType = "erofs"
 	mj, err := json.Marshal(m)
 	if err != nil {
@@ -159,6 +169,10 @@ func buildGuest(t *testing.T, m abi.Manifest) guestImage {
 		if err := os.Symlink("busybox", filepath.Join(root, "bin", l)); err != nil {
 			t.Fatal(err)
 		}
+	}
+	// As on Debian with systemd-resolved: the guest's own resolv.conf must hide this link.
+	if err := os.Symlink("../run/systemd/resolve/stub-resolv.conf", filepath.Join(root, "etc", "resolv.conf")); err != nil {
+		t.Fatal(err)
 	}
 	erofsImg := filepath.Join(dir, "root.erofs")
 	run(t, "mkfs.erofs", "-zlz4hc", "-T0", "--all-root", "-U", "6a3c4a4e-2b7c-4d0e-9a64-1f2e3d4c5b6a", erofsImg, root)

@@ -9,10 +9,13 @@ import (
 	"os/signal"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/ukernel-dev/ukernel/internal/abi"
 )
@@ -355,37 +358,58 @@ func TestSupervisor(t *testing.T) {
 	}
 }
 
-func TestEtcFilesAndAtomicWrite(t *testing.T) {
+func TestEtcFiles(t *testing.T) {
 	files := EtcFiles("web", []string{"10.0.2.3", "1.1.1.1"})
 	if files["etc/resolv.conf"] != "nameserver 10.0.2.3\nnameserver 1.1.1.1\n" || files["etc/hostname"] != "web\n" ||
 		!strings.Contains(files["etc/hosts"], "127.0.1.1\tweb\n") {
 		t.Errorf("got %q", files)
-	}
-	dir := t.TempDir()
-	target := filepath.Join(dir, "run-resolv")
-	if err := os.WriteFile(target, []byte("old"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	name := filepath.Join(dir, "etc", "resolv.conf")
-	if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink(target, name); err != nil {
-		t.Fatal(err)
-	}
-	if err := WriteFileAtomic(name, []byte("new\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if fi, _ := os.Lstat(name); fi.Mode()&os.ModeSymlink != 0 {
-		t.Error("symlink was followed instead of replaced")
-	}
-	if b, _ := os.ReadFile(target); string(b) != "old" {
-		t.Errorf("symlink target modified: %q", b)
 	}
 }
 
 func TestPeakRSSKB(t *testing.T) {
 	if kb := peakRSSKB(); kb <= 0 || kb > 1<<22 {
 		t.Errorf("peak RSS of the test process: %d KiB", kb)
+	}
+}
+
+// TestLinkUp brings lo up in a fresh network namespace, where it starts down.
+func TestLinkUp(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for a network namespace")
+	}
+	res := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends in its own namespace
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			res <- err
+			return
+		}
+		flags := func() uint16 {
+			fd, _ := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM, 0)
+			defer unix.Close(fd)
+			ifr, _ := unix.NewIfreq("lo")
+			_ = unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr)
+			return ifr.Uint16()
+		}
+		if flags()&unix.IFF_UP != 0 {
+			res <- errors.New("lo is up in a new namespace already")
+			return
+		}
+		if err := linkUp("lo"); err != nil {
+			res <- err
+			return
+		}
+		if flags()&unix.IFF_UP == 0 {
+			res <- errors.New("lo is still down")
+			return
+		}
+		if err := linkUp("no-such-link0"); err == nil {
+			res <- errors.New("a missing interface gave no error")
+			return
+		}
+		res <- nil
+	}()
+	if err := <-res; err != nil {
+		t.Fatal(err)
 	}
 }

@@ -14,7 +14,8 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"path/filepath"
+	"slices"
+	"sync"
 	"syscall"
 	"time"
 
@@ -25,31 +26,38 @@ import (
 
 // Deadlines of the boot sequence. TCG is slow; these are generous but bounded.
 const (
-	DeviceTimeout  = 5 * time.Second        // root disk and events port after module loading
-	ControlGrace   = 500 * time.Millisecond // extra wait for the optional control port
-	DefaultStopS   = 10                     // grace before SIGKILL on a stop request
-	FlushTimeout   = 2 * time.Second        // events still queued at power-off
-	ShutdownGrace  = 3 * time.Second        // remaining services after the entry exited
-	FatalExitCode  = 125                    // init's own failures
-	eventQueueSize = 1024
+	DeviceTimeout = 5 * time.Second        // root disk and events port after module loading
+	ControlGrace  = 500 * time.Millisecond // extra wait for the optional control port
+	DefaultStopS  = 10                     // grace before SIGKILL on a stop request
+	FlushTimeout  = 2 * time.Second        // events still queued at power-off
+	ShutdownGrace = 3 * time.Second        // remaining services after the entry exited
+	// HostChannelDelay is the workload's head start before the host channel comes up.
+	HostChannelDelay = 200 * time.Millisecond
+	FatalExitCode    = 125 // init's own failures
+	eventQueueSize   = 1024
 )
 
 // pid1 holds init's state; Main builds it.
 type pid1 struct {
-	start    int64
-	events   *Emitter
-	console  *os.File
-	log      *slog.Logger
-	sup      *Supervisor
-	layout   Layout
-	manifest *abi.Manifest
-	cfg      *abi.BootConfig
-	rootPart BlockDev
-	modsDone bool
-	mounted  bool
-	dataDir  string // where the data volume is mounted, once it is
-	stopReq  chan abi.Control
-	stopWork context.CancelFunc // ends the services' supervision
+	start     int64
+	events    *Emitter
+	console   *os.File
+	log       *slog.Logger
+	sup       *Supervisor
+	layout    Layout
+	manifest  *abi.Manifest
+	cfg       *abi.BootConfig
+	rootPart  BlockDev
+	blockDevs []BlockDev // as waitRoot found them
+	modsDone  bool
+	loadMu    sync.Mutex
+	loaded    map[string]bool // module paths loaded so far, guarded by loadMu
+	hostOnce  sync.Once
+	hostDone  chan struct{} // closed once the host channel is open, or failed to open
+	mounted   bool
+	dataDir   string // where the data volume is mounted, once it is
+	stopReq   chan abi.Control
+	stopWork  context.CancelFunc // ends the services' supervision
 }
 
 // Main runs PID 1 and never returns: it ends by powering the machine off. Anywhere but PID 1 it
@@ -60,12 +68,14 @@ func Main() {
 		os.Exit(2)
 	}
 	in := &pid1{
-		start:   Now(),
-		events:  NewEmitter(eventQueueSize),
-		console: os.Stderr,
-		sup:     NewSupervisor(),
-		layout:  DefaultLayout,
-		stopReq: make(chan abi.Control, 1),
+		start:    Now(),
+		events:   NewEmitter(eventQueueSize),
+		console:  os.Stderr,
+		sup:      NewSupervisor(),
+		layout:   DefaultLayout,
+		stopReq:  make(chan abi.Control, 1),
+		loaded:   map[string]bool{},
+		hostDone: make(chan struct{}),
 	}
 	in.events.Emit(abi.Event{Type: abi.EventHello, Time: in.start, ABI: abi.Version})
 	in.log = consoleLogger(in.console, slog.LevelWarn)
@@ -127,12 +137,8 @@ func (in *pid1) run() (code int, err error) {
 	in.events.Phase("modules", t)
 
 	t = Now()
-	ports, err := in.waitDevices()
-	if err != nil {
+	if err := in.waitRoot(); err != nil {
 		return 0, fail("wait for devices", err)
-	}
-	if err := in.openPorts(ports); err != nil {
-		return 0, fail("open virtio-serial ports", err)
 	}
 	in.events.Phase("devices", t)
 
@@ -154,21 +160,21 @@ func (in *pid1) run() (code int, err error) {
 	if fstype == "" {
 		fstype = "erofs"
 	}
-	if err := MountRoot(in.layout, rootDev, fstype); err != nil {
+	if err := MountRoot(in.layout, rootDev, fstype, EtcFiles(in.cfg.Hostname, in.cfg.Network.DNS)); err != nil {
 		return 0, fail("mount root filesystem", err)
 	}
 	in.mounted = true
-	for name, content := range EtcFiles(in.cfg.Hostname, in.cfg.Network.DNS) {
-		if err := WriteFileAtomic(filepath.Join(in.layout.Root, name), []byte(content), 0o644); err != nil {
-			return 0, fail("write /"+name, err)
-		}
-	}
 	if err := unix.Sethostname([]byte(in.cfg.Hostname)); err != nil {
 		return 0, fail("set hostname "+in.cfg.Hostname, err)
 	}
 	in.events.Phase("mounts", t)
 
 	t = Now()
+	if in.cfg.Network.Mode != "none" && in.cfg.Network.Address != "" {
+		if err := in.loadGroup(abi.ModulesNet); err != nil {
+			return 0, fail("load network modules", err)
+		}
+	}
 	nic, err := SetupNetwork(in.cfg.Network)
 	if err != nil {
 		return 0, fail("configure network", err)
@@ -185,6 +191,13 @@ func (in *pid1) run() (code int, err error) {
 	}
 	in.events.Phase("workload-setup", t)
 
+	// The host channel comes up once the workload has had a head start (or at power-off, if
+	// that comes first): its module and ports cost a TCG boot about 50 ms of its single vCPU,
+	// which the workload's start need not share. Its events queue until then.
+	go func() {
+		time.Sleep(HostChannelDelay)
+		in.connectHost()
+	}()
 	return in.supervise(fwd)
 }
 
@@ -220,11 +233,33 @@ func consoleLogger(w *os.File, level slog.Level) *slog.Logger {
 		}}))
 }
 
+// loadModules loads the modules every boot needs: the manifest's modules except those of its
+// groups, which load only when a run needs them (loadGroup).
 func (in *pid1) loadModules() error {
 	if in.modsDone {
 		return nil
 	}
 	in.modsDone = true
+	grouped := map[string]bool{}
+	for _, g := range in.manifest.ModuleGroups {
+		for _, m := range g {
+			grouped[m] = true
+		}
+	}
+	return in.load(func(m string) bool { return !grouped[m] })
+}
+
+// loadGroup loads the modules of one of the manifest's module groups (after the boot modules).
+func (in *pid1) loadGroup(group string) error {
+	if err := in.loadModules(); err != nil {
+		return err
+	}
+	members := in.manifest.ModuleGroups[group]
+	return in.load(func(m string) bool { return slices.Contains(members, m) })
+}
+
+// load loads, in the manifest's order, the modules that want selects and are not loaded yet.
+func (in *pid1) load(want func(string) bool) error {
 	release := in.manifest.Kernel.Release
 	if release == "" {
 		var u unix.Utsname
@@ -232,32 +267,29 @@ func (in *pid1) loadModules() error {
 			release = unix.ByteSliceToString(u.Release[:])
 		}
 	}
-	paths, err := ModulePaths("/", release, in.manifest.Modules)
-	if err != nil {
-		return err
-	}
-	firecracker := underFirecracker(kernelCmdline())
-	for _, p := range paths {
-		// vsock is Firecracker's host channel; under QEMU (virtio-serial) loading it would only
-		// cost boot time (about 30 ms under TCG). The image carries it either way.
-		if !firecracker && isVsockModule(p) {
+	in.loadMu.Lock()
+	defer in.loadMu.Unlock()
+	for _, m := range in.manifest.Modules {
+		if in.loaded[m] || !want(m) {
 			continue
 		}
-		if err := LoadModule(p); err != nil {
+		paths, err := ModulePaths("/", release, []string{m})
+		if err != nil {
 			return err
 		}
+		if err := LoadModule(paths[0]); err != nil {
+			return err
+		}
+		in.loaded[m] = true
 	}
 	return nil
 }
 
-// waitDevices waits for the root partition and the events port, then briefly for the optional
-// control port, and returns the port map.
-func (in *pid1) waitDevices() (map[string]string, error) {
+// waitRoot waits for the disk holding the root partition.
+func (in *pid1) waitRoot() error {
 	ctx, cancel := context.WithTimeout(context.Background(), DeviceTimeout)
 	defer cancel()
-	var ports map[string]string
-	var ready time.Time // when everything required was there
-	err := Poll(ctx, 10*time.Millisecond, func() (string, error) {
+	return Poll(ctx, 2*time.Millisecond, func() (string, error) {
 		devs, err := BlockDevices("/sys")
 		if err != nil {
 			return "", err
@@ -266,14 +298,47 @@ func (in *pid1) waitDevices() (map[string]string, error) {
 		if !ok {
 			return fmt.Sprintf("the root disk (a GPT partition named %q; block devices: %s)", abi.RootLabel, devNames(devs)), nil
 		}
-		in.rootPart = root
+		in.rootPart, in.blockDevs = root, devs
+		return "", nil
+	})
+}
+
+// connectHost opens the channel to the host: events out, control requests in. It runs once:
+// beside the workload, or at power-off, or right away after an early failure (so the host learns
+// why the guest stops). hostDone closes when it is over, opened or not.
+func (in *pid1) connectHost() {
+	in.hostOnce.Do(func() {
+		defer close(in.hostDone)
+		var err error
+		if underFirecracker(kernelCmdline()) {
+			if err = in.loadGroup(abi.ModulesVsock); err == nil {
+				err = in.openVsock()
+			}
+		} else if err = in.loadGroup(abi.ModulesVirtioSerial); err == nil {
+			var ports map[string]string
+			if ports, err = in.waitPorts(); err == nil {
+				err = in.openPorts(ports)
+			}
+		}
+		if err != nil {
+			fmt.Fprintf(in.console, "ukernel-init: error: no channel to the host (events and stop requests are lost): %v\n", err)
+		}
+	})
+}
+
+// waitPorts waits for the events port, then briefly for the optional control port, and returns
+// the port map.
+func (in *pid1) waitPorts() (map[string]string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), DeviceTimeout)
+	defer cancel()
+	var ports map[string]string
+	var ready time.Time // when the events port was there
+	err := Poll(ctx, 5*time.Millisecond, func() (string, error) {
+		var err error
 		if ports, err = VirtioPorts("/sys"); err != nil {
 			return "", err
 		}
 		if _, ok := ports[abi.EventsPort]; !ok {
-			if underFirecracker(kernelCmdline()) {
-				return "", nil // events and control go over vsock (openVsock)
-			}
 			return fmt.Sprintf("the virtio-serial port %q (ports: %v)", abi.EventsPort, ports), nil
 		}
 		if _, ok := ports[abi.ControlPort]; ok {
@@ -308,9 +373,6 @@ func devNames(devs []BlockDev) string {
 }
 
 func (in *pid1) openPorts(ports map[string]string) error {
-	if _, ok := ports[abi.EventsPort]; !ok && underFirecracker(kernelCmdline()) {
-		return in.openVsock()
-	}
 	ev, err := os.OpenFile("/dev/"+ports[abi.EventsPort], os.O_WRONLY, 0)
 	if err != nil {
 		return fmt.Errorf("events port %s: %w", abi.EventsPort, err)
@@ -353,12 +415,17 @@ func (in *pid1) readControl(f *os.File) {
 	}
 }
 
+// loadConfig reads the run-time config from the config drive, looked for first among the block
+// devices waitRoot found (where it is, normally: virtio_blk probes every disk as it loads).
 func (in *pid1) loadConfig() error {
-	devs, err := BlockDevices("/sys")
-	if err != nil {
-		return err
+	cfg, dev, err := FindConfig(in.blockDevs, "/dev", in.rootPart.Parent)
+	if err == nil && cfg == nil {
+		devs, serr := BlockDevices("/sys")
+		if serr != nil {
+			return serr
+		}
+		cfg, dev, err = FindConfig(devs, "/dev", in.rootPart.Parent)
 	}
-	cfg, dev, err := FindConfig(devs, "/dev", in.rootPart.Parent)
 	if err != nil {
 		return fmt.Errorf("%s: %w", dev, err)
 	}
@@ -476,6 +543,9 @@ func (in *pid1) poweroff(code int, err error) {
 	_ = syscall.Kill(-1, syscall.SIGKILL)
 	reapAll(time.Second)
 
+	// The host channel may still be coming up (a workload that exits at once): its events are
+	// the run's outcome, so wait for it.
+	in.reachHost()
 	ctx, cancel = context.WithTimeout(context.Background(), FlushTimeout)
 	in.events.Close(ctx)
 	cancel()
@@ -496,27 +566,17 @@ func (in *pid1) poweroff(code int, err error) {
 	os.Exit(code)
 }
 
-// reachHost tries, after an early failure, to open the events port so the host learns why the
-// guest stops: it loads the modules (ignoring errors) and waits briefly for the port.
+// reachHost opens the host channel (after an early failure: so the host learns why the guest
+// stops) and waits, boundedly, until it is open or has failed. Without a manifest nothing can
+// be loaded.
 func (in *pid1) reachHost() {
-	if in.events.started.Load() || in.manifest == nil {
+	if in.manifest == nil {
 		return
 	}
-	_ = in.loadModules()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	var ports map[string]string
-	if Poll(ctx, 20*time.Millisecond, func() (string, error) {
-		ports, _ = VirtioPorts("/sys")
-		if _, ok := ports[abi.EventsPort]; !ok {
-			return abi.EventsPort, nil
-		}
-		return "", nil
-	}) != nil {
-		return
-	}
-	if ev, err := os.OpenFile("/dev/"+ports[abi.EventsPort], os.O_WRONLY, 0); err == nil {
-		in.events.Attach(ev)
+	go in.connectHost()
+	select {
+	case <-in.hostDone:
+	case <-time.After(DeviceTimeout + ControlGrace + time.Second):
 	}
 }
 

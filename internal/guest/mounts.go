@@ -59,8 +59,11 @@ type Layout struct {
 var DefaultLayout = Layout{Lower: "/mnt/lower", RW: "/mnt/rw", Root: "/mnt/root"}
 
 // MountRoot mounts dev (fstype, read-only) with a tmpfs overlay on top, then binds the pseudo
-// filesystems into the merged root.
-func MountRoot(l Layout, dev, fstype string) error {
+// filesystems into the merged root. files (paths relative to the root) are written into the
+// overlay's upper layer before it is mounted: plain tmpfs writes, where writing them through the
+// overlay would copy their directory up first. A file there also hides a symlink below (e.g.
+// a resolv.conf pointing into /run) instead of writing through it.
+func MountRoot(l Layout, dev, fstype string, files map[string]string) error {
 	upper, work := filepath.Join(l.RW, "upper"), filepath.Join(l.RW, "work")
 	steps := []mountSpec{
 		{dev, l.Lower, fstype, unix.MS_RDONLY, ""},
@@ -74,6 +77,15 @@ func MountRoot(l Layout, dev, fstype string) error {
 	for _, d := range []string{upper, work} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return fmt.Errorf("overlay: %w", err)
+		}
+	}
+	for name, content := range files {
+		p := filepath.Join(upper, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return fmt.Errorf("write /%s: %w", name, err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			return fmt.Errorf("write /%s: %w", name, err)
 		}
 	}
 	ov := mountSpec{"overlay", l.Root, "overlay", 0,
@@ -91,22 +103,6 @@ func MountRoot(l Layout, dev, fstype string) error {
 		}
 	}
 	return nil
-}
-
-// WriteFileAtomic writes data to a temporary file beside name and renames it into place, which
-// also replaces a symlink (e.g. a resolv.conf pointing into /run) instead of following it.
-func WriteFileAtomic(name string, data []byte, perm os.FileMode) error {
-	if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
-		return err
-	}
-	tmp := name + ".ukernel-tmp"
-	if err := os.WriteFile(tmp, data, perm); err != nil {
-		return err
-	}
-	if err := os.Chmod(tmp, perm); err != nil {
-		return err
-	}
-	return os.Rename(tmp, name)
 }
 
 // EtcFiles returns the contents of /etc/hostname, /etc/hosts and /etc/resolv.conf.

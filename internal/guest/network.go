@@ -6,6 +6,7 @@ import (
 	"sort"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/ukernel-dev/ukernel/internal/abi"
 )
@@ -14,11 +15,7 @@ import (
 // (chosen by type and index, not by name) statically. It returns the configured link's name, or
 // "" when there is no NIC.
 func SetupNetwork(n abi.Network) (string, error) {
-	lo, err := netlink.LinkByName("lo")
-	if err != nil {
-		return "", fmt.Errorf("network: find lo: %w", err)
-	}
-	if err := netlink.LinkSetUp(lo); err != nil {
+	if err := linkUp("lo"); err != nil {
 		return "", fmt.Errorf("network: bring up lo: %w", err)
 	}
 	if n.Mode == "none" || n.Address == "" {
@@ -61,4 +58,24 @@ func SetupNetwork(n abi.Network) (string, error) {
 		}
 	}
 	return name, nil
+}
+
+// linkUp brings the interface name up with SIOCSIFFLAGS. Every guest does this for lo before its
+// workload starts; under software emulation the ioctl saves about 10 ms over the netlink
+// library, whose first use is what costs (network.go's other steps need netlink).
+func linkUp(name string) error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq(name)
+	if err != nil {
+		return err
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return err
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr)
 }

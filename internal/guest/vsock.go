@@ -146,8 +146,3 @@ func (in *pid1) acceptControl(lfd int) {
 		f.Close()
 	}
 }
-
-// isVsockModule reports whether a module file belongs to the vsock stack.
-func isVsockModule(path string) bool {
-	return strings.Contains(path, "/net/vmw_vsock/")
-}

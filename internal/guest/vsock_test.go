@@ -27,16 +27,3 @@ func TestFirecrackerFlag(t *testing.T) {
 		t.Fatal("power-off command")
 	}
 }
-
-func TestIsVsockModule(t *testing.T) {
-	for p, want := range map[string]bool{
-		"/lib/modules/6.1.0-56-cloud-amd64/kernel/net/vmw_vsock/vsock.ko":                      true,
-		"/lib/modules/6.1.0-56-cloud-amd64/kernel/net/vmw_vsock/vmw_vsock_virtio_transport.ko": true,
-		"/lib/modules/6.1.0-56-cloud-amd64/kernel/drivers/net/virtio_net.ko":                   false,
-		"/lib/modules/6.1.0-56-cloud-amd64/kernel/drivers/char/virtio_console.ko":              false,
-	} {
-		if got := isVsockModule(p); got != want {
-			t.Errorf("isVsockModule(%s) = %v", p, got)
-		}
-	}
-}

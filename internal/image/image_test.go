@@ -250,6 +250,17 @@ func TestPackValidWithReferenceTools(t *testing.T) {
 	if got := cpioList(base, "-v"); !strings.Contains(got, "crw-------") || !strings.Contains(got, "-rwxr-xr-x   1 root     root       102400") {
 		t.Errorf("cpio -tv: console device or init mode wrong:\n%s", got)
 	}
+	// The backends boot the same archives with the base decompressed.
+	booted, err := BootInitrd(ib, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(booted, append(append([]byte(nil), segment...), base...)) {
+		t.Error("BootInitrd is not the manifest segment followed by the decompressed base")
+	}
+	if _, err := BootInitrd(ib[:len(ib)-10], m); err == nil {
+		t.Error("BootInitrd of a truncated initramfs: no error")
+	}
 	if got := cpioList(segment); got != "ukernel\nukernel/manifest.json\n" {
 		t.Errorf("cpio -t of the manifest segment: %q", got)
 	}

@@ -3,6 +3,7 @@ package image
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"path"
 	"path/filepath"
@@ -100,9 +101,9 @@ func writeCpio(recs []cpio.Record, ino uint64, epoch int64) ([]byte, error) {
 }
 
 // compressLZ4Legacy compresses an initramfs archive in the legacy LZ4 format (`lz4 -l`), the
-// one the kernel's initramfs unpacker reads. LZ4 rather than gzip: under software emulation the
-// kernel unpacks it in about 15 ms more than the uncompressed archive (gzip: several times
-// that), and it halves the archive (init and modules), which keeps the image under 40 MB.
+// one the kernel's initramfs unpacker reads. LZ4 rather than gzip (several times slower to
+// unpack under software emulation): it halves the archive (init and modules), which keeps the
+// image under 40 MB. The backends boot it decompressed (BootInitrd).
 func compressLZ4Legacy(data []byte) ([]byte, error) {
 	var buf bytes.Buffer
 	w := lz4.NewWriter(&buf)
@@ -116,4 +117,26 @@ func compressLZ4Legacy(data []byte) ([]byte, error) {
 		return nil, err
 	}
 	return buf.Bytes(), nil
+}
+
+// BootInitrd returns the initramfs initrd (as stored in an image whose manifest is m) with its
+// base archive decompressed: the same archives, which the kernel unpacks 30-40 ms faster under
+// software emulation than the LZ4 one (measured on a 2.2 MB base). The backends boot this form,
+// made once per image on the host, as they boot the ELF vmlinux rather than the bzImage.
+func BootInitrd(initrd []byte, m abi.Manifest) ([]byte, error) {
+	var a *abi.Artefact
+	for i := range m.Artefacts {
+		if m.Artefacts[i].Name == ArtefactInitramfs {
+			a = &m.Artefacts[i]
+		}
+	}
+	if a == nil || a.Size <= 0 || a.Size > int64(len(initrd)) {
+		return nil, fmt.Errorf("%s: the manifest records no base archive that fits it", InitrdFile)
+	}
+	seg, base := initrd[:int64(len(initrd))-a.Size], initrd[int64(len(initrd))-a.Size:]
+	raw, err := io.ReadAll(lz4.NewReader(bytes.NewReader(base)))
+	if err != nil {
+		return nil, fmt.Errorf("%s: decompressing the base archive: %w", InitrdFile, err)
+	}
+	return append(append(make([]byte, 0, len(seg)+len(raw)), seg...), raw...), nil
 }

@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -100,6 +102,38 @@ func ResolveModules(modulesDir string, names []string) ([]string, error) {
 		}
 	}
 	return order, nil
+}
+
+// resolveModuleGroups resolves the modules every boot loads and those of each group together:
+// all of them in one load order (boot modules first), and for each group the paths only that
+// group needs, in that order. A dependency shared with the boot set stays in the boot set.
+func resolveModuleGroups(modulesDir string, boot []string, groups map[string][]string) ([]string, map[string][]string, error) {
+	all := append([]string(nil), boot...)
+	names := slices.Sorted(maps.Keys(groups))
+	for _, g := range names {
+		all = append(all, groups[g]...)
+	}
+	order, err := ResolveModules(modulesDir, all)
+	if err != nil || len(groups) == 0 {
+		return order, nil, err
+	}
+	bootSet, err := ResolveModules(modulesDir, boot)
+	if err != nil {
+		return nil, nil, err
+	}
+	out := map[string][]string{}
+	for _, g := range names {
+		closure, err := ResolveModules(modulesDir, groups[g])
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, p := range order {
+			if slices.Contains(closure, p) && !slices.Contains(bootSet, p) {
+				out[g] = append(out[g], p)
+			}
+		}
+	}
+	return order, out, nil
 }
 
 // indexModules maps module names to their slash-separated paths relative to dir.

@@ -51,6 +51,40 @@ func TestResolveModulesDebianKernel(t *testing.T) {
 	}
 }
 
+func TestResolveModuleGroupsDebianKernel(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs the Debian cloud kernel package (apt download); run without -short")
+	}
+	k := testenv.DebianKernel(t)
+	order, groups, err := resolveModuleGroups(k.ModulesDir, []string{"virtio_mmio", "virtio_blk", "erofs", "overlay"},
+		map[string][]string{"net": {"virtio_net"}, "serial": {"virtio_console"}, "vsock": {"vmw_vsock_virtio_transport"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := func(paths []string) []string {
+		out := make([]string, len(paths))
+		for i, p := range paths {
+			out[i] = moduleName(p)
+		}
+		return out
+	}
+	want := []string{"virtio_ring", "virtio", "virtio_mmio", "virtio_blk", "libcrc32c", "erofs", "overlay",
+		"failover", "net_failover", "virtio_net", "virtio_console", "vsock", "vmw_vsock_virtio_transport_common", "vmw_vsock_virtio_transport"}
+	if got := names(order); !slices.Equal(got, want) {
+		t.Errorf("load order %v, want %v", got, want)
+	}
+	// virtio and virtio_ring are shared with the boot set: no group repeats them.
+	for g, want := range map[string][]string{
+		"net":    {"failover", "net_failover", "virtio_net"},
+		"serial": {"virtio_console"},
+		"vsock":  {"vsock", "vmw_vsock_virtio_transport_common", "vmw_vsock_virtio_transport"},
+	} {
+		if got := names(groups[g]); !slices.Equal(got, want) {
+			t.Errorf("group %s: %v, want %v", g, got, want)
+		}
+	}
+}
+
 func TestPackDebianKernel(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs the Debian cloud kernel package (apt download); run without -short")

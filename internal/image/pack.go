@@ -50,13 +50,16 @@ const (
 // Input is everything Pack needs. The caller fills Manifest except the fields Pack derives
 // (Modules, Root, the kernel/initramfs/init/root artefacts, and defaults for ABI, Cmdline, Build).
 type Input struct {
-	Manifest        abi.Manifest
-	KernelPath      string   // bzImage of the locked kernel package
-	ModulesDir      string   // .../lib/modules/<release> of that package
-	Modules         []string // module names the guest needs; dependencies are added
-	InitPath        string   // static ukernel-init binary, becomes /init
-	RootDir         string   // staged root filesystem tree
-	Output          string   // image path, e.g. dist/<name>.img
+	Manifest   abi.Manifest
+	KernelPath string   // bzImage of the locked kernel package
+	ModulesDir string   // .../lib/modules/<release> of that package
+	Modules    []string // module names every boot loads; dependencies are added
+	// ModuleGroups are module names the guest loads only when a run needs them, by group
+	// (abi.ModulesNet, ...); their dependencies are added, except those every boot loads.
+	ModuleGroups    map[string][]string
+	InitPath        string // static ukernel-init binary, becomes /init
+	RootDir         string // staged root filesystem tree
+	Output          string // image path, e.g. dist/<name>.img
 	SourceDateEpoch int64
 	// Readonly adds a dm-verity hash tree after the root filesystem, records it in
 	// Manifest.Root.Verity and on the command line, and adds the dm-verity modules.
@@ -118,11 +121,11 @@ func Pack(ctx context.Context, in Input) (res *Result, err error) {
 	if in.Readonly {
 		wantModules = append(append([]string(nil), in.Modules...), VerityModules...)
 	}
-	modules, err := ResolveModules(in.ModulesDir, wantModules)
+	modules, groups, err := resolveModuleGroups(in.ModulesDir, wantModules, in.ModuleGroups)
 	if err != nil {
 		return nil, err
 	}
-	m.Modules = modules
+	m.Modules, m.ModuleGroups = modules, groups
 	for _, rel := range modules {
 		st, err := os.Stat(filepath.Join(in.ModulesDir, filepath.FromSlash(rel)))
 		if err != nil {

@@ -208,7 +208,7 @@ func Pack(ctx context.Context, p *Project, o Options) (*PackResult, error) {
 	m.Artefacts = append(m.Artefacts, abiArtefact("bundle", "build/bundle.tgz", bundleSize, bundleSum))
 	res, err := image.Pack(ctx, image.Input{
 		Manifest: m, KernelPath: kernel.Vmlinuz, ModulesDir: kernel.ModulesDir,
-		Modules: build.ModulesFor(p.Config), InitPath: ib.Path, RootDir: br.RootDir, Output: out,
+		Modules: build.ModulesFor(p.Config), ModuleGroups: build.GuestModuleGroups, InitPath: ib.Path, RootDir: br.RootDir, Output: out,
 		SourceDateEpoch: br.Epoch, Readonly: o.Readonly,
 	})
 	if err != nil {

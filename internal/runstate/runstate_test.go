@@ -201,3 +201,31 @@ func TestFollow(t *testing.T) {
 		t.Errorf("followed %q", out.String())
 	}
 }
+
+func TestWatchWrites(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "console.log")
+	if err := os.WriteFile(p, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, stop, err := watchWrites(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	select {
+	case <-c:
+		t.Fatal("a signal before any write")
+	case <-time.After(50 * time.Millisecond):
+	}
+	f, err := os.OpenFile(p, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	f.WriteString("line\n")
+	select {
+	case <-c:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no signal after a write")
+	}
+}

@@ -14,7 +14,7 @@ func readme(o Options, s *Scaffold) string {
 	b.WriteString("## Run\n\n```sh\nukernel env lock   # pin the environment in env/ukernel.lock\nukernel build\nukernel run\n```\n\n")
 	switch p.Preset {
 	case "minimal":
-		fmt.Fprintf(&b, "It prints `Hello from %s!` and exits 0.\n", o.Name)
+		fmt.Fprintf(&b, "It prints `Hello from %s!` and exits 0. It has no network (`net = \"none\"` under `[run]` in ukernel.toml, which boots faster); set `net = \"user\"` there, or run with `--net user`, to give it one.\n", o.Name)
 	case "worker":
 		fmt.Fprintf(&b, "It prints `tick N` every %d s (`WORKER_INTERVAL_S` in `[run] env` of ukernel.toml, or `ukernel run -e WORKER_INTERVAL_S=...`) and stops cleanly on SIGTERM.\n", p.IntervalS)
 	case "http", "python":

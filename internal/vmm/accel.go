@@ -58,6 +58,9 @@ type ProbeSpec struct {
 	Log          *slog.Logger
 }
 
+// ProbeFailureTTL is how long a failed KVM probe stays cached.
+const ProbeFailureTTL = 7 * 24 * time.Hour
+
 // ProbeResult is the outcome of one KVM probe.
 type ProbeResult struct {
 	Usable   bool      `json:"usable"`
@@ -94,7 +97,8 @@ func ChooseAccel(ctx context.Context, want string, probe ProbeSpec) (AccelChoice
 // some hosts a Linux guest spins in the host kernel forever), so it boots the kernel under
 // KVM without a root filesystem and with panic=-1: the guest panics, reboots, and QEMU with
 // -no-reboot exits by itself. That must happen within the timeout. The result is cached by host
-// kernel release, QEMU version and kernel digest, so the probe costs once.
+// kernel release, QEMU binary and kernel digest, so the probe costs once (a failure is retried
+// after ProbeFailureTTL).
 func ProbeKVM(ctx context.Context, spec ProbeSpec) (ProbeResult, error) {
 	if spec.QEMU == "" {
 		spec.QEMU = QEMUBinary
@@ -115,7 +119,7 @@ func ProbeKVM(ctx context.Context, spec ProbeSpec) (ProbeResult, error) {
 	} else {
 		f.Close()
 	}
-	key, err := probeKey(ctx, spec)
+	key, err := probeKey(spec)
 	if err != nil {
 		return ProbeResult{}, err
 	}
@@ -129,7 +133,9 @@ func ProbeKVM(ctx context.Context, spec ProbeSpec) (ProbeResult, error) {
 	cachePath := filepath.Join(spec.CacheDir, key+".json")
 	if b, err := os.ReadFile(cachePath); err == nil {
 		var res ProbeResult
-		if json.Unmarshal(b, &res) == nil && res.Key == key {
+		// A failed probe is retried after a while: the host's KVM may have been fixed (nested
+		// virtualisation turned on, a BIOS setting) without any change to the cache key.
+		if json.Unmarshal(b, &res) == nil && res.Key == key && (res.Usable || time.Since(res.Checked) < ProbeFailureTTL) {
 			res.Cached = true
 			log.Debug("KVM probe result from cache", "file", cachePath, "usable", res.Usable)
 			return res, nil
@@ -148,7 +154,7 @@ func ProbeKVM(ctx context.Context, spec ProbeSpec) (ProbeResult, error) {
 	return res, nil
 }
 
-func probeKey(ctx context.Context, spec ProbeSpec) (string, error) {
+func probeKey(spec ProbeSpec) (string, error) {
 	var uts syscall.Utsname
 	if err := syscall.Uname(&uts); err != nil {
 		return "", fmt.Errorf("uname: %w", err)
@@ -160,13 +166,20 @@ func probeKey(ctx context.Context, spec ProbeSpec) (string, error) {
 		}
 		rel.WriteByte(byte(c))
 	}
-	vctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(vctx, spec.QEMU, "--version").Output()
+	// The QEMU binary is identified by its path, size and modification time, not by running
+	// `--version`: that exec costs about 0.1 s, on every run. An upgrade changes all three.
+	bin, err := exec.LookPath(spec.QEMU)
 	if err != nil {
-		return "", fmt.Errorf("%s --version: %w (install qemu-system-x86)", spec.QEMU, err)
+		return "", fmt.Errorf("%s not found on PATH: install qemu-system-x86", spec.QEMU)
 	}
-	qver, _, _ := strings.Cut(string(out), "\n")
+	if bin, err = filepath.EvalSymlinks(bin); err != nil {
+		return "", fmt.Errorf("%s: %w", spec.QEMU, err)
+	}
+	st, err := os.Stat(bin)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", spec.QEMU, err)
+	}
+	qver := fmt.Sprintf("%s %d %d", bin, st.Size(), st.ModTime().UnixNano())
 	digest := spec.KernelDigest
 	if digest == "" {
 		if digest, err = FileSHA256(spec.Kernel); err != nil {

@@ -2,7 +2,9 @@ package vmm
 
 import (
 	"context"
+	"encoding/json"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -61,6 +63,22 @@ func TestProbeKVM(t *testing.T) {
 	}
 	if !again.Cached || again.Usable != res.Usable || again.Reason != res.Reason || time.Since(start) > time.Second {
 		t.Errorf("second probe %+v (in %s), want the cached %+v", again, time.Since(start), res)
+	}
+	if !res.Usable {
+		// A failure probed long ago is probed again.
+		files, _ := filepath.Glob(filepath.Join(spec.CacheDir, "*.json"))
+		if len(files) != 1 {
+			t.Fatalf("cache files %v, want one", files)
+		}
+		old := res
+		old.Checked = time.Now().Add(-ProbeFailureTTL - time.Hour)
+		b, _ := json.Marshal(old)
+		if err := os.WriteFile(files[0], b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if again, err := ProbeKVM(ctx, spec); err != nil || again.Cached {
+			t.Errorf("a failure cached %s ago was not probed again: %+v, %v", ProbeFailureTTL, again, err)
+		}
 	}
 	c, err := ChooseAccel(ctx, AccelAuto, spec)
 	if err != nil {

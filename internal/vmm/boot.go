@@ -12,6 +12,10 @@ import (
 	"github.com/ukernel-dev/ukernel/internal/project"
 )
 
+// BootInitrdFile is the name of the initramfs the backends boot, in the boot cache: the
+// image's, with its base archive decompressed (image.BootInitrd).
+const BootInitrdFile = "initrd.cpio"
+
 // Boot is what a backend boots from an image: the image itself, its kernel and initramfs
 // extracted into a cache keyed by the image's digest, and its manifest.
 type Boot struct {
@@ -51,13 +55,24 @@ func PrepareBoot(path, cacheDir string) (*Boot, error) {
 		}
 	}
 	dir := filepath.Join(cacheDir, "boot", digest)
-	b.Kernel, b.Initrd = filepath.Join(dir, image.KernelFile), filepath.Join(dir, image.InitrdFile)
+	b.Kernel, b.Initrd = filepath.Join(dir, image.KernelFile), filepath.Join(dir, BootInitrdFile)
 	if !fileExists(b.Kernel) || !fileExists(b.Initrd) {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return nil, fmt.Errorf("boot cache: %w", err)
 		}
-		if b.Kernel, b.Initrd, err = im.ExtractBoot(dir); err != nil {
+		var initrd string
+		if b.Kernel, initrd, err = im.ExtractBoot(dir); err != nil {
 			return nil, fmt.Errorf("image %s: %w", abs, err)
+		}
+		data, err := os.ReadFile(initrd)
+		if err != nil {
+			return nil, fmt.Errorf("boot cache: %w", err)
+		}
+		if data, err = image.BootInitrd(data, b.Manifest); err != nil {
+			return nil, fmt.Errorf("image %s: %w", abs, err)
+		}
+		if err := project.WriteFileAtomic(b.Initrd, data, 0o644); err != nil {
+			return nil, fmt.Errorf("boot cache: %w", err)
 		}
 	}
 	if b.Vmlinux, err = Vmlinux(b.Kernel, b.KernelDigest, filepath.Join(cacheDir, "vmlinux")); err != nil {

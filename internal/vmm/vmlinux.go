@@ -17,8 +17,7 @@ const VmlinuxFile = "vmlinux"
 // Vmlinux returns the uncompressed ELF kernel of the bzImage at bzImagePath. Images carry the
 // distribution's bzImage; Firecracker on x86_64 boots only an ELF vmlinux, and QEMU boots one
 // through PVH much faster than the bzImage: under TCG the kernel's own LZ4 decompression and
-// relocation cost about 1.3 s of a 2.4 s boot. The result is
-// An ELF kernel is returned as it is. The result is
+// relocation cost about 1.3 s of a 2.4 s boot. An ELF kernel is returned as it is. The result is
 // cached as <cacheDir>/<digest>/vmlinux, where digest is the bzImage's sha256 (computed when
 // empty), so each kernel is decompressed once.
 func Vmlinux(bzImagePath, digest, cacheDir string) (string, error) {

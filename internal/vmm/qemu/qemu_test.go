@@ -304,3 +304,33 @@ func TestHostTSCKHz(t *testing.T) {
 		t.Error("tsc_early_khz added under KVM")
 	}
 }
+
+func TestTSCCache(t *testing.T) {
+	if bootID() == "" {
+		t.Fatal("no /proc/sys/kernel/random/boot_id")
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "host-tsc-khz")
+	if _, ok := readTSCCache(path); ok {
+		t.Fatal("a missing cache file gave a rate")
+	}
+	for content, want := range map[string]bool{
+		bootID() + " 2596000\n":                        true,
+		"00000000-0000-0000-0000-000000000000 2596000": false, // measured during another boot
+		bootID() + " fast":                             false,
+		bootID() + " 12":                               false, // implausible
+		bootID():                                       false,
+	} {
+		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		khz, ok := readTSCCache(path)
+		if ok != want || (ok && khz != 2596000) {
+			t.Errorf("cache %q: got %d, %v; want ok=%v", content, khz, ok, want)
+		}
+	}
+	// What hostTSCKHz wrote for this boot is what it reads back.
+	if khz, ok := readTSCCache(tscCachePath()); !ok || khz != hostTSCKHz() {
+		t.Errorf("cache at %s: got %d, %v; want %d", tscCachePath(), khz, ok, hostTSCKHz())
+	}
+}
