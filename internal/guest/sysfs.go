@@ -50,9 +50,11 @@ func BlockDevices(sysRoot string) ([]BlockDev, error) {
 			d.Name = e.Name()
 		}
 		if !d.Disk {
-			// A partition's sysfs directory sits inside its disk's directory.
-			if real, err := filepath.EvalSymlinks(p); err == nil {
-				d.Parent = filepath.Base(filepath.Dir(real))
+			// A partition's sysfs directory sits inside its disk's directory; its class link
+			// (…/block/vda/vda2) says which, in one readlink where resolving it would stat
+			// every component (slow under emulation).
+			if target, err := os.Readlink(p); err == nil {
+				d.Parent = filepath.Base(filepath.Dir(target))
 			}
 		}
 		devs = append(devs, d)
