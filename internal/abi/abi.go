@@ -211,6 +211,9 @@ type BootConfig struct {
 	Debug    bool              `json:"debug,omitempty"`
 	// Perf asks the guest to run its block IO probe after the entry exits (ukernel perf).
 	Perf bool `json:"perf,omitempty"`
+	// StopGraceS is how long the services still running get between SIGTERM and SIGKILL when
+	// the entry exits by itself (run's --stop-timeout); 0: the guest's default.
+	StopGraceS int `json:"stop_grace_s,omitempty"`
 }
 
 // Network is the guest's network configuration.

@@ -353,6 +353,9 @@ func TestSupervisor(t *testing.T) {
 	if _, err := s.Start(Spec{Name: "missing", Argv: []string{"no-such-command-ukernel"}, Env: env, Dir: "/"}); err == nil || !strings.Contains(err.Error(), "not found in PATH") {
 		t.Errorf("missing command: %v", err)
 	}
+	if _, err := s.Start(Spec{Name: "nodir", Argv: []string{"true"}, Env: env, Dir: "/no-such-dir-ukernel"}); err == nil || !strings.Contains(err.Error(), "working directory /no-such-dir-ukernel does not exist") {
+		t.Errorf("missing working directory: %v", err)
+	}
 	if len(s.Running()) != 0 {
 		t.Errorf("still running: %v", s.Running())
 	}

@@ -30,7 +30,7 @@ const (
 	ControlGrace  = 500 * time.Millisecond // extra wait for the optional control port
 	DefaultStopS  = 10                     // grace before SIGKILL on a stop request
 	FlushTimeout  = 2 * time.Second        // events still queued at power-off
-	ShutdownGrace = 3 * time.Second        // remaining services after the entry exited
+	ShutdownGrace = 3 * time.Second        // remaining services after the entry exited, unless the config says
 	// HostChannelDelay is the workload's head start before the host channel comes up.
 	HostChannelDelay = 200 * time.Millisecond
 	FatalExitCode    = 125 // init's own failures
@@ -533,8 +533,12 @@ func (in *pid1) poweroff(code int, err error) {
 	if in.stopWork != nil {
 		in.stopWork() // no service is restarted while everything stops
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), ShutdownGrace+time.Second)
-	in.sup.Stop(ctx, ShutdownGrace)
+	grace := ShutdownGrace
+	if in.cfg != nil && in.cfg.StopGraceS > 0 {
+		grace = time.Duration(in.cfg.StopGraceS) * time.Second
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), grace+time.Second)
+	in.sup.Stop(ctx, grace)
 	cancel()
 	// Strays (daemons the workload started, reparented to init) get a SIGTERM too, and are
 	// waited for, so their files on /data are closed before it is unmounted.

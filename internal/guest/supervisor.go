@@ -66,6 +66,12 @@ func (s *Supervisor) Start(spec Spec) (*Proc, error) {
 	if err != nil {
 		return nil, err
 	}
+	// exec reports a missing working directory as ENOENT, which reads like a missing program.
+	if spec.Dir != "" {
+		if fi, err := os.Stat(filepath.Join(spec.Root, spec.Dir)); err != nil || !fi.IsDir() {
+			return nil, fmt.Errorf("working directory %s does not exist in the image (not a directory, or missing)", spec.Dir)
+		}
+	}
 	devnull, err := os.Open(os.DevNull)
 	if err != nil {
 		return nil, err

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -36,6 +37,9 @@ type State struct {
 	Detached    bool       `json:"detached"`
 	// Owner is the ukernel process that started the guest (and may still wait for it).
 	Owner int `json:"owner_pid"`
+	// OwnerStart is the owner's start time (clock ticks since boot), which tells the owner
+	// from a later process that reuses its pid.
+	OwnerStart uint64 `json:"owner_start,omitempty"`
 }
 
 // Dir returns the state directory: $XDG_RUNTIME_DIR/ukernel, else <tmp>/ukernel-<uid>.
@@ -117,7 +121,8 @@ func (s *Store) Reserve(name string) error {
 		return err
 	}
 	// Written whole and linked into place, so a reader never sees a half-written placeholder.
-	b, _ := json.Marshal(State{Name: name, Owner: os.Getpid(), Started: time.Now()})
+	start, _ := ProcessStart(os.Getpid())
+	b, _ := json.Marshal(State{Name: name, Owner: os.Getpid(), OwnerStart: start, Started: time.Now()})
 	tmp, err := os.CreateTemp(s.Dir, "."+name+".reserve*")
 	if err != nil {
 		return fmt.Errorf("state of %s: %w", name, err)
@@ -181,12 +186,41 @@ func (s *Store) Load(name string) (*State, error) {
 	return &st, nil
 }
 
-// Live reports whether the guest runs, or is being started by a ukernel process that still runs.
+// Live reports whether the guest runs, or is being started by a ukernel process that still runs
+// (however long the start takes: formatting a large data volume can take minutes).
 func (st *State) Live() bool {
 	if st.Handle.PID > 0 {
 		return st.Handle.Alive()
 	}
-	return st.Owner > 0 && syscall.Kill(st.Owner, 0) == nil && time.Since(st.Started) < time.Minute
+	if st.Owner <= 0 || syscall.Kill(st.Owner, 0) != nil {
+		return false
+	}
+	if st.OwnerStart == 0 { // recorded by an older ukernel: trust a live pid for a minute
+		return time.Since(st.Started) < time.Minute
+	}
+	start, ok := ProcessStart(st.Owner)
+	return ok && start == st.OwnerStart
+}
+
+// ProcessStart returns when process pid started, in clock ticks since boot (field 22 of
+// /proc/PID/stat), and whether it could be read.
+func ProcessStart(pid int) (uint64, bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, false
+	}
+	// Fields after the parenthesised command name, which may itself hold spaces: the state is
+	// field 3, the start time field 22.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0, false
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 20 {
+		return 0, false
+	}
+	v, err := strconv.ParseUint(f[19], 10, 64)
+	return v, err == nil
 }
 
 // List returns every recorded guest, sorted by name.

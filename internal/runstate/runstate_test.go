@@ -229,3 +229,27 @@ func TestWatchWrites(t *testing.T) {
 		t.Fatal("no signal after a write")
 	}
 }
+
+// TestPlaceholderLiveness: a reservation stays live as long as its owner runs, however long the
+// start takes, and not once its pid belongs to another process.
+func TestPlaceholderLiveness(t *testing.T) {
+	start, ok := ProcessStart(os.Getpid())
+	if !ok || start == 0 {
+		t.Fatalf("ProcessStart of this process: %d %v", start, ok)
+	}
+	long := &State{Name: "db", Owner: os.Getpid(), OwnerStart: start, Started: time.Now().Add(-time.Hour)}
+	if !long.Live() {
+		t.Error("a reservation whose owner still runs an hour later is not live")
+	}
+	reused := &State{Name: "db", Owner: os.Getpid(), OwnerStart: start + 1, Started: time.Now()}
+	if reused.Live() {
+		t.Error("a reservation whose pid now belongs to another process is live")
+	}
+	old := &State{Name: "db", Owner: os.Getpid(), Started: time.Now().Add(-2 * time.Minute)}
+	if old.Live() {
+		t.Error("an old-style reservation (no owner start) is live after a minute")
+	}
+	if _, ok := ProcessStart(1 << 30); ok {
+		t.Error("ProcessStart of a pid that cannot exist")
+	}
+}

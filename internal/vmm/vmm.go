@@ -210,17 +210,25 @@ func Stop(ctx context.Context, b Backend, h Handle, timeout time.Duration, log *
 	} else if waitFor(ctx, h, quitDeadline) {
 		return StoppedByQuit, nil
 	}
-	// The VMM leads its own process group: kill helpers it may have spawned with it.
-	if err := syscall.Kill(-h.PID, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
-		log.Debug("kill process group", "pgid", h.PID, "err", err)
-		if err := syscall.Kill(h.PID, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
-			return "", fmt.Errorf("kill %s (pid %d): %w", h.Backend, h.PID, err)
-		}
+	if err := Kill(h, log); err != nil {
+		return "", err
 	}
 	if waitFor(ctx, h, killDeadline) {
 		return StoppedByKill, nil
 	}
 	return "", fmt.Errorf("%s (pid %d) still runs %s after SIGKILL", h.Backend, h.PID, killDeadline)
+}
+
+// Kill sends SIGKILL to the VMM of h and its process group (the VMM leads its own group, so
+// helpers it spawned go with it). A VMM that is already gone is fine.
+func Kill(h Handle, log *slog.Logger) error {
+	if err := syscall.Kill(-h.PID, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+		log.Debug("kill process group", "pgid", h.PID, "err", err)
+		if err := syscall.Kill(h.PID, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+			return fmt.Errorf("kill %s (pid %d): %w", h.Backend, h.PID, err)
+		}
+	}
+	return nil
 }
 
 func waitFor(ctx context.Context, h Handle, d time.Duration) bool {

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -15,6 +16,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -237,7 +239,7 @@ func TestRunInterrupt(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, ukernelBin(t), "-C", dir, "run")
-	var out bytes.Buffer
+	var out syncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -262,4 +264,61 @@ func TestRunInterrupt(t *testing.T) {
 			t.Errorf("state left behind: %+v", e)
 		}
 	}
+}
+
+// TestRunSecondInterruptForces: a workload that ignores SIGTERM holds a graceful stop for the
+// whole stop timeout; a second Ctrl-C kills the VMM at once.
+func TestRunSecondInterruptForces(t *testing.T) {
+	skipShort(t)
+	dir := newProject(t, "force-stop", "--lang", "shell", "--template", "minimal")
+	entry := "#!/bin/sh\ntrap '' TERM INT\necho ready\nwhile :; do sleep 1; done\n"
+	if err := os.WriteFile(filepath.Join(dir, "src", "main.sh"), []byte(entry), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mustUK(t, dir, 15*time.Minute, "pack")
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, ukernelBin(t), "-C", dir, "run", "--stop-timeout", "10m")
+	var out syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the workload's start", 2*time.Minute, func() (bool, string) {
+		return strings.Contains(out.String(), "ready"), out.String()
+	})
+	syscall.Kill(-cmd.Process.Pid, syscall.SIGINT)
+	waitFor(t, "the graceful stop", 30*time.Second, func() (bool, string) {
+		return strings.Contains(out.String(), "Ctrl-C again forces it now"), out.String()
+	})
+	syscall.Kill(-cmd.Process.Pid, syscall.SIGINT)
+	forced := time.Now()
+	err := cmd.Wait()
+	if ctx.Err() != nil || time.Since(forced) > time.Minute {
+		t.Fatalf("run did not end within a minute of the second SIGINT (its stop timeout is 10m):\n%s", out.String())
+	}
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 130 || !strings.Contains(out.String(), "Forcing force-stop to stop") {
+		t.Errorf("forced stop: %v\n%s", err, out.String())
+	}
+	noQEMULeft(t, dir)
+}
+
+// syncBuffer is a bytes.Buffer a command writes to while the test reads it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

@@ -12,8 +12,10 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/ukernel-dev/ukernel/internal/abi"
@@ -64,11 +66,14 @@ type Options struct {
 	Accel      string            // auto, kvm, tcg
 	Backend    string            // auto, firecracker, qemu
 	Detached   bool
-	Perf       bool   // the guest runs its block IO probe before powering off (ukernel perf)
-	CacheDir   string // <user cache>/ukernel when empty
-	Store      *runstate.Store
-	Progress   io.Writer // progress lines (stderr)
-	Log        *slog.Logger
+	Perf       bool // the guest runs its block IO probe before powering off (ukernel perf)
+	// StopTimeout is the services' grace when the entry exits by itself (as --stop-timeout is
+	// the workload's on Ctrl-C); 0: the guest's default.
+	StopTimeout time.Duration
+	CacheDir    string // <user cache>/ukernel when empty
+	Store       *runstate.Store
+	Progress    io.Writer // progress lines (stderr)
+	Log         *slog.Logger
 }
 
 // Guest is a guest this process started.
@@ -173,6 +178,7 @@ func start(ctx context.Context, o Options, boot *vmm.Boot, name string, netw vmm
 	cfg := &abi.BootConfig{
 		ABI: abi.Version, RunID: run.ID, Hostname: name, Env: o.Env, Secrets: o.Secrets,
 		Network: guestNetwork(netw), HostTime: started.UnixNano(), Perf: o.Perf,
+		StopGraceS: int(o.StopTimeout / time.Second),
 	}
 	configDrive := store.ConfigDrive(name)
 	if err := runstate.WriteConfigDrive(configDrive, cfg); err != nil {
@@ -358,10 +364,12 @@ func (g *Guest) Attend(ctx context.Context, w io.Writer, stopTimeout time.Durati
 		followed, interrupted = true, true
 	}
 	if interrupted {
-		fmt.Fprintf(g.progress, "Stopping %s (its workload gets %s, then it is forced)\n", g.State.Name, stopTimeout)
+		fmt.Fprintf(g.progress, "Stopping %s (its workload gets %s, then it is forced; Ctrl-C again forces it now)\n", g.State.Name, stopTimeout)
+		forced := g.forceOnSignal()
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stopTimeout+10*time.Second)
 		_, err := vmm.Stop(sctx, g.backend, g.VM.Handle, stopTimeout, g.log)
 		cancel()
+		forced()
 		if err != nil {
 			return runstate.Outcome{}, fmt.Errorf("stop %s: %w", g.State.Name, err)
 		}
@@ -401,6 +409,32 @@ func (g *Guest) Attend(ctx context.Context, w io.Writer, stopTimeout time.Durati
 			vmm.LogTail(g.Run.VMMLog(), Title(g.State.Handle.Backend)), filepath.Join("logs", "runs", g.Run.ID))
 	}
 	return out, nil
+}
+
+// forceOnSignal kills the guest's VMM if another Ctrl-C or SIGTERM arrives while it is being
+// stopped gracefully (a workload that ignores its SIGTERM would otherwise hold run for the
+// whole stop timeout). The returned func ends the watch.
+func (g *Guest) forceOnSignal() func() {
+	again := make(chan os.Signal, 1)
+	signal.Notify(again, os.Interrupt, syscall.SIGTERM)
+	done := make(chan struct{})
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		select {
+		case <-again:
+			fmt.Fprintf(g.progress, "Forcing %s to stop\n", g.State.Name)
+			if err := vmm.Kill(g.VM.Handle, g.log); err != nil {
+				g.log.Debug("force stop", "err", err)
+			}
+		case <-done:
+		}
+	}()
+	return func() {
+		signal.Stop(again)
+		close(done)
+		<-watched
+	}
 }
 
 // StopGuest stops the guest called name: gracefully within timeout, then forced. It leaves no

@@ -81,7 +81,7 @@ by the user of the process that declares it (secrets = ["NAME"] under [project] 
 	fl.StringVar(&o.Backend, "backend", vmm.BackendAuto, "VMM: auto (Firecracker when installed and KVM works, else QEMU), firecracker or qemu")
 	fl.BoolVar(&o.Offline, "offline", false, "build without network access when a build is needed")
 	fl.BoolVar(&o.Locked, "locked", false, "fail if env/ukernel.lock is missing or would change (CI)")
-	fl.DurationVar(&o.StopTimeout, "stop-timeout", launch.DefaultStopTimeout, "on Ctrl-C, how long the guest gets to stop before it is forced")
+	fl.DurationVar(&o.StopTimeout, "stop-timeout", launch.DefaultStopTimeout, "how long the workload gets to stop before it is forced: on Ctrl-C, and the services still running when the entry exits")
 	return cmd
 }
 
@@ -143,7 +143,7 @@ func runRun(ctx context.Context, o *Options) error {
 	opts := launch.Options{
 		ProjectDir: dir, Image: img, Name: o.Name, VCPU: o.VCPU, MemoryMB: o.MemoryMB,
 		Net: o.Net, Publish: o.Publish, Env: env, Secrets: secrets, Accel: o.Accel, Backend: o.Backend, Detached: o.Detach,
-		Progress: f.IO.ErrOut, Log: f.Logger,
+		StopTimeout: o.StopTimeout, Progress: f.IO.ErrOut, Log: f.Logger,
 	}
 	g, err := launch.Start(ctx, opts)
 	if err != nil {
