@@ -1,18 +1,17 @@
 package guest
 
 import (
-	"bytes"
 	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/ukernel-dev/ukernel/internal/abi"
+	"github.com/ukernel-dev/ukernel/internal/testenv"
 )
 
 func TestShouldRestart(t *testing.T) {
@@ -174,7 +173,7 @@ func TestWriteSecrets(t *testing.T) {
 }
 
 func TestConsolePrefixed(t *testing.T) {
-	var buf syncBuffer
+	var buf testenv.SyncBuffer
 	c := NewConsole(&buf)
 	w, err := c.Prefixed("db")
 	if err != nil {
@@ -248,23 +247,6 @@ func mustOpen(t *testing.T, p string) *os.File {
 	}
 	t.Cleanup(func() { f.Close() })
 	return f
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 func runCmd(name string, args ...string) ([]byte, error) {
