@@ -261,6 +261,9 @@ func TestPackValidWithReferenceTools(t *testing.T) {
 	if _, err := BootInitrd(ib[:len(ib)-10], m); err == nil {
 		t.Error("BootInitrd of a truncated initramfs: no error")
 	}
+	if again, err := BootInitrd(booted, withArtefactSize(m, ArtefactInitramfs, int64(len(base)))); err != nil || !bytes.Equal(again, booted) {
+		t.Errorf("BootInitrd of an uncompressed initramfs changed it (%v)", err)
+	}
 	if got := cpioList(segment); got != "ukernel\nukernel/manifest.json\n" {
 		t.Errorf("cpio -t of the manifest segment: %q", got)
 	}
@@ -418,4 +421,15 @@ func TestMkfsErofsMissing(t *testing.T) {
 	if err == nil || err.Error() != "mkfs.erofs not found: install erofs-utils" {
 		t.Fatalf("got %v", err)
 	}
+}
+
+// withArtefactSize returns a copy of m whose artefact name records size.
+func withArtefactSize(m abi.Manifest, name string, size int64) abi.Manifest {
+	m.Artefacts = append([]abi.Artefact(nil), m.Artefacts...)
+	for i := range m.Artefacts {
+		if m.Artefacts[i].Name == name {
+			m.Artefacts[i].Size = size
+		}
+	}
+	return m
 }
