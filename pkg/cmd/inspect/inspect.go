@@ -5,7 +5,10 @@ package inspect
 import (
 	"fmt"
 	"io"
+	"maps"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/dustin/go-humanize"
@@ -104,7 +107,7 @@ func printText(w io.Writer, o Output) {
 	line("Lock", "%s (%d packages)", m.Lock.Digest, m.Lock.Packages)
 	line("Kernel", "%s %s (%s)", m.Kernel.Package, m.Kernel.Version, m.Kernel.Release)
 	line("Cmdline", "%s", m.Kernel.Cmdline)
-	line("Modules", "%d", len(m.Modules))
+	line("Modules", "%s", moduleSummary(m))
 	line("Built with", "ukernel %s, %s, SOURCE_DATE_EPOCH %d", m.Build.Ukernel, m.Build.Go, m.Build.SourceDateEpoch)
 	if len(m.Entry) > 0 {
 		line("Entry", "%s", strings.Join(m.Entry, " "))
@@ -153,4 +156,18 @@ func printText(w io.Writer, o Output) {
 			fmt.Fprintf(w, "  %s: %s\n", c.Part, c.Err)
 		}
 	}
+}
+
+// moduleSummary says how many modules the image carries and which load only on demand.
+func moduleSummary(m abi.Manifest) string {
+	if len(m.ModuleGroups) == 0 {
+		return strconv.Itoa(len(m.Modules))
+	}
+	onDemand := 0
+	var groups []string
+	for _, g := range slices.Sorted(maps.Keys(m.ModuleGroups)) {
+		onDemand += len(m.ModuleGroups[g])
+		groups = append(groups, fmt.Sprintf("%s %d", g, len(m.ModuleGroups[g])))
+	}
+	return fmt.Sprintf("%d (%d at every boot; on demand: %s)", len(m.Modules), len(m.Modules)-onDemand, strings.Join(groups, ", "))
 }

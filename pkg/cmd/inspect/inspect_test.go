@@ -141,3 +141,14 @@ func TestInspectJSONAndDamage(t *testing.T) {
 		t.Fatalf("missing image: %v", err)
 	}
 }
+
+func TestModuleSummary(t *testing.T) {
+	m := abi.Manifest{Modules: []string{"a.ko", "b.ko", "c.ko", "d.ko"}}
+	if got := moduleSummary(m); got != "4" {
+		t.Errorf("without groups: %q", got)
+	}
+	m.ModuleGroups = map[string][]string{"vsock": {"c.ko", "d.ko"}, "net": {"b.ko"}}
+	if got, want := moduleSummary(m), "4 (1 at every boot; on demand: net 1, vsock 2)"; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}
