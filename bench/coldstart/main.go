@@ -1,7 +1,8 @@
 // Command coldstart measures cold-start time: it boots an image (the minimal preset) N times
 // with `ukernel run` and the same kernel with a one-line busybox /init N times with QEMU
-// directly, under the same accelerator, and prints the median time from process start to the
-// first workload line for both, their ratio, and the peak RSS of the ukernel host process.
+// directly (interleaved, in ABBA order), under the same accelerator, and prints the median
+// time from process start to the first workload line for both, their ratio, and the peak RSS
+// of the ukernel host process.
 //
 //	go build -o /tmp/ukernel ./cmd/ukernel
 //	go run ./bench/coldstart -ukernel /tmp/ukernel -image dist/minimal.img -n 10
@@ -65,7 +66,7 @@ func main() {
 	var imgTimes, bbTimes []time.Duration
 	var peakRSS, initPeak int64
 	var boots []perf.Boot
-	for i := range *n {
+	image := func(i int) {
 		d, rss, proj, err := bootImage(*ukernel, boot.Image, *accel, work, *timeout)
 		if err != nil {
 			log.Fatalf("image boot %d: %v", i, err)
@@ -80,11 +81,25 @@ func main() {
 		initPeak = max(initPeak, initRSS)
 		imgTimes = append(imgTimes, d)
 		peakRSS = max(peakRSS, rss)
-		d, err = bootBusybox(boot.Vmlinux, initrd, boot.Manifest.Kernel.Cmdline, *accel, work, *timeout)
+	}
+	busybox := func(i int) {
+		d, err := bootBusybox(boot.Vmlinux, initrd, boot.Manifest.Kernel.Cmdline, *accel, work, *timeout)
 		if err != nil {
 			log.Fatalf("busybox boot %d: %v", i, err)
 		}
 		bbTimes = append(bbTimes, d)
+	}
+	// ABBA order: on the development machine consecutive QEMU boots alternate between slower
+	// and faster (by about 10%, whatever the guest), so a fixed order would hand one variant
+	// every slow boot.
+	for i := range *n {
+		if i%2 == 0 {
+			image(i)
+			busybox(i)
+		} else {
+			busybox(i)
+			image(i)
+		}
 	}
 	mi, mb := median(imgTimes), median(bbTimes)
 	fmt.Printf("accelerator:              %s\n", *accel)
