@@ -353,11 +353,34 @@ func TestSupervisor(t *testing.T) {
 	if _, err := s.Start(Spec{Name: "missing", Argv: []string{"no-such-command-ukernel"}, Env: env, Dir: "/"}); err == nil || !strings.Contains(err.Error(), "not found in PATH") {
 		t.Errorf("missing command: %v", err)
 	}
-	if _, err := s.Start(Spec{Name: "nodir", Argv: []string{"true"}, Env: env, Dir: "/no-such-dir-ukernel"}); err == nil || !strings.Contains(err.Error(), "working directory /no-such-dir-ukernel does not exist") {
+	if _, err := s.Start(Spec{Name: "nodir", Argv: []string{"true"}, Env: env, Dir: "/no-such-dir-ukernel"}); err == nil || !strings.Contains(err.Error(), "working directory /no-such-dir-ukernel in the image: no such file or directory") {
 		t.Errorf("missing working directory: %v", err)
 	}
 	if len(s.Running()) != 0 {
 		t.Errorf("still running: %v", s.Running())
+	}
+}
+
+// TestDirInRoot: an absolute symlink resolves inside the root, as it will for the chrooted process.
+func TestDirInRoot(t *testing.T) {
+	root := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "opt", "app"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/opt/app", filepath.Join(root, "srv")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "file"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := dirInRoot(root, "/srv"); err != nil {
+		t.Errorf("/srv -> /opt/app inside the root: %v", err)
+	}
+	if err := dirInRoot(root, "/file"); !errors.Is(err, unix.ENOTDIR) {
+		t.Errorf("a file: %v, want ENOTDIR", err)
+	}
+	if err := dirInRoot(root, "/missing"); !errors.Is(err, unix.ENOENT) {
+		t.Errorf("missing: %v, want ENOENT", err)
 	}
 }
 
@@ -414,5 +437,39 @@ func TestLinkUp(t *testing.T) {
 	}()
 	if err := <-res; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestMkdirLike: a directory created in the overlay's upper layer keeps the lower one's mode and
+// owner (overlayfs shows the upper directory's).
+func TestMkdirLike(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to chown")
+	}
+	lower, upper := t.TempDir(), t.TempDir()
+	if err := os.MkdirAll(filepath.Join(lower, "etc", "app"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(filepath.Join(lower, "etc"), 0o750)
+	os.Chown(filepath.Join(lower, "etc"), 1000, 1001)
+	if err := mkdirLike(upper, lower, "etc/app/conf.d"); err != nil {
+		t.Fatal(err)
+	}
+	check := func(rel string, mode os.FileMode, uid, gid uint32) {
+		t.Helper()
+		fi, err := os.Stat(filepath.Join(upper, rel))
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		if fi.Mode().Perm() != mode || st.Uid != uid || st.Gid != gid {
+			t.Errorf("%s: %v %d:%d, want %v %d:%d", rel, fi.Mode().Perm(), st.Uid, st.Gid, mode, uid, gid)
+		}
+	}
+	check("etc", 0o750, 1000, 1001)
+	check("etc/app", 0o755, 0, 0)
+	check("etc/app/conf.d", 0o755, 0, 0) // not in the lower layer: the default
+	if err := mkdirLike(upper, lower, "etc"); err != nil {
+		t.Errorf("an existing directory: %v", err)
 	}
 }

@@ -39,25 +39,26 @@ const (
 
 // pid1 holds init's state; Main builds it.
 type pid1 struct {
-	start     int64
-	events    *Emitter
-	console   *os.File
-	log       *slog.Logger
-	sup       *Supervisor
-	layout    Layout
-	manifest  *abi.Manifest
-	cfg       *abi.BootConfig
-	rootPart  BlockDev
-	blockDevs []BlockDev // as waitRoot found them
-	modsDone  bool
-	loadMu    sync.Mutex
-	loaded    map[string]bool // module paths loaded so far, guarded by loadMu
-	hostOnce  sync.Once
-	hostDone  chan struct{} // closed once the host channel is open, or failed to open
-	mounted   bool
-	dataDir   string // where the data volume is mounted, once it is
-	stopReq   chan abi.Control
-	stopWork  context.CancelFunc // ends the services' supervision
+	start      int64
+	events     *Emitter
+	console    *os.File
+	log        *slog.Logger
+	sup        *Supervisor
+	layout     Layout
+	manifest   *abi.Manifest
+	cfg        *abi.BootConfig
+	rootPart   BlockDev
+	blockDevs  []BlockDev // as waitRoot found them
+	modsDone   bool
+	loadMu     sync.Mutex
+	loaded     map[string]bool // module paths loaded so far, guarded by loadMu
+	hostOnce   sync.Once
+	hostDone   chan struct{} // closed once the host channel is open, or failed to open
+	hostGaveUp bool          // reachHost waited for the channel in vain
+	mounted    bool
+	dataDir    string // where the data volume is mounted, once it is
+	stopReq    chan abi.Control
+	stopWork   context.CancelFunc // ends the services' supervision
 }
 
 // Main runs PID 1 and never returns: it ends by powering the machine off. Anywhere but PID 1 it
@@ -111,6 +112,10 @@ func (in *pid1) run() (code int, err error) {
 	signal.Notify(make(chan os.Signal, 1), syscall.SIGQUIT, syscall.SIGABRT, syscall.SIGTRAP,
 		syscall.SIGSYS, syscall.SIGSTKFLT, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGPIPE, syscall.SIGALRM)
 
+	// Ctrl-Alt-Del (Firecracker's SendCtrlAltDel, a forced stop's first step) becomes a SIGINT
+	// to init, which passes it on to the workload, instead of an immediate reset that would
+	// skip the workload's shutdown, the exit code and /data's unmount.
+	_ = unix.Reboot(unix.LINUX_REBOOT_CMD_CAD_OFF)
 	if err := MountEarly(); err != nil {
 		return 0, fail("mount pseudo filesystems", err)
 	}
@@ -170,7 +175,7 @@ func (in *pid1) run() (code int, err error) {
 	in.events.Phase("mounts", t)
 
 	t = Now()
-	if in.cfg.Network.Mode != "none" && in.cfg.Network.Address != "" {
+	if in.cfg.Network.Mode != "none" {
 		if err := in.loadGroup(abi.ModulesNet); err != nil {
 			return 0, fail("load network modules", err)
 		}
@@ -191,13 +196,20 @@ func (in *pid1) run() (code int, err error) {
 	}
 	in.events.Phase("workload-setup", t)
 
-	// The host channel comes up once the workload has had a head start (or at power-off, if
-	// that comes first): its module and ports cost a TCG boot about 50 ms of its single vCPU,
-	// which the workload's start need not share. Its events queue until then.
-	go func() {
-		time.Sleep(HostChannelDelay)
+	// Under QEMU the host channel comes up once the workload has had a head start (or at
+	// power-off, if that comes first): its module and ports cost a TCG boot about 50 ms of its
+	// single vCPU, which the workload's start need not share; its events queue meanwhile, and
+	// a stop request waits in QEMU's socket. Firecracker has no such buffer: a stop request
+	// fails until the guest listens on vsock, so there the channel comes first (Firecracker
+	// runs under KVM, where loading the modules is quick).
+	if underFirecracker(kernelCmdline()) {
 		in.connectHost()
-	}()
+	} else {
+		go func() {
+			time.Sleep(HostChannelDelay)
+			in.connectHost()
+		}()
+	}
 	return in.supervise(fwd)
 }
 
@@ -577,10 +589,14 @@ func (in *pid1) reachHost() {
 	if in.manifest == nil {
 		return
 	}
+	if in.hostGaveUp {
+		return // waited once already
+	}
 	go in.connectHost()
 	select {
 	case <-in.hostDone:
 	case <-time.After(DeviceTimeout + ControlGrace + time.Second):
+		in.hostGaveUp = true
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -81,7 +82,7 @@ func MountRoot(l Layout, dev, fstype string, files map[string]string) error {
 	}
 	for name, content := range files {
 		p := filepath.Join(upper, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		if err := mkdirLike(upper, l.Lower, filepath.Dir(name)); err != nil {
 			return fmt.Errorf("write /%s: %w", name, err)
 		}
 		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
@@ -103,6 +104,36 @@ func MountRoot(l Layout, dev, fstype string, files map[string]string) error {
 		}
 	}
 	return nil
+}
+
+// mkdirLike creates the directory rel (and its parents) under upper with the mode and owner of
+// the same directory under lower, where it exists: overlayfs shows an upper directory's
+// attributes for the merged one.
+func mkdirLike(upper, lower, rel string) error {
+	if rel == "." || rel == "/" || rel == "" {
+		return nil
+	}
+	if err := mkdirLike(upper, lower, filepath.Dir(rel)); err != nil {
+		return err
+	}
+	dir := filepath.Join(upper, rel)
+	if _, err := os.Lstat(dir); err == nil {
+		return nil
+	}
+	mode, uid, gid := os.FileMode(0o755), 0, 0
+	if fi, err := os.Stat(filepath.Join(lower, rel)); err == nil && fi.IsDir() {
+		mode = fi.Mode().Perm() | fi.Mode()&(os.ModeSetgid|os.ModeSticky)
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			uid, gid = int(st.Uid), int(st.Gid)
+		}
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return err
+	}
+	if err := os.Lchown(dir, uid, gid); err != nil {
+		return err
+	}
+	return os.Chmod(dir, mode)
 }
 
 // EtcFiles returns the contents of /etc/hostname, /etc/hosts and /etc/resolv.conf.

@@ -11,14 +11,14 @@ import (
 	"github.com/ukernel-dev/ukernel/internal/abi"
 )
 
-// SetupNetwork brings up lo and, unless the mode is "none", configures the first Ethernet link
-// (chosen by type and index, not by name) statically. It returns the configured link's name, or
+// SetupNetwork brings up lo and, unless the mode is "none", the first Ethernet link (chosen by
+// type and index, not by name), configured statically when the config has an address. It returns the configured link's name, or
 // "" when there is no NIC.
 func SetupNetwork(n abi.Network) (string, error) {
 	if err := linkUp("lo"); err != nil {
 		return "", fmt.Errorf("network: bring up lo: %w", err)
 	}
-	if n.Mode == "none" || n.Address == "" {
+	if n.Mode == "none" {
 		return "", nil
 	}
 	links, err := netlink.LinkList()
@@ -38,6 +38,14 @@ func SetupNetwork(n abi.Network) (string, error) {
 		return "", nil
 	}
 	name := eth.Attrs().Name
+	if n.Address == "" {
+		// A tap device without a host address: the link comes up unconfigured, for the
+		// workload to configure (e.g. with its own DHCP client).
+		if err := netlink.LinkSetUp(eth); err != nil {
+			return name, fmt.Errorf("network: bring up %s: %w", name, err)
+		}
+		return name, nil
+	}
 	addr, err := netlink.ParseAddr(n.Address)
 	if err != nil {
 		return name, fmt.Errorf("network: address %q: want CIDR like 10.0.2.15/24: %w", n.Address, err)

@@ -68,8 +68,8 @@ func (s *Supervisor) Start(spec Spec) (*Proc, error) {
 	}
 	// exec reports a missing working directory as ENOENT, which reads like a missing program.
 	if spec.Dir != "" {
-		if fi, err := os.Stat(filepath.Join(spec.Root, spec.Dir)); err != nil || !fi.IsDir() {
-			return nil, fmt.Errorf("working directory %s does not exist in the image (not a directory, or missing)", spec.Dir)
+		if err := dirInRoot(spec.Root, spec.Dir); err != nil {
+			return nil, fmt.Errorf("working directory %s in the image: %w", spec.Dir, err)
 		}
 	}
 	devnull, err := os.Open(os.DevNull)
@@ -127,6 +127,24 @@ func forkExecNoNewPrivs(argv0 string, argv []string, attr *syscall.ProcAttr) (in
 	}()
 	r := <-ch
 	return r.pid, r.err
+}
+
+// dirInRoot checks that dir is a directory under root, resolving symlinks the way the process
+// chrooted there will (an absolute link stays inside root).
+func dirInRoot(root, dir string) error {
+	if root == "" {
+		root = "/"
+	}
+	rfd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(rfd)
+	fd, err := unix.Openat2(rfd, dir, &unix.OpenHow{Flags: unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC, Resolve: unix.RESOLVE_IN_ROOT})
+	if err != nil {
+		return err
+	}
+	return unix.Close(fd)
 }
 
 // lookPath resolves a command name the way a shell would, but inside root.

@@ -5,6 +5,9 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -47,4 +50,38 @@ func TestRunTapNetwork(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode == 200, resp.Status
 	})
+}
+
+// TestRunTapWithoutAddress: on a tap device without a host address the guest gets no address,
+// but its link is up for the workload to configure.
+func TestRunTapWithoutAddress(t *testing.T) {
+	skipShort(t)
+	if os.Geteuid() != 0 {
+		t.Skip("creating a tap device needs root (CI runs as root)")
+	}
+	const tap = "uke2etap1"
+	for _, args := range [][]string{{"tuntap", "add", "dev", tap, "mode", "tap"}, {"link", "set", tap, "up"}} {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+	}
+	defer exec.Command("ip", "link", "del", tap).Run()
+
+	dir := newProject(t, "tap-bare", "--lang", "shell", "--template", "minimal")
+	entry := "#!/bin/sh\necho \"eth0 flags $(cat /sys/class/net/eth0/flags)\"\n"
+	if err := os.WriteFile(filepath.Join(dir, "src", "main.sh"), []byte(entry), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r := mustUK(t, dir, 15*time.Minute, "run", "--net", "tap:"+tap)
+	if !strings.Contains(r.stderr, "Guest address: none") {
+		t.Errorf("run did not say the guest has no address:\n%s", r.stderr)
+	}
+	m := regexp.MustCompile(`eth0 flags 0x([0-9a-f]+)`).FindStringSubmatch(r.stdout)
+	if m == nil {
+		t.Fatalf("the guest has no eth0:\n%s\n%s", r.stdout, r.stderr)
+	}
+	if flags, _ := strconv.ParseUint(m[1], 16, 32); flags&1 == 0 {
+		t.Errorf("eth0 is down (flags 0x%s)", m[1])
+	}
+	noQEMULeft(t, dir)
 }

@@ -178,7 +178,7 @@ func start(ctx context.Context, o Options, boot *vmm.Boot, name string, netw vmm
 	cfg := &abi.BootConfig{
 		ABI: abi.Version, RunID: run.ID, Hostname: name, Env: o.Env, Secrets: o.Secrets,
 		Network: guestNetwork(netw), HostTime: started.UnixNano(), Perf: o.Perf,
-		StopGraceS: int(o.StopTimeout / time.Second),
+		StopGraceS: int((o.StopTimeout + time.Second - 1) / time.Second), // whole seconds, rounded up
 	}
 	configDrive := store.ConfigDrive(name)
 	if err := runstate.WriteConfigDrive(configDrive, cfg); err != nil {
@@ -364,8 +364,8 @@ func (g *Guest) Attend(ctx context.Context, w io.Writer, stopTimeout time.Durati
 		followed, interrupted = true, true
 	}
 	if interrupted {
-		fmt.Fprintf(g.progress, "Stopping %s (its workload gets %s, then it is forced; Ctrl-C again forces it now)\n", g.State.Name, stopTimeout)
 		forced := g.forceOnSignal()
+		fmt.Fprintf(g.progress, "Stopping %s (its workload gets %s, then it is forced; Ctrl-C again forces it now)\n", g.State.Name, stopTimeout)
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stopTimeout+10*time.Second)
 		_, err := vmm.Stop(sctx, g.backend, g.VM.Handle, stopTimeout, g.log)
 		cancel()
@@ -411,12 +411,12 @@ func (g *Guest) Attend(ctx context.Context, w io.Writer, stopTimeout time.Durati
 	return out, nil
 }
 
-// forceOnSignal kills the guest's VMM if another Ctrl-C or SIGTERM arrives while it is being
+// forceOnSignal kills the guest's VMM if another Ctrl-C, SIGTERM or SIGHUP arrives while it is being
 // stopped gracefully (a workload that ignores its SIGTERM would otherwise hold run for the
 // whole stop timeout). The returned func ends the watch.
 func (g *Guest) forceOnSignal() func() {
 	again := make(chan os.Signal, 1)
-	signal.Notify(again, os.Interrupt, syscall.SIGTERM)
+	signal.Notify(again, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	done := make(chan struct{})
 	watched := make(chan struct{})
 	go func() {

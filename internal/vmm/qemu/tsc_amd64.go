@@ -41,13 +41,14 @@ func hostTSCKHz() int64 {
 	return tscKHz
 }
 
-// measureTSCKHz takes three 10 ms samples and returns the median, rounded to 1 MHz (well
-// inside what the kernel tolerates).
+// measureTSCKHz takes five 20 ms samples and returns the median, rounded to 1 MHz (well
+// inside what the kernel tolerates). It runs once per host boot (the result is cached), so it
+// can afford samples long enough that a busy host's scheduling delays do not skew them.
 func measureTSCKHz() int64 {
 	var samples []int64
-	for range 3 {
+	for range 5 {
 		t0, c0 := time.Now(), rdtsc()
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond)
 		t1, c1 := time.Now(), rdtsc()
 		ns := t1.Sub(t0).Nanoseconds()
 		if ns <= 0 || c1 <= c0 {
@@ -56,7 +57,7 @@ func measureTSCKHz() int64 {
 		samples = append(samples, int64(float64(c1-c0)/float64(ns)*1e6))
 	}
 	sort.Slice(samples, func(i, j int) bool { return samples[i] < samples[j] })
-	return (samples[1] + 500) / 1000 * 1000
+	return (samples[len(samples)/2] + 500) / 1000 * 1000
 }
 
 func tscCachePath() string {

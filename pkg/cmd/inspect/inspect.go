@@ -163,11 +163,13 @@ func moduleSummary(m abi.Manifest) string {
 	if len(m.ModuleGroups) == 0 {
 		return strconv.Itoa(len(m.Modules))
 	}
-	onDemand := 0
+	onDemand := map[string]bool{} // a module two groups need counts once
 	var groups []string
 	for _, g := range slices.Sorted(maps.Keys(m.ModuleGroups)) {
-		onDemand += len(m.ModuleGroups[g])
+		for _, p := range m.ModuleGroups[g] {
+			onDemand[p] = true
+		}
 		groups = append(groups, fmt.Sprintf("%s %d", g, len(m.ModuleGroups[g])))
 	}
-	return fmt.Sprintf("%d (%d at every boot; on demand: %s)", len(m.Modules), len(m.Modules)-onDemand, strings.Join(groups, ", "))
+	return fmt.Sprintf("%d (%d at every boot; on demand: %s)", len(m.Modules), len(m.Modules)-len(onDemand), strings.Join(groups, ", "))
 }

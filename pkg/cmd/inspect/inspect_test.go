@@ -151,4 +151,8 @@ func TestModuleSummary(t *testing.T) {
 	if got, want := moduleSummary(m), "4 (1 at every boot; on demand: net 1, vsock 2)"; got != want {
 		t.Errorf("got %q, want %q", got, want)
 	}
+	m.ModuleGroups["serial"] = []string{"c.ko"} // shared with vsock
+	if got, want := moduleSummary(m), "4 (1 at every boot; on demand: net 1, serial 1, vsock 2)"; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
 }
