@@ -3,11 +3,13 @@ package guest
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -16,12 +18,66 @@ import (
 
 // ext4 superblock fields: the superblock starts 1024 bytes into the device.
 const (
-	sbOffset    = 1024
-	sbMagicOff  = 0x38
-	sbLabelOff  = 0x78
-	ext4Magic   = 0xEF53
-	sbLabelSize = 16
+	sbOffset        = 1024
+	sbBlocksLoOff   = 0x04
+	sbLogBlockOff   = 0x18
+	sbMagicOff      = 0x38
+	sbIncompatOff   = 0x60
+	sbLabelOff      = 0x78
+	sbBlocksHiOff   = 0x150
+	ext4Magic       = 0xEF53
+	sbLabelSize     = 16
+	incompat64Bit   = 0x80
+	ext4IocResizeFS = 0x40086610 // _IOW('f', 16, __u64)
 )
+
+// ext4Blocks reads the block count and block size from the ext4 superblock in r.
+func ext4Blocks(r io.ReaderAt) (blocks uint64, blockSize uint64, err error) {
+	sb := make([]byte, sbBlocksHiOff+4)
+	if _, err := r.ReadAt(sb, sbOffset); err != nil {
+		return 0, 0, fmt.Errorf("reading the ext4 superblock: %w", err)
+	}
+	if binary.LittleEndian.Uint16(sb[sbMagicOff:]) != ext4Magic {
+		return 0, 0, errors.New("no ext4 superblock")
+	}
+	blocks = uint64(binary.LittleEndian.Uint32(sb[sbBlocksLoOff:]))
+	if binary.LittleEndian.Uint32(sb[sbIncompatOff:])&incompat64Bit != 0 {
+		blocks |= uint64(binary.LittleEndian.Uint32(sb[sbBlocksHiOff:])) << 32
+	}
+	return blocks, 1024 << binary.LittleEndian.Uint32(sb[sbLogBlockOff:]), nil
+}
+
+// GrowData grows the ext4 filesystem on dev, mounted at dir, to fill dev when the host has made
+// the volume larger ([data] disk_mb raised); ext4 resizes a mounted filesystem online. It
+// returns the new block count, or 0 when there was nothing to do.
+func GrowData(dev, dir string) (uint64, error) {
+	f, err := os.Open(dev)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	var size uint64
+	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, f.Fd(), unix.BLKGETSIZE64, uintptr(unsafe.Pointer(&size))); errno != 0 {
+		return 0, fmt.Errorf("size of %s: %w", dev, errno)
+	}
+	blocks, bsize, err := ext4Blocks(f)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", dev, err)
+	}
+	want := size / bsize
+	if want <= blocks {
+		return 0, nil
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return 0, err
+	}
+	defer d.Close()
+	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, d.Fd(), ext4IocResizeFS, uintptr(unsafe.Pointer(&want))); errno != 0 {
+		return 0, fmt.Errorf("growing %s from %d to %d blocks: %w", dev, blocks, want, errno)
+	}
+	return want, nil
+}
 
 // IsDataVolume reports whether r holds an ext4 filesystem labelled abi.DataLabel: that is how the
 // guest tells the data disk from the image and the config drive, whatever the backend.

@@ -204,6 +204,14 @@ func TestDataVolume(t *testing.T) {
 	if !IsDataVolume(mustOpen(t, img)) {
 		t.Error("ext4 labelled ukernel-data not recognised")
 	}
+	// The superblock's size is what GrowData compares with the disk's.
+	blocks, bsize, err := ext4Blocks(mustOpen(t, img))
+	if err != nil || bsize == 0 || blocks*bsize != 8<<20 {
+		t.Errorf("ext4Blocks: %d blocks of %d bytes (%v), want 8 MiB", blocks, bsize, err)
+	}
+	if _, _, err := ext4Blocks(strings.NewReader(strings.Repeat("\x00", 4096))); err == nil {
+		t.Error("ext4Blocks of zeros: no error")
+	}
 	runCmd("e2label", img, "other")
 	if IsDataVolume(mustOpen(t, img)) {
 		t.Error("ext4 with another label taken for the data volume")

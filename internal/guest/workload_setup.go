@@ -42,6 +42,12 @@ func (in *pid1) setupData() error {
 		return err
 	}
 	in.dataDir = filepath.Join(in.layout.Root, abi.DataDir)
+	if blocks, err := GrowData(dev, in.dataDir); err != nil {
+		// The volume stays usable at its old size.
+		fmt.Fprintf(in.console, "ukernel-init: warning: data volume not grown to [data] disk_mb = %d: %v\n", in.manifest.Data.DiskMB, err)
+	} else if blocks > 0 {
+		in.log.Debug("data volume grown", "blocks", blocks)
+	}
 	return nil
 }
 

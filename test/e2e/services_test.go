@@ -13,6 +13,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -223,4 +225,51 @@ exec sleep 100000
 			return nil
 		})
 	}
+}
+
+// TestDataVolumeGrows: raising [data] disk_mb grows the volume and its filesystem at the next
+// run, keeping what the workload wrote.
+func TestDataVolumeGrows(t *testing.T) {
+	skipShort(t)
+	dir := newProject(t, "grow-data", "--lang", "shell", "--template", "minimal")
+	entry := "#!/bin/sh\ndf -kP /data | tail -n 1\nls /data\necho kept > /data/kept\n"
+	if err := os.WriteFile(filepath.Join(dir, "src", "main.sh"), []byte(entry), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	setDisk := func(mb int) {
+		t.Helper()
+		p := filepath.Join(dir, "ukernel.toml")
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := regexp.MustCompile(`(?m)^disk_mb = \d+`).ReplaceAllString(string(b), fmt.Sprintf("disk_mb = %d", mb))
+		if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// df's second column: the filesystem's size in KiB.
+	size := func(out string) int {
+		t.Helper()
+		m := regexp.MustCompile(`(?m)^\S+\s+(\d+)\s+\d+\s+\d+\s+\d+%\s+/data\r?$`).FindStringSubmatch(out)
+		if m == nil {
+			t.Fatalf("no df line for /data:\n%s", out)
+		}
+		kb, _ := strconv.Atoi(m[1])
+		return kb
+	}
+	setDisk(16)
+	first := mustUK(t, dir, 15*time.Minute, "run")
+	setDisk(48)
+	second := mustUK(t, dir, 15*time.Minute, "run")
+	if a, b := size(first.stdout), size(second.stdout); a > 16<<10 || b < 40<<10 {
+		t.Errorf("/data was %d KiB, then %d KiB; want about 16 MiB, then about 48 MiB", a, b)
+	}
+	if !strings.Contains(second.stdout, "kept") {
+		t.Errorf("the first run's file is gone after growing:\n%s", second.stdout)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, ".ukernel", "data.img")); err != nil || fi.Size() != 48<<20 {
+		t.Errorf("volume file: %v %v", fi, err)
+	}
+	noQEMULeft(t, dir)
 }

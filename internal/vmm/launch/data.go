@@ -25,12 +25,19 @@ const mkfsTimeout = 2 * time.Minute
 
 // DataVolume returns the project's data volume of sizeMB MiB, creating it on first use: a sparse
 // file holding an empty ext4 filesystem labelled abi.DataLabel, owned by root (the guest hands
-// it to the workload's user). An existing volume is kept as it is, whatever its size.
+// it to the workload's user). An existing volume keeps its data: a smaller one is extended to
+// sizeMB (the guest grows its filesystem online when it mounts it), a larger one is never
+// shrunk.
 func DataVolume(ctx context.Context, projectDir string, sizeMB int) (string, error) {
 	path := filepath.Join(projectDir, project.StateDir, DataVolumeFile)
 	if fi, err := os.Stat(path); err == nil {
 		if !fi.Mode().IsRegular() {
 			return "", fmt.Errorf("data volume %s is not a regular file", path)
+		}
+		if want := int64(sizeMB) << 20; fi.Size() < want {
+			if err := os.Truncate(path, want); err != nil {
+				return "", fmt.Errorf("data volume %s: growing it to %d MiB: %w", path, sizeMB, err)
+			}
 		}
 		return path, nil
 	} else if !errors.Is(err, os.ErrNotExist) {

@@ -33,13 +33,20 @@ func TestDataVolume(t *testing.T) {
 	if out, err := exec.CommandContext(ctx, "e2fsck", "-fn", p).CombinedOutput(); err != nil {
 		t.Errorf("e2fsck: %v\n%s", err, out)
 	}
-	// Kept as it is on the next run, whatever the size asked.
+	// A larger size extends the file, keeping its content; a smaller one changes nothing.
 	before, _ := os.ReadFile(p)
 	if p2, err := DataVolume(ctx, dir, 32); err != nil || p2 != p {
 		t.Fatalf("second call: %s %v", p2, err)
 	}
-	if after, _ := os.ReadFile(p); string(after) != string(before) {
-		t.Error("existing volume rewritten")
+	after, _ := os.ReadFile(p)
+	if len(after) != 32<<20 || string(after[:len(before)]) != string(before) {
+		t.Errorf("grown volume: %d bytes, content kept: %v", len(after), string(after[:len(before)]) == string(before))
+	}
+	if _, err := DataVolume(ctx, dir, 8); err != nil {
+		t.Fatal(err)
+	}
+	if fi, _ := os.Stat(p); fi.Size() != 32<<20 {
+		t.Errorf("volume shrunk to %d bytes", fi.Size())
 	}
 	if d, err := dataDisks(ctx, dir, abi.Manifest{}); err != nil || d != nil {
 		t.Errorf("no data volume in the manifest: %v %v", d, err)
