@@ -95,9 +95,6 @@ func Manifest(cfg *project.Config, base project.Base, res *Result, lockDigest st
 			Secrets: append([]string(nil), s.Secrets...)})
 	}
 	m.Secrets = append([]string(nil), cfg.Project.Secrets...)
-	if err := checkSecretOwners(m); err != nil {
-		return m, err
-	}
 	for _, name := range slices.Sorted(maps.Keys(cfg.Health)) {
 		h := cfg.Health[name]
 		hc := abi.HealthCheck{Service: name, HTTP: h.HTTP, IntervalS: h.IntervalS, TimeoutS: h.TimeoutS, Retries: h.Retries, StartPeriod: h.StartPeriodS}
@@ -167,31 +164,4 @@ func userNames(users []abi.User) string {
 	}
 	sort.Strings(n)
 	return strings.Join(n, ", ")
-}
-
-// checkSecretOwners refuses a secret declared by processes of different users: its file in
-// /run/secrets has one owner and mode 0400.
-func checkSecretOwners(m abi.Manifest) error {
-	owner := map[string]string{}
-	who := map[string]string{}
-	claim := func(by, user string, names []string) error {
-		for _, n := range names {
-			if u, ok := owner[n]; ok && u != user {
-				return fmt.Errorf("%s: secret %q is declared by %s (user %s) and %s (user %s); a secret file has one owner: run them as the same user or use two secrets", project.ConfigFile, n, who[n], u, by, user)
-			}
-			owner[n], who[n] = user, by
-		}
-		return nil
-	}
-	if len(m.Entry) > 0 {
-		if err := claim("the entry", m.User, m.Secrets); err != nil {
-			return err
-		}
-	}
-	for _, s := range m.Services {
-		if err := claim("services."+s.Name, s.User, s.Secrets); err != nil {
-			return err
-		}
-	}
-	return nil
 }

@@ -54,11 +54,11 @@ func (in *pid1) setupData() error {
 // setupSecrets writes the run-time secrets into the root's /run/secrets (a tmpfs). Only names
 // reach the console, never values.
 func (in *pid1) setupSecrets() error {
-	owners, err := SecretOwners(in.manifest)
+	readers, err := SecretReaders(in.manifest)
 	if err != nil {
 		return err
 	}
-	undeclared, missing, err := WriteSecrets(filepath.Join(in.layout.Root, abi.SecretsDir), in.cfg.Secrets, owners)
+	undeclared, missing, err := WriteSecrets(filepath.Join(in.layout.Root, abi.SecretsDir), in.cfg.Secrets, readers)
 	if err != nil {
 		return err
 	}

@@ -99,7 +99,13 @@ restart = 'always'
 
 [services.reader]
 command = '/bin/sh /app/reader.sh'
-secrets = ['token']
+secrets = ['token', 'shared']
+
+# shared is declared by processes of two users: both read it, nobody else.
+[services.keeper]
+command = '/bin/sh /app/keeper.sh'
+user = 'daemon'
+secrets = ['shared']
 
 [services.nosy]
 command = '/bin/sh /app/nosy.sh'
@@ -132,9 +138,14 @@ func TestServices(t *testing.T) {
 	writeFile(t, filepath.Join(dir, "src", "sick.sh"), "echo sick up\nexec sleep 100000\n")
 	writeFile(t, filepath.Join(dir, "src", "reader.sh"), `echo "token sha256 $(busybox sha256sum /run/secrets/token | busybox cut -d' ' -f1)"
 echo "token file $(busybox stat -c '%a %U' /run/secrets/token) read by uid $(busybox id -u)"
+echo "reader read shared $(cat /run/secrets/shared)"
+exec sleep 100000
+`)
+	writeFile(t, filepath.Join(dir, "src", "keeper.sh"), `echo "keeper read shared $(cat /run/secrets/shared)"
 exec sleep 100000
 `)
 	writeFile(t, filepath.Join(dir, "src", "nosy.sh"), `if cat /run/secrets/token >/dev/null 2>&1; then echo "nosy read the token"; else echo "nosy was denied"; fi
+if cat /run/secrets/shared >/dev/null 2>&1; then echo "nosy read shared"; else echo "nosy was denied shared"; fi
 exec sleep 100000
 `)
 	mustUK(t, dir, 5*time.Minute, "env", "add", "--system", "busybox")
@@ -146,7 +157,9 @@ exec sleep 100000
 	writeFile(t, secretFile, secret)
 	sum := sha256.Sum256([]byte(secret))
 
-	mustUK(t, dir, 15*time.Minute, "run", "-d", "--accel", "tcg", "--secret", "token=@"+secretFile)
+	sharedFile := filepath.Join(t.TempDir(), "shared")
+	writeFile(t, sharedFile, "shared-value-"+hex.EncodeToString(raw[:4]))
+	mustUK(t, dir, 15*time.Minute, "run", "-d", "--accel", "tcg", "--secret", "token=@"+secretFile, "--secret", "shared=@"+sharedFile)
 	defer noQEMULeft(t, dir)
 	defer uk(t, dir, time.Minute, "stop", "svc-e2e")
 
@@ -204,8 +217,13 @@ exec sleep 100000
 	if !strings.Contains(reader, "token file 400 app read by uid 1000") {
 		t.Errorf("secret file mode/owner or reader's uid wrong; its log:\n%s", reader)
 	}
-	if nosy := mustUK(t, dir, time.Minute, "logs", "--service", "nosy").stdout; !strings.Contains(nosy, "nosy was denied") {
-		t.Errorf("a service that did not declare the secret could read it; its log:\n%s", nosy)
+	if nosy := mustUK(t, dir, time.Minute, "logs", "--service", "nosy").stdout; strings.Contains(nosy, "nosy read") || !strings.Contains(nosy, "nosy was denied shared") {
+		t.Errorf("a service that did not declare the secrets could read them; its log:\n%s", nosy)
+	}
+	shared := "shared-value-" + hex.EncodeToString(raw[:4])
+	keeper := mustUK(t, dir, time.Minute, "logs", "--service", "keeper").stdout
+	if !strings.Contains(reader, "reader read shared "+shared) || !strings.Contains(keeper, "keeper read shared "+shared) {
+		t.Errorf("a secret declared by services of two users is not readable by both:\nreader:\n%s\nkeeper:\n%s", reader, keeper)
 	}
 	if crasher := mustUK(t, dir, time.Minute, "logs", "--service", "crasher").stdout; strings.Count(crasher, "crasher up") < 3 || strings.Contains(crasher, "[crasher]") {
 		t.Errorf("logs --service crasher:\n%s", crasher)

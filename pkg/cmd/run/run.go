@@ -52,9 +52,10 @@ as recorded in the image. Values given with -e and --env-file reach the guest at
 only: they are never written into the image or the logs.
 
 --secret NAME=@FILE (or --secret NAME, from the environment variable NAME here) hands a
-secret to the guest at run time: it appears as /run/secrets/NAME (a tmpfs, mode 0400) owned
-by the user of the process that declares it (secrets = ["NAME"] under [project] or
-[services.X] in ukernel.toml), and nowhere else: not in the image, the logs, the events or ps.`,
+secret to the guest at run time: it appears as /run/secrets/NAME (a tmpfs, mode 0400),
+readable only by the users of the processes that declare it (secrets = ["NAME"] under
+[project] or [services.X] in ukernel.toml; several users: through a POSIX ACL), and nowhere
+else: not in the image, the logs, the events or ps.`,
 		Example: `  ukernel run
   ukernel run --publish 8080:8080 -e PORT=8080
   ukernel run -d --name api --env-file app.env
