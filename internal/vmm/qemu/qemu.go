@@ -103,7 +103,10 @@ func Args(spec vmm.Spec) ([]string, error) {
 	a := []string{"-M", "microvm,pit=on,pic=on,rtc=on"}
 	switch spec.Accel {
 	case vmm.AccelTCG:
-		a = append(a, "-accel", "tcg", "-cpu", "max")
+		// Without ERMS/FSRM the guest kernel clears and copies memory with unrolled loops
+		// instead of `rep stosb`/`rep movsb`, which QEMU 7.2's TCG emulates slowly: a boot to
+		// /init takes about 20% less (0.94 s to 0.76 s, busybox initramfs).
+		a = append(a, "-accel", "tcg", "-cpu", "max,erms=off,fsrm=off")
 	case vmm.AccelKVM:
 		// The default CPU model: -cpu host and max abort on hosts whose KVM lacks some MSRs.
 		a = append(a, "-accel", "kvm")

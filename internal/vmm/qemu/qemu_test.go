@@ -29,7 +29,7 @@ func TestArgs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := "-M microvm,pit=on,pic=on,rtc=on -accel tcg -cpu max -m 512 -smp 2 -nodefaults -no-user-config -nographic -no-reboot " +
+	want := "-M microvm,pit=on,pic=on,rtc=on -accel tcg -cpu max,erms=off,fsrm=off -m 512 -smp 2 -nodefaults -no-user-config -nographic -no-reboot " +
 		"-sandbox on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny " +
 		"-kernel /c/vmlinuz -initrd /c/initrd.img -append quiet console=ttyS0 tsc_early_khz=" + strconv.FormatInt(hostTSCKHz(), 10) + " " +
 		"-chardev file,id=con,path=/r/console.log -serial chardev:con " +
