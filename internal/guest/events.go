@@ -24,11 +24,13 @@ func Now() int64 {
 
 // Emitter queues events and writes them, one JSON line each, from its own goroutine so a slow or
 // absent host never blocks init or the workload. Events queue from the first instant; they are
-// written once Attach names the port.
+// written once Attach names the port. They are encoded by the writer too: under software
+// emulation running encoding/json's code for the first time is costly, and the events of a
+// boot queue until after the workload has started.
 type Emitter struct {
 	mu      sync.Mutex // guards closed against a send on the closed channel
 	closed  bool
-	ch      chan []byte
+	ch      chan abi.Event
 	done    chan struct{}
 	dropped atomic.Int64
 	started atomic.Bool
@@ -36,26 +38,22 @@ type Emitter struct {
 
 // NewEmitter returns an emitter that holds up to capacity events until they are written.
 func NewEmitter(capacity int) *Emitter {
-	return &Emitter{ch: make(chan []byte, capacity), done: make(chan struct{})}
+	return &Emitter{ch: make(chan abi.Event, capacity), done: make(chan struct{})}
 }
 
 // Emit queues e, stamping its time when unset. A full queue drops the event rather than block.
+// e's maps must not change afterwards (it is encoded later).
 func (em *Emitter) Emit(e abi.Event) {
 	if e.Time == 0 {
 		e.Time = Now()
 	}
-	line, err := json.Marshal(e)
-	if err != nil {
-		return
-	}
-	line = append(line, '\n')
 	em.mu.Lock()
 	defer em.mu.Unlock()
 	if em.closed {
 		return
 	}
 	select {
-	case em.ch <- line:
+	case em.ch <- e:
 	default:
 		em.dropped.Add(1)
 	}
@@ -77,8 +75,12 @@ func (em *Emitter) Attach(w io.Writer) {
 	}
 	go func() {
 		defer close(em.done)
-		for line := range em.ch {
-			if _, err := w.Write(line); err != nil {
+		for e := range em.ch {
+			line, err := json.Marshal(e)
+			if err != nil {
+				continue
+			}
+			if _, err := w.Write(append(line, '\n')); err != nil {
 				return
 			}
 		}
