@@ -5,7 +5,7 @@
 // of the ukernel host process.
 //
 //	go build -o /tmp/ukernel ./cmd/ukernel
-//	go run ./bench/coldstart -ukernel /tmp/ukernel -image dist/minimal.img -n 10
+//	go run ./bench/coldstart -ukernel /tmp/ukernel -image dist/minimal.img -n 21
 package main
 
 import (
@@ -38,7 +38,7 @@ var kernelLine = regexp.MustCompile(`^\[\s*\d+\.\d+\]`)
 func main() {
 	ukernel := flag.String("ukernel", "ukernel", "ukernel binary")
 	img := flag.String("image", "", "image of the minimal preset")
-	n := flag.Int("n", 5, "boots per variant")
+	n := flag.Int("n", 21, "boots per variant (this machine's run-to-run noise is several percent: fewer say little)")
 	accel := flag.String("accel", vmm.AccelTCG, "accelerator for both variants")
 	timeout := flag.Duration("timeout", 60*time.Second, "deadline of one boot")
 	flag.Parse()
