@@ -273,9 +273,7 @@ func TestRunSecondInterruptForces(t *testing.T) {
 	skipShort(t)
 	dir := newProject(t, "force-stop", "--lang", "shell", "--template", "minimal")
 	entry := "#!/bin/sh\ntrap '' TERM INT\necho ready\nwhile :; do sleep 1; done\n"
-	if err := os.WriteFile(filepath.Join(dir, "src", "main.sh"), []byte(entry), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, filepath.Join(dir, "src", "main.sh"), entry)
 	mustUK(t, dir, 15*time.Minute, "pack")
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()

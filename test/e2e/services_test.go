@@ -251,9 +251,7 @@ func TestDataVolumeGrows(t *testing.T) {
 	skipShort(t)
 	dir := newProject(t, "grow-data", "--lang", "shell", "--template", "minimal")
 	entry := "#!/bin/sh\ndf -kP /data | tail -n 1\nls /data\necho kept > /data/kept\n"
-	if err := os.WriteFile(filepath.Join(dir, "src", "main.sh"), []byte(entry), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, filepath.Join(dir, "src", "main.sh"), entry)
 	setDisk := func(mb int) {
 		t.Helper()
 		p := filepath.Join(dir, "ukernel.toml")

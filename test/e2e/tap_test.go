@@ -69,9 +69,7 @@ func TestRunTapWithoutAddress(t *testing.T) {
 
 	dir := newProject(t, "tap-bare", "--lang", "shell", "--template", "minimal")
 	entry := "#!/bin/sh\necho \"eth0 flags $(cat /sys/class/net/eth0/flags)\"\n"
-	if err := os.WriteFile(filepath.Join(dir, "src", "main.sh"), []byte(entry), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, filepath.Join(dir, "src", "main.sh"), entry)
 	r := mustUK(t, dir, 15*time.Minute, "run", "--net", "tap:"+tap)
 	if !strings.Contains(r.stderr, "Guest address: none") {
 		t.Errorf("run did not say the guest has no address:\n%s", r.stderr)
