@@ -473,3 +473,24 @@ func TestMkdirLike(t *testing.T) {
 		t.Errorf("an existing directory: %v", err)
 	}
 }
+
+func TestParseIdle(t *testing.T) {
+	d, ok := parseIdle("cpu  1000 20 300 4000 50 6 7 0 0 0")
+	if !ok || d != 40500*time.Millisecond {
+		t.Errorf("got %v %v, want 40.5s", d, ok)
+	}
+	for _, bad := range []string{"", "cpu0 1 2 3 4 5", "cpu 1 2 3 x 5", "cpu 1 2"} {
+		if _, ok := parseIdle(bad); ok {
+			t.Errorf("%q parsed", bad)
+		}
+	}
+	if _, ok := idleTime(); !ok {
+		t.Error("no idle time from this host's /proc/stat")
+	}
+	// settled ends by its bound, whatever the host does meanwhile.
+	start := time.Now()
+	settled(2 * time.Second)
+	if took := time.Since(start); took > 3*time.Second {
+		t.Errorf("settled(2s) took %v", took)
+	}
+}

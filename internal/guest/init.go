@@ -31,10 +31,11 @@ const (
 	DefaultStopS  = 10                     // grace before SIGKILL on a stop request
 	FlushTimeout  = 2 * time.Second        // events still queued at power-off
 	ShutdownGrace = 3 * time.Second        // remaining services after the entry exited, unless the config says
-	// HostChannelDelay is the workload's head start before the host channel comes up.
-	HostChannelDelay = 200 * time.Millisecond
-	FatalExitCode    = 125 // init's own failures
-	eventQueueSize   = 1024
+	// HostChannelMaxDelay bounds the workload's head start before the host channel comes up
+	// (see settled).
+	HostChannelMaxDelay = 2 * time.Second
+	FatalExitCode       = 125 // init's own failures
+	eventQueueSize      = 1024
 )
 
 // pid1 holds init's state; Main builds it.
@@ -196,17 +197,19 @@ func (in *pid1) run() (code int, err error) {
 	}
 	in.events.Phase("workload-setup", t)
 
-	// Under QEMU the host channel comes up once the workload has had a head start (or at
-	// power-off, if that comes first): its module and ports cost a TCG boot about 50 ms of its
-	// single vCPU, which the workload's start need not share; its events queue meanwhile, and
-	// a stop request waits in QEMU's socket. Firecracker has no such buffer: a stop request
-	// fails until the guest listens on vsock, so there the channel comes first (Firecracker
-	// runs under KVM, where loading the modules is quick).
+	// Under QEMU the host channel comes up once the workload's start is over (the guest's CPU
+	// goes idle for the first time, or after HostChannelMaxDelay), or at power-off if that
+	// comes first: its module and ports cost a TCG boot about 50 ms of its single vCPU, and
+	// its first events cost encoding/json's first run, which a starting workload need not share
+	// (a Python entry printed its first line 0.15 s sooner). Its events queue meanwhile, and a
+	// stop request waits in QEMU's socket. Firecracker has no such buffer: a stop request fails
+	// until the guest listens on vsock, so there the channel comes first (Firecracker runs
+	// under KVM, where loading the modules is quick).
 	if underFirecracker(kernelCmdline()) {
 		in.connectHost()
 	} else {
 		go func() {
-			time.Sleep(HostChannelDelay)
+			settled(HostChannelMaxDelay)
 			in.connectHost()
 		}()
 	}
