@@ -88,10 +88,11 @@ func readTSCCache(path string) (int64, bool) {
 	return khz, true
 }
 
-func bootID() string {
+// bootID identifies this boot of the host ("" when unknown); read once per process.
+var bootID = sync.OnceValue(func() string {
 	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
 	if err != nil {
 		return ""
 	}
 	return strings.TrimSpace(string(b))
-}
+})
