@@ -205,18 +205,8 @@ func (st *State) Live() bool {
 // ProcessStart returns when process pid started, in clock ticks since boot (field 22 of
 // /proc/PID/stat), and whether it could be read.
 func ProcessStart(pid int) (uint64, bool) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, false
-	}
-	// Fields after the parenthesised command name, which may itself hold spaces: the state is
-	// field 3, the start time field 22.
-	i := strings.LastIndexByte(string(b), ')')
-	if i < 0 {
-		return 0, false
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 20 {
+	f, ok := vmm.ProcStat(pid)
+	if !ok {
 		return 0, false
 	}
 	v, err := strconv.ParseUint(f[19], 10, 64)

@@ -93,18 +93,29 @@ type Handle struct {
 	APISocket     string `json:"api_socket"`
 }
 
+// ProcStat returns the fields of /proc/PID/stat after the parenthesised command name (which may
+// itself hold spaces): [0] is the state (field 3), [19] the start time (field 22).
+func ProcStat(pid int) ([]string, bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return nil, false
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return nil, false
+	}
+	f := strings.Fields(string(b[i+1:]))
+	return f, len(f) >= 20
+}
+
 // Alive reports whether the VMM of h still runs: the pid exists, is not a zombie, and its
 // command line names h's API socket.
 func (h Handle) Alive() bool {
 	if h.PID <= 0 {
 		return false
 	}
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", h.PID))
-	if err != nil {
-		return false
-	}
-	// The state field follows the parenthesised command name, which may itself hold spaces.
-	if i := strings.LastIndexByte(string(stat), ')'); i >= 0 && i+2 < len(stat) && (stat[i+2] == 'Z' || stat[i+2] == 'X') {
+	stat, ok := ProcStat(h.PID)
+	if !ok || stat[0] == "Z" || stat[0] == "X" {
 		return false
 	}
 	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", h.PID))
