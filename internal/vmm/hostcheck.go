@@ -27,12 +27,15 @@ type HostReport struct {
 	Checks  []Check       `json:"checks"`
 	Backend BackendChoice `json:"backend"`
 	Accel   AccelChoice   `json:"accel"`
+	Net     string        `json:"net"` // the network mode the choice is for
 }
 
-// HostOptions say where the doctor finds a kernel for the KVM probe.
+// HostOptions say where the doctor finds a kernel for the KVM probe, and which run to report the
+// backend choice for.
 type HostOptions struct {
 	CacheDir string // <user cache>/ukernel when empty; boot kernels and probe results live here
 	Kernel   string // a bzImage for the KVM probe; the newest cached boot kernel when empty
+	NetMode  string // the run's network (user, none, tap:IFACE); user when empty, as for `run`
 }
 
 // CheckHost inspects this host for every backend, accelerator and tool ukernel needs.
@@ -75,8 +78,8 @@ func CheckHost(ctx context.Context, o HostOptions) (HostReport, error) {
 			kvm.Why = "/dev/kvm opens, but no kernel is cached yet to probe it with (run `ukernel run` once)"
 			break
 		}
-		if !qemu.Found {
-			kvm.Why = "/dev/kvm opens, but the KVM probe needs " + QEMUBinary
+		if !qemu.Works {
+			kvm.Why = "/dev/kvm opens, but the KVM probe needs a working " + QEMUBinary
 			break
 		}
 		res, err := ProbeKVM(ctx, ProbeSpec{Kernel: kernel, CacheDir: filepath.Join(o.CacheDir, "kvm-probe")})
@@ -88,19 +91,22 @@ func CheckHost(ctx context.Context, o HostOptions) (HostReport, error) {
 			kvm.Why = res.Reason + "; a guest cannot run under KVM here"
 		}
 	}
-	qemu.Works = qemu.Found
-	tcg := Check{Name: "tcg", Kind: "accelerator", Found: qemu.Found, Works: qemu.Found,
+	// A binary that is found but fails `--version` does not work: toolCheck said why.
+	tcg := Check{Name: "tcg", Kind: "accelerator", Found: qemu.Found, Works: qemu.Works,
 		Why: "QEMU's emulator: works everywhere, several times slower than KVM"}
-	if !qemu.Found {
+	switch {
+	case !qemu.Found:
 		tcg.Why, tcg.Install = QEMUBinary+" not found", qemu.Install
+	case !qemu.Works:
+		tcg.Why, tcg.Install = QEMUBinary+" does not run", qemu.Install
 	}
 	switch {
 	case !fc.Found:
 		fc.Why = "not found on PATH"
+	case !fc.Works:
 	case !kvm.Works:
+		fc.Works = false
 		fc.Why = "needs KVM, which does not work here"
-	default:
-		fc.Works = true
 	}
 	if !qemu.Found {
 		qemu.Why = "not found on PATH"
@@ -137,23 +143,34 @@ func CheckHost(ctx context.Context, o HostOptions) (HostReport, error) {
 	}
 	r.Checks = append(r.Checks, tun, cg, erofs, gotool)
 
-	// What `run --backend auto --accel auto` picks, from the same facts.
+	r.Net = o.NetMode
+	if r.Net == "" {
+		r.Net = "user"
+	}
+	r.Backend, r.Accel = runChoice(fc, kvm, r.Net)
+	return r, nil
+}
+
+// runChoice is what `run --backend auto --accel auto` picks from the doctor's facts, by the same
+// rules as ChooseBackend: Firecracker has no user-mode network, so the network mode matters.
+func runChoice(fc, kvm Check, netMode string) (BackendChoice, AccelChoice) {
+	if fc.Works && netMode != "user" {
+		return BackendChoice{Backend: BackendFirecracker, Reason: "found on PATH, KVM works"}, AccelChoice{Accel: AccelKVM}
+	}
+	reason := "firecracker not found on PATH"
 	switch {
 	case fc.Works:
-		r.Backend = BackendChoice{Backend: BackendFirecracker, Reason: "found on PATH, KVM works"}
-		r.Accel = AccelChoice{Accel: AccelKVM}
-	default:
-		reason := "firecracker not found on PATH"
-		if fc.Found {
-			reason = "firecracker needs KVM"
-		}
-		r.Backend = BackendChoice{Backend: BackendQEMU, Reason: reason}
-		r.Accel = AccelChoice{Accel: AccelKVM}
-		if !kvm.Works {
-			r.Accel = AccelChoice{Accel: AccelTCG, Reason: "kvm unusable: " + kvm.Why}
-		}
+		reason = "firecracker has no user-mode networking; it is used with --net tap:IFACE or --net none"
+	case fc.Found && !kvm.Works:
+		reason = "firecracker needs KVM"
+	case fc.Found:
+		reason = "firecracker does not run"
 	}
-	return r, nil
+	accel := AccelChoice{Accel: AccelKVM}
+	if !kvm.Works {
+		accel = AccelChoice{Accel: AccelTCG, Reason: "kvm unusable: " + kvm.Why}
+	}
+	return BackendChoice{Backend: BackendQEMU, Reason: reason}, accel
 }
 
 // toolCheck looks name up on PATH and asks it for its version (first line of output).

@@ -6,10 +6,12 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
+	"github.com/ukernel-dev/ukernel/internal/project"
 	"github.com/ukernel-dev/ukernel/internal/vmm"
 	"github.com/ukernel-dev/ukernel/pkg/cmdutil"
 )
@@ -18,6 +20,7 @@ import (
 type Options struct {
 	Factory *cmdutil.Factory
 	Kernel  string
+	Net     string
 }
 
 // NewCmdDoctor returns the doctor command.
@@ -29,8 +32,11 @@ func NewCmdDoctor(f *cmdutil.Factory) *cobra.Command {
 		Long: `Doctor checks each VMM backend (QEMU, Firecracker) and accelerator (KVM, TCG): whether it is
 installed, its version, whether it works here and why not, and what to install. KVM is probed
 by booting a kernel under it (cached), since an openable /dev/kvm is not proof that guests run.
-It ends with the backend and accelerator ` + "`run`" + ` picks on this host.`,
+It ends with the backend and accelerator ` + "`run`" + ` picks on this host, for the project's network
+mode ([run] net in ukernel.toml, else user) or the one given with --net: Firecracker has no
+user-mode network, so a run with --net user uses QEMU.`,
 		Example: `  ukernel doctor
+  ukernel doctor --net none
   ukernel doctor --json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -38,6 +44,7 @@ It ends with the backend and accelerator ` + "`run`" + ` picks on this host.`,
 		},
 	}
 	cmd.Flags().StringVar(&o.Kernel, "kernel", "", "bzImage to probe KVM with (default: the newest cached image kernel)")
+	cmd.Flags().StringVar(&o.Net, "net", "", "report the choice for this network: user, none or tap:IFACE (default: the project's, else user)")
 	return cmd
 }
 
@@ -46,7 +53,19 @@ func runDoctor(ctx context.Context, o *Options) error {
 		ctx = context.Background()
 	}
 	f := o.Factory
-	rep, err := vmm.CheckHost(ctx, vmm.HostOptions{Kernel: o.Kernel})
+	net := o.Net
+	if net == "" {
+		net = project.DefaultNet
+		if dir, err := f.ProjectDir(); err == nil {
+			if cfg, err := project.Load(dir); err == nil {
+				net = cfg.Run.Net
+			}
+		}
+	}
+	if err := project.ValidateNet(net); err != nil {
+		return cmdutil.Usagef("--net %v", err)
+	}
+	rep, err := vmm.CheckHost(ctx, vmm.HostOptions{Kernel: o.Kernel, NetMode: netModeOf(net)})
 	if err != nil {
 		return err
 	}
@@ -54,6 +73,12 @@ func runDoctor(ctx context.Context, o *Options) error {
 		return f.PrintJSON(rep)
 	}
 	return Print(f.IO.Out, rep)
+}
+
+// netModeOf turns a network setting (user, none, tap:IFACE) into its mode.
+func netModeOf(net string) string {
+	mode, _, _ := strings.Cut(net, ":")
+	return mode
 }
 
 // Print writes the report as a table and the run choice.
@@ -86,6 +111,6 @@ func Print(w io.Writer, rep vmm.HostReport) error {
 		}
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintf(w, "run uses: backend %s, accelerator %s\n", rep.Backend, rep.Accel)
+	fmt.Fprintf(w, "run (--net %s) uses: backend %s, accelerator %s\n", rep.Net, rep.Backend, rep.Accel)
 	return nil
 }

@@ -39,7 +39,7 @@ func TestDoctorOnThisHost(t *testing.T) {
 		if !strings.Contains(text, "kvm: ") || !strings.Contains(text, "a guest cannot run under KVM here") && !strings.Contains(text, "/dev/kvm") {
 			t.Errorf("doctor does not explain why KVM is unusable:\n%s", text)
 		}
-		if !strings.Contains(text, "run uses: backend qemu (") || !strings.Contains(text, "accelerator tcg (kvm unusable: ") {
+		if !strings.Contains(text, "uses: backend qemu (") || !strings.Contains(text, "accelerator tcg (kvm unusable: ") {
 			t.Errorf("doctor does not say QEMU/TCG is used:\n%s", text)
 		}
 	} else if !strings.Contains(text, "accelerator kvm") {
