@@ -45,6 +45,10 @@ func main() {
 	if *img == "" {
 		log.Fatal("-image is required (e.g. dist/minimal.img from `ukernel init --template minimal && ukernel pack`)")
 	}
+	// ukernel -C takes a relative --image from the scratch project; name the image absolutely.
+	if abs, err := filepath.Abs(*img); err == nil {
+		*img = abs
+	}
 	cache, err := os.UserCacheDir()
 	if err != nil {
 		log.Fatal(err)

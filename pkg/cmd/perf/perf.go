@@ -49,7 +49,7 @@ percentiles are printed too. --svg draws the phases of every run as a timeline.`
 	}
 	fl := cmd.Flags()
 	fl.IntVar(&o.runs, "runs", 10, "number of boots")
-	fl.StringVar(&o.image, "image", "", "boot this image instead of building the project's")
+	fl.StringVar(&o.image, "image", "", "boot this image instead of building the project's (relative to the project directory)")
 	fl.StringVar(&o.svg, "svg", "", "write the per-phase timeline of the runs to FILE (SVG)")
 	fl.StringVar(&o.accel, "accel", "auto", "accelerator: auto, kvm or tcg")
 	fl.DurationVar(&o.timeout, "timeout", 2*time.Minute, "deadline of one boot; a workload still running then is stopped")
@@ -67,6 +67,9 @@ func run(cmd *cobra.Command, f *cmdutil.Factory, o *options) error {
 		return err
 	}
 	img := o.image
+	if img != "" && !filepath.IsAbs(img) {
+		img = filepath.Join(dir, img) // like pack, inspect and run: relative to the project (-C)
+	}
 	if img == "" {
 		if img, err = pipeline.Image(ctx, pipeline.Options{Dir: dir, Offline: o.offline, Progress: f.IO.ErrOut, Logger: f.Logger}); err != nil {
 			return err

@@ -26,6 +26,13 @@ func Main() int {
 	// the writer instead of killing the process before it can stop its guest.
 	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 	defer stop()
+	// One interrupt cancels ctx; the next gets the default action (exit) for commands that have
+	// no handler of their own, so a command that does not watch ctx (inspect hashing a large
+	// image, stop waiting for a guest) can still be interrupted. run registers its own.
+	go func() {
+		<-ctx.Done()
+		stop()
+	}()
 	cmd := NewCmdRoot(f, version.String())
 	err := cmd.ExecuteContext(ctx)
 	code := cmdutil.ExitCode(err)

@@ -5,6 +5,7 @@ package run
 import (
 	"context"
 	"errors"
+	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -76,7 +77,7 @@ else: not in the image, the logs, the events or ps.`,
 	fl.StringArrayVarP(&o.Env, "env", "e", nil, "set K=V in the workload's environment at run time (repeatable; -e K takes K from here)")
 	fl.StringArrayVar(&o.EnvFiles, "env-file", nil, "read K=V lines from a file into the workload's environment (repeatable)")
 	fl.StringArrayVar(&o.Secrets, "secret", nil, "give the guest a secret as NAME=@FILE, or NAME from the environment variable NAME (repeatable)")
-	fl.StringVar(&o.Image, "image", "", "boot this image instead of building the project's")
+	fl.StringVar(&o.Image, "image", "", "boot this image instead of building the project's (relative to the project directory)")
 	fl.BoolVarP(&o.Detach, "detach", "d", false, "start the guest and return; see ps, logs, stop")
 	fl.StringVar(&o.Accel, "accel", vmm.AccelAuto, "accelerator: auto, kvm or tcg")
 	fl.StringVar(&o.Backend, "backend", vmm.BackendAuto, "VMM: auto (Firecracker when installed and KVM works, else QEMU), firecracker or qemu")
@@ -104,6 +105,10 @@ func runRun(ctx context.Context, o *Options) error {
 		if _, err := vmm.FindFirecracker(); err != nil {
 			return fail(err)
 		}
+	}
+	if o.StopTimeout <= 0 {
+		// Zero would give the guest no time to read the stop request at all.
+		return cmdutil.Usagef("--stop-timeout must be positive")
 	}
 	// 0 means "as the image says"; other values have the ranges ukernel.toml allows.
 	if o.VCPU != 0 && (o.VCPU < 1 || o.VCPU > 32) {
@@ -136,6 +141,9 @@ func runRun(ctx context.Context, o *Options) error {
 		return fail(err)
 	}
 	img := o.Image
+	if img != "" && !filepath.IsAbs(img) {
+		img = filepath.Join(dir, img) // like pack and inspect: relative to the project (-C)
+	}
 	if img == "" {
 		if img, err = pipeline.Image(ctx, pipeline.Options{Dir: dir, Offline: o.Offline, Locked: o.Locked, Progress: f.IO.ErrOut, TTY: f.IO.ProgressTTY(), Logger: f.Logger}); err != nil {
 			return fail(err)

@@ -23,6 +23,7 @@ func TestRunFlagErrors(t *testing.T) {
 		{[]string{"--net", "bridge"}, "not a network mode"},
 		{[]string{"--accel", "hvf"}, "expected auto, kvm or tcg"},
 		{[]string{"--backend", "xen"}, "expected auto, firecracker or qemu"},
+		{[]string{"--stop-timeout", "0s"}, "--stop-timeout must be positive"},
 		{[]string{"extra"}, "unknown command"},
 	} {
 		ios, _, _, _ := iostreams.Test()

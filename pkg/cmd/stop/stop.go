@@ -3,6 +3,7 @@ package stop
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -34,13 +35,17 @@ does not exit within a few more seconds. Stop leaves no VMM process and no state
 			if err != nil {
 				return err
 			}
+			// Every name is tried: one that fails does not leave the others running.
+			var errs []error
 			for _, name := range args {
-				// Each step of the stop has its own deadline; this bounds the whole.
+				// Each step of the stop has its own deadline; this bounds the whole. A first
+				// Ctrl-C does not abandon a guest half-stopped; a second one exits.
 				ctx, cancel := context.WithTimeout(context.WithoutCancel(cmd.Context()), timeout+15*time.Second)
 				res, err := launch.StopGuest(ctx, store, name, timeout, f.Logger)
 				cancel()
 				if err != nil {
-					return fmt.Errorf("stop %s: %w", name, err)
+					errs = append(errs, fmt.Errorf("stop %s: %w", name, err))
+					continue
 				}
 				switch res {
 				case vmm.AlreadyGone:
@@ -52,7 +57,7 @@ does not exit within a few more seconds. Stop leaves no VMM process and no state
 				}
 				fmt.Fprintln(f.IO.Out, name)
 			}
-			return nil
+			return errors.Join(errs...)
 		},
 	}
 	cmd.Flags().DurationVar(&timeout, "timeout", launch.DefaultStopTimeout, "how long the guest gets to stop by itself")

@@ -1,0 +1,41 @@
+package stop_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/ukernel-dev/ukernel/internal/runstate"
+	"github.com/ukernel-dev/ukernel/pkg/cmd/root"
+	"github.com/ukernel-dev/ukernel/pkg/cmdutil"
+	"github.com/ukernel-dev/ukernel/pkg/iostreams"
+)
+
+// A name that cannot be stopped does not keep stop from the names after it.
+func TestStopGoesOnAfterAFailure(t *testing.T) {
+	t.Setenv("XDG_RUNTIME_DIR", t.TempDir())
+	store, err := runstate.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A stale guest: its owner (a pid that cannot exist) is gone and no VMM was started.
+	if err := store.Save(&runstate.State{Name: "stale", Owner: 1 << 30}); err != nil {
+		t.Fatal(err)
+	}
+	ios, _, out, errOut := iostreams.Test()
+	f := &cmdutil.Factory{IO: ios, Dir: t.TempDir()}
+	cmd := root.NewCmdRoot(f, "test")
+	cmd.SetArgs([]string{"stop", "nosuch", "stale"})
+	cmd.SetOut(ios.Out)
+	cmd.SetErr(ios.ErrOut)
+	err = cmd.ExecuteContext(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "stop nosuch") || cmdutil.ExitCode(err) != 1 {
+		t.Fatalf("stop nosuch stale: exit %d, err %v; want 1 naming nosuch", cmdutil.ExitCode(err), err)
+	}
+	if !strings.Contains(out.String(), "stale") || !strings.Contains(errOut.String(), "stale was not running") {
+		t.Errorf("stale was not handled after nosuch failed: stdout %q, stderr %q", out, errOut)
+	}
+	if _, err := store.Load("stale"); err == nil {
+		t.Error("the stale guest's state is still there")
+	}
+}
