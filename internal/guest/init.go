@@ -496,8 +496,18 @@ func (in *pid1) supervise(fwd <-chan os.Signal) (int, error) {
 		case sig := <-fwd:
 			if entry != nil {
 				_ = syscall.Kill(-entry.PID, sig.(syscall.Signal))
-			} else {
-				in.sup.Signal(sig.(syscall.Signal))
+				break
+			}
+			// Services only: a signal to init (Ctrl-Alt-Del under Firecracker, a forced stop's
+			// first step) stops them, with the run's grace. Passed on as a signal, their restart
+			// policy would start them again and the guest would never power off.
+			grace := 0
+			if in.cfg != nil {
+				grace = in.cfg.StopGraceS
+			}
+			select {
+			case in.stopReq <- abi.Control{Type: abi.ControlStop, GraceS: grace}:
+			default: // a stop is already pending
 			}
 		case c := <-stopReq:
 			// One stop is enough: later requests (a second `ukernel stop`, a repeated Ctrl-C)

@@ -289,3 +289,42 @@ func TestDataVolumeGrows(t *testing.T) {
 	}
 	noQEMULeft(t, dir)
 }
+
+const signalTOML = `[project]
+name = 'svc-signal'
+language = 'shell'
+
+[env]
+base = 'debian-12'
+
+[run]
+memory_mb = 256
+net = 'none'
+
+[services.daemon]
+command = '/bin/sh /app/daemon.sh'
+restart = 'always'
+user = 'root'
+`
+
+// TestServicesStopOnSignalToInit: in a guest with services and no entry, SIGTERM to init (what
+// Firecracker's Ctrl-Alt-Del becomes, or a root process's `kill 1`) stops the services and powers
+// off. Passed on to the services instead, restart = 'always' would start them again forever.
+func TestServicesStopOnSignalToInit(t *testing.T) {
+	skipShort(t)
+	dir := newProject(t, "svc-signal", "--lang", "shell", "--template", "worker")
+	writeFile(t, filepath.Join(dir, "ukernel.toml"), signalTOML)
+	writeFile(t, filepath.Join(dir, "src", "daemon.sh"), "echo daemon up\ntrap 'echo daemon stopping; exit 0' TERM\nkill -TERM 1\nwhile :; do sleep 1; done\n")
+	mustUK(t, dir, 10*time.Minute, "pack")
+	defer noQEMULeft(t, dir)
+	r := uk(t, dir, 3*time.Minute, "run", "--accel", "tcg")
+	if r.code != 0 {
+		t.Fatalf("run: exit %d, want 0 (services stopped on request)\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+	if n := strings.Count(r.stdout, "daemon up"); n != 1 {
+		t.Errorf("the daemon started %d times, want once (stopped, not restarted):\n%s", n, r.stdout)
+	}
+	if !strings.Contains(r.stdout, "daemon stopping") {
+		t.Errorf("the daemon got no SIGTERM from the stop:\n%s", r.stdout)
+	}
+}
