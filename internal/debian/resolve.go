@@ -1,7 +1,9 @@
 package debian
 
 import (
+	"errors"
 	"fmt"
+	"maps"
 	"sort"
 	"strings"
 )
@@ -112,27 +114,49 @@ func ParseRequest(s string) Request {
 // Resolve returns the closure of the requests, sorted by name. Like apt, it walks dependencies
 // depth-first in the order they are declared, skips a group an already chosen package
 // satisfies, and otherwise installs the first alternative that can be installed.
+//
+// A preferred (locked) version that fails a dependency's constraint yields to the newest version
+// that meets it, and the closure is resolved again from the start with that preference: what the
+// old version pulled in or provided must not linger. Requests with an explicit version never move.
 func (r *Resolver) Resolve(reqs []Request) ([]*Package, error) {
-	st := &state{r: r, marked: map[string]*Package{}}
-	pinned := map[string]string{}
+	// Candidates, and so the providers index, follow Prefer: overrides go to a copy, and the
+	// index is rebuilt for it and again once the caller's Prefer is back.
+	saved, prefer := r.Prefer, r.Prefer
+	own := false
+	override := func(name, version string) {
+		if !own {
+			prefer, own = maps.Clone(saved), true
+			if prefer == nil {
+				prefer = map[string]string{}
+			}
+		}
+		prefer[name] = version
+		r.Prefer, r.providers = prefer, nil
+	}
+	defer func() {
+		if own {
+			r.Prefer, r.providers = saved, nil
+		}
+	}()
+	pinned := map[string]bool{}
 	for _, q := range reqs {
 		if q.Version != "" {
-			pinned[q.Name] = q.Version
+			pinned[q.Name] = true
+			override(q.Name, q.Version)
 		}
 	}
-	if len(pinned) > 0 {
-		prefer := map[string]string{}
-		for k, v := range r.Prefer {
-			prefer[k] = v
+	for {
+		out, err := r.resolveOnce(reqs, pinned)
+		var moved *preferenceMoved
+		if !errors.As(err, &moved) {
+			return out, err
 		}
-		for k, v := range pinned {
-			prefer[k] = v
-		}
-		saved := r.Prefer
-		r.Prefer = prefer
-		r.providers = nil
-		defer func() { r.Prefer = saved; r.providers = nil }()
+		override(moved.name, moved.version)
 	}
+}
+
+func (r *Resolver) resolveOnce(reqs []Request, pinned map[string]bool) ([]*Package, error) {
+	st := &state{r: r, marked: map[string]*Package{}, pinned: pinned}
 	for _, q := range reqs {
 		p, err := r.lookupRequest(q)
 		if err != nil {
@@ -148,6 +172,13 @@ func (r *Resolver) Resolve(reqs []Request) ([]*Package, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
+}
+
+// preferenceMoved asks Resolve to start over preferring version of name.
+type preferenceMoved struct{ name, version string }
+
+func (e *preferenceMoved) Error() string {
+	return fmt.Sprintf("internal: resolve again preferring %s %s", e.name, e.version)
 }
 
 func (r *Resolver) lookupRequest(q Request) (*Package, error) {
@@ -198,6 +229,7 @@ func (e *UnknownPackageError) Error() string {
 type state struct {
 	r      *Resolver
 	marked map[string]*Package
+	pinned map[string]bool // names requested with an explicit version
 }
 
 func (st *state) mark(p *Package, chain []string) error {
@@ -215,7 +247,10 @@ func (st *state) mark(p *Package, chain []string) error {
 			if st.satisfied(g) {
 				continue
 			}
-			choice := st.choose(g)
+			choice, err := st.choose(g)
+			if err != nil {
+				return err
+			}
 			if choice == nil {
 				return fmt.Errorf("cannot satisfy %s: %s depends on %q, which no available package satisfies", chain[0], strings.Join(chain, " -> "), g.String())
 			}
@@ -261,15 +296,19 @@ func providesSatisfies(pr provider, a Atom) bool {
 
 // choose picks the first alternative that can be installed: the real package's candidate if
 // it meets the constraint, else a providing package (apt's order: required/important
-// priority first, then name).
-func (st *state) choose(g Group) *Package {
+// priority first, then name). A preferred candidate that is too old is a *preferenceMoved.
+func (st *state) choose(g Group) (*Package, error) {
 	for _, a := range g {
 		if !archOK(a) {
 			continue
 		}
-		if c := st.r.Candidate(a.Name); c != nil && a.Constraint.Satisfied(c.Version) {
-			if _, taken := st.marked[c.Name]; !taken {
-				return c
+		if c := st.r.Candidate(a.Name); c != nil {
+			if a.Constraint.Satisfied(c.Version) {
+				if _, taken := st.marked[c.Name]; !taken {
+					return c, nil
+				}
+			} else if v := st.newerSatisfying(c, a); v != nil {
+				return nil, &preferenceMoved{name: v.Name, version: v.Version}
 			}
 		}
 		var cands []*Package
@@ -286,7 +325,26 @@ func (st *state) choose(g Group) *Package {
 				}
 				return cands[i].Name < cands[j].Name
 			})
-			return cands[0]
+			return cands[0], nil
+		}
+	}
+	return nil, nil
+}
+
+// newerSatisfying returns the newest version of c's name that meets a's constraint when c is a
+// preferred (locked) version that does not: the lock keeps versions, it must not block an upgrade
+// a dependency needs. Preferences only move up, so resolving again terminates, and explicit
+// pins never move.
+func (st *state) newerSatisfying(c *Package, a Atom) *Package {
+	if want, ok := st.r.Prefer[c.Name]; !ok || want != c.Version || st.pinned[c.Name] {
+		return nil
+	}
+	for _, v := range st.r.byName[c.Name] {
+		if a.Constraint.Satisfied(v.Version) {
+			if CompareVersions(v.Version, c.Version) > 0 {
+				return v
+			}
+			return nil
 		}
 	}
 	return nil

@@ -174,3 +174,35 @@ func TestHostSources(t *testing.T) {
 		t.Fatalf("%+v", got)
 	}
 }
+
+func TestPreferredVersionYieldsToNewerConstraint(t *testing.T) {
+	r := NewResolver(index(
+		"Package: libc6\nVersion: 1\nDepends: oldhelper",
+		"Package: libc6\nVersion: 2\nDepends: newhelper\nProvides: libc-abi (= 2)",
+		"Package: oldhelper\nVersion: 1",
+		"Package: newhelper\nVersion: 1",
+		"Package: tool\nVersion: 1\nDepends: libc6",
+		"Package: app\nVersion: 1\nDepends: libc6 (>= 2), libc-abi (= 2)",
+		"Package: legacy\nVersion: 1\nDepends: libc6 (<< 2)",
+	))
+	// The lock pinned libc6 1; app needs 2. tool marks libc6 1 first, so the closure is redone
+	// with 2: oldhelper, pulled in by libc6 1 only, must not stay behind.
+	r.Prefer = map[string]string{"libc6": "1", "tool": "1"}
+	for _, reqs := range [][]Request{{{Name: "tool"}, {Name: "app"}}, {{Name: "app"}, {Name: "tool"}}} {
+		got, err := r.Resolve(reqs)
+		must(t, err)
+		if want := []string{"app=1", "libc6=2", "newhelper=1", "tool=1"}; !reflect.DeepEqual(names(got), want) {
+			t.Fatalf("%v: got %v, want %v", reqs, names(got), want)
+		}
+	}
+	if r.Prefer["libc6"] != "1" {
+		t.Errorf("Resolve changed the caller's Prefer: %v", r.Prefer)
+	}
+	// A locked version is never moved down, and an explicit pin never moves.
+	if _, err := r.Resolve([]Request{{Name: "app"}, {Name: "legacy"}}); err == nil || !strings.Contains(err.Error(), "libc6 (<< 2)") {
+		t.Errorf("conflicting constraints: %v", err)
+	}
+	if _, err := r.Resolve([]Request{{Name: "libc6", Version: "1"}, {Name: "app"}}); err == nil || !strings.Contains(err.Error(), "libc6 (>= 2)") {
+		t.Errorf("explicit pin libc6=1 against app's libc6 (>= 2): %v", err)
+	}
+}

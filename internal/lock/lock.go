@@ -145,23 +145,27 @@ func Load(dir string) (*Lock, error) {
 	return Parse(data)
 }
 
+// recoverHint says what to do with a damaged lock: its pins cannot be trusted, so only restoring
+// it or an explicit re-resolution (which drops every pin) fixes it.
+const recoverHint = "restore it (e.g. from version control, resolving any merge conflict), or run ukernel env upgrade to re-resolve it from scratch"
+
 // Parse decodes lock content and verifies its digest.
 func Parse(data []byte) (*Lock, error) {
 	var l Lock
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&l); err != nil {
-		return nil, fmt.Errorf("%s: not a valid lock file: %v; run ukernel env lock", project.LockFile, err)
+		return nil, fmt.Errorf("%s: not a valid lock file: %v; %s", project.LockFile, err, recoverHint)
 	}
 	if l.Version != FormatVersion {
-		return nil, fmt.Errorf("%s: format version %d, this ukernel reads %d; run ukernel env lock", project.LockFile, l.Version, FormatVersion)
+		return nil, fmt.Errorf("%s: format version %d, this ukernel reads %d; use the ukernel that wrote it, or run ukernel env upgrade to re-resolve it from scratch", project.LockFile, l.Version, FormatVersion)
 	}
 	want, err := l.contentDigest()
 	if err != nil {
 		return nil, err
 	}
 	if l.Digest != want {
-		return nil, fmt.Errorf("%s: digest mismatch (file says %s, content is %s): it was edited or damaged; run ukernel env lock", project.LockFile, l.Digest, want)
+		return nil, fmt.Errorf("%s: digest mismatch (file says %s, content is %s): it was edited or damaged; %s", project.LockFile, l.Digest, want, recoverHint)
 	}
 	return &l, nil
 }

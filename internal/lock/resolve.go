@@ -66,7 +66,8 @@ func sources(dir, codename string) ([]debian.Source, error) {
 // Resolve brings dir's lock up to date with its env/ukernel.env and returns it. An existing
 // lock whose request is unchanged is kept as is (no network) unless Upgrade is set; otherwise the
 // closure is resolved, keeping locked versions that still satisfy. changed reports whether the
-// lock file differs from before; with Locked a change is an error and nothing is written.
+// lock file differs from before; with Locked a change is an error and nothing is written. A lock
+// that cannot be read or fails its digest is an error, except with Upgrade, which replaces it.
 func Resolve(ctx context.Context, o Options) (*Lock, bool, error) {
 	if err := o.init(); err != nil {
 		return nil, false, err
@@ -82,10 +83,12 @@ func Resolve(ctx context.Context, o Options) (*Lock, bool, error) {
 	req := requestOf(env)
 	old, err := Load(o.Dir)
 	if err != nil && !errors.Is(err, ErrNoLock) {
-		if o.Locked {
+		// A damaged lock's pins cannot be trusted, and resolving without them would silently
+		// move every package: only an explicit upgrade, which drops the pins anyway, replaces it.
+		if !o.Upgrade || o.Locked {
 			return nil, false, err
 		}
-		o.Logger.Warn("ignoring unreadable lock", "err", err)
+		o.Logger.Warn("replacing unreadable lock", "err", err)
 		old = nil
 	}
 	if old != nil && !o.Upgrade && old.Request.equal(req) {
@@ -160,7 +163,11 @@ func build(ctx context.Context, o Options, env *project.Env, base project.Base, 
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", project.EnvFile, err)
 	}
-	kernel, err := resolveKernel(r, env.Kernel)
+	var lockedKernel *Package
+	if old != nil && !o.Upgrade && old.Request.Kernel == req.Kernel {
+		lockedKernel = old.Kernel
+	}
+	kernel, err := resolveKernel(r, env.Kernel, lockedKernel)
 	if err != nil {
 		return nil, fmt.Errorf("%s: kernel: %w", project.EnvFile, err)
 	}
@@ -176,11 +183,12 @@ func build(ctx context.Context, o Options, env *project.Env, base project.Base, 
 		})
 	}
 	if len(env.Python) > 0 {
-		if old != nil && !o.Upgrade && slices.Equal(old.Request.Python, req.Python) {
+		// Wheels are built for the base's Python (cp311, cp313): a new base needs new ones.
+		if old != nil && !o.Upgrade && old.Request.Base == req.Base && slices.Equal(old.Request.Python, req.Python) {
 			l.Python = old.Python
 		} else {
 			if o.Offline {
-				return nil, fmt.Errorf("--offline: the python requirements changed and pip needs the network to resolve them")
+				return nil, fmt.Errorf("--offline: the python requirements or the base changed and pip needs the network to resolve them; run once without --offline")
 			}
 			l.Python, err = lockPython(ctx, o, env.Python, base)
 			if err != nil {
@@ -191,34 +199,63 @@ func build(ctx context.Context, o Options, env *project.Env, base project.Base, 
 	return l, nil
 }
 
-// resolveKernel follows a kernel metapackage (linux-image-cloud-amd64) to the versioned image
-// package it depends on; that package is locked alone, without the dependencies that serve
-// installing a kernel on a host.
-func resolveKernel(r *debian.Resolver, name string) (*debian.Package, error) {
+// resolveKernel picks the guest kernel for name, a metapackage (linux-image-cloud-amd64) or a
+// versioned image. The image locked before is kept while the archive has it, like any locked
+// package; otherwise the metapackage is followed to the versioned image it depends on. The image
+// is locked alone, without the dependencies that serve installing a kernel on a host.
+func resolveKernel(r *debian.Resolver, name string, locked *Package) (*debian.Package, error) {
+	if locked != nil {
+		for _, p := range r.Versions(locked.Name) {
+			if p.Version != locked.Version {
+				continue
+			}
+			// A metapackage locked by an older ukernel is not kept: it is not a kernel.
+			if deps, err := imageDeps(p); err == nil && len(deps) == 0 {
+				return p, nil
+			}
+		}
+	}
 	p, err := r.Choose(name)
 	if err != nil {
 		return nil, err
 	}
 	for range 4 {
-		groups, err := debian.ParseRelations(p.Depends)
+		deps, err := imageDeps(p)
 		if err != nil {
 			return nil, err
 		}
+		if len(deps) == 0 {
+			return p, nil
+		}
 		var next *debian.Package
-		for _, g := range groups {
-			if a := g[0]; strings.HasPrefix(a.Name, "linux-image-") {
-				if c := r.Candidate(a.Name); c != nil && a.Constraint.Satisfied(c.Version) {
-					next = c
-					break
-				}
+		for _, a := range deps {
+			// Versions are newest first; the metapackage names its image with (= version).
+			if i := slices.IndexFunc(r.Versions(a.Name), func(v *debian.Package) bool { return a.Constraint.Satisfied(v.Version) }); i >= 0 {
+				next = r.Versions(a.Name)[i]
+				break
 			}
 		}
 		if next == nil {
-			return p, nil
+			return nil, fmt.Errorf("%s %s depends on %s, which the archive does not have (a mirror mid-update?): try again later, or set kernel to a versioned linux-image package the archive has", p.Name, p.Version, deps[0])
 		}
 		p = next
 	}
 	return nil, fmt.Errorf("%s: kernel metapackage chain too long", name)
+}
+
+// imageDeps returns the linux-image-* dependencies of a kernel metapackage; an image has none.
+func imageDeps(p *debian.Package) ([]debian.Atom, error) {
+	groups, err := debian.ParseRelations(p.Depends)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", p.Name, p.Version, err)
+	}
+	var out []debian.Atom
+	for _, g := range groups {
+		if strings.HasPrefix(g[0].Name, "linux-image-") {
+			out = append(out, g[0])
+		}
+	}
+	return out, nil
 }
 
 func lockPackage(p *debian.Package) *Package {
