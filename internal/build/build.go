@@ -5,7 +5,6 @@
 package build
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -24,6 +23,7 @@ import (
 
 	"github.com/ukernel-dev/ukernel/internal/abi"
 	"github.com/ukernel-dev/ukernel/internal/debian"
+	"github.com/ukernel-dev/ukernel/internal/initbin"
 	"github.com/ukernel-dev/ukernel/internal/project"
 	"github.com/ukernel-dev/ukernel/internal/version"
 )
@@ -111,6 +111,11 @@ func Run(ctx context.Context, in Input) (*Result, error) {
 		if _, err := os.Stat(filepath.Join(in.Dir, in.Config.Project.Entry)); err != nil {
 			return nil, fmt.Errorf("%s: project.entry: %s does not exist", project.ConfigFile, in.Config.Project.Entry)
 		}
+		for _, part := range strings.Split(in.Config.Project.Entry, "/") {
+			if hostByproduct(part) {
+				return nil, fmt.Errorf("%s: project.entry: %s is a Python bytecode cache, which the build leaves out of the image; name the .py source", project.ConfigFile, in.Config.Project.Entry)
+			}
+		}
 	}
 	epoch := in.SourceDateEpoch
 	if epoch == 0 {
@@ -132,11 +137,15 @@ func Run(ctx context.Context, in Input) (*Result, error) {
 		fmt.Fprintf(h, "wheel %s %s\n", w.Name, w.SHA256)
 	}
 	if adapter == "go" {
-		gv, err := exec.CommandContext(ctx, "go", "env", "GOVERSION").Output()
-		if err != nil {
+		if _, err := exec.LookPath("go"); err != nil {
 			return nil, errors.New("go toolchain not found on PATH: the go adapter builds the workload with it")
 		}
-		fmt.Fprintf(h, "go %s\n", bytes.TrimSpace(gv))
+		// The toolchain that builds the workload, as go build will pick it in the entry's module.
+		gv, err := initbin.GoVersion(ctx, goWorkloadDir(in), initbin.GoEnv(os.Environ()))
+		if err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(h, "go %s\n", gv)
 	}
 	digest := hex.EncodeToString(h.Sum(nil))
 
@@ -190,7 +199,11 @@ func Run(ctx context.Context, in Input) (*Result, error) {
 		return nil, err
 	}
 	for _, d := range []string{"proc", "sys", "dev", "run", "tmp", "mnt", "data", "app", "etc", "root", "var/tmp"} {
-		if err := os.MkdirAll(filepath.Join(rootDir, d), 0o755); err != nil {
+		p, err := inRoot(rootDir, d, true)
+		if err != nil {
+			return nil, err
+		}
+		if err := os.MkdirAll(p, 0o755); err != nil {
 			return nil, err
 		}
 	}
@@ -253,6 +266,11 @@ func exists(p string) bool {
 	return err == nil
 }
 
+// goWorkloadDir is where the go adapter builds the workload: the entry's package.
+func goWorkloadDir(in Input) string {
+	return filepath.Join(in.Dir, path.Dir(in.Config.Project.Entry))
+}
+
 // bundle collects the workload: src/ as /app, the locked wheels installed for the guest's
 // Python, and for the go adapter the statically built binary.
 func bundle(ctx context.Context, in Input, adapter, srcDir, work string) ([]tarEntry, error) {
@@ -263,8 +281,10 @@ func bundle(ctx context.Context, in Input, adapter, srcDir, work string) ([]tarE
 		name := in.Config.Project.Name
 		args := []string{"build", "-trimpath", "-buildvcs=false", "-ldflags=-s -w -buildid=", "-o", bin, "."}
 		cmd := exec.CommandContext(ctx, "go", args...)
-		cmd.Dir = filepath.Join(in.Dir, path.Dir(in.Config.Project.Entry))
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64", "GOWORK=off")
+		cmd.Dir = goWorkloadDir(in)
+		// Pinned settings, not the host's (GOAMD64, GOFLAGS=-tags...): the cache key has only
+		// the toolchain, and the image must not depend on who built it.
+		cmd.Env = initbin.GoEnv(os.Environ())
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return nil, fmt.Errorf("go build of the workload in %s: %v\n%s", cmd.Dir, err, out)
 		}
@@ -360,6 +380,8 @@ func assembleDebs(ctx context.Context, debs []Deb, root, scratch string) ([]stri
 }
 
 // mergeInto moves the tree at src into dst, mapping top-level directories to merged-/usr.
+// Links that earlier packages left in dst are followed as dpkg would follow them in the guest
+// (a directory link stays and its target is filled), never out of dst: see inRoot.
 func mergeInto(src, dst string) error {
 	return walkSorted(src, func(orig string, fi fs.FileInfo) error {
 		rel := orig
@@ -370,9 +392,12 @@ func mergeInto(src, dst string) error {
 			}
 			rel = path.Join(m, rest)
 		}
-		target := filepath.Join(dst, filepath.FromSlash(rel))
+		target, err := inRoot(dst, rel, fi.IsDir())
+		if err != nil {
+			return err
+		}
 		if fi.IsDir() {
-			if st, err := os.Stat(target); err == nil && st.IsDir() {
+			if st, err := os.Lstat(target); err == nil && st.IsDir() {
 				return nil
 			}
 			return os.MkdirAll(target, fi.Mode().Perm()|0o700)
@@ -404,13 +429,20 @@ var trimmed = []string{
 var trimmedPython = []string{"pydoc_data", "test", "idlelib", "tkinter", "turtledemo", "ensurepip", "lib2to3/tests", "unittest/test", "distutils/tests", "ctypes/test", "sqlite3/test", "tkinter/test", "config-3.11-x86_64-linux-gnu", "config-3.13-x86_64-linux-gnu"}
 
 func trim(root string, release bool) {
-	for _, p := range trimmed {
-		os.RemoveAll(filepath.Join(root, p))
+	paths := append([]string(nil), trimmed...)
+	if lib, err := inRoot(root, "usr/lib", true); err == nil {
+		pys, _ := filepath.Glob(filepath.Join(lib, "python3.*"))
+		for _, py := range pys {
+			for _, p := range trimmedPython {
+				paths = append(paths, path.Join("usr/lib", filepath.Base(py), p))
+			}
+		}
 	}
-	libs, _ := filepath.Glob(filepath.Join(root, "usr/lib/python3.*"))
-	for _, lib := range libs {
-		for _, p := range trimmedPython {
-			os.RemoveAll(filepath.Join(lib, p))
+	for _, p := range paths {
+		// Resolved inside the tree: a package's link (usr/share -> /usr/share) must not make
+		// this remove the host's files.
+		if target, err := inRoot(root, p, false); err == nil {
+			os.RemoveAll(target)
 		}
 	}
 	// Bytecode caches were compiled for nothing here; the guest runs from source.

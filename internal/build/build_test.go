@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +18,12 @@ import (
 
 // makeDeb builds a real .deb with dpkg-deb from a tree of files.
 func makeDeb(t *testing.T, name string, files map[string]string) string {
+	t.Helper()
+	return makeDebLinks(t, name, files, nil)
+}
+
+// makeDebLinks is makeDeb with symlinks as well: path -> link target.
+func makeDebLinks(t *testing.T, name string, files, links map[string]string) string {
 	t.Helper()
 	if _, err := exec.LookPath("dpkg-deb"); err != nil {
 		t.Fatal("dpkg-deb not found (Debian's dpkg package)")
@@ -33,6 +40,13 @@ func makeDeb(t *testing.T, name string, files map[string]string) string {
 			t.Fatal(err)
 		}
 	}
+	for p, target := range links {
+		full := filepath.Join(root, p)
+		os.MkdirAll(filepath.Dir(full), 0o755)
+		if err := os.Symlink(target, full); err != nil {
+			t.Fatal(err)
+		}
+	}
 	os.MkdirAll(filepath.Join(root, "DEBIAN"), 0o755)
 	control := "Package: " + name + "\nVersion: 1.0\nArchitecture: amd64\nMaintainer: t <t@example.invalid>\nDescription: test\n"
 	os.WriteFile(filepath.Join(root, "DEBIAN", "control"), []byte(control), 0o644)
@@ -45,17 +59,23 @@ func makeDeb(t *testing.T, name string, files map[string]string) string {
 
 func makeWheel(t *testing.T) string {
 	t.Helper()
-	p := filepath.Join(t.TempDir(), "demo-1.0-py3-none-any.whl")
-	f, _ := os.Create(p)
-	zw := zip.NewWriter(f)
-	for name, content := range map[string]string{
+	return writeWheel(t, "demo-1.0-py3-none-any.whl", map[string]string{
 		"demo/__init__.py":                   "VALUE = 42\n",
 		"demo/__pycache__/x.cpython.pyc":     "junk",
 		"demo-1.0.dist-info/RECORD":          "demo/__init__.py,,\n",
 		"demo-1.0.dist-info/METADATA":        "Name: demo\nVersion: 1.0\n",
 		"demo-1.0.data/scripts/demo-cli":     "#!python\nimport demo\n",
 		"demo-1.0.dist-info/direct_url.json": "{\"url\": \"file:///home/someone\"}",
-	} {
+	})
+}
+
+// writeWheel zips files into a wheel named name; files under scripts/ are executable.
+func writeWheel(t *testing.T, name string, files map[string]string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	f, _ := os.Create(p)
+	zw := zip.NewWriter(f)
+	for name, content := range files {
 		h := &zip.FileHeader{Name: name, Method: zip.Deflate}
 		if strings.Contains(name, "scripts/") {
 			h.SetMode(0o755)
@@ -243,5 +263,92 @@ func TestSourceDisappearsMidBuild(t *testing.T) {
 	}
 	if left, _ := filepath.Glob(filepath.Join(dir, ".build-tmp-*")); len(left) != 0 {
 		t.Errorf("a failed build left %v", left)
+	}
+}
+
+// listTree returns every path below dir, to show that a build left a host directory alone.
+func listTree(t *testing.T, dir string) []string {
+	t.Helper()
+	var out []string
+	if err := walkSorted(dir, func(rel string, _ fs.FileInfo) error {
+		out = append(out, rel)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestMergeStaysInsideRoot: a directory link that one package ships is followed when a later
+// package installs below it as the guest would follow it (an absolute target is inside the
+// image, ".." stops at its root), never to the host's directory of that name.
+func TestMergeStaysInsideRoot(t *testing.T) {
+	host := t.TempDir() // a host directory that packages' links name
+	links := makeDebLinks(t, "a-links", map[string]string{"usr/lib/real/keep": ""}, map[string]string{
+		"usr/lib/abs":    host,                                 // the reviewer's case
+		"usr/lib/rel":    strings.Repeat("../", 10) + host[1:], // climbs past the root
+		"usr/lib/inside": "real",                               // an ordinary link in the tree
+		"usr/lib/loop":   "/usr/lib/loop",                      // resolves to itself
+	})
+	files := makeDeb(t, "b-files", map[string]string{
+		"usr/lib/abs/a":    "a\n",
+		"usr/lib/rel/r":    "r\n",
+		"usr/lib/inside/i": "i\n",
+	})
+	root := filepath.Join(t.TempDir(), "root")
+	debs := []Deb{{Name: "a-links", Path: links}, {Name: "b-files", Path: files}}
+	_, err := assembleDebs(context.Background(), debs, root, t.TempDir())
+	if left := listTree(t, host); len(left) != 0 {
+		t.Errorf("merging wrote to the host directory %s: %v", host, left)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{filepath.Join(host, "a"), filepath.Join(host, "r"), "usr/lib/real/i"} {
+		if _, err := os.Lstat(filepath.Join(root, p)); err != nil {
+			t.Errorf("%s is not where the guest will look for it: %v", p, err)
+		}
+	}
+	if l, _ := os.Readlink(filepath.Join(root, "usr/lib/abs")); l != host {
+		t.Errorf("the package's link was replaced: %q", l)
+	}
+
+	loop := makeDeb(t, "c-loop", map[string]string{"usr/lib/loop/x": "x\n"})
+	debs = append(debs, Deb{Name: "c-loop", Version: "1.0", Path: loop})
+	_, err = assembleDebs(context.Background(), debs, filepath.Join(t.TempDir(), "root"), t.TempDir())
+	if err == nil || !strings.Contains(err.Error(), "install c-loop 1.0: usr/lib/loop: too many levels of symbolic links") {
+		t.Errorf("a link loop: %v", err)
+	}
+}
+
+// TestBuildStaysInsideRoot: the steps after the merge (bundle, trimming, accounts, links) also
+// resolve packages' links inside the staged tree.
+func TestBuildStaysInsideRoot(t *testing.T) {
+	host := t.TempDir()
+	os.MkdirAll(filepath.Join(host, "etc"), 0o755)
+	os.MkdirAll(filepath.Join(host, "local"), 0o755)
+	os.MkdirAll(filepath.Join(host, "share", "doc"), 0o755)
+	os.WriteFile(filepath.Join(host, "share", "doc", "keep"), []byte("host file\n"), 0o644)
+	deb := makeDebLinks(t, "python3.11", map[string]string{"usr/bin/python3.11": "x"}, map[string]string{
+		"etc":       host + "/etc",
+		"usr/local": host + "/local",
+		"usr/share": host + "/share",
+	})
+	dir := t.TempDir()
+	cfg := writeProject(t, dir)
+	base, _ := project.LookupBase("python-3.11")
+	res, err := Run(context.Background(), Input{Dir: dir, Config: cfg, Base: base, LockDigest: "d",
+		Debs:   []Deb{{Name: "python3.11", Path: deb, SHA256: "x"}},
+		Wheels: []Wheel{{Name: "demo", Path: makeWheel(t), SHA256: "y"}}})
+	if got := strings.Join(listTree(t, host), " "); got != "etc local share share/doc share/doc/keep" {
+		t.Errorf("the build changed the host directory %s: %s", host, got)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"etc/passwd", "local/bin/demo-cli", "local/lib/python3.11/dist-packages/demo/__init__.py"} {
+		if _, err := os.Lstat(filepath.Join(res.RootDir, host, p)); err != nil {
+			t.Errorf("%s is not inside the image: %v", p, err)
+		}
 	}
 }

@@ -70,7 +70,10 @@ func emulate(root string, packages []string, extraUsers []abi.User) ([]abi.User,
 		}
 		links := packageLinks[p]
 		for _, l := range slices.Sorted(maps.Keys(links)) {
-			dst := filepath.Join(root, l)
+			dst, err := inRoot(root, l, false)
+			if err != nil {
+				return nil, fmt.Errorf("link %s for %s: %w", l, p, err)
+			}
 			if _, err := os.Lstat(dst); err == nil {
 				continue
 			}
@@ -88,7 +91,11 @@ func emulate(root string, packages []string, extraUsers []abi.User) ([]abi.User,
 		if u.Home == "" || u.Home == "/nonexistent" || u.UID == 0 {
 			continue
 		}
-		if err := os.MkdirAll(filepath.Join(root, u.Home), 0o755); err != nil {
+		home, err := inRoot(root, u.Home, true)
+		if err != nil {
+			return nil, fmt.Errorf("home of %s: %w", u.Name, err)
+		}
+		if err := os.MkdirAll(home, 0o755); err != nil {
 			return nil, err
 		}
 	}
@@ -102,19 +109,12 @@ func writeAccounts(root string, users []abi.User) error {
 		fmt.Fprintf(&group, "%s:x:%d:\n", u.Name, u.GID)
 		fmt.Fprintf(&shadow, "%s:*:0:0:99999:7:::\n", u.Name)
 	}
-	etc := filepath.Join(root, "etc")
-	if err := os.MkdirAll(etc, 0o755); err != nil {
-		return err
-	}
 	for name, content := range map[string]string{"passwd": passwd.String(), "group": group.String(), "shadow": shadow.String()} {
 		mode := os.FileMode(0o644)
 		if name == "shadow" {
 			mode = 0o640
 		}
-		if err := os.WriteFile(filepath.Join(etc, name), []byte(content), mode); err != nil {
-			return err
-		}
-		if err := os.Chmod(filepath.Join(etc, name), mode); err != nil {
+		if err := writeInRoot(root, "etc/"+name, []byte(content), mode); err != nil {
 			return err
 		}
 	}
@@ -124,8 +124,11 @@ func writeAccounts(root string, users []abi.User) error {
 // caBundle concatenates the certificates the way update-ca-certificates does, sorted by path.
 func caBundle(root string) error {
 	var certs []string
-	base := filepath.Join(root, "usr/share/ca-certificates")
-	err := filepath.WalkDir(base, func(p string, d os.DirEntry, err error) error {
+	base, err := inRoot(root, "usr/share/ca-certificates", true)
+	if err != nil {
+		return fmt.Errorf("CA bundle: %w", err)
+	}
+	err = filepath.WalkDir(base, func(p string, d os.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -149,9 +152,5 @@ func caBundle(root string) error {
 			b.WriteByte('\n')
 		}
 	}
-	dir := filepath.Join(root, "etc/ssl/certs")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	return os.WriteFile(filepath.Join(dir, "ca-certificates.crt"), []byte(b.String()), 0o644)
+	return writeInRoot(root, "etc/ssl/certs/ca-certificates.crt", []byte(b.String()), 0o644)
 }

@@ -39,13 +39,14 @@ for m in list(sys.modules.values()):
 `
 	// compileScript byte-compiles the files named on stdin into hash-based pycs that do not
 	// depend on file times and record guest paths, skipping files that are not in the tree
-	// (an absolute link in the tree points at the host's file).
+	// (an absolute link in the tree points at the host's file). root (argv[1]) is resolved, so
+	// it compares with resolved paths; f itself must start with it for its guest path.
 	compileScript = `
 import importlib.util, os, py_compile, sys
 root = sys.argv[1]
 n = 0
 for f in sorted(set(sys.stdin.read().split())):
-    if not os.path.realpath(f).startswith(root + "/"):
+    if not (f.startswith(root + "/") and os.path.realpath(f).startswith(root + "/")):
         continue
     py_compile.compile(f, cfile=importlib.util.cache_from_source(f), dfile=f[len(root):],
                        doraise=True, invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
@@ -65,6 +66,15 @@ print(n)
 // from the staged tree through the tree's own dynamic loader, so the bytecode is the guest
 // Python's, not the host's.
 func byteCompile(ctx context.Context, root, pythonVersion, entry string) (int, error) {
+	// The compile step keeps the files whose resolved path is in the tree: the tree's own path
+	// must be resolved too, or a project reached through a symlink compiles nothing.
+	root, err := filepath.Abs(root)
+	if err == nil {
+		root, err = filepath.EvalSymlinks(root)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("byte-compiling Python: resolving the staged root: %w", err)
+	}
 	py := filepath.Join(root, "usr/bin/python"+pythonVersion)
 	loader := filepath.Join(root, "usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2")
 	for _, p := range []string{py, loader} {

@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -16,12 +17,12 @@ import (
 	"time"
 )
 
-// treeDigest hashes a directory tree: every entry's relative path, type, mode bits that matter
-// (executable or not) and content or link target. It is the cache key for source trees, so it
-// ignores mtimes, owners and umask on purpose: they do not reach the image.
+// treeDigest hashes a workload source tree: every entry's relative path, type, mode bits that
+// matter (executable or not) and content or link target. It is the cache key for source trees, so
+// it ignores mtimes, owners, umask and host byproducts on purpose: they do not reach the image.
 func treeDigest(root string) (string, error) {
 	h := sha256.New()
-	err := walkSorted(root, func(rel string, fi fs.FileInfo) error {
+	err := walkSource(root, func(rel string, fi fs.FileInfo) error {
 		switch {
 		case fi.Mode()&fs.ModeSymlink != 0:
 			target, err := os.Readlink(filepath.Join(root, rel))
@@ -53,8 +54,29 @@ func treeDigest(root string) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), err
 }
 
+// hostByproduct reports whether a source entry is what running the code on the host leaves
+// behind rather than source: Python's bytecode caches. They come from the host's Python (its
+// version, its file times), so bundling them would make the image depend on the machine that
+// built it, and a stale one could shadow the source; the guest compiles what it needs itself.
+func hostByproduct(name string) bool {
+	return name == "__pycache__" || strings.HasSuffix(name, ".pyc")
+}
+
+// walkSource is walkSorted over a workload's source without its host byproducts. The bundle
+// (dirEntries) and the build's cache key (treeDigest) both walk through it, so what is shipped
+// and what decides a rebuild are the same set of files.
+func walkSource(root string, fn func(rel string, fi fs.FileInfo) error) error {
+	return walkSorted(root, func(rel string, fi fs.FileInfo) error {
+		if hostByproduct(path.Base(rel)) {
+			return fs.SkipDir
+		}
+		return fn(rel, fi)
+	})
+}
+
 // walkSorted visits every entry below root (not root itself) in lexical order with paths
-// relative to root, slash-separated. Symlinks are not followed.
+// relative to root, slash-separated. Symlinks are not followed. fn returning fs.SkipDir leaves
+// that entry out, and a directory's contents with it.
 func walkSorted(root string, fn func(rel string, fi fs.FileInfo) error) error {
 	var walk func(rel string) error
 	walk = func(rel string) error {
@@ -69,7 +91,9 @@ func walkSorted(root string, fn func(rel string, fi fs.FileInfo) error) error {
 			if err != nil {
 				return fmt.Errorf("%s disappeared during the build: %w", filepath.Join(root, r), err)
 			}
-			if err := fn(r, fi); err != nil {
+			if err := fn(r, fi); errors.Is(err, fs.SkipDir) {
+				continue
+			} else if err != nil {
 				return err
 			}
 			if fi.IsDir() {
@@ -81,6 +105,73 @@ func walkSorted(root string, fn func(rel string, fi fs.FileInfo) error) error {
 		return nil
 	}
 	return walk("")
+}
+
+// maxLinks is how many symlinks one path may pass through, Linux's limit (past it: ELOOP).
+const maxLinks = 40
+
+// inRoot returns the host path of rel (slash-separated, relative to root) with every symlink on
+// the way resolved as the guest will resolve it, root being its "/": an absolute target starts
+// again at root, and ".." stops there. Packages ship links that point anywhere (/usr/lib/foo ->
+// /opt/foo); followed by the host, such a link would make a later package or step of the build
+// read or write the host's files. The last element is followed only with followLast (a
+// directory to create or fill); otherwise it is the entry itself, to be replaced.
+func inRoot(root, rel string, followLast bool) (string, error) {
+	var done []string // resolved elements, none of them a symlink
+	todo := strings.Split(rel, "/")
+	for links := 0; len(todo) > 0; {
+		name := todo[0]
+		todo = todo[1:]
+		switch name {
+		case "", ".":
+			continue
+		case "..":
+			if len(done) > 0 {
+				done = done[:len(done)-1]
+			}
+			continue
+		}
+		if len(todo) > 0 || followLast {
+			p := filepath.Join(root, filepath.FromSlash(path.Join(path.Join(done...), name)))
+			fi, err := os.Lstat(p)
+			if err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return "", err
+			}
+			if err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+				if links++; links > maxLinks {
+					return "", fmt.Errorf("%s: too many levels of symbolic links", rel)
+				}
+				target, err := os.Readlink(p)
+				if err != nil {
+					return "", err
+				}
+				if path.IsAbs(target) {
+					done = done[:0]
+				}
+				todo = append(strings.Split(target, "/"), todo...)
+				continue
+			}
+		}
+		done = append(done, name)
+	}
+	return filepath.Join(root, filepath.FromSlash(path.Join(done...))), nil
+}
+
+// writeInRoot replaces the file rel of the tree at root: never through a link (see inRoot), and
+// never into the inode of a file hard-linked from another tree (copyTree).
+func writeInRoot(root, rel string, data []byte, mode fs.FileMode) error {
+	p, err := inRoot(root, rel, false)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return err
+	}
+	os.Remove(p)
+	if err := os.WriteFile(p, data, mode); err != nil {
+		return err
+	}
+	return os.Chmod(p, mode)
 }
 
 // tarEntry is one file of a deterministic archive.
@@ -148,11 +239,11 @@ func writeTarGz(w io.Writer, entries []tarEntry, mtime time.Time) error {
 	return gz.Close()
 }
 
-// dirEntries turns a directory tree into archive entries under prefix, normalising modes to
-// 0755 for directories and executables and 0644 for other files.
+// dirEntries turns a workload source tree into archive entries under prefix, normalising modes
+// to 0755 for directories and executables and 0644 for other files.
 func dirEntries(root, prefix string) ([]tarEntry, error) {
 	var out []tarEntry
-	err := walkSorted(root, func(rel string, fi fs.FileInfo) error {
+	err := walkSource(root, func(rel string, fi fs.FileInfo) error {
 		name := path.Join(prefix, rel)
 		switch {
 		case fi.Mode()&fs.ModeSymlink != 0:
@@ -177,7 +268,8 @@ func dirEntries(root, prefix string) ([]tarEntry, error) {
 	return out, err
 }
 
-// extractTarGz unpacks an archive written by writeTarGz into dir (a trusted archive we made).
+// extractTarGz unpacks an archive written by writeTarGz into dir (a trusted archive we made;
+// dir may hold packages' links, which are followed only inside dir).
 func extractTarGz(archive, dir string) error {
 	f, err := os.Open(archive)
 	if err != nil {
@@ -201,7 +293,10 @@ func extractTarGz(archive, dir string) error {
 		if name == "." || strings.HasPrefix(name, "../") || path.IsAbs(name) {
 			return fmt.Errorf("%s: unsafe path %q", archive, hdr.Name)
 		}
-		dst := filepath.Join(dir, filepath.FromSlash(name))
+		dst, err := inRoot(dir, name, hdr.Typeflag == tar.TypeDir)
+		if err != nil {
+			return fmt.Errorf("%s: %w", archive, err)
+		}
 		switch hdr.Typeflag {
 		case tar.TypeDir:
 			if err := os.MkdirAll(dst, 0o755); err != nil {

@@ -5,21 +5,29 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"maps"
 	"path"
+	"regexp"
+	"slices"
 	"strings"
 )
 
 // wheelEntries installs a wheel the way pip would for the guest, as archive entries: the
 // package files under sitePackages, .data/scripts under binDir with their "#!python" line
-// pointing at the guest's interpreter. Written here rather than running the host's pip so that
-// nothing records host paths (direct_url.json, absolute shebangs) and no .pyc is compiled by
-// a host Python of another version.
+// pointing at the guest's interpreter, and a wrapper in binDir for each console and GUI entry
+// point. Written here rather than running the host's pip so that nothing records host paths
+// (direct_url.json, absolute shebangs) and no .pyc is compiled by a host Python of another
+// version.
 func wheelEntries(wheelPath, sitePackages, binDir, dataDir, python string) ([]tarEntry, error) {
 	zr, err := zip.OpenReader(wheelPath)
 	if err != nil {
 		return nil, fmt.Errorf("open wheel %s: %w", wheelPath, err)
 	}
 	defer zr.Close()
+	scripts, err := entryPointScripts(&zr.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("wheel %s: %w", wheelPath, err)
+	}
 	var out []tarEntry
 	dirs := map[string]bool{}
 	addDirs := func(p string) {
@@ -47,6 +55,9 @@ func wheelEntries(wheelPath, sitePackages, binDir, dataDir, python string) ([]ta
 			case "purelib", "platlib":
 				dest = path.Join(sitePackages, sub)
 			case "scripts":
+				if _, ok := scripts[sub]; ok {
+					continue // a wrapper setuptools made for an entry point: pip writes its own
+				}
 				dest = path.Join(binDir, sub)
 				mode = 0o755
 			case "data":
@@ -84,8 +95,86 @@ func wheelEntries(wheelPath, sitePackages, binDir, dataDir, python string) ([]ta
 			out = append(out, tarEntry{Name: inst, Mode: 0o644, Type: '0', Data: []byte("ukernel\n")})
 		}
 	}
+	for _, name := range slices.Sorted(maps.Keys(scripts)) {
+		dest := path.Join(binDir, name)
+		data := "#!" + python + "\n" + scripts[name]
+		out = append(out, tarEntry{Name: dest, Mode: 0o755, Type: '0', Data: []byte(data)})
+		addDirs(dest)
+	}
 	for d := range dirs {
 		out = append(out, tarEntry{Name: d, Mode: 0o755, Type: '5'})
 	}
 	return out, nil
+}
+
+// scriptTemplate is the body of the wrapper pip writes for an entry point (distlib's
+// ScriptMaker template, filled with the module, the name it imports and the callable).
+const scriptTemplate = `# -*- coding: utf-8 -*-
+import re
+import sys
+from %s import %s
+if __name__ == '__main__':
+    sys.argv[0] = re.sub(r'(-script\.pyw|\.exe)?$', '', sys.argv[0])
+    sys.exit(%s())
+`
+
+// dottedName is what pip accepts on either side of an entry point's ":": dotted names of word
+// characters (Python's \w, which matches Unicode letters and digits). It also keeps anything
+// but an import out of the wrapper's code.
+var dottedName = regexp.MustCompile(`^[\pL\pN_]+(\.[\pL\pN_]+)*$`)
+
+// entryPointScripts reads the wheel's .dist-info/entry_points.txt and returns, for each console
+// and GUI script, the wrapper body (without its shebang) keyed by the script's name. As pip
+// does, a GUI script overrides a console script of the same name, extras ("[extra]") are
+// ignored, and an entry point without a callable is an error.
+func entryPointScripts(zr *zip.Reader) (map[string]string, error) {
+	var file string
+	var data []byte
+	for _, f := range zr.File {
+		top, rest, _ := strings.Cut(f.Name, "/")
+		if strings.HasSuffix(top, ".dist-info") && rest == "entry_points.txt" {
+			file = f.Name
+			rc, err := f.Open()
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", f.Name, err)
+			}
+			data, err = io.ReadAll(rc)
+			rc.Close()
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", f.Name, err)
+			}
+			break
+		}
+	}
+	groups := map[string]map[string]string{"console_scripts": {}, "gui_scripts": {}}
+	var group map[string]string
+	for i, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSpace(line)
+		switch {
+		case line == "" || line[0] == '#' || line[0] == ';':
+		case line[0] == '[' && line[len(line)-1] == ']':
+			group = groups[strings.TrimSpace(line[1:len(line)-1])]
+		case group != nil:
+			name, value, ok := strings.Cut(line, "=")
+			if !ok {
+				return nil, fmt.Errorf("%s:%d: %q is not name = module:function", file, i+1, line)
+			}
+			name, value = strings.TrimSpace(name), strings.TrimSpace(value)
+			value, _, _ = strings.Cut(value, "[") // extras select dependencies, not the script
+			module, callable, ok := strings.Cut(strings.TrimSpace(value), ":")
+			switch {
+			case name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/ \t"):
+				return nil, fmt.Errorf("%s:%d: %q is not a script name", file, i+1, name)
+			case !ok:
+				return nil, fmt.Errorf("%s:%d: %s = %s: a callable suffix (module:function) is required", file, i+1, name, value)
+			case !dottedName.MatchString(module) || !dottedName.MatchString(callable):
+				return nil, fmt.Errorf("%s:%d: %s = %s is not module:function", file, i+1, name, value)
+			}
+			importName, _, _ := strings.Cut(callable, ".")
+			group[name] = fmt.Sprintf(scriptTemplate, module, importName, callable)
+		}
+	}
+	scripts := groups["console_scripts"]
+	maps.Copy(scripts, groups["gui_scripts"])
+	return scripts, nil
 }
