@@ -1,5 +1,6 @@
 // Package cache is the per-user, content-addressed store of downloaded artefacts (Debian indices,
-// .debs, wheels) and of derived data (parsed indices). Blobs are named by their SHA-256, verified
+// .debs, wheels) and of derived data (parsed indices; kernels, inits and boot files that other
+// packages keep in their own directories here, which Prune also clears). Blobs are named by their SHA-256, verified
 // on every read and written through a temporary file renamed into place, so two ukernel processes
 // can share it and an interrupted download never leaves a partial blob behind.
 package cache
@@ -179,9 +180,14 @@ func (c *Cache) commit(tmp, sum string) error {
 // ReadState returns a named state file (mutable data keyed by name, e.g. the last InRelease of
 // a suite). Missing -> ErrNotFound.
 func (c *Cache) ReadState(name string) ([]byte, error) {
-	data, err := os.ReadFile(c.statePath(name))
+	p := c.statePath(name)
+	data, err := os.ReadFile(p)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, ErrNotFound
+	}
+	if err == nil {
+		now := time.Now()
+		os.Chtimes(p, now, now) // mark as used for prune; best effort
 	}
 	return data, err
 }
@@ -218,11 +224,19 @@ type PruneResult struct {
 	Bytes int64 `json:"bytes"`
 }
 
-// Prune removes blobs not used for olderThan (every blob when olderThan is 0), derived state
+// derived are the cache directories of data rebuilt on demand from blobs or images, one entry
+// (file or directory) per key: unpacked kernels and guest inits (internal/pipeline,
+// internal/initbin), per-image boot files, decompressed kernels, image verification and KVM
+// probe results (internal/vmm). Boot files alone grow by one kernel and initrd per packed image.
+var derived = []string{"kernels", "init", "boot", "vmlinux", "verified", "kvm-probe"}
+
+// Prune removes what was not used for olderThan (everything when olderThan is 0): blobs, state
+// files and the entries of the derived directories, by modification time, which reads refresh;
 // and leftover temporary files.
 func (c *Cache) Prune(olderThan time.Duration) (PruneResult, error) {
 	var res PruneResult
 	cutoff := time.Now().Add(-olderThan)
+	unused := func(info fs.FileInfo) bool { return olderThan == 0 || info.ModTime().Before(cutoff) }
 	for _, sub := range []string{"sha256", "tmp", "state"} {
 		root := filepath.Join(c.Dir, sub)
 		err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
@@ -243,7 +257,9 @@ func (c *Cache) Prune(olderThan time.Duration) (PruneResult, error) {
 			if sub == "tmp" && time.Since(info.ModTime()) < time.Hour && olderThan > 0 {
 				return nil
 			}
-			if sub == "sha256" && olderThan > 0 && info.ModTime().After(cutoff) {
+			// State (the last InRelease of each suite, parsed indices) is what --offline runs
+			// on: it goes by age like the blobs.
+			if sub != "tmp" && !unused(info) {
 				return nil
 			}
 			if err := os.Remove(p); err == nil {
@@ -256,7 +272,45 @@ func (c *Cache) Prune(olderThan time.Duration) (PruneResult, error) {
 			return res, fmt.Errorf("prune %s: %w", root, err)
 		}
 	}
+	for _, sub := range derived {
+		root := filepath.Join(c.Dir, sub)
+		entries, err := os.ReadDir(root)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return res, fmt.Errorf("prune %s: %w", root, err)
+		}
+		for _, e := range entries {
+			// An entry is used as a whole, and its users refresh its own mtime, not its files'.
+			info, err := e.Info()
+			if err != nil || !unused(info) {
+				continue
+			}
+			p := filepath.Join(root, e.Name())
+			n := usage(p)
+			if err := os.RemoveAll(p); err == nil {
+				res.Files += n.Files
+				res.Bytes += n.Bytes
+			}
+		}
+	}
 	return res, nil
+}
+
+// usage counts the files under p (p itself if it is one) and their size.
+func usage(p string) PruneResult {
+	var res PruneResult
+	filepath.WalkDir(p, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if info, err := d.Info(); err == nil {
+				res.Files++
+				res.Bytes += info.Size()
+			}
+		}
+		return nil
+	})
+	return res
 }
 
 // Size returns the number of blobs and their total size.

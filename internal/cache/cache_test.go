@@ -202,3 +202,75 @@ func TestPrune(t *testing.T) {
 		t.Fatal("blobs left")
 	}
 }
+
+// writeAged writes the files under c.Dir and then dates each path in aged (file or directory)
+// age ago, as if last used then.
+func writeAged(t *testing.T, c *Cache, files []string, age time.Duration, aged ...string) {
+	t.Helper()
+	for _, f := range files {
+		p := filepath.Join(c.Dir, f)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte("data"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	then := time.Now().Add(-age)
+	for _, a := range aged {
+		if err := os.Chtimes(filepath.Join(c.Dir, a), then, then); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func exists(c *Cache, p string) bool {
+	_, err := os.Stat(filepath.Join(c.Dir, p))
+	return err == nil
+}
+
+// The derived directories (one kernel tree, init or boot pair per key, growing with every packed
+// image) are pruned by the age of their entries, and state by the age of its files.
+func TestPruneDerivedAndStateByAge(t *testing.T) {
+	c, _ := OpenDir(t.TempDir())
+	const day = 24 * time.Hour
+	writeAged(t, c, []string{
+		"kernels/old/boot/vmlinuz-1", "kernels/old/lib/modules/1/modules.dep",
+		"init/old/ukernel-init", "boot/old/vmlinuz", "boot/old/initrd.cpio",
+		"vmlinux/old/vmlinux", "verified/old.json", "kvm-probe/old.json",
+		"state/inrelease/old", "state/inrelease/used",
+	}, 40*day, "kernels/old", "init/old", "boot/old", "vmlinux/old", "verified/old.json",
+		"kvm-probe/old.json", "state/inrelease/old", "state/inrelease/used")
+	writeAged(t, c, []string{"kernels/new/boot/vmlinuz-1", "init/new/ukernel-init", "boot/new/vmlinuz", "state/inrelease/new"}, 0)
+	// Reading state is using it: an offline lock that read it yesterday still needs it.
+	if _, err := c.ReadState("inrelease/used"); err != nil {
+		t.Fatal(err)
+	}
+
+	res, err := c.Prune(30 * day)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"kernels/old", "init/old", "boot/old", "vmlinux/old", "verified/old.json", "kvm-probe/old.json", "state/inrelease/old"} {
+		if exists(c, p) {
+			t.Errorf("%s not used for 40 days, kept by --older-than 720h", p)
+		}
+	}
+	for _, p := range []string{"kernels/new/boot/vmlinuz-1", "init/new/ukernel-init", "boot/new/vmlinuz", "state/inrelease/new", "state/inrelease/used"} {
+		if !exists(c, p) {
+			t.Errorf("%s used recently, removed by --older-than 720h", p)
+		}
+	}
+	if res.Files != 9 || res.Bytes != 36 {
+		t.Errorf("pruned %+v, want 9 files of 4 bytes", res)
+	}
+
+	if _, err := c.Prune(0); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"kernels/new", "init/new", "boot/new", "state/inrelease/new"} {
+		if exists(c, p) {
+			t.Errorf("%s kept by a prune of everything", p)
+		}
+	}
+}

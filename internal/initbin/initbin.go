@@ -1,10 +1,12 @@
 // Package initbin builds the guest's PID 1 (cmd/ukernel-init) from the source embedded in the
-// ukernel binary, statically and reproducibly, and caches the result by source digest and Go
-// version. Building it at pack time instead of shipping a prebuilt binary keeps `go install`
-// the only install step and lets the manifest record exactly which toolchain produced it.
+// ukernel binary, statically and reproducibly, and caches the result by source digest and
+// toolchain (GoVersion). Building it at pack time instead of shipping a prebuilt binary keeps
+// `go install` the only install step and lets the manifest record exactly which toolchain
+// produced it. GoEnv and GoVersion serve every guest binary built with `go build`.
 package initbin
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -14,8 +16,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	ukernel "github.com/ukernel-dev/ukernel"
 )
@@ -34,25 +38,15 @@ func Build(ctx context.Context, cacheDir string) (*Binary, error) {
 }
 
 func build(ctx context.Context, src fs.FS, cacheDir string) (*Binary, error) {
-	goBin, err := exec.LookPath("go")
-	if err != nil {
+	if _, err := exec.LookPath("go"); err != nil {
 		return nil, errors.New("go toolchain not found on PATH: ukernel builds the guest init (and Go workloads) with it; install Go 1.26 or newer")
-	}
-	goVersion, err := output(ctx, goBin, "env", "GOVERSION")
-	if err != nil {
-		return nil, fmt.Errorf("go env GOVERSION: %w", err)
 	}
 	digest, err := digestFS(src)
 	if err != nil {
 		return nil, err
 	}
-	key := sha256.Sum256([]byte(digest + "\n" + goVersion))
-	dir := filepath.Join(cacheDir, "init", hex.EncodeToString(key[:16]))
-	out := filepath.Join(dir, "ukernel-init")
-	if b, err := describe(out, goVersion); err == nil {
-		return b, nil
-	}
-
+	// The source is written out first because the toolchain that builds it (and so the cache
+	// key) depends on its go.mod when GOTOOLCHAIN allows switching.
 	work, err := os.MkdirTemp("", "ukernel-init-src-")
 	if err != nil {
 		return nil, err
@@ -61,22 +55,91 @@ func build(ctx context.Context, src fs.FS, cacheDir string) (*Binary, error) {
 	if err := os.CopyFS(work, src); err != nil {
 		return nil, fmt.Errorf("write init source: %w", err)
 	}
+	settings := []string{"GOFLAGS=-mod=mod"}
+	env := GoEnv(os.Environ(), settings...)
+	goVersion, err := GoVersion(ctx, work, env)
+	if err != nil {
+		return nil, err
+	}
+	// The settings are in the key too: a change to them must not reuse binaries built without it
+	// (nor those cached before they were pinned, which may carry the host's).
+	key := sha256.Sum256([]byte(digest + "\n" + goVersion + "\n" + strings.Join(append(slices.Clone(pinned), settings...), " ")))
+	dir := filepath.Join(cacheDir, "init", hex.EncodeToString(key[:16]))
+	out := filepath.Join(dir, "ukernel-init")
+	if b, err := describe(out, goVersion); err == nil {
+		now := time.Now()
+		os.Chtimes(dir, now, now) // mark as used for `cache prune --older-than`; best effort
+		return b, nil
+	}
+
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	tmp := out + ".tmp"
-	cmd := exec.CommandContext(ctx, goBin, "build", "-trimpath", "-buildvcs=false",
-		"-ldflags=-s -w -buildid=", "-o", tmp, "./cmd/ukernel-init")
-	cmd.Dir = work
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64", "GOWORK=off", "GOFLAGS=-mod=mod")
-	if msg, err := cmd.CombinedOutput(); err != nil {
-		os.Remove(tmp)
-		return nil, fmt.Errorf("building the guest init (go build ./cmd/ukernel-init): %v\n%s", err, msg)
-	}
-	if err := os.Rename(tmp, out); err != nil {
+	// A private temporary directory per build: two packs on a cold cache must not write the same
+	// file, and the rename publishes only a finished binary.
+	tmp, err := os.MkdirTemp(dir, ".build-")
+	if err != nil {
 		return nil, err
 	}
+	defer os.RemoveAll(tmp)
+	bin := filepath.Join(tmp, "ukernel-init")
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-buildvcs=false",
+		"-ldflags=-s -w -buildid=", "-o", bin, "./cmd/ukernel-init")
+	cmd.Dir = work
+	cmd.Env = env
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("building the guest init (go build ./cmd/ukernel-init): %v\n%s", err, msg)
+	}
+	// A concurrent build may have published its binary meanwhile: replacing it is atomic and
+	// harmless, as the same source, toolchain and pinned environment give the same bytes.
+	if err := os.Rename(bin, out); err != nil {
+		return nil, fmt.Errorf("guest init cache: %w", err)
+	}
 	return describe(out, goVersion)
+}
+
+// pinned are the settings guest binaries are built with. Each changes the bytes `go build`
+// writes while cache keys carry only the toolchain, so they are set rather than inherited: a
+// host with GOAMD64=v3 or GOFLAGS=-tags=x must not produce, and cache, a different binary. A
+// value set in the environment also overrides `go env -w`; that is why GOFLAGS gets a value
+// (a flag guest builds pass anyway, leaving -mod and vendor detection at Go's defaults) instead
+// of being cleared.
+var pinned = []string{"CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64", "GOAMD64=v1", "GOWORK=off", "GOFLAGS=-buildvcs=false"}
+
+// GoEnv returns environ for building a guest binary: the pinned settings replace inherited ones,
+// GOEXPERIMENT is dropped (it cannot be pinned: see GoVersion), everything else (PATH, HOME,
+// GOPATH, GOPROXY...) is kept. Each of set ("KEY=VALUE") overrides a pinned value or adds one.
+// Key what it builds with GoVersion.
+func GoEnv(environ []string, set ...string) []string {
+	vars := append(slices.Clone(pinned), set...)
+	env := slices.DeleteFunc(slices.Clone(environ), func(kv string) bool {
+		k, _, _ := strings.Cut(kv, "=")
+		return k == "GOEXPERIMENT" || slices.ContainsFunc(vars, func(v string) bool { return strings.HasPrefix(v, k+"=") })
+	})
+	// exec.Cmd uses the last value of a repeated key, so set overrides pinned.
+	return append(env, vars...)
+}
+
+// GoVersion identifies the toolchain that `go build` runs in dir with env (from GoEnv), for cache
+// keys and the manifest: the version after any GOTOOLCHAIN switch the module in dir asks for,
+// followed by the experiments in effect as runtime.Version reports them ("go1.26.8 X:jsonv2").
+// GOEXPERIMENT belongs here because an empty value cannot override one set with `go env -w`.
+func GoVersion(ctx context.Context, dir string, env []string) (string, error) {
+	cmd := exec.CommandContext(ctx, "go", "env", "GOVERSION", "GOEXPERIMENT")
+	cmd.Dir, cmd.Env = dir, env
+	out, err := cmd.Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			err = fmt.Errorf("%w: %s", err, bytes.TrimSpace(ee.Stderr))
+		}
+		return "", fmt.Errorf("go env GOVERSION GOEXPERIMENT in %s: %w", dir, err)
+	}
+	version, exp, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
+	if exp = strings.TrimSpace(exp); exp != "" {
+		version += " X:" + exp
+	}
+	return version, nil
 }
 
 func describe(path, goVersion string) (*Binary, error) {
@@ -114,9 +177,4 @@ func digestFS(fsys fs.FS) (string, error) {
 		h.Write(data)
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
-}
-
-func output(ctx context.Context, name string, args ...string) (string, error) {
-	out, err := exec.CommandContext(ctx, name, args...).Output()
-	return strings.TrimSpace(string(out)), err
 }

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/ukernel-dev/ukernel/internal/abi"
@@ -249,31 +250,62 @@ type Kernel struct {
 	Release    string
 }
 
+// kernelComplete marks a whole kernel tree: written last, holding the digest of the package it
+// was unpacked from, so a tree cut short (by an older ukernel racing with itself, or a crash) is
+// never taken for a good one.
+const kernelComplete = ".ukernel-complete"
+
 // kernelTree unpacks the locked kernel package once into the cache, keyed by its digest.
 func kernelTree(ctx context.Context, p *Project, o Options) (*Kernel, error) {
 	k := p.Lock.Kernel
-	dir := filepath.Join(p.Cache.Dir, "kernels", k.SHA256)
-	if kt, err := findKernel(dir); err == nil {
+	kernels := filepath.Join(p.Cache.Dir, "kernels")
+	dir := filepath.Join(kernels, k.SHA256)
+	if kt, err := findKernel(dir, k.SHA256); err == nil {
+		now := time.Now()
+		os.Chtimes(dir, now, now) // mark as used for `cache prune --older-than`; best effort
 		return kt, nil
 	}
-	debs, err := lock.FetchKernel(ctx, p.Lock, p.Cache, lockOptions(o, p.Cache))
+	deb, err := lock.FetchKernel(ctx, p.Lock, p.Cache, lockOptions(o, p.Cache))
 	if err != nil {
 		return nil, err
 	}
-	tmp := dir + ".tmp"
-	os.RemoveAll(tmp)
-	if _, err := debian.ExtractDeb(ctx, debs, tmp); err != nil {
-		os.RemoveAll(tmp)
+	if err := os.MkdirAll(kernels, 0o755); err != nil {
+		return nil, fmt.Errorf("kernel cache: %w", err)
+	}
+	// A private directory per unpack: two packs on a cold cache never write into the same tree,
+	// and the rename publishes only a whole one.
+	tmp, err := os.MkdirTemp(kernels, "."+k.SHA256+".tmp-")
+	if err != nil {
+		return nil, fmt.Errorf("kernel cache: %w", err)
+	}
+	defer os.RemoveAll(tmp) // no-op after the rename
+	if _, err := debian.ExtractDeb(ctx, deb, tmp); err != nil {
 		return nil, fmt.Errorf("unpack kernel %s %s: %w", k.Name, k.Version, err)
 	}
-	os.RemoveAll(dir)
-	if err := os.Rename(tmp, dir); err != nil {
-		return nil, err
+	if err := os.WriteFile(filepath.Join(tmp, kernelComplete), []byte(k.SHA256+"\n"), 0o644); err != nil {
+		return nil, fmt.Errorf("kernel cache: %w", err)
 	}
-	return findKernel(dir)
+	if err := os.Rename(tmp, dir); err != nil {
+		// Another process published the same tree meanwhile: keep it, discard ours.
+		if kt, err := findKernel(dir, k.SHA256); err == nil {
+			return kt, nil
+		}
+		// An unmarked tree, left incomplete by an older ukernel: replace it.
+		if err := os.RemoveAll(dir); err != nil {
+			return nil, fmt.Errorf("kernel cache: replacing incomplete %s: %w", dir, err)
+		}
+		if err := os.Rename(tmp, dir); err != nil {
+			return nil, fmt.Errorf("kernel cache: %w", err)
+		}
+	}
+	return findKernel(dir, k.SHA256)
 }
 
-func findKernel(dir string) (*Kernel, error) {
+// findKernel returns the kernel unpacked in dir if the tree is complete for package digest sum.
+func findKernel(dir, sum string) (*Kernel, error) {
+	if mark, err := os.ReadFile(filepath.Join(dir, kernelComplete)); err != nil || strings.TrimSpace(string(mark)) != sum {
+		return nil, fmt.Errorf("kernel tree %s is incomplete (no %s for %s)", dir, kernelComplete, sum)
+	}
 	vm, _ := filepath.Glob(filepath.Join(dir, "boot", "vmlinuz-*"))
 	if len(vm) != 1 {
 		return nil, fmt.Errorf("kernel package in %s has %d vmlinuz files, want 1", dir, len(vm))

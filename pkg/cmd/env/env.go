@@ -4,6 +4,8 @@ package env
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -65,6 +67,28 @@ func relock(ctx context.Context, f *cmdutil.Factory, o lock.Options) (*lock.Lock
 	}
 	fmt.Fprintf(f.IO.ErrOut, "Locked environment: %s (%s)\n", project.LockFile, state)
 	return l, nil
+}
+
+// saveAndRelock writes the edited request and locks it. lock.Resolve reads the request from
+// env/ukernel.env, so the file is written first; when locking fails or is interrupted (Ctrl-C
+// cancels ctx) the previous file is put back, so a request that does not resolve never stays
+// behind to break every later build, and the env file and the lock keep agreeing.
+func saveAndRelock(ctx context.Context, f *cmdutil.Factory, o lock.Options, env *project.Env) error {
+	path := filepath.Join(o.Dir, project.EnvFile)
+	prev, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if err := env.Save(o.Dir); err != nil {
+		return err
+	}
+	if _, err := relock(ctx, f, o); err != nil {
+		if rerr := project.WriteFileAtomic(path, prev, 0o644); rerr != nil {
+			return fmt.Errorf("%w\nrestoring %s failed too (%v): it now holds the change that did not lock; undo that change by hand", err, project.EnvFile, rerr)
+		}
+		return fmt.Errorf("%w\n%s left unchanged", err, project.EnvFile)
+	}
+	return nil
 }
 
 func kernelName(l *lock.Lock) string {
@@ -181,11 +205,7 @@ package it chose, and lists candidates when the name is ambiguous or unknown.`,
 			if o.Locked {
 				return fmt.Errorf("--locked: adding packages changes %s", project.LockFile)
 			}
-			if err := env.Save(o.Dir); err != nil {
-				return err
-			}
-			_, err = relock(cmd.Context(), f, o)
-			return err
+			return saveAndRelock(cmd.Context(), f, o, env)
 		},
 	}
 	cmd.Flags().BoolVar(&system, "system", false, "add Debian packages instead of Python requirements")
@@ -249,11 +269,7 @@ func newCmdRemove(f *cmdutil.Factory) *cobra.Command {
 			if o.Locked {
 				return fmt.Errorf("--locked: removing packages changes %s", project.LockFile)
 			}
-			if err := env.Save(o.Dir); err != nil {
-				return err
-			}
-			_, err = relock(cmd.Context(), f, o)
-			return err
+			return saveAndRelock(cmd.Context(), f, o, env)
 		},
 	}
 	fl.add(cmd)

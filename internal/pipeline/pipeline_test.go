@@ -1,0 +1,108 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/ukernel-dev/ukernel/internal/cache"
+	"github.com/ukernel-dev/ukernel/internal/lock"
+	"github.com/ukernel-dev/ukernel/internal/testenv"
+)
+
+const testRelease = "6.1.0-99-test"
+
+// kernelProject returns a project whose lock pins a small synthetic kernel package, already in
+// its (fresh) cache, so kernelTree needs no network.
+func kernelProject(t *testing.T) *Project {
+	t.Helper()
+	testenv.RequireTools(t, "dpkg-deb")
+	root := t.TempDir()
+	files := map[string]string{"boot/vmlinuz-" + testRelease: "bzImage"}
+	// Enough files that unpacking takes long enough for concurrent packs to overlap.
+	for i := range 300 {
+		files[fmt.Sprintf("lib/modules/%s/kernel/m%03d.ko", testRelease, i)] = "module"
+	}
+	files["lib/modules/"+testRelease+"/modules.dep"] = "kernel/m000.ko:\n"
+	for p, content := range files {
+		os.MkdirAll(filepath.Join(root, filepath.Dir(p)), 0o755)
+		os.WriteFile(filepath.Join(root, p), []byte(content), 0o644)
+	}
+	os.MkdirAll(filepath.Join(root, "DEBIAN"), 0o755)
+	os.WriteFile(filepath.Join(root, "DEBIAN", "control"), []byte("Package: linux-image-test\nVersion: 1.0\nArchitecture: amd64\nMaintainer: t <t@example.invalid>\nDescription: test\n"), 0o644)
+	deb := filepath.Join(t.TempDir(), "kernel.deb")
+	if out, err := exec.Command("dpkg-deb", "--root-owner-group", "-Zxz", "--build", root, deb).CombinedOutput(); err != nil {
+		t.Fatalf("dpkg-deb: %v: %s", err, out)
+	}
+	c, err := cache.OpenDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := c.PutFile(deb, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &lock.Lock{Base: "debian-12", Kernel: &lock.Package{Name: "linux-image-test", Version: "1.0", SHA256: sum}}
+	return &Project{Dir: t.TempDir(), Lock: l, Cache: c}
+}
+
+func checkKernel(t *testing.T, kt *Kernel) {
+	t.Helper()
+	if kt.Release != testRelease {
+		t.Fatalf("release %q, want %q", kt.Release, testRelease)
+	}
+	if _, err := os.Stat(filepath.Join(kt.ModulesDir, "modules.dep")); err != nil {
+		t.Fatalf("incomplete kernel tree: %v", err)
+	}
+	mods, _ := filepath.Glob(filepath.Join(kt.ModulesDir, "kernel", "*.ko"))
+	if len(mods) != 300 {
+		t.Fatalf("kernel tree has %d of 300 modules", len(mods))
+	}
+}
+
+// Packs on a cold cache unpack the kernel at the same time: each must get a whole tree, and only
+// that tree may be left in the cache.
+func TestKernelTreeConcurrent(t *testing.T) {
+	p := kernelProject(t)
+	o := Options{Offline: true}
+	trees := make([]*Kernel, 8)
+	errs := make([]error, len(trees))
+	var wg sync.WaitGroup
+	for i := range trees {
+		wg.Go(func() { trees[i], errs[i] = kernelTree(context.Background(), p, o) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("unpack %d: %v", i, err)
+		}
+		checkKernel(t, trees[i])
+	}
+	entries, _ := os.ReadDir(filepath.Join(p.Cache.Dir, "kernels"))
+	if len(entries) != 1 || entries[0].Name() != p.Lock.Kernel.SHA256 {
+		var names []string
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+		t.Fatalf("kernels/ holds %q, want only the tree", names)
+	}
+}
+
+// A tree left incomplete at the final name (as the old fixed temporary name allowed) has a vmlinuz
+// and a modules directory but no completion mark: it must be replaced, not used.
+func TestKernelTreeReplacesIncomplete(t *testing.T) {
+	p := kernelProject(t)
+	dir := filepath.Join(p.Cache.Dir, "kernels", p.Lock.Kernel.SHA256)
+	os.MkdirAll(filepath.Join(dir, "lib", "modules", testRelease), 0o755)
+	os.MkdirAll(filepath.Join(dir, "boot"), 0o755)
+	os.WriteFile(filepath.Join(dir, "boot", "vmlinuz-"+testRelease), []byte("bzIm"), 0o644)
+	kt, err := kernelTree(context.Background(), p, Options{Offline: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkKernel(t, kt)
+}
