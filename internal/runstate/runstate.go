@@ -4,6 +4,7 @@
 package runstate
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -235,11 +236,29 @@ func (s *Store) List() ([]*State, error) {
 	return out, nil
 }
 
-// clean removes everything the store holds for name: state, sockets and config drive. The
-// caller holds the name's lock.
+// PIDFile is where the backend records the VMM's pid while it starts (vmm.Spec.PIDFile).
+func (s *Store) PIDFile(name string) string { return filepath.Join(s.Dir, name+".pid") }
+
+// clean removes everything the store holds for name: state, sockets, config drive and pid file.
+// A VMM still running from that pid file was never recorded in a state (its ukernel died while
+// it started): nothing else can reach it, so it is killed rather than left running unmanaged.
+// The caller holds the name's lock.
 func (s *Store) clean(name string) error {
 	var errs []error
-	for _, p := range []string{s.ConfigDrive(name), s.ControlSocket(name), s.APISocket(name), s.statePath(name)} {
+	if b, err := os.ReadFile(s.PIDFile(name)); err == nil {
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+			h := vmm.Handle{PID: pid, APISocket: s.APISocket(name)}
+			if h.Alive() {
+				_ = syscall.Kill(-pid, syscall.SIGKILL) // its own process group
+				ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+				if err := vmm.WaitGone(ctx, h); err != nil {
+					errs = append(errs, fmt.Errorf("orphaned VMM (pid %d) of %s did not exit: %w", pid, name, err))
+				}
+				cancel()
+			}
+		}
+	}
+	for _, p := range []string{s.ConfigDrive(name), s.ControlSocket(name), s.APISocket(name), s.PIDFile(name), s.statePath(name)} {
 		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)
 		}

@@ -5,8 +5,11 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -251,5 +254,56 @@ func TestPlaceholderLiveness(t *testing.T) {
 	}
 	if _, ok := ProcessStart(1 << 30); ok {
 		t.Error("ProcessStart of a pid that cannot exist")
+	}
+}
+
+// A VMM whose ukernel died while it was starting (only its pid file names it) is stopped when
+// the name is taken again, not left running where neither ps nor stop can reach it.
+func TestReserveStopsOrphanedVMM(t *testing.T) {
+	s, err := OpenAt(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Stands in for a VMM: its command line names the guest's API socket, as QEMU's does.
+	orphan := exec.Command("/bin/sh", "-c", "sleep 600; : "+s.APISocket("web"))
+	orphan.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := orphan.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { orphan.Wait(); close(exited) }()
+	defer orphan.Process.Kill()
+	if err := os.WriteFile(s.PIDFile("web"), []byte(strconv.Itoa(orphan.Process.Pid)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// Its owner's placeholder: a pid that cannot exist, so the state is stale.
+	if err := s.Save(&State{Name: "web", Owner: 1 << 30}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Reserve("web"); err != nil {
+		t.Fatalf("Reserve over a stale placeholder: %v", err)
+	}
+	select {
+	case <-exited:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the orphaned VMM still runs after its name was taken again")
+	}
+	if _, err := os.Stat(s.PIDFile("web")); !os.IsNotExist(err) {
+		t.Errorf("pid file left behind: %v", err)
+	}
+
+	// An unrelated process that reused the pid (its command line does not name the socket)
+	// is left alone.
+	other := exec.Command("sleep", "600")
+	if err := other.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer other.Process.Kill()
+	os.WriteFile(s.PIDFile("db"), []byte(strconv.Itoa(other.Process.Pid)+"\n"), 0o600)
+	if err := s.Reserve("db"); err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Process.Signal(syscall.Signal(0)); err != nil {
+		t.Errorf("an unrelated process was killed: %v", err)
 	}
 }

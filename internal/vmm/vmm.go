@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -62,6 +63,21 @@ type Spec struct {
 	LogPath       string // the VMM's own stderr
 	ControlSocket string // unix socket for the control channel
 	APISocket     string // unix socket for the VMM's API (QMP for QEMU)
+	// PIDFile, when set, receives the VMM's pid as soon as its process exists, before the run
+	// state can record it: a VMM whose ukernel dies while it is still starting is then found
+	// and stopped instead of running on, unmanaged (runstate cleans it).
+	PIDFile string
+}
+
+// WritePIDFile records pid in spec's PIDFile, if it has one.
+func WritePIDFile(spec Spec, pid int) error {
+	if spec.PIDFile == "" {
+		return nil
+	}
+	if err := os.WriteFile(spec.PIDFile, []byte(strconv.Itoa(pid)+"\n"), 0o600); err != nil {
+		return fmt.Errorf("VMM pid file: %w", err)
+	}
+	return nil
 }
 
 // Disk is one block device.

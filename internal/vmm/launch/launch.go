@@ -195,7 +195,7 @@ func start(ctx context.Context, o Options, boot *vmm.Boot, name string, netw vmm
 		},
 		VCPU: vcpu, MemoryMB: mem, Accel: accel.Accel, Net: netw,
 		ConsolePath: run.Console(), EventsPath: run.Events(), LogPath: run.VMMLog(),
-		ControlSocket: store.ControlSocket(name), APISocket: store.APISocket(name),
+		ControlSocket: store.ControlSocket(name), APISocket: store.APISocket(name), PIDFile: store.PIDFile(name),
 	}
 	data, err := dataDisks(ctx, o.ProjectDir, boot.Manifest)
 	if err != nil {

@@ -244,7 +244,11 @@ func (b *Backend) Start(ctx context.Context, spec vmm.Spec) (*vmm.VM, error) {
 	}
 	h := vmm.Handle{Backend: Name, PID: cmd.Process.Pid, ControlSocket: spec.ControlSocket, APISocket: spec.APISocket}
 	vm := vmm.NewVM(h, cmd.Wait)
-	if err := b.awaitReady(ctx, vm, spec, logPath); err != nil {
+	err = vmm.WritePIDFile(spec, h.PID)
+	if err == nil {
+		err = b.awaitReady(ctx, vm, spec, logPath)
+	}
+	if err != nil {
 		syscall.Kill(-h.PID, syscall.SIGKILL)
 		wctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		defer cancel()
