@@ -269,6 +269,10 @@ func (b *Backend) Start(ctx context.Context, spec vmm.Spec) (*vmm.VM, error) {
 		if j, err = b.newJail(spec, fcPath); err != nil {
 			return nil, err
 		}
+		// The host listens for the events at their socket's path in the chroot, which is longer.
+		if s := j.host(EventsSocket(spec.ControlSocket)); spec.EventsPath != "" && len(s) >= 108 {
+			return nil, fmt.Errorf("socket path %s in the jailer's chroot is %d bytes; unix sockets allow 107: use a shorter state directory (XDG_RUNTIME_DIR)", s, len(s))
+		}
 	}
 	path := func(p string) string { return p }
 	if j != nil {
@@ -277,7 +281,9 @@ func (b *Backend) Start(ctx context.Context, spec vmm.Spec) (*vmm.VM, error) {
 	cfg := ConfigFor(spec, kernel, path)
 	if j != nil {
 		if err := j.stage(spec, kernel, runFilesFor(spec)); err != nil {
-			j.remove()
+			if rerr := j.remove(); rerr != nil {
+				b.Log.Warn("jailer chroot", "err", rerr)
+			}
 			return nil, err
 		}
 	} else {
@@ -291,6 +297,11 @@ func (b *Backend) Start(ctx context.Context, spec vmm.Spec) (*vmm.VM, error) {
 	}
 	vm, err := b.exec(spec, fcPath, j)
 	if err != nil {
+		if j != nil {
+			if rerr := j.remove(); rerr != nil {
+				b.Log.Warn("jailer chroot", "err", rerr)
+			}
+		}
 		return nil, err
 	}
 	fail := func(err error) (*vmm.VM, error) {
@@ -310,8 +321,11 @@ func (b *Backend) Start(ctx context.Context, spec vmm.Spec) (*vmm.VM, error) {
 		return fail(fmt.Errorf("%w (see %s)", err, runFilesFor(spec).logPath))
 	}
 	if j != nil {
-		// The guest has its disks open: the run-time config (environment, secrets) leaves the chroot.
-		j.dropConfigDrive(spec)
+		// Firecracker has its kernel and disks open: the user's files, and the config drive with
+		// the run's environment and secrets, leave the chroot.
+		if err := j.release(); err != nil {
+			b.Log.Warn("jailer chroot", "err", err)
+		}
 	}
 	return vm, nil
 }
@@ -376,6 +390,15 @@ func (b *Backend) exec(spec vmm.Spec, fcPath string, j *jail) (*vmm.VM, error) {
 		events.abort()
 		return nil, fmt.Errorf("start %s: %w", cmd.Path, err)
 	}
+	if err := vmm.WritePIDFile(spec, cmd.Process.Pid); err != nil {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		cmd.Wait()
+		events.abort()
+		if j != nil {
+			j.remove()
+		}
+		return nil, err
+	}
 	if events != nil {
 		go events.run()
 	}
@@ -384,7 +407,9 @@ func (b *Backend) exec(spec vmm.Spec, fcPath string, j *jail) (*vmm.VM, error) {
 		err := cmd.Wait()
 		events.close()
 		if j != nil {
-			j.remove()
+			if rerr := j.remove(); rerr != nil {
+				b.Log.Warn("jailer chroot", "err", rerr)
+			}
 		}
 		return err
 	}
@@ -394,8 +419,12 @@ func (b *Backend) exec(spec vmm.Spec, fcPath string, j *jail) (*vmm.VM, error) {
 // Args returns firecracker's command line (without the binary) for spec. The API socket path
 // on the command line is what vmm.Handle.Alive recognises the process by.
 func Args(spec vmm.Spec) []string {
-	return []string{"--api-sock", spec.APISocket, "--id", InstanceID(spec.Name)}
+	return append(jailedArgs(spec), "--id", InstanceID(spec.Name))
 }
+
+// jailedArgs are firecracker's arguments under the jailer, which gives it --id (and its start
+// times) itself: firecracker refuses an argument given twice.
+func jailedArgs(spec vmm.Spec) []string { return []string{"--api-sock", spec.APISocket} }
 
 // InstanceID turns a guest name into an id Firecracker and the jailer accept (alphanumeric and
 // hyphens, at most 64 characters).
@@ -530,13 +559,25 @@ func (b *Backend) LoadSnapshot(ctx context.Context, h vmm.Handle, snapshotPath, 
 	})
 }
 
+// relayDrain bounds how long the relay may take, once Firecracker has exited, to write what it
+// sent; relayPoll is how long it waits for one more connection then. Firecracker connects before
+// it exits, so a connection it made is already queued and is accepted without waiting.
+const (
+	relayDrain = 2 * time.Second
+	relayPoll  = 5 * time.Millisecond
+)
+
 // eventRelay appends the guest's event stream, which arrives as connections to a unix socket,
 // to the events file. It lives in the process that started the guest.
 type eventRelay struct {
-	ln   net.Listener
-	out  *os.File
-	log  *slog.Logger
-	once sync.Once
+	ln      *net.UnixListener
+	out     *os.File
+	log     *slog.Logger
+	once    sync.Once
+	done    chan struct{} // closed when run has written everything and returned
+	mu      sync.Mutex
+	conn    net.Conn  // the connection being copied
+	drainBy time.Time // set by close: the end of the relay
 }
 
 func listenEvents(sock, eventsPath string, log *slog.Logger) (*eventRelay, error) {
@@ -544,37 +585,89 @@ func listenEvents(sock, eventsPath string, log *slog.Logger) (*eventRelay, error
 	if err != nil {
 		return nil, fmt.Errorf("events file: %w", err)
 	}
-	ln, err := net.Listen("unix", sock)
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
 	if err != nil {
 		out.Close()
 		return nil, fmt.Errorf("events socket: %w", err)
 	}
-	return &eventRelay{ln: ln, out: out, log: log}, nil
+	return &eventRelay{ln: ln, out: out, log: log, done: make(chan struct{})}, nil
 }
 
 // run accepts the guest's connections until close; each one's lines are appended in turn.
 func (r *eventRelay) run() {
+	defer close(r.done)
 	defer r.out.Close()
+	defer r.ln.Close()
 	for {
+		conn, err := r.ln.Accept()
+		if err != nil {
+			break // close wakes Accept with a deadline in the past
+		}
+		r.copy(conn)
+	}
+	// Firecracker has exited: take the connections it made before, which are queued already.
+	for {
+		r.mu.Lock()
+		by := r.drainBy
+		r.mu.Unlock()
+		if by.IsZero() || !time.Now().Before(by) {
+			return
+		}
+		if next := time.Now().Add(relayPoll); next.Before(by) {
+			by = next
+		}
+		r.ln.SetDeadline(by)
 		conn, err := r.ln.Accept()
 		if err != nil {
 			return
 		}
-		sc := bufio.NewScanner(conn)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			if _, err := r.out.Write(append(sc.Bytes(), '\n')); err != nil {
-				r.log.Debug("events file", "err", err)
-			}
-		}
-		conn.Close()
+		r.copy(conn)
 	}
 }
 
-// close stops accepting; a connection in progress ends when Firecracker exits.
+// copy appends conn's lines to the events file until the guest (or Firecracker's exit) closes it.
+func (r *eventRelay) copy(conn net.Conn) {
+	defer conn.Close()
+	r.mu.Lock()
+	r.conn = conn
+	if !r.drainBy.IsZero() {
+		conn.SetReadDeadline(r.drainBy)
+	}
+	r.mu.Unlock()
+	sc := bufio.NewScanner(conn)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		if _, err := r.out.Write(append(sc.Bytes(), '\n')); err != nil {
+			r.log.Debug("events file", "err", err)
+		}
+	}
+	r.mu.Lock()
+	r.conn = nil
+	r.mu.Unlock()
+}
+
+// close is called once Firecracker has exited. The guest's last events, the workload's exit
+// among them, come just before that: close lets the relay write everything Firecracker sent
+// and waits for it, relayDrain at most, so that whoever sees the VM finished finds them.
 func (r *eventRelay) close() {
-	if r != nil {
-		r.once.Do(func() { r.ln.Close() })
+	if r == nil {
+		return
+	}
+	r.once.Do(func() {
+		r.mu.Lock()
+		r.drainBy = time.Now().Add(relayDrain)
+		if r.conn != nil {
+			r.conn.SetReadDeadline(r.drainBy)
+		}
+		r.mu.Unlock()
+		r.ln.SetDeadline(time.Now())
+	})
+	t := time.NewTimer(relayDrain + time.Second)
+	defer t.Stop()
+	select {
+	case <-r.done:
+	case <-t.C:
+		r.log.Warn("events relay did not finish; the last events may be missing", "file", r.out.Name())
 	}
 }
 

@@ -208,14 +208,18 @@ func TestStartMissingBinary(t *testing.T) {
 
 // fakeFirecracker builds testdata/fakefc, a tiny stand-in for the firecracker binary that serves
 // the same checked API (Firecracker itself cannot run here: no usable KVM).
-func fakeFirecracker(t *testing.T) string {
+func fakeFirecracker(t *testing.T) string { return buildHelper(t, "./testdata/fakefc", "firecracker") }
+
+// buildHelper builds the command pkg as name, statically: it may run in a chroot.
+func buildHelper(t *testing.T, pkg, name string) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "firecracker")
+	bin := filepath.Join(t.TempDir(), name)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "./testdata/fakefc").CombinedOutput()
-	if err != nil {
-		t.Fatalf("build fake firecracker: %v\n%s", err, out)
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, pkg)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build %s: %v\n%s", pkg, err, out)
 	}
 	return bin
 }

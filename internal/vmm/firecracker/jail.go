@@ -7,20 +7,27 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/ukernel-dev/ukernel/internal/vmm"
 )
 
-// jail is the jailer's chroot for one guest: <base>/firecracker/<id>/root. Files the guest
-// needs are hard-linked (copied across filesystems) to /<name> inside it. Sockets keep their
-// host path inside the chroot, and the host path becomes a symlink to the chroot's socket, so
-// the handle (and vmm.Handle.Alive, which looks for the API socket path on the command line)
-// is the same with and without the jailer.
+// jail is the jailer's chroot for one guest: <base>/firecracker/<id>/root. The files the guest
+// needs appear at /<name> inside it (see put). Sockets keep their host path inside the chroot,
+// and the host path becomes a symlink to the chroot's socket, so the handle (and
+// vmm.Handle.Alive, which looks for the API socket path on the command line) is the same with
+// and without the jailer.
 type jail struct {
 	base, id, root string
 	uid, gid       int
 	netns          string
+
+	mu     sync.Mutex     // release runs in Start and when firecracker exits
+	staged []string       // the chroot's mount points and copies of the user's files
+	undo   []func() error // takes back the ACL entries given to the jail uid
 }
 
 func (b *Backend) newJail(spec vmm.Spec, fcPath string) (*jail, error) {
@@ -34,21 +41,22 @@ func (b *Backend) newJail(spec vmm.Spec, fcPath string) (*jail, error) {
 	base := filepath.Join(filepath.Dir(spec.APISocket), "jail")
 	id := InstanceID(spec.Name)
 	j := &jail{base: base, id: id, root: filepath.Join(base, filepath.Base(fcPath), id, "root"), uid: uid, gid: gid, netns: b.NetNS}
-	// A chroot left by a crashed run would make the jailer refuse to start.
-	if err := os.RemoveAll(filepath.Dir(j.root)); err != nil {
-		return nil, fmt.Errorf("jailer chroot: %w", err)
+	// A chroot left by a crashed run, maybe with its mounts, would make the jailer refuse to start.
+	if err := j.remove(); err != nil {
+		return nil, err
 	}
 	return j, nil
 }
 
 // inside maps a host file to its path inside the chroot: sockets keep their path, files are
-// linked to /<base name>.
+// put at /<base name>.
 func (j *jail) inside(p string) string { return "/" + filepath.Base(p) }
 
 // host is where a path inside the chroot is on the host.
 func (j *jail) host(p string) string { return filepath.Join(j.root, p) }
 
-// args is the jailer's command line: firecracker's own arguments follow "--".
+// args is the jailer's command line: the arguments after "--" are appended to the ones the
+// jailer gives firecracker (--id and its start times).
 func (j *jail) args(fcPath string, spec vmm.Spec) []string {
 	a := []string{"--id", j.id, "--exec-file", fcPath,
 		"--uid", strconv.Itoa(j.uid), "--gid", strconv.Itoa(j.gid),
@@ -56,7 +64,7 @@ func (j *jail) args(fcPath string, spec vmm.Spec) []string {
 	if j.netns != "" {
 		a = append(a, "--netns", j.netns)
 	}
-	return append(append(a, "--"), Args(spec)...)
+	return append(append(a, "--"), jailedArgs(spec)...)
 }
 
 // stage puts the kernel, initrd, disks, log and metrics files into the chroot, and makes the
@@ -65,28 +73,30 @@ func (j *jail) stage(spec vmm.Spec, kernel string, rf runFiles) error {
 	if err := os.MkdirAll(j.root, 0o755); err != nil {
 		return fmt.Errorf("jailer chroot: %w", err)
 	}
-	files := []string{kernel}
+	type file struct {
+		path  string
+		write bool
+	}
+	files := []file{{path: kernel}}
 	if spec.Initrd != "" {
-		files = append(files, spec.Initrd)
+		files = append(files, file{path: spec.Initrd})
 	}
 	for _, d := range spec.Disks {
-		files = append(files, d.Path)
+		files = append(files, file{d.Path, !d.ReadOnly})
 	}
 	seen := map[string]bool{}
 	for _, f := range files {
-		dst := j.host(j.inside(f))
+		dst := j.host(j.inside(f.path))
 		if seen[dst] {
-			return fmt.Errorf("jailer chroot: two files named %s", filepath.Base(f))
+			return fmt.Errorf("jailer chroot: two files named %s", filepath.Base(f.path))
 		}
 		seen[dst] = true
-		if err := linkOrCopy(f, dst); err != nil {
+		if err := j.put(f.path, dst, f.write); err != nil {
 			return err
 		}
-		if err := os.Chown(dst, j.uid, j.gid); err != nil {
-			return fmt.Errorf("jailer chroot: %w", err)
-		}
 	}
-	// Log and metrics live in the chroot; the run directory links to them.
+	// Log and metrics live in the chroot, in files of the jail's own; the run directory links
+	// to them.
 	for _, p := range []string{rf.logPath, rf.metricsPath} {
 		dst := j.host(j.inside(p))
 		if err := os.WriteFile(dst, nil, 0o644); err != nil {
@@ -119,40 +129,140 @@ func (j *jail) stage(spec vmm.Spec, kernel string, rf runFiles) error {
 	return nil
 }
 
-// dropConfigDrive removes the chroot's link to the config drive once Firecracker has it open.
-func (j *jail) dropConfigDrive(spec vmm.Spec) {
-	for _, d := range spec.Disks {
-		if d.ID == "config" {
-			os.Remove(j.host(j.inside(d.Path)))
+// put makes the user's file src available to the jailed firecracker at dst, in the chroot,
+// without changing src: no chown (the user's image, data volume and cached kernel keep their
+// owner), no hard link (a link changes the ctime, which the image verification cache keys on,
+// and needs one filesystem) and no copy of a disk the guest writes (its writes would go to the
+// copy, deleted with the chroot).
+//
+// A bind mount meets all of that, across filesystems: dst is src, read-only unless the guest
+// writes it. The jailer bind-mounts the chroot recursively into its own mount namespace, so
+// firecracker sees it; release unmounts it once firecracker has the file open. As the jailed
+// firecracker runs as the jail uid, what it may open is still up to src's mode: a read-only
+// file it may not read (the run's 0600 config drive, small) is copied into a file of the jail's
+// own, and a disk it may not write gets an ACL entry for the jail uid, which release takes
+// back. (An idmapped mount would avoid the ACL but needs a user namespace and filesystem
+// support; a loop device would need /dev/loop*.)
+func (j *jail) put(src, dst string, write bool) error {
+	fi, err := os.Stat(src)
+	if err != nil {
+		return fmt.Errorf("jailer chroot: %w", err)
+	}
+	if !write && !j.may(fi, 4) {
+		return j.copyIn(src, dst)
+	}
+	if write && !j.may(fi, 6) {
+		undo, err := grantACL(src, j.uid, 6)
+		if err != nil {
+			return fmt.Errorf("jailer: the jailed firecracker runs as uid %d and may not write the disk %s (mode %v), and an ACL entry to let it failed: %w; keep the disk on a filesystem with POSIX ACLs, make it writable by uid %d, or run ukernel without the jailer (it is used only as root, with jailer on PATH)",
+				j.uid, src, fi.Mode().Perm(), err, j.uid)
+		}
+		j.undo = append(j.undo, undo)
+	}
+	f, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600) // the mount point
+	if err != nil {
+		return fmt.Errorf("jailer chroot: %w", err)
+	}
+	f.Close()
+	j.staged = append(j.staged, dst)
+	if err := unix.Mount(src, dst, "", unix.MS_BIND, ""); err != nil {
+		// Never a copy instead: the guest's writes to it would be lost with the chroot.
+		return fmt.Errorf("jailer chroot: bind-mount %s into %s: %w (the jailer needs mounts too; run ukernel without the jailer: not as root, or without jailer on PATH)", src, j.root, err)
+	}
+	if !write {
+		flags := uintptr(unix.MS_REMOUNT | unix.MS_BIND | unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC)
+		if err := unix.Mount("", dst, "", flags, ""); err != nil {
+			return fmt.Errorf("jailer chroot: read-only mount of %s: %w", src, err)
 		}
 	}
+	return nil
 }
 
-func (j *jail) remove() { os.RemoveAll(filepath.Dir(j.root)) }
-
-func linkOrCopy(src, dst string) error {
-	if err := os.Link(src, dst); err == nil {
-		return nil
-	} else if !errors.Is(err, os.ErrExist) && !isCrossDevice(err) {
-		return fmt.Errorf("jailer chroot: link %s: %w", src, err)
+// may says whether the jail uid may open a file with fi's owner and mode for perm (4 read,
+// 6 read and write). ACLs aside: a file that needs one gets its own entry.
+func (j *jail) may(fi os.FileInfo, perm uint32) bool {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return false
 	}
+	mode := uint32(fi.Mode().Perm())
+	switch {
+	case int(st.Uid) == j.uid:
+		mode >>= 6
+	case int(st.Gid) == j.gid:
+		mode >>= 3
+	}
+	return mode&perm == perm
+}
+
+// copyIn copies a read-only file the jail uid may not read into a file of the jail's own.
+func (j *jail) copyIn(src, dst string) error {
 	in, err := os.Open(src)
 	if err != nil {
 		return fmt.Errorf("jailer chroot: %w", err)
 	}
 	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o400)
 	if err != nil {
 		return fmt.Errorf("jailer chroot: %w", err)
 	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
+	j.staged = append(j.staged, dst)
+	_, err = io.Copy(out, in)
+	if err == nil {
+		err = out.Chown(j.uid, j.gid)
+	}
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		return fmt.Errorf("jailer chroot: copy %s: %w", src, err)
 	}
-	return out.Close()
+	return nil
 }
 
-func isCrossDevice(err error) bool {
-	var le *os.LinkError
-	return errors.As(err, &le) && errors.Is(le.Err, syscall.EXDEV)
+// release takes the user's files out of the chroot once firecracker has them open (it opens
+// them when configured, and keeps them): the mounts go, lazily, so its open files stay; the
+// copies, the config drive with the run's environment and secrets among them, are removed; the
+// ACL entries are taken back.
+func (j *jail) release() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	var errs []error
+	for _, p := range j.staged {
+		unmount(p)
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("jailer chroot: %w", err))
+		}
+	}
+	j.staged = nil
+	for _, undo := range j.undo {
+		if err := undo(); err != nil {
+			errs = append(errs, fmt.Errorf("jailer: taking back the jail's ACL entry: %w", err))
+		}
+	}
+	j.undo = nil
+	return errors.Join(errs...)
+}
+
+// remove deletes the chroot. Mounts a crashed run left at its top level are taken off first:
+// only the chroot's own files are deleted, never what a mount shows.
+func (j *jail) remove() error {
+	err := j.release()
+	if ents, rerr := os.ReadDir(j.root); rerr == nil {
+		for _, e := range ents {
+			unmount(filepath.Join(j.root, e.Name()))
+		}
+	}
+	if rerr := os.RemoveAll(filepath.Dir(j.root)); rerr != nil {
+		err = errors.Join(err, fmt.Errorf("jailer chroot: %w", rerr))
+	}
+	return err
+}
+
+// unmount detaches every mount on p; it ends when p is no longer a mount point (EINVAL). It
+// never follows a symlink: the jailed firecracker owns the chroot's top directory and could
+// put one there.
+func unmount(p string) {
+	for unix.Unmount(p, unix.MNT_DETACH|unix.UMOUNT_NOFOLLOW) == nil {
+	}
 }

@@ -236,6 +236,10 @@ type Server struct {
 	// accepted PUT /vsock with its body.
 	OnAction func(action string)
 	OnVsock  func(v map[string]any)
+	// Open is called for an accepted pre-boot PUT with its path and body: Firecracker opens
+	// the files a request names (logger, metrics, kernel, initrd, drives) when it gets it.
+	// An error is answered with its message, as Firecracker answers a file it cannot open.
+	Open func(path string, body map[string]any) error
 }
 
 // Requests returns the requests received so far.
@@ -302,6 +306,12 @@ func (s *Server) answer(w http.ResponseWriter, r *http.Request, body []byte) int
 		s.started = true
 	}
 	s.mu.Unlock()
+	if preBoot && r.Method == http.MethodPut && s.Open != nil {
+		if err := s.Open(r.URL.Path, obj); err != nil {
+			fault(w, http.StatusBadRequest, err.Error())
+			return http.StatusBadRequest
+		}
+	}
 	if op.Path == "/vsock" && s.OnVsock != nil {
 		s.OnVsock(obj)
 	}
