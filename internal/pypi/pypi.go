@@ -68,10 +68,22 @@ func Download(ctx context.Context, reqs []string, t Target, dir string, progress
 }
 
 // Fetch downloads one locked wheel again (pip finds it in the configured index by version) and
-// returns its path after checking the hash.
+// returns its path after checking the hash. The locked hash goes to pip too: among the files of
+// that version (a newer pip may rank them differently, a wheel may have been uploaded since) pip
+// then takes only the locked one.
 func Fetch(ctx context.Context, w Wheel, t Target, dir string) (string, error) {
-	args := append([]string{"-m", "pip", "download", "--disable-pip-version-check", "--no-input", "--no-deps", "-d", dir}, t.pipArgs()...)
-	args = append(args, w.Name+"=="+w.Version)
+	req, err := os.CreateTemp("", "ukernel-wheel-*.txt")
+	if err != nil {
+		return "", err
+	}
+	defer os.Remove(req.Name())
+	// Hash options are accepted only in a requirements file.
+	fmt.Fprintf(req, "%s==%s --hash=sha256:%s\n", w.Name, w.Version, w.SHA256)
+	if err := req.Close(); err != nil {
+		return "", err
+	}
+	args := append([]string{"-m", "pip", "download", "--disable-pip-version-check", "--no-input", "--no-deps", "--require-hashes", "-d", dir}, t.pipArgs()...)
+	args = append(args, "-r", req.Name())
 	out, err := exec.CommandContext(ctx, Python, args...).CombinedOutput()
 	if err != nil {
 		return "", fmt.Errorf("pip download %s==%s: %v\n%s", w.Name, w.Version, err, lastLines(string(out), 5))
