@@ -175,6 +175,33 @@ func TestHostSources(t *testing.T) {
 	}
 }
 
+// A host whose sources name its release by its alias ("stable") gives the same mirrors.
+func TestHostSourcesAliases(t *testing.T) {
+	etc := t.TempDir()
+	apt := filepath.Join(etc, "apt")
+	must(t, os.MkdirAll(filepath.Join(apt, "sources.list.d"), 0o755))
+	must(t, os.WriteFile(filepath.Join(etc, "os-release"), []byte("ID=debian\nVERSION_CODENAME=bookworm\n"), 0o644))
+	must(t, os.WriteFile(filepath.Join(apt, "sources.list"), []byte(
+		"deb http://mirror.example/debian stable main\n"+
+			"deb http://mirror.example/debian stable-updates main\n"+
+			"deb http://mirror.example/debian-security stable-security main\n"+
+			"deb http://mirror.example/debian sid main\n"), 0o644))
+	saved := AptDir
+	AptDir = apt
+	defer func() { AptDir = saved }()
+	t.Setenv(MirrorEnv, "")
+	got, err := Sources("", "", "bookworm")
+	must(t, err)
+	var s []string
+	for _, src := range got {
+		s = append(s, src.URI+" "+src.Suite)
+	}
+	want := []string{"http://mirror.example/debian bookworm", "http://mirror.example/debian bookworm-updates", "http://mirror.example/debian-security bookworm-security"}
+	if !reflect.DeepEqual(s, want) {
+		t.Fatalf("got %v, want %v", s, want)
+	}
+}
+
 func TestPreferredVersionYieldsToNewerConstraint(t *testing.T) {
 	r := NewResolver(index(
 		"Package: libc6\nVersion: 1\nDepends: oldhelper",

@@ -82,7 +82,9 @@ func hostSources(codename string) ([]Source, error) {
 		}
 		for _, s := range e.suites {
 			base, suffix, _ := strings.Cut(s, "-")
-			if host != "" && base != host {
+			// Only the host's own release (by codename or by its alias, as in "stable-updates")
+			// tells which mirror serves which pocket; other releases' lines are left out.
+			if host != "" && base != host && !suiteAliases[base] {
 				continue
 			}
 			suite := codename
@@ -114,6 +116,9 @@ func contains(list []string, s string) bool {
 }
 
 // hostCodename is the host's Debian codename (VERSION_CODENAME in os-release), "" if unknown.
+// suiteAliases are the archive's names for whichever release holds that role.
+var suiteAliases = map[string]bool{"stable": true, "oldstable": true, "testing": true, "unstable": true}
+
 func hostCodename() string {
 	data, err := os.ReadFile(filepath.Join(filepath.Dir(AptDir), "os-release"))
 	if err != nil {
