@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -101,6 +102,10 @@ func lockOptions(o Options, c *cache.Cache) lock.Options {
 
 // Build fetches the locked packages and builds the bundle and adapter runtime.
 func Build(ctx context.Context, p *Project, o Options) (*build.Result, error) {
+	epoch, err := sourceDateEpoch()
+	if err != nil {
+		return nil, err
+	}
 	fo := lockOptions(o, p.Cache)
 	debPaths, err := lock.FetchDebs(ctx, p.Lock, p.Cache, fo)
 	if err != nil {
@@ -123,16 +128,23 @@ func Build(ctx context.Context, p *Project, o Options) (*build.Result, error) {
 	return build.Run(ctx, build.Input{
 		Dir: p.Dir, Config: p.Config, Base: p.Base, LockDigest: p.Lock.Digest,
 		Debs: debs, Wheels: wheels, Release: o.Release, Target: o.Target,
-		SourceDateEpoch: sourceDateEpoch(), Logger: o.logger(),
+		SourceDateEpoch: epoch, Logger: o.logger(),
 	})
 }
 
-func sourceDateEpoch() int64 {
-	var n int64
-	if s := os.Getenv("SOURCE_DATE_EPOCH"); s != "" {
-		fmt.Sscan(s, &n)
+// sourceDateEpoch reads SOURCE_DATE_EPOCH (0 when unset: the build derives the time from the
+// lock). A value that is not a plain number of seconds is an error: silently ignored, it would
+// give an image other than the one asked for.
+func sourceDateEpoch() (int64, error) {
+	s := os.Getenv("SOURCE_DATE_EPOCH")
+	if s == "" {
+		return 0, nil
 	}
-	return n
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("SOURCE_DATE_EPOCH=%q: expected a positive number of seconds since 1970 (or unset it to take the time from the lock)", s)
+	}
+	return n, nil
 }
 
 // PackResult is a packed image.

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -105,4 +106,21 @@ func TestKernelTreeReplacesIncomplete(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkKernel(t, kt)
+}
+
+func TestSourceDateEpoch(t *testing.T) {
+	for _, tc := range []struct {
+		env  string
+		want int64
+		ok   bool
+	}{{"", 0, true}, {"1596963392", 1596963392, true}, {"yesterday", 0, false}, {"-5", 0, false}, {"12s", 0, false}} {
+		t.Setenv("SOURCE_DATE_EPOCH", tc.env)
+		got, err := sourceDateEpoch()
+		if got != tc.want || (err == nil) != tc.ok {
+			t.Errorf("SOURCE_DATE_EPOCH=%q: %d, %v", tc.env, got, err)
+		}
+		if err != nil && !strings.Contains(err.Error(), "SOURCE_DATE_EPOCH") {
+			t.Errorf("error does not name the variable: %v", err)
+		}
+	}
 }
