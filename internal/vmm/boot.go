@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/ukernel-dev/ukernel/internal/abi"
 	"github.com/ukernel-dev/ukernel/internal/image"
@@ -56,7 +57,9 @@ func PrepareBoot(path, cacheDir string) (*Boot, error) {
 	}
 	dir := filepath.Join(cacheDir, "boot", digest)
 	b.Kernel, b.Initrd = filepath.Join(dir, image.KernelFile), filepath.Join(dir, BootInitrdFile)
-	if !fileExists(b.Kernel) || !fileExists(b.Initrd) {
+	if fileExists(b.Kernel) && fileExists(b.Initrd) {
+		markUsed(dir)
+	} else {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return nil, fmt.Errorf("boot cache: %w", err)
 		}
@@ -79,6 +82,12 @@ func PrepareBoot(path, cacheDir string) (*Boot, error) {
 		return nil, fmt.Errorf("image %s: %w", abs, err)
 	}
 	return b, nil
+}
+
+// markUsed refreshes a cache entry's time: `cache prune --older-than` removes what was not used.
+func markUsed(dir string) {
+	now := time.Now()
+	_ = os.Chtimes(dir, now, now) // best effort: a failure only makes the entry look older
 }
 
 func fileExists(p string) bool {

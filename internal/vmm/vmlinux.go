@@ -32,6 +32,7 @@ func Vmlinux(bzImagePath, digest, cacheDir string) (string, error) {
 	}
 	out := filepath.Join(cacheDir, digest, VmlinuxFile)
 	if err := CheckELF(out); err == nil {
+		markUsed(filepath.Dir(out))
 		return out, nil
 	}
 	data, err := os.ReadFile(bzImagePath)

@@ -15,14 +15,14 @@ import (
 func NewCmdCache(f *cmdutil.Factory) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "cache <command>",
-		Short: "Manage the download cache ($XDG_CACHE_HOME/ukernel)",
+		Short: "Manage the cache ($XDG_CACHE_HOME/ukernel): downloads and what is derived from them",
 		Example: `  ukernel cache prune
   ukernel cache prune --older-than 720h`,
 	}
 	var olderThan time.Duration
 	prune := &cobra.Command{
 		Use:     "prune",
-		Short:   "Delete cached packages, indices and temporary files",
+		Short:   "Delete cached packages, indices, unpacked kernels, guest inits and boot files",
 		Example: "  ukernel cache prune --older-than 720h",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -41,7 +41,7 @@ func NewCmdCache(f *cmdutil.Factory) *cobra.Command {
 			return nil
 		},
 	}
-	prune.Flags().DurationVar(&olderThan, "older-than", 0, "only remove packages not used for this long (0: everything)")
+	prune.Flags().DurationVar(&olderThan, "older-than", 0, "only remove entries not used for this long (0: everything; all are fetched or rebuilt on demand)")
 	cmd.AddCommand(prune)
 	return cmd
 }
