@@ -140,28 +140,42 @@ func TestChoose(t *testing.T) {
 	}
 }
 
-func TestHostSources(t *testing.T) {
+// withHostApt makes a bookworm host whose apt sources are the given files (relative to
+// /etc/apt), for the rest of the test, with no mirror override in the environment.
+func withHostApt(t *testing.T, files map[string]string) {
 	etc := t.TempDir()
 	apt := filepath.Join(etc, "apt")
 	must(t, os.MkdirAll(filepath.Join(apt, "sources.list.d"), 0o755))
 	must(t, os.WriteFile(filepath.Join(etc, "os-release"), []byte("ID=debian\nVERSION_CODENAME=bookworm\n"), 0o644))
-	must(t, os.WriteFile(filepath.Join(apt, "sources.list.d", "debian.sources"), []byte(
-		"Types: deb\n# comment\nURIs: http://mirror.example/debian\nSuites: bookworm bookworm-updates\nComponents: main\n\n"+
-			"Types: deb\nURIs: http://mirror.example/debian-security\nSuites: bookworm-security\nComponents: main\n\n"+
-			"Types: deb-src\nURIs: http://mirror.example/debian\nSuites: bookworm\nComponents: main\n"), 0o644))
-	must(t, os.WriteFile(filepath.Join(apt, "sources.list"), []byte("deb [arch=amd64] http://other.example/node nodistro main\n"), 0o644))
+	for name, content := range files {
+		must(t, os.WriteFile(filepath.Join(apt, name), []byte(content), 0o644))
+	}
 	saved := AptDir
 	AptDir = apt
-	defer func() { AptDir = saved }()
+	t.Cleanup(func() { AptDir = saved })
 	t.Setenv(MirrorEnv, "")
-	got, err := Sources("", "", "trixie")
-	must(t, err)
+}
+
+// sourceLines renders sources as "URI suite".
+func sourceLines(got []Source) []string {
 	var s []string
 	for _, src := range got {
 		s = append(s, src.URI+" "+src.Suite)
 	}
+	return s
+}
+
+func TestHostSources(t *testing.T) {
+	withHostApt(t, map[string]string{
+		"sources.list.d/debian.sources": "Types: deb\n# comment\nURIs: http://mirror.example/debian\nSuites: bookworm bookworm-updates\nComponents: main\n\n" +
+			"Types: deb\nURIs: http://mirror.example/debian-security\nSuites: bookworm-security\nComponents: main\n\n" +
+			"Types: deb-src\nURIs: http://mirror.example/debian\nSuites: bookworm\nComponents: main\n",
+		"sources.list": "deb [arch=amd64] http://other.example/node nodistro main\n",
+	})
+	got, err := Sources("", "", "trixie")
+	must(t, err)
 	want := []string{"http://mirror.example/debian trixie", "http://mirror.example/debian trixie-updates", "http://mirror.example/debian-security trixie-security"}
-	if !reflect.DeepEqual(s, want) {
+	if s := sourceLines(got); !reflect.DeepEqual(s, want) {
 		t.Fatalf("got %v, want %v", s, want)
 	}
 	t.Setenv(MirrorEnv, "http://m.example/debian/")
@@ -177,27 +191,14 @@ func TestHostSources(t *testing.T) {
 
 // A host whose sources name its release by its alias ("stable") gives the same mirrors.
 func TestHostSourcesAliases(t *testing.T) {
-	etc := t.TempDir()
-	apt := filepath.Join(etc, "apt")
-	must(t, os.MkdirAll(filepath.Join(apt, "sources.list.d"), 0o755))
-	must(t, os.WriteFile(filepath.Join(etc, "os-release"), []byte("ID=debian\nVERSION_CODENAME=bookworm\n"), 0o644))
-	must(t, os.WriteFile(filepath.Join(apt, "sources.list"), []byte(
-		"deb http://mirror.example/debian stable main\n"+
-			"deb http://mirror.example/debian stable-updates main\n"+
-			"deb http://mirror.example/debian-security stable-security main\n"+
-			"deb http://mirror.example/debian sid main\n"), 0o644))
-	saved := AptDir
-	AptDir = apt
-	defer func() { AptDir = saved }()
-	t.Setenv(MirrorEnv, "")
+	withHostApt(t, map[string]string{"sources.list": "deb http://mirror.example/debian stable main\n" +
+		"deb http://mirror.example/debian stable-updates main\n" +
+		"deb http://mirror.example/debian-security stable-security main\n" +
+		"deb http://mirror.example/debian sid main\n"})
 	got, err := Sources("", "", "bookworm")
 	must(t, err)
-	var s []string
-	for _, src := range got {
-		s = append(s, src.URI+" "+src.Suite)
-	}
 	want := []string{"http://mirror.example/debian bookworm", "http://mirror.example/debian bookworm-updates", "http://mirror.example/debian-security bookworm-security"}
-	if !reflect.DeepEqual(s, want) {
+	if s := sourceLines(got); !reflect.DeepEqual(s, want) {
 		t.Fatalf("got %v, want %v", s, want)
 	}
 }
