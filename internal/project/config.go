@@ -256,7 +256,7 @@ func Parse(name string, data []byte) (*Config, error) {
 	if err := decodeStrict(name, data, &c); err != nil {
 		return nil, err
 	}
-	c.applyDefaults()
+	c.applyDefaults(definedKeys(data))
 	if err := c.Validate(name, data); err != nil {
 		return nil, err
 	}
@@ -284,11 +284,34 @@ func decodeStrict(name string, data []byte, v any) error {
 	return &Error{File: name, Msg: err.Error()}
 }
 
-func (c *Config) applyDefaults() {
-	if c.Run.VCPU == 0 {
+// definedKeys returns the dotted keys the file sets ("run.vcpu", "health.web.retries"). The
+// data has already decoded into a Config, so it is valid TOML.
+func definedKeys(data []byte) map[string]bool {
+	var m map[string]any
+	if err := toml.Unmarshal(data, &m); err != nil {
+		return nil
+	}
+	keys := map[string]bool{}
+	var walk func(prefix string, m map[string]any)
+	walk = func(prefix string, m map[string]any) {
+		for k, v := range m {
+			keys[prefix+k] = true
+			if sub, ok := v.(map[string]any); ok {
+				walk(prefix+k+".", sub)
+			}
+		}
+	}
+	walk("", m)
+	return keys
+}
+
+// applyDefaults fills in what the file leaves out. A key the file sets keeps its value, zero
+// included, so that `vcpu = 0` is reported as out of range rather than silently replaced.
+func (c *Config) applyDefaults(defined map[string]bool) {
+	if c.Run.VCPU == 0 && !defined["run.vcpu"] {
 		c.Run.VCPU = DefaultVCPU
 	}
-	if c.Run.MemoryMB == 0 {
+	if c.Run.MemoryMB == 0 && !defined["run.memory_mb"] {
 		c.Run.MemoryMB = DefaultMemoryMB
 	}
 	if c.Run.Net == "" {
@@ -304,13 +327,14 @@ func (c *Config) applyDefaults() {
 		}
 	}
 	for name, h := range c.Health {
-		if h.IntervalS == 0 {
+		key := "health." + name + "."
+		if h.IntervalS == 0 && !defined[key+"interval_s"] {
 			h.IntervalS = 5
 		}
-		if h.TimeoutS == 0 {
+		if h.TimeoutS == 0 && !defined[key+"timeout_s"] {
 			h.TimeoutS = 3
 		}
-		if h.Retries == 0 {
+		if h.Retries == 0 && !defined[key+"retries"] {
 			h.Retries = 3
 		}
 		c.Health[name] = h

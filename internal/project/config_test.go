@@ -76,6 +76,8 @@ func TestParseErrors(t *testing.T) {
 		{"wrong type", strings.Replace(goodConfig, "vcpu = 2", `vcpu = "two"`, 1), "run.vcpu", 10},
 		{"malformed", strings.Replace(goodConfig, "[run]", "[run", 1), "ukernel.toml:9", 9},
 		{"vcpu range", strings.Replace(goodConfig, "vcpu = 2", "vcpu = 33", 1), "expected 1-32", 10},
+		{"vcpu zero", strings.Replace(goodConfig, "vcpu = 2", "vcpu = 0", 1), "0 is out of range; expected 1-32", 10},
+		{"interval zero", strings.Replace(goodConfig, "http = \"http://127.0.0.1:8080/\"", "http = \"http://127.0.0.1:8080/\"\ninterval_s = 0", 1), "health.app.interval_s: 0 is out of range", 23},
 		{"memory range", strings.Replace(goodConfig, "vcpu = 2", "vcpu = 2\nmemory_mb = 10", 1), "expected 64-65536", 11},
 		{"bad name", strings.Replace(goodConfig, "example-worker", "Example_Worker", 1), "invalid project name", 2},
 		{"entry escape", strings.Replace(goodConfig, "src/main.py", "src/../../etc/passwd", 1), "must not contain '..'", 4},
