@@ -28,6 +28,7 @@ type jail struct {
 	mu     sync.Mutex     // release runs in Start and when firecracker exits
 	staged []string       // the chroot's mount points and copies of the user's files
 	undo   []func() error // takes back the ACL entries given to the jail uid
+	logs   []string       // run-directory links to the log and metrics files in the chroot
 }
 
 func (b *Backend) newJail(spec vmm.Spec, fcPath string) (*jail, error) {
@@ -109,6 +110,7 @@ func (j *jail) stage(spec vmm.Spec, kernel string, rf runFiles) error {
 		if err := os.Symlink(dst, p); err != nil {
 			return fmt.Errorf("jailer: link %s: %w", p, err)
 		}
+		j.logs = append(j.logs, p)
 	}
 	socks := []string{spec.APISocket}
 	if spec.ControlSocket != "" {
@@ -248,6 +250,7 @@ func (j *jail) release() error {
 // only the chroot's own files are deleted, never what a mount shows.
 func (j *jail) remove() error {
 	err := j.release()
+	j.keepLogs()
 	if ents, rerr := os.ReadDir(j.root); rerr == nil {
 		for _, e := range ents {
 			unmount(filepath.Join(j.root, e.Name()))
@@ -257,6 +260,36 @@ func (j *jail) remove() error {
 		err = errors.Join(err, fmt.Errorf("jailer chroot: %w", rerr))
 	}
 	return err
+}
+
+// maxKeptLog bounds what keepLogs copies of one file (its end is kept).
+const maxKeptLog = 8 << 20
+
+// keepLogs replaces the run directory's links into the chroot with copies of the files, so the
+// log outlives the chroot. The jailed firecracker owns those files: one that is no longer a
+// regular file of the chroot (a symlink it planted) is not followed.
+func (j *jail) keepLogs() {
+	for _, p := range j.logs {
+		target, err := os.Readlink(p)
+		if err != nil {
+			continue // already a copy
+		}
+		f, err := os.OpenFile(target, os.O_RDONLY|unix.O_NOFOLLOW, 0)
+		if err != nil {
+			os.Remove(p)
+			continue
+		}
+		var data []byte
+		if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
+			if off := fi.Size() - maxKeptLog; off > 0 {
+				f.Seek(off, io.SeekStart)
+			}
+			data, _ = io.ReadAll(io.LimitReader(f, maxKeptLog))
+		}
+		f.Close()
+		os.Remove(p)
+		_ = os.WriteFile(p, data, 0o644)
+	}
 }
 
 // unmount detaches every mount on p; it ends when p is no longer a mount point (EINVAL). It

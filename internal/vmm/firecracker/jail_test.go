@@ -291,6 +291,12 @@ func TestJailedRun(t *testing.T) {
 	if _, err := os.Stat(jailDir); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("chroot left: %v", err)
 	}
+	// The log and metrics outlive the chroot: copies, not links into it.
+	for _, name := range []string{"firecracker.log", "firecracker-metrics.json"} {
+		if fi, err := os.Lstat(filepath.Join(state, name)); err != nil || !fi.Mode().IsRegular() {
+			t.Errorf("%s after the run: %v %v, want a regular file", name, fi, err)
+		}
+	}
 	if console, _ := os.ReadFile(spec.ConsolePath); !strings.Contains(string(console), "fake guest: booted") {
 		t.Errorf("console %q", console)
 	}
