@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"sync/atomic"
 
 	"github.com/ukernel-dev/ukernel/pkg/iostreams"
 )
@@ -21,7 +22,13 @@ type Factory struct {
 	Logger  *slog.Logger
 	// Executable is the path of the running ukernel binary; detached runs re-execute it.
 	Executable string
+	// Interruptible is set for a command that leaves nothing half-done when killed (it only
+	// reads, or its writes are atomic): there a second interrupt exits at once.
+	Interruptible atomic.Bool
 }
+
+// InterruptibleAnnotation marks such a command (cobra annotation key, value "true").
+const InterruptibleAnnotation = "ukernel/interruptible"
 
 // ProjectDir returns the absolute project directory.
 func (f *Factory) ProjectDir() (string, error) {

@@ -12,8 +12,9 @@ import (
 func NewCmdDiff(f *cmdutil.Factory) *cobra.Command {
 	var exitCode bool
 	cmd := &cobra.Command{
-		Use:   "diff A B",
-		Short: "Compare two images or two locks",
+		Use:         "diff A B",
+		Annotations: map[string]string{cmdutil.InterruptibleAnnotation: "true"}, // killed, it leaves nothing half-done
+		Short:       "Compare two images or two locks",
 		Long: `Diff compares two images (dist/NAME.img) or two lock files (env/ukernel.lock): packages
 added, removed and changed with their versions; for images also the files of the root
 filesystem added, removed and changed with their sizes, and the ABI, adapter, kernel and size

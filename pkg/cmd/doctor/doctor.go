@@ -27,8 +27,9 @@ type Options struct {
 func NewCmdDoctor(f *cmdutil.Factory) *cobra.Command {
 	o := &Options{Factory: f}
 	cmd := &cobra.Command{
-		Use:   "doctor",
-		Short: "Check which VMM backends and accelerators work on this host, and why",
+		Use:         "doctor",
+		Annotations: map[string]string{cmdutil.InterruptibleAnnotation: "true"}, // killed, it leaves nothing half-done
+		Short:       "Check which VMM backends and accelerators work on this host, and why",
 		Long: `Doctor checks each VMM backend (QEMU, Firecracker) and accelerator (KVM, TCG): whether it is
 installed, its version, whether it works here and why not, and what to install. KVM is probed
 by booting a kernel under it (cached), since an openable /dev/kvm is not proof that guests run.

@@ -39,8 +39,9 @@ type Output struct {
 func NewCmdInspect(f *cmdutil.Factory) *cobra.Command {
 	opts := &Options{Factory: f}
 	return &cobra.Command{
-		Use:   "inspect IMG",
-		Short: "Show an image's metadata and verify it",
+		Use:         "inspect IMG",
+		Annotations: map[string]string{cmdutil.InterruptibleAnnotation: "true"}, // killed, it leaves nothing half-done
+		Short:       "Show an image's metadata and verify it",
 		Long: `Show what an image holds (ABI, adapter, kernel, lock, artefacts, entry, services, health
 checks, run defaults) and verify every part of it: both GPT copies, each partition's digest,
 the zero gaps, the manifest, kernel and initramfs. Reads the file only: no boot, no root.

@@ -20,8 +20,9 @@ func NewCmdLogs(f *cmdutil.Factory) *cobra.Command {
 	var follow bool
 	var service string
 	cmd := &cobra.Command{
-		Use:   "logs [NAME]",
-		Short: "Print a guest's console",
+		Use:         "logs [NAME]",
+		Annotations: map[string]string{cmdutil.InterruptibleAnnotation: "true"}, // killed, it leaves nothing half-done
+		Short:       "Print a guest's console",
 		Long: `Logs prints the serial console of the project's latest run (logs/console.log), or of the
 running guest NAME. With --follow it keeps printing while the guest runs and returns when
 its VM is gone.

@@ -37,8 +37,9 @@ type Guest struct {
 // NewCmdPs returns the ps command.
 func NewCmdPs(f *cmdutil.Factory) *cobra.Command {
 	return &cobra.Command{
-		Use:   "ps",
-		Short: "List the guests running on this host",
+		Use:         "ps",
+		Annotations: map[string]string{cmdutil.InterruptibleAnnotation: "true"}, // killed, it leaves nothing half-done
+		Short:       "List the guests running on this host",
 		Long: `Ps lists running guests: name, VMM pid, backend, accelerator, image digest, published
 ports, uptime, status and health (the latest result of each [health.NAME] check:
 starting, healthy or unhealthy). A guest whose VMM is gone (killed, crashed, or exited while

@@ -26,12 +26,15 @@ func Main() int {
 	// the writer instead of killing the process before it can stop its guest.
 	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 	defer stop()
-	// One interrupt cancels ctx; the next gets the default action (exit) for commands that have
-	// no handler of their own, so a command that does not watch ctx (inspect hashing a large
-	// image, stop waiting for a guest) can still be interrupted. run registers its own.
+	// One interrupt cancels ctx. In a command that leaves nothing half-done when killed
+	// (inspect hashing a large image, stop waiting for a guest) the next one exits at once;
+	// the others (env add restoring its file, build removing its work directory) finish their
+	// cleanup first.
 	go func() {
 		<-ctx.Done()
-		stop()
+		if f.Interruptible.Load() {
+			stop()
+		}
 	}()
 	cmd := NewCmdRoot(f, version.String())
 	err := cmd.ExecuteContext(ctx)

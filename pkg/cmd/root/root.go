@@ -39,6 +39,7 @@ microVM image and runs it locally with one command.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRun: func(cmd *cobra.Command, args []string) {
+			f.Interruptible.Store(cmd.Annotations[cmdutil.InterruptibleAnnotation] == "true")
 			level := slog.LevelWarn
 			if f.Verbose {
 				level = slog.LevelDebug

@@ -19,8 +19,9 @@ import (
 func NewCmdStop(f *cmdutil.Factory) *cobra.Command {
 	var timeout time.Duration
 	cmd := &cobra.Command{
-		Use:   "stop NAME...",
-		Short: "Stop running guests",
+		Use:         "stop NAME...",
+		Annotations: map[string]string{cmdutil.InterruptibleAnnotation: "true"}, // a stop cut short leaves a guest the next stop or ps cleans
+		Short:       "Stop running guests",
 		Long: `Stop asks each guest over its control channel to stop its workload and power off. A guest
 still running after --timeout is stopped by its VMM (QMP quit), and the VMM is killed if it
 does not exit within a few more seconds. Stop leaves no VMM process and no state behind.`,

@@ -32,8 +32,9 @@ type options struct {
 func NewCmdTrace(f *cmdutil.Factory) *cobra.Command {
 	o := &options{f: f}
 	cmd := &cobra.Command{
-		Use:   "trace [RUN]",
-		Short: "Show where a run's time went, as spans",
+		Use:         "trace [RUN]",
+		Annotations: map[string]string{cmdutil.InterruptibleAnnotation: "true"}, // killed, it leaves nothing half-done
+		Short:       "Show where a run's time went, as spans",
 		Long: `Trace shows the latest run (or the run RUN, an id under logs/runs/) as spans on one clock:
 the host's lock, build and pack (with cache hits) when they came right before the run, QEMU's
 start, and the guest's kernel, init phases, services, entry and shutdown.
