@@ -323,7 +323,8 @@ func dedupe(entries []tarEntry) ([]tarEntry, error) {
 			if prev.Type == '5' && e.Type == '5' {
 				continue
 			}
-			return nil, fmt.Errorf("two packages install %s", e.Name)
+			// pip would let whichever it installed last win; an image must not depend on that.
+			return nil, fmt.Errorf("two packages install %s (for a file in usr/local/bin: two wheels declare that command); keep one of them", e.Name)
 		}
 		seen[e.Name] = e
 		out = append(out, e)

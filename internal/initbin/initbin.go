@@ -104,7 +104,7 @@ func build(ctx context.Context, src fs.FS, cacheDir string) (*Binary, error) {
 // value set in the environment also overrides `go env -w`; that is why GOFLAGS gets a value
 // (a flag guest builds pass anyway, leaving -mod and vendor detection at Go's defaults) instead
 // of being cleared.
-var pinned = []string{"CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64", "GOAMD64=v1", "GOWORK=off", "GOFLAGS=-buildvcs=false"}
+var pinned = []string{"CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64", "GOAMD64=v1", "GOFIPS140=off", "GOWORK=off", "GOFLAGS=-buildvcs=false"}
 
 // GoEnv returns environ for building a guest binary: the pinned settings replace inherited ones,
 // GOEXPERIMENT is dropped (it cannot be pinned: see GoVersion), everything else (PATH, HOME,

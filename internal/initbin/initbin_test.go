@@ -99,6 +99,7 @@ func TestBuildIgnoresHostGoSettings(t *testing.T) {
 	t.Setenv("GOAMD64", "v3")
 	t.Setenv("GOFLAGS", "-tags=ukernel_host_tag")
 	t.Setenv("GOEXPERIMENT", "jsonv2")
+	t.Setenv("GOFIPS140", "latest")
 	host, err := Build(ctx, t.TempDir())
 	if err != nil {
 		t.Fatal(err)

@@ -302,13 +302,19 @@ func kernelTree(ctx context.Context, p *Project, o Options) (*Kernel, error) {
 		if kt, err := findKernel(dir, k.SHA256); err == nil {
 			return kt, nil
 		}
-		// An unmarked tree, left incomplete by an older ukernel: replace it.
-		if err := os.RemoveAll(dir); err != nil {
-			return nil, fmt.Errorf("kernel cache: replacing incomplete %s: %w", dir, err)
+		// An unmarked tree, left incomplete by an older ukernel: moved aside whole (a rename,
+		// so a process racing on the same migration never deletes a tree just published),
+		// then ours goes in; if another one won meanwhile, that one is kept.
+		if aside, err := os.MkdirTemp(kernels, "."+k.SHA256+".old-"); err == nil {
+			if os.Rename(dir, filepath.Join(aside, "tree")) == nil || !exists(dir) {
+				os.Rename(tmp, dir)
+			}
+			os.RemoveAll(aside)
 		}
-		if err := os.Rename(tmp, dir); err != nil {
-			return nil, fmt.Errorf("kernel cache: %w", err)
+		if kt, err := findKernel(dir, k.SHA256); err == nil {
+			return kt, nil
 		}
+		return nil, fmt.Errorf("kernel cache: could not replace the incomplete tree %s", dir)
 	}
 	return findKernel(dir, k.SHA256)
 }
@@ -364,4 +370,9 @@ func rel(dir, p string) string {
 
 func abiArtefact(name, path string, size int64, sum string) abi.Artefact {
 	return abi.Artefact{Name: name, Path: path, Size: size, SHA256: sum}
+}
+
+func exists(p string) bool {
+	_, err := os.Lstat(p)
+	return err == nil
 }

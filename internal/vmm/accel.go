@@ -137,6 +137,7 @@ func ProbeKVM(ctx context.Context, spec ProbeSpec) (ProbeResult, error) {
 		// virtualisation turned on, a BIOS setting) without any change to the cache key.
 		if json.Unmarshal(b, &res) == nil && res.Key == key && (res.Usable || time.Since(res.Checked) < ProbeFailureTTL) {
 			res.Cached = true
+			markUsed(cachePath)
 			log.Debug("KVM probe result from cache", "file", cachePath, "usable", res.Usable)
 			return res, nil
 		}

@@ -55,7 +55,13 @@ func TestProbeKVM(t *testing.T) {
 	if !res.Usable && !strings.Contains(res.Reason, "KVM: ") {
 		t.Errorf("reason %q does not say what failed", res.Reason)
 	}
-	// The second probe comes from the cache, instantly.
+	// The second probe comes from the cache, instantly, and marks the entry used.
+	files, _ := filepath.Glob(filepath.Join(spec.CacheDir, "*.json"))
+	if len(files) != 1 {
+		t.Fatalf("cache files %v, want one", files)
+	}
+	long := time.Now().Add(-48 * time.Hour)
+	os.Chtimes(files[0], long, long)
 	start = time.Now()
 	again, err := ProbeKVM(ctx, spec)
 	if err != nil {
@@ -64,12 +70,11 @@ func TestProbeKVM(t *testing.T) {
 	if !again.Cached || again.Usable != res.Usable || again.Reason != res.Reason || time.Since(start) > time.Second {
 		t.Errorf("second probe %+v (in %s), want the cached %+v", again, time.Since(start), res)
 	}
+	if fi, err := os.Stat(files[0]); err != nil || time.Since(fi.ModTime()) > time.Hour {
+		t.Errorf("a cache hit did not mark the entry used: %v %v", fi.ModTime(), err)
+	}
 	if !res.Usable {
 		// A failure probed long ago is probed again.
-		files, _ := filepath.Glob(filepath.Join(spec.CacheDir, "*.json"))
-		if len(files) != 1 {
-			t.Fatalf("cache files %v, want one", files)
-		}
 		old := res
 		old.Checked = time.Now().Add(-ProbeFailureTTL - time.Hour)
 		b, _ := json.Marshal(old)

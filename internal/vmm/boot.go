@@ -84,10 +84,11 @@ func PrepareBoot(path, cacheDir string) (*Boot, error) {
 	return b, nil
 }
 
-// markUsed refreshes a cache entry's time: `cache prune --older-than` removes what was not used.
-func markUsed(dir string) {
+// markUsed refreshes a cache entry's time (a file, or a directory holding one entry): `cache
+// prune --older-than` removes what was not used.
+func markUsed(path string) {
 	now := time.Now()
-	_ = os.Chtimes(dir, now, now) // best effort: a failure only makes the entry look older
+	_ = os.Chtimes(path, now, now) // best effort: a failure only makes the entry look older
 }
 
 func fileExists(p string) bool {
@@ -114,6 +115,7 @@ func verifiedDigest(im *image.Image, cacheDir string) (string, error) {
 	}
 	var e entry
 	if b, err := os.ReadFile(cachePath); err == nil && json.Unmarshal(b, &e) == nil && e.Key == key && e.SHA256 != "" {
+		markUsed(cachePath)
 		return e.SHA256, nil
 	}
 	if err := im.Verify().Err(); err != nil {

@@ -85,7 +85,9 @@ func (j *jail) stage(spec vmm.Spec, kernel string, rf runFiles) error {
 	for _, d := range spec.Disks {
 		files = append(files, file{d.Path, !d.ReadOnly})
 	}
-	seen := map[string]bool{}
+	// The log and metrics files are the jail's own, created below: no user file may take
+	// their names.
+	seen := map[string]bool{j.host(j.inside(rf.logPath)): true, j.host(j.inside(rf.metricsPath)): true}
 	for _, f := range files {
 		dst := j.host(j.inside(f.path))
 		if seen[dst] {
