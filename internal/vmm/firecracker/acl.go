@@ -41,10 +41,7 @@ func grantACL(path string, uid int, perm uint16) (undo func() error, err error) 
 		return nil, err
 	}
 	isUID := func(e aclEntry) bool { return e.tag == aclUser && e.id == uint32(uid) }
-	old := slices.DeleteFunc(slices.Clone(acl), isUID)
-	if !slices.ContainsFunc(old, func(e aclEntry) bool { return e.tag == aclUser || e.tag == aclGroup }) {
-		old = slices.DeleteFunc(old, func(e aclEntry) bool { return e.tag == aclMask })
-	}
+	old := withoutUser(acl, uid)
 	i := slices.IndexFunc(acl, isUID)
 	if i < 0 {
 		acl = append(acl, aclEntry{aclUser, perm, uint32(uid)})
@@ -67,6 +64,28 @@ func grantACL(path string, uid int, perm uint16) (undo func() error, err error) 
 		return nil, err
 	}
 	return func() error { return setACL(path, old) }, nil
+}
+
+// withoutUser is acl without uid's entry (and without the mask, once no named entry is left).
+func withoutUser(acl []aclEntry, uid int) []aclEntry {
+	out := slices.DeleteFunc(slices.Clone(acl), func(e aclEntry) bool { return e.tag == aclUser && e.id == uint32(uid) })
+	if !slices.ContainsFunc(out, func(e aclEntry) bool { return e.tag == aclUser || e.tag == aclGroup }) {
+		out = slices.DeleteFunc(out, func(e aclEntry) bool { return e.tag == aclMask })
+	}
+	return out
+}
+
+// revokeACL drops uid's entry from path's ACL, if it has one: how a grant recorded by a run that
+// crashed is taken back.
+func revokeACL(path string, uid int) error {
+	acl, err := getACL(path)
+	if err != nil {
+		return err
+	}
+	if !slices.ContainsFunc(acl, func(e aclEntry) bool { return e.tag == aclUser && e.id == uint32(uid) }) {
+		return nil
+	}
+	return setACL(path, withoutUser(acl, uid))
 }
 
 // getACL returns path's access ACL; a file without one has the three entries of its mode.

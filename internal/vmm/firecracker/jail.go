@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 
@@ -156,6 +157,11 @@ func (j *jail) put(src, dst string, write bool) error {
 		return j.copyIn(src, dst)
 	}
 	if write && !j.may(fi, 6) {
+		// Recorded before it is given, so that a run that dies before release still has it
+		// taken back: by the next run of the guest, which removes the old chroot (remove).
+		if err := j.recordGrant(src); err != nil {
+			return err
+		}
 		undo, err := grantACL(src, j.uid, 6)
 		if err != nil {
 			return fmt.Errorf("jailer: the jailed firecracker runs as uid %d and may not write the disk %s (mode %v), and an ACL entry to let it failed: %w; keep the disk on a filesystem with POSIX ACLs, make it writable by uid %d, or run ukernel without the jailer (it is used only as root, with jailer on PATH)",
@@ -252,6 +258,9 @@ func (j *jail) release() error {
 // only the chroot's own files are deleted, never what a mount shows.
 func (j *jail) remove() error {
 	err := j.release()
+	if rerr := j.revokeRecorded(); rerr != nil {
+		err = errors.Join(err, rerr)
+	}
 	j.keepLogs()
 	if ents, rerr := os.ReadDir(j.root); rerr == nil {
 		for _, e := range ents {
@@ -262,6 +271,48 @@ func (j *jail) remove() error {
 		err = errors.Join(err, fmt.Errorf("jailer chroot: %w", rerr))
 	}
 	return err
+}
+
+// grantsFile lists, a line each ("uid path"), the ACL entries given to the jail uid; it sits
+// beside the chroot, in a directory of root's that the jailed firecracker cannot write.
+func (j *jail) grantsFile() string { return filepath.Join(filepath.Dir(j.root), "acl-grants") }
+
+func (j *jail) recordGrant(path string) error {
+	f, err := os.OpenFile(j.grantsFile(), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err == nil {
+		_, err = fmt.Fprintf(f, "%d %s\n", j.uid, path)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("jailer: recording the ACL entry for %s: %w", path, err)
+	}
+	return nil
+}
+
+// revokeRecorded takes back every ACL entry the grants file lists (those release already took
+// back are gone: revoking them again changes nothing).
+func (j *jail) revokeRecorded() error {
+	data, err := os.ReadFile(j.grantsFile())
+	if err != nil {
+		return nil // nothing was granted
+	}
+	var errs []error
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		uid, path, ok := strings.Cut(line, " ")
+		n, aerr := strconv.Atoi(uid)
+		if !ok || aerr != nil {
+			continue
+		}
+		if err := revokeACL(path, n); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("jailer: taking back the jail's ACL entry on %s: %w", path, err))
+		}
+	}
+	if len(errs) == 0 {
+		os.Remove(j.grantsFile())
+	}
+	return errors.Join(errs...)
 }
 
 // maxKeptLog bounds what keepLogs copies of one file (its end is kept).

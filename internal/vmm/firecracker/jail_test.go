@@ -333,6 +333,9 @@ func TestJailCrashLeftovers(t *testing.T) {
 	if m := mountsUnder(t, state); len(m) != 3 {
 		t.Fatalf("mounts in the chroot: %q", m)
 	}
+	if _, err := unix.Getxattr(data, aclAttr, nil); err != nil {
+		t.Fatalf("the jail uid got no ACL entry on the data disk (mode 0644): %v", err)
+	}
 	// The run crashes: nothing is released. The next one starts.
 	if _, err := b.newJail(spec, "/usr/bin/firecracker"); err != nil {
 		t.Fatal(err)
@@ -342,6 +345,9 @@ func TestJailCrashLeftovers(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Dir(j.root)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("chroot left: %v", err)
+	}
+	if _, err := unix.Getxattr(data, aclAttr, nil); !errors.Is(err, unix.ENODATA) {
+		t.Errorf("the crashed run's ACL entry on %s was not taken back: %v", data, err)
 	}
 	for _, p := range []string{kernel, img, data} {
 		if got, err := os.ReadFile(p); err != nil || string(got) != "keep "+p {
