@@ -32,6 +32,9 @@ type Options struct {
 	Logger   *slog.Logger
 	Cache    *cache.Cache // nil: cache.Open()
 	Keyring  string       // nil: the Debian archive keyring
+	// Env is the request to lock; nil reads env/ukernel.env. `env add` and `env remove` lock
+	// their edited request first and save it only once it has locked.
+	Env *project.Env
 }
 
 func (o *Options) init() error {
@@ -72,9 +75,12 @@ func Resolve(ctx context.Context, o Options) (*Lock, bool, error) {
 	if err := o.init(); err != nil {
 		return nil, false, err
 	}
-	env, err := project.LoadEnv(o.Dir)
-	if err != nil {
-		return nil, false, err
+	env := o.Env
+	if env == nil {
+		var err error
+		if env, err = project.LoadEnv(o.Dir); err != nil {
+			return nil, false, err
+		}
 	}
 	base, err := project.LookupBase(env.Base)
 	if err != nil {

@@ -4,8 +4,6 @@ package env
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -69,26 +67,16 @@ func relock(ctx context.Context, f *cmdutil.Factory, o lock.Options) (*lock.Lock
 	return l, nil
 }
 
-// saveAndRelock writes the edited request and locks it. lock.Resolve reads the request from
-// env/ukernel.env, so the file is written first; when locking fails or is interrupted (Ctrl-C
-// cancels ctx) the previous file is put back, so a request that does not resolve never stays
-// behind to break every later build, and the env file and the lock keep agreeing.
+// saveAndRelock locks the edited request, then saves it: a request that does not lock (or whose
+// locking is interrupted) never reaches env/ukernel.env, where it would break every later
+// build. Killed between the two writes, the lock is ahead of the env file, and the next build
+// locks the env file's request again.
 func saveAndRelock(ctx context.Context, f *cmdutil.Factory, o lock.Options, env *project.Env) error {
-	path := filepath.Join(o.Dir, project.EnvFile)
-	prev, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
-	if err := env.Save(o.Dir); err != nil {
-		return err
-	}
+	o.Env = env
 	if _, err := relock(ctx, f, o); err != nil {
-		if rerr := project.WriteFileAtomic(path, prev, 0o644); rerr != nil {
-			return fmt.Errorf("%w\nrestoring %s failed too (%v): it now holds the change that did not lock; undo that change by hand", err, project.EnvFile, rerr)
-		}
 		return fmt.Errorf("%w\n%s left unchanged", err, project.EnvFile)
 	}
-	return nil
+	return env.Save(o.Dir)
 }
 
 func kernelName(l *lock.Lock) string {
