@@ -51,6 +51,7 @@ func CheckHost(ctx context.Context, o HostOptions) (HostReport, error) {
 	qemu := toolCheck(ctx, QEMUBinary, "backend", []string{"--version"}, "apt-get install qemu-system-x86")
 	r.Checks = append(r.Checks, qemu)
 	fc := toolCheck(ctx, FirecrackerBinary, "backend", []string{"--version"}, FirecrackerInstall)
+	fcRuns := fc.Works // its --version answered; whether KVM lets it boot is checked below
 	jailer := toolCheck(ctx, "jailer", "tool", []string{"--version"}, "the jailer ships in the same Firecracker release archive")
 	if jailer.Found {
 		jailer.Why = "used when ukernel runs as root: chroot, uid/gid, cgroup, network namespace"
@@ -147,30 +148,24 @@ func CheckHost(ctx context.Context, o HostOptions) (HostReport, error) {
 	if r.Net == "" {
 		r.Net = "user"
 	}
-	r.Backend, r.Accel = runChoice(fc, kvm, r.Net)
+	r.Backend, r.Accel = runChoice(fc.Found, fcRuns, kvm, r.Net)
 	return r, nil
 }
 
-// runChoice is what `run --backend auto --accel auto` picks from the doctor's facts, by the same
-// rules as ChooseBackend: Firecracker has no user-mode network, so the network mode matters.
-func runChoice(fc, kvm Check, netMode string) (BackendChoice, AccelChoice) {
-	if fc.Works && netMode != "user" {
-		return BackendChoice{Backend: BackendFirecracker, Reason: "found on PATH, KVM works"}, AccelChoice{Accel: AccelKVM}
-	}
-	reason := "firecracker not found on PATH"
-	switch {
-	case fc.Works:
-		reason = "firecracker has no user-mode networking; it is used with --net tap:IFACE or --net none"
-	case fc.Found && !kvm.Works:
-		reason = "firecracker needs KVM"
-	case fc.Found:
-		reason = "firecracker does not run"
-	}
+// runChoice is what `run --backend auto --accel auto` picks from the doctor's facts: the backend
+// by run's own rule (autoBackend), KVM already probed.
+func runChoice(fcFound, fcRuns bool, kvm Check, netMode string) (BackendChoice, AccelChoice) {
 	accel := AccelChoice{Accel: AccelKVM}
 	if !kvm.Works {
 		accel = AccelChoice{Accel: AccelTCG, Reason: "kvm unusable: " + kvm.Why}
 	}
-	return BackendChoice{Backend: BackendQEMU, Reason: reason}, accel
+	if fcFound && !fcRuns {
+		return BackendChoice{Backend: BackendQEMU, Reason: "firecracker does not run"}, accel
+	}
+	b, _ := autoBackend(fcFound, netMode, func() (ProbeResult, error) {
+		return ProbeResult{Usable: kvm.Works, Reason: kvm.Why}, nil
+	})
+	return b, accel
 }
 
 // toolCheck looks name up on PATH and asks it for its version (first line of output).

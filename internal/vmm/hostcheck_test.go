@@ -42,14 +42,13 @@ func TestCheckHostBrokenBinaries(t *testing.T) {
 
 // The doctor's choice follows run's: Firecracker only for a network it has.
 func TestRunChoiceNetwork(t *testing.T) {
-	fc := Check{Name: FirecrackerBinary, Found: true, Works: true}
 	kvm := Check{Name: "kvm", Found: true, Works: true}
 	for _, tc := range []struct{ net, backend string }{
 		{"user", BackendQEMU},
 		{"none", BackendFirecracker},
 		{"tap", BackendFirecracker},
 	} {
-		b, a := runChoice(fc, kvm, tc.net)
+		b, a := runChoice(true, true, kvm, tc.net)
 		if b.Backend != tc.backend || a.Accel != AccelKVM {
 			t.Errorf("net %s: %v, %v; want %s with kvm", tc.net, b, a, tc.backend)
 		}
@@ -57,8 +56,11 @@ func TestRunChoiceNetwork(t *testing.T) {
 			t.Errorf("net user: reason %q does not say why not firecracker", b.Reason)
 		}
 	}
-	b, a := runChoice(Check{Found: true}, Check{Why: "no /dev/kvm"}, "none")
-	if b.Backend != BackendQEMU || a.Accel != AccelTCG || !strings.Contains(a.Reason, "no /dev/kvm") {
+	b, a := runChoice(true, true, Check{Why: "no /dev/kvm"}, "none")
+	if b.Backend != BackendQEMU || a.Accel != AccelTCG || !strings.Contains(a.Reason, "no /dev/kvm") || !strings.Contains(b.Reason, "needs KVM") {
 		t.Errorf("without kvm: %v, %v", b, a)
+	}
+	if b, _ := runChoice(true, false, kvm, "none"); b.Backend != BackendQEMU || b.Reason != "firecracker does not run" {
+		t.Errorf("a firecracker that does not run: %v", b)
 	}
 }

@@ -44,31 +44,39 @@ func ChooseBackend(ctx context.Context, want, netMode string, probe ProbeSpec) (
 	default:
 		return BackendChoice{}, fmt.Errorf("backend %q unknown; expected auto, firecracker or qemu", want)
 	}
-	explicit := want == BackendFirecracker
-	unusable := func(reason string) (BackendChoice, error) {
-		if explicit {
-			return BackendChoice{}, fmt.Errorf("--backend firecracker: %s", reason)
-		}
+	_, err := FindFirecracker()
+	if err != nil && want == BackendFirecracker {
+		return BackendChoice{}, err
+	}
+	choice, err := autoBackend(err == nil, netMode, func() (ProbeResult, error) { return ProbeKVM(ctx, probe) })
+	if err != nil || want != BackendFirecracker {
+		return choice, err
+	}
+	if choice.Backend != BackendFirecracker {
+		return BackendChoice{}, fmt.Errorf("--backend firecracker: %s", choice.Reason)
+	}
+	return BackendChoice{Backend: BackendFirecracker, Reason: "--backend firecracker"}, nil
+}
+
+// autoBackend is the rule of `--backend auto`: Firecracker when its binary is on PATH, the network
+// is one it has (tap or none) and KVM works; otherwise QEMU, with the reason. kvm is asked last,
+// only when the answer depends on it: a probe may boot a guest.
+func autoBackend(fcFound bool, netMode string, kvm func() (ProbeResult, error)) (BackendChoice, error) {
+	qemu := func(reason string) (BackendChoice, error) {
 		return BackendChoice{Backend: BackendQEMU, Reason: reason}, nil
 	}
-	if _, err := FindFirecracker(); err != nil {
-		if explicit {
-			return BackendChoice{}, err
-		}
-		return unusable("firecracker not found on PATH")
+	if !fcFound {
+		return qemu("firecracker not found on PATH")
 	}
 	if netMode == "user" {
-		return unusable("firecracker has no user-mode networking; use --net tap:IFACE or --net none")
+		return qemu("firecracker has no user-mode networking; use --net tap:IFACE or --net none")
 	}
-	res, err := ProbeKVM(ctx, probe)
+	res, err := kvm()
 	if err != nil {
 		return BackendChoice{}, err
 	}
 	if !res.Usable {
-		return unusable("firecracker needs KVM: " + res.Reason)
-	}
-	if explicit {
-		return BackendChoice{Backend: BackendFirecracker, Reason: "--backend firecracker"}, nil
+		return qemu("firecracker needs KVM: " + res.Reason)
 	}
 	return BackendChoice{Backend: BackendFirecracker, Reason: "found on PATH, KVM works"}, nil
 }
