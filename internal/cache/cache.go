@@ -92,9 +92,16 @@ func (c *Cache) Path(sum string) (string, error) {
 		os.Remove(p)
 		return "", fmt.Errorf("%w: cached %s was corrupt (sha256 %s), removed", ErrNotFound, p, got)
 	}
-	now := time.Now()
-	os.Chtimes(p, now, now) // mark as used for prune; best effort
+	MarkUsed(p)
 	return p, nil
+}
+
+// MarkUsed refreshes the time of a cache entry (a file, or a directory holding one entry):
+// `cache prune --older-than` removes what was not used. Best effort: a failure only makes the
+// entry look older.
+func MarkUsed(path string) {
+	now := time.Now()
+	_ = os.Chtimes(path, now, now)
 }
 
 // ReadBlob returns a verified blob's content.
@@ -186,8 +193,7 @@ func (c *Cache) ReadState(name string) ([]byte, error) {
 		return nil, ErrNotFound
 	}
 	if err == nil {
-		now := time.Now()
-		os.Chtimes(p, now, now) // mark as used for prune; best effort
+		MarkUsed(p)
 	}
 	return data, err
 }

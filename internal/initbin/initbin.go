@@ -19,9 +19,10 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"time"
 
 	ukernel "github.com/ukernel-dev/ukernel"
+
+	"github.com/ukernel-dev/ukernel/internal/cache"
 )
 
 // Binary is a built init.
@@ -67,8 +68,7 @@ func build(ctx context.Context, src fs.FS, cacheDir string) (*Binary, error) {
 	dir := filepath.Join(cacheDir, "init", hex.EncodeToString(key[:16]))
 	out := filepath.Join(dir, "ukernel-init")
 	if b, err := describe(out, goVersion); err == nil {
-		now := time.Now()
-		os.Chtimes(dir, now, now) // mark as used for `cache prune --older-than`; best effort
+		cache.MarkUsed(dir)
 		return b, nil
 	}
 

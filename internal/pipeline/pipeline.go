@@ -273,8 +273,7 @@ func kernelTree(ctx context.Context, p *Project, o Options) (*Kernel, error) {
 	kernels := filepath.Join(p.Cache.Dir, "kernels")
 	dir := filepath.Join(kernels, k.SHA256)
 	if kt, err := findKernel(dir, k.SHA256); err == nil {
-		now := time.Now()
-		os.Chtimes(dir, now, now) // mark as used for `cache prune --older-than`; best effort
+		cache.MarkUsed(dir)
 		return kt, nil
 	}
 	deb, err := lock.FetchKernel(ctx, p.Lock, p.Cache, lockOptions(o, p.Cache))

@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ukernel-dev/ukernel/internal/cache"
 	"github.com/ukernel-dev/ukernel/internal/project"
 )
 
@@ -137,7 +138,7 @@ func ProbeKVM(ctx context.Context, spec ProbeSpec) (ProbeResult, error) {
 		// virtualisation turned on, a BIOS setting) without any change to the cache key.
 		if json.Unmarshal(b, &res) == nil && res.Key == key && (res.Usable || time.Since(res.Checked) < ProbeFailureTTL) {
 			res.Cached = true
-			markUsed(cachePath)
+			cache.MarkUsed(cachePath)
 			log.Debug("KVM probe result from cache", "file", cachePath, "usable", res.Usable)
 			return res, nil
 		}

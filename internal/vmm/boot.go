@@ -6,9 +6,9 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
-	"time"
 
 	"github.com/ukernel-dev/ukernel/internal/abi"
+	"github.com/ukernel-dev/ukernel/internal/cache"
 	"github.com/ukernel-dev/ukernel/internal/image"
 	"github.com/ukernel-dev/ukernel/internal/project"
 )
@@ -58,7 +58,7 @@ func PrepareBoot(path, cacheDir string) (*Boot, error) {
 	dir := filepath.Join(cacheDir, "boot", digest)
 	b.Kernel, b.Initrd = filepath.Join(dir, image.KernelFile), filepath.Join(dir, BootInitrdFile)
 	if fileExists(b.Kernel) && fileExists(b.Initrd) {
-		markUsed(dir)
+		cache.MarkUsed(dir)
 	} else {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return nil, fmt.Errorf("boot cache: %w", err)
@@ -82,13 +82,6 @@ func PrepareBoot(path, cacheDir string) (*Boot, error) {
 		return nil, fmt.Errorf("image %s: %w", abs, err)
 	}
 	return b, nil
-}
-
-// markUsed refreshes a cache entry's time (a file, or a directory holding one entry): `cache
-// prune --older-than` removes what was not used.
-func markUsed(path string) {
-	now := time.Now()
-	_ = os.Chtimes(path, now, now) // best effort: a failure only makes the entry look older
 }
 
 func fileExists(p string) bool {
@@ -115,7 +108,7 @@ func verifiedDigest(im *image.Image, cacheDir string) (string, error) {
 	}
 	var e entry
 	if b, err := os.ReadFile(cachePath); err == nil && json.Unmarshal(b, &e) == nil && e.Key == key && e.SHA256 != "" {
-		markUsed(cachePath)
+		cache.MarkUsed(cachePath)
 		return e.SHA256, nil
 	}
 	if err := im.Verify().Err(); err != nil {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/u-root/u-root/pkg/boot/bzimage"
 
+	"github.com/ukernel-dev/ukernel/internal/cache"
 	"github.com/ukernel-dev/ukernel/internal/project"
 )
 
@@ -32,7 +33,7 @@ func Vmlinux(bzImagePath, digest, cacheDir string) (string, error) {
 	}
 	out := filepath.Join(cacheDir, digest, VmlinuxFile)
 	if err := CheckELF(out); err == nil {
-		markUsed(filepath.Dir(out))
+		cache.MarkUsed(filepath.Dir(out))
 		return out, nil
 	}
 	data, err := os.ReadFile(bzImagePath)
