@@ -313,7 +313,7 @@ func kernelTree(ctx context.Context, p *Project, o Options) (*Kernel, error) {
 		if kt, err := findKernel(dir, k.SHA256); err == nil {
 			return kt, nil
 		}
-		return nil, fmt.Errorf("kernel cache: could not replace the incomplete tree %s", dir)
+		return nil, fmt.Errorf("kernel cache: could not replace the incomplete tree %s: remove it (or run ukernel cache prune) and try again", dir)
 	}
 	return findKernel(dir, k.SHA256)
 }
