@@ -29,7 +29,8 @@ func TestArgs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := "-M microvm,pit=on,pic=on,rtc=on -accel tcg -cpu max,erms=off,fsrm=off -m 512 -smp 2 -nodefaults -no-user-config -nographic -no-reboot " +
+	want := "-M microvm,pit=on,pic=on,rtc=on -accel tcg -cpu max,erms=off,fsrm=off " +
+		"-object memory-backend-memfd,id=ram,size=512M -machine memory-backend=ram -m 512 -smp 2 -nodefaults -no-user-config -nographic -no-reboot " +
 		"-sandbox on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny " +
 		"-kernel /c/vmlinuz -initrd /c/initrd.img -append quiet console=ttyS0 tsc_early_khz=" + strconv.FormatInt(hostTSCKHz(), 10) + " " +
 		"-chardev file,id=con,path=/r/console.log -serial chardev:con " +
@@ -49,6 +50,9 @@ func TestArgs(t *testing.T) {
 		t.Fatal(err)
 	}
 	g := strings.Join(got, " ")
+	if strings.Contains(g, "memory-backend") {
+		t.Errorf("kvm args use a memfd backend (KVM wants huge pages): %s", g)
+	}
 	for _, s := range []string{"-accel kvm -m 512", "-netdev tap,id=n0,ifname=tap0,script=no,downscript=no", "-append quiet console=ttyS0 -chardev"} {
 		if !strings.Contains(g, s) {
 			t.Errorf("kvm/tap args lack %q: %s", s, g)
