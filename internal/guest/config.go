@@ -3,7 +3,6 @@ package guest
 import (
 	"bytes"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -41,22 +40,22 @@ func ReadConfig(r io.Reader) (*abi.BootConfig, error) {
 	if _, err := io.ReadFull(r, body); err != nil {
 		return nil, fmt.Errorf("config drive truncated: header says %d bytes of JSON: %w", n, err)
 	}
-	var cfg abi.BootConfig
-	if err := json.Unmarshal(body, &cfg); err != nil {
-		var se *json.SyntaxError
-		if errors.As(err, &se) {
-			return nil, fmt.Errorf("config drive JSON invalid at byte %d", se.Offset)
+	cfg, err := abi.DecodeBootConfig(body)
+	if err != nil {
+		var de *abi.DecodeError
+		if errors.As(err, &de) && de.Syntax {
+			return nil, fmt.Errorf("config drive JSON invalid at byte %d", de.Offset)
 		}
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) {
-			return nil, fmt.Errorf("config drive JSON: field %q has the wrong type (want %s)", te.Field, te.Type)
+		if errors.As(err, &de) {
+			// de.Msg says what the field wants ("want a string"); it never quotes the value.
+			return nil, fmt.Errorf("config drive JSON: field %q has the wrong type (%s at byte %d)", de.Path, de.Msg, de.Offset)
 		}
 		return nil, errors.New("config drive JSON invalid")
 	}
 	if err := abi.Compatible(cfg.ABI); err != nil {
 		return nil, fmt.Errorf("config drive: %w", err)
 	}
-	return &cfg, nil
+	return cfg, nil
 }
 
 // FindConfig looks for the config drive among the whole disks of devs (except skip, the image's

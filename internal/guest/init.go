@@ -126,11 +126,11 @@ func (in *pid1) run() (code int, err error) {
 	if err != nil {
 		return 0, fail("read manifest", err)
 	}
-	var m abi.Manifest
-	if err := json.Unmarshal(data, &m); err != nil {
+	m, err := abi.DecodeManifest(data)
+	if err != nil {
 		return 0, fail("parse manifest "+abi.InitramfsManifest, err)
 	}
-	in.manifest = &m
+	in.manifest = m
 	if err := abi.Compatible(m.ABI); err != nil {
 		return 0, fmt.Errorf("%w (manifest %s of image %q)", err, abi.InitramfsManifest, m.Name)
 	}
@@ -147,6 +147,9 @@ func (in *pid1) run() (code int, err error) {
 		return 0, fail("wait for devices", err)
 	}
 	in.events.Phase("devices", t)
+	if err := SetReadahead("/sys", in.rootPart.Parent, RootReadaheadKB); err != nil {
+		in.log.Warn("root disk readahead unchanged", "err", err)
+	}
 
 	t = Now()
 	if err := in.loadConfig(); err != nil {
