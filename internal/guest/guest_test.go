@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -222,9 +223,14 @@ func TestMergeEnv(t *testing.T) {
 	got := MergeEnv("/root",
 		map[string]string{"B": "image", "A": "image", "LANG": "en_US.UTF-8"},
 		map[string]string{"B": "run", "C": "run", "BAD=KEY": "x", "": "y"})
-	want := []string{"PATH=" + BasePath, "HOME=/root", "LANG=en_US.UTF-8", "A=image", "B=run", "C=run"}
+	want := []string{"PATH=" + BasePath, "HOME=/root", "LANG=en_US.UTF-8", "LD_BIND_NOW=1", "A=image", "B=run", "C=run"}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got %v\nwant %v", got, want)
+	}
+	// An empty LD_BIND_NOW (glibc's lazy binding) overrides the base's eager binding.
+	got = MergeEnv("/", map[string]string{"LD_BIND_NOW": ""})
+	if want := "LD_BIND_NOW="; got[3] != want {
+		t.Errorf("got %v, want %s in it", got, want)
 	}
 }
 
@@ -492,5 +498,28 @@ func TestParseIdle(t *testing.T) {
 	settled(2 * time.Second)
 	if took := time.Since(start); took > 3*time.Second {
 		t.Errorf("settled(2s) took %v", took)
+	}
+}
+
+func TestSetReadahead(t *testing.T) {
+	sys := t.TempDir()
+	q := filepath.Join(sys, "block", "vda", "queue")
+	if err := os.MkdirAll(q, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(q, "read_ahead_kb"), []byte("128\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := SetReadahead(sys, "vda", RootReadaheadKB); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(q, "read_ahead_kb")); string(b) != strconv.Itoa(RootReadaheadKB) {
+		t.Errorf("read_ahead_kb = %q", b)
+	}
+	if err := SetReadahead(sys, "vdz", 1); err == nil || !strings.Contains(err.Error(), "vdz") {
+		t.Errorf("missing disk: got %v, want an error naming vdz", err)
+	}
+	if err := SetReadahead(sys, "", 1); err == nil {
+		t.Error("an empty disk name gave no error")
 	}
 }
