@@ -12,15 +12,9 @@ const BasePath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 // MergeEnv builds a process environment: the base variables, then the image's (static) ones, then
 // the run-time ones; a later layer wins. Keys of each layer are applied in sorted order, so the
 // result is deterministic.
-//
-// The base asks the dynamic loader to bind every symbol at start (LD_BIND_NOW, what `-z now`
-// links do): a lazily bound call's first run goes through a trampoline that saves and restores
-// the whole vector register state, which software emulation runs slowly — eager binding starts
-// dash 15-20 ms sooner under TCG (measured), and the difference under KVM is negligible. An
-// empty LD_BIND_NOW in [env] or `-e` restores lazy binding.
 func MergeEnv(home string, layers ...map[string]string) []string {
-	vals := map[string]string{"PATH": BasePath, "HOME": home, "LANG": "C.UTF-8", "LD_BIND_NOW": "1"}
-	order := []string{"PATH", "HOME", "LANG", "LD_BIND_NOW"}
+	vals := map[string]string{"PATH": BasePath, "HOME": home, "LANG": "C.UTF-8"}
+	order := []string{"PATH", "HOME", "LANG"}
 	for _, layer := range layers {
 		keys := make([]string, 0, len(layer))
 		for k := range layer {
