@@ -70,11 +70,18 @@ func makeWheel(t *testing.T) string {
 }
 
 // writeWheel zips files into a wheel named name; files under scripts/ are executable.
+// writeWheel writes a wheel holding files, and a RECORD (every wheel has one) unless files
+// has its own or is nil.
 func writeWheel(t *testing.T, name string, files map[string]string) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), name)
 	f, _ := os.Create(p)
 	zw := zip.NewWriter(f)
+	parts := strings.SplitN(name, "-", 3)
+	record := parts[0] + "-" + parts[1] + ".dist-info/RECORD"
+	if _, ok := files[record]; !ok && files != nil {
+		files[record] = record + ",,\n"
+	}
 	for name, content := range files {
 		h := &zip.FileHeader{Name: name, Method: zip.Deflate}
 		if strings.Contains(name, "scripts/") {

@@ -3,12 +3,16 @@ package build
 import (
 	"archive/zip"
 	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/csv"
 	"fmt"
 	"io"
 	"maps"
 	"path"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -29,6 +33,7 @@ func wheelEntries(wheelPath, sitePackages, binDir, dataDir, python string) ([]ta
 		return nil, fmt.Errorf("wheel %s: %w", wheelPath, err)
 	}
 	var out []tarEntry
+	var record string // the installed RECORD's path
 	dirs := map[string]bool{}
 	addDirs := func(p string) {
 		for d := path.Dir(p); d != "." && d != "/" && !dirs[d]; d = path.Dir(d) {
@@ -85,15 +90,14 @@ func wheelEntries(wheelPath, sitePackages, binDir, dataDir, python string) ([]ta
 				data = append([]byte("#!"+python), data[i:]...)
 			}
 		}
-		if strings.HasSuffix(top, ".dist-info") && path.Base(name) == "INSTALLER" {
-			continue
+		if strings.HasSuffix(top, ".dist-info") && (rest == "INSTALLER" || rest == "RECORD") {
+			if rest == "RECORD" {
+				record = path.Join(sitePackages, name)
+			}
+			continue // both are written below, for what is installed
 		}
 		out = append(out, tarEntry{Name: dest, Mode: mode, Type: '0', Data: data})
 		addDirs(dest)
-		if strings.HasSuffix(top, ".dist-info") && path.Base(name) == "RECORD" {
-			inst := path.Join(path.Dir(dest), "INSTALLER")
-			out = append(out, tarEntry{Name: inst, Mode: 0o644, Type: '0', Data: []byte("ukernel\n")})
-		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(scripts)) {
 		dest := path.Join(binDir, name)
@@ -101,10 +105,56 @@ func wheelEntries(wheelPath, sitePackages, binDir, dataDir, python string) ([]ta
 		out = append(out, tarEntry{Name: dest, Mode: 0o755, Type: '0', Data: []byte(data)})
 		addDirs(dest)
 	}
+	if record == "" {
+		return nil, fmt.Errorf("wheel %s has no .dist-info/RECORD", wheelPath)
+	}
+	out = append(out, tarEntry{Name: path.Join(path.Dir(record), "INSTALLER"), Mode: 0o644, Type: '0', Data: []byte("ukernel\n")})
+	rec, err := installedRecord(out, sitePackages, record)
+	if err != nil {
+		return nil, fmt.Errorf("wheel %s: %w", wheelPath, err)
+	}
+	out = append(out, tarEntry{Name: record, Mode: 0o644, Type: '0', Data: rec})
 	for d := range dirs {
 		out = append(out, tarEntry{Name: d, Mode: 0o755, Type: '5'})
 	}
 	return out, nil
+}
+
+// installedRecord writes the RECORD pip writes for an installed wheel: every installed file
+// (entries, all under the root) as its path relative to sitePackages, its SHA-256 (URL-safe
+// base64 without padding) and size, sorted by path, and the RECORD itself (record) without
+// either. The wheel's own RECORD describes the archive, not the install: its .data paths, the
+// setuptools wrappers replaced by pip's, and no INSTALLER.
+func installedRecord(entries []tarEntry, sitePackages, record string) ([]byte, error) {
+	rows := [][]string{{relPath(sitePackages, record), "", ""}}
+	for _, e := range entries {
+		if e.Type != '0' {
+			continue
+		}
+		sum := sha256.Sum256(e.Data)
+		rows = append(rows, []string{relPath(sitePackages, e.Name),
+			"sha256=" + base64.RawURLEncoding.EncodeToString(sum[:]), strconv.Itoa(len(e.Data))})
+	}
+	slices.SortFunc(rows, func(a, b []string) int { return strings.Compare(a[0], b[0]) })
+	var buf bytes.Buffer
+	w := csv.NewWriter(&buf)
+	w.UseCRLF = true // Python's csv module, which pip writes RECORD with, ends lines with CRLF
+	if err := w.WriteAll(rows); err != nil {
+		return nil, fmt.Errorf("RECORD: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// relPath returns the slash path to target from the directory base (both relative to the same
+// root and clean), going up with ".." where target is outside base.
+func relPath(base, target string) string {
+	b, t := strings.Split(base, "/"), strings.Split(target, "/")
+	i := 0
+	for i < len(b) && i < len(t)-1 && b[i] == t[i] {
+		i++
+	}
+	up := slices.Repeat([]string{".."}, len(b)-i)
+	return path.Join(append(up, t[i:]...)...)
 }
 
 // scriptTemplate is the body of the wrapper pip writes for an entry point (distlib's

@@ -1,9 +1,17 @@
 package build
 
 import (
+	"archive/zip"
+	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/csv"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -47,6 +55,50 @@ if __name__ == '__main__':
 		t.Errorf("srv is not the entry point's wrapper:\n%s", scripts["srv"].Data)
 	}
 
+	// RECORD lists what is installed, as pip's does: each file with its hash and size, the
+	// wrappers pip writes (not setuptools' one it replaced), INSTALLER, and itself.
+	files := map[string]tarEntry{}
+	for _, e := range entries {
+		files[e.Name] = e
+	}
+	const site = "usr/local/lib/python3.11/dist-packages/"
+	rec, ok := files[site+"srv-1.0.dist-info/RECORD"]
+	if !ok {
+		t.Fatal("no installed RECORD")
+	}
+	rows, err := csv.NewReader(bytes.NewReader(rec.Data)).ReadAll()
+	if err != nil {
+		t.Fatalf("RECORD is not CSV: %v\n%s", err, rec.Data)
+	}
+	var listed []string
+	for _, r := range rows {
+		listed = append(listed, r[0])
+		if r[0] == "srv-1.0.dist-info/RECORD" {
+			if r[1] != "" || r[2] != "" {
+				t.Errorf("RECORD's own row %q, want no hash and size", r)
+			}
+			continue
+		}
+		e, ok := files[path.Join(site, r[0])]
+		if !ok {
+			t.Errorf("RECORD lists %s, which is not installed", r[0])
+			continue
+		}
+		sum := sha256.Sum256(e.Data)
+		if want := []string{r[0], "sha256=" + base64.RawURLEncoding.EncodeToString(sum[:]), strconv.Itoa(len(e.Data))}; !slices.Equal(r, want) {
+			t.Errorf("RECORD row %q, want %q", r, want)
+		}
+	}
+	wantRows := []string{"../../../bin/srv", "../../../bin/srv-admin", "../../../bin/srv-gui",
+		"srv-1.0.dist-info/INSTALLER", "srv-1.0.dist-info/RECORD", "srv-1.0.dist-info/entry_points.txt",
+		"srv/__init__.py", "srv/cli.py"}
+	if !slices.Equal(listed, wantRows) {
+		t.Errorf("RECORD lists %q\nwant %q", listed, wantRows)
+	}
+	if !bytes.HasSuffix(rec.Data, []byte("\r\n")) {
+		t.Errorf("RECORD's lines do not end in CRLF as pip's do: %q", rec.Data)
+	}
+
 	// The wrapper runs: the host's python3 stands in for the guest's.
 	lib := t.TempDir()
 	bin := filepath.Join(lib, "srv-bin")
@@ -62,6 +114,18 @@ if __name__ == '__main__':
 	cmd.Env = append(os.Environ(), "PYTHONPATH="+lib, "PYTHONDONTWRITEBYTECODE=1")
 	if err := cmd.Run(); err == nil || cmd.ProcessState.ExitCode() != 3 {
 		t.Errorf("srv wrapper: %v, want exit code 3 from srv.main", err)
+	}
+
+	// A wheel without RECORD is broken (pip refuses it too).
+	p := filepath.Join(t.TempDir(), "norec-1.0-py3-none-any.whl")
+	f, _ := os.Create(p)
+	zw := zip.NewWriter(f)
+	w, _ := zw.Create("norec/__init__.py")
+	w.Write([]byte("\n"))
+	zw.Close()
+	f.Close()
+	if _, err := wheelEntries(p, "site", "bin", "data", "/usr/bin/python3.11"); err == nil || !strings.Contains(err.Error(), "no .dist-info/RECORD") {
+		t.Errorf("a wheel without RECORD: %v", err)
 	}
 
 	for spec, msg := range map[string]string{
