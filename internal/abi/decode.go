@@ -29,7 +29,8 @@ import (
 )
 
 // DecodeError reports why DecodeManifest or DecodeBootConfig failed, and where. Its message
-// never quotes the input's values (the boot config carries secrets), only the field path.
+// never quotes the input's values (the boot config carries secrets), only the field path, whose
+// map keys (environment and secret names) come from the input.
 type DecodeError struct {
 	Doc    string // "manifest" or "boot config"
 	Path   string // the field, e.g. "services[0].env.PATH"; "" for the document itself

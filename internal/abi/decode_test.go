@@ -422,20 +422,23 @@ func tagNames(t reflect.Type, names map[string]bool) map[string]bool {
 	return names
 }
 
-var manifestKeys = tagNames(reflect.TypeFor[Manifest](), map[string]bool{})
+var (
+	manifestKeys   = tagNames(reflect.TypeFor[Manifest](), map[string]bool{})
+	bootConfigKeys = tagNames(reflect.TypeFor[BootConfig](), map[string]bool{})
+)
 
 // foldedKey reports whether data holds a string (a key, or a value: the test needs not tell)
-// that encoding/json would match to a field only case-insensitively. DecodeManifest skips such
-// keys as unknown, so the two decoders legitimately differ on them.
-func foldedKey(data []byte) bool {
+// that encoding/json would match to one of keys only case-insensitively. The decoders here skip
+// such keys as unknown, so they and encoding/json legitimately differ on them.
+func foldedKey(data []byte, keys map[string]bool) bool {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	for {
 		tok, err := dec.Token()
 		if err != nil { // io.EOF or invalid JSON, which both decoders reject
 			return false
 		}
-		if s, ok := tok.(string); ok && !manifestKeys[s] {
-			for name := range manifestKeys {
+		if s, ok := tok.(string); ok && !keys[s] {
+			for name := range keys {
 				if strings.EqualFold(s, name) {
 					return true
 				}
@@ -444,37 +447,45 @@ func foldedKey(data []byte) bool {
 	}
 }
 
-// FuzzDecodeManifest checks that DecodeManifest never panics, that its errors are
-// *DecodeError naming an offset, and that it accepts exactly what encoding/json accepts, with
-// the same result: repeated keys included (both decode again into what is there), except for
-// inputs with keys that encoding/json would match case-insensitively (DecodeManifest skips
-// those as unknown, by design).
+// fuzzDecoder checks that decode never panics, that its errors are *DecodeError naming an
+// offset, and that it accepts exactly what encoding/json accepts into a T, with the same result:
+// repeated keys included (both decode again into what is there), except for inputs with keys
+// that encoding/json would match case-insensitively (skipped as unknown here, by design).
+func fuzzDecoder[T any](t *testing.T, data []byte, keys map[string]bool, decode func([]byte) (*T, error)) {
+	got, err := decode(data)
+	if err != nil {
+		var de *DecodeError
+		if !errors.As(err, &de) || !strings.Contains(err.Error(), " at offset ") || de.Offset < 0 || de.Offset > len(data) {
+			t.Fatalf("bad error %v", err)
+		}
+		if got != nil {
+			t.Fatal("a result with an error")
+		}
+	}
+	var want T
+	jerr := json.Unmarshal(data, &want)
+	if foldedKey(data, keys) {
+		return
+	}
+	if (err == nil) != (jerr == nil) {
+		t.Fatalf("decoder: %v; encoding/json: %v", err, jerr)
+	}
+	if err == nil && !reflect.DeepEqual(*got, want) {
+		t.Fatalf("differs from encoding/json\ngot  %#v\nwant %#v", *got, want)
+	}
+}
+
 func FuzzDecodeManifest(f *testing.F) {
 	f.Add(marshal(f, fullManifest()))
 	f.Add(marshal(f, Manifest{}))
 	f.Add([]byte(`{"users":[{"name":"a"}],"users":[{"uid":1}],"x":[1.5e3,true,null,"\ud83d\ude00"]}`))
 	f.Add([]byte(`{"name":"\ud800\u0041 \xff","root":{"verity":{"block_size":-1}}}`))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		got, err := DecodeManifest(data)
-		if err != nil {
-			var de *DecodeError
-			if !errors.As(err, &de) || !strings.Contains(err.Error(), " at offset ") || de.Offset < 0 || de.Offset > len(data) {
-				t.Fatalf("bad error %v", err)
-			}
-			if got != nil {
-				t.Fatal("a result with an error")
-			}
-		}
-		var want Manifest
-		jerr := json.Unmarshal(data, &want)
-		if foldedKey(data) {
-			return
-		}
-		if (err == nil) != (jerr == nil) {
-			t.Fatalf("DecodeManifest: %v; encoding/json: %v", err, jerr)
-		}
-		if err == nil && !reflect.DeepEqual(*got, want) {
-			t.Fatalf("differs from encoding/json\ngot  %#v\nwant %#v", *got, want)
-		}
-	})
+	f.Fuzz(func(t *testing.T, data []byte) { fuzzDecoder(t, data, manifestKeys, DecodeManifest) })
+}
+
+func FuzzDecodeBootConfig(f *testing.F) {
+	f.Add(marshal(f, fullBootConfig()))
+	f.Add(marshal(f, BootConfig{}))
+	f.Add([]byte(`{"secrets":{"a":"aGk=","b":[104,105],"c":null},"env":{"K":"\u00e9"},"network":{"dns":[]}}`))
+	f.Fuzz(func(t *testing.T, data []byte) { fuzzDecoder(t, data, bootConfigKeys, DecodeBootConfig) })
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"io/fs"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -69,17 +70,19 @@ func makeWheel(t *testing.T) string {
 	})
 }
 
-// writeWheel zips files into a wheel named name; files under scripts/ are executable.
-// writeWheel writes a wheel holding files, and a RECORD (every wheel has one) unless files
-// has its own or is nil.
+// writeWheel zips files into a wheel named name (NAME-VERSION-TAGS.whl), with the RECORD every
+// wheel has unless files holds one; files under scripts/ are executable.
 func writeWheel(t *testing.T, name string, files map[string]string) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), name)
 	f, _ := os.Create(p)
 	zw := zip.NewWriter(f)
 	parts := strings.SplitN(name, "-", 3)
-	record := parts[0] + "-" + parts[1] + ".dist-info/RECORD"
-	if _, ok := files[record]; !ok && files != nil {
+	if len(parts) < 3 {
+		t.Fatalf("wheel name %q is not NAME-VERSION-TAGS.whl", name)
+	}
+	files = maps.Clone(files)
+	if record := parts[0] + "-" + parts[1] + ".dist-info/RECORD"; files[record] == "" {
 		files[record] = record + ",,\n"
 	}
 	for name, content := range files {

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/base64"
-	"encoding/csv"
 	"fmt"
 	"io"
 	"maps"
@@ -92,6 +91,9 @@ func wheelEntries(wheelPath, sitePackages, binDir, dataDir, python string) ([]ta
 		}
 		if strings.HasSuffix(top, ".dist-info") && (rest == "INSTALLER" || rest == "RECORD") {
 			if rest == "RECORD" {
+				if record != "" {
+					return nil, fmt.Errorf("wheel %s has two .dist-info directories with a RECORD", wheelPath)
+				}
 				record = path.Join(sitePackages, name)
 			}
 			continue // both are written below, for what is installed
@@ -109,11 +111,7 @@ func wheelEntries(wheelPath, sitePackages, binDir, dataDir, python string) ([]ta
 		return nil, fmt.Errorf("wheel %s has no .dist-info/RECORD", wheelPath)
 	}
 	out = append(out, tarEntry{Name: path.Join(path.Dir(record), "INSTALLER"), Mode: 0o644, Type: '0', Data: []byte("ukernel\n")})
-	rec, err := installedRecord(out, sitePackages, record)
-	if err != nil {
-		return nil, fmt.Errorf("wheel %s: %w", wheelPath, err)
-	}
-	out = append(out, tarEntry{Name: record, Mode: 0o644, Type: '0', Data: rec})
+	out = append(out, tarEntry{Name: record, Mode: 0o644, Type: '0', Data: installedRecord(out, sitePackages, record)})
 	for d := range dirs {
 		out = append(out, tarEntry{Name: d, Mode: 0o755, Type: '5'})
 	}
@@ -125,7 +123,7 @@ func wheelEntries(wheelPath, sitePackages, binDir, dataDir, python string) ([]ta
 // base64 without padding) and size, sorted by path, and the RECORD itself (record) without
 // either. The wheel's own RECORD describes the archive, not the install: its .data paths, the
 // setuptools wrappers replaced by pip's, and no INSTALLER.
-func installedRecord(entries []tarEntry, sitePackages, record string) ([]byte, error) {
+func installedRecord(entries []tarEntry, sitePackages, record string) []byte {
 	rows := [][]string{{relPath(sitePackages, record), "", ""}}
 	for _, e := range entries {
 		if e.Type != '0' {
@@ -136,13 +134,23 @@ func installedRecord(entries []tarEntry, sitePackages, record string) ([]byte, e
 			"sha256=" + base64.RawURLEncoding.EncodeToString(sum[:]), strconv.Itoa(len(e.Data))})
 	}
 	slices.SortFunc(rows, func(a, b []string) int { return strings.Compare(a[0], b[0]) })
+	// Written as Python's csv module writes it for pip (quoting only a field with a comma, a
+	// quote or a line break; lines end in CRLF): Go's encoding/csv quotes other fields too
+	// and turns a line break inside a quoted field into CRLF, which would record another path.
 	var buf bytes.Buffer
-	w := csv.NewWriter(&buf)
-	w.UseCRLF = true // Python's csv module, which pip writes RECORD with, ends lines with CRLF
-	if err := w.WriteAll(rows); err != nil {
-		return nil, fmt.Errorf("RECORD: %w", err)
+	for _, row := range rows {
+		for i, f := range row {
+			if i > 0 {
+				buf.WriteByte(',')
+			}
+			if strings.ContainsAny(f, ",\"\r\n") {
+				f = `"` + strings.ReplaceAll(f, `"`, `""`) + `"`
+			}
+			buf.WriteString(f)
+		}
+		buf.WriteString("\r\n")
 	}
-	return buf.Bytes(), nil
+	return buf.Bytes()
 }
 
 // relPath returns the slash path to target from the directory base (both relative to the same

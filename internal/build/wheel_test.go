@@ -95,8 +95,15 @@ if __name__ == '__main__':
 	if !slices.Equal(listed, wantRows) {
 		t.Errorf("RECORD lists %q\nwant %q", listed, wantRows)
 	}
-	if !bytes.HasSuffix(rec.Data, []byte("\r\n")) {
-		t.Errorf("RECORD's lines do not end in CRLF as pip's do: %q", rec.Data)
+	if n := bytes.Count(rec.Data, []byte("\r\n")); n != len(rows) || bytes.Count(rec.Data, []byte("\n")) != n {
+		t.Errorf("RECORD's lines do not all end in CRLF as pip's do: %q", rec.Data)
+	}
+
+	// Quoting as Python's csv module does it: only a field with a comma, a quote or a line break.
+	got := string(installedRecord([]tarEntry{{Name: "site/a,b.py", Type: '0'}, {Name: "site/ c\\.py", Type: '0'}, {Name: "site/q\"\n.py", Type: '0'}}, "site", "site/x.dist-info/RECORD"))
+	const empty = "sha256=47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU,0"
+	if want := " c\\.py," + empty + "\r\n\"a,b.py\"," + empty + "\r\n\"q\"\"\n.py\"," + empty + "\r\nx.dist-info/RECORD,,\r\n"; got != want {
+		t.Errorf("RECORD quoting:\n got %q\nwant %q", got, want)
 	}
 
 	// The wrapper runs: the host's python3 stands in for the guest's.
@@ -116,7 +123,11 @@ if __name__ == '__main__':
 		t.Errorf("srv wrapper: %v, want exit code 3 from srv.main", err)
 	}
 
-	// A wheel without RECORD is broken (pip refuses it too).
+	// A wheel with two RECORDs, or none, is broken (pip refuses both).
+	two := writeWheel(t, "two-1.0-py3-none-any.whl", map[string]string{"other-1.0.dist-info/RECORD": "x,,\n"})
+	if _, err := wheelEntries(two, "site", "bin", "data", "/usr/bin/python3.11"); err == nil || !strings.Contains(err.Error(), "two .dist-info") {
+		t.Errorf("a wheel with two RECORDs: %v", err)
+	}
 	p := filepath.Join(t.TempDir(), "norec-1.0-py3-none-any.whl")
 	f, _ := os.Create(p)
 	zw := zip.NewWriter(f)

@@ -42,15 +42,18 @@ func ReadConfig(r io.Reader) (*abi.BootConfig, error) {
 	}
 	cfg, err := abi.DecodeBootConfig(body)
 	if err != nil {
+		// A DecodeError names the field (with env and secret names as keys) and the offset,
+		// never a value: the boot config carries secrets.
 		var de *abi.DecodeError
-		if errors.As(err, &de) && de.Syntax {
+		switch {
+		case !errors.As(err, &de):
+			return nil, fmt.Errorf("config drive JSON: %w", err)
+		case de.Syntax:
 			return nil, fmt.Errorf("config drive JSON invalid at byte %d", de.Offset)
+		case de.Path == "":
+			return nil, fmt.Errorf("config drive JSON does not fit a boot config (%s at byte %d)", de.Msg, de.Offset)
 		}
-		if errors.As(err, &de) {
-			// de.Msg says what the field wants ("want a string"); it never quotes the value.
-			return nil, fmt.Errorf("config drive JSON: field %q has the wrong type (%s at byte %d)", de.Path, de.Msg, de.Offset)
-		}
-		return nil, errors.New("config drive JSON invalid")
+		return nil, fmt.Errorf("config drive JSON: field %q does not fit (%s at byte %d)", de.Path, de.Msg, de.Offset)
 	}
 	if err := abi.Compatible(cfg.ABI); err != nil {
 		return nil, fmt.Errorf("config drive: %w", err)

@@ -147,9 +147,6 @@ func (in *pid1) run() (code int, err error) {
 		return 0, fail("wait for devices", err)
 	}
 	in.events.Phase("devices", t)
-	if err := SetReadahead("/sys", in.rootPart.Parent, RootReadaheadKB); err != nil {
-		in.log.Warn("root disk readahead unchanged", "err", err)
-	}
 
 	t = Now()
 	if err := in.loadConfig(); err != nil {
@@ -164,6 +161,9 @@ func (in *pid1) run() (code int, err error) {
 	rootDev, err := in.verifiedRoot("/dev/" + in.rootPart.Name)
 	if err != nil {
 		return 0, err
+	}
+	if err := SetReadahead(rootDev, RootReadaheadKB); err != nil {
+		in.log.Warn("root readahead unchanged", "err", err)
 	}
 	fstype := m.Root.FSType
 	if fstype == "" {

@@ -2,12 +2,10 @@ package guest
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -63,26 +61,6 @@ func BlockDevices(sysRoot string) ([]BlockDev, error) {
 	}
 	sort.Slice(devs, func(i, j int) bool { return devs[i].Name < devs[j].Name })
 	return devs, nil
-}
-
-// RootReadaheadKB is the root disk's readahead. The kernel's default, 128 KiB, reads a starting
-// program's libraries in many small pieces as its page faults reach them, each through the
-// block layer and erofs' decompression: under software emulation dash's start to its first line
-// took about 70 ms that way and about 50 ms with 2 MiB, which reads a library at its first
-// fault (measured, docs/PERFORMANCE.md). Reads stop at the end of a file, so small files cost
-// no more; the root is read-only and small, so little read ahead goes unused.
-const RootReadaheadKB = 2048
-
-// SetReadahead sets the readahead of the block device disk (a whole disk, e.g. vda) under sysRoot.
-func SetReadahead(sysRoot, disk string, kb int) error {
-	if disk == "" {
-		return errors.New("no disk name")
-	}
-	p := filepath.Join(sysRoot, "block", disk, "queue", "read_ahead_kb")
-	if err := os.WriteFile(p, []byte(strconv.Itoa(kb)), 0); err != nil {
-		return fmt.Errorf("set readahead of %s: %w", disk, err)
-	}
-	return nil
 }
 
 // FindPartition returns the partition whose GPT name is partName.

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -130,5 +131,25 @@ func noQEMULeft(t *testing.T, marker string) {
 			t.Fatalf("QEMU still running:\n%s", strings.Join(left, "\n"))
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// printRootReadahead is Python that prints the device the guest's root filesystem is on (the
+// image disk, vda, or the dm-verity device of a read-only image) and its readahead. The
+// workload is chrooted, so /proc/mounts does not show the root's own mount.
+const printRootReadahead = `import glob, os
+dev = "/sys/block/vda"
+for d in glob.glob("/sys/block/dm-*"):
+    if open(d + "/dm/name").read().strip() == "ukernel-root":
+        dev = d
+print("root device:", "/dev/" + os.path.basename(dev), flush=True)
+print("root readahead:", open(dev + "/queue/read_ahead_kb").read().strip(), flush=True)
+`
+
+// checkRootReadahead checks printRootReadahead's output: init set internal/guest.RootReadaheadKB.
+func checkRootReadahead(t *testing.T, stdout string) {
+	t.Helper()
+	if !regexp.MustCompile(`root readahead: 2048\r?\n`).MatchString(stdout) {
+		t.Errorf("the root device's readahead is not 2048 KiB:\n%s", stdout)
 	}
 }

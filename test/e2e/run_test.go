@@ -169,8 +169,7 @@ func TestRunEnvNotLeaked(t *testing.T) {
 	writeFile(t, filepath.Join(dir, "src", "main.py"), `import hashlib, os
 v = os.environ.get("UK_TOKEN", "")
 print("token sha256:", hashlib.sha256(v.encode()).hexdigest(), flush=True)
-print("root readahead:", open("/sys/block/vda/queue/read_ahead_kb").read().strip(), flush=True)
-`)
+`+printRootReadahead)
 	secret := fmt.Sprintf("s3cret-%d", time.Now().UnixNano())
 	r := uk(t, dir, 15*time.Minute, "run", "-e", "UK_TOKEN="+secret)
 	if r.code != 0 {
@@ -180,10 +179,7 @@ print("root readahead:", open("/sys/block/vda/queue/read_ahead_kb").read().strip
 	if !strings.Contains(r.stdout, hex.EncodeToString(sum[:])) {
 		t.Errorf("the workload did not see the -e value:\n%s", r.stdout)
 	}
-	// The root disk's readahead (internal/guest.RootReadaheadKB).
-	if !strings.Contains(r.stdout, "root readahead: 2048") {
-		t.Errorf("the root disk's readahead is not 2048 KiB:\n%s", r.stdout)
-	}
+	checkRootReadahead(t, r.stdout)
 	for _, sub := range []string{"dist", "logs", "build"} {
 		filepath.Walk(filepath.Join(dir, sub), func(p string, fi os.FileInfo, err error) error {
 			if err == nil && fi.Mode().IsRegular() {

@@ -24,6 +24,7 @@ import (
 func TestReadonlyImageVerity(t *testing.T) {
 	skipShort(t)
 	dir := newProject(t, "verity-min", "--lang", "python", "--template", "minimal")
+	writeFile(t, filepath.Join(dir, "src", "main.py"), "print('Hello from verity-min', flush=True)\n"+printRootReadahead)
 	mustUK(t, dir, 15*time.Minute, "pack", "--readonly", "--image", "dist/ro.img")
 	img := filepath.Join(dir, "dist", "ro.img")
 
@@ -52,6 +53,10 @@ func TestReadonlyImageVerity(t *testing.T) {
 	if run.code != 0 || !strings.Contains(run.stdout+run.stderr, "Hello from verity-min") {
 		t.Fatalf("run of the read-only image: exit %d\nstdout:\n%s\nstderr:\n%s", run.code, run.stdout, run.stderr)
 	}
+	if !strings.Contains(run.stdout, "root device: /dev/dm-") {
+		t.Errorf("the read-only image's root is not on a dm-verity device:\n%s", run.stdout)
+	}
+	checkRootReadahead(t, run.stdout)
 
 	im, err := image.Open(img)
 	if err != nil {

@@ -107,13 +107,13 @@ func Args(spec vmm.Spec) ([]string, error) {
 		// instead of `rep stosb`/`rep movsb`, which QEMU 7.2's TCG emulates slowly: a boot to
 		// /init takes about 20% less (0.94 s to 0.76 s, busybox initramfs).
 		a = append(a, "-accel", "tcg", "-cpu", "max,erms=off,fsrm=off")
-		// Guest RAM from a memfd (4 KiB shmem pages) rather than QEMU's default anonymous
-		// memory, which QEMU marks for transparent huge pages: there every first touch of a
-		// 2 MiB region by the guest costs the host a 2 MiB clear, and on a host whose THP
-		// defrag is "madvise" (the default) often a compaction stall in the vCPU thread first.
-		// Under TCG that is the guest's own time: the minimal image's cold start got about
-		// 50 ms faster and steadier (docs/PERFORMANCE.md). KVM keeps huge pages, which its
-		// nested page tables need.
+		// Guest RAM from a memfd rather than QEMU's default anonymous memory, which QEMU marks
+		// for transparent huge pages: there every first touch of a 2 MiB region by the guest
+		// costs the host a 2 MiB clear, and on a host whose THP defrag is "madvise" (the
+		// default) often a compaction stall in the vCPU thread first. A memfd is shmem, which
+		// gets 4 KiB pages under the default shmem_enabled=never. Under TCG that is the guest's
+		// own time: the minimal image's cold start got about 50 ms faster and steadier
+		// (docs/PERFORMANCE.md). KVM keeps huge pages, which its nested page tables benefit from.
 		a = append(a, "-object", fmt.Sprintf("memory-backend-memfd,id=ram,size=%dM", mem),
 			"-machine", "memory-backend=ram")
 	case vmm.AccelKVM:
