@@ -54,7 +54,8 @@ func TestReadConfig(t *testing.T) {
 		{"huge", drive(nil, 1<<63), "out of range"},
 		{"truncated", drive(good[:10], uint64(len(good))), "truncated"},
 		{"corrupt", drive(secretJSON, uint64(len(secretJSON))), "JSON invalid"},
-		{"wrong type", drive([]byte(`{"abi":"0.2.0","env":[1]}`), 25), "wrong type"},
+		{"wrong type", drive([]byte(`{"abi":"0.2.0","env":[1]}`), 25), `field "env" does not fit (want an object at byte 21)`},
+		{"not an object", drive([]byte(`[1]`), 3), "does not fit a boot config (want an object at byte 0)"},
 		{"abi mismatch", drive([]byte(`{"abi":"1.0.0"}`), 15), "ABI mismatch"},
 		{"abi missing", drive([]byte(`{}`), 2), "did not state an ABI"},
 	} {
