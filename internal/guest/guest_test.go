@@ -530,3 +530,28 @@ func TestSetReadahead(t *testing.T) {
 		t.Errorf("%s: read_ahead_kb %s, want %d", dev, got, RootReadaheadKB)
 	}
 }
+
+func TestPoll(t *testing.T) {
+	calls := 0
+	if err := Poll(time.Second, time.Millisecond, func() (string, error) { calls++; return "", nil }); err != nil || calls != 1 {
+		t.Errorf("done at once: %v after %d checks", err, calls)
+	}
+	calls = 0
+	if err := Poll(5*time.Second, time.Millisecond, func() (string, error) {
+		if calls++; calls < 3 {
+			return "the thing", nil
+		}
+		return "", nil
+	}); err != nil || calls != 3 {
+		t.Errorf("done at the third check: %v after %d checks", err, calls)
+	}
+	start := time.Now()
+	err := Poll(50*time.Millisecond, 5*time.Millisecond, func() (string, error) { return "the disk", nil })
+	if err == nil || !strings.Contains(err.Error(), "still missing the disk") || time.Since(start) > 2*time.Second {
+		t.Errorf("never done: %v after %s", err, time.Since(start))
+	}
+	boom := errors.New("boom")
+	if err := Poll(time.Second, time.Millisecond, func() (string, error) { return "", boom }); err != boom {
+		t.Errorf("failing check: %v", err)
+	}
+}

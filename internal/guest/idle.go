@@ -8,10 +8,13 @@ import (
 )
 
 // settled returns once the CPU has been idle for at least half of a 50 ms window (the workload
-// has started and waits for something), or after max.
+// has started and waits for something), or after max. Its first look at /proc/stat waits one
+// window: it runs beside the workload's start, and under software emulation the kernel's first
+// /proc/stat (every CPU's and interrupt's counters, formatted) costs that start milliseconds.
 func settled(max time.Duration) {
 	const window = 50 * time.Millisecond
 	deadline := time.Now().Add(max)
+	time.Sleep(window)
 	prev, ok := idleTime()
 	if !ok {
 		time.Sleep(max / 10)

@@ -305,9 +305,7 @@ func (in *pid1) load(want func(string) bool) error {
 
 // waitRoot waits for the disk holding the root partition.
 func (in *pid1) waitRoot() error {
-	ctx, cancel := context.WithTimeout(context.Background(), DeviceTimeout)
-	defer cancel()
-	return Poll(ctx, 2*time.Millisecond, func() (string, error) {
+	return Poll(DeviceTimeout, 2*time.Millisecond, func() (string, error) {
 		devs, err := BlockDevices("/sys")
 		if err != nil {
 			return "", err
@@ -347,11 +345,9 @@ func (in *pid1) connectHost() {
 // waitPorts waits for the events port, then briefly for the optional control port, and returns
 // the port map.
 func (in *pid1) waitPorts() (map[string]string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), DeviceTimeout)
-	defer cancel()
 	var ports map[string]string
 	var ready time.Time // when the events port was there
-	err := Poll(ctx, 5*time.Millisecond, func() (string, error) {
+	err := Poll(DeviceTimeout, 5*time.Millisecond, func() (string, error) {
 		var err error
 		if ports, err = VirtioPorts("/sys"); err != nil {
 			return "", err

@@ -97,23 +97,28 @@ func VirtioPorts(sysRoot string) (map[string]string, error) {
 	return ports, nil
 }
 
-// Poll calls check every interval until it reports done, fails, or ctx ends. On ctx's end it
-// returns the last "what is missing" string check gave, so the error names it.
-func Poll(ctx context.Context, interval time.Duration, check func() (missing string, err error)) error {
+// Poll calls check at once, then every interval until it reports done, fails, or timeout has
+// passed; the timeout's error names the last "what is missing" check gave. Its timers are made
+// only after a first check that failed: on a boot's path the first check usually succeeds, and
+// under software emulation the runtime's timer code costs milliseconds on its first run, which
+// the workload's start need not pay.
+func Poll(timeout, interval time.Duration, check func() (missing string, err error)) error {
+	missing, err := check()
+	if err != nil || missing == "" {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
-		missing, err := check()
-		if err != nil {
-			return err
-		}
-		if missing == "" {
-			return nil
-		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("still missing %s: %w", missing, context.Cause(ctx))
 		case <-t.C:
+		}
+		if missing, err = check(); err != nil || missing == "" {
+			return err
 		}
 	}
 }

@@ -1,7 +1,6 @@
 package guest
 
 import (
-	"context"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -16,10 +15,8 @@ func (in *pid1) setupData() error {
 	if in.manifest.Data.DiskMB <= 0 {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), DeviceTimeout)
-	defer cancel()
 	var dev string
-	err := Poll(ctx, 20*time.Millisecond, func() (string, error) {
+	err := Poll(DeviceTimeout, 20*time.Millisecond, func() (string, error) {
 		devs, err := BlockDevices("/sys")
 		if err != nil {
 			return "", err
