@@ -113,17 +113,24 @@ func TestRunWorkerLifecycle(t *testing.T) {
 	}
 }
 
-// TestRunExitCode: run exits with the workload's own code, here 3.
+// TestRunExitCode: run exits with the workload's own code, here 3. The minimal preset has no
+// network; --publish gives it user networking, said on one line.
 func TestRunExitCode(t *testing.T) {
 	skipShort(t)
 	dir := newProject(t, "exit-three", "--lang", "python", "--template", "minimal")
-	writeFile(t, filepath.Join(dir, "src", "main.py"), "import sys\nprint('leaving with 3', flush=True)\nsys.exit(3)\n")
-	r := uk(t, dir, 15*time.Minute, "run")
+	writeFile(t, filepath.Join(dir, "src", "main.py"), "import os, sys\nprint('interfaces:', sorted(os.listdir('/sys/class/net')), flush=True)\nprint('leaving with 3', flush=True)\nsys.exit(3)\n")
+	r := uk(t, dir, 15*time.Minute, "run", "--publish", fmt.Sprintf("%d:8080", freePort(t)))
 	if r.code != 3 {
 		t.Fatalf("run exit code %d, want 3\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
 	}
 	if !strings.Contains(r.stdout, "leaving with 3") {
 		t.Errorf("the workload's output is not on stdout:\n%s", r.stdout)
+	}
+	if n := strings.Count(r.stderr, "Network: user (--publish needs a network"); n != 1 {
+		t.Errorf("--publish on a project without a network: %d lines saying it switched to user networking, want 1:\n%s", n, r.stderr)
+	}
+	if !strings.Contains(r.stdout, "interfaces: ['") || strings.Contains(r.stdout, "interfaces: ['lo']") {
+		t.Errorf("the guest has no network interface besides lo with --publish:\n%s", r.stdout)
 	}
 	noQEMULeft(t, dir)
 }

@@ -128,7 +128,7 @@ func Start(ctx context.Context, o Options) (*Guest, error) {
 	if err := runstate.ValidateName(name); err != nil {
 		return nil, err
 	}
-	netw, err := resolveNet(o, m)
+	netw, err := resolveNet(o, m, progress)
 	if err != nil {
 		return nil, err
 	}
@@ -251,10 +251,17 @@ func pick(flag, manifest, def int) int {
 	return def
 }
 
-func resolveNet(o Options, m abi.Manifest) (vmm.Net, error) {
+// resolveNet picks the run's network. A port published with --publish asks for a network: on
+// an image whose default is none (the minimal preset) it switches to user networking, saying so
+// on progress; an explicit --net none or a tap device with --publish stays an error.
+func resolveNet(o Options, m abi.Manifest, progress io.Writer) (vmm.Net, error) {
 	mode := o.Net
 	if mode == "" {
 		mode = m.Run.Net
+		if mode == "none" && len(o.Publish) > 0 {
+			mode = "user"
+			fmt.Fprintf(progress, "Network: user (--publish needs a network; the image's default is none)\n")
+		}
 	}
 	if mode == "" {
 		mode = "user"

@@ -73,7 +73,7 @@ else: not in the image, the logs, the events or ps.`,
 	fl.IntVar(&o.VCPU, "vcpu", 0, "virtual CPUs (default: [run] vcpu)")
 	fl.IntVar(&o.MemoryMB, "memory", 0, "memory in MiB (default: [run] memory_mb)")
 	fl.StringVar(&o.Net, "net", "", "network: user, none or tap:IFACE (default: [run] net)")
-	fl.StringArrayVar(&o.Publish, "publish", nil, "publish a guest TCP port on 127.0.0.1 as HOST:GUEST (repeatable; --net user)")
+	fl.StringArrayVar(&o.Publish, "publish", nil, "publish a guest TCP port on 127.0.0.1 as HOST:GUEST (repeatable; needs --net user, which it picks when the image's network is none)")
 	fl.StringArrayVarP(&o.Env, "env", "e", nil, "set K=V in the workload's environment at run time (repeatable; -e K takes K from here)")
 	fl.StringArrayVar(&o.EnvFiles, "env-file", nil, "read K=V lines from a file into the workload's environment (repeatable)")
 	fl.StringArrayVar(&o.Secrets, "secret", nil, "give the guest a secret as NAME=@FILE, or NAME from the environment variable NAME (repeatable)")
