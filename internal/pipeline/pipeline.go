@@ -256,18 +256,16 @@ func Image(ctx context.Context, o Options) (string, error) {
 }
 
 // Kernel is the unpacked locked kernel.
-type Kernel struct {
-	Vmlinuz    string
-	ModulesDir string
-	Release    string
-}
+type Kernel = debian.KernelTree
 
 // kernelComplete marks a whole kernel tree: written last, holding the digest of the package it
 // was unpacked from, so a tree cut short (by an older ukernel racing with itself, or a crash) is
 // never taken for a good one.
 const kernelComplete = ".ukernel-complete"
 
-// kernelTree unpacks the locked kernel package once into the cache, keyed by its digest.
+// kernelTree unpacks the locked kernel package once into the cache, keyed by its digest. The
+// tree is unpacked and checked in a private directory and published by a rename only when it is
+// whole and usable, so a failed unpack leaves nothing behind and the next try fails the same way.
 func kernelTree(ctx context.Context, p *Project, o Options) (*Kernel, error) {
 	k := p.Lock.Kernel
 	kernels := filepath.Join(p.Cache.Dir, "kernels")
@@ -293,6 +291,9 @@ func kernelTree(ctx context.Context, p *Project, o Options) (*Kernel, error) {
 	if _, err := debian.ExtractDeb(ctx, deb, tmp); err != nil {
 		return nil, fmt.Errorf("unpack kernel %s %s: %w", k.Name, k.Version, err)
 	}
+	if _, err := debian.FindKernel(tmp); err != nil {
+		return nil, fmt.Errorf("kernel %s %s: %w", k.Name, k.Version, err)
+	}
 	if err := os.WriteFile(filepath.Join(tmp, kernelComplete), []byte(k.SHA256+"\n"), 0o644); err != nil {
 		return nil, fmt.Errorf("kernel cache: %w", err)
 	}
@@ -301,9 +302,10 @@ func kernelTree(ctx context.Context, p *Project, o Options) (*Kernel, error) {
 		if kt, err := findKernel(dir, k.SHA256); err == nil {
 			return kt, nil
 		}
-		// An unmarked tree, left incomplete by an older ukernel: moved aside whole (a rename,
-		// so a process racing on the same migration never deletes a tree just published),
-		// then ours goes in; if another one won meanwhile, that one is kept.
+		// A tree that is not usable (left incomplete, or published by an older ukernel that did
+		// not check it): moved aside whole (a rename, so a process racing on the same
+		// replacement never deletes a tree just published), then ours goes in; if another one
+		// won meanwhile, that one is kept.
 		if aside, err := os.MkdirTemp(kernels, "."+k.SHA256+".old-"); err == nil {
 			if os.Rename(dir, filepath.Join(aside, "tree")) == nil || !exists(dir) {
 				os.Rename(tmp, dir)
@@ -313,7 +315,7 @@ func kernelTree(ctx context.Context, p *Project, o Options) (*Kernel, error) {
 		if kt, err := findKernel(dir, k.SHA256); err == nil {
 			return kt, nil
 		}
-		return nil, fmt.Errorf("kernel cache: could not replace the incomplete tree %s: remove it (or run ukernel cache prune) and try again", dir)
+		return nil, fmt.Errorf("kernel cache: could not replace the unusable tree %s: remove it (or run ukernel cache prune) and try again", dir)
 	}
 	return findKernel(dir, k.SHA256)
 }
@@ -323,16 +325,7 @@ func findKernel(dir, sum string) (*Kernel, error) {
 	if mark, err := os.ReadFile(filepath.Join(dir, kernelComplete)); err != nil || strings.TrimSpace(string(mark)) != sum {
 		return nil, fmt.Errorf("kernel tree %s is incomplete (no %s for %s)", dir, kernelComplete, sum)
 	}
-	vm, _ := filepath.Glob(filepath.Join(dir, "boot", "vmlinuz-*"))
-	if len(vm) != 1 {
-		return nil, fmt.Errorf("kernel package in %s has %d vmlinuz files, want 1", dir, len(vm))
-	}
-	release := filepath.Base(vm[0])[len("vmlinuz-"):]
-	mods := filepath.Join(dir, "lib", "modules", release)
-	if _, err := os.Stat(mods); err != nil {
-		return nil, fmt.Errorf("kernel package has no modules for %s: %w", release, err)
-	}
-	return &Kernel{Vmlinuz: vm[0], ModulesDir: mods, Release: release}, nil
+	return debian.FindKernel(dir)
 }
 
 func readPackStamp(p string) (*packStamp, error) {

@@ -18,17 +18,20 @@ import (
 const testRelease = "6.1.0-99-test"
 
 // kernelProject returns a project whose lock pins a small synthetic kernel package, already in
-// its (fresh) cache, so kernelTree needs no network.
-func kernelProject(t *testing.T) *Project {
+// its (fresh) cache, so kernelTree needs no network. The package keeps its modules under
+// modules (lib/modules as in Debian 12, usr/lib/modules as in Debian 13), or has none if "".
+func kernelProject(t *testing.T, modules string) *Project {
 	t.Helper()
 	testenv.RequireTools(t, "dpkg-deb")
 	root := t.TempDir()
 	files := map[string]string{"boot/vmlinuz-" + testRelease: "bzImage"}
-	// Enough files that unpacking takes long enough for concurrent packs to overlap.
-	for i := range 300 {
-		files[fmt.Sprintf("lib/modules/%s/kernel/m%03d.ko", testRelease, i)] = "module"
+	if modules != "" {
+		// Enough files that unpacking takes long enough for concurrent packs to overlap.
+		for i := range 300 {
+			files[fmt.Sprintf("%s/%s/kernel/m%03d.ko", modules, testRelease, i)] = "module"
+		}
+		files[modules+"/"+testRelease+"/modules.dep"] = "kernel/m000.ko:\n"
 	}
-	files["lib/modules/"+testRelease+"/modules.dep"] = "kernel/m000.ko:\n"
 	for p, content := range files {
 		os.MkdirAll(filepath.Join(root, filepath.Dir(p)), 0o755)
 		os.WriteFile(filepath.Join(root, p), []byte(content), 0o644)
@@ -68,7 +71,7 @@ func checkKernel(t *testing.T, kt *Kernel) {
 // Packs on a cold cache unpack the kernel at the same time: each must get a whole tree, and only
 // that tree may be left in the cache.
 func TestKernelTreeConcurrent(t *testing.T) {
-	p := kernelProject(t)
+	p := kernelProject(t, "lib/modules")
 	o := Options{Offline: true}
 	trees := make([]*Kernel, 8)
 	errs := make([]error, len(trees))
@@ -83,12 +86,63 @@ func TestKernelTreeConcurrent(t *testing.T) {
 		}
 		checkKernel(t, trees[i])
 	}
+	if names := kernelsHeld(p); len(names) != 1 || names[0] != p.Lock.Kernel.SHA256 {
+		t.Fatalf("kernels/ holds %q, want only the tree", names)
+	}
+}
+
+// kernelsHeld lists what the cache's kernels/ directory holds.
+func kernelsHeld(p *Project) []string {
 	entries, _ := os.ReadDir(filepath.Join(p.Cache.Dir, "kernels"))
-	if len(entries) != 1 || entries[0].Name() != p.Lock.Kernel.SHA256 {
-		var names []string
-		for _, e := range entries {
-			names = append(names, e.Name())
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
+// Debian 13's kernel packages keep their modules under usr/lib/modules (merged /usr).
+func TestKernelTreeMergedUsr(t *testing.T) {
+	p := kernelProject(t, "usr/lib/modules")
+	kt, err := kernelTree(context.Background(), p, Options{Offline: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkKernel(t, kt)
+	if want := filepath.Join("usr", "lib", "modules", testRelease); !strings.HasSuffix(kt.ModulesDir, want) {
+		t.Fatalf("modules in %s, want .../%s", kt.ModulesDir, want)
+	}
+}
+
+// A kernel package that cannot be used leaves nothing in the cache, and every try reports what
+// is wrong with the package, never a complaint about the cache.
+func TestKernelTreeFailureLeavesNothing(t *testing.T) {
+	p := kernelProject(t, "")
+	for try := 1; try <= 2; try++ {
+		kt, err := kernelTree(context.Background(), p, Options{Offline: true})
+		if err == nil || !strings.Contains(err.Error(), "no modules for "+testRelease) || strings.Contains(err.Error(), "cache") {
+			t.Fatalf("try %d: kernelTree = %+v, %v; want the package's own error (no modules)", try, kt, err)
 		}
+		if names := kernelsHeld(p); len(names) != 0 {
+			t.Fatalf("try %d: a failed unpack left %q in kernels/", try, names)
+		}
+	}
+}
+
+// A tree marked complete by an older ukernel that did not check it (Debian 13's kernel, whose
+// modules it did not find) is replaced by a checked one.
+func TestKernelTreeReplacesUnusable(t *testing.T) {
+	p := kernelProject(t, "usr/lib/modules")
+	dir := filepath.Join(p.Cache.Dir, "kernels", p.Lock.Kernel.SHA256)
+	os.MkdirAll(filepath.Join(dir, "boot"), 0o755)
+	os.WriteFile(filepath.Join(dir, "boot", "vmlinuz-"+testRelease), []byte("bzIm"), 0o644)
+	os.WriteFile(filepath.Join(dir, kernelComplete), []byte(p.Lock.Kernel.SHA256+"\n"), 0o644)
+	kt, err := kernelTree(context.Background(), p, Options{Offline: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkKernel(t, kt)
+	if names := kernelsHeld(p); len(names) != 1 || names[0] != p.Lock.Kernel.SHA256 {
 		t.Fatalf("kernels/ holds %q, want only the tree", names)
 	}
 }
@@ -96,7 +150,7 @@ func TestKernelTreeConcurrent(t *testing.T) {
 // A tree left incomplete at the final name (as the old fixed temporary name allowed) has a vmlinuz
 // and a modules directory but no completion mark: it must be replaced, not used.
 func TestKernelTreeReplacesIncomplete(t *testing.T) {
-	p := kernelProject(t)
+	p := kernelProject(t, "lib/modules")
 	dir := filepath.Join(p.Cache.Dir, "kernels", p.Lock.Kernel.SHA256)
 	os.MkdirAll(filepath.Join(dir, "lib", "modules", testRelease), 0o755)
 	os.MkdirAll(filepath.Join(dir, "boot"), 0o755)
