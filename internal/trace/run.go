@@ -24,6 +24,8 @@ import (
 const (
 	SpanVMMStart = "vmm.start" // QEMU spawned until its devices are open and QMP answers
 	SpanVM       = "vm"        // QEMU spawned until the host saw it exit
+	// SpanKVMProbe is the KVM probe before the VMM starts (attrs usable, cached, reason).
+	SpanKVMProbe = "kvm.probe"
 )
 
 // Guest span names besides the init phases (which keep the names of their phase events).
@@ -164,12 +166,15 @@ func Load(projectDir string, run runstate.Run) (*Trace, error) {
 func Assemble(runID string, host, builds []Span, evs []abi.Event, consoleEnd int64) *Trace {
 	t := &Trace{RunID: runID, Events: evs}
 	var vmStart, vm *Span
+	var before []*Span // host steps before the VMM (the KVM probe)
 	for i := range host {
 		switch host[i].Name {
 		case SpanVMMStart:
 			vmStart = &host[i]
 		case SpanVM:
 			vm = &host[i]
+		default:
+			before = append(before, &host[i])
 		}
 	}
 	var s0, e0 int64 // QEMU spawned, QEMU exit seen
@@ -228,6 +233,7 @@ func Assemble(runID string, host, builds []Span, evs []abi.Event, consoleEnd int
 			root.Children = append(root.Children, &b)
 		}
 	}
+	root.Children = append(root.Children, before...)
 	vmSpan := &Span{Name: SpanVM, Side: Host, Start: s0, End: e0}
 	if vm != nil {
 		vmSpan.Attrs = vm.Attrs

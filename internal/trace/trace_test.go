@@ -117,6 +117,31 @@ func TestAssembleAlignsAndNests(t *testing.T) {
 	}
 }
 
+// TestKVMProbeSpan: the KVM probe before the VMM's start is a step of the run's trace.
+func TestKVMProbeSpan(t *testing.T) {
+	host := append([]Span{NewSpan(SpanKVMProbe, spawn.Add(-4*time.Second), spawn.Add(-10*time.Millisecond), "usable", "false", "cached", "false")}, hostSpans()...)
+	proj, r := writeRun(t, bootEvents, host)
+	tr, err := Load(proj, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	CheckNesting(t, tr.Root)
+	p := tr.Root.Find(SpanKVMProbe)
+	if p == nil || p.Attrs["usable"] != "false" || p.Duration() != 3990*time.Millisecond {
+		t.Fatalf("probe span %+v", p)
+	}
+	if tr.Root.Start != p.Start {
+		t.Errorf("the run starts at %d, not with the probe at %d", tr.Root.Start, p.Start)
+	}
+	var b bytes.Buffer
+	if err := WriteTree(&b, tr); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), SpanKVMProbe) {
+		t.Errorf("tree lacks the probe:\n%s", b.String())
+	}
+}
+
 func TestFastGuestClockIsScaled(t *testing.T) {
 	host := []Span{NewSpan(SpanVM, spawn, spawn.Add(2*time.Second))}
 	proj, r := writeRun(t, bootEvents, host)

@@ -57,6 +57,9 @@ type ProbeSpec struct {
 	Timeout      time.Duration // DefaultProbeTimeout when zero
 	CacheDir     string        // where results are kept; <user cache>/ukernel/kvm-probe when empty
 	Log          *slog.Logger
+	// Probed, when set, hears of every answer ProbeKVM gives and when it started looking
+	// (launch records it as a span of the run's trace).
+	Probed func(res ProbeResult, start time.Time)
 }
 
 // ProbeFailureTTL is how long a failed KVM probe stays cached.
@@ -101,6 +104,15 @@ func ChooseAccel(ctx context.Context, want string, probe ProbeSpec) (AccelChoice
 // kernel release, QEMU binary and kernel digest, so the probe costs once (a failure is retried
 // after ProbeFailureTTL).
 func ProbeKVM(ctx context.Context, spec ProbeSpec) (ProbeResult, error) {
+	start := time.Now()
+	res, err := probeKVM(ctx, spec)
+	if err == nil && spec.Probed != nil {
+		spec.Probed(res, start)
+	}
+	return res, err
+}
+
+func probeKVM(ctx context.Context, spec ProbeSpec) (ProbeResult, error) {
 	if spec.QEMU == "" {
 		spec.QEMU = QEMUBinary
 	}

@@ -33,7 +33,9 @@ func TestProbeKVM(t *testing.T) {
 	}
 	testenv.RequireTools(t, QEMUBinary)
 	k := testenv.DebianKernel(t)
-	spec := ProbeSpec{Kernel: k.Vmlinuz, CacheDir: t.TempDir(), Timeout: 4 * time.Second}
+	var heard []ProbeResult
+	spec := ProbeSpec{Kernel: k.Vmlinuz, CacheDir: t.TempDir(), Timeout: 4 * time.Second,
+		Probed: func(res ProbeResult, _ time.Time) { heard = append(heard, res) }}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	start := time.Now()
@@ -43,6 +45,9 @@ func TestProbeKVM(t *testing.T) {
 	}
 	took := time.Since(start)
 	t.Logf("probe: %+v in %s", res, took)
+	if len(heard) != 1 || heard[0] != res {
+		t.Errorf("Probed heard %+v, want the one answer %+v", heard, res)
+	}
 	if took > spec.Timeout+3*time.Second {
 		t.Errorf("probe took %s, its deadline is %s", took, spec.Timeout)
 	}

@@ -111,6 +111,26 @@ func TestRunWorkerLifecycle(t *testing.T) {
 	if err != nil || !strings.Contains(string(console), "tick 1") {
 		t.Errorf("logs/console.log: %v\n%s", err, console)
 	}
+	// --accel auto probed KVM (or found no /dev/kvm): that step is in the run's trace.
+	tr := mustUK(t, dir, time.Minute, "trace", "--json")
+	var tj struct {
+		Root struct {
+			Children []struct {
+				Name  string            `json:"name"`
+				Attrs map[string]string `json:"attrs"`
+			} `json:"children"`
+		} `json:"root"`
+	}
+	if err := json.Unmarshal([]byte(tr.stdout), &tj); err != nil {
+		t.Fatalf("trace --json: %v\n%s", err, tr.stdout)
+	}
+	probed := false
+	for _, c := range tj.Root.Children {
+		probed = probed || c.Name == "kvm.probe" && c.Attrs["usable"] != ""
+	}
+	if !probed {
+		t.Errorf("the trace has no kvm.probe span with its answer:\n%s", tr.stdout)
+	}
 }
 
 // TestRunExitCode: run exits with the workload's own code, here 3. The minimal preset has no

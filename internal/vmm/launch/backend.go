@@ -4,7 +4,10 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"path/filepath"
+	"time"
 
+	"github.com/ukernel-dev/ukernel/internal/trace"
 	"github.com/ukernel-dev/ukernel/internal/vmm"
 	"github.com/ukernel-dev/ukernel/internal/vmm/firecracker"
 	"github.com/ukernel-dev/ukernel/internal/vmm/qemu"
@@ -42,4 +45,25 @@ func chooseVMM(ctx context.Context, o Options, netw vmm.Net, probe vmm.ProbeSpec
 	}
 	fmt.Fprintf(progress, "Accelerator: %s\n", accel)
 	return choice.Backend, accel, nil
+}
+
+// probeSpan returns a vmm.ProbeSpec.Probed that adds each KVM probe to spans.
+func probeSpan(spans *[]trace.Span) func(vmm.ProbeResult, time.Time) {
+	return func(res vmm.ProbeResult, start time.Time) {
+		kv := []string{"usable", fmt.Sprint(res.Usable), "cached", fmt.Sprint(res.Cached)}
+		if res.Reason != "" {
+			kv = append(kv, "reason", res.Reason)
+		}
+		*spans = append(*spans, trace.NewSpan(trace.SpanKVMProbe, start, time.Now(), kv...))
+	}
+}
+
+// recordSpans adds host spans to the run's trace; a failure only costs the trace those spans.
+func (g *Guest) recordSpans(spans ...trace.Span) {
+	if len(spans) == 0 {
+		return
+	}
+	if err := trace.Append(filepath.Join(g.Run.Dir, trace.RunSpansFile), spans...); err != nil {
+		g.log.Debug("record spans", "err", err)
+	}
 }

@@ -135,9 +135,10 @@ func Start(ctx context.Context, o Options) (*Guest, error) {
 	vcpu, mem := pick(o.VCPU, m.Run.VCPU, 1), pick(o.MemoryMB, m.Run.MemoryMB, 256)
 
 	var accel vmm.AccelChoice
+	var probes []trace.Span
 	o.Backend, accel, err = chooseVMM(ctx, o, netw, vmm.ProbeSpec{
 		Kernel: boot.Kernel, KernelDigest: boot.KernelDigest,
-		CacheDir: filepath.Join(o.CacheDir, "kvm-probe"), Log: log,
+		CacheDir: filepath.Join(o.CacheDir, "kvm-probe"), Log: log, Probed: probeSpan(&probes),
 	}, progress)
 	if err != nil {
 		return nil, err
@@ -152,6 +153,7 @@ func Start(ctx context.Context, o Options) (*Guest, error) {
 		store.Abandon(name)
 		return nil, err
 	}
+	g.recordSpans(probes...)
 	fmt.Fprintf(progress, "%s started (pid %d)\n", Title(g.State.Handle.Backend), g.State.Handle.PID)
 	fmt.Fprintf(progress, "VM console: %s\n", filepath.Join("logs", runstate.ConsoleFile))
 	if netw.Mode == "tap" {

@@ -36,8 +36,8 @@ func NewCmdTrace(f *cmdutil.Factory) *cobra.Command {
 		Annotations: map[string]string{cmdutil.InterruptibleAnnotation: "true"}, // killed, it leaves nothing half-done
 		Short:       "Show where a run's time went, as spans",
 		Long: `Trace shows the latest run (or the run RUN, an id under logs/runs/) as spans on one clock:
-the host's lock, build and pack (with cache hits) when they came right before the run, QEMU's
-start, and the guest's kernel, init phases, services, entry and shutdown.
+the host's lock, build and pack (with cache hits) when they came right before the run, the KVM
+probe (--accel auto), QEMU's start, and the guest's kernel, init phases, services, entry and shutdown.
 
 --format tree prints an indented tree with offsets and durations; chrome writes Chrome trace
 event JSON (open it in https://ui.perfetto.dev or chrome://tracing); otlp writes OTLP JSON for
