@@ -1,22 +1,37 @@
-// Package version reports the ukernel version and the Go toolchain that built it; both are
-// recorded in every image manifest.
+// Package version reports the ukernel version, the Go toolchain that built it and the
+// host/guest ABI it speaks; all three are recorded in every image manifest.
 package version
 
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"os"
 	"runtime"
 	"runtime/debug"
 	"sync"
+
+	"github.com/ukernel-dev/ukernel/internal/abi"
 )
 
 // Version is set at release time with -ldflags "-X .../internal/version.Version=v1.2.3".
 var Version = "0.1.0-dev"
 
-// String is the version shown by `ukernel --version`.
-func String() string { return Version + " (" + runtime.Version() + ")" }
+// Info is what `ukernel version` reports.
+type Info struct {
+	Ukernel string `json:"ukernel"`
+	Go      string `json:"go"`
+	ABI     string `json:"abi"`
+}
+
+// Get returns this binary's versions.
+func Get() Info { return Info{Ukernel: Version, Go: Go(), ABI: abi.Version} }
+
+// String is the one line `ukernel --version` prints.
+func (i Info) String() string {
+	return fmt.Sprintf("ukernel %s (%s, ABI %s)", i.Ukernel, i.Go, i.ABI)
+}
 
 // Go returns the Go version of this binary.
 func Go() string {

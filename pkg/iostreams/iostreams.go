@@ -4,8 +4,11 @@ package iostreams
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"os"
+	"sync/atomic"
+	"syscall"
 
 	"golang.org/x/term"
 )
@@ -18,13 +21,17 @@ type IOStreams struct {
 	ErrOut io.Writer
 
 	stderrTTY bool
+	// outClosed is set once a write to Out failed because its reader went away.
+	outClosed *atomic.Bool
 }
 
 // System returns the process's own streams.
 func System() *IOStreams {
+	closed := &atomic.Bool{}
 	return &IOStreams{
 		In:        os.Stdin,
-		Out:       os.Stdout,
+		Out:       pipeWriter{os.Stdout, closed},
+		outClosed: closed,
 		ErrOut:    os.Stderr,
 		stderrTTY: term.IsTerminal(int(os.Stderr.Fd())) && os.Getenv("CI") == "",
 	}
@@ -38,3 +45,22 @@ func Test() (*IOStreams, *bytes.Buffer, *bytes.Buffer, *bytes.Buffer) {
 
 // ProgressTTY reports whether progress bars may be drawn on ErrOut (a terminal, not CI).
 func (s *IOStreams) ProgressTTY() bool { return s.stderrTTY }
+
+// StdoutClosed reports whether Out's reader went away (`ukernel env show | head`): the
+// command's error for that is no failure to report, as for git or docker.
+func (s *IOStreams) StdoutClosed() bool { return s.outClosed != nil && s.outClosed.Load() }
+
+// pipeWriter notes EPIPE on a write. The root ignores SIGPIPE so that `run` can stop its
+// guest when its output pipe closes; the write then fails with EPIPE instead.
+type pipeWriter struct {
+	w      io.Writer
+	closed *atomic.Bool
+}
+
+func (p pipeWriter) Write(b []byte) (int, error) {
+	n, err := p.w.Write(b)
+	if errors.Is(err, syscall.EPIPE) {
+		p.closed.Store(true)
+	}
+	return n, err
+}

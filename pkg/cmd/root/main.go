@@ -3,9 +3,9 @@ package root
 import (
 	"context"
 	"errors"
-	"fmt"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -36,21 +36,31 @@ func Main() int {
 			stop()
 		}
 	}()
-	cmd := NewCmdRoot(f, version.String())
+	cmd := NewCmdRoot(f, version.Version)
 	err := cmd.ExecuteContext(ctx)
 	code := cmdutil.ExitCode(err)
-	if unknownCommand(err) {
-		code = 2
+	if err != nil && f.IO.StdoutClosed() && errors.Is(err, syscall.EPIPE) {
+		// Whoever read the output has stopped (`| head`): exit quietly with the status a
+		// process killed by SIGPIPE has, as git does.
+		return 128 + int(syscall.SIGPIPE)
 	}
-	if err != nil {
-		var ee *cmdutil.ExitError
-		silent := errors.As(err, &ee) && ee.Err == nil
-		if msg := strings.TrimSpace(err.Error()); msg != "" && !silent {
-			fmt.Fprintln(os.Stderr, "ukernel: "+msg)
-			if code == 2 {
-				fmt.Fprintln(os.Stderr, "Run 'ukernel --help' for usage.")
-			}
+	cmdutil.PrintError(os.Stderr, err, code, f.JSON || jsonRequested(os.Args[1:]))
+	return code
+}
+
+// jsonRequested reports whether --json is among args: a command line that fails to parse may
+// stop before the flag is read, and its error must still come out as JSON.
+func jsonRequested(args []string) bool {
+	on := false
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		if a == "--json" {
+			on = true
+		} else if v, ok := strings.CutPrefix(a, "--json="); ok {
+			on, _ = strconv.ParseBool(v)
 		}
 	}
-	return code
+	return on
 }

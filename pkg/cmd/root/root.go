@@ -3,11 +3,17 @@ package root
 
 import (
 	"errors"
+	"fmt"
 	"log"
 	"log/slog"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/ukernel-dev/ukernel/internal/suggest"
+	iversion "github.com/ukernel-dev/ukernel/internal/version"
 
 	buildcmd "github.com/ukernel-dev/ukernel/pkg/cmd/build"
 	cachecmd "github.com/ukernel-dev/ukernel/pkg/cmd/cache"
@@ -23,11 +29,16 @@ import (
 	"github.com/ukernel-dev/ukernel/pkg/cmd/run"
 	"github.com/ukernel-dev/ukernel/pkg/cmd/stop"
 	tracecmd "github.com/ukernel-dev/ukernel/pkg/cmd/trace"
+	versioncmd "github.com/ukernel-dev/ukernel/pkg/cmd/version"
 	"github.com/ukernel-dev/ukernel/pkg/cmdutil"
 )
 
-// NewCmdRoot returns the root command. Subcommands are registered here and only once they work.
+// NewCmdRoot returns the root command; version is ukernel's own version (Go's and the ABI's
+// are this binary's). Subcommands are registered here and only once they work.
 func NewCmdRoot(f *cmdutil.Factory, version string) *cobra.Command {
+	info := iversion.Get()
+	info.Ukernel = version
+	var showVersion bool
 	cmd := &cobra.Command{
 		Use:   "ukernel <command> [flags]",
 		Short: "Build, run and ship workloads as reproducible microVM images",
@@ -35,7 +46,13 @@ func NewCmdRoot(f *cmdutil.Factory, version string) *cobra.Command {
 microVM image and runs it locally with one command.`,
 		Example: `  ukernel init --name example-worker --lang python --template worker
   ukernel run`,
-		Version:       version,
+		// --version is the root's own flag rather than cobra's, so that it honours --json.
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if showVersion {
+				return versioncmd.Print(f, info)
+			}
+			return cmd.Help()
+		},
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRun: func(cmd *cobra.Command, args []string) {
@@ -53,10 +70,18 @@ microVM image and runs it locally with one command.`,
 	}
 	cmd.PersistentFlags().StringVarP(&f.Dir, "dir", "C", ".", "project directory")
 	cmd.PersistentFlags().BoolVar(&f.JSON, "json", false, "print machine-readable JSON on stdout")
+	cmd.Flags().BoolVar(&showVersion, "version", false, "print the versions of ukernel, Go and the ABI")
 	cmd.PersistentFlags().BoolVarP(&f.Verbose, "verbose", "v", false, "print diagnostics on stderr")
 	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return &cmdutil.UsageError{Err: err}
+		return &cmdutil.UsageError{Err: flagError(c, err)}
 	})
+	// Without subcommand the root runs; any argument is a subcommand it does not know.
+	cmd.Args = func(cmd *cobra.Command, args []string) error {
+		if len(args) > 0 {
+			return unknownCommand(cmd, args[0])
+		}
+		return nil
+	}
 
 	// Commands (one package each under pkg/cmd).
 	cmd.AddCommand(run.NewCmdRun(f))
@@ -73,6 +98,7 @@ microVM image and runs it locally with one command.`,
 	cmd.AddCommand(tracecmd.NewCmdTrace(f))
 	cmd.AddCommand(perfcmd.NewCmdPerf(f))
 	cmd.AddCommand(diffcmd.NewCmdDiff(f))
+	cmd.AddCommand(versioncmd.NewCmdVersion(f, info))
 	usageArgs(cmd)
 
 	return cmd
@@ -97,7 +123,7 @@ func usageArgs(c *cobra.Command) {
 		// cobra shows a group's help for any argument (`ukernel env bogus`, exit 0).
 		c.RunE = func(cmd *cobra.Command, args []string) error {
 			if len(args) > 0 {
-				return cmdutil.Usagef("unknown command %q for %q", args[0], cmd.CommandPath())
+				return unknownCommand(cmd, args[0])
 			}
 			return cmd.Help()
 		}
@@ -116,7 +142,57 @@ func usageArgs(c *cobra.Command) {
 	}
 }
 
-// unknownCommand recognises cobra's error for an unknown subcommand, which it returns untyped.
-func unknownCommand(err error) bool {
-	return err != nil && strings.HasPrefix(err.Error(), "unknown command ")
+// unknownCommand is the usage error for a subcommand of c that does not exist, with the
+// nearest ones as suggestions (`ukernel buidl`: did you mean build?).
+func unknownCommand(c *cobra.Command, typed string) error {
+	var names []string
+	for _, sub := range c.Commands() {
+		if sub.IsAvailableCommand() {
+			names = append(names, sub.Name())
+		}
+	}
+	msg := fmt.Sprintf("unknown command %q for %q", typed, c.CommandPath())
+	near := suggest.Closest(typed, names)
+	if len(near) == 0 && typed != "" {
+		// An abbreviation (`ukernel insp`) is far in edits but plain to read.
+		for _, n := range names {
+			if strings.HasPrefix(n, strings.ToLower(typed)) {
+				near = append(near, n)
+			}
+		}
+	}
+	if hint := suggest.Phrase(near, identity); hint != "" {
+		msg += "; " + hint
+	}
+	return cmdutil.Usagef("%s", msg)
 }
+
+// flagError adds the nearest flags of c to pflag's error for an unknown one ("unknown flag:
+// --detatch; did you mean --detach?"); a long name given with one dash (-detach) gets its
+// double-dash form.
+func flagError(c *cobra.Command, err error) error {
+	var ne *pflag.NotExistError
+	if !errors.As(err, &ne) {
+		return err
+	}
+	var names []string
+	c.Flags().VisitAll(func(fl *pflag.Flag) {
+		if !fl.Hidden {
+			names = append(names, fl.Name)
+		}
+	})
+	var hint string
+	if group := ne.GetSpecifiedShortnames(); group != "" {
+		if slices.Contains(names, group) {
+			hint = "did you mean --" + group + "?"
+		}
+	} else {
+		hint = suggest.Phrase(suggest.Closest(ne.GetSpecifiedName(), names), func(n string) string { return "--" + n })
+	}
+	if hint == "" {
+		return err
+	}
+	return fmt.Errorf("%w; %s", err, hint)
+}
+
+func identity(s string) string { return s }
