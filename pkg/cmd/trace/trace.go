@@ -85,7 +85,7 @@ func run(o *options) error {
 	if t.Partial {
 		fmt.Fprintf(o.f.IO.ErrOut, "warning: run %s: partial trace\n", r.ID)
 	}
-	if o.f.JSON && o.format == FormatTree {
+	if o.f.JSON && o.format == FormatTree && o.output == "" {
 		return o.f.PrintJSON(struct {
 			RunID         string      `json:"run_id"`
 			Partial       bool        `json:"partial"`
@@ -109,6 +109,14 @@ func run(o *options) error {
 	if err := os.Rename(tmp, o.output); err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("write %s: %w", o.output, err)
+	}
+	if o.f.JSON {
+		return o.f.PrintJSON(struct {
+			RunID   string `json:"run_id"`
+			Format  string `json:"format"`
+			Output  string `json:"output"`
+			Partial bool   `json:"partial"`
+		}{r.ID, o.format, o.output, t.Partial})
 	}
 	o.f.Progress("Wrote %s trace of run %s to %s", o.format, r.ID, o.output)
 	return nil
