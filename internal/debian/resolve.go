@@ -3,6 +3,7 @@ package debian
 import (
 	"errors"
 	"fmt"
+	"iter"
 	"maps"
 	"sort"
 	"strings"
@@ -217,13 +218,19 @@ func providerNames(prov []provider) string {
 type UnknownPackageError struct {
 	Name        string
 	Suggestions []string
+	Provides    []string // hints from Debian's Provides: "zlib1g provides libz1"
 }
 
 func (e *UnknownPackageError) Error() string {
-	if len(e.Suggestions) == 0 {
-		return fmt.Sprintf("no package %s in the archive", e.Name)
+	var b strings.Builder
+	fmt.Fprintf(&b, "no package %s in the archive", e.Name)
+	if len(e.Provides) > 0 {
+		fmt.Fprintf(&b, "; %s", strings.Join(e.Provides, ", "))
 	}
-	return fmt.Sprintf("no package %s in the archive; similar names: %s", e.Name, strings.Join(e.Suggestions, ", "))
+	if len(e.Suggestions) > 0 {
+		fmt.Fprintf(&b, "; similar names: %s", strings.Join(e.Suggestions, ", "))
+	}
+	return b.String()
 }
 
 type state struct {
@@ -364,61 +371,156 @@ func priorityRank(p string) int {
 	return 4
 }
 
-// Suggest returns up to 10 package names close to name: the same stem, or containing it.
+// Suggest returns up to 10 package names close to name: one or two typos away, the same stem, or
+// containing it; the closest first.
 func (r *Resolver) Suggest(name string) []string {
-	var out []string
+	type cand struct {
+		name string
+		rank int
+	}
+	var out []cand
 	for n := range r.byName {
-		if strings.HasPrefix(n, name) || (len(name) >= 3 && strings.Contains(n, name)) {
-			out = append(out, n)
+		switch {
+		case len(name) >= 4 && abs(len(n)-len(name)) <= typos(name) && editDistance(n, name) <= typos(name):
+			out = append(out, cand{n, editDistance(n, name)})
+		case strings.HasPrefix(n, name) || (len(name) >= 3 && strings.Contains(n, name)):
+			out = append(out, cand{n, 3})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool {
-		if len(out[i]) != len(out[j]) {
-			return len(out[i]) < len(out[j])
+		a, b := out[i], out[j]
+		if a.rank != b.rank {
+			return a.rank < b.rank
 		}
-		return out[i] < out[j]
+		if len(a.name) != len(b.name) {
+			return len(a.name) < len(b.name)
+		}
+		return a.name < b.name
 	})
-	if len(out) > 10 {
-		out = out[:10]
+	names := make([]string, 0, min(len(out), 10))
+	for _, c := range out[:min(len(out), 10)] {
+		names = append(names, c.name)
 	}
-	return out
+	return names
 }
 
-// Choose maps what a user typed to one real package: an exact name, name=version, a virtual
-// name with a single provider, or a library stem ("libssl" -> "libssl3": the stem followed by
-// a version-like suffix). Ambiguous or unknown input lists candidates in the error.
+func abs(x int) int { return max(x, -x) }
+
+// typos is how many edits a name of this length may be off by and still be suggested.
+func typos(name string) int {
+	if len(name) <= 5 {
+		return 1
+	}
+	return 2
+}
+
+// editDistance counts the insertions, deletions, substitutions and swaps of adjacent letters
+// between two short ASCII names (optimal string alignment distance).
+func editDistance(a, b string) int {
+	d := make([][]int, len(a)+1)
+	for i := range d {
+		d[i] = make([]int, len(b)+1)
+		d[i][0] = i
+	}
+	for j := range d[0] {
+		d[0][j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
+			}
+		}
+	}
+	return d[len(a)][len(b)]
+}
+
+// Choose maps what a user typed to one real package, by a rule with no guessing (names are
+// case-folded first, as Debian's are lower case):
+//
+//  1. a package of that name (NAME or NAME=VERSION);
+//  2. a virtual name (Provides) that exactly one package provides;
+//  3. a library stem: "lib" NAME followed only by a soversion ("libssl" -> "libssl3",
+//     "libsqlite3" -> "libsqlite3-0", "3t64" too), when exactly one package is named so.
+//
+// Anything else is refused: several providers or stems are listed as candidates, and an unknown
+// name gets Debian's Provides as a hint ("libz": zlib1g provides libz1) and similar names.
 func (r *Resolver) Choose(input string) (*Package, error) {
 	q := ParseRequest(input)
+	q.Name = strings.ToLower(q.Name)
 	if _, ok := r.byName[q.Name]; ok {
 		return r.lookupRequest(q)
 	}
-	if prov := r.providersOf(q.Name); len(prov) == 1 && q.Version == "" {
+	if prov := r.providersOf(q.Name); len(prov) == 1 {
+		if q.Version != "" {
+			return nil, fmt.Errorf("%s is a virtual package provided by %s: give %s=VERSION instead", q.Name, prov[0].pkg.Name, prov[0].pkg.Name)
+		}
 		return prov[0].pkg, nil
 	} else if len(prov) > 1 {
-		return nil, fmt.Errorf("%s is provided by several packages: %s; add one of them", q.Name, providerNames(prov))
+		return nil, &AmbiguousError{Name: q.Name, Why: "is a virtual package provided by several packages", Candidates: strings.Split(providerNames(prov), ", ")}
 	}
-	var stems []string
-	for n := range r.byName {
-		if rest, ok := strings.CutPrefix(n, q.Name); ok && versionSuffix(rest) {
-			stems = append(stems, n)
-		}
-	}
-	sort.Strings(stems)
+	stems := libraryStems(q.Name, maps.Keys(r.byName))
 	switch len(stems) {
+	case 0:
 	case 1:
 		return r.lookupRequest(Request{Name: stems[0], Version: q.Version})
-	case 0:
-		return nil, &UnknownPackageError{Name: q.Name, Suggestions: r.Suggest(q.Name)}
+	default:
+		return nil, &AmbiguousError{Name: q.Name, Why: "names several libraries", Candidates: stems}
 	}
-	return nil, fmt.Errorf("%s is ambiguous: candidates %s", q.Name, strings.Join(stems, ", "))
+	e := &UnknownPackageError{Name: q.Name, Suggestions: r.Suggest(q.Name)}
+	if len(r.providers) == 0 {
+		r.buildProviders()
+	}
+	for _, v := range libraryStems(q.Name, maps.Keys(r.providers)) {
+		for _, pr := range r.providers[v] {
+			e.Provides = append(e.Provides, pr.pkg.Name+" provides "+v)
+		}
+	}
+	sort.Strings(e.Provides)
+	return nil, e
 }
 
-// versionSuffix: "3", "1.1", "-3", "6", "t64", "3t64" — a soname-style suffix, nothing else.
-func versionSuffix(s string) bool {
-	s = strings.TrimPrefix(s, "-")
-	s = strings.TrimSuffix(s, "t64")
-	if s == "" || s[0] < '0' || s[0] > '9' {
-		return false
+// libraryStems returns the names among names that are stem followed by a soversion, sorted.
+func libraryStems(stem string, names iter.Seq[string]) []string {
+	if len(stem) <= len("lib") || !strings.HasPrefix(stem, "lib") {
+		return nil
 	}
-	return strings.Trim(s, "0123456789.") == "" || strings.Trim(s, "0123456789.abcdefghijklmnopqrstuvwxyz") == "" && len(strings.Trim(s, "0123456789.")) == 1
+	var out []string
+	for n := range names {
+		if rest, ok := strings.CutPrefix(n, stem); ok && soversion(stem, rest) {
+			out = append(out, n)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// soversion: what Debian's library naming appends to a library's name, its soname version:
+// digits and dots ("3", "1.1", "5.3"), preceded by "-" when the name ends in a digit
+// ("libsqlite3-0"), with the "t64" of the 64-bit time_t transition ("3t64").
+func soversion(stem, s string) bool {
+	if last := stem[len(stem)-1]; last >= '0' && last <= '9' {
+		var ok bool
+		if s, ok = strings.CutPrefix(s, "-"); !ok {
+			return false
+		}
+	}
+	s = strings.TrimSuffix(s, "t64")
+	return s != "" && s[0] >= '0' && s[0] <= '9' && strings.Trim(s, "0123456789.") == ""
+}
+
+// AmbiguousError is a name that could mean several packages.
+type AmbiguousError struct {
+	Name       string
+	Why        string
+	Candidates []string
+}
+
+func (e *AmbiguousError) Error() string {
+	return fmt.Sprintf("%s %s: %s; add one of them by its name", e.Name, e.Why, strings.Join(e.Candidates, ", "))
 }

@@ -140,6 +140,35 @@ func TestChoose(t *testing.T) {
 	}
 }
 
+// The names users type against the real bookworm archive: a prefix that is no library stem is
+// refused (it once took lib32z1), Provides give the hint, names are case-folded.
+func TestChooseBookworm(t *testing.T) {
+	r := NewResolver(openBookworm(t).Packages)
+	for in, want := range map[string]string{"Curl": "curl", "libssl": "libssl3", "LibSSL": "libssl3", "libsqlite3": "libsqlite3-0", "libpq": "libpq5", "libz1": "zlib1g", "libpython": "libpython3.11"} {
+		if p, err := r.Choose(in); err != nil || p.Name != want {
+			t.Errorf("Choose(%s) = %v, %v; want %s", in, p, err, want)
+		}
+	}
+	for in, want := range map[string][]string{
+		"lib":        {"no package lib in the archive"},
+		"libz":       {"no package libz", "zlib1g provides libz1"},
+		"libncurses": {"libncurses names several libraries", "libncurses5, libncurses6"},
+		"awk":        {"awk is a virtual package provided by several packages", "gawk", "mawk"},
+		"crul":       {"no package crul", "similar names: ", "curl"},
+	} {
+		p, err := r.Choose(in)
+		if err == nil {
+			t.Errorf("Choose(%s) took %s", in, p.Name)
+			continue
+		}
+		for _, w := range want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("Choose(%s): %v; want %q in it", in, err, w)
+			}
+		}
+	}
+}
+
 // withHostApt makes a bookworm host whose apt sources are the given files (relative to
 // /etc/apt), for the rest of the test, with no mirror override in the environment.
 func withHostApt(t *testing.T, files map[string]string) {

@@ -5,6 +5,7 @@ package pypi
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -14,7 +15,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -100,16 +103,156 @@ func Fetch(ctx context.Context, w Wheel, t Target, dir string) (string, error) {
 }
 
 func explain(ctx context.Context, reqs []string, t Target, stderr string, err error) error {
-	if m := regexp.MustCompile(`No matching distribution found for (\S+)`).FindStringSubmatch(stderr); m != nil {
-		name := regexp.MustCompile(`[=<>!~\[ ].*`).ReplaceAllString(m[1], "")
-		// Whether the index has the project at all tells "unknown" from "no wheel".
-		out, ierr := exec.CommandContext(ctx, Python, "-m", "pip", "index", "versions", "--disable-pip-version-check", name).CombinedOutput()
-		if ierr == nil && strings.Contains(string(out), "Available versions") {
-			return fmt.Errorf("python package %s has no wheel for CPython %s on manylinux x86-64 (only a source distribution, or wheels for other platforms); ukernel installs wheels only, it does not build sdists", m[1], t.PythonVersion)
-		}
-		return fmt.Errorf("python package %s not found in the package index", m[1])
+	m := regexp.MustCompile(`No matching distribution found for (\S+)`).FindStringSubmatch(stderr)
+	if m == nil {
+		return fmt.Errorf("pip download %s: %v\n%s", strings.Join(reqs, " "), err, lastLines(stderr, 8))
 	}
-	return fmt.Errorf("pip download %s: %v\n%s", strings.Join(reqs, " "), err, lastLines(stderr, 8))
+	name, spec := splitRequirement(m[1])
+	// The index's full list tells "unknown" and "no such version" from "no wheel for the guest".
+	all, ok := IndexVersions(ctx, name)
+	if !ok {
+		return fmt.Errorf("python package %s not found in the package index", name)
+	}
+	if v, exact := strings.CutPrefix(spec, "=="); exact && !slices.ContainsFunc(all, func(a string) bool { return CompareVersions(a, v) == 0 }) {
+		return &NoVersionError{Name: name, Spec: spec, Nearest: Nearest(all, v, 2)}
+	}
+	wheels, _ := IndexVersions(ctx, name, t.pipArgs()...)
+	if len(wheels) == 0 {
+		return fmt.Errorf("python package %s has no wheel for CPython %s on manylinux x86-64 (only a source distribution, or wheels for other platforms); ukernel installs wheels only, it does not build sdists", name, t.PythonVersion)
+	}
+	if v, exact := strings.CutPrefix(spec, "=="); exact {
+		return fmt.Errorf("python package %s %s has no wheel for CPython %s on manylinux x86-64 (only a source distribution, or wheels for other platforms); ukernel installs wheels only, it does not build sdists; the nearest versions with one: %s", name, v, t.PythonVersion, strings.Join(Nearest(wheels, v, 2), ", "))
+	}
+	return &NoVersionError{Name: name, Spec: spec, Nearest: wheels[:min(len(wheels), 3)], Target: t.PythonVersion}
+}
+
+// NoVersionError is a requirement that no version in the index meets.
+type NoVersionError struct {
+	Name, Spec string   // requests, ==99
+	Nearest    []string // the existing versions closest to the one asked for, newest first
+	Target     string   // set when only the versions with a wheel for this CPython count
+}
+
+func (e *NoVersionError) Error() string {
+	near := strings.Join(e.Nearest, ", ")
+	if v, ok := strings.CutPrefix(e.Spec, "=="); ok && e.Target == "" {
+		return fmt.Sprintf("python package %s has no version %s in the package index; the nearest versions: %s", e.Name, v, near)
+	}
+	what := "no version"
+	if e.Target != "" {
+		what = "no version with a wheel for CPython " + e.Target + " on manylinux x86-64"
+	}
+	return fmt.Sprintf("python package %s has %s that meets %s; the newest: %s", e.Name, what, e.Spec, near)
+}
+
+// splitRequirement splits "requests[socks]>=2,<3" into its name and version specifier.
+func splitRequirement(req string) (name, spec string) {
+	i := strings.IndexAny(req, "=<>!~[ ;")
+	if i < 0 {
+		return req, ""
+	}
+	name, spec = req[:i], req[i:]
+	if spec[0] == '[' {
+		if j := strings.IndexByte(spec, ']'); j >= 0 {
+			spec = spec[j+1:]
+		}
+	}
+	return name, strings.TrimSpace(spec)
+}
+
+// IndexVersions lists the versions of a project in the configured package index, newest first, as
+// pip sees them (its index and credentials); args narrow them (to wheels for a target). ok is
+// false when the index does not have the project, or cannot be asked.
+func IndexVersions(ctx context.Context, name string, args ...string) (versions []string, ok bool) {
+	argv := append([]string{"-m", "pip", "index", "versions", "--disable-pip-version-check", "--pre"}, args...)
+	out, err := exec.CommandContext(ctx, Python, append(argv, name)...).Output()
+	if err != nil {
+		return nil, false
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		if rest, found := strings.CutPrefix(line, "Available versions:"); found {
+			for _, v := range strings.Split(rest, ",") {
+				if v = strings.TrimSpace(v); v != "" {
+					versions = append(versions, v)
+				}
+			}
+		}
+	}
+	return versions, len(versions) > 0
+}
+
+// Nearest returns up to n versions on each side of v from versions (newest first), newest first.
+func Nearest(versions []string, v string, n int) []string {
+	i := sort.Search(len(versions), func(i int) bool { return CompareVersions(versions[i], v) < 0 })
+	return slices.Clone(versions[max(0, i-n):min(len(versions), i+n)])
+}
+
+// CompareVersions orders PEP 440 versions by their release numbers (1.2 == 1.2.0), a
+// pre-release (1.0rc1, 1.0.dev1) before its release and a post-release after it. It is enough to
+// find the neighbours of a version; pip decides what satisfies a requirement.
+func CompareVersions(a, b string) int {
+	ra, sa := splitRelease(a)
+	rb, sb := splitRelease(b)
+	for i := range max(len(ra), len(rb)) {
+		var x, y int
+		if i < len(ra) {
+			x = ra[i]
+		}
+		if i < len(rb) {
+			y = rb[i]
+		}
+		if x != y {
+			return cmp.Compare(x, y)
+		}
+	}
+	return cmp.Compare(suffixRank(sa), suffixRank(sb))
+}
+
+func splitRelease(v string) ([]int, string) {
+	v = strings.TrimPrefix(strings.ToLower(v), "v")
+	if _, rest, ok := strings.Cut(v, "!"); ok {
+		v = rest
+	}
+	var nums []int
+	for v != "" {
+		j := 0
+		for j < len(v) && v[j] >= '0' && v[j] <= '9' {
+			j++
+		}
+		if j == 0 {
+			break
+		}
+		n, _ := strconv.Atoi(v[:j])
+		nums = append(nums, n)
+		v = v[j:]
+		if !strings.HasPrefix(v, ".") || len(v) < 2 || v[1] < '0' || v[1] > '9' {
+			break
+		}
+		v = v[1:]
+	}
+	return nums, strings.TrimLeft(v, ".-_")
+}
+
+// suffixRank: dev < a < b < rc < release < post.
+func suffixRank(s string) int {
+	switch {
+	case s == "":
+		return 4
+	case strings.HasPrefix(s, "post") || strings.HasPrefix(s, "r"):
+		if strings.HasPrefix(s, "rc") {
+			return 3
+		}
+		return 5
+	case strings.HasPrefix(s, "dev"):
+		return 0
+	case strings.HasPrefix(s, "a"):
+		return 1
+	case strings.HasPrefix(s, "b"):
+		return 2
+	case strings.HasPrefix(s, "c") || strings.HasPrefix(s, "pre"):
+		return 3
+	}
+	return 4
 }
 
 func lastLines(s string, n int) string {

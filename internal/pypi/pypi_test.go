@@ -2,6 +2,7 @@ package pypi
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -55,5 +56,38 @@ func TestFetchLockedWheel(t *testing.T) {
 	w.SHA256 = strings.Repeat("0", 64)
 	if _, err := Fetch(context.Background(), w, tgt, t.TempDir()); err == nil || !strings.Contains(err.Error(), "six==1.16.0") {
 		t.Errorf("a hash no file has: err %v, want a pip download error naming the wheel", err)
+	}
+}
+
+func TestNearestVersions(t *testing.T) {
+	for _, tc := range []struct{ a, b string }{{"1.2", "1.2.0"}, {"1.0rc1", "1.0"}, {"1.0.dev1", "1.0a1"}, {"1.0", "1.0.post1"}, {"2.9.0", "2.10.0"}, {"2.34.0.dev1", "2.34.0"}} {
+		if c := CompareVersions(tc.a, tc.b); tc.a == "1.2" && c != 0 || tc.a != "1.2" && c >= 0 {
+			t.Errorf("CompareVersions(%s, %s) = %d", tc.a, tc.b, c)
+		}
+	}
+	vs := []string{"2.34.2", "2.34.1", "2.32.3", "2.31.0", "2.30.0", "1.0"}
+	for v, want := range map[string]string{"99": "2.34.2 2.34.1", "2.32.0": "2.34.1 2.32.3 2.31.0 2.30.0", "0.1": "2.30.0 1.0"} {
+		if got := strings.Join(Nearest(vs, v, 2), " "); got != want {
+			t.Errorf("Nearest(%s) = %s, want %s", v, got, want)
+		}
+	}
+}
+
+// A version the index does not have is named as such, with the nearest ones that exist; it is not
+// blamed on a missing wheel.
+func TestDownloadNoSuchVersion(t *testing.T) {
+	if testing.Short() {
+		t.Skip("asks the Python package index")
+	}
+	_, err := Download(context.Background(), []string{"six==1.16.0", "requests==99"}, Target{PythonVersion: "3.11"}, t.TempDir(), nil)
+	var nv *NoVersionError
+	if !errors.As(err, &nv) || nv.Name != "requests" || len(nv.Nearest) == 0 || !strings.HasPrefix(nv.Nearest[0], "2.") {
+		t.Fatalf("requests==99: %v", err)
+	}
+	if msg := err.Error(); !strings.Contains(msg, "has no version 99") || strings.Contains(msg, "wheel") {
+		t.Errorf("message: %s", msg)
+	}
+	if _, err := Download(context.Background(), []string{"no-such-project-ukernel-xyz==1.0"}, Target{PythonVersion: "3.11"}, t.TempDir(), nil); err == nil || !strings.Contains(err.Error(), "not found in the package index") {
+		t.Errorf("unknown project: %v", err)
 	}
 }
