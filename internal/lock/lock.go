@@ -83,6 +83,35 @@ func (r Request) equal(o Request) bool {
 	return r.Base == o.Base && r.Kernel == o.Kernel && slices.Equal(r.System, o.System) && slices.Equal(r.Python, o.Python)
 }
 
+// Stale lists how env differs from the request l was locked for ("system: + curl"); nothing
+// when the lock is up to date with it.
+func (l *Lock) Stale(env *project.Env) []string {
+	want := requestOf(env)
+	var out []string
+	if l.Request.Base != want.Base {
+		out = append(out, fmt.Sprintf("base: %s, locked %s", want.Base, l.Request.Base))
+	}
+	if l.Request.Kernel != want.Kernel {
+		out = append(out, fmt.Sprintf("kernel: %s, locked %s", want.Kernel, l.Request.Kernel))
+	}
+	for _, list := range []struct {
+		key      string
+		got, was []string
+	}{{"system", want.System, l.Request.System}, {"python", want.Python, l.Request.Python}} {
+		for _, s := range list.got {
+			if !slices.Contains(list.was, s) {
+				out = append(out, list.key+": + "+s)
+			}
+		}
+		for _, s := range list.was {
+			if !slices.Contains(list.got, s) {
+				out = append(out, list.key+": - "+s)
+			}
+		}
+	}
+	return out
+}
+
 func (l *Lock) normalise() {
 	slices.SortFunc(l.Packages, func(a, b Package) int { return cmp.Compare(a.Name, b.Name) })
 	slices.SortFunc(l.Archives, func(a, b Archive) int { return cmp.Compare(a.Codename, b.Codename) })

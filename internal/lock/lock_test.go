@@ -15,8 +15,14 @@ import (
 
 func writeProject(t *testing.T, env string) string {
 	t.Helper()
+	return writeProjectOn(t, "python-3.11", env)
+}
+
+// writeProjectOn writes a project on base (ukernel.toml [env] base) with the given env file.
+func writeProjectOn(t *testing.T, base, env string) string {
+	t.Helper()
 	dir := t.TempDir()
-	must(t, os.WriteFile(filepath.Join(dir, project.ConfigFile), []byte("[project]\nname = \"demo\"\nlanguage = \"python\"\nentry = \"src/main.py\"\n[env]\nbase = \"python-3.11\"\n"), 0o644))
+	must(t, os.WriteFile(filepath.Join(dir, project.ConfigFile), []byte("[project]\nname = \"demo\"\nlanguage = \"python\"\nentry = \"src/main.py\"\n[env]\nbase = \""+base+"\"\n"), 0o644))
 	must(t, os.MkdirAll(filepath.Join(dir, "env"), 0o755))
 	must(t, os.WriteFile(filepath.Join(dir, project.EnvFile), []byte(env), 0o644))
 	return dir
@@ -41,7 +47,7 @@ func ctx(t *testing.T) context.Context {
 	return c
 }
 
-const baseEnv = "base = \"python-3.11\"\nsystem = [\"libssl3\", \"postgresql-15\"]\npython = []\n"
+const baseEnv = "system = [\"libssl3\", \"postgresql-15\"]\npython = []\n"
 
 func TestLockDeterministicAcrossDirs(t *testing.T) {
 	needNet(t)
@@ -95,10 +101,10 @@ func TestUpgradeOfflineMatchesFreshLock(t *testing.T) {
 func TestBadInput(t *testing.T) {
 	needNet(t)
 	for name, tc := range map[string]struct{ env, want string }{
-		"unknown":     {"base = \"python-3.11\"\nsystem = [\"no-such-package-xyz\"]\n", "no package no-such-package-xyz"},
-		"version":     {"base = \"python-3.11\"\nsystem = [\"libssl3=0.0.1\"]\n", "libssl3 has no version 0.0.1"},
-		"malformed":   {"base = \"python-3.11\"\nsystem = [\"libssl3\"\n", project.EnvFile},
-		"unknownbase": {"base = \"python-3.12\"\n", "python-3.11"},
+		"unknown":   {"system = [\"no-such-package-xyz\"]\n", "no package no-such-package-xyz"},
+		"version":   {"system = [\"libssl3=0.0.1\"]\n", "libssl3 has no version 0.0.1"},
+		"malformed": {"system = [\"libssl3\"\n", project.EnvFile},
+		"otherbase": {"base = \"python-3.13\"\n", `env/ukernel.env:1: base = "python-3.13", but ukernel.toml:6 sets [env] base = "python-3.11"`},
 	} {
 		t.Run(name, func(t *testing.T) {
 			dir := writeProject(t, tc.env)
@@ -131,7 +137,7 @@ func TestLockedStaleAndDigest(t *testing.T) {
 	dir := writeProject(t, baseEnv)
 	_, _, err := Resolve(ctx(t), Options{Dir: dir})
 	must(t, err)
-	must(t, os.WriteFile(filepath.Join(dir, project.EnvFile), []byte("base = \"python-3.11\"\nsystem = [\"libssl3\"]\n"), 0o644))
+	must(t, os.WriteFile(filepath.Join(dir, project.EnvFile), []byte("system = [\"libssl3\"]\n"), 0o644))
 	before, _ := os.ReadFile(filepath.Join(dir, project.LockFile))
 	if _, _, err := Resolve(ctx(t), Options{Dir: dir, Locked: true}); err == nil || !strings.Contains(err.Error(), "out of date") {
 		t.Fatalf("--locked with a stale lock: %v", err)
@@ -149,7 +155,7 @@ func TestLockedStaleAndDigest(t *testing.T) {
 
 func TestFetchDebsRefetchesCorrupt(t *testing.T) {
 	needNet(t)
-	dir := writeProject(t, "base = \"debian-12\"\nsystem = []\n")
+	dir := writeProjectOn(t, "debian-12", "system = []\n")
 	l, _, err := Resolve(ctx(t), Options{Dir: dir})
 	must(t, err)
 	c, err := cache.Open()
@@ -189,7 +195,7 @@ func TestFetchDebsRefetchesCorrupt(t *testing.T) {
 
 func TestPythonWheels(t *testing.T) {
 	needNet(t)
-	dir := writeProject(t, "base = \"python-3.11\"\nsystem = []\npython = [\"requests==2.32.3\"]\n")
+	dir := writeProject(t, "system = []\npython = [\"requests==2.32.3\"]\n")
 	l, _, err := Resolve(ctx(t), Options{Dir: dir})
 	must(t, err)
 	names := map[string]string{}
@@ -218,7 +224,7 @@ func TestPythonWheels(t *testing.T) {
 		t.Fatalf("wheels %v", wheels)
 	}
 
-	sdist := writeProject(t, "base = \"python-3.11\"\nsystem = []\npython = [\"docopt==0.6.2\"]\n")
+	sdist := writeProject(t, "system = []\npython = [\"docopt==0.6.2\"]\n")
 	if _, _, err := Resolve(ctx(t), Options{Dir: sdist}); err == nil || !strings.Contains(err.Error(), "no wheel") {
 		t.Fatalf("sdist-only package: %v", err)
 	}

@@ -119,13 +119,15 @@ func TestPythonWheelsFollowTheBase(t *testing.T) {
 	m.publish("bookworm", append(kernelStanzas("1", "6.1.119-1", "6.1.119-1"), "Package: python3.11\nVersion: 3.11.2-6")...)
 	m.publish("trixie", append(kernelStanzas("1", "6.1.119-1", "6.1.119-1"), "Package: python3.13\nVersion: 3.13.5-2")...)
 	fakePip(t)
-	dir, o := m.project("base = \"python-3.11\"\npython = [\"foo==1\"]\n")
+	dir, o := m.project("python = [\"foo==1\"]\n")
 	l, _, err := Resolve(ctx(t), o)
 	must(t, err)
 	if len(l.Python) != 1 || !strings.Contains(l.Python[0].Filename, "cp311") {
 		t.Fatalf("python-3.11 wheels: %+v", l.Python)
 	}
-	writeEnv(t, dir, "base = \"python-3.13\"\npython = [\"foo==1\"]\n")
+	cfg, err := os.ReadFile(filepath.Join(dir, project.ConfigFile))
+	must(t, err)
+	must(t, os.WriteFile(filepath.Join(dir, project.ConfigFile), bytes.Replace(cfg, []byte(`base = "python-3.11"`), []byte(`base = "python-3.13"`), 1), 0o644))
 	l, _, err = Resolve(ctx(t), o)
 	must(t, err)
 	if len(l.Python) != 1 || !strings.Contains(l.Python[0].Filename, "cp313") {
@@ -138,7 +140,7 @@ func TestKernelStaysLockedAndNeverTheMetapackage(t *testing.T) {
 	others := []string{"Package: python3.11\nVersion: 3.11.2-6", "Package: curl\nVersion: 7.88.1-10", "Package: jq\nVersion: 1.6-2.1"}
 	kernel := func(l *Lock) string { return l.Kernel.Name + " " + l.Kernel.Version }
 	m.publish("bookworm", append(kernelStanzas("1", "6.1.119-1", "6.1.119-1"), others...)...)
-	dir, o := m.project("base = \"python-3.11\"\n")
+	dir, o := m.project("")
 	l, _, err := Resolve(ctx(t), o)
 	must(t, err)
 	if got := kernel(l); got != "linux-image-6.1.0-28-cloud-amd64 6.1.119-1" {
@@ -148,7 +150,7 @@ func TestKernelStaysLockedAndNeverTheMetapackage(t *testing.T) {
 	// The metapackage moves on while the locked image is still on the mirror: an unrelated
 	// change keeps the locked kernel.
 	m.publish("bookworm", append(kernelStanzas("2", "6.1.124-1", "6.1.119-1", "6.1.124-1"), others...)...)
-	writeEnv(t, dir, "base = \"python-3.11\"\nsystem = [\"curl\"]\n")
+	writeEnv(t, dir, "system = [\"curl\"]\n")
 	l, _, err = Resolve(ctx(t), o)
 	must(t, err)
 	if got := kernel(l); got != "linux-image-6.1.0-28-cloud-amd64 6.1.119-1" {
@@ -157,7 +159,7 @@ func TestKernelStaysLockedAndNeverTheMetapackage(t *testing.T) {
 
 	// The locked image is gone: the metapackage is followed to the image it names.
 	m.publish("bookworm", append(kernelStanzas("2", "6.1.124-1", "6.1.124-1"), others...)...)
-	writeEnv(t, dir, "base = \"python-3.11\"\nsystem = [\"curl\", \"jq\"]\n")
+	writeEnv(t, dir, "system = [\"curl\", \"jq\"]\n")
 	l, _, err = Resolve(ctx(t), o)
 	must(t, err)
 	if got := kernel(l); got != "linux-image-6.1.0-28-cloud-amd64 6.1.124-1" {
@@ -169,7 +171,7 @@ func TestKernelStaysLockedAndNeverTheMetapackage(t *testing.T) {
 	meta.Name, meta.Version = "linux-image-cloud-amd64", "2"
 	l.Kernel = &meta
 	must(t, l.Save(dir))
-	writeEnv(t, dir, "base = \"python-3.11\"\nsystem = [\"jq\"]\n")
+	writeEnv(t, dir, "system = [\"jq\"]\n")
 	l, _, err = Resolve(ctx(t), o)
 	must(t, err)
 	if got := kernel(l); got != "linux-image-6.1.0-28-cloud-amd64 6.1.124-1" {
@@ -189,12 +191,12 @@ func TestLockedVersionYieldsToANewDependency(t *testing.T) {
 	m := newFakeMirror(t)
 	base := append(kernelStanzas("1", "6.1.119-1", "6.1.119-1"), "Package: python3.11\nVersion: 3.11.2-6\nDepends: libc6")
 	m.publish("bookworm", append(base, "Package: libc6\nVersion: 1")...)
-	dir, o := m.project("base = \"python-3.11\"\n")
+	dir, o := m.project("")
 	_, _, err := Resolve(ctx(t), o)
 	must(t, err)
 	// The mirror gains libc6 2 and a package that needs it; adding that package moves libc6.
 	m.publish("bookworm", append(base, "Package: libc6\nVersion: 1", "Package: libc6\nVersion: 2", "Package: app\nVersion: 1\nDepends: libc6 (>= 2)")...)
-	writeEnv(t, dir, "base = \"python-3.11\"\nsystem = [\"app\"]\n")
+	writeEnv(t, dir, "system = [\"app\"]\n")
 	l, _, err := Resolve(ctx(t), o)
 	must(t, err)
 	if i := slices.IndexFunc(l.Packages, func(p Package) bool { return p.Name == "libc6" }); i < 0 || l.Packages[i].Version != "2" {
@@ -205,7 +207,7 @@ func TestLockedVersionYieldsToANewDependency(t *testing.T) {
 func TestDamagedLockIsAnError(t *testing.T) {
 	m := newFakeMirror(t)
 	m.publish("bookworm", append(kernelStanzas("1", "6.1.119-1", "6.1.119-1"), "Package: python3.11\nVersion: 3.11.2-6", "Package: curl\nVersion: 7.88.1-10")...)
-	dir, o := m.project("base = \"python-3.11\"\n")
+	dir, o := m.project("")
 	_, _, err := Resolve(ctx(t), o)
 	must(t, err)
 	path := filepath.Join(dir, project.LockFile)
@@ -215,7 +217,7 @@ func TestDamagedLockIsAnError(t *testing.T) {
 	must(t, os.WriteFile(path, damaged, 0o644))
 
 	// Neither an unchanged nor a changed request may silently replace it.
-	for _, env := range []string{"base = \"python-3.11\"\n", "base = \"python-3.11\"\nsystem = [\"curl\"]\n"} {
+	for _, env := range []string{"", "system = [\"curl\"]\n"} {
 		writeEnv(t, dir, env)
 		_, _, err = Resolve(ctx(t), o)
 		if err == nil || !strings.Contains(err.Error(), project.LockFile+": digest mismatch") || !strings.Contains(err.Error(), "ukernel env upgrade") {

@@ -84,7 +84,7 @@ func Resolve(ctx context.Context, o Options) (*Lock, bool, error) {
 	}
 	base, err := project.LookupBase(env.Base)
 	if err != nil {
-		return nil, false, fmt.Errorf("%s: %w", project.EnvFile, err)
+		return nil, false, fmt.Errorf("%s: [env] base: %w", project.ConfigFile, err)
 	}
 	req := requestOf(env)
 	old, err := Load(o.Dir)
@@ -270,7 +270,7 @@ func lockPackage(p *debian.Package) *Package {
 
 func lockPython(ctx context.Context, o Options, reqs []string, base project.Base) ([]pypi.Wheel, error) {
 	if base.PythonVersion == "" {
-		return nil, fmt.Errorf("%s: python packages need a python base, not %s", project.EnvFile, base.Name)
+		return nil, fmt.Errorf("%s: python packages need a python base (%s [env] base = \"python-3.11\"), not %s", project.EnvFile, project.ConfigFile, base.Name)
 	}
 	tmp, err := os.MkdirTemp(o.Cache.Dir+"/tmp", "pip-*")
 	if err != nil {

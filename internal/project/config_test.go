@@ -3,6 +3,8 @@ package project
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -109,8 +111,18 @@ func TestParseErrors(t *testing.T) {
 	}
 }
 
+// writeConfig writes a ukernel.toml on base into dir; [env] base is on line 6.
+func writeConfig(t *testing.T, dir, base string) {
+	t.Helper()
+	data := fmt.Sprintf("[project]\nname = \"demo\"\nlanguage = \"python\"\nentry = \"src/main.py\"\n[env]\nbase = %q\n", base)
+	if err := os.WriteFile(filepath.Join(dir, ConfigFile), []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestEnvRoundTrip(t *testing.T) {
 	dir := t.TempDir()
+	writeConfig(t, dir, "python-3.11")
 	e := &Env{Base: "python-3.11", System: []string{"libssl3", "curl"}, Python: []string{"requests==2.32.3"}}
 	if err := e.Save(dir); err != nil {
 		t.Fatal(err)
@@ -123,11 +135,48 @@ func TestEnvRoundTrip(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
-	if _, err := ParseEnv(EnvFile, []byte("base = \"python-3.11\"\nsystem = [\"BAD NAME\"]\n")); err == nil || !strings.Contains(err.Error(), "env/ukernel.env:2: system") {
+	if _, err := ParseEnv(EnvFile, []byte("kernel = \"linux-image-amd64\"\nsystem = [\"BAD NAME\"]\n"), "python-3.11"); err == nil || !strings.Contains(err.Error(), "env/ukernel.env:2: system") {
 		t.Errorf("bad system package: %v", err)
 	}
-	if _, err := ParseEnv(EnvFile, []byte("base = \"python-3.11\"\nextra = 1\n")); err == nil || !strings.Contains(err.Error(), "env/ukernel.env:2: extra: unknown key") {
+	if _, err := ParseEnv(EnvFile, []byte("system = []\nextra = 1\n"), "python-3.11"); err == nil || !strings.Contains(err.Error(), "env/ukernel.env:2: extra: unknown key") {
 		t.Errorf("unknown key: %v", err)
+	}
+}
+
+// The base has one home, ukernel.toml: env/ukernel.env no longer holds it, and a base line an
+// older ukernel wrote there is refused when it disagrees (once, the env file's base was locked
+// while the adapter was labelled with ukernel.toml's).
+func TestEnvBaseHasOneHome(t *testing.T) {
+	dir := t.TempDir()
+	writeConfig(t, dir, "python-3.13")
+	if err := os.MkdirAll(filepath.Join(dir, "env"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	load := func(env string) (*Env, error) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, EnvFile), []byte(env), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return LoadEnv(dir)
+	}
+	e, err := load("system = []\n")
+	if err != nil || e.Base != "python-3.13" {
+		t.Fatalf("base from ukernel.toml: %+v, %v", e, err)
+	}
+	_, err = load("# old\nbase = \"python-3.11\"\nsystem = []\n")
+	want := `env/ukernel.env:2: base = "python-3.11", but ukernel.toml:6 sets [env] base = "python-3.13": the base is set in ukernel.toml only; delete this line from env/ukernel.env`
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("disagreeing bases: %v\nwant %s", err, want)
+	}
+	e, err = load("base = \"python-3.13\"\nsystem = [\"curl\"]\n")
+	if err != nil || e.Base != "python-3.13" {
+		t.Fatalf("an old env file that agrees: %+v, %v", e, err)
+	}
+	if err := e.Save(dir); err != nil {
+		t.Fatal(err)
+	}
+	if data, _ := os.ReadFile(filepath.Join(dir, EnvFile)); strings.Contains(string(data), "base =") {
+		t.Errorf("Save wrote a base into env/ukernel.env:\n%s", data)
 	}
 }
 

@@ -26,7 +26,7 @@ func TestConfigDocExamples(t *testing.T) {
 	if c.Services["db"].Restart != "on-failure" || c.Health["db"].Retries != 3 || len(c.Project.Secrets) != 1 {
 		t.Errorf("the example decoded unexpectedly: %+v", c)
 	}
-	if _, err := ParseEnv("docs/CONFIG.md ukernel.env", []byte(blocks[1])); err != nil {
+	if _, err := ParseEnv("docs/CONFIG.md ukernel.env", []byte(blocks[1]), c.Env.Base); err != nil {
 		t.Fatalf("the ukernel.env example does not validate: %v", err)
 	}
 }

@@ -7,14 +7,25 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 )
 
-// Env is env/ukernel.env: what the user asked for. The lock pins its closure.
+// Env is what the user asked for: the base from ukernel.toml ([env] base, its one home) and
+// the packages from env/ukernel.env. The lock pins its closure.
 type Env struct {
-	Base string `toml:"base"`
+	Base string `toml:"-"`
 	// Kernel is the Debian package of the guest kernel (a metapackage is followed to the
 	// versioned image package).
+	Kernel string   `toml:"kernel,omitempty"`
+	System []string `toml:"system"`
+	Python []string `toml:"python"`
+}
+
+// envFile is env/ukernel.env's schema. Base is read only to check what older versions of
+// ukernel wrote there (the base lived in both files, and they could disagree).
+type envFile struct {
+	Base   string   `toml:"base"`
 	Kernel string   `toml:"kernel,omitempty"`
 	System []string `toml:"system"`
 	Python []string `toml:"python"`
@@ -28,8 +39,20 @@ var (
 	pyReqRe   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9,._-]+\])?\s*((==|>=|<=|~=|!=|<|>)\s*[A-Za-z0-9.*+!-]+\s*,?\s*)*$`)
 )
 
-// LoadEnv reads and validates dir/env/ukernel.env.
+// LoadEnv reads and validates the request of the project in dir: its base from ukernel.toml and
+// its packages from env/ukernel.env.
 func LoadEnv(dir string) (*Env, error) {
+	cfgData, err := os.ReadFile(filepath.Join(dir, ConfigFile))
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("%s not found: run 'ukernel init' to create a project (or pass -C DIR)", filepath.Join(dir, ConfigFile))
+		}
+		return nil, err
+	}
+	cfg, err := Parse(ConfigFile, cfgData)
+	if err != nil {
+		return nil, err
+	}
 	p := filepath.Join(dir, EnvFile)
 	data, err := os.ReadFile(p)
 	if err != nil {
@@ -38,15 +61,24 @@ func LoadEnv(dir string) (*Env, error) {
 		}
 		return nil, err
 	}
-	return ParseEnv(EnvFile, data)
+	e, err := ParseEnv(EnvFile, data, cfg.Env.Base)
+	var be *BaseMismatchError
+	if errors.As(err, &be) {
+		be.ConfigLine = lineOf(cfgData, "env.base")
+	}
+	return e, err
 }
 
-// ParseEnv decodes and validates env file content.
-func ParseEnv(name string, data []byte) (*Env, error) {
-	var e Env
-	if err := decodeStrict(name, data, &e); err != nil {
+// ParseEnv decodes and validates env file content; base is the project's (ukernel.toml's).
+func ParseEnv(name string, data []byte, base string) (*Env, error) {
+	var f envFile
+	if err := decodeStrict(name, data, &f); err != nil {
 		return nil, err
 	}
+	if f.Base != "" && f.Base != base {
+		return nil, &BaseMismatchError{File: name, Line: lineOf(data, "base"), Base: f.Base, ConfigBase: base}
+	}
+	e := Env{Base: base, Kernel: f.Kernel, System: f.System, Python: f.Python}
 	if e.Kernel == "" {
 		e.Kernel = DefaultKernel
 	}
@@ -56,14 +88,30 @@ func ParseEnv(name string, data []byte) (*Env, error) {
 	return &e, nil
 }
 
+// BaseMismatchError is an env file, written by an older ukernel, whose base is not the one in
+// ukernel.toml. The line is then dead: ukernel.toml's base is the one locked and built.
+type BaseMismatchError struct {
+	File       string
+	Line       int
+	Base       string
+	ConfigBase string
+	ConfigLine int
+}
+
+func (e *BaseMismatchError) Error() string {
+	cfg := ConfigFile
+	if e.ConfigLine > 0 {
+		cfg += ":" + strconv.Itoa(e.ConfigLine)
+	}
+	return fmt.Sprintf("%s:%d: base = %q, but %s sets [env] base = %q: the base is set in %s only; delete this line from %s, and set the base you want in %s",
+		e.File, e.Line, e.Base, cfg, e.ConfigBase, ConfigFile, e.File, ConfigFile)
+}
+
 // Validate checks the requested environment.
 func (e *Env) Validate(file string, data []byte) error {
 	var errs []error
 	add := func(key, format string, args ...any) {
 		errs = append(errs, &Error{File: file, Line: lineOf(data, key), Key: key, Msg: fmt.Sprintf(format, args...)})
-	}
-	if _, err := LookupBase(e.Base); err != nil {
-		add("base", "%v", err)
 	}
 	if !debNameRe.MatchString(e.Kernel) {
 		add("kernel", "%q is not a Debian package name", e.Kernel)
@@ -110,8 +158,8 @@ func (e *Env) Save(dir string) error {
 	})
 	var b strings.Builder
 	b.WriteString("# The requested environment. `ukernel env add/remove` edit this file;\n")
-	b.WriteString("# `ukernel env lock` pins its full closure in env/ukernel.lock.\n")
-	fmt.Fprintf(&b, "base = %q\n", e.Base)
+	b.WriteString("# `ukernel env lock` pins its full closure in env/ukernel.lock. The base is\n")
+	b.WriteString("# ukernel.toml's [env] base.\n")
 	if e.Kernel != "" && e.Kernel != DefaultKernel {
 		fmt.Fprintf(&b, "kernel = %q\n", e.Kernel)
 	}

@@ -27,6 +27,8 @@ type Wheel struct {
 	Version  string `json:"version"`
 	Filename string `json:"filename"`
 	SHA256   string `json:"sha256"`
+	// Size in bytes; locks written before it was recorded lack it.
+	Size int64 `json:"size,omitempty"`
 }
 
 // Target is the guest's Python.
@@ -54,7 +56,7 @@ var Python = "python3"
 // Download resolves reqs with pip and downloads the wheels into dir; it returns them sorted.
 func Download(ctx context.Context, reqs []string, t Target, dir string, progress io.Writer) ([]Wheel, error) {
 	if t.PythonVersion == "" {
-		return nil, fmt.Errorf("python packages need a python base (env/ukernel.env base = \"python-3.11\")")
+		return nil, fmt.Errorf("python packages need a python base (ukernel.toml [env] base = \"python-3.11\")")
 	}
 	args := append([]string{"-m", "pip", "download", "--disable-pip-version-check", "--no-input", "-d", dir}, t.pipArgs()...)
 	args = append(args, reqs...)
@@ -280,6 +282,11 @@ func listWheels(dir string) ([]Wheel, error) {
 		if w.SHA256, err = fileSHA256(filepath.Join(dir, e.Name())); err != nil {
 			return nil, err
 		}
+		info, err := e.Info()
+		if err != nil {
+			return nil, err
+		}
+		w.Size = info.Size()
 		out = append(out, w)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })

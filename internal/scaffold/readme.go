@@ -32,7 +32,7 @@ func readme(o Options, s *Scaffold) string {
 			b.WriteString("- " + n + "\n")
 		}
 	}
-	b.WriteString("\n## Files\n\n- `ukernel.toml`: project, run settings, health checks\n- `env/ukernel.env`: base and packages (`ukernel env add`)\n- `src/`: the workload, installed at `/app` in the guest\n")
+	b.WriteString("\n## Files\n\n- `ukernel.toml`: project, run settings, health checks\n- `env/ukernel.env`: system and Python packages (`ukernel env add`); the base is `[env] base` in `ukernel.toml`\n- `src/`: the workload, installed at `/app` in the guest\n")
 	return b.String()
 }
 
