@@ -67,6 +67,10 @@ func TestClosedStdoutIsQuiet(t *testing.T) {
 	if err := env.Save(dir); err != nil {
 		t.Fatal(err)
 	}
+	// env show reads the request too: the base from ukernel.toml, the packages from env/ukernel.env.
+	if err := os.WriteFile(filepath.Join(dir, project.ConfigFile), []byte("[project]\nname = \"demo\"\nlanguage = \"python\"\nentry = \"src/main.py\"\n[env]\nbase = \"python-3.11\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	l := &lock.Lock{Version: lock.FormatVersion, Base: env.Base, Request: lock.Request{Base: env.Base, Kernel: env.Kernel, System: []string{}, Python: []string{}}}
 	for i := range 2000 { // far more than a pipe buffer holds
 		l.Packages = append(l.Packages, lock.Package{Name: "pkg" + strconv.Itoa(i), Version: "1.0-1", Suite: "bookworm", Size: 1000})
