@@ -106,14 +106,14 @@ func Run(ctx context.Context, in Input) (*Result, error) {
 	}
 	if in.Config.Project.Entry != "" {
 		if err := project.ValidateEntry(in.Config.Project.Entry); err != nil {
-			return nil, fmt.Errorf("%s: project.entry: %w", project.ConfigFile, err)
+			return nil, in.Config.Errorf("project.entry", "%v", err)
 		}
 		if _, err := os.Stat(filepath.Join(in.Dir, in.Config.Project.Entry)); err != nil {
-			return nil, fmt.Errorf("%s: project.entry: %s does not exist", project.ConfigFile, in.Config.Project.Entry)
+			return nil, in.Config.Errorf("project.entry", "%s does not exist; create it, or set entry to the program to run", in.Config.Project.Entry)
 		}
 		for _, part := range strings.Split(in.Config.Project.Entry, "/") {
 			if hostByproduct(part) {
-				return nil, fmt.Errorf("%s: project.entry: %s is a Python bytecode cache, which the build leaves out of the image; name the .py source", project.ConfigFile, in.Config.Project.Entry)
+				return nil, in.Config.Errorf("project.entry", "%s is a Python bytecode cache, which the build leaves out of the image; name the .py source", in.Config.Project.Entry)
 			}
 		}
 	}

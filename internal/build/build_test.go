@@ -223,7 +223,8 @@ func TestBuildErrors(t *testing.T) {
 	base, _ := project.LookupBase("python-3.11")
 	os.Remove(filepath.Join(dir, "src", "main.py"))
 	_, err := Run(context.Background(), Input{Dir: dir, Config: cfg, Base: base, LockDigest: "d"})
-	if err == nil || !strings.Contains(err.Error(), "src/main.py does not exist") {
+	// At the line of entry in ukernel.toml.
+	if err == nil || !strings.HasPrefix(err.Error(), "ukernel.toml:4: project.entry: src/main.py does not exist") {
 		t.Errorf("missing entry: %v", err)
 	}
 	if entries, _ := filepath.Glob(filepath.Join(dir, ".build-tmp-*")); len(entries) != 0 {

@@ -42,6 +42,11 @@ type Config struct {
 	Services map[string]Service `toml:"services,omitempty"`
 	Health   map[string]Health  `toml:"health,omitempty"`
 	Data     DataSection        `toml:"data"`
+
+	// file and src are the name and bytes the config was parsed from, so that checks made
+	// later (the entry file exists) can give the line of the key at fault.
+	file string
+	src  []byte
 }
 
 // ProjectSection names the project and its entry program.
@@ -260,28 +265,18 @@ func Parse(name string, data []byte) (*Config, error) {
 	if err := c.Validate(name, data); err != nil {
 		return nil, err
 	}
+	c.file, c.src = name, data
 	return &c, nil
 }
 
-func decodeStrict(name string, data []byte, v any) error {
-	dec := toml.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	err := dec.Decode(v)
-	if err == nil {
-		return nil
+// Errorf returns a problem with key, at the key's line in the file the config was parsed from
+// (no line for a config made in code).
+func (c *Config) Errorf(key, format string, args ...any) *Error {
+	file := c.file
+	if file == "" {
+		file = ConfigFile
 	}
-	var sm *toml.StrictMissingError
-	if errors.As(err, &sm) && len(sm.Errors) > 0 {
-		de := sm.Errors[0]
-		row, _ := de.Position()
-		return &Error{File: name, Line: row, Key: strings.Join(de.Key(), "."), Msg: "unknown key (check the spelling; see 'ukernel init --help' for the schema)"}
-	}
-	var de *toml.DecodeError
-	if errors.As(err, &de) {
-		row, _ := de.Position()
-		return &Error{File: name, Line: row, Key: strings.Join(de.Key(), "."), Msg: de.Error()}
-	}
-	return &Error{File: name, Msg: err.Error()}
+	return &Error{File: file, Line: lineOf(c.src, key), Key: key, Msg: fmt.Sprintf(format, args...)}
 }
 
 // definedKeys returns the dotted keys the file sets ("run.vcpu", "health.web.retries"). The

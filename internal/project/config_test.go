@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
 const goodConfig = `[project]
@@ -64,7 +65,7 @@ func TestParseGood(t *testing.T) {
 	if err != nil {
 		t.Fatalf("re-parse of marshalled config: %v\n%s", err, data)
 	}
-	if diff := cmp.Diff(c, c2); diff != "" {
+	if diff := cmp.Diff(c, c2, cmpopts.IgnoreUnexported(Config{})); diff != "" {
 		t.Errorf("round trip (-want +got):\n%s", diff)
 	}
 }
@@ -74,8 +75,25 @@ func TestParseErrors(t *testing.T) {
 		name, edit, want string
 		line             int
 	}{
-		{"unknown key", strings.Replace(goodConfig, "vcpu = 2", "vcpus = 2", 1), "run.vcpus: unknown key", 10},
-		{"wrong type", strings.Replace(goodConfig, "vcpu = 2", `vcpu = "two"`, 1), "run.vcpu", 10},
+		{"unknown key", strings.Replace(goodConfig, "vcpu = 2", "vcpus = 2", 1), "run.vcpus: unknown key; did you mean vcpu? (docs/CONFIG.md lists every key)", 10},
+		{"unknown key far from any", strings.Replace(goodConfig, "vcpu = 2", "cores = 2", 1), "ukernel.toml:10: run.cores: unknown key (docs/CONFIG.md lists every key)", 10},
+		{"unknown key in a service", strings.Replace(goodConfig, `restart = "on-failure"`, `restrat = "no"`, 1), "services.app.restrat: unknown key; did you mean restart?", 15},
+		{"unknown table", strings.Replace(goodConfig, "[run]", "[rnu]", 1), "ukernel.toml:9: rnu: unknown key; did you mean run?", 9},
+		// Wrong types in the file's words, never Go's.
+		{"wrong type", strings.Replace(goodConfig, "vcpu = 2", `vcpu = "two"`, 1), `ukernel.toml:10: run.vcpu: expected an integer, got a string ("two")`, 10},
+		{"quoted number", strings.Replace(goodConfig, "vcpu = 2", `vcpu = "2"`, 1), `run.vcpu: expected an integer, got a string ("2"); write 2 without quotes`, 10},
+		{"float", strings.Replace(goodConfig, "vcpu = 2", `vcpu = 2.5`, 1), `run.vcpu: expected an integer, got a float (2.5)`, 10},
+		{"bool", strings.Replace(goodConfig, "vcpu = 2", "vcpu = 2\nmemory_mb = true", 1), `run.memory_mb: expected an integer, got a boolean (true)`, 11},
+		{"date", strings.Replace(goodConfig, "vcpu = 2", "vcpu = 2\nmemory_mb = 1979-05-27", 1), `run.memory_mb: expected an integer, got a date`, 11},
+		{"string", strings.Replace(goodConfig, `name = "example-worker"`, `name = 3`, 1), `ukernel.toml:2: project.name: expected a string, got an integer (3)`, 2},
+		{"array", strings.Replace(goodConfig, `publish = ["8080:8080"]`, `publish = "8080:8080"`, 1), `run.publish: expected an array of strings, got a string ("8080:8080")`, 11},
+		{"array item", strings.Replace(goodConfig, `publish = ["8080:8080"]`, `publish = ["1:1", 8080]`, 1), `run.publish: expected an array of strings, got an array with an integer (8080) as item 2`, 11},
+		{"table value", strings.Replace(goodConfig, `env = { PORT = "8080" }`, `env = { PORT = 8080 }`, 1), `services.app.env.PORT: expected a string, got an integer (8080)`, 16},
+		{"table", strings.Replace(goodConfig, `env = { PORT = "8080" }`, `env = "PORT=8080"`, 1), `services.app.env: expected a table of strings, got a string ("PORT=8080")`, 16},
+		{"command", strings.Replace(goodConfig, `command = ["/bin/sh", "-c", "echo hi"]`, `command = 3`, 1), `ukernel.toml:19: services.side.command: expected a string or an array of strings, got an integer (3)`, 19},
+		{"command item", strings.Replace(goodConfig, `command = ["/bin/sh", "-c", "echo hi"]`, `command = ["sh", true]`, 1), `services.side.command: expected a string or an array of strings, got an array with a boolean (true) as item 2`, 19},
+		{"array of tables", strings.Replace(goodConfig, "[services.side]", "[[services.side]]", 1), `services.side: expected a table, got an array of tables; write [services.side], with one pair of brackets`, 18},
+		{"section", "project = 3\n", `ukernel.toml:1: project: expected a table, got an integer (3)`, 1},
 		{"malformed", strings.Replace(goodConfig, "[run]", "[run", 1), "ukernel.toml:9", 9},
 		{"vcpu range", strings.Replace(goodConfig, "vcpu = 2", "vcpu = 33", 1), "expected 1-32", 10},
 		{"vcpu zero", strings.Replace(goodConfig, "vcpu = 2", "vcpu = 0", 1), "0 is out of range; expected 1-32", 10},
@@ -99,6 +117,11 @@ func TestParseErrors(t *testing.T) {
 			}
 			if !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("error %q does not contain %q", err, tt.want)
+			}
+			for _, goName := range []string{"toml: ", "struct", "Section", "of type", "[]string", "int64"} {
+				if strings.Contains(err.Error(), goName) {
+					t.Errorf("error %q speaks Go (%q)", err, goName)
+				}
 			}
 			var pe *Error
 			if !errors.As(err, &pe) {
@@ -139,6 +162,12 @@ func TestEnvRoundTrip(t *testing.T) {
 		t.Errorf("bad system package: %v", err)
 	}
 	if _, err := ParseEnv(EnvFile, []byte("system = []\nextra = 1\n"), "python-3.11"); err == nil || !strings.Contains(err.Error(), "env/ukernel.env:2: extra: unknown key") {
+		t.Errorf("unknown key: %v", err)
+	}
+	if _, err := ParseEnv(EnvFile, []byte("system = \"curl\"\n"), "python-3.11"); err == nil || err.Error() != `env/ukernel.env:1: system: expected an array of strings, got a string ("curl")` {
+		t.Errorf("wrong type: %v", err)
+	}
+	if _, err := ParseEnv(EnvFile, []byte("sytem = [\"curl\"]\n"), "python-3.11"); err == nil || !strings.Contains(err.Error(), "env/ukernel.env:1: sytem: unknown key; did you mean system?") {
 		t.Errorf("unknown key: %v", err)
 	}
 }
@@ -214,4 +243,29 @@ func TestSecretsValidated(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "project.secrets") || !strings.Contains(err.Error(), "services.db.secrets") {
 		t.Errorf("bad and repeated secret names: %v", err)
 	}
+}
+
+// FuzzParse: any ukernel.toml is accepted or refused with a positioned error in the file's
+// terms, never a panic and never Go's names for the schema.
+func FuzzParse(f *testing.F) {
+	f.Add(goodConfig)
+	f.Add(strings.Replace(goodConfig, "vcpu = 2", `vcpu = "2"`, 1))
+	f.Add(strings.Replace(goodConfig, `publish = ["8080:8080"]`, `publish = [8080, {a = 1}]`, 1))
+	f.Add("[[services.x]]\ncommand = 1\n[health]\nx = []\n")
+	f.Fuzz(func(t *testing.T, data string) {
+		_, err := Parse(ConfigFile, []byte(data))
+		if err == nil {
+			return
+		}
+		var pe *Error
+		if !errors.As(err, &pe) {
+			t.Fatalf("error %T is not a *project.Error: %v", err, err)
+		}
+		msg := strings.ReplaceAll(err.Error(), ConfigFile+":", "")
+		for _, goName := range []string{"toml: ", "struct field", "Section", "of type"} {
+			if strings.Contains(msg, goName) {
+				t.Fatalf("error %q speaks Go (%q)", err, goName)
+			}
+		}
+	})
 }
