@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -266,6 +267,31 @@ func FuzzParse(f *testing.F) {
 			if strings.Contains(msg, goName) {
 				t.Fatalf("error %q speaks Go (%q)", err, goName)
 			}
+		}
+	})
+}
+
+// FuzzParseEnv: an env file either fails with an error or round-trips through Save unchanged.
+func FuzzParseEnv(f *testing.F) {
+	for _, seed := range []string{"system = [\"curl\", \"jq=1.6-2.1\"]\npython = [\"requests==2.32.3\"]\n", "base = \"python-3.11\"\nkernel = \"linux-image-amd64\"\n", "base = \"debian-12\"\n", "system = [\"BAD NAME\"]\n", "[x]\n"} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		e, err := ParseEnv(EnvFile, data, "python-3.11")
+		if err != nil {
+			return
+		}
+		dir := t.TempDir()
+		writeConfig(t, dir, "python-3.11")
+		if err := e.Save(dir); err != nil {
+			t.Fatal(err)
+		}
+		got, err := LoadEnv(dir)
+		if err != nil {
+			t.Fatalf("saved env does not load: %v\n%q", err, data)
+		}
+		if !slices.Equal(got.System, e.System) || !slices.Equal(got.Python, e.Python) || got.Kernel != e.Kernel || got.Base != e.Base {
+			t.Fatalf("round trip: %+v, saved %+v", got, e)
 		}
 	})
 }

@@ -115,17 +115,40 @@ func explain(ctx context.Context, reqs []string, t Target, stderr string, err er
 	if !ok {
 		return fmt.Errorf("python package %s not found in the package index", name)
 	}
-	if v, exact := strings.CutPrefix(spec, "=="); exact && !slices.ContainsFunc(all, func(a string) bool { return CompareVersions(a, v) == 0 }) {
+	v, exact := strings.CutPrefix(spec, "==")
+	if exact && !slices.ContainsFunc(all, func(a string) bool { return CompareVersions(a, v) == 0 }) {
 		return &NoVersionError{Name: name, Spec: spec, Nearest: Nearest(all, v, 2)}
 	}
-	wheels, _ := IndexVersions(ctx, name, t.pipArgs()...)
+	// pip lists the versions it could have taken: those with a wheel for the target.
+	wheels := triedVersions(stderr)
 	if len(wheels) == 0 {
 		return fmt.Errorf("python package %s has no wheel for CPython %s on manylinux x86-64 (only a source distribution, or wheels for other platforms); ukernel installs wheels only, it does not build sdists", name, t.PythonVersion)
 	}
-	if v, exact := strings.CutPrefix(spec, "=="); exact {
+	if exact {
 		return fmt.Errorf("python package %s %s has no wheel for CPython %s on manylinux x86-64 (only a source distribution, or wheels for other platforms); ukernel installs wheels only, it does not build sdists; the nearest versions with one: %s", name, v, t.PythonVersion, strings.Join(Nearest(wheels, v, 2), ", "))
 	}
 	return &NoVersionError{Name: name, Spec: spec, Nearest: wheels[:min(len(wheels), 3)], Target: t.PythonVersion}
+}
+
+// triedVersions reads the versions pip considered from its "(from versions: ...)", newest first.
+func triedVersions(stderr string) []string {
+	m := regexp.MustCompile(`\(from versions: ([^)]*)\)`).FindStringSubmatch(stderr)
+	if m == nil {
+		return nil
+	}
+	return versionList(m[1])
+}
+
+// versionList parses pip's comma-separated versions ("none" is none), newest first.
+func versionList(s string) []string {
+	var out []string
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" && v != "none" {
+			out = append(out, v)
+		}
+	}
+	slices.SortStableFunc(out, func(a, b string) int { return CompareVersions(b, a) })
+	return out
 }
 
 // NoVersionError is a requirement that no version in the index meets.
@@ -162,22 +185,17 @@ func splitRequirement(req string) (name, spec string) {
 	return name, strings.TrimSpace(spec)
 }
 
-// IndexVersions lists the versions of a project in the configured package index, newest first, as
-// pip sees them (its index and credentials); args narrow them (to wheels for a target). ok is
-// false when the index does not have the project, or cannot be asked.
-func IndexVersions(ctx context.Context, name string, args ...string) (versions []string, ok bool) {
-	argv := append([]string{"-m", "pip", "index", "versions", "--disable-pip-version-check", "--pre"}, args...)
-	out, err := exec.CommandContext(ctx, Python, append(argv, name)...).Output()
+// IndexVersions lists every version of a project in the configured package index, newest
+// first, as pip sees them (its index and credentials), whatever their files or Requires-Python.
+// ok is false when the index does not have the project, or cannot be asked.
+func IndexVersions(ctx context.Context, name string) (versions []string, ok bool) {
+	out, err := exec.CommandContext(ctx, Python, "-m", "pip", "index", "versions", "--disable-pip-version-check", "--pre", "--ignore-requires-python", name).Output()
 	if err != nil {
 		return nil, false
 	}
 	for _, line := range strings.Split(string(out), "\n") {
 		if rest, found := strings.CutPrefix(line, "Available versions:"); found {
-			for _, v := range strings.Split(rest, ",") {
-				if v = strings.TrimSpace(v); v != "" {
-					versions = append(versions, v)
-				}
-			}
+			versions = versionList(rest)
 		}
 	}
 	return versions, len(versions) > 0

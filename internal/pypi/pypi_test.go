@@ -87,7 +87,36 @@ func TestDownloadNoSuchVersion(t *testing.T) {
 	if msg := err.Error(); !strings.Contains(msg, "has no version 99") || strings.Contains(msg, "wheel") {
 		t.Errorf("message: %s", msg)
 	}
+	// numpy 1.21.0 exists, with wheels for CPython up to 3.10 only.
+	if _, err := Download(context.Background(), []string{"numpy==1.21.0"}, Target{PythonVersion: "3.11"}, t.TempDir(), nil); err == nil ||
+		!strings.Contains(err.Error(), "numpy 1.21.0 has no wheel for CPython 3.11") || !strings.Contains(err.Error(), "the nearest versions with one: 1.2") {
+		t.Errorf("a version without a wheel for the guest: %v", err)
+	}
 	if _, err := Download(context.Background(), []string{"no-such-project-ukernel-xyz==1.0"}, Target{PythonVersion: "3.11"}, t.TempDir(), nil); err == nil || !strings.Contains(err.Error(), "not found in the package index") {
 		t.Errorf("unknown project: %v", err)
 	}
+}
+
+// FuzzVersions feeds pip's version lists (outside input) to the parsers: no panic, a consistent
+// order, and Nearest stays within the list.
+func FuzzVersions(f *testing.F) {
+	for _, seed := range []string{"2.34.2, 2.34.0.dev1, 1.0rc1, 1.0.post2, 1!2.0, v3", "none", "", "1..2, .1, 1.-"} {
+		f.Add(seed, "2.0")
+	}
+	f.Fuzz(func(t *testing.T, list, v string) {
+		vs := versionList(list)
+		for i := 1; i < len(vs); i++ {
+			if CompareVersions(vs[i-1], vs[i]) < 0 {
+				t.Fatalf("not newest first: %q", vs)
+			}
+			if a, b := CompareVersions(vs[i-1], vs[i]), CompareVersions(vs[i], vs[i-1]); a != -b {
+				t.Fatalf("Compare(%q, %q) = %d but reversed %d", vs[i-1], vs[i], a, b)
+			}
+		}
+		if near := Nearest(vs, v, 2); len(near) > 4 || len(near) > len(vs) {
+			t.Fatalf("Nearest(%q, %q) = %q", vs, v, near)
+		}
+		triedVersions("(from versions: " + list + ")")
+		splitRequirement(list)
+	})
 }
