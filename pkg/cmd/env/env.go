@@ -33,8 +33,10 @@ func NewCmdEnv(f *cmdutil.Factory) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "env <command>",
 		Short: "Manage the pinned environment (env/ukernel.env and env/ukernel.lock)",
-		Long: `An environment is a request (env/ukernel.env: base, kernel, system and python packages) and a
-lock (env/ukernel.lock) that pins its exact closure by SHA-256. Images are built from the lock only.
+		Long: `An environment is a request (ukernel.toml's [env] base, the one place the base is set, and
+env/ukernel.env: kernel, system and python packages) and a lock (env/ukernel.lock) that pins its
+exact closure by SHA-256. Images are built from the lock only. With --json, add, remove, lock and
+upgrade print one JSON document: what changed and the resulting lock.
 
 Debian packages come from the mirror in ukernel.toml ([env] mirror), else $UKERNEL_DEBIAN_MIRROR,
 else the host's apt sources; indices are verified against the Debian archive keyring.`,
