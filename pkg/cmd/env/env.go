@@ -291,7 +291,7 @@ providers or libraries, Debian's Provides ("libz": zlib1g provides libz1), simil
 			for _, a := range added {
 				what := a
 				if p := chosen[a]; p != nil {
-					what = fmt.Sprintf("%s (%s)", a, p.Version)
+					what = fmt.Sprintf("%s (%s)", p.Name, p.Version)
 				} else if w := lockedWheel(l, a); w != nil && !strings.Contains(a, "==") {
 					what = fmt.Sprintf("%s (%s)", a, w.Version)
 				}
