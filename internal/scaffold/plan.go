@@ -54,8 +54,9 @@ type Plan struct {
 // IsPreset reports whether p names a preset.
 func IsPreset(p string) bool { return slices.Contains(Presets, p) }
 
-// ResolveLang picks the language for a preset: python needs python, postgres is a shell
-// entry; lang "" means the default (python). A mismatch is an error for the user to fix.
+// ResolveLang picks the language for a preset: python needs python; postgres alone is a shell
+// entry, and with another language an app in it beside PostgreSQL (see Plan.Validate); lang ""
+// means the default (python). A mismatch is an error for the user to fix.
 func ResolveLang(preset, lang string) (string, error) {
 	if lang != "" && !slices.Contains(project.Languages(), lang) {
 		return "", fmt.Errorf("unknown language %q; expected one of %s", lang, strings.Join(project.Languages(), ", "))
@@ -67,15 +68,54 @@ func ResolveLang(preset, lang string) (string, error) {
 		}
 		return "python", nil
 	case "postgres":
-		if lang != "" && lang != "shell" {
-			return "", fmt.Errorf("the postgres preset runs PostgreSQL from a shell entry: use --lang shell or leave --lang out (got %s)", lang)
+		if lang == "" {
+			return "shell", nil
 		}
-		return "shell", nil
+		return lang, nil
 	}
 	if lang == "" {
 		return "python", nil
 	}
 	return lang, nil
+}
+
+// Words of a prompt that name a language: the ones ukernel builds, and others it must not
+// quietly turn into a Python project.
+var (
+	promptLangs = map[string]string{"python": "python", "golang": "go", "node": "node", "nodejs": "node",
+		"node.js": "node", "javascript": "node", "shell": "shell", "bash": "shell"}
+	otherLangs = map[string]string{"rust": "Rust", "java": "Java", "kotlin": "Kotlin", "scala": "Scala",
+		"ruby": "Ruby", "rails": "Ruby", "php": "PHP", "laravel": "PHP", "c#": "C#", "csharp": "C#",
+		".net": ".NET", "dotnet": ".NET", "elixir": "Elixir", "erlang": "Erlang", "haskell": "Haskell",
+		"swift": "Swift", "c++": "C++", "cpp": "C++", "perl": "Perl", "clojure": "Clojure",
+		"typescript": "TypeScript", "deno": "Deno", "zig": "Zig", "lua": "Lua", "dart": "Dart",
+		"ocaml": "OCaml", "julia": "Julia"}
+	// "go" is also an English word: it names the language only beside words like these.
+	goNeighbours = []string{"in", "using", "api", "app", "service", "server", "worker", "program", "http", "web", "cli", "binary", "microservice"}
+)
+
+// PromptLang finds the language a prompt names: lang, one ukernel builds (the first named),
+// or else other, the name of one it does not build ("a rust api": Rust). Both are empty when
+// the prompt names none.
+func PromptLang(prompt string) (lang, other string) {
+	words := strings.FieldsFunc(strings.ToLower(prompt), func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || strings.ContainsRune("+#.", r))
+	})
+	for i, w := range words {
+		if w != ".net" && w != "node.js" {
+			w = strings.Trim(w, ".")
+		}
+		if l, ok := promptLangs[w]; ok {
+			return l, ""
+		}
+		if w == "go" && (i > 0 && slices.Contains(goNeighbours, words[i-1]) || i+1 < len(words) && slices.Contains(goNeighbours, strings.Trim(words[i+1], "."))) {
+			return "go", ""
+		}
+		if o, ok := otherLangs[w]; ok && other == "" {
+			other = o
+		}
+	}
+	return "", other
 }
 
 // featureOf is the feature a preset implies; minimal implies none.
@@ -241,6 +281,15 @@ func ValidateEntrypoint(e, lang string) error {
 func (p *Plan) Validate(lang string) error {
 	if !IsPreset(p.Preset) {
 		return fmt.Errorf("primary_preset %q is not a preset; expected one of %s", p.Preset, strings.Join(Presets, ", "))
+	}
+	if p.Preset == "postgres" && lang != "shell" {
+		// PostgreSQL for an app in another language: the app's preset, with the database as
+		// a service beside it (as a prompt "python api with postgres" plans it).
+		p.Preset = "http"
+		if lang == "python" {
+			p.Preset = "python"
+		}
+		p.Features = append(p.Features, FeaturePostgres)
 	}
 	for _, f := range p.Features {
 		if !slices.Contains(Features, f) {

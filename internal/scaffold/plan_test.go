@@ -105,7 +105,9 @@ func TestResolveLang(t *testing.T) {
 		{"minimal", "", "python", ""},
 		{"http", "go", "go", ""},
 		{"postgres", "", "shell", ""},
-		{"postgres", "python", "", "postgres preset"},
+		{"postgres", "shell", "shell", ""},
+		{"postgres", "python", "python", ""},
+		{"postgres", "go", "go", ""},
 		{"python", "node", "", "--lang python"},
 		{"worker", "rust", "", "unknown language"},
 	}
@@ -119,6 +121,33 @@ func TestResolveLang(t *testing.T) {
 		}
 		if err != nil || got != tt.want {
 			t.Errorf("ResolveLang(%q, %q) = %q, %v; want %q", tt.preset, tt.lang, got, err, tt.want)
+		}
+	}
+}
+
+func TestPromptLang(t *testing.T) {
+	for _, tc := range []struct{ prompt, lang, other string }{
+		{"a rust api", "", "Rust"},
+		{"java worker", "", "Java"},
+		{"A C# web service on .NET", "", "C#"},
+		{"an HTTP server in C++.", "", "C++"},
+		{"a Rails app", "", "Ruby"},
+		{"python api with postgres", "python", ""},
+		{"a python worker that calls a rust library", "python", ""},
+		{"a go http server", "go", ""},
+		{"an API written in Go.", "go", ""},
+		{"Golang worker", "go", ""},
+		{"a node.js api", "node", ""},
+		{"express server in JavaScript", "node", ""},
+		{"a bash script that polls", "shell", ""},
+		{"an api ready to go live", "", ""},
+		{"a web app that lets jobs go through a queue", "", ""},
+		{"trusty worker that polls a queue", "", ""},
+		{"say hello", "", ""},
+	} {
+		lang, other := PromptLang(tc.prompt)
+		if lang != tc.lang || other != tc.other {
+			t.Errorf("PromptLang(%q) = %q, %q; want %q, %q", tc.prompt, lang, other, tc.lang, tc.other)
 		}
 	}
 }

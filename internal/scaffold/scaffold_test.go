@@ -124,7 +124,22 @@ func TestRenderAllPresets(t *testing.T) {
 			if cfg.Project.Language != lang || cfg.Project.Name != "demo" || cfg.Build.Adapter != lang {
 				t.Errorf("config project = %+v", cfg.Project)
 			}
-			switch preset {
+			app := preset
+			if preset == "postgres" && lang != "shell" {
+				// PostgreSQL beside an app in lang: the app's preset, the database a service.
+				app = "http"
+				if lang == "python" {
+					app = "python"
+				}
+				if len(cfg.Services["db"].Command) == 0 || len(cfg.Health["db"].Cmd) == 0 || cfg.Data.DiskMB != 512 ||
+					cfg.Run.Env["DATABASE_URL"] == "" || !slices.Contains(mustEnv(t, dir).System, "postgresql-15") {
+					t.Errorf("app with postgres: config %+v", cfg)
+				}
+				if _, err := os.Stat(filepath.Join(dir, "src", "postgres.sh")); err != nil {
+					t.Error(err)
+				}
+			}
+			switch app {
 			case "http", "python":
 				if h := cfg.Health[project.EntryService].HTTP; h != "http://127.0.0.1:8080/healthz" {
 					t.Errorf("health.main.http = %q", h)
@@ -150,12 +165,21 @@ func TestRenderAllPresets(t *testing.T) {
 				t.Errorf("postgres README does not state the trust default:\n%s", readme)
 			}
 			argv := checkSyntax(t, dir, lang, cfg.Project.Entry)
-			checkBehaviour(t, dir, preset, lang, argv)
+			checkBehaviour(t, dir, app, lang, argv)
 			if s.Files[0].Path != project.ConfigFile || s.Files[1].Path != cfg.Project.Entry {
 				t.Errorf("report order %v; want ukernel.toml, then the entry", s.Paths())
 			}
 		})
 	}
+}
+
+func mustEnv(t *testing.T, dir string) *project.Env {
+	t.Helper()
+	e, err := project.LoadEnv(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
 }
 
 // checkBehaviour runs the generated program on the host and checks what the preset promises.

@@ -34,8 +34,10 @@ func NewCmdInit(f *cmdutil.Factory) *cobra.Command {
 
 Presets (--template): minimal (prints a greeting and exits), worker (prints a tick every
 interval until SIGTERM), http (serves / and a health path on PORT), python (a small Python web
-app), postgres (PostgreSQL 15 on 5432 with data on a persistent volume; shell only).
-Languages (--lang): python (default), go, shell, node.
+app), postgres (PostgreSQL 15 on 5432 with data on a persistent volume; with --lang python, go
+or node, an HTTP app in that language with PostgreSQL as its db service).
+Languages (--lang): python (default; shell for postgres), go, shell, node. A prompt that names
+a language (e.g. "a go http server") picks it; one ukernel does not build is refused.
 
 --prompt TEXT plans the project from a description: a keyword planner by default, or an LLM
 through an OpenAI-compatible Responses API when configured:
@@ -62,7 +64,7 @@ Nothing is written when any check fails; existing files are kept unless --force 
 		},
 	}
 	cmd.Flags().StringVar(&opts.Name, "name", "", "project name (a host name: lowercase letters, digits, '-')")
-	cmd.Flags().StringVar(&opts.Lang, "lang", "", "language: "+strings.Join(project.Languages(), ", ")+" (default python; postgres uses shell)")
+	cmd.Flags().StringVar(&opts.Lang, "lang", "", "language: "+strings.Join(project.Languages(), ", ")+" (default python, or the one --prompt names; postgres alone uses shell)")
 	cmd.Flags().StringVar(&opts.Template, "template", "", "preset: "+strings.Join(scaffold.Presets, ", ")+" (default minimal, or planned from --prompt)")
 	cmd.Flags().StringVar(&opts.Prompt, "prompt", "", "describe the project; a planner chooses the preset and its settings")
 	cmd.Flags().BoolVar(&opts.Force, "force", false, "overwrite existing files")
@@ -85,6 +87,18 @@ func runInit(cmd *cobra.Command, f *cmdutil.Factory, opts *Options) error {
 	}
 	if err := project.ValidateName(opts.Name); err != nil {
 		return &cmdutil.UsageError{Err: err}
+	}
+	if opts.Prompt != "" && opts.Lang == "" {
+		// The planners choose a preset, not a language: a language the prompt names is the
+		// project's, and one ukernel does not build is refused rather than made Python.
+		lang, other := scaffold.PromptLang(opts.Prompt)
+		if lang == "" && other != "" {
+			return cmdutil.Usagef("the prompt asks for %s, which ukernel does not build: it makes %s projects; name one of those in the prompt or pass --lang", other, strings.Join(project.Languages(), ", "))
+		}
+		if lang != "" {
+			f.Progress("Language: %s (named in the prompt)", lang)
+			opts.Lang = lang
+		}
 	}
 	if opts.Template != "" && !scaffold.IsPreset(opts.Template) {
 		return cmdutil.Usagef("unknown preset %q; expected one of %s", opts.Template, strings.Join(scaffold.Presets, ", "))
