@@ -6,10 +6,13 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -162,6 +165,38 @@ func TestFetchNotFoundAndProgress(t *testing.T) {
 	}
 	if !strings.Contains(progress.String(), "Downloading big 1.0 (4.2 MB)") || !strings.Contains(progress.String(), "Downloaded big 1.0") {
 		t.Errorf("progress of a large download: %q", progress.String())
+	}
+	// A quick download keeps its milliseconds: never "in 0.0s".
+	if !regexp.MustCompile(`Downloaded big 1\.0 \(4\.2 MB in \d+ms\)`).MatchString(progress.String()) {
+		t.Errorf("a quick download's time: %q", progress.String())
+	}
+
+	// On a terminal the bar is cleared when the download ends, never left at its last redraw.
+	var term bytes.Buffer
+	tf := &Fetcher{Progress: &term, TTY: true}
+	slow := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", fmt.Sprint(len(big)))
+		for i := 0; i < len(big); i += len(big) / 8 {
+			w.Write(big[i:min(i+len(big)/8, len(big))])
+			w.(http.Flusher).Flush()
+			time.Sleep(60 * time.Millisecond)
+		}
+	})}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go slow.Serve(l)
+	defer slow.Close()
+	c2, _ := OpenDir(t.TempDir())
+	if _, err := tf.Fetch(ctx, c2, "http://"+l.Addr().String()+"/big", sum(big), "big 1.0", int64(len(big))); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(term.String(), "big 1.0 [") {
+		t.Errorf("no bar was drawn on the terminal: %q", term.String())
+	}
+	if out := term.String(); !strings.HasSuffix(out, "\r\x1b[K") || strings.Contains(out, "\n") {
+		t.Errorf("the bar was not erased when the download ended: %q", out)
 	}
 }
 

@@ -13,6 +13,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/ukernel-dev/ukernel/internal/progress"
 )
 
 // ErrNotOnServer is a 404/410 from the server: the file is gone (e.g. a superseded version).
@@ -23,8 +25,8 @@ type Fetcher struct {
 	Client   *http.Client
 	Attempts int           // default 4
 	Backoff  time.Duration // first retry delay, doubled each time; default 500ms
-	Progress io.Writer     // nil: silent
-	TTY      bool          // draw an updating bar on Progress instead of plain lines
+	Progress io.Writer     // nil: silent; a *progress.Writer is drawn on as it is
+	TTY      bool          // Progress is a terminal (when it is not a *progress.Writer)
 	Logger   *slog.Logger
 }
 
@@ -84,7 +86,7 @@ func (f *Fetcher) fetchOnce(ctx context.Context, c *Cache, u, sum, name string, 
 	// Whatever happens below (error, cancellation), the partial file goes away.
 	defer os.Remove(tmp)
 	h := sha256.New()
-	pw := &progressWriter{f: f, name: name, total: size, start: time.Now()}
+	pw := &progressWriter{w: progress.For(f.Progress, f.TTY), name: name, total: size, start: time.Now()}
 	pw.begin()
 	_, err = io.Copy(io.MultiWriter(tmpf, h, pw), rc)
 	if cerr := tmpf.Close(); err == nil {
@@ -187,10 +189,11 @@ func (f *Fetcher) retry(ctx context.Context, u string, op func() error) error {
 	return err
 }
 
-// progressWriter reports download progress: a redrawn line on a terminal, otherwise one line
-// when a download ends, and one when it starts if it is large enough to take a while.
+// progressWriter reports download progress through internal/progress: a bar beside the
+// running step on a terminal, cleared when the download ends; otherwise one line when a
+// download ends, and one when it starts if it is large enough to take a while.
 type progressWriter struct {
-	f     *Fetcher
+	w     *progress.Writer
 	name  string
 	total int64
 	done  int64
@@ -202,16 +205,16 @@ type progressWriter struct {
 const announceSize = 4 << 20
 
 func (p *progressWriter) begin() {
-	if p.f.Progress != nil && !p.f.TTY && p.total >= announceSize {
-		fmt.Fprintf(p.f.Progress, "Downloading %s (%s)\n", p.name, HumanSize(p.total))
+	if p.w != nil && !p.w.TTY() && p.total >= announceSize {
+		p.w.Printf("Downloading %s (%s)", p.name, HumanSize(p.total))
 	}
 }
 
 func (p *progressWriter) Write(b []byte) (int, error) {
 	p.done += int64(len(b))
-	if p.f.Progress != nil && p.f.TTY && time.Since(p.last) > 100*time.Millisecond {
+	if p.w.TTY() && time.Since(p.last) > 100*time.Millisecond {
 		p.last = time.Now()
-		fmt.Fprintf(p.f.Progress, "\r\x1b[K%s %s", p.name, p.bar())
+		p.w.Bar(p.name + " " + p.bar())
 	}
 	return len(b), nil
 }
@@ -234,14 +237,15 @@ func (p *progressWriter) bar() string {
 }
 
 func (p *progressWriter) end(err error) {
-	if p.f.Progress == nil {
+	if p.w == nil {
 		return
 	}
-	if p.f.TTY {
-		fmt.Fprint(p.f.Progress, "\r\x1b[K")
+	if p.w.TTY() {
+		p.w.Bar("") // never left standing at its last redraw
+		return
 	}
-	if err == nil && !p.f.TTY {
-		fmt.Fprintf(p.f.Progress, "Downloaded %s (%s in %.1fs)\n", p.name, HumanSize(p.done), time.Since(p.start).Seconds())
+	if err == nil {
+		p.w.Printf("Downloaded %s (%s in %s)", p.name, HumanSize(p.done), progress.Elapsed(time.Since(p.start)))
 	}
 }
 

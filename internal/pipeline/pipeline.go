@@ -24,6 +24,7 @@ import (
 	"github.com/ukernel-dev/ukernel/internal/image"
 	"github.com/ukernel-dev/ukernel/internal/initbin"
 	"github.com/ukernel-dev/ukernel/internal/lock"
+	"github.com/ukernel-dev/ukernel/internal/progress"
 	"github.com/ukernel-dev/ukernel/internal/project"
 	"github.com/ukernel-dev/ukernel/internal/trace"
 	"github.com/ukernel-dev/ukernel/internal/version"
@@ -36,17 +37,10 @@ type Options struct {
 	Locked    bool
 	Release   bool
 	Target    string
-	ImagePath string    // pack output; default dist/<name>.img
-	Readonly  bool      // pack a dm-verity hash tree for the root (pack --readonly)
-	Progress  io.Writer // one line per step
-	TTY       bool      // progress bars allowed
+	ImagePath string           // pack output; default dist/<name>.img
+	Readonly  bool             // pack a dm-verity hash tree for the root (pack --readonly)
+	Progress  *progress.Writer // a status line per step that did something (nil: silent)
 	Logger    *slog.Logger
-}
-
-func (o *Options) progress(format string, args ...any) {
-	if o.Progress != nil {
-		fmt.Fprintf(o.Progress, format+"\n", args...)
-	}
 }
 
 func (o *Options) logger() *slog.Logger {
@@ -83,12 +77,16 @@ func Load(ctx context.Context, o Options) (*Project, error) {
 	}
 	// Resolve keeps an up-to-date lock as it is without touching the network, so calling it
 	// every time makes an edited env/ukernel.env take effect on the next build or run.
+	step := o.Progress.Start("Locking")
 	l, changed, err := lock.Resolve(ctx, lockOptions(o, c))
 	if err != nil {
+		step.Fail()
 		return nil, err
 	}
 	if changed {
-		o.progress("Locked environment: %s", project.LockFile)
+		step.Done("wrote " + project.LockFile)
+	} else {
+		step.Skip()
 	}
 	if l.Kernel == nil {
 		return nil, fmt.Errorf("%s pins no kernel: run 'ukernel env lock'", project.LockFile)
@@ -97,11 +95,29 @@ func Load(ctx context.Context, o Options) (*Project, error) {
 }
 
 func lockOptions(o Options, c *cache.Cache) lock.Options {
-	return lock.Options{Dir: o.Dir, Offline: o.Offline, Locked: o.Locked, Progress: o.Progress, TTY: o.TTY, Logger: o.logger(), Cache: c}
+	lo := lock.Options{Dir: o.Dir, Offline: o.Offline, Locked: o.Locked, Logger: o.logger(), Cache: c}
+	if o.Progress != nil {
+		lo.Progress, lo.TTY = o.Progress, o.Progress.TTY()
+	}
+	return lo
 }
 
 // Build fetches the locked packages and builds the bundle and adapter runtime.
 func Build(ctx context.Context, p *Project, o Options) (*build.Result, error) {
+	step := o.Progress.Start("Building")
+	r, err := buildStep(ctx, p, o)
+	switch {
+	case err != nil:
+		step.Fail()
+	case r.Cached:
+		step.Skip()
+	default:
+		step.Done("")
+	}
+	return r, err
+}
+
+func buildStep(ctx context.Context, p *Project, o Options) (*build.Result, error) {
 	epoch, err := sourceDateEpoch()
 	if err != nil {
 		return nil, err
@@ -173,6 +189,20 @@ func Pack(ctx context.Context, p *Project, o Options) (*PackResult, error) {
 		return nil, err
 	}
 	packStart := time.Now()
+	step := o.Progress.Start("Packing")
+	r, err := pack(ctx, p, o, br, buildStart, packStart)
+	switch {
+	case err != nil:
+		step.Fail()
+	case r.Cached:
+		step.Skip()
+	default:
+		step.Done("")
+	}
+	return r, err
+}
+
+func pack(ctx context.Context, p *Project, o Options, br *build.Result, buildStart, packStart time.Time) (*PackResult, error) {
 	spans := func(cached bool) []trace.Span {
 		return []trace.Span{
 			trace.NewSpan("build", buildStart, packStart, "cached", fmt.Sprint(br.Cached)),
@@ -250,7 +280,7 @@ func Image(ctx context.Context, o Options) (string, error) {
 	if r.Cached {
 		o.logger().Debug("image up to date", "image", r.Image, "took", time.Since(start))
 	} else {
-		o.progress("Image created: %s", rel(p.Dir, r.Image))
+		o.Progress.Printf("Image created: %s", rel(p.Dir, r.Image))
 	}
 	return r.Image, nil
 }

@@ -46,9 +46,9 @@ func (f *Factory) PrintJSON(v any) error {
 	return enc.Encode(v)
 }
 
-// Progress writes one progress line to stderr.
+// Progress writes one progress line to stderr (through IO.Progress, above a live line).
 func (f *Factory) Progress(format string, args ...any) {
-	fmt.Fprintf(f.IO.ErrOut, format+"\n", args...)
+	f.IO.Progress().Printf(format, args...)
 }
 
 // UsageError is bad command-line usage: exit code 2.

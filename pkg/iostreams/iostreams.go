@@ -7,10 +7,13 @@ import (
 	"errors"
 	"io"
 	"os"
+	"sync"
 	"sync/atomic"
 	"syscall"
 
 	"golang.org/x/term"
+
+	"github.com/ukernel-dev/ukernel/internal/progress"
 )
 
 // IOStreams are the streams of one command invocation. Data goes to Out, progress and
@@ -23,6 +26,9 @@ type IOStreams struct {
 	stderrTTY bool
 	// outClosed is set once a write to Out failed because its reader went away.
 	outClosed *atomic.Bool
+
+	progressOnce sync.Once
+	progress     *progress.Writer
 }
 
 // System returns the process's own streams.
@@ -63,4 +69,11 @@ func (p pipeWriter) Write(b []byte) (int, error) {
 		p.closed.Store(true)
 	}
 	return n, err
+}
+
+// Progress is the one writer of progress on ErrOut: steps, bars and lines all go through it,
+// so a line never lands in the middle of a bar.
+func (s *IOStreams) Progress() *progress.Writer {
+	s.progressOnce.Do(func() { s.progress = progress.New(s.ErrOut, s.stderrTTY) })
+	return s.progress
 }

@@ -89,8 +89,8 @@ func TestPackReproducible(t *testing.T) {
 	}
 	// A no-op rebuild is a cache hit.
 	again := mustUK(t, filepath.Dir(filepath.Dir(imgs[0])), time.Minute, "pack")
-	if !strings.Contains(again.stderr, "Up to date") {
-		t.Errorf("second pack was not a cache hit:\n%s", again.stderr)
+	if again.stderr != "Image created: dist/repro-worker.img (up to date: no input changed)\n" {
+		t.Errorf("second pack was not a cache hit said in one line:\n%s", again.stderr)
 	}
 }
 

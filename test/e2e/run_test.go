@@ -146,6 +146,20 @@ func TestRunExitCode(t *testing.T) {
 	if !strings.Contains(r.stdout, "leaving with 3") {
 		t.Errorf("the workload's output is not on stdout:\n%s", r.stdout)
 	}
+	// Off a terminal: one plain line per step that did something, with its elapsed time, and
+	// the lines scripts rely on.
+	for _, re := range []string{
+		`(?m)^Building: done \(\d+(ms|\.\ds|m\d\ds)\)$`, `(?m)^Packing: done \(\d+(ms|\.\ds|m\d\ds)\)$`,
+		`(?m)^Image created: dist/exit-three\.img$`, `(?m)^QEMU started \(pid \d+\)$`, `(?m)^VM console: logs/console\.log$`,
+		`(?m)^Starting VM: done \(\d+(ms|\.\ds)\)$`,
+	} {
+		if !regexp.MustCompile(re).MatchString(r.stderr) {
+			t.Errorf("stderr has no line matching %s:\n%s", re, r.stderr)
+		}
+	}
+	if strings.ContainsAny(r.stderr, "\r\x1b") || strings.Contains(r.stderr, "0.0s") {
+		t.Errorf("stderr off a terminal has redraws or a 0.0s:\n%q", r.stderr)
+	}
 	if n := strings.Count(r.stderr, "Network: user (--publish needs a network"); n != 1 {
 		t.Errorf("--publish on a project without a network: %d lines saying it switched to user networking, want 1:\n%s", n, r.stderr)
 	}

@@ -35,7 +35,7 @@ redoes nothing when no input changed.`,
 				return err
 			}
 			po := pipeline.Options{Dir: dir, Offline: o.offline, Locked: o.locked, Release: o.release, Target: o.target,
-				Progress: f.IO.ErrOut, TTY: f.IO.ProgressTTY(), Logger: f.Logger}
+				Progress: f.IO.Progress(), Logger: f.Logger}
 			p, err := pipeline.Load(cmd.Context(), po)
 			if err != nil {
 				return err

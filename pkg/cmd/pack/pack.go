@@ -33,7 +33,7 @@ See docs/IMAGE.md.`,
 			if err != nil {
 				return err
 			}
-			o.Dir, o.Progress, o.TTY, o.Logger = dir, f.IO.ErrOut, f.IO.ProgressTTY(), f.Logger
+			o.Dir, o.Progress, o.Logger = dir, f.IO.Progress(), f.Logger
 			if o.ImagePath != "" && !filepath.IsAbs(o.ImagePath) {
 				o.ImagePath = filepath.Join(dir, o.ImagePath)
 			}
@@ -53,7 +53,9 @@ See docs/IMAGE.md.`,
 				return f.PrintJSON(map[string]any{"image": img, "sha256": r.SHA256, "size": r.Size, "cached": r.Cached, "sizes": r.Sizes})
 			}
 			if r.Cached {
-				f.Progress("Up to date (no input changed)")
+				// One line: the steps that had nothing to do printed none.
+				f.Progress("Image created: %s (up to date: no input changed)", img)
+				return nil
 			}
 			f.Progress("Image created: %s", img)
 			return nil

@@ -71,13 +71,13 @@ func run(cmd *cobra.Command, f *cmdutil.Factory, o *options) error {
 		img = filepath.Join(dir, img) // like pack, inspect and run: relative to the project (-C)
 	}
 	if img == "" {
-		if img, err = pipeline.Image(ctx, pipeline.Options{Dir: dir, Offline: o.offline, Progress: f.IO.ErrOut, Logger: f.Logger}); err != nil {
+		if img, err = pipeline.Image(ctx, pipeline.Options{Dir: dir, Offline: o.offline, Progress: f.IO.Progress(), Logger: f.Logger}); err != nil {
 			return err
 		}
 	}
 	boots, err := perf.Run(ctx, perf.Options{
 		ProjectDir: dir, Image: img, Runs: o.runs, Accel: o.accel, Timeout: o.timeout,
-		Progress: f.IO.ErrOut, Log: f.Logger,
+		Progress: f.IO.Progress(), Log: f.Logger,
 	})
 	if err != nil {
 		return err

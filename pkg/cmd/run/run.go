@@ -145,19 +145,22 @@ func runRun(ctx context.Context, o *Options) error {
 		img = filepath.Join(dir, img) // like pack and inspect: relative to the project (-C)
 	}
 	if img == "" {
-		if img, err = pipeline.Image(ctx, pipeline.Options{Dir: dir, Offline: o.Offline, Locked: o.Locked, Progress: f.IO.ErrOut, TTY: f.IO.ProgressTTY(), Logger: f.Logger}); err != nil {
+		if img, err = pipeline.Image(ctx, pipeline.Options{Dir: dir, Offline: o.Offline, Locked: o.Locked, Progress: f.IO.Progress(), Logger: f.Logger}); err != nil {
 			return fail(err)
 		}
 	}
 	opts := launch.Options{
 		ProjectDir: dir, Image: img, Name: o.Name, VCPU: o.VCPU, MemoryMB: o.MemoryMB,
 		Net: o.Net, Publish: o.Publish, Env: env, Secrets: secrets, Accel: o.Accel, Backend: o.Backend, Detached: o.Detach,
-		StopTimeout: o.StopTimeout, Progress: f.IO.ErrOut, Log: f.Logger,
+		StopTimeout: o.StopTimeout, Progress: f.IO.Progress(), Log: f.Logger,
 	}
+	step := f.IO.Progress().Start("Starting VM")
 	g, err := launch.Start(ctx, opts)
 	if err != nil {
+		step.Fail()
 		return fail(err)
 	}
+	step.Done("")
 	if o.Detach {
 		return nil
 	}
