@@ -1,11 +1,12 @@
 package vmm
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
-	"syscall"
 
 	"github.com/ukernel-dev/ukernel/internal/abi"
 	"github.com/ukernel-dev/ukernel/internal/cache"
@@ -31,7 +32,9 @@ type Boot struct {
 
 // PrepareBoot opens the image at path and readies it for booting. An image file not seen before
 // (by path, size, mtime, ctime and inode) is verified in full and hashed once; the result is
-// remembered under cacheDir, so a repeated run reads only the manifest.
+// remembered under cacheDir, so a repeated run reads only the manifest. The boot files extracted
+// from it are sealed (cache.Seal): a run boots them only while they are the ones made, the
+// kernel being the one the manifest names by digest.
 func PrepareBoot(path, cacheDir string) (*Boot, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
@@ -57,26 +60,10 @@ func PrepareBoot(path, cacheDir string) (*Boot, error) {
 	}
 	dir := filepath.Join(cacheDir, "boot", digest)
 	b.Kernel, b.Initrd = filepath.Join(dir, image.KernelFile), filepath.Join(dir, BootInitrdFile)
-	if fileExists(b.Kernel) && fileExists(b.Initrd) {
+	if err := checkBootFiles(b); err == nil {
 		cache.MarkUsed(dir)
-	} else {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return nil, fmt.Errorf("boot cache: %w", err)
-		}
-		var initrd string
-		if b.Kernel, initrd, err = im.ExtractBoot(dir); err != nil {
-			return nil, fmt.Errorf("image %s: %w", abs, err)
-		}
-		data, err := os.ReadFile(initrd)
-		if err != nil {
-			return nil, fmt.Errorf("boot cache: %w", err)
-		}
-		if data, err = image.BootInitrd(data, b.Manifest); err != nil {
-			return nil, fmt.Errorf("image %s: %w", abs, err)
-		}
-		if err := project.WriteFileAtomic(b.Initrd, data, 0o644); err != nil {
-			return nil, fmt.Errorf("boot cache: %w", err)
-		}
+	} else if err := extractBootFiles(im, b, dir); err != nil {
+		return nil, fmt.Errorf("image %s: %w", abs, err)
 	}
 	if b.Vmlinux, err = Vmlinux(b.Kernel, b.KernelDigest, filepath.Join(cacheDir, "vmlinux")); err != nil {
 		return nil, fmt.Errorf("image %s: %w", abs, err)
@@ -84,23 +71,59 @@ func PrepareBoot(path, cacheDir string) (*Boot, error) {
 	return b, nil
 }
 
-func fileExists(p string) bool {
-	_, err := os.Stat(p)
-	return err == nil
+// checkBootFiles tells whether the boot cache holds the files made for this image: the kernel
+// the manifest names, by digest, and the initramfs as it was made from the image.
+func checkBootFiles(b *Boot) error {
+	if b.KernelDigest == "" {
+		return fmt.Errorf("the manifest names no %s digest", image.ArtefactKernel)
+	}
+	if _, err := cache.CheckSealed(b.Kernel, b.KernelDigest); err != nil {
+		return err
+	}
+	_, err := cache.CheckSealed(b.Initrd, "")
+	return err
+}
+
+// extractBootFiles (re)makes the boot files of a verified image and seals them.
+func extractBootFiles(im *image.Image, b *Boot, dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("boot cache: %w", err)
+	}
+	kernel, initrd, err := im.ExtractBoot(dir)
+	if err != nil {
+		return err
+	}
+	data, err := os.ReadFile(initrd)
+	if err != nil {
+		return fmt.Errorf("boot cache: %w", err)
+	}
+	// Only the initramfs made from it is booted.
+	os.Remove(initrd)
+	if data, err = image.BootInitrd(data, b.Manifest); err != nil {
+		return err
+	}
+	if err := project.WriteFileAtomic(b.Initrd, data, 0o644); err != nil {
+		return fmt.Errorf("boot cache: %w", err)
+	}
+	sum := sha256.Sum256(data)
+	if err := cache.Seal(b.Initrd, hex.EncodeToString(sum[:])); err != nil {
+		return fmt.Errorf("boot cache: %w", err)
+	}
+	// ExtractBoot checked the kernel against the manifest.
+	if err := cache.Seal(kernel, b.KernelDigest); err != nil {
+		return fmt.Errorf("boot cache: %w", err)
+	}
+	return nil
 }
 
 // verifiedDigest returns the image's sha256, verifying the whole image first unless this exact
 // file was verified before.
 func verifiedDigest(im *image.Image, cacheDir string) (string, error) {
-	fi, err := os.Stat(im.Path())
+	id, err := cache.StatID(im.Path())
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("image %s: %w", im.Path(), err)
 	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok {
-		return "", fmt.Errorf("image %s: no file identity", im.Path())
-	}
-	key := fmt.Sprintf("%s\x00%d\x00%d\x00%d\x00%d\x00%d", im.Path(), fi.Size(), st.Dev, st.Ino, st.Mtim.Nano(), st.Ctim.Nano())
+	key := fmt.Sprintf("%s\x00%d\x00%d\x00%d\x00%d\x00%d", im.Path(), id.Size, id.Dev, id.Ino, id.Mtime, id.Ctime)
 	cachePath := filepath.Join(cacheDir, "verified", shortHash(key)+".json")
 	type entry struct {
 		Key    string `json:"key"`

@@ -1,7 +1,9 @@
 package vmm
 
 import (
+	"crypto/sha256"
 	"debug/elf"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -20,7 +22,8 @@ const VmlinuxFile = "vmlinux"
 // through PVH much faster than the bzImage: under TCG the kernel's own LZ4 decompression and
 // relocation cost about 1.3 s of a 2.4 s boot. An ELF kernel is returned as it is. The result is
 // cached as <cacheDir>/<digest>/vmlinux, where digest is the bzImage's sha256 (computed when
-// empty), so each kernel is decompressed once.
+// empty), so each kernel is decompressed once; it is sealed (cache.Seal), and one changed since
+// is made again.
 func Vmlinux(bzImagePath, digest, cacheDir string) (string, error) {
 	if CheckELF(bzImagePath) == nil {
 		return bzImagePath, nil // already an ELF kernel
@@ -32,7 +35,7 @@ func Vmlinux(bzImagePath, digest, cacheDir string) (string, error) {
 		}
 	}
 	out := filepath.Join(cacheDir, digest, VmlinuxFile)
-	if err := CheckELF(out); err == nil {
+	if _, err := cache.CheckSealed(out, ""); err == nil {
 		cache.MarkUsed(filepath.Dir(out))
 		return out, nil
 	}
@@ -52,6 +55,10 @@ func Vmlinux(bzImagePath, digest, cacheDir string) (string, error) {
 	}
 	if err := CheckELF(out); err != nil {
 		return "", err
+	}
+	sum := sha256.Sum256(bz.KernelCode)
+	if err := cache.Seal(out, hex.EncodeToString(sum[:])); err != nil {
+		return "", fmt.Errorf("vmlinux cache: %w", err)
 	}
 	return out, nil
 }
