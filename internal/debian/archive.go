@@ -210,7 +210,8 @@ const parsedVersion = "v2"
 func parsedKey(sum string) string { return "parsed/" + parsedVersion + "-" + sum + ".gob" }
 
 func loadParsed(c *cache.Cache, sum string) ([]Package, error) {
-	data, err := c.ReadState(parsedKey(sum))
+	// Sealed: an edited parse must not put another pin into a lock.
+	data, err := c.ReadSealedState(parsedKey(sum))
 	if err != nil {
 		return nil, err
 	}
@@ -226,5 +227,5 @@ func storeParsed(c *cache.Cache, sum string, pkgs []Package) error {
 	if err := gob.NewEncoder(&buf).Encode(pkgs); err != nil {
 		return err
 	}
-	return c.WriteState(parsedKey(sum), buf.Bytes())
+	return c.WriteSealedState(parsedKey(sum), buf.Bytes())
 }
