@@ -59,11 +59,11 @@ type Sealed struct {
 var ErrSealBroken = errors.New("derived cache file changed since it was made")
 
 func sealPath(path string) string {
-	return filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".seal")
+	return path + ".seal"
 }
 
-// fileSHA256 hashes a file.
-func fileSHA256(path string) (string, error) {
+// FileSHA256 hashes a file.
+func FileSHA256(path string) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return "", err
@@ -84,7 +84,7 @@ func Seal(path, sum string) error {
 		return err
 	}
 	if sum == "" {
-		if sum, err = fileSHA256(path); err != nil {
+		if sum, err = FileSHA256(path); err != nil {
 			return err
 		}
 		// Changed while hashing: the digest may be of neither version.
@@ -119,7 +119,7 @@ func CheckSealed(path, want string) (string, error) {
 	if s.ID == id {
 		return s.SHA256, nil
 	}
-	sum, err := fileSHA256(path)
+	sum, err := FileSHA256(path)
 	if err != nil {
 		return "", err
 	}

@@ -90,9 +90,16 @@ func build(ctx context.Context, src fs.FS, cacheDir string) (*Binary, error) {
 	if msg, err := cmd.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("building the guest init (go build ./cmd/ukernel-init): %v\n%s", err, msg)
 	}
+	sum, err := cache.FileSHA256(bin)
+	if err != nil {
+		return nil, err
+	}
 	// A concurrent build may have published its binary meanwhile: replacing it is atomic and
 	// harmless, as the same source, toolchain and pinned environment give the same bytes.
 	if err := os.Rename(bin, out); err != nil {
+		return nil, fmt.Errorf("guest init cache: %w", err)
+	}
+	if err := cache.Seal(out, sum); err != nil {
 		return nil, fmt.Errorf("guest init cache: %w", err)
 	}
 	return describe(out, goVersion)
@@ -142,13 +149,18 @@ func GoVersion(ctx context.Context, dir string, env []string) (string, error) {
 	return version, nil
 }
 
+// describe returns the cached binary at path if it is the one built there: it becomes the
+// guest's PID 1, so one changed since (cache.Seal) is built again.
 func describe(path, goVersion string) (*Binary, error) {
-	data, err := os.ReadFile(path)
+	sum, err := cache.CheckSealed(path, "")
 	if err != nil {
 		return nil, err
 	}
-	sum := sha256.Sum256(data)
-	return &Binary{Path: path, SHA256: hex.EncodeToString(sum[:]), Size: int64(len(data)), GoVersion: goVersion}, nil
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	return &Binary{Path: path, SHA256: sum, Size: fi.Size(), GoVersion: goVersion}, nil
 }
 
 // digestFS hashes every file's path and content in a fixed order.

@@ -1,6 +1,7 @@
 package initbin
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"path/filepath"
@@ -106,5 +107,39 @@ func TestBuildIgnoresHostGoSettings(t *testing.T) {
 	}
 	if host.SHA256 != clean.SHA256 || host.GoVersion != clean.GoVersion {
 		t.Errorf("host Go settings changed the init: %s (%s), want %s (%s)", host.SHA256, host.GoVersion, clean.SHA256, clean.GoVersion)
+	}
+}
+
+// An init binary changed in the cache (a byte flipped, the mtime set back) is built again, not
+// packed as the guest's PID 1.
+func TestBuildRebuildsChangedInit(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the guest init with the go toolchain (run without -short)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	b, err := Build(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := os.ReadFile(b.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, _ := os.Stat(b.Path)
+	changed := bytes.Clone(want)
+	changed[len(changed)/2] ^= 1
+	if err := os.WriteFile(b.Path, changed, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.Chtimes(b.Path, fi.ModTime(), fi.ModTime())
+	b2, err := Build(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := os.ReadFile(b2.Path)
+	if b2.SHA256 != b.SHA256 || !bytes.Equal(got, want) {
+		t.Fatalf("the changed init was used: sha256 %s, built as %s", b2.SHA256, b.SHA256)
 	}
 }

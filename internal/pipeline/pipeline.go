@@ -14,7 +14,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/ukernel-dev/ukernel/internal/abi"
@@ -213,10 +212,6 @@ func pack(ctx context.Context, p *Project, o Options, br *build.Result, buildSta
 	if out == "" {
 		out = filepath.Join(p.Dir, project.DistDir, p.Config.Project.Name+".img")
 	}
-	kernel, err := kernelTree(ctx, p, o)
-	if err != nil {
-		return nil, err
-	}
 	ib, err := initbin.Build(ctx, p.Cache.Dir)
 	if err != nil {
 		return nil, err
@@ -234,6 +229,12 @@ func pack(ctx context.Context, p *Project, o Options, br *build.Result, buildSta
 				return &PackResult{Image: out, SHA256: sum, Size: fi.Size(), Cached: true, Build: br, Sizes: st.Sizes, Spans: spans(true)}, nil
 			}
 		}
+	}
+	// The stamp's key holds the kernel package's digest: only a pack reads the tree (and checks
+	// it against its seal).
+	kernel, err := kernelTree(ctx, p, o)
+	if err != nil {
+		return nil, err
 	}
 	m, err := build.Manifest(p.Config, p.Base, br, p.Lock.Digest, len(p.Lock.Packages))
 	if err != nil {
@@ -289,9 +290,15 @@ func Image(ctx context.Context, o Options) (string, error) {
 type Kernel = debian.KernelTree
 
 // kernelComplete marks a whole kernel tree: written last, holding the digest of the package it
-// was unpacked from, so a tree cut short (by an older ukernel racing with itself, or a crash) is
-// never taken for a good one.
+// was unpacked from and the tree's seal, so a tree cut short (by an older ukernel racing with
+// itself, or a crash) is never taken for a good one, nor one changed since (a flipped byte in a
+// module would change the image).
 const kernelComplete = ".ukernel-complete"
+
+type kernelMark struct {
+	Package string          `json:"package"` // sha256 of the kernel .deb
+	Tree    *cache.TreeSeal `json:"tree"`
+}
 
 // kernelTree unpacks the locked kernel package once into the cache, keyed by its digest. The
 // tree is unpacked and checked in a private directory and published by a rename only when it is
@@ -300,9 +307,13 @@ func kernelTree(ctx context.Context, p *Project, o Options) (*Kernel, error) {
 	k := p.Lock.Kernel
 	kernels := filepath.Join(p.Cache.Dir, "kernels")
 	dir := filepath.Join(kernels, k.SHA256)
-	if kt, err := findKernel(dir, k.SHA256); err == nil {
+	kt, err := findKernel(dir, k.SHA256)
+	if err == nil {
 		cache.MarkUsed(dir)
 		return kt, nil
+	}
+	if exists(dir) {
+		o.logger().Warn("unpacking the kernel again", "reason", err)
 	}
 	deb, err := lock.FetchKernel(ctx, p.Lock, p.Cache, lockOptions(o, p.Cache))
 	if err != nil {
@@ -324,7 +335,11 @@ func kernelTree(ctx context.Context, p *Project, o Options) (*Kernel, error) {
 	if _, err := debian.FindKernel(tmp); err != nil {
 		return nil, fmt.Errorf("kernel %s %s: %w", k.Name, k.Version, err)
 	}
-	if err := os.WriteFile(filepath.Join(tmp, kernelComplete), []byte(k.SHA256+"\n"), 0o644); err != nil {
+	seal, err := cache.SealTree(tmp, kernelComplete)
+	if err != nil {
+		return nil, fmt.Errorf("kernel cache: %w", err)
+	}
+	if err := writeKernelMark(tmp, kernelMark{Package: k.SHA256, Tree: seal}); err != nil {
 		return nil, fmt.Errorf("kernel cache: %w", err)
 	}
 	if err := os.Rename(tmp, dir); err != nil {
@@ -350,12 +365,31 @@ func kernelTree(ctx context.Context, p *Project, o Options) (*Kernel, error) {
 	return findKernel(dir, k.SHA256)
 }
 
-// findKernel returns the kernel unpacked in dir if the tree is complete for package digest sum.
+// findKernel returns the kernel unpacked in dir if the tree is complete for package digest sum
+// and unchanged since.
 func findKernel(dir, sum string) (*Kernel, error) {
-	if mark, err := os.ReadFile(filepath.Join(dir, kernelComplete)); err != nil || strings.TrimSpace(string(mark)) != sum {
+	var mark kernelMark
+	data, err := os.ReadFile(filepath.Join(dir, kernelComplete))
+	if err != nil || json.Unmarshal(data, &mark) != nil || mark.Package != sum || mark.Tree == nil {
 		return nil, fmt.Errorf("kernel tree %s is incomplete (no %s for %s)", dir, kernelComplete, sum)
 	}
+	renewed, err := mark.Tree.Check(dir, kernelComplete)
+	if err != nil {
+		return nil, fmt.Errorf("kernel tree %s: %w", dir, err)
+	}
+	if renewed {
+		// Best effort: a failure only costs hashing the moved files again next time.
+		_ = writeKernelMark(dir, mark)
+	}
 	return debian.FindKernel(dir)
+}
+
+func writeKernelMark(dir string, m kernelMark) error {
+	data, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	return project.WriteFileAtomic(filepath.Join(dir, kernelComplete), data, 0o644)
 }
 
 func readPackStamp(p string) (*packStamp, error) {

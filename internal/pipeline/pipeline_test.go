@@ -178,3 +178,56 @@ func TestSourceDateEpoch(t *testing.T) {
 		}
 	}
 }
+
+// A kernel tree changed in the cache after it was unpacked (a flipped byte in a module, its
+// mtime set back; a module added) is unpacked again, never packed: the image stays the one the
+// lock describes.
+func TestKernelTreeChangedIsUnpackedAgain(t *testing.T) {
+	p := kernelProject(t, "lib/modules")
+	kt, err := kernelTree(context.Background(), p, Options{Offline: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mod := filepath.Join(kt.ModulesDir, "kernel", "m007.ko")
+	for name, change := range map[string]func(){
+		"flipped byte": func() {
+			fi, _ := os.Stat(mod)
+			os.WriteFile(mod, []byte("modulf"), 0o644)
+			os.Chtimes(mod, fi.ModTime(), fi.ModTime())
+		},
+		"added module": func() { os.WriteFile(filepath.Join(kt.ModulesDir, "kernel", "evil.ko"), []byte("x"), 0o644) },
+		"removed file": func() { os.Remove(filepath.Join(kt.ModulesDir, "kernel", "m100.ko")) },
+	} {
+		change()
+		kt2, err := kernelTree(context.Background(), p, Options{Offline: true})
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		checkKernel(t, kt2)
+		if got, _ := os.ReadFile(mod); string(got) != "module" {
+			t.Fatalf("%s: the changed tree was used (m007.ko holds %q)", name, got)
+		}
+		if _, err := os.Stat(filepath.Join(kt2.ModulesDir, "kernel", "evil.ko")); err == nil {
+			t.Fatalf("%s: the changed tree was used (evil.ko kept)", name)
+		}
+		if names := kernelsHeld(p); len(names) != 1 {
+			t.Fatalf("%s: kernels/ holds %q, want only the tree", name, names)
+		}
+	}
+	// A copied cache (new identities, same content) is kept without unpacking again.
+	dir := filepath.Join(p.Cache.Dir, "kernels", p.Lock.Kernel.SHA256)
+	data, _ := os.ReadFile(mod)
+	os.Remove(mod)
+	os.WriteFile(mod, data, 0o644)
+	copied, _ := os.Stat(mod)
+	mark, _ := os.Stat(filepath.Join(dir, kernelComplete))
+	if _, err := kernelTree(context.Background(), p, Options{Offline: true}); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(mod); err != nil || !os.SameFile(fi, copied) {
+		t.Fatal("a tree with the same content was unpacked again")
+	}
+	if mark2, _ := os.Stat(filepath.Join(dir, kernelComplete)); os.SameFile(mark, mark2) {
+		t.Fatal("the copied file's new identity was not recorded")
+	}
+}
