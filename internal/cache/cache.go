@@ -1,8 +1,9 @@
 // Package cache is the per-user, content-addressed store of downloaded artefacts (Debian indices,
 // .debs, wheels) and of derived data (parsed indices; kernels, inits and boot files that other
-// packages keep in their own directories here, which Prune also clears, and seal: seal.go).
-// Blobs are named by their SHA-256, verified on every read and written through a temporary file renamed into place, so two ukernel processes
-// can share it and an interrupted download never leaves a partial blob behind.
+// packages keep in their own directories here and seal (seal.go), which Prune also clears).
+// Blobs are named by their SHA-256, verified on every read and written through a temporary file
+// renamed into place, so two ukernel processes can share it and an interrupted download never
+// leaves a partial blob behind.
 package cache
 
 import (
