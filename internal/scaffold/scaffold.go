@@ -8,6 +8,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -135,6 +136,14 @@ func Render(o Options) (*Scaffold, error) {
 		cfg.Run.MemoryMB = 512
 		cfg.Data.DiskMB = 512
 		env.System = append(env.System, "postgresql-15")
+		// The script needs a shell and mkdir, chmod, cat, which a Python or Node base's
+		// runtime does not hold.
+		base, _ := project.LookupBase(cfg.Env.Base)
+		for _, pkg := range []string{"dash", "coreutils"} {
+			if !slices.Contains(base.Packages, pkg) {
+				env.System = append(env.System, pkg)
+			}
+		}
 		s.Files = append(s.Files, File{Path: project.SrcDir + "/postgres.sh", Data: []byte(fill.Replace(postgresScript)), Mode: 0o755})
 	}
 	for _, f := range p.Features {

@@ -138,6 +138,13 @@ func TestRenderAllPresets(t *testing.T) {
 				if _, err := os.Stat(filepath.Join(dir, "src", "postgres.sh")); err != nil {
 					t.Error(err)
 				}
+				// The script's shell and tools come with the base or are asked for.
+				base, _ := project.LookupBase(cfg.Env.Base)
+				for _, pkg := range []string{"dash", "coreutils"} {
+					if !slices.Contains(base.Packages, pkg) && !slices.Contains(mustEnv(t, dir).System, pkg) {
+						t.Errorf("%s base: env/ukernel.env lacks %s for postgres.sh", cfg.Env.Base, pkg)
+					}
+				}
 			}
 			switch app {
 			case "http", "python":
