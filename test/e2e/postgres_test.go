@@ -22,14 +22,17 @@ func psql(port int, sql string) (string, error) {
 	return strings.TrimSpace(string(out)), err
 }
 
-// TestPostgresPreset: the postgres preset answers psql through --publish, keeps its database on
-// the data volume across stop and a new run, and reports its health to ps.
+// TestPostgresPreset: `init --lang python --template postgres` (a Python app with PostgreSQL
+// as its db service, the postgres preset's script run as a service rather than as the entry)
+// answers psql through --publish, keeps its database on the data volume across stop and a new
+// run, and reports the health of both the app and the database to ps. The shell preset, where
+// the same script is the entry, differs only in the config, which internal/scaffold checks.
 func TestPostgresPreset(t *testing.T) {
 	skipShort(t)
 	if _, err := exec.LookPath("psql"); err != nil {
 		t.Skip("psql not found: install postgresql-client (scripts/deps.sh)")
 	}
-	dir := newProject(t, "pg-e2e", "--template", "postgres")
+	dir := newProject(t, "pg-e2e", "--lang", "python", "--template", "postgres")
 	port := freePort(t)
 	publish := fmt.Sprintf("%d:5432", port)
 	// initdb under TCG took about 15 s here; the start period of the health check is 120 s.
@@ -50,7 +53,7 @@ func TestPostgresPreset(t *testing.T) {
 	if fi, err := os.Stat(filepath.Join(dir, ".ukernel", "data.img")); err != nil || fi.Size() != 512<<20 {
 		t.Fatalf("data volume: %v %v", fi, err)
 	}
-	pollUntil(t, 2*time.Minute, "ps --json health main=healthy", func() bool {
+	pollUntil(t, 2*time.Minute, "ps --json health main=healthy db=healthy", func() bool {
 		r := uk(t, dir, time.Minute, "--json", "ps")
 		var rows []struct {
 			Name   string            `json:"name"`
@@ -58,7 +61,7 @@ func TestPostgresPreset(t *testing.T) {
 		}
 		return json.Unmarshal([]byte(r.stdout), &rows) == nil && len(rows) > 0 && func() bool {
 			for _, row := range rows {
-				if row.Name == "pg-e2e" && row.Health["main"] == "healthy" {
+				if row.Name == "pg-e2e" && row.Health["main"] == "healthy" && row.Health["db"] == "healthy" {
 					return true
 				}
 			}
