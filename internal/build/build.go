@@ -30,10 +30,11 @@ import (
 
 // Deb is a locked Debian package with its verified local file.
 type Deb struct {
-	Name    string
-	Version string
-	Path    string
-	SHA256  string
+	Name         string
+	Version      string
+	Architecture string
+	Path         string
+	SHA256       string
 }
 
 // Wheel is a locked Python wheel with its verified local file.
@@ -367,8 +368,12 @@ func assembleDebs(ctx context.Context, debs []Deb, root, scratch string) ([]stri
 			return nil, err
 		}
 		tmp := filepath.Join(scratch, d.Name)
-		if _, err := debian.ExtractDeb(ctx, d.Path, tmp); err != nil {
+		u, err := debian.ExtractDeb(ctx, d.Path, tmp)
+		if err != nil {
 			return nil, fmt.Errorf("unpack %s %s: %w", d.Name, d.Version, err)
+		}
+		if err := u.Matches(d.Name, d.Version, d.Architecture); err != nil {
+			return nil, fmt.Errorf("locked package %s %s (%s): %w", d.Name, d.Version, d.Path, err)
 		}
 		if err := mergeInto(tmp, root); err != nil {
 			return nil, fmt.Errorf("install %s %s: %w", d.Name, d.Version, err)

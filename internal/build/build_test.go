@@ -13,7 +13,10 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
+	"github.com/ukernel-dev/ukernel/internal/cache"
+	"github.com/ukernel-dev/ukernel/internal/lock"
 	"github.com/ukernel-dev/ukernel/internal/project"
 )
 
@@ -142,7 +145,7 @@ func TestBuildDeterministicAndCached(t *testing.T) {
 		old := syscall.Umask(umask)
 		res, err := Run(context.Background(), Input{
 			Dir: dir, Config: cfg, Base: base, LockDigest: "abc",
-			Debs:   []Deb{{Name: "python3.11", Version: "1.0", Path: deb, SHA256: "x"}},
+			Debs:   []Deb{{Name: "python3.11", Version: "1.0", Architecture: "amd64", Path: deb, SHA256: "x"}},
 			Wheels: []Wheel{{Name: "demo", Path: wheel, SHA256: "y"}},
 		})
 		syscall.Umask(old)
@@ -181,7 +184,7 @@ func TestBuildDeterministicAndCached(t *testing.T) {
 		// A second build with nothing changed is a cache hit.
 		again, err := Run(context.Background(), Input{
 			Dir: dir, Config: cfg, Base: base, LockDigest: "abc",
-			Debs:   []Deb{{Name: "python3.11", Version: "1.0", Path: deb, SHA256: "x"}},
+			Debs:   []Deb{{Name: "python3.11", Version: "1.0", Architecture: "amd64", Path: deb, SHA256: "x"}},
 			Wheels: []Wheel{{Name: "demo", Path: wheel, SHA256: "y"}},
 		})
 		if err != nil || !again.Cached {
@@ -199,7 +202,7 @@ func TestBundleListsWithTar(t *testing.T) {
 	base, _ := project.LookupBase("python-3.11")
 	deb := makeDeb(t, "python3.11", map[string]string{"usr/bin/python3.11": "x"})
 	res, err := Run(context.Background(), Input{Dir: dir, Config: cfg, Base: base, LockDigest: "d",
-		Debs: []Deb{{Name: "python3.11", Path: deb, SHA256: "x"}}})
+		Debs: []Deb{{Name: "python3.11", Version: "1.0", Architecture: "amd64", Path: deb, SHA256: "x"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -258,7 +261,7 @@ func TestSourceDisappearsMidBuild(t *testing.T) {
 	cfg := writeProject(t, dir)
 	base, _ := project.LookupBase("python-3.11")
 	deb := makeDeb(t, "python3.11", map[string]string{"usr/bin/python3.11": "x"})
-	in := Input{Dir: dir, Config: cfg, Base: base, LockDigest: "d", Debs: []Deb{{Name: "python3.11", Path: deb, SHA256: "x"}}}
+	in := Input{Dir: dir, Config: cfg, Base: base, LockDigest: "d", Debs: []Deb{{Name: "python3.11", Version: "1.0", Architecture: "amd64", Path: deb, SHA256: "x"}}}
 	res, err := Run(context.Background(), in)
 	if err != nil {
 		t.Fatal(err)
@@ -307,7 +310,7 @@ func TestMergeStaysInsideRoot(t *testing.T) {
 		"usr/lib/inside/i": "i\n",
 	})
 	root := filepath.Join(t.TempDir(), "root")
-	debs := []Deb{{Name: "a-links", Path: links}, {Name: "b-files", Path: files}}
+	debs := []Deb{{Name: "a-links", Version: "1.0", Architecture: "amd64", Path: links}, {Name: "b-files", Version: "1.0", Architecture: "amd64", Path: files}}
 	_, err := assembleDebs(context.Background(), debs, root, t.TempDir())
 	if left := listTree(t, host); len(left) != 0 {
 		t.Errorf("merging wrote to the host directory %s: %v", host, left)
@@ -325,7 +328,7 @@ func TestMergeStaysInsideRoot(t *testing.T) {
 	}
 
 	loop := makeDeb(t, "c-loop", map[string]string{"usr/lib/loop/x": "x\n"})
-	debs = append(debs, Deb{Name: "c-loop", Version: "1.0", Path: loop})
+	debs = append(debs, Deb{Name: "c-loop", Version: "1.0", Architecture: "amd64", Path: loop})
 	_, err = assembleDebs(context.Background(), debs, filepath.Join(t.TempDir(), "root"), t.TempDir())
 	if err == nil || !strings.Contains(err.Error(), "install c-loop 1.0: usr/lib/loop: too many levels of symbolic links") {
 		t.Errorf("a link loop: %v", err)
@@ -349,7 +352,7 @@ func TestBuildStaysInsideRoot(t *testing.T) {
 	cfg := writeProject(t, dir)
 	base, _ := project.LookupBase("python-3.11")
 	res, err := Run(context.Background(), Input{Dir: dir, Config: cfg, Base: base, LockDigest: "d",
-		Debs:   []Deb{{Name: "python3.11", Path: deb, SHA256: "x"}},
+		Debs:   []Deb{{Name: "python3.11", Version: "1.0", Architecture: "amd64", Path: deb, SHA256: "x"}},
 		Wheels: []Wheel{{Name: "demo", Path: makeWheel(t), SHA256: "y"}}})
 	if got := strings.Join(listTree(t, host), " "); got != "etc local share share/doc share/doc/keep" {
 		t.Errorf("the build changed the host directory %s: %s", host, got)
@@ -361,5 +364,57 @@ func TestBuildStaysInsideRoot(t *testing.T) {
 		if _, err := os.Lstat(filepath.Join(res.RootDir, host, p)); err != nil {
 			t.Errorf("%s is not inside the image: %v", p, err)
 		}
+	}
+}
+
+// TestDebMustBeWhatTheLockPins: with real Debian packages, a file whose own control fields name
+// another package, version or architecture than the lock pins is refused; the honest closure of
+// a Debian 12 lock assembles.
+func TestDebMustBeWhatTheLockPins(t *testing.T) {
+	if testing.Short() {
+		t.Skip("network: fetches Debian packages (run without -short)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.WriteFile(filepath.Join(dir, project.ConfigFile), []byte("[project]\nname = \"demo\"\nlanguage = \"shell\"\nentry = \"src/main.sh\"\n[env]\nbase = \"debian-12\"\n"), 0o644))
+	must(os.MkdirAll(filepath.Join(dir, "env"), 0o755))
+	must(os.WriteFile(filepath.Join(dir, project.EnvFile), []byte("system = []\n"), 0o644))
+	c, err := cache.Open()
+	must(err)
+	l, _, err := lock.Resolve(ctx, lock.Options{Dir: dir, Cache: c})
+	must(err)
+	paths, err := lock.FetchDebs(ctx, l, c, lock.Options{Dir: dir})
+	must(err)
+	var debs []Deb
+	byName := map[string]Deb{}
+	for _, p := range l.Packages {
+		d := Deb{Name: p.Name, Version: p.Version, Architecture: p.Architecture, Path: paths[p.Name], SHA256: p.SHA256}
+		debs = append(debs, d)
+		byName[p.Name] = d
+	}
+	coreutils, dash := byName["coreutils"], byName["dash"]
+	for name, tc := range map[string]struct {
+		deb  Deb
+		want string
+	}{
+		"dash as coreutils": {Deb{Name: "coreutils", Version: coreutils.Version, Architecture: "amd64", Path: dash.Path}, `Package: "dash", the lock pins "coreutils"`},
+		"another version":   {Deb{Name: "dash", Version: "0.5.11-1", Architecture: "amd64", Path: dash.Path}, `Version: "` + dash.Version + `", the lock pins "0.5.11-1"`},
+		"another arch":      {Deb{Name: "dash", Version: dash.Version, Architecture: "arm64", Path: dash.Path}, `Architecture: "amd64", the lock pins "arm64"`},
+	} {
+		_, err := assembleDebs(ctx, []Deb{tc.deb}, filepath.Join(t.TempDir(), "root"), t.TempDir())
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "locked package "+tc.deb.Name) {
+			t.Errorf("%s: got %v, want an error containing %q", name, err, tc.want)
+		}
+	}
+	names, err := assembleDebs(ctx, debs, filepath.Join(t.TempDir(), "root"), t.TempDir())
+	if err != nil || len(names) != len(debs) {
+		t.Fatalf("the honest closure: %d of %d packages, %v", len(names), len(debs), err)
 	}
 }

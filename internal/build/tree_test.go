@@ -18,7 +18,7 @@ func TestSourceLeavesOutHostByproducts(t *testing.T) {
 	cfg := writeProject(t, dir)
 	base, _ := project.LookupBase("python-3.11")
 	deb := makeDeb(t, "python3.11", map[string]string{"usr/bin/python3.11": "x"})
-	in := Input{Dir: dir, Config: cfg, Base: base, LockDigest: "d", Debs: []Deb{{Name: "python3.11", Path: deb, SHA256: "x"}}}
+	in := Input{Dir: dir, Config: cfg, Base: base, LockDigest: "d", Debs: []Deb{{Name: "python3.11", Version: "1.0", Architecture: "amd64", Path: deb, SHA256: "x"}}}
 	clean, err := Run(context.Background(), in)
 	if err != nil {
 		t.Fatal(err)

@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
@@ -123,18 +124,13 @@ func openSuite(ctx context.Context, o OpenOptions, src Source, log *slog.Logger)
 		if err := o.Cache.WriteState(stateKey(src), raw); err != nil {
 			return nil, nil, err
 		}
+		keepSigner(o.Cache, rel, raw)
 	}
 	s := &Suite{Source: src, Release: rel}
-	base := Component + "/binary-" + Arch + "/Packages"
 	var comp string
-	for _, ext := range []string{".xz", ".gz", ".zst", ""} {
-		if fi, ok := rel.Files[base+ext]; ok {
-			s.IndexPath, s.IndexSHA256, comp = base+ext, fi.SHA256, ext
-			break
-		}
-	}
+	s.IndexPath, s.IndexSHA256, comp = packagesIndex(rel)
 	if s.IndexPath == "" {
-		return nil, nil, fmt.Errorf("%s: Release lists no %s index", where, base)
+		return nil, nil, fmt.Errorf("%s: Release lists no %s/binary-%s/Packages index", where, Component, Arch)
 	}
 	pkgs, err := loadParsed(o.Cache, s.IndexSHA256)
 	if err != nil {
@@ -150,9 +146,19 @@ func openSuite(ctx context.Context, o OpenOptions, src Source, log *slog.Logger)
 				return nil, nil, fmt.Errorf("fetch index of %s: %w", where, err)
 			}
 		}
-		pkgs, err = parseIndexFile(path, comp)
+		data, err := readMaybeCompressed(path, comp)
+		if err == nil {
+			pkgs, err = ParsePackages(data)
+		}
 		if err != nil {
 			return nil, nil, fmt.Errorf("%s %s: %w", where, s.IndexPath, err)
+		}
+		// Kept for Prove, which reads the index by its signed digest and would otherwise
+		// decompress it again.
+		if plain, ok := rel.Files[strings.TrimSuffix(s.IndexPath, comp)]; ok && plain.Size == int64(len(data)) {
+			if _, err := o.Cache.PutBytes(data); err != nil {
+				log.Warn("could not cache the uncompressed index", "err", err)
+			}
 		}
 		if err := storeParsed(o.Cache, s.IndexSHA256, pkgs); err != nil {
 			log.Warn("could not cache parsed index", "err", err)
@@ -167,14 +173,6 @@ func openSuite(ctx context.Context, o OpenOptions, src Source, log *slog.Logger)
 func codenameOf(suite string) string {
 	c, _, _ := bytes.Cut([]byte(suite), []byte("-"))
 	return string(c)
-}
-
-func parseIndexFile(path, comp string) ([]Package, error) {
-	data, err := readMaybeCompressed(path, comp)
-	if err != nil {
-		return nil, err
-	}
-	return ParsePackages(data)
 }
 
 func readMaybeCompressed(path, comp string) ([]byte, error) {

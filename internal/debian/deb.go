@@ -53,6 +53,17 @@ type Unpacked struct {
 	Neutralised []string
 }
 
+// Matches checks the package's own control fields against what its lock pins: a file that is
+// another package, version or architecture than the one locked is refused, whatever its hash.
+func (u *Unpacked) Matches(name, version, arch string) error {
+	for _, f := range []struct{ field, want string }{{"Package", name}, {"Version", version}, {"Architecture", arch}} {
+		if got := u.Control[f.field]; got != f.want {
+			return fmt.Errorf("the package's control file says %s: %q, the lock pins %q", f.field, got, f.want)
+		}
+	}
+	return nil
+}
+
 var maintainerScripts = map[string]bool{"preinst": true, "postinst": true, "prerm": true, "postrm": true, "config": true, "triggers": true}
 
 // ExtractDeb unpacks the data of a .deb into destDir and returns its control data and every

@@ -35,6 +35,9 @@ type Options struct {
 	// Env is the request to lock; nil reads env/ukernel.env. `env add` and `env remove` lock
 	// their edited request first and save it only once it has locked.
 	Env *project.Env
+	// Reresolve replaces an up-to-date lock the signed archive does not prove (`env lock`)
+	// instead of refusing it (build, --locked).
+	Reresolve bool
 }
 
 func (o *Options) init() error {
@@ -98,7 +101,18 @@ func Resolve(ctx context.Context, o Options) (*Lock, bool, error) {
 		old = nil
 	}
 	if old != nil && !o.Upgrade && old.Request.equal(req) {
-		return old, false, nil
+		err := Prove(ctx, old, o)
+		var unproven *debian.UnprovenError
+		if err == nil {
+			return old, false, nil
+		} else if o.Locked || !o.Reresolve || !errors.As(err, &unproven) {
+			return nil, false, err
+		}
+		// Resolved afresh from the signed indices; the unproven lock only steers versions.
+		o.Logger.Warn("re-resolving a lock the signed archive does not prove", "err", err)
+		if o.Progress != nil {
+			fmt.Fprintf(o.Progress, "Re-resolving %s: %s %s is not proven by the signed archive\n", project.LockFile, unproven.Pin.Name, unproven.Pin.Version)
+		}
 	}
 	if o.Locked {
 		why := "it does not exist"
@@ -115,6 +129,10 @@ func Resolve(ctx context.Context, o Options) (*Lock, bool, error) {
 	}
 	newData, err := l.Marshal()
 	if err != nil {
+		return nil, false, err
+	}
+	// The resolver read parsed indices from the cache: the new pins are proven like any lock's.
+	if err := Prove(ctx, l, o); err != nil {
 		return nil, false, err
 	}
 	if old != nil {

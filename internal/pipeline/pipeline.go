@@ -128,7 +128,7 @@ func buildStep(ctx context.Context, p *Project, o Options) (*build.Result, error
 	}
 	var debs []build.Deb
 	for _, pkg := range p.Lock.Packages {
-		debs = append(debs, build.Deb{Name: pkg.Name, Version: pkg.Version, Path: debPaths[pkg.Name], SHA256: pkg.SHA256})
+		debs = append(debs, build.Deb{Name: pkg.Name, Version: pkg.Version, Architecture: pkg.Architecture, Path: debPaths[pkg.Name], SHA256: pkg.SHA256})
 	}
 	var wheels []build.Wheel
 	if len(p.Lock.Python) > 0 {
@@ -329,8 +329,12 @@ func kernelTree(ctx context.Context, p *Project, o Options) (*Kernel, error) {
 		return nil, fmt.Errorf("kernel cache: %w", err)
 	}
 	defer os.RemoveAll(tmp) // no-op after the rename
-	if _, err := debian.ExtractDeb(ctx, deb, tmp); err != nil {
+	u, err := debian.ExtractDeb(ctx, deb, tmp)
+	if err != nil {
 		return nil, fmt.Errorf("unpack kernel %s %s: %w", k.Name, k.Version, err)
+	}
+	if err := u.Matches(k.Name, k.Version, k.Architecture); err != nil {
+		return nil, fmt.Errorf("locked kernel %s %s: %w", k.Name, k.Version, err)
 	}
 	if _, err := debian.FindKernel(tmp); err != nil {
 		return nil, fmt.Errorf("kernel %s %s: %w", k.Name, k.Version, err)

@@ -50,7 +50,7 @@ func kernelProject(t *testing.T, modules string) *Project {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := &lock.Lock{Base: "debian-12", Kernel: &lock.Package{Name: "linux-image-test", Version: "1.0", SHA256: sum}}
+	l := &lock.Lock{Base: "debian-12", Kernel: &lock.Package{Name: "linux-image-test", Version: "1.0", Architecture: "amd64", SHA256: sum}}
 	return &Project{Dir: t.TempDir(), Lock: l, Cache: c}
 }
 

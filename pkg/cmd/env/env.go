@@ -54,7 +54,7 @@ func options(f *cmdutil.Factory, fl flags, upgrade bool) (lock.Options, error) {
 	if err != nil {
 		return lock.Options{}, err
 	}
-	return lock.Options{Dir: dir, Offline: fl.offline, Locked: fl.locked, Upgrade: upgrade,
+	return lock.Options{Dir: dir, Offline: fl.offline, Locked: fl.locked, Upgrade: upgrade, Reresolve: true,
 		Progress: f.IO.ErrOut, TTY: f.IO.ProgressTTY(), Logger: f.Logger}, nil
 }
 
