@@ -10,7 +10,7 @@ import (
 )
 
 // Version is the ABI version this build speaks. Host and guest refuse a different major.minor.
-const Version = "0.2.0"
+const Version = "0.3.0"
 
 // Compatible reports whether a peer speaking version v can be talked to, and why not.
 func Compatible(v string) error {

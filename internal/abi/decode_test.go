@@ -226,11 +226,11 @@ func TestDecodeZero(t *testing.T) {
 
 func TestDecodeUnknownAndNull(t *testing.T) {
 	for _, in := range []string{
-		`{"abi":"0.2.0","future":{"x":[1,-2.5e-3,0E+1,{"y":null}],"z":"\u00e9\ud83d\ude00","t":true,"f":false},"name":"n"}`,
+		`{"abi":"0.3.0","future":{"x":[1,-2.5e-3,0E+1,{"y":null}],"z":"\u00e9\ud83d\ude00","t":true,"f":false},"name":"n"}`,
 		`{"abi":null,"name":null,"adapter":null,"entry":null,"env":null,"services":null,"run":null,"root":{"verity":null,"size":null},"users":[null,{"uid":null,"name":"u"}],"artefacts":null}`,
 		`{"services":[{"name":"a","env":{"A":null},"command":[null,"x"],"future":[[[]]]}],"module_groups":{"net":null}}`,
 		`{"root":{"verity":{"block_size":4096,"salt":null,"new":{}}},"lock":{"closure":null,"extra":"x"}}`,
-		`{"ABI":"0.2.0","Name":"case-mismatched keys are unknown here"}`,
+		`{"ABI":"0.3.0","Name":"case-mismatched keys are unknown here"}`,
 	} {
 		if strings.Contains(in, `"ABI"`) {
 			// encoding/json would match case-insensitively; this decoder needs not.
@@ -242,7 +242,7 @@ func TestDecodeUnknownAndNull(t *testing.T) {
 		sameManifest(t, []byte(in))
 	}
 	for _, in := range []string{
-		`{"abi":"0.2.0","secrets":{"a":null,"b":"","c":"AAEC/w=="},"network":null,"debug":null,"x":[{}]}`,
+		`{"abi":"0.3.0","secrets":{"a":null,"b":"","c":"AAEC/w=="},"network":null,"debug":null,"x":[{}]}`,
 		`{"env":{"A":null},"network":{"dns":null,"mode":"user","v6":{"a":1}},"perf":false,"stop_grace_s":null}`,
 		`{"secrets":{"a":[],"b":[0,255,null,104],"c":"A\nA==\r\n"}}`,
 	} {
@@ -315,9 +315,9 @@ func TestDecodeErrors(t *testing.T) {
 	}{
 		{``, `manifest: unexpected end of input at offset 0`},
 		{`  `, `manifest: unexpected end of input at offset 2`},
-		{`{"abi":"0.2.0"`, `manifest: unexpected end of input at offset 14`},
-		{`{"abi":"0.2.0",`, `manifest: unexpected end of input at offset 15`},
-		{`{"abi":"0.2`, `manifest: abi: unexpected end of input at offset 11`},
+		{`{"abi":"0.3.0"`, `manifest: unexpected end of input at offset 14`},
+		{`{"abi":"0.3.0",`, `manifest: unexpected end of input at offset 15`},
+		{`{"abi":"0.3`, `manifest: abi: unexpected end of input at offset 11`},
 		{`{"abi"`, `manifest: abi: unexpected end of input at offset 6`},
 		{`{"services":[{"name":"a"},{"command":["x"`, `manifest: services[1].command: unexpected end of input at offset 41`},
 		{`[]`, `manifest: want an object at offset 0`},
@@ -370,7 +370,7 @@ func TestDecodeErrors(t *testing.T) {
 		{`{"debug":"yes"}`, `boot config: debug: want true or false at offset 9`},
 		{`{"env":{"TOKEN":"hunter2}}`, `boot config: env.TOKEN: unexpected end of input at offset 26`},
 		{`{"network":{"dns":[1]}}`, `boot config: network.dns[0]: want a string at offset 19`},
-		{`{"abi":"0.2.0","env":[1]}`, `boot config: env: want an object at offset 21`},
+		{`{"abi":"0.3.0","env":[1]}`, `boot config: env: want an object at offset 21`},
 	} {
 		_, err := DecodeBootConfig([]byte(tc.in))
 		checkErr(t, tc.in, err, tc.want)

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -43,6 +44,7 @@ type pid1 struct {
 	start      int64
 	events     *Emitter
 	console    *os.File
+	out        *Output // the workload's output; nil until the output channel is settled
 	log        *slog.Logger
 	sup        *Supervisor
 	layout     Layout
@@ -121,6 +123,7 @@ func (in *pid1) run() (code int, err error) {
 		return 0, fail("mount pseudo filesystems", err)
 	}
 	in.openConsole()
+	in.openOutput()
 
 	data, err := os.ReadFile(abi.InitramfsManifest)
 	if err != nil {
@@ -217,6 +220,29 @@ func (in *pid1) run() (code int, err error) {
 		}()
 	}
 	return in.supervise(fwd)
+}
+
+// openOutput opens the output channel on the serial port the QEMU backend provides, first
+// thing: its hello frame is the host's first sign that init runs. Firecracker's goes over vsock
+// (openVsock); a VMM with neither leaves the output on the console.
+func (in *pid1) openOutput() {
+	if !slices.Contains(strings.Fields(kernelCmdline()), abi.OutputSerialFlag) {
+		return
+	}
+	ch, err := openOutputSerial(abi.OutputSerialDevice)
+	if err != nil {
+		in.log.Warn("no output channel: the workload's output goes to the console", "device", abi.OutputSerialDevice, "err", err)
+		return
+	}
+	in.out = NewOutput(ch, in.console)
+}
+
+// output returns the workload's output: the channel, or the console when there is none.
+func (in *pid1) output() *Output {
+	if in.out == nil {
+		in.out = NewOutput(nil, in.console)
+	}
+	return in.out
 }
 
 // openConsole makes sure init's own messages reach the console, even when the kernel found no
@@ -571,6 +597,12 @@ func (in *pid1) poweroff(code int, err error) {
 	_ = syscall.Kill(-1, syscall.SIGKILL)
 	reapAll(time.Second)
 
+	// The workload's last output reaches the host before the events that say it ended.
+	if in.out != nil {
+		ctx, cancel = context.WithTimeout(context.Background(), FlushTimeout)
+		in.out.Close(ctx)
+		cancel()
+	}
 	// The host channel may still be coming up (a workload that exits at once): its events are
 	// the run's outcome, so wait for it.
 	in.reachHost()

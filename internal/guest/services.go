@@ -23,7 +23,7 @@ const TerminateGrace = 5 * time.Second
 // procSpec builds the start spec of a workload process running as user: base environment with
 // the user's HOME, then the layers; no_new_privs unless it runs as root. Run-time environment
 // values are only put into the process, never logged.
-func (in *pid1) procSpec(name string, argv []string, dir string, user abi.User, out *os.File, env ...map[string]string) Spec {
+func (in *pid1) procSpec(name string, argv []string, dir string, user abi.User, stdout, stderr *os.File, env ...map[string]string) Spec {
 	if dir == "" {
 		dir = in.manifest.Workdir
 	}
@@ -41,8 +41,8 @@ func (in *pid1) procSpec(name string, argv []string, dir string, user abi.User, 
 		Env:        MergeEnv(home, layers...),
 		Dir:        dir,
 		Root:       in.layout.Root,
-		Stdout:     out,
-		Stderr:     out,
+		Stdout:     stdout,
+		Stderr:     stderr,
 		Credential: Credential(user),
 		NoNewPrivs: user.UID != 0,
 	}
@@ -228,6 +228,16 @@ func terminate(p *Proc, grace time.Duration) {
 	}
 }
 
+// pipes returns the stdout and stderr of service ("" for the entry) on out. Without an output
+// channel a service's two streams share one prefixed pipe, so its lines stay in order.
+func (in *pid1) pipes(out *Output, service string) (stdout, stderr *os.File, err error) {
+	if stdout, err = out.Pipe(service, abi.FrameStdout); err != nil || !out.Framed() {
+		return stdout, stdout, err
+	}
+	stderr, err = out.Pipe(service, abi.FrameStderr)
+	return stdout, stderr, err
+}
+
 // startWorkload starts every service under supervision and the entry, if any; the services
 // stop being restarted once ctx ends.
 func (in *pid1) startWorkload(ctx context.Context) (*Proc, error) {
@@ -235,17 +245,17 @@ func (in *pid1) startWorkload(ctx context.Context) (*Proc, error) {
 	if len(m.Entry) == 0 && len(m.Services) == 0 {
 		return nil, fail("start workload", errors.New("the manifest has neither an entry nor services"))
 	}
-	con := NewConsole(in.console)
+	out := in.output()
 	for _, s := range m.Services {
 		u, err := LookupUser(m.Users, s.User)
 		if err != nil {
 			return nil, fail("start service "+s.Name, err)
 		}
-		out, err := con.Prefixed(s.Name)
+		stdout, stderr, err := in.pipes(out, s.Name)
 		if err != nil {
 			return nil, fail("start service "+s.Name, err)
 		}
-		spec := in.procSpec(s.Name, s.Command, s.Workdir, u, out, m.Env, s.Env, in.cfg.Env)
+		spec := in.procSpec(s.Name, s.Command, s.Workdir, u, stdout, stderr, m.Env, s.Env, in.cfg.Env)
 		go in.runService(ctx, s, spec)
 	}
 	if len(m.Entry) == 0 {
@@ -255,7 +265,14 @@ func (in *pid1) startWorkload(ctx context.Context) (*Proc, error) {
 	if err != nil {
 		return nil, fail("start entry", err)
 	}
-	spec := in.procSpec("entry", m.Entry, "", u, in.console, m.Env, in.cfg.Env)
+	// Without an output channel the entry writes to the console itself, as it always did.
+	stdout, stderr := in.console, in.console
+	if out.Framed() {
+		if stdout, stderr, err = in.pipes(out, ""); err != nil {
+			return nil, fail("start entry", err)
+		}
+	}
+	spec := in.procSpec("entry", m.Entry, "", u, stdout, stderr, m.Env, in.cfg.Env)
 	p, err := in.sup.Start(spec)
 	if err != nil {
 		return nil, fail("start entry", err)

@@ -2,9 +2,12 @@ package guest
 
 import (
 	"context"
+	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -190,21 +193,61 @@ func TestWriteSecrets(t *testing.T) {
 	}
 }
 
-func TestConsolePrefixed(t *testing.T) {
+func TestOutputConsolePrefixed(t *testing.T) {
 	var buf testenv.SyncBuffer
-	c := NewConsole(&buf)
-	w, err := c.Prefixed("db")
+	o := NewOutput(nil, &buf)
+	w, err := o.Pipe("db", abi.FrameStdout)
 	if err != nil {
 		t.Fatal(err)
 	}
 	w.WriteString("one\ntwo\npartial")
-	w.Close()
-	deadline := time.Now().Add(5 * time.Second)
-	for !strings.Contains(buf.String(), "partial") && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	o.Close(ctx)
 	if got := buf.String(); got != "[db] one\n[db] two\n[db] partial\n" {
 		t.Errorf("console %q", got)
+	}
+}
+
+// TestOutputFramed: on the output channel each stream of each process arrives in frames naming
+// its service and stream, after a hello; Close waits until everything was written.
+func TestOutputFramed(t *testing.T) {
+	var buf testenv.SyncBuffer
+	o := NewOutput(&buf, io.Discard)
+	entryOut, _ := o.Pipe("", abi.FrameStdout)
+	entryErr, _ := o.Pipe("", abi.FrameStderr)
+	dbErr, _ := o.Pipe("db", abi.FrameStderr)
+	entryOut.WriteString("to stdout\n")
+	entryErr.WriteString("to stderr\n")
+	dbErr.WriteString(strings.Repeat("x", 100<<10))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	o.Close(ctx)
+	fr := abi.NewFrameReader(strings.NewReader(buf.String()))
+	got := map[string]string{}
+	first := true
+	for {
+		f, err := fr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if first && (f.Kind != abi.FrameHello || string(f.Data) != abi.Version) {
+			t.Fatalf("first frame %+v, want a hello with the ABI version", f)
+		}
+		first = false
+		got[f.Service+"/"+abi.StreamName(f.Kind)] += string(f.Data)
+	}
+	want := map[string]string{"/hello": abi.Version, "/stdout": "to stdout\n", "/stderr": "to stderr\n", "db/stderr": strings.Repeat("x", 100<<10)}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s: %d bytes %.40q, want %d bytes", k, len(got[k]), got[k], len(v))
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("streams %v", slices.Sorted(maps.Keys(got)))
 	}
 }
 

@@ -110,6 +110,13 @@ func (in *pid1) openVsock() error {
 		return fmt.Errorf("events over vsock: %w", err)
 	}
 	in.events.Attach(ev)
+	if in.out == nil {
+		if out, err := DialHostVsock(abi.OutputVsockPort); err != nil {
+			in.log.Warn("no output channel: the workload's output goes to the console", "err", err)
+		} else {
+			in.out = NewOutput(out, in.console)
+		}
+	}
 	lfd, err := ListenVsock(abi.ControlVsockPort)
 	if err != nil {
 		in.log.Warn("no control port: graceful stop from the host is not available", "err", err)

@@ -17,6 +17,11 @@ import (
 // poll interval would add its latency to every cold start); the slow tick is only a safety net,
 // and the fast one stands in where inotify is unavailable.
 func Follow(ctx context.Context, path string, w io.Writer, done <-chan struct{}) error {
+	return FollowFrom(ctx, path, 0, w, done)
+}
+
+// FollowFrom is Follow from byte offset of the file on.
+func FollowFrom(ctx context.Context, path string, offset int64, w io.Writer, done <-chan struct{}) error {
 	var f *os.File
 	var changed <-chan struct{}
 	defer func() {
@@ -38,6 +43,11 @@ func Follow(ctx context.Context, path string, w io.Writer, done <-chan struct{})
 			var err error
 			if f, err = os.Open(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 				return fmt.Errorf("follow %s: %w", path, err)
+			}
+			if f != nil && offset > 0 {
+				if _, err := f.Seek(offset, io.SeekStart); err != nil {
+					return fmt.Errorf("follow %s: %w", path, err)
+				}
 			}
 			if f != nil {
 				if c, stop, err := watchWrites(path); err == nil {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ukernel-dev/ukernel/internal/abi"
+	"github.com/ukernel-dev/ukernel/internal/project"
 )
 
 // Files of a run directory.
@@ -21,6 +22,8 @@ const (
 	ConsoleFile = "console.log"
 	EventsFile  = "events.jsonl"
 	VMMLogFile  = "vmm.log"
+	InfoFile    = "run.json"
+	OutputFile  = "output.jsonl" // the workload's output and the console's lines (internal/guestlog)
 )
 
 // Run is one run's directory, logs/runs/<id>/ in the project.
@@ -37,6 +40,38 @@ func (r Run) Events() string { return filepath.Join(r.Dir, EventsFile) }
 
 // VMMLog is the VMM's own stderr.
 func (r Run) VMMLog() string { return filepath.Join(r.Dir, VMMLogFile) }
+
+// Output is the run's output log.
+func (r Run) Output() string { return filepath.Join(r.Dir, OutputFile) }
+
+// Info is what a run directory records about its run, for the commands that read it later.
+type Info struct {
+	Name     string   `json:"name"`
+	Image    string   `json:"image"`
+	Services []string `json:"services"` // the image's services, in order
+}
+
+// WriteInfo records info in the run directory.
+func (r Run) WriteInfo(info Info) error {
+	b, err := json.MarshalIndent(info, "", "  ")
+	if err != nil {
+		return err
+	}
+	return project.WriteFileAtomic(filepath.Join(r.Dir, InfoFile), append(b, '\n'), 0o644)
+}
+
+// ReadInfo reads what WriteInfo recorded.
+func (r Run) ReadInfo() (Info, error) {
+	var info Info
+	b, err := os.ReadFile(filepath.Join(r.Dir, InfoFile))
+	if err != nil {
+		return info, fmt.Errorf("run %s: %w", r.ID, err)
+	}
+	if err := json.Unmarshal(b, &info); err != nil {
+		return info, fmt.Errorf("%s: %w", filepath.Join(r.Dir, InfoFile), err)
+	}
+	return info, nil
+}
 
 // NewRun creates logs/runs/<id>/ under projectDir, with an id that sorts by start time, and
 // points logs/console.log at its console.

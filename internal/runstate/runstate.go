@@ -91,6 +91,9 @@ func (s *Store) ControlSocket(name string) string { return filepath.Join(s.Dir, 
 // APISocket is the VMM's API socket (QMP).
 func (s *Store) APISocket(name string) string { return filepath.Join(s.Dir, name+".qmp") }
 
+// OutputSocket is where the host listens for the guest's output channel.
+func (s *Store) OutputSocket(name string) string { return filepath.Join(s.Dir, name+".out") }
+
 // ConfigDrive is the guest's run-time config drive.
 func (s *Store) ConfigDrive(name string) string { return filepath.Join(s.Dir, name+".config") }
 
@@ -203,6 +206,16 @@ func (st *State) Live() bool {
 	return ok && start == st.OwnerStart
 }
 
+// OwnerAlive reports whether the ukernel process that started the guest (its monitor, or the
+// foreground run) still runs: it records the guest's last output after the VMM is gone.
+func (st *State) OwnerAlive() bool {
+	if st.Owner <= 0 || syscall.Kill(st.Owner, 0) != nil {
+		return false
+	}
+	start, ok := ProcessStart(st.Owner)
+	return ok && (st.OwnerStart == 0 || start == st.OwnerStart)
+}
+
 // ProcessStart returns when process pid started, in clock ticks since boot (field 22 of
 // /proc/PID/stat), and whether it could be read.
 func ProcessStart(pid int) (uint64, bool) {
@@ -258,7 +271,7 @@ func (s *Store) clean(name string) error {
 			}
 		}
 	}
-	for _, p := range []string{s.ConfigDrive(name), s.ControlSocket(name), s.APISocket(name), s.PIDFile(name), s.statePath(name)} {
+	for _, p := range []string{s.ConfigDrive(name), s.ControlSocket(name), s.APISocket(name), s.OutputSocket(name), s.PIDFile(name), s.statePath(name)} {
 		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)
 		}

@@ -82,7 +82,7 @@ func TestReadOutcome(t *testing.T) {
 		reported              bool
 		reason                string
 	}{
-		{"poweroff", `{"type":"hello","abi":"0.2.0"}` + "\n" + `{"type":"entry.exit","code":2}` + "\n" + `{"type":"poweroff","code":3}` + "\n", "", 3, true, ""},
+		{"poweroff", `{"type":"hello","abi":"0.3.0"}` + "\n" + `{"type":"entry.exit","code":2}` + "\n" + `{"type":"poweroff","code":3}` + "\n", "", 3, true, ""},
 		{"entry exit only", `{"type":"entry.exit","code":0}` + "\n", "", 0, true, ""},
 		{"panic", "", "[ 1.0] Kernel panic - not syncing: VFS: Unable to mount root fs\n", 125, false, "kernel panic: Kernel panic - not syncing: VFS: Unable to mount root fs"},
 		{"guest error", `{"type":"error","message":"ABI mismatch: peer speaks 9.0.0"}` + "\n", "", 125, false, "ABI mismatch: peer speaks 9.0.0"},

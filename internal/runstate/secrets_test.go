@@ -1,7 +1,6 @@
 package runstate
 
 import (
-	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
@@ -35,16 +34,5 @@ func TestParseSecrets(t *testing.T) {
 	}
 	if _, err := ParseSecrets([]string{"API_TOKEN", "API_TOKEN"}); err == nil {
 		t.Error("a secret given twice was accepted")
-	}
-}
-
-func TestServiceFilter(t *testing.T) {
-	var out bytes.Buffer
-	f := NewServiceFilter(&out, "db")
-	f.Write([]byte("[    1.0] kernel line\r\n[db] ready\r\nentry line\n[dbx] other\n[d"))
-	f.Write([]byte("b] last"))
-	f.Flush()
-	if out.String() != "ready\r\nlast" {
-		t.Errorf("filtered %q", out.String())
 	}
 }

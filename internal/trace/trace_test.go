@@ -18,7 +18,7 @@ import (
 )
 
 // bootEvents is a recorded boot of the minimal preset under TCG (t_ns: guest CLOCK_BOOTTIME).
-const bootEvents = `{"type":"hello","t_ns":1426224722,"abi":"0.2.0"}
+const bootEvents = `{"type":"hello","t_ns":1426224722,"abi":"0.3.0"}
 {"type":"phase","t_ns":1475584188,"name":"init","start_ns":1426224722,"dur_ns":49359466}
 {"type":"phase","t_ns":1845783654,"name":"modules","start_ns":1476002125,"dur_ns":369781529}
 {"type":"phase","t_ns":1980917393,"name":"devices","start_ns":1845973168,"dur_ns":134944225}

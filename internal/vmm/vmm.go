@@ -62,7 +62,11 @@ type Spec struct {
 	EventsPath    string // the guest's event port is written here (events.jsonl)
 	LogPath       string // the VMM's own stderr
 	ControlSocket string // unix socket for the control channel
-	APISocket     string // unix socket for the VMM's API (QMP for QEMU)
+	// OutputSocket asks for the workload's output channel (abi.Frame): the backend listens on
+	// this unix socket before the VMM starts (Firecracker: on its vsock's <uds_path>_PORT for
+	// abi.OutputVsockPort instead) and hands the listener over in VM.Output.
+	OutputSocket string
+	APISocket    string // unix socket for the VMM's API (QMP for QEMU)
 	// PIDFile, when set, receives the VMM's pid as soon as its process exists, before the run
 	// state can record it: a VMM whose ukernel dies while it is still starting is then found
 	// and stopped instead of running on, unmanaged (runstate cleans it).
@@ -158,8 +162,27 @@ func WaitGone(ctx context.Context, h Handle) error {
 // VM is a guest started by this process.
 type VM struct {
 	Handle
+	// Output is where the guest's output channel connects (nil without Spec.OutputSocket).
+	// The VMM connects once; whoever accepts owns the channel.
+	Output  net.Listener
 	done    chan struct{}
 	waitErr error
+}
+
+// ListenOutput listens on the unix socket path for a guest's output channel, replacing a stale
+// socket there.
+func ListenOutput(path string) (net.Listener, error) {
+	if len(path) >= 108 {
+		return nil, fmt.Errorf("socket path %s is %d bytes; unix sockets allow 107: use a shorter state directory (XDG_RUNTIME_DIR)", path, len(path))
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("remove old socket %s: %w", path, err)
+	}
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("output channel: %w", err)
+	}
+	return l, nil
 }
 
 // NewVM wraps a started VMM: wait blocks until the VMM exits (exec.Cmd.Wait) and is called

@@ -73,7 +73,7 @@ func TestPackReproducible(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &insp); err != nil {
 		t.Fatalf("inspect --json: %v\n%s", err, r.stdout)
 	}
-	if !insp.Verified || insp.Manifest.ABI != "0.2.0" || insp.Manifest.Adapter.Runtime != "python-3.11" || insp.Manifest.Lock.Packages < 5 {
+	if !insp.Verified || insp.Manifest.ABI != "0.3.0" || insp.Manifest.Adapter.Runtime != "python-3.11" || insp.Manifest.Lock.Packages < 5 {
 		t.Errorf("inspect: %+v", insp)
 	}
 	// The modules a boot needs are byte-compiled for the guest's Python, as unchecked hash-based

@@ -107,8 +107,9 @@ func TestRunWorkerLifecycle(t *testing.T) {
 			t.Errorf("ps still lists the stopped guest: %+v", e)
 		}
 	}
+	// The workload's lines went to its own channel; the console kept the kernel's.
 	console, err := os.ReadFile(filepath.Join(dir, "logs", "console.log"))
-	if err != nil || !strings.Contains(string(console), "tick 1") {
+	if err != nil || strings.Contains(string(console), "tick 1") {
 		t.Errorf("logs/console.log: %v\n%s", err, console)
 	}
 	// --accel auto probed KVM (or found no /dev/kvm): that step is in the run's trace.
@@ -131,6 +132,66 @@ func TestRunWorkerLifecycle(t *testing.T) {
 	if !probed {
 		t.Errorf("the trace has no kvm.probe span with its answer:\n%s", tr.stdout)
 	}
+	if l := mustUK(t, dir, 30*time.Second, "logs"); !strings.Contains(l.stdout, "tick 1") {
+		t.Errorf("logs after the stop:\n%s", l.stdout)
+	}
+}
+
+// kernelLine matches a kernel console line ("[    0.345924] PCI: ...").
+var kernelLine = regexp.MustCompile(`(?m)^\[\s*\d+\.\d+\] `)
+
+// TestRunOutputChannels: the workload's stdout and stderr reach run's stdout and stderr, with
+// no kernel line among them (a workload's own line that looks like one stays); -v adds the
+// kernel's console on stderr; logs shows the workload, logs --kernel the kernel too, and a
+// service the run does not have is an error.
+func TestRunOutputChannels(t *testing.T) {
+	skipShort(t)
+	dir := newProject(t, "channels", "--lang", "shell", "--template", "minimal")
+	writeFile(t, filepath.Join(dir, "src", "main.sh"), `#!/bin/sh
+echo "line on stdout"
+echo "line on stderr" >&2
+echo "[    1.000000] the workload's own bracketed line"
+`)
+	r := mustUK(t, dir, 15*time.Minute, "run")
+	if !strings.Contains(r.stdout, "line on stdout") || !strings.Contains(r.stdout, "the workload's own bracketed line") {
+		t.Errorf("the workload's stdout is not on stdout:\n%s", r.stdout)
+	}
+	if strings.Contains(r.stdout, "line on stderr") || !strings.Contains(r.stderr, "line on stderr") {
+		t.Errorf("the workload's stderr is not apart on stderr:\nstdout:\n%s\nstderr:\n%s", r.stdout, r.stderr)
+	}
+	for _, out := range []string{r.stdout, r.stderr} {
+		for _, l := range kernelLine.FindAllString(out, -1) {
+			if !strings.HasPrefix(l, "[    1.000000]") {
+				t.Errorf("a kernel line reached the terminal without -v:\n%s", out)
+			}
+		}
+	}
+	if !strings.Contains(r.stderr, "VM console: logs/console.log") {
+		t.Errorf("run did not name the console log:\n%s", r.stderr)
+	}
+	console, _ := os.ReadFile(filepath.Join(dir, "logs", "console.log"))
+	if !strings.Contains(string(console), "reboot: Power down") || strings.Contains(string(console), "line on stdout") {
+		t.Errorf("logs/console.log does not hold the kernel's console alone:\n%s", console)
+	}
+	l := mustUK(t, dir, time.Minute, "logs")
+	if !strings.Contains(l.stdout, "line on stdout") || !strings.Contains(l.stderr, "line on stderr") || strings.Contains(l.stdout+l.stderr, "reboot: Power down") {
+		t.Errorf("logs:\nstdout:\n%s\nstderr:\n%s", l.stdout, l.stderr)
+	}
+	if k := mustUK(t, dir, time.Minute, "logs", "--kernel"); !strings.Contains(k.stderr, "reboot: Power down") || !strings.Contains(k.stdout, "line on stdout") {
+		t.Errorf("logs --kernel:\nstdout:\n%s\nstderr:\n%s", k.stdout, k.stderr)
+	}
+	if n := uk(t, dir, time.Minute, "logs", "--service", "nosuch"); n.code == 0 || !strings.Contains(n.stderr, `no such service "nosuch"`) {
+		t.Errorf("logs --service nosuch: exit %d\n%s", n.code, n.stderr)
+	}
+
+	v := mustUK(t, dir, 15*time.Minute, "-v", "run")
+	if !strings.Contains(v.stderr, "reboot: Power down") || strings.Contains(v.stdout, "reboot: Power down") {
+		t.Errorf("run -v does not show the kernel's console on stderr:\nstdout:\n%s\nstderr:\n%s", v.stdout, v.stderr)
+	}
+	if !strings.Contains(v.stdout, "line on stdout") {
+		t.Errorf("run -v lost the workload's stdout:\n%s", v.stdout)
+	}
+	noQEMULeft(t, dir)
 }
 
 // TestRunExitCode: run exits with the workload's own code, here 3. The minimal preset has no

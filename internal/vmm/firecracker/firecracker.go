@@ -218,6 +218,12 @@ func EventsSocket(controlSocket string) string {
 	return fmt.Sprintf("%s_%d", controlSocket, abi.EventsVsockPort)
 }
 
+// OutputSocket is where the host listens for the workload's output channel (abi.Frame), for the
+// guest's connection to host port abi.OutputVsockPort.
+func OutputSocket(controlSocket string) string {
+	return fmt.Sprintf("%s_%d", controlSocket, abi.OutputVsockPort)
+}
+
 // Start launches Firecracker for spec, configures it through its API and starts the guest.
 func (b *Backend) Start(ctx context.Context, spec vmm.Spec) (*vmm.VM, error) {
 	bin := b.Binary
@@ -311,13 +317,36 @@ func (b *Backend) Start(ctx context.Context, spec vmm.Spec) (*vmm.VM, error) {
 		vm.Wait(wctx)
 		return nil, err
 	}
+	if spec.OutputSocket != "" && spec.ControlSocket != "" {
+		// The guest connects once it runs, after Configure starts it.
+		sock := OutputSocket(spec.ControlSocket)
+		if j != nil {
+			sock = j.host(sock)
+		}
+		if vm.Output, err = vmm.ListenOutput(sock); err != nil {
+			return fail(err)
+		}
+		if j != nil {
+			// The jailed firecracker runs as another user and must be able to connect.
+			if err := os.Chmod(sock, 0o666); err != nil {
+				vm.Output.Close()
+				return fail(fmt.Errorf("output socket: %w", err))
+			}
+		}
+	}
 	client := NewClient(spec.APISocket)
 	if err := b.awaitAPI(ctx, vm, client, spec); err != nil {
+		if vm.Output != nil {
+			vm.Output.Close()
+		}
 		return fail(err)
 	}
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := Configure(cctx, client, cfg); err != nil {
+		if vm.Output != nil {
+			vm.Output.Close()
+		}
 		return fail(fmt.Errorf("%w (see %s)", err, runFilesFor(spec).logPath))
 	}
 	if j != nil {

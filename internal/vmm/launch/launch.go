@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/ukernel-dev/ukernel/internal/abi"
+	"github.com/ukernel-dev/ukernel/internal/guestlog"
 	"github.com/ukernel-dev/ukernel/internal/project"
 	"github.com/ukernel-dev/ukernel/internal/runstate"
 	"github.com/ukernel-dev/ukernel/internal/trace"
@@ -86,7 +87,8 @@ type Guest struct {
 	store    *runstate.Store
 	log      *slog.Logger
 	progress io.Writer
-	spawned  time.Time // just before the VMM was started: the trace's clock anchor
+	spawned  time.Time        // just before the VMM was started: the trace's clock anchor
+	output   *guestlog.Writer // the run's output log
 }
 
 // Start boots the image of o and returns once the VMM runs with its devices open.
@@ -198,6 +200,14 @@ func start(ctx context.Context, o Options, boot *vmm.Boot, name string, netw vmm
 		VCPU: vcpu, MemoryMB: mem, Accel: accel.Accel, Net: netw,
 		ConsolePath: run.Console(), EventsPath: run.Events(), LogPath: run.VMMLog(),
 		ControlSocket: store.ControlSocket(name), APISocket: store.APISocket(name), PIDFile: store.PIDFile(name),
+		OutputSocket: store.OutputSocket(name),
+	}
+	info := runstate.Info{Name: name, Image: boot.Image, Services: []string{}}
+	for _, s := range boot.Manifest.Services {
+		info.Services = append(info.Services, s.Name)
+	}
+	if err := run.WriteInfo(info); err != nil {
+		return nil, err
 	}
 	data, err := dataDisks(ctx, o.ProjectDir, boot.Manifest)
 	if err != nil {
@@ -208,6 +218,14 @@ func start(ctx context.Context, o Options, boot *vmm.Boot, name string, netw vmm
 	vm, err := backend.Start(ctx, spec)
 	if err != nil {
 		return nil, err
+	}
+	stopVM := func() {
+		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		vmm.Stop(stopCtx, backend, vm.Handle, time.Second, log)
+		if vm.Output != nil {
+			vm.Output.Close()
+		}
 	}
 	if err := trace.Append(filepath.Join(run.Dir, trace.RunSpansFile), trace.NewSpan(trace.SpanVMMStart, spawned, time.Now(),
 		"backend", backend.Name(), "accel", accel.Accel, "pid", fmt.Sprint(vm.Handle.PID))); err != nil {
@@ -223,17 +241,22 @@ func start(ctx context.Context, o Options, boot *vmm.Boot, name string, netw vmm
 		Net: netString(netw), Ports: ports, RunID: run.ID, RunDir: run.Dir,
 		Started: started, ProjectDir: o.ProjectDir, Detached: o.Detached, Owner: os.Getpid(),
 	}
+	st.OwnerStart, _ = runstate.ProcessStart(st.Owner)
 	if err := store.Save(st); err != nil {
-		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		vmm.Stop(stopCtx, backend, vm.Handle, time.Second, log)
+		stopVM()
+		return nil, err
+	}
+	output, err := guestlog.Create(run.Output(), nil)
+	if err != nil {
+		stopVM()
 		return nil, err
 	}
 	progress := o.Progress
 	if progress == nil {
 		progress = io.Discard
 	}
-	return &Guest{State: st, Run: run, Accel: accel, VM: vm, backend: backend, store: store, log: log, progress: progress, spawned: spawned}, nil
+	return &Guest{State: st, Run: run, Accel: accel, VM: vm, backend: backend, store: store, log: log, progress: progress,
+		spawned: spawned, output: output}, nil
 }
 
 func netString(n vmm.Net) string {
@@ -354,23 +377,62 @@ func nextAddr(host netip.Prefix) (netip.Prefix, bool) {
 	return netip.PrefixFrom(a, host.Bits()), true
 }
 
-// Attend streams the console to w until the guest is gone, stops it gracefully when ctx ends
-// (Ctrl-C, SIGTERM), releases its state and returns how the run ended.
+// Streams are where Attend passes the guest's output on, live. A nil writer is not shown (the
+// output log records everything).
+type Streams struct {
+	Stdout, Stderr io.Writer // the workload's own streams
+	Kernel         io.Writer // the serial console: the kernel's lines and init's messages (run -v)
+}
+
+// Attend passes the workload's output to w (stdout and stderr alike) until the guest is gone.
 func (g *Guest) Attend(ctx context.Context, w io.Writer, stopTimeout time.Duration) (runstate.Outcome, error) {
-	followErr := make(chan error, 1)
+	return g.AttendStreams(ctx, Streams{Stdout: w, Stderr: w}, stopTimeout)
+}
+
+// AttendStreams records the guest's output in the run's output log and passes it to s until
+// the guest is gone, stops it gracefully when ctx ends (Ctrl-C, SIGTERM), releases its state
+// and returns how the run ended.
+func (g *Guest) AttendStreams(ctx context.Context, s Streams, stopTimeout time.Duration) (runstate.Outcome, error) {
+	// A stream that cannot be written (the terminal or pipe went away) means nobody attends
+	// the guest any more: it is stopped as on Ctrl-C rather than left running unowned.
+	liveErr := make(chan error, 1)
+	g.output.SetLive(func(r guestlog.Record) error {
+		w := s.Stdout
+		switch r.Stream {
+		case guestlog.Stderr:
+			w = s.Stderr
+		case guestlog.Kernel:
+			w = s.Kernel
+		}
+		if w == nil {
+			return nil
+		}
+		_, err := io.WriteString(w, r.Log)
+		if err != nil {
+			select {
+			case liveErr <- err:
+			default:
+			}
+		}
+		return err
+	})
+	framesDone := make(chan error, 1)
+	go func() { framesDone <- g.copyOutput() }()
+	consoleDone := make(chan error, 1)
 	go func() {
-		followErr <- runstate.Follow(context.WithoutCancel(ctx), g.Run.Console(), w, g.VM.Done())
+		cw := guestlog.NewConsoleWriter(g.output)
+		err := runstate.Follow(context.WithoutCancel(ctx), g.Run.Console(), cw, g.VM.Done())
+		cw.Flush()
+		consoleDone <- err
 	}()
-	interrupted, followed := false, false
+	interrupted := false
 	var ferr error
 	select {
 	case <-g.VM.Done():
 	case <-ctx.Done():
 		interrupted = true
-	case ferr = <-followErr:
-		// The console could not be written (the terminal or pipe went away): nobody attends
-		// the guest any more, so stop it as on Ctrl-C rather than leave it running unowned.
-		followed, interrupted = true, true
+	case ferr = <-liveErr:
+		interrupted = true
 	}
 	if interrupted {
 		forced := g.forceOnSignal()
@@ -393,18 +455,24 @@ func (g *Guest) Attend(ctx context.Context, w io.Writer, stopTimeout time.Durati
 	if werr != nil {
 		g.log.Debug("VMM exit", "err", werr)
 	}
-	if !followed {
-		// The follower ends once it has copied the rest of the console; a writer that blocks
-		// (a pipe nobody reads) must not keep run from releasing its state.
+	// The copies end once they have the rest of the output (the VMM closed the channel at its
+	// exit); a writer that blocks (a pipe nobody reads) must not keep run from releasing its
+	// state.
+	drain := time.After(5 * time.Second)
+	for _, ch := range []chan error{framesDone, consoleDone} {
 		select {
-		case ferr = <-followErr:
-		case <-time.After(5 * time.Second):
-			ferr = errors.New("console output still blocked 5s after the guest ended")
+		case err := <-ch:
+			if err != nil && ferr == nil {
+				ferr = err
+			}
+		case <-drain:
+			ferr = errors.New("output still blocked 5s after the guest ended")
 		}
 	}
 	if ferr != nil {
-		g.log.Debug("console follow", "err", ferr)
+		g.log.Debug("output", "err", ferr)
 	}
+	g.output.Close()
 	if err := g.store.Release(g.State); err != nil {
 		g.log.Debug("release state", "err", err)
 	}
@@ -418,6 +486,46 @@ func (g *Guest) Attend(ctx context.Context, w io.Writer, stopTimeout time.Durati
 			vmm.LogTail(g.Run.VMMLog(), Title(g.State.Handle.Backend)), filepath.Join("logs", "runs", g.Run.ID))
 	}
 	return out, nil
+}
+
+// copyOutput records the guest's output channel until the VMM closes it. The VMM connects at
+// its start (QEMU) or when the guest does (Firecracker): a VM that ends first never does.
+func (g *Guest) copyOutput() error {
+	l := g.VM.Output
+	if l == nil {
+		return nil
+	}
+	defer l.Close()
+	type accepted struct {
+		c   net.Conn
+		err error
+	}
+	ch := make(chan accepted, 1)
+	go func() {
+		c, err := l.Accept()
+		ch <- accepted{c, err}
+	}()
+	var a accepted
+	select {
+	case a = <-ch:
+	case <-g.VM.Done():
+		select {
+		case a = <-ch:
+		case <-time.After(100 * time.Millisecond):
+			return nil
+		}
+	}
+	if a.err != nil {
+		return fmt.Errorf("output channel: %w", a.err)
+	}
+	defer a.c.Close()
+	go func() {
+		// The VMM closes the channel when it exits; this bounds a channel it left open.
+		<-g.VM.Done()
+		time.Sleep(3 * time.Second)
+		a.c.Close()
+	}()
+	return guestlog.CopyFrames(a.c, g.output, nil)
 }
 
 // forceOnSignal kills the guest's VMM if another Ctrl-C, SIGTERM or SIGHUP arrives while it is being

@@ -130,8 +130,17 @@ func Args(spec vmm.Spec) ([]string, error) {
 	if spec.Initrd != "" {
 		a = append(a, "-initrd", spec.Initrd)
 	}
-	a = append(a, "-append", Cmdline(spec.Cmdline, spec.Accel),
+	cmdline := Cmdline(spec.Cmdline, spec.Accel)
+	if spec.OutputSocket != "" {
+		cmdline += " " + abi.OutputSerialFlag
+	}
+	a = append(a, "-append", cmdline,
 		"-chardev", "file,id=con,path="+escape(spec.ConsolePath), "-serial", "chardev:con")
+	if spec.OutputSocket != "" {
+		// The output channel is the second UART (ttyS1 at the legacy 0x2f8); the host listens.
+		a = append(a, "-chardev", "socket,id=out,path="+escape(spec.OutputSocket)+",server=off",
+			"-device", "isa-serial,chardev=out,index=1")
+	}
 	for _, d := range spec.Disks {
 		drive := "id=" + d.ID + ",file=" + escape(d.Path) + ",format=raw,if=none"
 		if d.ReadOnly {
@@ -215,7 +224,7 @@ func (b *Backend) Start(ctx context.Context, spec vmm.Spec) (*vmm.VM, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, s := range []string{spec.APISocket, spec.ControlSocket} {
+	for _, s := range []string{spec.APISocket, spec.ControlSocket, spec.OutputSocket} {
 		if s == "" {
 			continue
 		}
@@ -232,12 +241,25 @@ func (b *Backend) Start(ctx context.Context, spec vmm.Spec) (*vmm.VM, error) {
 			return nil, fmt.Errorf("remove old socket %s: %w", s, err)
 		}
 	}
+	var output net.Listener
+	if spec.OutputSocket != "" {
+		// QEMU connects at its start (server=off): the host listens first.
+		if output, err = vmm.ListenOutput(spec.OutputSocket); err != nil {
+			return nil, err
+		}
+	}
+	closeOutput := func() {
+		if output != nil {
+			output.Close()
+		}
+	}
 	logPath := spec.LogPath
 	if logPath == "" {
 		logPath = os.DevNull
 	}
 	logf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
+		closeOutput()
 		return nil, fmt.Errorf("QEMU log: %w", err)
 	}
 	defer logf.Close()
@@ -249,10 +271,12 @@ func (b *Backend) Start(ctx context.Context, spec vmm.Spec) (*vmm.VM, error) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	b.Log.Debug("starting QEMU", "args", strings.Join(args, " "))
 	if err := cmd.Start(); err != nil {
+		closeOutput()
 		return nil, fmt.Errorf("start %s: %w", path, err)
 	}
 	h := vmm.Handle{Backend: Name, PID: cmd.Process.Pid, ControlSocket: spec.ControlSocket, APISocket: spec.APISocket}
 	vm := vmm.NewVM(h, cmd.Wait)
+	vm.Output = output
 	err = vmm.WritePIDFile(spec, h.PID)
 	if err == nil {
 		err = b.awaitReady(ctx, vm, spec, logPath)
@@ -262,6 +286,7 @@ func (b *Backend) Start(ctx context.Context, spec vmm.Spec) (*vmm.VM, error) {
 		wctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		defer cancel()
 		vm.Wait(wctx)
+		closeOutput()
 		return nil, err
 	}
 	return vm, nil

@@ -1,116 +1,184 @@
-// Package logs implements `ukernel logs`: print the console of the latest run.
+// Package logs implements `ukernel logs`: print the output of a guest's workload, recorded by
+// internal/guestlog.
 package logs
 
 import (
 	"context"
 	"fmt"
-	"io"
-	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/ukernel-dev/ukernel/internal/guestlog"
 	"github.com/ukernel-dev/ukernel/internal/runstate"
 	"github.com/ukernel-dev/ukernel/pkg/cmdutil"
 )
 
+// Options are the flags of `logs`.
+type Options struct {
+	Follow     bool
+	Service    string
+	Kernel     bool
+	Tail       int
+	Since      string
+	Timestamps bool
+}
+
 // NewCmdLogs returns the logs command.
 func NewCmdLogs(f *cmdutil.Factory) *cobra.Command {
-	var follow bool
-	var service string
+	o := &Options{}
 	cmd := &cobra.Command{
 		Use:         "logs [NAME]",
 		Annotations: map[string]string{cmdutil.InterruptibleAnnotation: "true"}, // killed, it leaves nothing half-done
-		Short:       "Print a guest's console",
-		Long: `Logs prints the serial console of the project's latest run (logs/console.log), or of the
-running guest NAME. With --follow it keeps printing while the guest runs and returns when
-its VM is gone.
+		Short:       "Print a guest's output",
+		Long: `Logs prints what the workload of the project's latest run wrote (its entry's and its
+services' stdout and stderr), or of the guest NAME, running or finished (see ps -a). Each
+line was recorded with the host's time, in the run's output log
+(logs/runs/<id>/output.jsonl: one JSON record a line, with time, stream, service and log).
+Stdout lines go to stdout, the others to stderr.
 
-With --service NAME it prints only the output of that service, without the "[NAME] " prefix
-the guest puts before each of its lines on the console (the entry's lines have no prefix).`,
+--kernel adds the serial console's lines (the kernel's messages and init's own; the whole
+console is in logs/console.log). --service NAME prints only that service's output (an error
+for a service the run does not have). --tail N prints the last N lines, --since only those
+from a time on (a duration such as 10m, or a timestamp such as 2026-01-02T15:04:05Z),
+--timestamps puts each line's time first. With --follow it keeps printing while the guest
+runs and returns once it is gone. --json prints the selected records as one JSON array.`,
 		Example: `  ukernel logs
   ukernel logs --follow example-worker
-  ukernel logs --service db
-  ukernel -C ../api logs`,
+  ukernel logs --service db --tail 20
+  ukernel logs --since 5m --timestamps api
+  ukernel -C ../api logs --kernel`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			store, err := runstate.Open()
-			if err != nil {
-				return err
-			}
-			var run runstate.Run
-			var live *runstate.State
-			if len(args) == 1 {
-				st, err := store.Load(args[0])
-				if err != nil {
-					return err
-				}
-				if st.RunDir == "" {
-					return fmt.Errorf("guest %q has not started yet", args[0])
-				}
-				run = runstate.Run{ID: st.RunID, Dir: st.RunDir}
-				live = st
-			} else {
-				dir, err := f.ProjectDir()
-				if err != nil {
-					return err
-				}
-				if run, err = runstate.LatestRun(dir); err != nil {
-					return err
-				}
-				live = liveGuestOf(store, run)
-			}
-			out := io.Writer(f.IO.Out)
-			if service != "" {
-				sf := runstate.NewServiceFilter(f.IO.Out, service)
-				defer sf.Flush()
-				out = sf
-			}
-			if !follow || live == nil || !live.Live() {
-				return printFile(out, run.Console())
-			}
-			return followGuest(cmd.Context(), out, run, live)
+			return runLogs(cmd.Context(), f, o, args)
 		},
 	}
-	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing while the guest runs")
-	cmd.Flags().StringVar(&service, "service", "", "print only the output of the service `NAME`")
+	fl := cmd.Flags()
+	fl.BoolVarP(&o.Follow, "follow", "f", false, "keep printing while the guest runs")
+	fl.StringVar(&o.Service, "service", "", "print only the output of the service `NAME`")
+	fl.BoolVar(&o.Kernel, "kernel", false, "include the kernel's console lines")
+	fl.IntVarP(&o.Tail, "tail", "n", -1, "print only the last `N` lines")
+	fl.StringVar(&o.Since, "since", "", "print only lines from this time on: a duration (10m) or an RFC 3339 timestamp")
+	fl.BoolVarP(&o.Timestamps, "timestamps", "t", false, "put each line's time (RFC 3339, host clock) first")
 	return cmd
 }
 
-func printFile(w io.Writer, path string) error {
-	fh, err := os.Open(path)
-	if err != nil {
-		return fmt.Errorf("console log: %w", err)
+// ParseSince reads --since: a duration before now, or an RFC 3339 timestamp (or a date).
+func ParseSince(s string, now time.Time) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
 	}
-	defer fh.Close()
-	_, err = io.Copy(w, fh)
-	return err
+	if d, err := time.ParseDuration(s); err == nil {
+		if d < 0 {
+			return time.Time{}, fmt.Errorf("--since %q: a duration must not be negative", s)
+		}
+		return now.Add(-d), nil
+	}
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05", "2006-01-02"} {
+		if t, err := time.ParseInLocation(layout, s, time.Local); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("--since %q: expected a duration (10m, 1h30m) or a timestamp (2006-01-02T15:04:05Z, 2006-01-02)", s)
 }
 
-// liveGuestOf returns the running guest whose run is r, if any.
-func liveGuestOf(store *runstate.Store, r runstate.Run) *runstate.State {
+func runLogs(ctx context.Context, f *cmdutil.Factory, o *Options, args []string) error {
+	since, err := ParseSince(o.Since, time.Now())
+	if err != nil {
+		return cmdutil.Usagef("%v", err)
+	}
+	if o.Tail < -1 {
+		return cmdutil.Usagef("--tail %d: expected a number of lines, 0 or more", o.Tail)
+	}
+	if f.JSON && o.Follow {
+		return cmdutil.Usagef("--json prints one document: it does not go with --follow")
+	}
+	store, err := runstate.Open()
+	if err != nil {
+		return err
+	}
+	var run runstate.Run
+	var st *runstate.State
+	if len(args) == 1 {
+		if err := runstate.ValidateName(args[0]); err != nil {
+			return err
+		}
+		if st, err = store.Load(args[0]); err != nil {
+			return err
+		}
+		if st.RunDir == "" {
+			return fmt.Errorf("guest %q has not started yet", args[0])
+		}
+		run = runstate.Run{ID: st.RunID, Dir: st.RunDir}
+	} else {
+		dir, err := f.ProjectDir()
+		if err != nil {
+			return err
+		}
+		if run, err = runstate.LatestRun(dir); err != nil {
+			return err
+		}
+		st = guestOf(store, run)
+	}
+	filter := guestlog.Filter{Kernel: o.Kernel, Service: o.Service, Since: since}
+	if o.Service != "" {
+		info, err := run.ReadInfo()
+		if err != nil {
+			return err
+		}
+		filter.Services = info.Services
+		if err := filter.Check(); err != nil {
+			return err
+		}
+	}
+	recs, offset, err := guestlog.Read(run.Output(), filter)
+	if err != nil {
+		return err
+	}
+	recs = guestlog.Tail(recs, o.Tail)
+	if f.JSON {
+		if recs == nil {
+			recs = []guestlog.Record{}
+		}
+		return f.PrintJSON(recs)
+	}
+	p := &guestlog.Printer{Out: f.IO.Out, Err: f.IO.ErrOut, Timestamps: o.Timestamps}
+	for _, r := range recs {
+		if err := p.Print(r); err != nil {
+			return err
+		}
+	}
+	if !o.Follow || st == nil || !st.Live() {
+		return nil
+	}
+	return follow(ctx, run, offset, filter, p, st)
+}
+
+// guestOf returns the guest whose run is r, if it is still recorded.
+func guestOf(store *runstate.Store, r runstate.Run) *runstate.State {
 	states, err := store.List()
 	if err != nil {
 		return nil
 	}
 	for _, st := range states {
-		if filepath.Clean(st.RunDir) == filepath.Clean(r.Dir) && st.Live() {
+		if st.RunDir != "" && filepath.Clean(st.RunDir) == filepath.Clean(r.Dir) {
 			return st
 		}
 	}
 	return nil
 }
 
-// followGuest streams the console until the guest's VMM is gone (checked by pid and command
-// line, so the wait is bounded by the guest's own life) or the user interrupts.
-func followGuest(ctx context.Context, w io.Writer, r runstate.Run, st *runstate.State) error {
+// follow prints the records appended after offset until the guest is gone and its owner (the
+// monitor, or the foreground run) has recorded the rest, or the user interrupts.
+func follow(ctx context.Context, r runstate.Run, offset int64, filter guestlog.Filter, p *guestlog.Printer, st *runstate.State) error {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		t := time.NewTicker(100 * time.Millisecond)
 		defer t.Stop()
-		for st.Handle.Alive() {
+		for st.Live() || st.OwnerAlive() {
 			select {
 			case <-ctx.Done():
 				return
@@ -118,9 +186,13 @@ func followGuest(ctx context.Context, w io.Writer, r runstate.Run, st *runstate.
 			}
 		}
 	}()
-	err := runstate.Follow(ctx, r.Console(), w, done)
+	rr := &guestlog.RecordReader{Filter: filter, Fn: p.Print}
+	err := runstate.FollowFrom(ctx, r.Output(), offset, rr, done)
 	if ctx.Err() != nil {
 		return nil // Ctrl-C ends a follow normally
+	}
+	if err != nil && strings.Contains(err.Error(), "broken pipe") {
+		return nil
 	}
 	return err
 }

@@ -99,6 +99,7 @@ microVM image and runs it locally with one command.`,
 	cmd.AddCommand(perfcmd.NewCmdPerf(f))
 	cmd.AddCommand(diffcmd.NewCmdDiff(f))
 	cmd.AddCommand(versioncmd.NewCmdVersion(f, info))
+	cmd.AddCommand(run.NewCmdMonitor(f))
 	usageArgs(cmd)
 
 	return cmd

@@ -5,6 +5,7 @@ package run
 import (
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -45,7 +46,10 @@ func NewCmdRun(f *cmdutil.Factory) *cobra.Command {
 		Use:   "run [flags]",
 		Short: "Boot the project's image in a microVM and run its workload",
 		Long: `Run builds and packs the project when needed (cached), boots the image in a microVM and
-streams the guest's console. It exits with the workload's own exit code; 125 means ukernel
+streams the workload's output: its stdout to stdout, its stderr to stderr (the entry's and
+the services'). The kernel's console is kept apart, in logs/console.log; -v shows it too, on
+stderr. Everything is recorded with its time in the run's output log (see ukernel logs). It
+exits with the workload's own exit code; 125 means ukernel
 itself failed (the reason is printed). Ctrl-C stops the guest gracefully.
 
 Defaults for --vcpu, --memory, --net and --publish come from ukernel.toml's [run] section,
@@ -78,7 +82,7 @@ else: not in the image, the logs, the events or ps.`,
 	fl.StringArrayVar(&o.EnvFiles, "env-file", nil, "read K=V lines from a file into the workload's environment (repeatable)")
 	fl.StringArrayVar(&o.Secrets, "secret", nil, "give the guest a secret as NAME=@FILE, or NAME from the environment variable NAME (repeatable)")
 	fl.StringVar(&o.Image, "image", "", "boot this image instead of building the project's (relative to the project directory)")
-	fl.BoolVarP(&o.Detach, "detach", "d", false, "start the guest and return; see ps, logs, stop")
+	fl.BoolVarP(&o.Detach, "detach", "d", false, "start the guest under a monitor process and return; see ps, logs, stop, rm")
 	fl.StringVar(&o.Accel, "accel", vmm.AccelAuto, "accelerator: auto, kvm or tcg")
 	fl.StringVar(&o.Backend, "backend", vmm.BackendAuto, "VMM: auto (Firecracker when installed and KVM works, else QEMU), firecracker or qemu")
 	fl.BoolVar(&o.Offline, "offline", false, "build without network access when a build is needed")
@@ -155,16 +159,34 @@ func runRun(ctx context.Context, o *Options) error {
 		StopTimeout: o.StopTimeout, Progress: f.IO.Progress(), Log: f.Logger,
 	}
 	step := f.IO.Progress().Start("Starting VM")
+	if o.Detach {
+		exe, err := os.Executable()
+		if err != nil {
+			step.Fail()
+			return fail(err)
+		}
+		d, err := launch.StartDetached(ctx, opts, exe)
+		if err != nil {
+			step.Fail()
+			return fail(err)
+		}
+		step.Done("")
+		if f.JSON {
+			return f.PrintJSON(d)
+		}
+		return nil
+	}
 	g, err := launch.Start(ctx, opts)
 	if err != nil {
 		step.Fail()
 		return fail(err)
 	}
 	step.Done("")
-	if o.Detach {
-		return nil
+	streams := launch.Streams{Stdout: f.IO.Out, Stderr: f.IO.ErrOut}
+	if f.Verbose {
+		streams.Kernel = f.IO.ErrOut
 	}
-	out, err := g.Attend(ctx, f.IO.Out, o.StopTimeout)
+	out, err := g.AttendStreams(ctx, streams, o.StopTimeout)
 	if err != nil {
 		return fail(err)
 	}
@@ -179,4 +201,16 @@ func runRun(ctx context.Context, o *Options) error {
 		}
 	}
 	return ee
+}
+
+// NewCmdMonitor returns the hidden command a detached guest's monitor runs as (launch.RunMonitor).
+func NewCmdMonitor(f *cmdutil.Factory) *cobra.Command {
+	return &cobra.Command{
+		Use:    launch.MonitorCommand,
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return launch.RunMonitor(f.IO.In)
+		},
+	}
 }

@@ -1,0 +1,191 @@
+package launch
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/ukernel-dev/ukernel/internal/runstate"
+)
+
+// MonitorCommand is the hidden subcommand that runs a detached guest's monitor: ukernel itself,
+// re-executed, as podman runs conmon. The monitor starts the guest, so the VMM is its child: it
+// owns the guest's output channel and output log, sees the VMM's exit and records the outcome.
+const MonitorCommand = "__monitor"
+
+// monitorRequest is what `run -d` hands its monitor, on the monitor's stdin: never on its
+// command line or in its environment, where the run-time environment and secrets would show.
+type monitorRequest struct {
+	ProjectDir  string            `json:"project_dir"`
+	Image       string            `json:"image"`
+	Name        string            `json:"name"`
+	VCPU        int               `json:"vcpu"`
+	MemoryMB    int               `json:"memory_mb"`
+	Net         string            `json:"net"`
+	Publish     []string          `json:"publish"`
+	Env         map[string]string `json:"env"`
+	Secrets     map[string][]byte `json:"secrets"`
+	Accel       string            `json:"accel"`
+	Backend     string            `json:"backend"`
+	StopTimeout time.Duration     `json:"stop_timeout"`
+	CacheDir    string            `json:"cache_dir"`
+	StoreDir    string            `json:"store_dir"`
+}
+
+// Detached is what `run -d` reports about the guest it started (its --json document).
+type Detached struct {
+	Name       string `json:"name"`
+	PID        int    `json:"pid"` // the VMM's
+	MonitorPID int    `json:"monitor_pid"`
+	Backend    string `json:"backend"`
+	Accel      string `json:"accelerator"`
+	RunID      string `json:"run_id"`
+	RunDir     string `json:"run_dir"`
+	Console    string `json:"console_log"`
+	Output     string `json:"output_log"`
+	Events     string `json:"events_log"`
+}
+
+type monitorResult struct {
+	Started *Detached `json:"started,omitempty"`
+	Error   string    `json:"error,omitempty"`
+}
+
+// Monitor file descriptors, after stdin, stdout and stderr.
+const (
+	monitorProgressFD = 3 // progress lines, until the guest has started
+	monitorResultFD   = 4 // one monitorResult
+)
+
+// StartDetached starts the guest of o under a monitor process (the ukernel executable exe) and
+// returns once the guest runs, or failed to start. The monitor's progress lines go to
+// o.Progress meanwhile.
+func StartDetached(ctx context.Context, o Options, exe string) (*Detached, error) {
+	req := monitorRequest{
+		ProjectDir: o.ProjectDir, Image: o.Image, Name: o.Name, VCPU: o.VCPU, MemoryMB: o.MemoryMB,
+		Net: o.Net, Publish: o.Publish, Env: o.Env, Secrets: o.Secrets, Accel: o.Accel, Backend: o.Backend,
+		StopTimeout: o.StopTimeout, CacheDir: o.CacheDir,
+	}
+	if o.Store != nil {
+		req.StoreDir = o.Store.Dir
+	}
+	body, err := json.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	progR, progW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	defer progR.Close()
+	resR, resW, err := os.Pipe()
+	if err != nil {
+		progW.Close()
+		return nil, err
+	}
+	defer resR.Close()
+	inR, inW, err := os.Pipe()
+	if err != nil {
+		progW.Close()
+		resW.Close()
+		return nil, err
+	}
+	cmd := exec.Command(exe, MonitorCommand)
+	cmd.Stdin = inR
+	cmd.ExtraFiles = []*os.File{progW, resW}
+	// Its own session: the terminal's Ctrl-C and hangup do not reach it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	err = cmd.Start()
+	progW.Close()
+	resW.Close()
+	inR.Close()
+	if err != nil {
+		inW.Close()
+		return nil, fmt.Errorf("start the guest's monitor: %w", err)
+	}
+	go func() {
+		inW.Write(body)
+		inW.Close()
+	}()
+	progress := o.Progress
+	if progress == nil {
+		progress = io.Discard
+	}
+	io.Copy(progress, progR)
+	var res monitorResult
+	if err := json.NewDecoder(resR).Decode(&res); err != nil {
+		werr := cmd.Wait()
+		return nil, fmt.Errorf("the guest's monitor ended without reporting (%v): %w", werr, err)
+	}
+	if res.Started == nil {
+		cmd.Wait()
+		if res.Error == "" {
+			res.Error = "the guest's monitor reported nothing"
+		}
+		return nil, errors.New(res.Error)
+	}
+	res.Started.MonitorPID = cmd.Process.Pid
+	cmd.Process.Release()
+	return res.Started, nil
+}
+
+// RunMonitor is the monitor's body: it reads its request on stdin, starts the guest, reports on
+// its descriptors 3 and 4, then attends the guest until it is gone and records how it ended.
+// SIGTERM, SIGINT or SIGHUP stop the guest gracefully.
+func RunMonitor(stdin io.Reader) error {
+	// Inherited without close-on-exec: the VMM would inherit them too and hold `run -d`, which
+	// waits for them to close.
+	syscall.CloseOnExec(monitorProgressFD)
+	syscall.CloseOnExec(monitorResultFD)
+	progress := os.NewFile(monitorProgressFD, "progress")
+	result := os.NewFile(monitorResultFD, "result")
+	report := func(r monitorResult) {
+		json.NewEncoder(result).Encode(r)
+		result.Close()
+		progress.Close()
+	}
+	var req monitorRequest
+	if err := json.NewDecoder(stdin).Decode(&req); err != nil {
+		report(monitorResult{Error: "monitor request: " + err.Error()})
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer stop()
+	o := Options{
+		ProjectDir: req.ProjectDir, Image: req.Image, Name: req.Name, VCPU: req.VCPU, MemoryMB: req.MemoryMB,
+		Net: req.Net, Publish: req.Publish, Env: req.Env, Secrets: req.Secrets, Accel: req.Accel,
+		Backend: req.Backend, StopTimeout: req.StopTimeout, CacheDir: req.CacheDir, Detached: true,
+		Progress: progress,
+	}
+	if req.StoreDir != "" {
+		store, err := runstate.OpenAt(req.StoreDir)
+		if err != nil {
+			report(monitorResult{Error: err.Error()})
+			return err
+		}
+		o.Store = store
+	}
+	g, err := Start(ctx, o)
+	if err != nil {
+		report(monitorResult{Error: err.Error()})
+		return err
+	}
+	report(monitorResult{Started: &Detached{
+		Name: g.State.Name, PID: g.State.Handle.PID, Backend: g.State.Handle.Backend, Accel: g.State.Accel,
+		RunID: g.Run.ID, RunDir: g.Run.Dir, Console: g.Run.Console(), Output: g.Run.Output(), Events: g.Run.Events(),
+	}})
+	g.progress = io.Discard
+	timeout := req.StopTimeout
+	if timeout <= 0 {
+		timeout = DefaultStopTimeout
+	}
+	_, err = g.AttendStreams(ctx, Streams{}, timeout)
+	return err
+}
