@@ -6,6 +6,10 @@
 //
 //	go build -o /tmp/ukernel ./cmd/ukernel
 //	go run ./bench/coldstart -ukernel /tmp/ukernel -image dist/minimal.img -n 21
+//
+// With -base-ukernel and -base-image it compares two builds of ukernel instead (each with the
+// image it packed, since the image holds the guest's init), in the same ABBA order: before and
+// after a change, in one run.
 package main
 
 import (
@@ -41,7 +45,17 @@ func main() {
 	n := flag.Int("n", 21, "boots per variant (this machine's run-to-run noise is several percent: fewer say little)")
 	accel := flag.String("accel", vmm.AccelTCG, "accelerator for both variants")
 	timeout := flag.Duration("timeout", 60*time.Second, "deadline of one boot")
+	baseUK := flag.String("base-ukernel", "", "compare with this ukernel binary (the build before a change) instead of busybox")
+	baseImg := flag.String("base-image", "", "the image -base-ukernel packed")
 	flag.Parse()
+	if (*baseUK == "") != (*baseImg == "") {
+		log.Fatal("-base-ukernel and -base-image go together")
+	}
+	if *baseImg != "" {
+		if abs, err := filepath.Abs(*baseImg); err == nil {
+			*baseImg = abs
+		}
+	}
 	if *img == "" {
 		log.Fatal("-image is required (e.g. dist/minimal.img from `ukernel init --template minimal && ukernel pack`)")
 	}
@@ -87,6 +101,14 @@ func main() {
 		peakRSS = max(peakRSS, rss)
 	}
 	busybox := func(i int) {
+		if *baseUK != "" {
+			d, _, _, err := bootImage(*baseUK, *baseImg, *accel, work, *timeout)
+			if err != nil {
+				log.Fatalf("base boot %d: %v", i, err)
+			}
+			bbTimes = append(bbTimes, d)
+			return
+		}
 		d, err := bootBusybox(boot.Vmlinux, initrd, boot.Manifest.Kernel.Cmdline, *accel, work, *timeout)
 		if err != nil {
 			log.Fatalf("busybox boot %d: %v", i, err)
@@ -109,8 +131,13 @@ func main() {
 	fmt.Printf("accelerator:              %s\n", *accel)
 	fmt.Printf("boots per variant:        %d\n", *n)
 	fmt.Printf("image (ukernel run):      median %s to first workload line\n", mi.Round(time.Millisecond))
-	fmt.Printf("busybox init (QEMU):      median %s to first line\n", mb.Round(time.Millisecond))
-	fmt.Printf("ratio:                    %.2fx (target <= 1.25x)\n", float64(mi)/float64(mb))
+	if *baseUK != "" {
+		fmt.Printf("base (ukernel run):       median %s to first workload line\n", mb.Round(time.Millisecond))
+		fmt.Printf("ratio to the base:        %.3fx\n", float64(mi)/float64(mb))
+	} else {
+		fmt.Printf("busybox init (QEMU):      median %s to first line\n", mb.Round(time.Millisecond))
+		fmt.Printf("ratio:                    %.2fx (target <= 1.25x)\n", float64(mi)/float64(mb))
+	}
 	fmt.Printf("ukernel host peak RSS:    %.1f MB (target <= 40 MB)\n", float64(peakRSS)/1024)
 	fmt.Printf("guest init peak RSS:      %.1f MB (target <= 10 MB)\n", float64(initPeak)/1024)
 	if len(boots) > 0 {

@@ -575,5 +575,16 @@ func StopGuest(ctx context.Context, store *runstate.Store, name string, timeout 
 	if err != nil {
 		return "", err
 	}
+	// The guest's owner (a detached guest's monitor) records the last output and the outcome
+	// once the VMM is gone: stop returns after it, so the run's files are complete.
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for deadline := time.Now().Add(5 * time.Second); st.Owner != os.Getpid() && st.OwnerAlive() && time.Now().Before(deadline); {
+		select {
+		case <-ctx.Done():
+			return res, ctx.Err()
+		case <-t.C:
+		}
+	}
 	return res, store.Release(st)
 }
