@@ -15,6 +15,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -382,7 +383,16 @@ func nextAddr(host netip.Prefix) (netip.Prefix, bool) {
 type Streams struct {
 	Stdout, Stderr io.Writer // the workload's own streams
 	Kernel         io.Writer // the serial console: the kernel's lines and init's messages (run -v)
+	// Started, if set, is called once: with nil at the guest's first sign of life, or with why
+	// the guest failed before it showed one.
+	Started func(error)
 }
+
+// FirstSignTimeout bounds the wait for a guest's first sign of life: its first console line or
+// init's hello on the output channel. Under TCG here the kernel's first line comes about 0.5 s
+// after QEMU's start and init's hello about 1.5 s after; a guest that shows neither within this
+// never will (a KVM that cannot run it spins, or stopped with an internal error).
+const FirstSignTimeout = 20 * time.Second
 
 // Attend passes the workload's output to w (stdout and stderr alike) until the guest is gone.
 func (g *Guest) Attend(ctx context.Context, w io.Writer, stopTimeout time.Duration) (runstate.Outcome, error) {
@@ -416,23 +426,64 @@ func (g *Guest) AttendStreams(ctx context.Context, s Streams, stopTimeout time.D
 		}
 		return err
 	})
+	life := make(chan struct{})
+	var lifeOnce sync.Once
+	alive := func() { lifeOnce.Do(func() { close(life) }) }
 	framesDone := make(chan error, 1)
-	go func() { framesDone <- g.copyOutput() }()
+	go func() { framesDone <- g.copyOutput(alive) }()
 	consoleDone := make(chan error, 1)
 	go func() {
 		cw := guestlog.NewConsoleWriter(g.output)
+		cw.Seen = alive
 		err := runstate.Follow(context.WithoutCancel(ctx), g.Run.Console(), cw, g.VM.Done())
 		cw.Flush()
 		consoleDone <- err
 	}()
-	interrupted := false
+	interrupted, failure := false, ""
 	var ferr error
-	select {
-	case <-g.VM.Done():
-	case <-ctx.Done():
-		interrupted = true
-	case ferr = <-liveErr:
-		interrupted = true
+	started := func(err error) {
+		if s.Started != nil {
+			s.Started(err)
+			s.Started = nil
+		}
+	}
+	noLife := time.NewTimer(FirstSignTimeout)
+	defer noLife.Stop()
+	watch := time.NewTicker(200 * time.Millisecond)
+	defer watch.Stop()
+	vmmLog := vmmLogWatch{path: g.Run.VMMLog()}
+wait:
+	for {
+		select {
+		case <-g.VM.Done():
+			break wait
+		case <-ctx.Done():
+			interrupted = true
+			break wait
+		case ferr = <-liveErr:
+			interrupted = true
+			break wait
+		case <-life:
+			life = nil
+			noLife.Stop()
+			started(nil)
+		case <-noLife.C:
+			failure = fmt.Sprintf("the guest showed no sign of life (no console line, no word from its init) within %s of %s's start (accelerator %s)",
+				FirstSignTimeout, Title(g.State.Handle.Backend), g.State.Accel)
+			break wait
+		case <-watch.C:
+			// A VMM that fails may keep running (QEMU stops a guest whose KVM failed and waits):
+			// what it says in its log decides.
+			if msg := vmmLog.fatal(life == nil); msg != "" {
+				failure = fmt.Sprintf("%s failed: %s", Title(g.State.Handle.Backend), msg)
+				break wait
+			}
+		}
+	}
+	if failure != "" {
+		if err := vmm.Kill(g.VM.Handle, g.log); err != nil {
+			g.log.Debug("kill VMM", "err", err)
+		}
 	}
 	if interrupted {
 		forced := g.forceOnSignal()
@@ -477,6 +528,17 @@ func (g *Guest) AttendStreams(ctx context.Context, s Streams, stopTimeout time.D
 		g.log.Debug("release state", "err", err)
 	}
 	out := runstate.ReadOutcome(g.Run)
+	if failure != "" {
+		out = runstate.Outcome{Code: runstate.ExitNoReport, Reason: fmt.Sprintf("%s; %s (see %s)", failure,
+			vmm.LogTail(g.Run.VMMLog(), Title(g.State.Handle.Backend)), filepath.Join("logs", "runs", g.Run.ID, runstate.VMMLogFile))}
+	}
+	defer func() {
+		why := out.Reason
+		if why == "" {
+			why = fmt.Sprintf("the guest ended (code %d) before it showed a sign of life", out.Code)
+		}
+		started(errors.New(why))
+	}()
 	if !out.Reported && interrupted {
 		out.Reason = "stopped by signal before the guest reported an exit code"
 		out.Code = 130
@@ -490,7 +552,7 @@ func (g *Guest) AttendStreams(ctx context.Context, s Streams, stopTimeout time.D
 
 // copyOutput records the guest's output channel until the VMM closes it. The VMM connects at
 // its start (QEMU) or when the guest does (Firecracker): a VM that ends first never does.
-func (g *Guest) copyOutput() error {
+func (g *Guest) copyOutput(alive func()) error {
 	l := g.VM.Output
 	if l == nil {
 		return nil
@@ -525,7 +587,35 @@ func (g *Guest) copyOutput() error {
 		time.Sleep(3 * time.Second)
 		a.c.Close()
 	}()
-	return guestlog.CopyFrames(a.c, g.output, nil)
+	return guestlog.CopyFrames(a.c, g.output, func(string) { alive() })
+}
+
+// vmmLogWatch reads a VMM's log as it grows, for the errors that mean the guest is not running.
+type vmmLogWatch struct {
+	path string
+	size int64
+}
+
+// fatal returns the VMM's error line, if its log has one: any error before the guest's first
+// sign of life (QEMU says nothing otherwise), a KVM internal error at any time (QEMU then stops
+// the guest and waits, looking alive).
+func (w *vmmLogWatch) fatal(alive bool) string {
+	fi, err := os.Stat(w.path)
+	if err != nil || fi.Size() == w.size {
+		return ""
+	}
+	w.size = fi.Size()
+	b, err := os.ReadFile(w.path)
+	if err != nil {
+		return ""
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		l := strings.ToLower(line)
+		if strings.Contains(l, "kvm internal error") || (!alive && strings.Contains(l, "error")) {
+			return strings.TrimSpace(line)
+		}
+	}
+	return ""
 }
 
 // forceOnSignal kills the guest's VMM if another Ctrl-C, SIGTERM or SIGHUP arrives while it is being

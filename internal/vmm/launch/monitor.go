@@ -177,15 +177,24 @@ func RunMonitor(stdin io.Reader) error {
 		report(monitorResult{Error: err.Error()})
 		return err
 	}
-	report(monitorResult{Started: &Detached{
+	// `run -d` returns once the guest shows a sign of life, or with why it did not: a VMM that
+	// fails never looks like a running guest.
+	detached := &Detached{
 		Name: g.State.Name, PID: g.State.Handle.PID, Backend: g.State.Handle.Backend, Accel: g.State.Accel,
 		RunID: g.Run.ID, RunDir: g.Run.Dir, Console: g.Run.Console(), Output: g.Run.Output(), Events: g.Run.Events(),
-	}})
-	g.progress = io.Discard
+	}
+	streams := Streams{Started: func(err error) {
+		if err != nil {
+			report(monitorResult{Error: err.Error()})
+			return
+		}
+		g.progress = io.Discard
+		report(monitorResult{Started: detached})
+	}}
 	timeout := req.StopTimeout
 	if timeout <= 0 {
 		timeout = DefaultStopTimeout
 	}
-	_, err = g.AttendStreams(ctx, Streams{}, timeout)
+	_, err = g.AttendStreams(ctx, streams, timeout)
 	return err
 }
