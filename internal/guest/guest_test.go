@@ -31,7 +31,7 @@ func drive(body []byte, length uint64) []byte {
 }
 
 func TestReadConfig(t *testing.T) {
-	good := []byte(`{"abi":"0.2.7","hostname":"h","env":{"TOKEN":"hunter2"},"network":{"mode":"none"}}`)
+	good := []byte(`{"abi":"0.3.7","hostname":"h","env":{"TOKEN":"hunter2"},"network":{"mode":"none"}}`)
 	cfg, err := ReadConfig(bytes.NewReader(append(drive(good, uint64(len(good))), make([]byte, 512)...)))
 	if err != nil {
 		t.Fatal(err)
@@ -40,7 +40,7 @@ func TestReadConfig(t *testing.T) {
 		t.Errorf("decoded %+v", cfg)
 	}
 
-	secretJSON := []byte(`{"abi":"0.2.0","env":{"TOKEN":"hunter2"`) // truncated JSON holding a secret
+	secretJSON := []byte(`{"abi":"0.3.0","env":{"TOKEN":"hunter2"`) // truncated JSON holding a secret
 	for _, tc := range []struct {
 		name string
 		data []byte
@@ -54,7 +54,7 @@ func TestReadConfig(t *testing.T) {
 		{"huge", drive(nil, 1<<63), "out of range"},
 		{"truncated", drive(good[:10], uint64(len(good))), "truncated"},
 		{"corrupt", drive(secretJSON, uint64(len(secretJSON))), "JSON invalid"},
-		{"wrong type", drive([]byte(`{"abi":"0.2.0","env":[1]}`), 25), `field "env" does not fit (want an object at byte 21)`},
+		{"wrong type", drive([]byte(`{"abi":"0.3.0","env":[1]}`), 25), `field "env" does not fit (want an object at byte 21)`},
 		{"not an object", drive([]byte(`[1]`), 3), "does not fit a boot config (want an object at byte 0)"},
 		{"abi mismatch", drive([]byte(`{"abi":"1.0.0"}`), 15), "ABI mismatch"},
 		{"abi missing", drive([]byte(`{}`), 2), "did not state an ABI"},
@@ -175,7 +175,7 @@ func TestBlockDevicesAndPorts(t *testing.T) {
 
 func TestFindConfig(t *testing.T) {
 	devDir := t.TempDir()
-	body := []byte(`{"abi":"0.2.0","hostname":"cfg"}`)
+	body := []byte(`{"abi":"0.3.0","hostname":"cfg"}`)
 	if err := os.WriteFile(filepath.Join(devDir, "vdb"), drive(body, uint64(len(body))), 0o644); err != nil {
 		t.Fatal(err)
 	}

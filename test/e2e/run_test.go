@@ -191,6 +191,27 @@ echo "[    1.000000] the workload's own bracketed line"
 	if !strings.Contains(v.stdout, "line on stdout") {
 		t.Errorf("run -v lost the workload's stdout:\n%s", v.stdout)
 	}
+
+	// A VMM that cannot run the guest (KVM here: /dev/kvm is there, a Linux guest spins or
+	// QEMU stops it with an internal error) fails the run within seconds with the VMM's own
+	// words and 125, foreground and detached, and leaves no guest behind.
+	for _, args := range [][]string{{"run", "--accel", "kvm"}, {"run", "-d", "--accel", "kvm", "--name", "channels-kvm"}} {
+		began := time.Now()
+		k := uk(t, dir, 5*time.Minute, args...)
+		took := time.Since(began)
+		if k.code == 0 {
+			uk(t, dir, time.Minute, "stop", "channels-kvm")
+			t.Skipf("KVM runs a guest on this host: %s", strings.Join(args, " "))
+		}
+		if k.code != 125 || !strings.Contains(k.stderr, "QEMU") || took > 2*time.Minute {
+			t.Errorf("%s: exit %d after %s, want 125 within seconds naming the VMM\n%s", strings.Join(args, " "), k.code, took, k.stderr)
+		}
+	}
+	for _, e := range ps(t, dir) {
+		if e.Name == "channels-kvm" && e.Status == "running" {
+			t.Errorf("the failed detached guest is listed as running: %+v", e)
+		}
+	}
 	noQEMULeft(t, dir)
 }
 

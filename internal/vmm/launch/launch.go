@@ -392,7 +392,7 @@ type Streams struct {
 // init's hello on the output channel. Under TCG here the kernel's first line comes about 0.5 s
 // after QEMU's start and init's hello about 1.5 s after; a guest that shows neither within this
 // never will (a KVM that cannot run it spins, or stopped with an internal error).
-const FirstSignTimeout = 20 * time.Second
+const FirstSignTimeout = 15 * time.Second
 
 // Attend passes the workload's output to w (stdout and stderr alike) until the guest is gone.
 func (g *Guest) Attend(ctx context.Context, w io.Writer, stopTimeout time.Duration) (runstate.Outcome, error) {
@@ -528,10 +528,6 @@ wait:
 		g.log.Debug("release state", "err", err)
 	}
 	out := runstate.ReadOutcome(g.Run)
-	if failure != "" {
-		out = runstate.Outcome{Code: runstate.ExitNoReport, Reason: fmt.Sprintf("%s; %s (see %s)", failure,
-			vmm.LogTail(g.Run.VMMLog(), Title(g.State.Handle.Backend)), filepath.Join("logs", "runs", g.Run.ID, runstate.VMMLogFile))}
-	}
 	defer func() {
 		why := out.Reason
 		if why == "" {
@@ -546,6 +542,10 @@ wait:
 	if !out.Reported && werr != nil && !interrupted {
 		out.Reason = fmt.Sprintf("%s exited with %v: %s (see %s)", Title(g.State.Handle.Backend), werr,
 			vmm.LogTail(g.Run.VMMLog(), Title(g.State.Handle.Backend)), filepath.Join("logs", "runs", g.Run.ID))
+	}
+	if failure != "" {
+		out = runstate.Outcome{Code: runstate.ExitNoReport, Reason: fmt.Sprintf("%s; it said: %s (see %s)", failure,
+			vmm.LogTail(g.Run.VMMLog(), Title(g.State.Handle.Backend)), filepath.Join("logs", "runs", g.Run.ID, runstate.VMMLogFile))}
 	}
 	return out, nil
 }

@@ -81,7 +81,7 @@ func TestInspectText(t *testing.T) {
 	if err != nil {
 		t.Fatalf("inspect: %v\n%s", err, out)
 	}
-	wantStart := "Image: dist/example-worker.img\nABI: 0.2.0\nAdapter: python-3.11\nSize: "
+	wantStart := "Image: dist/example-worker.img\nABI: 0.3.0\nAdapter: python-3.11\nSize: "
 	if !strings.HasPrefix(out, wantStart) {
 		t.Fatalf("output starts:\n%s\nwant:\n%s", out, wantStart)
 	}
