@@ -40,6 +40,9 @@ type Options struct {
 	Readonly  bool             // pack a dm-verity hash tree for the root (pack --readonly)
 	Progress  *progress.Writer // a status line per step that did something (nil: silent)
 	Logger    *slog.Logger
+	// Command names the command in the project lock Image takes ("ukernel run"); build and
+	// pack take it themselves.
+	Command string
 }
 
 func (o *Options) logger() *slog.Logger {
@@ -267,6 +270,14 @@ func pack(ctx context.Context, p *Project, o Options, br *build.Result, buildSta
 
 // Image returns a packed image of the project in dir, doing whatever is out of date.
 func Image(ctx context.Context, o Options) (string, error) {
+	if o.Command == "" {
+		o.Command = "ukernel, building the image"
+	}
+	release, err := project.LockProject(ctx, o.Dir, o.Command, 0, o.Progress)
+	if err != nil {
+		return "", err
+	}
+	defer release()
 	lockStart := time.Now()
 	p, err := Load(ctx, o)
 	if err != nil {

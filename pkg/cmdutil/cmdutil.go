@@ -3,6 +3,7 @@
 package cmdutil
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"path/filepath"
 	"sync/atomic"
 
+	"github.com/ukernel-dev/ukernel/internal/project"
 	"github.com/ukernel-dev/ukernel/pkg/iostreams"
 )
 
@@ -37,6 +39,13 @@ func (f *Factory) ProjectDir() (string, error) {
 		return "", fmt.Errorf("project directory %q: %w", f.Dir, err)
 	}
 	return d, nil
+}
+
+// LockProject takes the lock of the project in dir for command (its path, "ukernel env add")
+// before it reads files it will write: a second such command waits for it (saying so on
+// stderr), for a bounded time, then fails naming the holder.
+func (f *Factory) LockProject(ctx context.Context, dir, command string) (release func(), err error) {
+	return project.LockProject(ctx, dir, command, 0, f.IO.Progress())
 }
 
 // PrintJSON writes v as indented JSON on stdout.

@@ -34,6 +34,11 @@ redoes nothing when no input changed.`,
 			if err != nil {
 				return err
 			}
+			release, err := f.LockProject(cmd.Context(), dir, cmd.CommandPath())
+			if err != nil {
+				return err
+			}
+			defer release()
 			po := pipeline.Options{Dir: dir, Offline: o.offline, Locked: o.locked, Release: o.release, Target: o.target,
 				Progress: f.IO.Progress(), Logger: f.Logger}
 			p, err := pipeline.Load(cmd.Context(), po)

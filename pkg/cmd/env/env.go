@@ -143,6 +143,11 @@ func newCmdLock(f *cmdutil.Factory, upgrade bool) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			release, err := f.LockProject(cmd.Context(), o.Dir, cmd.CommandPath())
+			if err != nil {
+				return err
+			}
+			defer release()
 			l, changed, err := relock(cmd.Context(), f, o)
 			if err != nil {
 				return err
@@ -259,6 +264,11 @@ providers or libraries, Debian's Provides ("libz": zlib1g provides libz1), simil
 			if err != nil {
 				return err
 			}
+			release, err := f.LockProject(cmd.Context(), o.Dir, cmd.CommandPath())
+			if err != nil {
+				return err
+			}
+			defer release()
 			env, err := project.LoadEnv(o.Dir)
 			if err != nil {
 				return err
@@ -363,6 +373,11 @@ first and env/ukernel.env is written only once it has locked.`,
 			if err != nil {
 				return err
 			}
+			release, err := f.LockProject(cmd.Context(), o.Dir, cmd.CommandPath())
+			if err != nil {
+				return err
+			}
+			defer release()
 			env, err := project.LoadEnv(o.Dir)
 			if err != nil {
 				return err

@@ -37,6 +37,11 @@ See docs/IMAGE.md.`,
 			if o.ImagePath != "" && !filepath.IsAbs(o.ImagePath) {
 				o.ImagePath = filepath.Join(dir, o.ImagePath)
 			}
+			release, err := f.LockProject(cmd.Context(), dir, cmd.CommandPath())
+			if err != nil {
+				return err
+			}
+			defer release()
 			p, err := pipeline.Load(cmd.Context(), o)
 			if err != nil {
 				return err
