@@ -21,6 +21,7 @@ import (
 const (
 	PhaseQEMU    = "qemu"     // QEMU spawned until the guest's clock starts (placement: see trace.Assemble)
 	PhaseToEntry = "to-entry" // QEMU spawned until the entry (or first service) started
+	PhaseToReady = "to-ready" // QEMU spawned until the host saw the entry's first line or a healthy service
 )
 
 // Phase is one phase of a boot, as offsets from QEMU's spawn.
@@ -32,12 +33,15 @@ type Phase struct {
 
 // Boot is one boot's breakdown.
 type Boot struct {
-	RunID   string        `json:"run_id"`
-	Phases  []Phase       `json:"phases"`
-	ToEntry time.Duration `json:"to_entry_ns"` // 0: the workload never started
-	Probes  []abi.Event   `json:"probes,omitempty"`
-	Partial bool          `json:"partial,omitempty"`
-	Code    int           `json:"code"`
+	RunID    string        `json:"run_id"`
+	Phases   []Phase       `json:"phases"`
+	ToEntry  time.Duration `json:"to_entry_ns"`         // 0: the workload never started
+	ToReady  time.Duration `json:"to_ready_ns"`         // 0: it showed no sign of life before it ended
+	Ready    string        `json:"ready,omitempty"`     // ReadyLine or ReadyHealthy; empty: it exited (or timed out) first
+	TimedOut bool          `json:"timed_out,omitempty"` // stopped at the boot's deadline
+	Probes   []abi.Event   `json:"probes,omitempty"`
+	Partial  bool          `json:"partial,omitempty"`
+	Code     int           `json:"code"`
 }
 
 // Breakdown extracts a boot's phases from its trace: QEMU's start-up, then the guest's spans in
@@ -83,7 +87,9 @@ type Options struct {
 }
 
 // Run boots the image o.Runs times in the foreground, the console going to each run's
-// directory only, with the guest's IO probe on, and returns each boot's breakdown.
+// directory only, with the guest's IO probe on, and returns each boot's breakdown. Each boot
+// lasts until the workload's first sign of life (see readiness), then the guest is stopped.
+// When ctx ends (Ctrl-C) it returns the boots finished so far with ctx's error.
 func Run(ctx context.Context, o Options) ([]Boot, error) {
 	if o.Runs < 1 {
 		return nil, fmt.Errorf("--runs %d: expected at least 1", o.Runs)
@@ -101,10 +107,22 @@ func Run(ctx context.Context, o Options) ([]Boot, error) {
 		if err != nil {
 			return boots, fmt.Errorf("boot %d of %d: %w", i+1, o.Runs, err)
 		}
-		fmt.Fprintf(progress, "boot %d/%d: %s to entry (run %s)\n", i+1, o.Runs, b.ToEntry.Round(time.Millisecond), b.RunID)
+		fmt.Fprintf(progress, "boot %d/%d: %s\n", i+1, o.Runs, b.describe())
 		boots = append(boots, b)
 	}
 	return boots, nil
+}
+
+// describe is a boot's progress line.
+func (b Boot) describe() string {
+	s := fmt.Sprintf("%s to entry", b.ToEntry.Round(time.Millisecond))
+	if b.Ready != "" {
+		s += fmt.Sprintf(", %s to %s", b.ToReady.Round(time.Millisecond), b.Ready)
+	}
+	if b.TimedOut {
+		s += ", stopped at the --timeout"
+	}
+	return s + " (run " + b.RunID + ")"
 }
 
 func bootOnce(ctx context.Context, o Options) (Boot, error) {
@@ -116,8 +134,20 @@ func bootOnce(ctx context.Context, o Options) (Boot, error) {
 	if err != nil {
 		return Boot{}, err
 	}
-	// A workload that does not exit by the deadline is stopped; its boot phases still count.
-	out, err := g.Attend(bctx, io.Discard, launch.DefaultStopTimeout)
+	// The guest is stopped at the workload's first sign of life, or at the deadline; its boot
+	// phases count either way, and the IO probe runs after the entry has stopped.
+	ready := newReadiness(g.Run.Events())
+	actx, stop := context.WithCancel(bctx)
+	defer stop()
+	go ready.watchEvents(actx, g.VM.Done())
+	go func() {
+		select {
+		case <-ready.Ready():
+			stop()
+		case <-actx.Done():
+		}
+	}()
+	out, err := g.Attend(actx, ready, launch.DefaultStopTimeout)
 	if err != nil {
 		return Boot{}, err
 	}
@@ -130,6 +160,13 @@ func bootOnce(ctx context.Context, o Options) (Boot, error) {
 	}
 	b, err := Breakdown(t)
 	b.Code = out.Code
+	if at, why := ready.result(); why != "" {
+		if vm := t.Root.Find(trace.SpanVM); vm != nil {
+			b.ToReady, b.Ready = time.Duration(at.UnixNano()-vm.Start), why
+		}
+	} else {
+		b.TimedOut = bctx.Err() != nil
+	}
 	return b, err
 }
 
@@ -158,6 +195,7 @@ type Summary struct {
 	Runs    int      `json:"runs"`
 	Phases  []Stat   `json:"phases"`
 	ToEntry Stat     `json:"to_entry"`
+	ToReady Stat     `json:"to_ready"`
 	IO      []IOStat `json:"io"`
 	IOError string   `json:"io_error,omitempty"`
 	// CoarseClock counts boots whose guest clock ticked in jiffies (resolution above
@@ -174,7 +212,7 @@ func Summarise(boots []Boot) Summary {
 	s := Summary{Runs: len(boots), Boots: boots}
 	var names []string
 	durs := map[string][]time.Duration{}
-	var toEntry []time.Duration
+	var toEntry, toReady []time.Duration
 	probes := map[string][][]int64{}
 	var ioNames []string
 	for _, b := range boots {
@@ -186,6 +224,9 @@ func Summarise(boots []Boot) Summary {
 		}
 		if b.ToEntry > 0 {
 			toEntry = append(toEntry, b.ToEntry)
+		}
+		if b.ToReady > 0 {
+			toReady = append(toReady, b.ToReady)
 		}
 		coarse := false
 		for _, ev := range b.Probes {
@@ -215,6 +256,7 @@ func Summarise(boots []Boot) Summary {
 		s.Phases = append(s.Phases, stat(n, durs[n]))
 	}
 	s.ToEntry = stat(PhaseToEntry, toEntry)
+	s.ToReady = stat(PhaseToReady, toReady)
 	for _, n := range ioNames {
 		runs := probes[n]
 		col := func(i int) []time.Duration {
@@ -269,6 +311,9 @@ func WriteText(w io.Writer, s Summary) error {
 	}
 	if s.ToEntry.N > 0 {
 		row(s.ToEntry)
+	}
+	if s.ToReady.N > 0 {
+		row(s.ToReady)
 	}
 	fmt.Fprintf(&b, "\nGuest block IO, %d KiB random operations (median of each boot's percentiles; max over all)\n", 4)
 	fmt.Fprintf(&b, "%-18s %6s %9s %9s %9s %9s\n", "PROBE", "OPS", "P50", "P90", "P99", "MAX")

@@ -76,6 +76,26 @@ func (r Run) ReadInfo() (Info, error) {
 // NewRun creates logs/runs/<id>/ under projectDir, with an id that sorts by start time, and
 // points logs/console.log at its console.
 func NewRun(projectDir string, now time.Time) (Run, error) {
+	r, err := NewSideRun(projectDir, now)
+	if err != nil {
+		return Run{}, err
+	}
+	// Replace the link atomically: a reader sees the old or the new run, never none.
+	link := filepath.Join(projectDir, "logs", ConsoleFile)
+	tmp := link + ".tmp-" + r.ID
+	if err := os.Symlink(filepath.Join("runs", r.ID, ConsoleFile), tmp); err != nil {
+		return Run{}, fmt.Errorf("link %s: %w", link, err)
+	}
+	if err := os.Rename(tmp, link); err != nil {
+		os.Remove(tmp)
+		return Run{}, fmt.Errorf("link %s: %w", link, err)
+	}
+	return r, nil
+}
+
+// NewSideRun creates a run directory as NewRun does but leaves the project's latest run as it
+// is: perf's boots must not take the place of the user's last run in logs and trace.
+func NewSideRun(projectDir string, now time.Time) (Run, error) {
 	var rnd [3]byte
 	if _, err := rand.Read(rnd[:]); err != nil {
 		return Run{}, err
@@ -90,16 +110,6 @@ func NewRun(projectDir string, now time.Time) (Run, error) {
 		if err := os.WriteFile(f, nil, 0o644); err != nil {
 			return Run{}, err
 		}
-	}
-	// Replace the link atomically: a reader sees the old or the new run, never none.
-	link := filepath.Join(logs, ConsoleFile)
-	tmp := link + ".tmp-" + id
-	if err := os.Symlink(filepath.Join("runs", id, ConsoleFile), tmp); err != nil {
-		return Run{}, fmt.Errorf("link %s: %w", link, err)
-	}
-	if err := os.Rename(tmp, link); err != nil {
-		os.Remove(tmp)
-		return Run{}, fmt.Errorf("link %s: %w", link, err)
 	}
 	return r, nil
 }

@@ -113,12 +113,36 @@ func TestRealBootTraceAndPerf(t *testing.T) {
 	}
 	t.Logf("trace:\n%s", tree)
 
+	// perf on a workload that never exits (as a worker or a server): each boot ends at the
+	// entry's first line, not at the --timeout, and the IO probe still runs after it.
+	if err := os.WriteFile(filepath.Join(proj, "src", "main.py"), []byte("import time\nprint('up', flush=True)\nwhile True:\n    time.sleep(3600)\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	const runs = 3
 	svg := filepath.Join(work, "perf.svg")
-	out, _, _ = uk(t, bin, proj, 10*time.Minute, "perf", "--runs", "3", "--accel", "tcg", "--svg", svg, "--json")
+	out, _, _ = uk(t, bin, proj, 10*time.Minute, "perf", "--runs", "3", "--accel", "tcg", "--timeout", "5m", "--svg", svg, "--json")
 	var s perf.Summary
 	if err := json.Unmarshal([]byte(out), &s); err != nil {
 		t.Fatalf("perf --json: %v\n%s", err, out)
+	}
+	for i, b := range s.Boots {
+		if b.Ready != perf.ReadyLine || b.TimedOut || b.ToReady < b.ToEntry || b.ToEntry <= 0 {
+			t.Errorf("boot %d: ready %q after %s (entry at %s, timed out %v), want the entry's first line after its start", i+1, b.Ready, b.ToReady, b.ToEntry, b.TimedOut)
+		}
+	}
+	if s.ToReady.N != runs {
+		t.Errorf("to-ready %+v, want %d samples", s.ToReady, runs)
+	}
+	// perf's boots leave the user's last run to trace (and logs): the same run, with its build.
+	out, _, _ = uk(t, bin, proj, time.Minute, "trace", "--json")
+	var after struct {
+		Root *trace.Span `json:"root"`
+	}
+	if err := json.Unmarshal([]byte(out), &after); err != nil {
+		t.Fatalf("trace --json after perf: %v\n%s", err, out)
+	}
+	if after.Root.Name != tj.Root.Name || after.Root.Find("build") == nil {
+		t.Errorf("after perf, trace shows %q (build span: %v), want the user's run %q with its build", after.Root.Name, after.Root.Find("build") != nil, tj.Root.Name)
 	}
 	byName := map[string]perf.Stat{}
 	for _, st := range s.Phases {
@@ -130,7 +154,8 @@ func TestRealBootTraceAndPerf(t *testing.T) {
 		}
 	}
 	for _, st := range s.Phases {
-		if st.Name != trace.SpanKernel && st.P50 >= byName[trace.SpanKernel].P50 {
+		// The entry lasts until perf stopped it after its first line.
+		if st.Name != trace.SpanKernel && st.Name != trace.SpanEntry && st.P50 >= byName[trace.SpanKernel].P50 {
 			t.Errorf("phase %s p50 %s >= kernel's %s: the kernel should dominate a minimal boot", st.Name, st.P50, byName[trace.SpanKernel].P50)
 		}
 	}
@@ -152,7 +177,7 @@ func TestRealBootTraceAndPerf(t *testing.T) {
 		t.Logf("all %d boots ran on a tick-based guest clock: no IO figures", runs)
 	}
 	text, _, _ := uk(t, bin, proj, 10*time.Minute, "perf", "--runs", "1", "--accel", "tcg")
-	for _, want := range []string{"PHASE", "kernel", "modules", "to-entry", "PROBE"} {
+	for _, want := range []string{"PHASE", "kernel", "modules", "to-entry", "to-ready", "PROBE"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("perf output lacks %q:\n%s", want, text)
 		}

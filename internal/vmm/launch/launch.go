@@ -176,7 +176,11 @@ func start(ctx context.Context, o Options, boot *vmm.Boot, name string, netw vmm
 		return nil, err
 	}
 	started := time.Now()
-	run, err := runstate.NewRun(o.ProjectDir, started)
+	newRun := runstate.NewRun
+	if o.Perf {
+		newRun = runstate.NewSideRun // perf's boots leave the user's last run to logs and trace
+	}
+	run, err := newRun(o.ProjectDir, started)
 	if err != nil {
 		return nil, err
 	}

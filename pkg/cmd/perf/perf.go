@@ -4,6 +4,7 @@ package perf
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -33,12 +34,17 @@ func NewCmdPerf(f *cmdutil.Factory) *cobra.Command {
 		Use:   "perf",
 		Short: "Measure cold starts and guest block IO",
 		Long: `Perf boots the project's image (built on demand, or --image) --runs times, one after the
-other, each with its console kept in its own run directory under logs/runs/. It prints the
-p50, p90 and max of every boot phase — QEMU's start-up, the kernel, each init phase, the
-entry — and of the time from QEMU's start to the entry. After the entry exits, the guest runs
-a block IO probe: 4 KiB random reads of the root partition, and random writes and reads on the
-data volume (or, without one, on the tmpfs behind the root overlay); their latency
-percentiles are printed too. --svg draws the phases of every run as a timeline.`,
+other, each with its console kept in its own run directory under logs/runs/ (they do not
+replace the last run that logs and trace show). Each boot lasts until the workload's first
+sign of life — the entry's first line of output, or a service's first healthy check — and
+then the guest is stopped, so a worker or server that never exits is measured as quickly as
+one that does; --timeout bounds a boot that shows none. It prints the p50, p90 and max of
+every boot phase — QEMU's start-up, the kernel, each init phase, the entry — and of the time
+from QEMU's start to the entry (to-entry) and to that first sign (to-ready). After the entry
+has stopped, the guest runs a block IO probe: 4 KiB random reads of the root partition, and
+random writes and reads on the data volume (or, without one, on the tmpfs behind the root
+overlay); their latency percentiles are printed too. --svg draws the phases of every run as a
+timeline. Ctrl-C stops the current boot and prints the boots finished so far (exit 130).`,
 		Example: `  ukernel perf
   ukernel perf --runs 5 --svg boot.svg
   ukernel perf --image dist/api.img --json`,
@@ -52,7 +58,7 @@ percentiles are printed too. --svg draws the phases of every run as a timeline.`
 	fl.StringVar(&o.image, "image", "", "boot this image instead of building the project's (relative to the project directory)")
 	fl.StringVar(&o.svg, "svg", "", "write the per-phase timeline of the runs to FILE (SVG)")
 	fl.StringVar(&o.accel, "accel", "auto", "accelerator: auto, kvm or tcg")
-	fl.DurationVar(&o.timeout, "timeout", 2*time.Minute, "deadline of one boot; a workload still running then is stopped")
+	fl.DurationVar(&o.timeout, "timeout", 2*time.Minute, "deadline of one boot that shows no sign of life (no output line, no healthy service); it is stopped then")
 	fl.BoolVar(&o.offline, "offline", false, "build without network access")
 	return cmd
 }
@@ -71,17 +77,42 @@ func run(cmd *cobra.Command, f *cmdutil.Factory, o *options) error {
 		img = filepath.Join(dir, img) // like pack, inspect and run: relative to the project (-C)
 	}
 	if img == "" {
-		if img, err = pipeline.Image(ctx, pipeline.Options{Dir: dir, Offline: o.offline, Progress: f.IO.Progress(), Logger: f.Logger}); err != nil {
+		// Load and Pack, not Image: the build's spans stay those of the user's last run.
+		po := pipeline.Options{Dir: dir, Offline: o.offline, Progress: f.IO.Progress(), Logger: f.Logger}
+		p, err := pipeline.Load(ctx, po)
+		if err != nil {
 			return err
+		}
+		r, err := pipeline.Pack(ctx, p, po)
+		if err != nil {
+			return err
+		}
+		if img = r.Image; !r.Cached {
+			f.Progress("Image created: %s", img)
 		}
 	}
 	boots, err := perf.Run(ctx, perf.Options{
 		ProjectDir: dir, Image: img, Runs: o.runs, Accel: o.accel, Timeout: o.timeout,
 		Progress: f.IO.Progress(), Log: f.Logger,
 	})
+	var interrupted error
 	if err != nil {
+		switch {
+		case ctx.Err() == nil:
+			return err
+		case len(boots) == 0:
+			return &cmdutil.ExitError{Code: 130, Err: errors.New("interrupted before the first boot finished")}
+		}
+		// Ctrl-C: the boots finished so far are still a result.
+		interrupted = &cmdutil.ExitError{Code: 130, Err: fmt.Errorf("interrupted: %d of %d boots finished", len(boots), o.runs)}
+	}
+	if err := report(f, o, img, boots); err != nil {
 		return err
 	}
+	return interrupted
+}
+
+func report(f *cmdutil.Factory, o *options, img string, boots []perf.Boot) error {
 	s := perf.Summarise(boots)
 	if o.svg != "" {
 		var b bytes.Buffer
