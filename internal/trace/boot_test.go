@@ -1,9 +1,11 @@
 package trace_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -176,7 +178,11 @@ func TestRealBootTraceAndPerf(t *testing.T) {
 	} else {
 		t.Logf("all %d boots ran on a tick-based guest clock: no IO figures", runs)
 	}
-	text, _, _ := uk(t, bin, proj, 10*time.Minute, "perf", "--runs", "1", "--accel", "tcg")
+	// Ctrl-C during the second of five boots: the first is still reported, exit 130.
+	text, errText, code := interruptAfter(t, bin, proj, "boot 1/5:", "perf", "--runs", "5", "--accel", "tcg")
+	if code != 130 || !strings.Contains(text, "Cold start over 1 boots") || !strings.Contains(errText, "interrupted: 1 of 5 boots finished") {
+		t.Errorf("perf interrupted after its first boot: exit %d\nstdout:\n%s\nstderr:\n%s", code, text, errText)
+	}
 	for _, want := range []string{"PHASE", "kernel", "modules", "to-entry", "to-ready", "PROBE"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("perf output lacks %q:\n%s", want, text)
@@ -202,4 +208,46 @@ func TestRealBootTraceAndPerf(t *testing.T) {
 			t.Errorf("SVG run %d bars %v, want one per phase %v", i+1, run, want)
 		}
 	}
+}
+
+// interruptAfter runs the CLI, sends it SIGINT once its stderr has a line starting with mark,
+// and returns its stdout, stderr and exit code.
+func interruptAfter(t *testing.T, bin, dir, mark string, args ...string) (string, string, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, append([]string{"-C", dir}, args...)...)
+	var out, errb bytes.Buffer
+	cmd.Stdout = &out
+	pr, pw := io.Pipe()
+	cmd.Stderr = pw
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(pr)
+	read := make(chan struct{})
+	go func() {
+		defer close(read)
+		sent := false
+		for sc.Scan() {
+			errb.WriteString(sc.Text() + "\n")
+			if !sent && strings.HasPrefix(sc.Text(), mark) {
+				sent = true
+				cmd.Process.Signal(os.Interrupt)
+			}
+		}
+	}()
+	err := cmd.Wait()
+	pw.Close()
+	<-read
+	if ctx.Err() != nil {
+		t.Fatalf("ukernel %s: no result within the deadline\nstderr:\n%s", strings.Join(args, " "), errb.String())
+	}
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return out.String(), errb.String(), code
 }
