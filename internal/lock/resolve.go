@@ -109,9 +109,8 @@ func Resolve(ctx context.Context, o Options) (*Lock, bool, error) {
 			return nil, false, err
 		}
 		// Resolved afresh from the signed indices; the unproven lock only steers versions.
-		o.Logger.Warn("re-resolving a lock the signed archive does not prove", "err", err)
 		if o.Progress != nil {
-			fmt.Fprintf(o.Progress, "Re-resolving %s: %s %s is not proven by the signed archive\n", project.LockFile, unproven.Pin.Name, unproven.Pin.Version)
+			fmt.Fprintf(o.Progress, "Re-resolving %s: %v\n", project.LockFile, unproven)
 		}
 	}
 	if o.Locked {
