@@ -35,56 +35,95 @@ type Record struct {
 	Log     string    `json:"log"`
 }
 
-// Writer appends records to a run's output log and hands each to Live, if set.
+// Writer appends records to a run's output log, one per line of each stream of each process,
+// and hands what is written to Live as it comes (a partial line too: a prompt shows at once).
 type Writer struct {
-	mu   sync.Mutex
-	f    *os.File
-	enc  *json.Encoder
-	live func(Record) error
-	err  error // the first error of live: the caller decides what a gone terminal means
-	now  func() time.Time
+	mu      sync.Mutex
+	f       *os.File
+	enc     *json.Encoder
+	live    func(stream string, data []byte)
+	now     func() time.Time
+	pending map[string]*partial // a line's start, by stream and service, until its newline
 }
 
+type partial struct {
+	since time.Time
+	buf   []byte
+}
+
+// maxPartial bounds a line held for its newline; a longer one is recorded in pieces.
+const maxPartial = 16 << 10
+
 // Create opens the output log at path for appending (creating it).
-func Create(path string, live func(Record) error) (*Writer, error) {
+func Create(path string) (*Writer, error) {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("output log: %w", err)
 	}
-	return &Writer{f: f, enc: json.NewEncoder(f), live: live, now: time.Now}, nil
+	return &Writer{f: f, enc: json.NewEncoder(f), now: time.Now, pending: map[string]*partial{}}, nil
 }
 
-// Add records data written to stream by service, one record per line, all with the time now.
+// SetLive sets the function each piece of output is handed to as it is added.
+func (w *Writer) SetLive(live func(stream string, data []byte)) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.live = live
+}
+
+// Add records data written to stream by service: each line it completes becomes a record with
+// the time its first piece arrived.
 func (w *Writer) Add(stream, service string, data []byte) {
 	if len(data) == 0 {
 		return
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.live != nil {
+		w.live(stream, data)
+	}
 	now := w.now().UTC()
+	key := stream + "\x00" + service
+	p := w.pending[key]
 	for len(data) > 0 {
-		line := data
-		if i := bytes.IndexByte(data, '\n'); i >= 0 {
-			line = data[:i+1]
+		i := bytes.IndexByte(data, '\n')
+		if i < 0 {
+			if p == nil {
+				p = &partial{since: now}
+				w.pending[key] = p
+			}
+			p.buf = append(p.buf, data...)
+			if len(p.buf) >= maxPartial {
+				w.record(Record{Time: p.since, Stream: stream, Service: service, Log: string(p.buf)})
+				delete(w.pending, key)
+			}
+			return
 		}
-		data = data[len(line):]
-		r := Record{Time: now, Stream: stream, Service: service, Log: string(line)}
-		_ = w.enc.Encode(r) // a full disk loses records, never the guest
-		if w.live != nil && w.err == nil {
-			w.err = w.live(r)
+		line, since := data[:i+1], now
+		if p != nil {
+			line, since = append(p.buf, line...), p.since
+			delete(w.pending, key)
+			p = nil
 		}
+		w.record(Record{Time: since, Stream: stream, Service: service, Log: string(line)})
+		data = data[i+1:]
 	}
 }
 
-// SetLive sets the function each record is handed to as it is added.
-func (w *Writer) SetLive(live func(Record) error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.live, w.err = live, nil
+func (w *Writer) record(r Record) {
+	_ = w.enc.Encode(r) // a full disk loses records, never the guest
 }
 
-// Close closes the file.
-func (w *Writer) Close() error { return w.f.Close() }
+// Close records the lines still waiting for their newline and closes the file.
+func (w *Writer) Close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for key, p := range w.pending {
+		stream, service, _ := strings.Cut(key, "\x00")
+		w.record(Record{Time: p.since, Stream: stream, Service: service, Log: string(p.buf)})
+	}
+	w.pending = nil
+	return w.f.Close()
+}
 
 // CopyFrames records the frames read from the guest's output channel until it ends. hello is
 // called at the first hello frame: init runs. A channel that ends cleanly returns nil.

@@ -213,6 +213,7 @@ func ParseEnv(flags []string, files []string) (map[string]string, error) {
 type Outcome struct {
 	Code     int    // the workload's exit code, or 125
 	Reported bool   // the guest reported Code
+	Started  bool   // the workload (entry or a service) started
 	Reason   string // why ukernel failed the run, or a guest error next to a reported code
 }
 
@@ -224,6 +225,7 @@ const ExitNoReport = 125
 func ReadOutcome(r Run) Outcome {
 	var code *int
 	var guestErr, abiErr string
+	started := false
 	if b, err := os.ReadFile(r.Events()); err == nil {
 		for _, line := range bytes.Split(b, []byte("\n")) {
 			var ev abi.Event
@@ -231,6 +233,8 @@ func ReadOutcome(r Run) Outcome {
 				continue
 			}
 			switch ev.Type {
+			case abi.EventEntryStart, abi.EventServiceStart:
+				started = true
 			case abi.EventPowerOff, abi.EventEntryExit:
 				if ev.Code != nil {
 					code = ev.Code
@@ -249,7 +253,7 @@ func ReadOutcome(r Run) Outcome {
 		reason = abiErr
 	}
 	if code != nil {
-		return Outcome{Code: *code, Reported: true, Reason: reason}
+		return Outcome{Code: *code, Reported: true, Started: started, Reason: reason}
 	}
 	if reason == "" {
 		if line := panicLine(r.Console()); line != "" {
@@ -259,7 +263,25 @@ func ReadOutcome(r Run) Outcome {
 	if reason == "" {
 		reason = "guest stopped without reporting an exit code"
 	}
-	return Outcome{Code: ExitNoReport, Reason: reason + "; see " + consoleRef(r)}
+	return Outcome{Code: ExitNoReport, Started: started, Reason: reason + "; see " + consoleRef(r)}
+}
+
+// ConsoleTail returns the last n lines of the run's console, for a guest that failed before its
+// workload started (the kernel's panic, init's error), or "" when it is empty.
+func ConsoleTail(r Run, n int) string {
+	b, err := os.ReadFile(r.Console())
+	if err != nil {
+		return ""
+	}
+	text := strings.TrimSpace(strings.ReplaceAll(string(b), "\r", ""))
+	if text == "" {
+		return ""
+	}
+	lines := strings.Split(text, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return "  " + strings.Join(lines, "\n  ")
 }
 
 // consoleRef names the console log relative to the project, as users see it.

@@ -41,6 +41,12 @@ type State struct {
 	// OwnerStart is the owner's start time (clock ticks since boot), which tells the owner
 	// from a later process that reuses its pid.
 	OwnerStart uint64 `json:"owner_start,omitempty"`
+	// The record of a finished guest, kept for ps -a and logs until `ukernel rm` or a new run
+	// of the same name.
+	Exited   bool      `json:"exited,omitempty"`
+	ExitCode *int      `json:"exit_code,omitempty"` // the code the guest reported, if it did
+	Reason   string    `json:"reason,omitempty"`    // why it has no code, or a guest error
+	Finished time.Time `json:"finished,omitzero"`
 }
 
 // Dir returns the state directory: $XDG_RUNTIME_DIR/ukernel, else <tmp>/ukernel-<uid>.
@@ -193,6 +199,9 @@ func (s *Store) Load(name string) (*State, error) {
 // Live reports whether the guest runs, or is being started by a ukernel process that still runs
 // (however long the start takes: formatting a large data volume can take minutes).
 func (st *State) Live() bool {
+	if st.Exited {
+		return false
+	}
 	if st.Handle.PID > 0 {
 		return st.Handle.Alive()
 	}
@@ -279,12 +288,48 @@ func (s *Store) clean(name string) error {
 	return errors.Join(errs...)
 }
 
-// Release removes the state of st's guest once it is gone, unless the name now belongs to
-// another run (a newer reservation or state of the same name).
-func (s *Store) Release(st *State) error {
-	return s.cleanIf(st.Name, func(cur *State) bool {
-		return cur.Owner == st.Owner && cur.RunID == st.RunID && cur.Started.Equal(st.Started)
-	})
+// Finish turns the state of st's guest, once it is gone, into the record of a finished guest
+// with out (its sockets, pid file and config drive go), unless the name now belongs to another
+// run (a newer reservation or state of the same name) or is already finished.
+func (s *Store) Finish(st *State, out Outcome) error {
+	unlock, err := s.lock(st.Name)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	cur, err := s.Load(st.Name)
+	if err != nil || cur.Exited || cur.Owner != st.Owner || cur.RunID != st.RunID || !cur.Started.Equal(st.Started) {
+		return nil
+	}
+	if err := s.clean(st.Name); err != nil {
+		return err
+	}
+	cur.Exited, cur.Finished, cur.Reason, cur.ExitCode = true, time.Now(), out.Reason, nil
+	if out.Reported {
+		code := out.Code
+		cur.ExitCode = &code
+	}
+	return s.Save(cur)
+}
+
+// Remove deletes the record of the guest name, which must not be running.
+func (s *Store) Remove(name string) error {
+	if err := ValidateName(name); err != nil {
+		return err
+	}
+	unlock, err := s.lock(name)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	st, err := s.Load(name)
+	if err != nil {
+		return err
+	}
+	if st.Live() {
+		return fmt.Errorf("guest %q is running; stop it first (`ukernel stop %s`)", name, name)
+	}
+	return s.clean(name)
 }
 
 // Abandon removes the state of a guest this process reserved but failed to start.

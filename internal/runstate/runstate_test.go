@@ -129,12 +129,12 @@ func TestReserveLiveAndStale(t *testing.T) {
 	if _, err := os.Stat(s.ConfigDrive("web")); !errors.Is(err, os.ErrNotExist) {
 		t.Error("stale config drive left behind")
 	}
-	// Release leaves a newer run's state alone.
+	// Finish leaves a newer run's state alone.
 	if err := s.Save(&State{Name: "web", RunID: "r2"}); err != nil {
 		t.Fatal(err)
 	}
-	s.Release(st)
-	if cur, err := s.Load("web"); err != nil || cur.RunID != "r2" {
+	s.Finish(st, Outcome{Code: 1, Reported: true})
+	if cur, err := s.Load("web"); err != nil || cur.RunID != "r2" || cur.Exited {
 		t.Errorf("release removed another run's state: %v %v", cur, err)
 	}
 	// Nor a fresh reservation (no run id yet) of the same name made after the old guest died.
@@ -142,8 +142,8 @@ func TestReserveLiveAndStale(t *testing.T) {
 	if err := s.Reserve("web"); err != nil {
 		t.Fatal(err)
 	}
-	s.Release(st)
-	if cur, err := s.Load("web"); err != nil || cur.Owner != os.Getpid() {
+	s.Finish(st, Outcome{Code: 1, Reported: true})
+	if cur, err := s.Load("web"); err != nil || cur.Owner != os.Getpid() || cur.Exited {
 		t.Errorf("release removed a newer reservation: %v %v", cur, err)
 	}
 	// Abandon removes this process's own reservation.
@@ -305,5 +305,46 @@ func TestReserveStopsOrphanedVMM(t *testing.T) {
 	}
 	if err := other.Process.Signal(syscall.Signal(0)); err != nil {
 		t.Errorf("an unrelated process was killed: %v", err)
+	}
+}
+
+// TestFinishAndRemove: a finished guest's record keeps its exit code for ps -a, is not live,
+// frees the name for a new run, and rm removes it; a running guest cannot be removed.
+func TestFinishAndRemove(t *testing.T) {
+	s, err := OpenAt(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Reserve("job"); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := s.Load("job")
+	if err := s.Remove("job"); err == nil {
+		t.Error("a guest being started (its owner alive) was removed")
+	}
+	os.WriteFile(s.ControlSocket("job"), nil, 0o600)
+	if err := s.Finish(st, Outcome{Code: 7, Reported: true}); err != nil {
+		t.Fatal(err)
+	}
+	cur, err := s.Load("job")
+	if err != nil || !cur.Exited || cur.ExitCode == nil || *cur.ExitCode != 7 || cur.Live() {
+		t.Fatalf("finished record %+v %v", cur, err)
+	}
+	if _, err := os.Stat(s.ControlSocket("job")); !errors.Is(err, os.ErrNotExist) {
+		t.Error("the finished guest's socket is left")
+	}
+	for _, bad := range []string{"../x", "a/b", ""} {
+		if err := s.Remove(bad); err == nil {
+			t.Errorf("rm %q accepted", bad)
+		}
+	}
+	if err := s.Remove("job"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Load("job"); err == nil {
+		t.Error("record left after rm")
+	}
+	if err := s.Remove("job"); err == nil {
+		t.Error("rm of a name with no record succeeded")
 	}
 }

@@ -75,7 +75,17 @@ func TestRunWorkerLifecycle(t *testing.T) {
 	cfg := filepath.Join(dir, "ukernel.toml")
 	data, _ := os.ReadFile(cfg)
 	writeFile(t, cfg, strings.Replace(string(data), "WORKER_INTERVAL_S = '10'", "WORKER_INTERVAL_S = '1'", 1))
-	r := mustUK(t, dir, 15*time.Minute, "run", "-d")
+	r := mustUK(t, dir, 15*time.Minute, "--json", "run", "-d")
+	var started struct {
+		Name      string `json:"name"`
+		PID       int    `json:"pid"`
+		OutputLog string `json:"output_log"`
+		RunID     string `json:"run_id"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &started); err != nil || started.Name != "life-worker" || started.PID <= 0 ||
+		started.RunID == "" || !strings.HasSuffix(started.OutputLog, "output.jsonl") {
+		t.Errorf("run -d --json: %v\n%s", err, r.stdout)
+	}
 	if !regexp.MustCompile(`QEMU started \(pid \d+\)`).MatchString(r.stderr + r.stdout) {
 		t.Errorf("run -d did not say which VMM started:\n%s%s", r.stdout, r.stderr)
 	}
@@ -100,8 +110,57 @@ func TestRunWorkerLifecycle(t *testing.T) {
 	if r := uk(t, dir, 30*time.Second, "run", "-d"); r.code == 0 || !strings.Contains(r.stderr, "life-worker") {
 		t.Errorf("a second run with the same name: exit %d\n%s", r.code, r.stderr)
 	}
-	mustUK(t, dir, 2*time.Minute, "stop", "life-worker")
+	// The detached guest's monitor owns its output: tail, since and timestamps select from it.
+	if l := mustUK(t, dir, 30*time.Second, "logs", "--tail", "2", "life-worker"); len(strings.Split(strings.TrimSpace(l.stdout+l.stderr), "\n")) != 2 {
+		t.Errorf("logs --tail 2:\nstdout:\n%s\nstderr:\n%s", l.stdout, l.stderr)
+	}
+	if l := mustUK(t, dir, 30*time.Second, "logs", "--timestamps", "--since", "1h", "life-worker"); !regexp.MustCompile(`(?m)^20\d\d-\d\d-\d\dT[0-9:.]+Z tick 1`).MatchString(l.stdout) {
+		t.Errorf("logs --timestamps --since 1h:\n%s", l.stdout)
+	}
+	if l := mustUK(t, dir, 30*time.Second, "logs", "--since", time.Now().Add(time.Hour).UTC().Format(time.RFC3339), "life-worker"); strings.TrimSpace(l.stdout) != "" {
+		t.Errorf("logs --since an hour ahead printed lines:\n%s", l.stdout)
+	}
+	if rm := uk(t, dir, 30*time.Second, "rm", "life-worker"); rm.code == 0 {
+		t.Error("rm removed a running guest")
+	}
+	for _, cmd := range [][]string{{"stop", "../x"}, {"logs", "../x"}, {"rm", "../x"}} {
+		if r := uk(t, dir, 30*time.Second, cmd...); r.code == 0 || !strings.Contains(r.stderr, "invalid guest name") {
+			t.Errorf("%v: exit %d\n%s", cmd, r.code, r.stderr)
+		}
+	}
+	st := mustUK(t, dir, 2*time.Minute, "--json", "stop", "life-worker")
+	var stopped []struct{ Name, Result string }
+	if err := json.Unmarshal([]byte(st.stdout), &stopped); err != nil || len(stopped) != 1 || stopped[0].Name != "life-worker" || stopped[0].Result == "" {
+		t.Errorf("stop --json: %v\n%s", err, st.stdout)
+	}
 	noQEMULeft(t, dir)
+	// The finished guest: ps -a lists it with its exit code, logs NAME still reads it, rm
+	// removes it.
+	var all []struct {
+		Name     string `json:"name"`
+		Status   string `json:"status"`
+		ExitCode *int   `json:"exit_code"`
+	}
+	pa := mustUK(t, dir, 30*time.Second, "--json", "ps", "-a")
+	if err := json.Unmarshal([]byte(pa.stdout), &all); err != nil {
+		t.Fatalf("ps -a --json: %v\n%s", err, pa.stdout)
+	}
+	listed := false
+	for _, e := range all {
+		if e.Name == "life-worker" {
+			listed = e.Status == "exited" && e.ExitCode != nil
+		}
+	}
+	if !listed {
+		t.Errorf("ps -a does not list the stopped guest with its exit code:\n%s", pa.stdout)
+	}
+	if l := mustUK(t, dir, 30*time.Second, "logs", "life-worker"); !strings.Contains(l.stdout, "tick 1") {
+		t.Errorf("logs of the finished guest:\n%s", l.stdout)
+	}
+	mustUK(t, dir, 30*time.Second, "rm", "life-worker")
+	if pa := mustUK(t, dir, 30*time.Second, "ps", "-a"); strings.Contains(pa.stdout, "life-worker") {
+		t.Errorf("ps -a lists the removed guest:\n%s", pa.stdout)
+	}
 	for _, e := range ps(t, dir) {
 		if e.Name == "life-worker" && e.Status == "running" {
 			t.Errorf("ps still lists the stopped guest: %+v", e)

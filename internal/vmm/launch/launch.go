@@ -251,7 +251,7 @@ func start(ctx context.Context, o Options, boot *vmm.Boot, name string, netw vmm
 		stopVM()
 		return nil, err
 	}
-	output, err := guestlog.Create(run.Output(), nil)
+	output, err := guestlog.Create(run.Output())
 	if err != nil {
 		stopVM()
 		return nil, err
@@ -410,25 +410,23 @@ func (g *Guest) AttendStreams(ctx context.Context, s Streams, stopTimeout time.D
 	// A stream that cannot be written (the terminal or pipe went away) means nobody attends
 	// the guest any more: it is stopped as on Ctrl-C rather than left running unowned.
 	liveErr := make(chan error, 1)
-	g.output.SetLive(func(r guestlog.Record) error {
+	g.output.SetLive(func(stream string, data []byte) {
 		w := s.Stdout
-		switch r.Stream {
+		switch stream {
 		case guestlog.Stderr:
 			w = s.Stderr
 		case guestlog.Kernel:
 			w = s.Kernel
 		}
 		if w == nil {
-			return nil
+			return
 		}
-		_, err := io.WriteString(w, r.Log)
-		if err != nil {
+		if _, err := w.Write(data); err != nil {
 			select {
 			case liveErr <- err:
 			default:
 			}
 		}
-		return err
 	})
 	life := make(chan struct{})
 	var lifeOnce sync.Once
@@ -528,9 +526,6 @@ wait:
 		g.log.Debug("output", "err", ferr)
 	}
 	g.output.Close()
-	if err := g.store.Release(g.State); err != nil {
-		g.log.Debug("release state", "err", err)
-	}
 	out := runstate.ReadOutcome(g.Run)
 	defer func() {
 		why := out.Reason
@@ -547,9 +542,19 @@ wait:
 		out.Reason = fmt.Sprintf("%s exited with %v: %s (see %s)", Title(g.State.Handle.Backend), werr,
 			vmm.LogTail(g.Run.VMMLog(), Title(g.State.Handle.Backend)), filepath.Join("logs", "runs", g.Run.ID))
 	}
+	if !out.Started && !interrupted && out.Code == runstate.ExitNoReport {
+		// The kernel or init failed before the workload started: what it printed says why.
+		out.Reason = "the guest failed before its workload started: " + out.Reason
+		if tail := runstate.ConsoleTail(g.Run, 10); tail != "" {
+			out.Reason += "\nthe console's last lines:\n" + tail
+		}
+	}
 	if failure != "" {
 		out = runstate.Outcome{Code: runstate.ExitNoReport, Reason: fmt.Sprintf("%s; it said: %s (see %s)", failure,
 			vmm.LogTail(g.Run.VMMLog(), Title(g.State.Handle.Backend)), filepath.Join("logs", "runs", g.Run.ID, runstate.VMMLogFile))}
+	}
+	if err := g.store.Finish(g.State, out); err != nil {
+		g.log.Debug("record the finished guest", "err", err)
 	}
 	return out, nil
 }
@@ -655,11 +660,14 @@ func StopGuest(ctx context.Context, store *runstate.Store, name string, timeout 
 	if err != nil {
 		return "", err
 	}
+	if st.Exited {
+		return vmm.AlreadyGone, nil
+	}
 	if st.Handle.PID == 0 {
 		if st.Live() {
 			return "", fmt.Errorf("guest %q is still starting (ukernel pid %d); try again in a moment", name, st.Owner)
 		}
-		return vmm.AlreadyGone, store.Release(st)
+		return vmm.AlreadyGone, finish(store, st)
 	}
 	b, err := Backend(st.Handle.Backend, log)
 	if err != nil {
@@ -680,5 +688,15 @@ func StopGuest(ctx context.Context, store *runstate.Store, name string, timeout 
 		case <-t.C:
 		}
 	}
-	return res, store.Release(st)
+	return res, finish(store, st)
+}
+
+// finish records the guest of st as finished, with the outcome its run reported, unless its
+// owner did so already.
+func finish(store *runstate.Store, st *runstate.State) error {
+	out := runstate.Outcome{Reason: "never started"}
+	if st.RunDir != "" {
+		out = runstate.ReadOutcome(runstate.Run{ID: st.RunID, Dir: st.RunDir})
+	}
+	return store.Finish(st, out)
 }

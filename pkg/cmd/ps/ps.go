@@ -36,16 +36,18 @@ type Guest struct {
 
 // NewCmdPs returns the ps command.
 func NewCmdPs(f *cmdutil.Factory) *cobra.Command {
-	return &cobra.Command{
+	var all bool
+	cmd := &cobra.Command{
 		Use:         "ps",
 		Annotations: map[string]string{cmdutil.InterruptibleAnnotation: "true"}, // killed, it leaves nothing half-done
 		Short:       "List the guests running on this host",
 		Long: `Ps lists running guests: name, VMM pid, backend, accelerator, image digest, published
 ports, uptime, status and health (the latest result of each [health.NAME] check:
-starting, healthy or unhealthy). A guest whose VMM is gone (killed, crashed, or exited while
-detached) is shown once as exited, with its exit code when the guest reported one, and its
-state is cleaned.`,
+starting, healthy or unhealthy). With -a it lists finished guests too, as exited with the
+exit code their guest reported (or why there is none): a guest's record stays until a new run
+of the same name replaces it or ` + "`ukernel rm NAME`" + ` removes it.`,
 		Example: `  ukernel ps
+  ukernel ps -a
   ukernel ps --json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -53,7 +55,7 @@ state is cleaned.`,
 			if err != nil {
 				return err
 			}
-			rows, err := List(store, time.Now())
+			rows, err := List(store, time.Now(), all)
 			if err != nil {
 				return err
 			}
@@ -80,6 +82,8 @@ state is cleaned.`,
 			return tw.Flush()
 		},
 	}
+	cmd.Flags().BoolVarP(&all, "all", "a", false, "list finished guests too")
+	return cmd
 }
 
 func dash(s string) string {
@@ -108,8 +112,9 @@ func HealthText(health map[string]string) string {
 	return strings.Join(h, ",")
 }
 
-// List returns the guests of store, cleaning the state of those whose VMM is gone.
-func List(store *runstate.Store, now time.Time) ([]Guest, error) {
+// List returns the guests of store (all: the finished ones too), recording as finished those
+// whose VMM is gone.
+func List(store *runstate.Store, now time.Time, all bool) ([]Guest, error) {
 	states, err := store.List()
 	if err != nil {
 		return nil, err
@@ -126,26 +131,34 @@ func List(store *runstate.Store, now time.Time) ([]Guest, error) {
 		}
 		run := runstate.Run{ID: st.RunID, Dir: st.RunDir}
 		switch {
+		case st.Exited:
+			g.Status, g.ExitCode, g.Reason, g.PID = "exited", st.ExitCode, st.Reason, 0
+			if g.ExitCode == nil && g.Reason == "" {
+				g.Reason = "no exit code reported"
+			}
 		case st.Live() && st.Handle.PID == 0:
 			g.Status = "starting"
 		case st.Live():
 			g.UptimeS = int64(now.Sub(st.Started) / time.Second)
 			g.Health = runstate.ReadHealth(run)
 		default:
+			// The VMM is gone and nobody recorded how the guest ended (its owner was killed).
 			g.Status = "exited"
+			out := runstate.Outcome{Reason: "never started"}
 			if st.RunDir != "" {
-				out := runstate.ReadOutcome(run)
-				if out.Reported {
-					g.ExitCode = &out.Code
-				} else {
-					g.Reason = "no exit code reported"
-				}
+				out = runstate.ReadOutcome(run)
+			}
+			if out.Reported {
+				g.ExitCode = &out.Code
 			} else {
-				g.Reason = "never started"
+				g.Reason = "no exit code reported"
 			}
-			if err := store.Release(st); err != nil {
-				return nil, fmt.Errorf("clean stale state of %s: %w", st.Name, err)
+			if err := store.Finish(st, out); err != nil {
+				return nil, fmt.Errorf("record the finished guest %s: %w", st.Name, err)
 			}
+		}
+		if g.Status == "exited" && !all {
+			continue
 		}
 		rows = append(rows, g)
 	}

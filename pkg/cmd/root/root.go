@@ -26,6 +26,7 @@ import (
 	"github.com/ukernel-dev/ukernel/pkg/cmd/pack"
 	perfcmd "github.com/ukernel-dev/ukernel/pkg/cmd/perf"
 	"github.com/ukernel-dev/ukernel/pkg/cmd/ps"
+	rmcmd "github.com/ukernel-dev/ukernel/pkg/cmd/rm"
 	"github.com/ukernel-dev/ukernel/pkg/cmd/run"
 	"github.com/ukernel-dev/ukernel/pkg/cmd/stop"
 	tracecmd "github.com/ukernel-dev/ukernel/pkg/cmd/trace"
@@ -100,6 +101,7 @@ microVM image and runs it locally with one command.`,
 	cmd.AddCommand(diffcmd.NewCmdDiff(f))
 	cmd.AddCommand(versioncmd.NewCmdVersion(f, info))
 	cmd.AddCommand(run.NewCmdMonitor(f))
+	cmd.AddCommand(rmcmd.NewCmdRm(f))
 	usageArgs(cmd)
 
 	return cmd

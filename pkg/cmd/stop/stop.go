@@ -38,7 +38,16 @@ does not exit within a few more seconds. Stop leaves no VMM process and no state
 			}
 			// Every name is tried: one that fails does not leave the others running.
 			var errs []error
+			type stopped struct {
+				Name   string `json:"name"`
+				Result string `json:"result"` // graceful, quit, killed, gone
+			}
+			report := []stopped{}
 			for _, name := range args {
+				if err := runstate.ValidateName(name); err != nil {
+					errs = append(errs, err)
+					continue
+				}
 				// Each step of the stop has its own deadline; this bounds the whole. A first
 				// Ctrl-C does not abandon a guest half-stopped; a second one exits.
 				ctx, cancel := context.WithTimeout(context.WithoutCancel(cmd.Context()), timeout+15*time.Second)
@@ -50,13 +59,21 @@ does not exit within a few more seconds. Stop leaves no VMM process and no state
 				}
 				switch res {
 				case vmm.AlreadyGone:
-					f.Progress("%s was not running; cleaned its state", name)
+					f.Progress("%s was not running (see ps -a)", name)
 				case vmm.StoppedGracefully:
 					f.Progress("Stopped %s", name)
 				default:
 					f.Progress("Stopped %s (%s: it did not stop by itself within %s)", name, res, timeout)
 				}
-				fmt.Fprintln(f.IO.Out, name)
+				report = append(report, stopped{Name: name, Result: string(res)})
+				if !f.JSON {
+					fmt.Fprintln(f.IO.Out, name)
+				}
+			}
+			if f.JSON {
+				if err := f.PrintJSON(report); err != nil {
+					return err
+				}
 			}
 			return errors.Join(errs...)
 		},

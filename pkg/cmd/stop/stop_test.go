@@ -35,7 +35,7 @@ func TestStopGoesOnAfterAFailure(t *testing.T) {
 	if !strings.Contains(out.String(), "stale") || !strings.Contains(errOut.String(), "stale was not running") {
 		t.Errorf("stale was not handled after nosuch failed: stdout %q, stderr %q", out, errOut)
 	}
-	if _, err := store.Load("stale"); err == nil {
-		t.Error("the stale guest's state is still there")
+	if st, err := store.Load("stale"); err != nil || !st.Exited {
+		t.Errorf("the stale guest is not recorded as finished (for ps -a): %+v %v", st, err)
 	}
 }
