@@ -83,7 +83,7 @@ func main() {
 
 	var imgTimes, bbTimes []time.Duration
 	var peakRSS, initPeak int64
-	var boots []perf.Boot
+	var boots, baseBoots []perf.Boot
 	image := func(i int) {
 		d, rss, proj, err := bootImage(*ukernel, boot.Image, *accel, work, *timeout)
 		if err != nil {
@@ -102,9 +102,12 @@ func main() {
 	}
 	busybox := func(i int) {
 		if *baseUK != "" {
-			d, _, _, err := bootImage(*baseUK, *baseImg, *accel, work, *timeout)
+			d, _, proj, err := bootImage(*baseUK, *baseImg, *accel, work, *timeout)
 			if err != nil {
 				log.Fatalf("base boot %d: %v", i, err)
+			}
+			if b, _, err := runBreakdown(proj); err == nil {
+				baseBoots = append(baseBoots, b)
 			}
 			bbTimes = append(bbTimes, d)
 			return
@@ -143,6 +146,10 @@ func main() {
 	if len(boots) > 0 {
 		fmt.Println()
 		perf.WriteText(os.Stdout, perf.Summarise(boots))
+	}
+	if len(baseBoots) > 0 {
+		fmt.Println("\nThe base:")
+		perf.WriteText(os.Stdout, perf.Summarise(baseBoots))
 	}
 }
 
