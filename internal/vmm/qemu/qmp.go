@@ -71,10 +71,24 @@ type qmpReply struct {
 	Event string `json:"event"`
 }
 
+// maxQMPMessage bounds one message from QEMU. The largest reply ukernel asks for (query-block)
+// is a few KiB; without a bound, a VMM that never sends a newline makes the host buffer without end.
+const maxQMPMessage = 1 << 20
+
 func (q *QMP) readMessage(v any) error {
-	line, err := q.r.ReadBytes('\n')
-	if err != nil {
-		return err
+	var line []byte
+	for {
+		frag, err := q.r.ReadSlice('\n')
+		if len(line)+len(frag) > maxQMPMessage {
+			return fmt.Errorf("message longer than %d bytes, refused", maxQMPMessage)
+		}
+		line = append(line, frag...)
+		if err == nil {
+			break
+		}
+		if err != bufio.ErrBufferFull {
+			return err
+		}
 	}
 	return json.Unmarshal(line, v)
 }
