@@ -78,7 +78,7 @@ func aptURIToFileName(u string) string {
 	return strings.ReplaceAll(u, "/", "_")
 }
 
-func must(t *testing.T, err error) {
+func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)

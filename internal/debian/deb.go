@@ -97,7 +97,7 @@ func ExtractDeb(ctx context.Context, debPath, destDir string) (*Unpacked, error)
 		if err != nil || size < 0 {
 			return nil, fmt.Errorf("%s: ar member %q has a bad size", debPath, name)
 		}
-		member := io.LimitReader(ar, size)
+		member := &io.LimitedReader{R: ar, N: size}
 		switch {
 		case strings.HasPrefix(name, "control.tar"):
 			if err := readControl(member, name, u); err != nil {
@@ -115,6 +115,9 @@ func ExtractDeb(ctx context.Context, debPath, destDir string) (*Unpacked, error)
 		}
 		if _, err := io.Copy(io.Discard, member); err != nil {
 			return nil, fmt.Errorf("%s: %w", debPath, err)
+		}
+		if member.N > 0 {
+			return nil, fmt.Errorf("%s: ar member %q is truncated (%d of its %d bytes missing)", debPath, name, member.N, size)
 		}
 		if size%2 == 1 {
 			ar.ReadByte()
@@ -155,7 +158,7 @@ func readControl(r io.Reader, name string, u *Unpacked) error {
 		return err
 	}
 	defer done()
-	tr := tar.NewReader(dr)
+	tr := newTarReader(dr)
 	for {
 		h, err := tr.Next()
 		if err == io.EOF {
@@ -197,6 +200,45 @@ func parseControlFields(data []byte, into map[string]string) {
 		last = k
 		into[k] = strings.TrimSpace(v)
 	}
+}
+
+// tarReader is a tar.Reader that tells the end of an archive from a truncation: archive/tar
+// returns io.EOF at any header boundary, with or without the two zero blocks that end a tar file,
+// so a member cut after a complete entry would otherwise extract as a smaller, valid package.
+type tarReader struct {
+	*tar.Reader
+	in *countingReader
+}
+
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+func newTarReader(r io.Reader) *tarReader {
+	in := &countingReader{r: r}
+	return &tarReader{Reader: tar.NewReader(in), in: in}
+}
+
+// Next is tar.Reader.Next, but io.EOF only after the end-of-archive blocks. The unread rest of
+// the current entry is drained first, so what the final call reads is the last entry's padding
+// (under one block) and then the end marker: at least two blocks in all when it is there.
+func (t *tarReader) Next() (*tar.Header, error) {
+	if _, err := io.Copy(io.Discard, t.Reader); err != nil {
+		return nil, err
+	}
+	before := t.in.n
+	h, err := t.Reader.Next()
+	if err == io.EOF && t.in.n-before < 2*512 {
+		return nil, fmt.Errorf("truncated tar archive (it ends without its end-of-archive blocks): %w", io.ErrUnexpectedEOF)
+	}
+	return h, err
 }
 
 // cleanEntryPath turns a tar name into a safe relative path, or fails.
@@ -248,7 +290,7 @@ func extractData(ctx context.Context, r io.Reader, name, destDir string, u *Unpa
 		return err
 	}
 	defer done()
-	tr := tar.NewReader(dr)
+	tr := newTarReader(dr)
 	for {
 		if err := ctx.Err(); err != nil {
 			return err

@@ -25,7 +25,7 @@ type tarEntry struct {
 	body string
 }
 
-func makeTar(t *testing.T, entries []tarEntry) []byte {
+func makeTar(t testing.TB, entries []tarEntry) []byte {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	for _, e := range entries {
@@ -42,6 +42,14 @@ func makeTar(t *testing.T, entries []tarEntry) []byte {
 
 func makeDeb(t *testing.T, data []tarEntry) string {
 	t.Helper()
+	p := filepath.Join(t.TempDir(), "demo.deb")
+	must(t, os.WriteFile(p, debBytes(t, makeTar(t, data), true), 0o644))
+	return p
+}
+
+// debBytes is a .deb of the demo control member and dataTar as its data member, xz-compressed
+// or stored as data.tar.
+func debBytes(t testing.TB, dataTar []byte, compress bool) []byte {
 	ctl := makeTar(t, []tarEntry{
 		{tar.Header{Name: "./control", Mode: 0o644, Typeflag: tar.TypeReg}, "Package: demo\nVersion: 1.0\nArchitecture: amd64\nDescription: demo\n two lines\n"},
 		{tar.Header{Name: "./postinst", Mode: 0o755, Typeflag: tar.TypeReg}, "#!/bin/sh\nexit 0\n"},
@@ -50,26 +58,69 @@ func makeDeb(t *testing.T, data []tarEntry) string {
 	zw := gzip.NewWriter(&gz)
 	zw.Write(ctl)
 	zw.Close()
-	var xzb bytes.Buffer
-	xw, err := xz.NewWriter(&xzb)
-	must(t, err)
-	xw.Write(makeTar(t, data))
-	must(t, xw.Close())
+	dataName, dataBody := "data.tar", dataTar
+	if compress {
+		var xzb bytes.Buffer
+		xw, err := xz.NewWriter(&xzb)
+		must(t, err)
+		xw.Write(dataTar)
+		must(t, xw.Close())
+		dataName, dataBody = "data.tar.xz", xzb.Bytes()
+	}
 	var deb bytes.Buffer
 	deb.WriteString("!<arch>\n")
 	for _, m := range []struct {
 		name string
 		body []byte
-	}{{"debian-binary", []byte("2.0\n")}, {"control.tar.gz", gz.Bytes()}, {"data.tar.xz", xzb.Bytes()}} {
+	}{{"debian-binary", []byte("2.0\n")}, {"control.tar.gz", gz.Bytes()}, {dataName, dataBody}} {
 		fmt.Fprintf(&deb, "%-16s%-12d%-6d%-6d%-8s%-10d`\n", m.name+"/", 0, 0, 0, "100644", len(m.body))
 		deb.Write(m.body)
 		if len(m.body)%2 == 1 {
 			deb.WriteByte('\n')
 		}
 	}
-	p := filepath.Join(t.TempDir(), "demo.deb")
-	must(t, os.WriteFile(p, deb.Bytes(), 0o644))
-	return p
+	return deb.Bytes()
+}
+
+// TestExtractDebRefusesTruncation: a data member cut at a tar block boundary (after a complete
+// entry, so archive/tar sees a clean end) or an ar member shorter than its header says is an
+// error, not a smaller package.
+func TestExtractDebRefusesTruncation(t *testing.T) {
+	full := makeTar(t, []tarEntry{
+		{tar.Header{Name: "./a", Mode: 0o644, Typeflag: tar.TypeReg}, "first file"},
+		{tar.Header{Name: "./b", Mode: 0o644, Typeflag: tar.TypeReg}, "second file"},
+	})
+	const firstEntry = 2 * 512 // header and one block of content
+	cut := func(b []byte, n int) []byte { return b[:len(b)-n] }
+	for _, c := range []struct {
+		name    string
+		deb     []byte
+		wantErr string
+	}{
+		{"data.tar.xz whose tar is cut after an entry", debBytes(t, full[:firstEntry], true), "truncated tar archive"},
+		{"data.tar member cut after an entry", debBytes(t, full[:firstEntry], false), "truncated tar archive"},
+		{"the .deb file cut after an entry", cut(debBytes(t, full, false), len(full)-firstEntry), "truncated tar archive"},
+		{"tar with one end block", debBytes(t, full[:len(full)-512], false), "truncated tar archive"},
+		{"empty data member", debBytes(t, nil, false), "truncated tar archive"},
+		// The tar ends properly inside the member; the record padding after it is missing.
+		{"ar member shorter than its header", cut(debBytes(t, append(full, make([]byte, 512)...), false), 512), `ar member "data.tar" is truncated (512 of its`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "cut.deb")
+			must(t, os.WriteFile(p, c.deb, 0o644))
+			_, err := ExtractDeb(context.Background(), p, t.TempDir())
+			if err == nil || !strings.Contains(err.Error(), c.wantErr) {
+				t.Fatalf("got %v, want an error with %q", err, c.wantErr)
+			}
+		})
+	}
+	// The whole archive, end blocks included, still extracts.
+	p := filepath.Join(t.TempDir(), "full.deb")
+	must(t, os.WriteFile(p, debBytes(t, full, false), 0o644))
+	u, err := ExtractDeb(context.Background(), p, t.TempDir())
+	if err != nil || len(u.Entries) != 2 {
+		t.Fatalf("full archive: %v, %+v", err, u)
+	}
 }
 
 func TestExtractDebSynthetic(t *testing.T) {
