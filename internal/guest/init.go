@@ -60,6 +60,7 @@ type pid1 struct {
 	hostGaveUp bool          // reachHost waited for the channel in vain
 	mounted    bool
 	dataDir    string // where the data volume is mounted, once it is
+	secrets    SecretPlan
 	stopReq    chan abi.Control
 	stopWork   context.CancelFunc // ends the services' supervision
 }

@@ -7,48 +7,62 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
-	"strings"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/ukernel-dev/ukernel/internal/abi"
 )
 
-// SecretReaders maps each secret the workload declares to the users of the processes that
-// declare it (the entry's user for the entry's, each service's for its own), each user once.
-func SecretReaders(m *abi.Manifest) (map[string][]abi.User, error) {
-	readers := map[string][]abi.User{}
-	claim := func(by, user string, names []string) error {
-		u, err := LookupUser(m.Users, user)
-		if err != nil {
-			return fmt.Errorf("%s: %w", by, err)
+// SecretGroupBase is the first of the groups init gives the processes that declare secrets, one
+// each: the entry's is SecretGroupBase, the i-th service's (manifest order) SecretGroupBase+1+i.
+// A secret file is readable through these groups only, so two processes of one user read only
+// their own secrets. No image account has such a group: Debian allocates far below it, and a
+// process gets no supplementary group otherwise (see Credential).
+const SecretGroupBase = 0x7FFF0000
+
+// SecretPlan says which process reads which secret.
+type SecretPlan struct {
+	Readers  map[string][]uint32 // each declared secret: the groups of its declaring processes, ascending
+	Entry    uint32              // the entry's group; 0 when it declares no secret
+	Services map[string]uint32   // each service that declares a secret: its group
+}
+
+// PlanSecrets gives each process (entry or service) that declares a secret a group of its own
+// and each secret the groups of the processes that declare it.
+func PlanSecrets(m *abi.Manifest) (SecretPlan, error) {
+	p := SecretPlan{Readers: map[string][]uint32{}, Services: map[string]uint32{}}
+	last := uint32(SecretGroupBase + len(m.Services))
+	for _, u := range m.Users {
+		if uint32(u.GID) >= SecretGroupBase && uint32(u.GID) <= last {
+			return SecretPlan{}, fmt.Errorf("user %s has gid %d, which init reserves for reading secrets (%d-%d)", u.Name, u.GID, SecretGroupBase, last)
 		}
+	}
+	claim := func(gid uint32, names []string) {
 		for _, n := range names {
-			if !slices.ContainsFunc(readers[n], func(r abi.User) bool { return r.UID == u.UID }) {
-				readers[n] = append(readers[n], u)
+			if !slices.Contains(p.Readers[n], gid) {
+				p.Readers[n] = append(p.Readers[n], gid)
 			}
 		}
-		return nil
 	}
-	if len(m.Entry) > 0 {
-		if err := claim("the entry", m.User, m.Secrets); err != nil {
-			return nil, err
+	if len(m.Entry) > 0 && len(m.Secrets) > 0 {
+		p.Entry = SecretGroupBase
+		claim(p.Entry, m.Secrets)
+	}
+	for i, s := range m.Services {
+		if len(s.Secrets) > 0 {
+			p.Services[s.Name] = uint32(SecretGroupBase + 1 + i)
+			claim(p.Services[s.Name], s.Secrets)
 		}
 	}
-	for _, s := range m.Services {
-		if err := claim("service "+s.Name, s.User, s.Secrets); err != nil {
-			return nil, err
-		}
-	}
-	return readers, nil
+	return p, nil
 }
 
 // WriteSecrets puts each given secret that the workload declares into dir (a tmpfs), one file
-// per secret, mode 0400, owned by the user that declared it, or by root with a POSIX ACL that
-// lets each declaring user read it when processes of several users declare it; dir itself is
-// root's, 0711, so names cannot be listed. It returns the names given but declared by nobody and those declared
+// per secret, owned by root, readable by the group of the one process that declared it (0440),
+// or through a POSIX ACL by the groups of each, when several did; dir itself is root's, 0711, so
+// names cannot be listed. It returns the names given but declared by nobody and those declared
 // but not given, for warnings: names only, never values.
-func WriteSecrets(dir string, secrets map[string][]byte, readers map[string][]abi.User) (undeclared, missing []string, err error) {
+func WriteSecrets(dir string, secrets map[string][]byte, readers map[string][]uint32) (undeclared, missing []string, err error) {
 	if len(readers) == 0 && len(secrets) == 0 {
 		return nil, nil, nil
 	}
@@ -59,12 +73,12 @@ func WriteSecrets(dir string, secrets map[string][]byte, readers map[string][]ab
 		return nil, nil, fmt.Errorf("secrets: %w", err)
 	}
 	for _, name := range sortedNames(secrets) {
-		users, ok := readers[name]
+		groups, ok := readers[name]
 		if !ok {
 			undeclared = append(undeclared, name)
 			continue
 		}
-		if err := writeSecret(filepath.Join(dir, name), secrets[name], users); err != nil {
+		if err := writeSecret(filepath.Join(dir, name), secrets[name], groups); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -78,20 +92,18 @@ func WriteSecrets(dir string, secrets map[string][]byte, readers map[string][]ab
 
 // writeSecret creates the file with its final owner, mode and ACL before the value goes in, so
 // it is never readable by anyone else, even for a moment.
-func writeSecret(path string, value []byte, users []abi.User) error {
+func writeSecret(path string, value []byte, groups []uint32) error {
 	_ = os.Remove(path)
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o400)
 	if err != nil {
 		return fmt.Errorf("secret %s: %w", filepath.Base(path), err)
 	}
-	var names []string
-	for _, u := range users {
-		names = append(names, u.Name)
-	}
-	if len(users) == 1 {
-		err = f.Chown(users[0].UID, users[0].GID)
+	if len(groups) == 1 {
+		if err = f.Chown(0, int(groups[0])); err == nil {
+			err = f.Chmod(0o440)
+		}
 	} else {
-		err = unix.Fsetxattr(int(f.Fd()), "system.posix_acl_access", readACL(users), 0)
+		err = unix.Fsetxattr(int(f.Fd()), "system.posix_acl_access", readACL(groups), 0)
 	}
 	if err == nil {
 		_, err = f.Write(value)
@@ -101,7 +113,7 @@ func writeSecret(path string, value []byte, users []abi.User) error {
 	}
 	if err != nil {
 		os.Remove(path)
-		return fmt.Errorf("secret %s for user(s) %s: %w", filepath.Base(path), strings.Join(names, ", "), err)
+		return fmt.Errorf("secret %s for group(s) %v: %w", filepath.Base(path), groups, err)
 	}
 	return nil
 }
@@ -110,23 +122,20 @@ func writeSecret(path string, value []byte, users []abi.User) error {
 const (
 	aclVersion  = 2
 	aclUserObj  = 0x01
-	aclUser     = 0x02
 	aclGroupObj = 0x04
+	aclGroup    = 0x08
 	aclMask     = 0x10
 	aclOther    = 0x20
 	aclRead     = 4
 	aclNoID     = 0xFFFFFFFF
 )
 
-// readACL is an access ACL that lets the owner (root) and each of users read, and nobody else:
-// the entries in the order the kernel requires (by tag, users by uid).
-func readACL(users []abi.User) []byte {
-	uids := make([]uint32, 0, len(users))
-	for _, u := range users {
-		uids = append(uids, uint32(u.UID))
-	}
-	slices.Sort(uids)
-	uids = slices.Compact(uids)
+// readACL is an access ACL that lets the owner (root) and each of groups read, and nobody else:
+// the entries in the order the kernel requires (by tag, groups by gid).
+func readACL(groups []uint32) []byte {
+	gids := slices.Clone(groups)
+	slices.Sort(gids)
+	gids = slices.Compact(gids)
 	b := binary.LittleEndian.AppendUint32(nil, aclVersion)
 	entry := func(tag, perm uint16, id uint32) {
 		b = binary.LittleEndian.AppendUint16(b, tag)
@@ -134,10 +143,10 @@ func readACL(users []abi.User) []byte {
 		b = binary.LittleEndian.AppendUint32(b, id)
 	}
 	entry(aclUserObj, aclRead, aclNoID)
-	for _, uid := range uids {
-		entry(aclUser, aclRead, uid)
-	}
 	entry(aclGroupObj, 0, aclNoID)
+	for _, gid := range gids {
+		entry(aclGroup, aclRead, gid)
+	}
 	entry(aclMask, aclRead, aclNoID)
 	entry(aclOther, 0, aclNoID)
 	return b

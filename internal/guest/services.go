@@ -20,10 +20,10 @@ const EntryHealthName = "main"
 // SIGKILL.
 const TerminateGrace = 5 * time.Second
 
-// procSpec builds the start spec of a workload process running as user: base environment with
-// the user's HOME, then the layers; no_new_privs unless it runs as root. Run-time environment
-// values are only put into the process, never logged.
-func (in *pid1) procSpec(name string, argv []string, dir string, user abi.User, stdout, stderr *os.File, env ...map[string]string) Spec {
+// procSpec builds the start spec of a workload process running as user, with secretGroup (see
+// PlanSecrets): base environment with the user's HOME, then the layers; no_new_privs unless it
+// runs as root. Run-time environment values are only put into the process, never logged.
+func (in *pid1) procSpec(name string, argv []string, dir string, user abi.User, secretGroup uint32, stdout, stderr *os.File, env ...map[string]string) Spec {
 	if dir == "" {
 		dir = in.manifest.Workdir
 	}
@@ -43,7 +43,7 @@ func (in *pid1) procSpec(name string, argv []string, dir string, user abi.User, 
 		Root:       in.layout.Root,
 		Stdout:     stdout,
 		Stderr:     stderr,
-		Credential: Credential(user),
+		Credential: Credential(user, secretGroup),
 		NoNewPrivs: user.UID != 0,
 	}
 }
@@ -255,7 +255,7 @@ func (in *pid1) startWorkload(ctx context.Context) (*Proc, error) {
 		if err != nil {
 			return nil, fail("start service "+s.Name, err)
 		}
-		spec := in.procSpec(s.Name, s.Command, s.Workdir, u, stdout, stderr, m.Env, s.Env, in.cfg.Env)
+		spec := in.procSpec(s.Name, s.Command, s.Workdir, u, in.secrets.Services[s.Name], stdout, stderr, m.Env, s.Env, in.cfg.Env)
 		go in.runService(ctx, s, spec)
 	}
 	if len(m.Entry) == 0 {
@@ -272,7 +272,7 @@ func (in *pid1) startWorkload(ctx context.Context) (*Proc, error) {
 			return nil, fail("start entry", err)
 		}
 	}
-	spec := in.procSpec("entry", m.Entry, "", u, stdout, stderr, m.Env, in.cfg.Env)
+	spec := in.procSpec("entry", m.Entry, "", u, in.secrets.Entry, stdout, stderr, m.Env, in.cfg.Env)
 	p, err := in.sup.Start(spec)
 	if err != nil {
 		return nil, fail("start entry", err)

@@ -112,14 +112,58 @@ func TestLookupUserAndCredential(t *testing.T) {
 	if err != nil || u.UID != 101 {
 		t.Fatalf("postgres: %+v %v", u, err)
 	}
-	if c := Credential(u); c == nil || c.Uid != 101 || c.Gid != 101 || c.Groups == nil || len(c.Groups) != 0 {
+	if c := Credential(u, 0); c == nil || c.Uid != 101 || c.Gid != 101 || c.Groups == nil || len(c.Groups) != 0 {
 		t.Errorf("credential %+v: want 101:101 and an empty (not nil) group list", c)
 	}
-	if u, err := LookupUser(nil, ""); err != nil || u.UID != 0 || Credential(u) != nil {
+	if c := Credential(u, SecretGroupBase+2); c == nil || c.Gid != 101 || !slices.Equal(c.Groups, []uint32{SecretGroupBase + 2}) {
+		t.Errorf("credential with a secret group %+v: want 101:101 and only that group", c)
+	}
+	if u, err := LookupUser(nil, ""); err != nil || u.UID != 0 || Credential(u, SecretGroupBase) != nil {
 		t.Errorf("empty name: %+v %v, want root with no credential change", u, err)
 	}
 	if _, err := LookupUser(users, "mallory"); err == nil || !strings.Contains(err.Error(), "app, postgres, root") {
 		t.Errorf("unknown user: %v", err)
+	}
+}
+
+// secretsManifest: the entry and the service worker both run as app and declare a secret each;
+// db_password is declared by processes of two users.
+func secretsManifest() *abi.Manifest {
+	return &abi.Manifest{
+		Entry: []string{"/bin/true"}, User: "app", Secrets: []string{"api"},
+		Users: []abi.User{{Name: "app", UID: 1000, GID: 1000}, {Name: "postgres", UID: 101, GID: 101}},
+		Services: []abi.Service{
+			{Name: "db", User: "postgres", Secrets: []string{"db_password", "unset"}},
+			{Name: "web", User: "app", Secrets: []string{"db_password"}},
+			{Name: "quiet", User: "app"},
+			{Name: "worker", User: "app", Secrets: []string{"worker_key"}},
+		},
+	}
+}
+
+func TestPlanSecrets(t *testing.T) {
+	p, err := PlanSecrets(secretsManifest())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const g = SecretGroupBase
+	if p.Entry != g || !maps.Equal(p.Services, map[string]uint32{"db": g + 1, "web": g + 2, "worker": g + 4}) {
+		t.Errorf("groups: entry %d services %v", p.Entry, p.Services)
+	}
+	want := map[string][]uint32{"api": {g}, "db_password": {g + 1, g + 2}, "unset": {g + 1}, "worker_key": {g + 4}}
+	if !maps.EqualFunc(p.Readers, want, slices.Equal) {
+		t.Errorf("readers %v, want %v", p.Readers, want)
+	}
+	// Without an entry its secrets have no reader; a services-only manifest plans no entry group.
+	m := secretsManifest()
+	m.Entry = nil
+	if p, _ := PlanSecrets(m); p.Entry != 0 || p.Readers["api"] != nil {
+		t.Errorf("no entry: entry group %d, api readers %v", p.Entry, p.Readers["api"])
+	}
+	m = secretsManifest()
+	m.Users = append(m.Users, abi.User{Name: "odd", UID: 5, GID: g + 3})
+	if _, err := PlanSecrets(m); err == nil || !strings.Contains(err.Error(), "user odd has gid") {
+		t.Errorf("a user in the reserved groups: %v", err)
 	}
 }
 
@@ -128,18 +172,12 @@ func TestWriteSecrets(t *testing.T) {
 		t.Skip("chown needs root")
 	}
 	dir := filepath.Join(t.TempDir(), "secrets")
-	m := &abi.Manifest{
-		Entry: []string{"/bin/true"}, User: "app", Secrets: []string{"api"},
-		Users:    []abi.User{{Name: "app", UID: 1000, GID: 1000}, {Name: "postgres", UID: 101, GID: 101}},
-		Services: []abi.Service{{Name: "db", User: "postgres", Secrets: []string{"db_password", "unset"}}},
-	}
-	m.Services = append(m.Services, abi.Service{Name: "web", User: "app", Secrets: []string{"db_password"}})
-	readers, err := SecretReaders(m)
+	plan, err := PlanSecrets(secretsManifest())
 	if err != nil {
 		t.Fatal(err)
 	}
-	given := map[string][]byte{"api": []byte("k1"), "db_password": []byte("pw"), "stray": []byte("x")}
-	undeclared, missing, err := WriteSecrets(dir, given, readers)
+	given := map[string][]byte{"api": []byte("k1"), "db_password": []byte("pw"), "worker_key": []byte("k2"), "stray": []byte("x")}
+	undeclared, missing, err := WriteSecrets(dir, given, plan.Readers)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,45 +188,43 @@ func TestWriteSecrets(t *testing.T) {
 	if fi.Mode().Perm() != 0o711 {
 		t.Errorf("secrets dir mode %v, want 0711", fi.Mode().Perm())
 	}
-	for name, want := range map[string]struct {
-		uid  uint32
-		data string
-	}{"api": {1000, "k1"}} {
-		p := filepath.Join(dir, name)
-		fi, err := os.Stat(p)
+	for name, gid := range map[string]uint32{"api": plan.Entry, "worker_key": plan.Services["worker"]} {
+		fi, err := os.Stat(filepath.Join(dir, name))
 		if err != nil {
 			t.Fatal(err)
 		}
-		st := fi.Sys().(*syscall.Stat_t)
-		if fi.Mode().Perm() != 0o400 || st.Uid != want.uid || st.Gid != want.uid {
-			t.Errorf("%s: mode %v owner %d:%d, want 0400 %d:%d", name, fi.Mode().Perm(), st.Uid, st.Gid, want.uid, want.uid)
-		}
-		if b, _ := os.ReadFile(p); string(b) != want.data {
-			t.Errorf("%s: content differs", name)
+		if st := fi.Sys().(*syscall.Stat_t); fi.Mode().Perm() != 0o440 || st.Uid != 0 || st.Gid != gid {
+			t.Errorf("%s: mode %v owner %d:%d, want 0440 0:%d", name, fi.Mode().Perm(), st.Uid, st.Gid, gid)
 		}
 	}
 	if _, err := os.Stat(filepath.Join(dir, "stray")); err == nil {
 		t.Error("an undeclared secret was written")
 	}
-	// db_password is declared by processes of two users: root's file, readable by both through
-	// its ACL, by nobody else.
-	p := filepath.Join(dir, "db_password")
-	fi, err = os.Stat(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st := fi.Sys().(*syscall.Stat_t); st.Uid != 0 || fi.Mode().Perm()&0o007 != 0 {
-		t.Errorf("shared secret: mode %v owner %d", fi.Mode().Perm(), st.Uid)
-	}
 	for _, d := range []string{filepath.Dir(dir), filepath.Dir(filepath.Dir(dir))} {
 		os.Chmod(d, 0o711) // let the test users reach it
 	}
-	for uid, want := range map[uint32]bool{1000: true, 101: true, 65534: false} {
-		cmd := exec.Command("cat", p)
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid}}
-		out, err := cmd.CombinedOutput()
-		if got := err == nil && string(out) == "pw"; got != want {
-			t.Errorf("uid %d reads the shared secret: %v (%v, %q), want %v", uid, got, err, out, want)
+	// Each process reads what it declared and nothing else, also when it shares its user with
+	// another: the entry and worker both run as app (1000), as does web.
+	procs := map[string]struct {
+		uid uint32
+		gid uint32
+	}{
+		"entry":  {1000, plan.Entry},
+		"worker": {1000, plan.Services["worker"]},
+		"web":    {1000, plan.Services["web"]},
+		"db":     {101, plan.Services["db"]},
+		"quiet":  {1000, plan.Services["quiet"]},
+	}
+	readable := map[string][]string{"entry": {"api"}, "worker": {"worker_key"}, "web": {"db_password"}, "db": {"db_password"}}
+	for proc, id := range procs {
+		for _, name := range []string{"api", "db_password", "worker_key"} {
+			cmd := exec.Command("cat", filepath.Join(dir, name))
+			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: Credential(abi.User{UID: int(id.uid), GID: int(id.uid)}, id.gid)}
+			out, err := cmd.CombinedOutput()
+			got := err == nil && string(out) == string(given[name])
+			if want := slices.Contains(readable[proc], name); got != want {
+				t.Errorf("%s (uid %d, group %d) reads %s: %v (%v, %q), want %v", proc, id.uid, id.gid, name, got, err, out, want)
+			}
 		}
 	}
 }

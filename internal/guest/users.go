@@ -34,11 +34,16 @@ func LookupUser(users []abi.User, name string) (abi.User, error) {
 	return abi.User{}, fmt.Errorf("user %q is not in the image's users (known: %s)", name, strings.Join(known, ", "))
 }
 
-// Credential is what a process of u runs with: its uid and primary gid, and no supplementary
-// groups (an empty list makes the kernel drop init's). Root gets nil: it keeps init's.
-func Credential(u abi.User) *syscall.Credential {
+// Credential is what a process of u runs with: its uid and primary gid, and as its only
+// supplementary group secretGroup, the group its secrets are readable by (0: none; an empty list
+// makes the kernel drop init's). Root gets nil: it keeps init's, and reads every secret anyway.
+func Credential(u abi.User, secretGroup uint32) *syscall.Credential {
 	if u.UID == 0 && u.GID == 0 {
 		return nil
 	}
-	return &syscall.Credential{Uid: uint32(u.UID), Gid: uint32(u.GID), Groups: []uint32{}}
+	groups := []uint32{}
+	if secretGroup != 0 {
+		groups = append(groups, secretGroup)
+	}
+	return &syscall.Credential{Uid: uint32(u.UID), Gid: uint32(u.GID), Groups: groups}
 }

@@ -2,6 +2,7 @@ package guest
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -48,14 +49,27 @@ func (in *pid1) setupData() error {
 	return nil
 }
 
-// setupSecrets writes the run-time secrets into the root's /run/secrets (a tmpfs). Only names
-// reach the console, never values.
+// YamaPtraceScope is where the kernel's Yama LSM takes its ptrace restriction.
+const YamaPtraceScope = "/proc/sys/kernel/yama/ptrace_scope"
+
+// setupSecrets writes the run-time secrets into the root's /run/secrets (a tmpfs), each readable
+// only by the processes that declare it (PlanSecrets). Only names reach the console, never
+// values.
 func (in *pid1) setupSecrets() error {
-	readers, err := SecretReaders(in.manifest)
+	plan, err := PlanSecrets(in.manifest)
 	if err != nil {
 		return err
 	}
-	undeclared, missing, err := WriteSecrets(filepath.Join(in.layout.Root, abi.SecretsDir), in.cfg.Secrets, readers)
+	in.secrets = plan
+	if len(plan.Readers) > 0 {
+		// Groups keep a process of the same user from opening another's secret, even through
+		// /proc/PID/root or /proc/PID/fd; reading it out of the other's memory (ptrace,
+		// /proc/PID/mem) needs only the same uid, unless Yama restricts ptrace to descendants.
+		if err := os.WriteFile(YamaPtraceScope, []byte("1\n"), 0); err != nil {
+			in.log.Warn("ptrace not restricted: a process can read the memory, and so the secrets, of another of its user", "err", err)
+		}
+	}
+	undeclared, missing, err := WriteSecrets(filepath.Join(in.layout.Root, abi.SecretsDir), in.cfg.Secrets, plan.Readers)
 	if err != nil {
 		return err
 	}
