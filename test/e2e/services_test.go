@@ -76,6 +76,9 @@ func countEvents(evs []event, typ, name, status string) int {
 const servicesTOML = `[project]
 name = 'svc-e2e'
 language = 'shell'
+# The entry runs as app, as reader does: each reads only its own secret.
+entry = 'src/main.sh'
+secrets = ['entry_key']
 
 [env]
 base = 'debian-12'
@@ -124,7 +127,8 @@ retries = 2
 `
 
 // TestServices: services run as their users with their restart policies and health checks, a
-// Debian package's server answers from the host, and a secret reaches only its service.
+// Debian package's server answers from the host, and a secret reaches only the processes that
+// declare it, also when another process runs as the same user.
 func TestServices(t *testing.T) {
 	skipShort(t)
 	dir := newProject(t, "svc-e2e", "--lang", "shell", "--template", "worker")
@@ -139,6 +143,20 @@ func TestServices(t *testing.T) {
 	writeFile(t, filepath.Join(dir, "src", "reader.sh"), `echo "token sha256 $(busybox sha256sum /run/secrets/token | busybox cut -d' ' -f1)"
 echo "token file $(busybox stat -c '%a %U' /run/secrets/token) read by uid $(busybox id -u)"
 echo "reader read shared $(cat /run/secrets/shared)"
+if cat /run/secrets/entry_key >/dev/null 2>&1; then echo "reader read entry_key"; else echo "reader was denied entry_key"; fi
+echo $$ >/tmp/reader.pid.tmp && mv /tmp/reader.pid.tmp /tmp/reader.pid
+exec sleep 100000
+`)
+	// The entry, also app, tries the reader's token directly, through the reader's root in
+	// /proc, and through the reader's memory.
+	writeFile(t, filepath.Join(dir, "src", "main.sh"), `echo "entry read entry_key $(cat /run/secrets/entry_key) as uid $(busybox id -u)"
+if cat /run/secrets/token >/dev/null 2>&1; then echo "entry read the token"; else echo "entry was denied the token"; fi
+i=0
+while [ ! -s /tmp/reader.pid ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done
+pid=$(cat /tmp/reader.pid)
+echo "entry found reader pid $pid uid $(busybox stat -c %u /proc/$pid)"
+if cat /proc/$pid/root/run/secrets/token >/dev/null 2>&1; then echo "entry read the token through /proc"; else echo "entry was denied the token through /proc"; fi
+if ( : </proc/$pid/mem ) 2>/dev/null; then echo "entry opened the reader's memory"; else echo "entry was denied the reader's memory"; fi
 exec sleep 100000
 `)
 	writeFile(t, filepath.Join(dir, "src", "keeper.sh"), `echo "keeper read shared $(cat /run/secrets/shared)"
@@ -159,7 +177,10 @@ exec sleep 100000
 
 	sharedFile := filepath.Join(t.TempDir(), "shared")
 	writeFile(t, sharedFile, "shared-value-"+hex.EncodeToString(raw[:4]))
-	mustUK(t, dir, 15*time.Minute, "run", "-d", "--accel", "tcg", "--secret", "token=@"+secretFile, "--secret", "shared=@"+sharedFile)
+	entryKey := "entry-value-" + hex.EncodeToString(raw[4:8])
+	entryFile := filepath.Join(t.TempDir(), "entry_key")
+	writeFile(t, entryFile, entryKey)
+	mustUK(t, dir, 15*time.Minute, "run", "-d", "--accel", "tcg", "--secret", "token=@"+secretFile, "--secret", "shared=@"+sharedFile, "--secret", "entry_key=@"+entryFile)
 	defer noQEMULeft(t, dir)
 	defer uk(t, dir, time.Minute, "stop", "svc-e2e")
 
@@ -214,7 +235,7 @@ exec sleep 100000
 	if !strings.Contains(reader, "token sha256 "+hex.EncodeToString(sum[:])) {
 		t.Errorf("reader did not read the secret; its log:\n%s", reader)
 	}
-	if !strings.Contains(reader, "token file 400 app read by uid 1000") {
+	if !strings.Contains(reader, "token file 440 root read by uid 1000") {
 		t.Errorf("secret file mode/owner or reader's uid wrong; its log:\n%s", reader)
 	}
 	if nosy := mustUK(t, dir, time.Minute, "logs", "--service", "nosy").stdout; strings.Contains(nosy, "nosy read") || !strings.Contains(nosy, "nosy was denied shared") {
@@ -224,6 +245,26 @@ exec sleep 100000
 	keeper := mustUK(t, dir, time.Minute, "logs", "--service", "keeper").stdout
 	if !strings.Contains(reader, "reader read shared "+shared) || !strings.Contains(keeper, "keeper read shared "+shared) {
 		t.Errorf("a secret declared by services of two users is not readable by both:\nreader:\n%s\nkeeper:\n%s", reader, keeper)
+	}
+	// The entry and reader both run as app; each reads its own secret and not the other's.
+	pollUntil(t, 2*time.Minute, "the entry's attempts on the reader's token", func() bool {
+		return strings.Contains(uk(t, dir, time.Minute, "logs").stdout, "the reader's memory")
+	})
+	console := mustUK(t, dir, time.Minute, "logs").stdout
+	if strings.Contains(console, "entry read the token") || strings.Contains(console, "entry opened") {
+		t.Errorf("the entry reached the reader's token; console:\n%s", console)
+	}
+	for _, want := range []string{"entry read entry_key " + entryKey + " as uid 1000", "entry was denied the token",
+		"entry was denied the token through /proc", "entry was denied the reader's memory"} {
+		if !strings.Contains(console, want) {
+			t.Errorf("the entry's output lacks %q; console:\n%s", want, console)
+		}
+	}
+	if !regexp.MustCompile(`entry found reader pid [0-9]+ uid 1000`).MatchString(console) {
+		t.Errorf("the entry did not find the reader's process; console:\n%s", console)
+	}
+	if !strings.Contains(reader, "reader was denied entry_key") {
+		t.Errorf("reader, of the entry's user, was not denied the entry's secret; its log:\n%s", reader)
 	}
 	if crasher := mustUK(t, dir, time.Minute, "logs", "--service", "crasher").stdout; strings.Count(crasher, "crasher up") < 3 || strings.Contains(crasher, "[crasher]") {
 		t.Errorf("logs --service crasher:\n%s", crasher)
