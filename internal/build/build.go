@@ -26,6 +26,7 @@ import (
 	"github.com/ukernel-dev/ukernel/internal/initbin"
 	"github.com/ukernel-dev/ukernel/internal/project"
 	"github.com/ukernel-dev/ukernel/internal/version"
+	"github.com/ukernel-dev/ukernel/internal/workdir"
 )
 
 // Deb is a locked Debian package with its verified local file.
@@ -79,6 +80,9 @@ type stamp struct {
 }
 
 const stampFile = ".build-stamp.json"
+
+// workPrefix names a build's staging tree, beside build/ in the project directory.
+const workPrefix = ".build-tmp-"
 
 // Epoch is the fixed timestamp of every file in a build: SOURCE_DATE_EPOCH when set, else a
 // value derived from the lock digest so that it is the same on every machine.
@@ -169,7 +173,11 @@ func Run(ctx context.Context, in Input) (*Result, error) {
 	if err := os.MkdirAll(in.Dir, 0o755); err != nil {
 		return nil, err
 	}
-	work, err := os.MkdirTemp(in.Dir, ".build-tmp-")
+	// The staging tree of a build that was killed is removed by the next one (workdir).
+	if _, err := workdir.Sweep(in.Dir, workPrefix); err != nil {
+		log.Warn("could not remove a killed build's staging tree", "err", err)
+	}
+	work, err := workdir.Mkdir(in.Dir, workPrefix)
 	if err != nil {
 		return nil, err
 	}
@@ -286,6 +294,7 @@ func bundle(ctx context.Context, in Input, adapter, srcDir, work string) ([]tarE
 		// Pinned settings, not the host's (GOAMD64, GOFLAGS=-tags...): the cache key has only
 		// the toolchain, and the image must not depend on who built it.
 		cmd.Env = initbin.GoEnv(os.Environ())
+		workdir.DieWithParent(cmd)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return nil, fmt.Errorf("go build of the workload in %s: %v\n%s", cmd.Dir, err, out)
 		}

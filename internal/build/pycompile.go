@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/ukernel-dev/ukernel/internal/workdir"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -92,6 +93,7 @@ func byteCompile(ctx context.Context, root, pythonVersion, entry string) (int, e
 		cmd.Env = []string{"PYTHONHOME=" + filepath.Join(root, "usr"), "PYTHONHASHSEED=0",
 			"PYTHONDONTWRITEBYTECODE=1", "LC_ALL=C.UTF-8", "PATH=/usr/bin:/bin"}
 		cmd.Stdin = strings.NewReader(stdin)
+		workdir.DieWithParent(cmd)
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
 		out, err := cmd.Output()

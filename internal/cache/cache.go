@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/ukernel-dev/ukernel/internal/workdir"
 	"io"
 	"io/fs"
 	"os"
@@ -47,8 +48,17 @@ func OpenDir(dir string) (*Cache, error) {
 			return nil, fmt.Errorf("cache directory %s: %w", dir, err)
 		}
 	}
+	// Partial downloads and writes of a killed ukernel.
+	for _, prefix := range tmpPrefixes {
+		if _, err := workdir.Sweep(filepath.Join(dir, "tmp"), prefix); err != nil {
+			return nil, fmt.Errorf("cache directory %s: %w", dir, err)
+		}
+	}
 	return &Cache{Dir: dir}, nil
 }
+
+// tmpPrefixes name the temporary files of tmp/: a blob being stored, a state file, a download.
+var tmpPrefixes = []string{"blob-", "state-", "dl-"}
 
 func validDigest(sum string) error {
 	if len(sum) != 64 || strings.Trim(sum, "0123456789abcdef") != "" {
@@ -132,7 +142,7 @@ func sha256Hex(b []byte) string {
 // Put stores r's content. If want is not empty the content must hash to it; the blob is named by
 // its actual SHA-256, which is returned.
 func (c *Cache) Put(r io.Reader, want string) (string, error) {
-	f, err := os.CreateTemp(filepath.Join(c.Dir, "tmp"), "blob-*")
+	f, err := workdir.Create(filepath.Join(c.Dir, "tmp"), "blob-")
 	if err != nil {
 		return "", err
 	}
@@ -201,7 +211,7 @@ func (c *Cache) ReadState(name string) ([]byte, error) {
 
 // WriteState replaces a named state file atomically.
 func (c *Cache) WriteState(name string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Join(c.Dir, "tmp"), "state-*")
+	f, err := workdir.Create(filepath.Join(c.Dir, "tmp"), "state-")
 	if err != nil {
 		return err
 	}

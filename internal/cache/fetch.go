@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ukernel-dev/ukernel/internal/progress"
+	"github.com/ukernel-dev/ukernel/internal/workdir"
 )
 
 // ErrNotOnServer is a 404/410 from the server: the file is gone (e.g. a superseded version).
@@ -78,7 +79,7 @@ func (f *Fetcher) fetchOnce(ctx context.Context, c *Cache, u, sum, name string, 
 	if size == 0 {
 		size = length
 	}
-	tmpf, err := os.CreateTemp(filepath.Join(c.Dir, "tmp"), "dl-*")
+	tmpf, err := workdir.Create(filepath.Join(c.Dir, "tmp"), "dl-")
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/ukernel-dev/ukernel/internal/workdir"
 	"io"
 	"io/fs"
 	"os"
@@ -96,7 +97,7 @@ func Seal(path, sum string) error {
 	if err != nil {
 		return err
 	}
-	return writeAtomic(sealPath(path), data)
+	return WriteFileAtomic(sealPath(path), data)
 }
 
 // CheckSealed returns the digest of the file at path if it is the one recorded by Seal and, when
@@ -171,9 +172,17 @@ func (c *Cache) ReadSealedState(name string) ([]byte, error) {
 	return nil, fmt.Errorf("%w: state %s does not match its digest, removed", ErrNotFound, name)
 }
 
-// writeAtomic writes data beside path and renames it into place.
-func writeAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-")
+// WriteFileAtomic writes a cache file: beside path first (where what a killed ukernel left of a
+// write to path goes first), then renamed into place.
+func WriteFileAtomic(path string, data []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	prefix := "." + filepath.Base(path) + ".tmp-"
+	if _, err := workdir.Sweep(filepath.Dir(path), prefix); err != nil {
+		return err
+	}
+	f, err := workdir.Create(filepath.Dir(path), prefix)
 	if err != nil {
 		return err
 	}

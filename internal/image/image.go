@@ -18,6 +18,7 @@ import (
 	erofs "github.com/erofs/go-erofs"
 
 	"github.com/ukernel-dev/ukernel/internal/abi"
+	"github.com/ukernel-dev/ukernel/internal/workdir"
 )
 
 // Names of the parts of an image, as Verify reports them.
@@ -193,7 +194,11 @@ func (im *Image) ExtractBoot(dir string) (kernel, initrd string, err error) {
 }
 
 func writeFileAtomic(p string, b []byte) (err error) {
-	f, err := os.CreateTemp(filepath.Dir(p), "."+filepath.Base(p)+".tmp-")
+	prefix := "." + filepath.Base(p) + ".tmp-"
+	if _, err := workdir.Sweep(filepath.Dir(p), prefix); err != nil {
+		return err
+	}
+	f, err := workdir.Create(filepath.Dir(p), prefix)
 	if err != nil {
 		return err
 	}

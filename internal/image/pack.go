@@ -23,6 +23,7 @@ import (
 
 	"github.com/ukernel-dev/ukernel/internal/abi"
 	"github.com/ukernel-dev/ukernel/internal/version"
+	"github.com/ukernel-dev/ukernel/internal/workdir"
 )
 
 // DefaultCmdline is the kernel command line Pack records when the caller sets none.
@@ -108,7 +109,14 @@ func Pack(ctx context.Context, in Input) (res *Result, err error) {
 	if err := os.MkdirAll(outDir, 0o755); err != nil {
 		return nil, fmt.Errorf("pack: %w", err)
 	}
-	tmpDir, err := os.MkdirTemp(outDir, "."+filepath.Base(in.Output)+".work-")
+	// What a killed pack of this image left (its work directory, a partial image) goes first.
+	workPrefix, tmpPrefix := "."+filepath.Base(in.Output)+".work-", "."+filepath.Base(in.Output)+".tmp-"
+	for _, prefix := range []string{workPrefix, tmpPrefix} {
+		if _, err := workdir.Sweep(outDir, prefix); err != nil {
+			return nil, fmt.Errorf("pack: %w", err)
+		}
+	}
+	tmpDir, err := workdir.Mkdir(outDir, workPrefix)
 	if err != nil {
 		return nil, fmt.Errorf("pack: %w", err)
 	}
@@ -235,7 +243,7 @@ func Pack(ctx context.Context, in Input) (res *Result, err error) {
 	}
 	sizes.BootPartition, sizes.RootPartition, sizes.Disk = lay.bootSize, lay.rootSize, lay.disk
 
-	tmp, err := os.CreateTemp(outDir, "."+filepath.Base(in.Output)+".tmp-")
+	tmp, err := workdir.Create(outDir, tmpPrefix)
 	if err != nil {
 		return nil, fmt.Errorf("pack: %w", err)
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/ukernel-dev/ukernel/internal/workdir"
 	"io"
 	"io/fs"
 	"os"
@@ -43,6 +44,7 @@ func buildRootFS(ctx context.Context, dir, out string, epoch int64) error {
 		"-x-1",
 		"--quiet",
 		out, dir)
+	workdir.DieWithParent(cmd)
 	cmd.Env = append(os.Environ(), "LC_ALL=C")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		if ctx.Err() != nil {

@@ -23,7 +23,12 @@ import (
 	ukernel "github.com/ukernel-dev/ukernel"
 
 	"github.com/ukernel-dev/ukernel/internal/cache"
+	"github.com/ukernel-dev/ukernel/internal/workdir"
 )
+
+// srcPrefix names the copy of the init's source a build runs in, in the system's temporary
+// directory.
+const srcPrefix = "ukernel-init-src-"
 
 // Binary is a built init.
 type Binary struct {
@@ -48,7 +53,10 @@ func build(ctx context.Context, src fs.FS, cacheDir string) (*Binary, error) {
 	}
 	// The source is written out first because the toolchain that builds it (and so the cache
 	// key) depends on its go.mod when GOTOOLCHAIN allows switching.
-	work, err := os.MkdirTemp("", "ukernel-init-src-")
+	if _, err := workdir.Sweep(os.TempDir(), srcPrefix); err != nil {
+		return nil, err
+	}
+	work, err := workdir.Mkdir(os.TempDir(), srcPrefix)
 	if err != nil {
 		return nil, err
 	}
@@ -77,7 +85,10 @@ func build(ctx context.Context, src fs.FS, cacheDir string) (*Binary, error) {
 	}
 	// A private temporary directory per build: two packs on a cold cache must not write the same
 	// file, and the rename publishes only a finished binary.
-	tmp, err := os.MkdirTemp(dir, ".build-")
+	if _, err := workdir.Sweep(dir, ".build-"); err != nil {
+		return nil, err
+	}
+	tmp, err := workdir.Mkdir(dir, ".build-")
 	if err != nil {
 		return nil, err
 	}
@@ -87,6 +98,7 @@ func build(ctx context.Context, src fs.FS, cacheDir string) (*Binary, error) {
 		"-ldflags=-s -w -buildid=", "-o", bin, "./cmd/ukernel-init")
 	cmd.Dir = work
 	cmd.Env = env
+	workdir.DieWithParent(cmd)
 	if msg, err := cmd.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("building the guest init (go build ./cmd/ukernel-init): %v\n%s", err, msg)
 	}

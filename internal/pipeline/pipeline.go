@@ -27,6 +27,7 @@ import (
 	"github.com/ukernel-dev/ukernel/internal/project"
 	"github.com/ukernel-dev/ukernel/internal/trace"
 	"github.com/ukernel-dev/ukernel/internal/version"
+	"github.com/ukernel-dev/ukernel/internal/workdir"
 )
 
 // Options steer every step.
@@ -306,6 +307,10 @@ type Kernel = debian.KernelTree
 // module would change the image).
 const kernelComplete = ".ukernel-complete"
 
+// unpackPrefix and asidePrefix name a kernel unpacked before its rename, and a tree being
+// replaced, in the cache's kernels/ directory.
+const unpackPrefix, asidePrefix = ".unpack-", ".old-"
+
 type kernelMark struct {
 	Package string          `json:"package"` // sha256 of the kernel .deb
 	Tree    *cache.TreeSeal `json:"tree"`
@@ -334,8 +339,13 @@ func kernelTree(ctx context.Context, p *Project, o Options) (*Kernel, error) {
 		return nil, fmt.Errorf("kernel cache: %w", err)
 	}
 	// A private directory per unpack: two packs on a cold cache never write into the same tree,
-	// and the rename publishes only a whole one.
-	tmp, err := os.MkdirTemp(kernels, "."+k.SHA256+".tmp-")
+	// and the rename publishes only a whole one. Those of a killed ukernel go first.
+	for _, prefix := range []string{unpackPrefix, asidePrefix} {
+		if _, err := workdir.Sweep(kernels, prefix); err != nil {
+			o.logger().Warn("could not remove a killed unpack", "err", err)
+		}
+	}
+	tmp, err := workdir.Mkdir(kernels, unpackPrefix)
 	if err != nil {
 		return nil, fmt.Errorf("kernel cache: %w", err)
 	}
@@ -366,7 +376,7 @@ func kernelTree(ctx context.Context, p *Project, o Options) (*Kernel, error) {
 		// not check it): moved aside whole (a rename, so a process racing on the same
 		// replacement never deletes a tree just published), then ours goes in; if another one
 		// won meanwhile, that one is kept.
-		if aside, err := os.MkdirTemp(kernels, "."+k.SHA256+".old-"); err == nil {
+		if aside, err := workdir.Mkdir(kernels, asidePrefix); err == nil {
 			if os.Rename(dir, filepath.Join(aside, "tree")) == nil || !exists(dir) {
 				os.Rename(tmp, dir)
 			}

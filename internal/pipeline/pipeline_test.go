@@ -231,3 +231,29 @@ func TestKernelTreeChangedIsUnpackedAgain(t *testing.T) {
 		t.Fatal("the copied file's new identity was not recorded")
 	}
 }
+
+// A partial tree that a killed ukernel left in kernels/ is removed by the next unpack; one of a
+// running process is kept.
+func TestKernelTreeRemovesKilledUnpack(t *testing.T) {
+	p := kernelProject(t, "lib/modules")
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	kernels := filepath.Join(p.Cache.Dir, "kernels")
+	left := filepath.Join(kernels, fmt.Sprintf("%s%d.1-x", unpackPrefix, dead.Process.Pid))
+	running := filepath.Join(kernels, fmt.Sprintf("%s%d.0-y", unpackPrefix, os.Getpid()))
+	for _, d := range []string{left, running} {
+		os.MkdirAll(filepath.Join(d, "lib", "modules"), 0o755)
+		os.WriteFile(filepath.Join(d, "lib", "modules", "part.ko"), make([]byte, 1<<20), 0o644)
+	}
+	if _, err := kernelTree(context.Background(), p, Options{Offline: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(left); !os.IsNotExist(err) {
+		t.Errorf("the killed unpack's tree is still there: %v", err)
+	}
+	if _, err := os.Stat(running); err != nil {
+		t.Errorf("a running process's unpack was removed: %v", err)
+	}
+}

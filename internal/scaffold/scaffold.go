@@ -194,7 +194,9 @@ const configHeader = "# ukernel project configuration; see 'ukernel init --help'
 	"# The entry is the main process: when it exits the VM powers off and 'ukernel run' exits\n" +
 	"# with its code.\n\n"
 
-const gitignore = "build/\ndist/\nlogs/\n.ukernel/\n"
+// gitignore covers what ukernel writes in a project: its outputs, and a build's staging tree
+// (.build-tmp-*, left only by a killed build until the next one removes it).
+const gitignore = "build/\ndist/\nlogs/\n.ukernel/\n.build-tmp-*/\n"
 
 // wwwFiles are the documents busybox httpd serves for the shell http preset: an index and the
 // health path (a directory's index.html when the path ends in '/').

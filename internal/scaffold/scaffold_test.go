@@ -164,7 +164,7 @@ func TestRenderAllPresets(t *testing.T) {
 				}
 			}
 			gi, _ := os.ReadFile(filepath.Join(dir, ".gitignore"))
-			if string(gi) != "build/\ndist/\nlogs/\n.ukernel/\n" {
+			if string(gi) != "build/\ndist/\nlogs/\n.ukernel/\n.build-tmp-*/\n" {
 				t.Errorf(".gitignore = %q", gi)
 			}
 			readme, _ := os.ReadFile(filepath.Join(dir, "README.md"))

@@ -102,7 +102,7 @@ func extractBootFiles(im *image.Image, b *Boot, dir string) error {
 	if data, err = image.BootInitrd(data, b.Manifest); err != nil {
 		return err
 	}
-	if err := project.WriteFileAtomic(b.Initrd, data, 0o644); err != nil {
+	if err := cache.WriteFileAtomic(b.Initrd, data); err != nil {
 		return fmt.Errorf("boot cache: %w", err)
 	}
 	sum := sha256.Sum256(data)

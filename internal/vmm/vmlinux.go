@@ -11,7 +11,6 @@ import (
 	"github.com/u-root/u-root/pkg/boot/bzimage"
 
 	"github.com/ukernel-dev/ukernel/internal/cache"
-	"github.com/ukernel-dev/ukernel/internal/project"
 )
 
 // VmlinuxFile is the name of the extracted kernel inside its cache directory.
@@ -50,7 +49,7 @@ func Vmlinux(bzImagePath, digest, cacheDir string) (string, error) {
 	if _, err := bz.ELF(); err != nil {
 		return "", fmt.Errorf("kernel %s: payload is not an ELF vmlinux: %w", bzImagePath, err)
 	}
-	if err := project.WriteFileAtomic(out, bz.KernelCode, 0o644); err != nil {
+	if err := cache.WriteFileAtomic(out, bz.KernelCode); err != nil {
 		return "", fmt.Errorf("vmlinux cache: %w", err)
 	}
 	if err := CheckELF(out); err != nil {
