@@ -51,19 +51,6 @@ type Frame struct {
 	Data    []byte
 }
 
-// StreamName is the name of a frame's kind in the host's records: stdout, stderr or hello.
-func StreamName(kind byte) string {
-	switch kind {
-	case FrameStdout:
-		return "stdout"
-	case FrameStderr:
-		return "stderr"
-	case FrameHello:
-		return "hello"
-	}
-	return fmt.Sprintf("kind-%d", kind)
-}
-
 // AppendFrames appends f to dst as one frame, or several when its data is longer than
 // MaxFrameData (a hello or an empty data makes one frame). The name must fit MaxFrameName.
 func AppendFrames(dst []byte, f Frame) ([]byte, error) {

@@ -274,7 +274,7 @@ func TestOutputFramed(t *testing.T) {
 			t.Fatalf("first frame %+v, want a hello with the ABI version", f)
 		}
 		first = false
-		got[f.Service+"/"+abi.StreamName(f.Kind)] += string(f.Data)
+		got[f.Service+"/"+map[byte]string{abi.FrameHello: "hello", abi.FrameStdout: "stdout", abi.FrameStderr: "stderr"}[f.Kind]] += string(f.Data)
 	}
 	want := map[string]string{"/hello": abi.Version, "/stdout": "to stdout\n", "/stderr": "to stderr\n", "db/stderr": strings.Repeat("x", 100<<10)}
 	for k, v := range want {

@@ -76,7 +76,11 @@ of the same name replaces it or ` + "`ukernel rm NAME`" + ` removes it.`,
 				if g.Status == "running" {
 					uptime = (time.Duration(g.UptimeS) * time.Second).String()
 				}
-				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", g.Name, g.PID, dash(g.Backend), dash(g.Accelerator),
+				pid := "-"
+				if g.PID > 0 {
+					pid = fmt.Sprint(g.PID)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", g.Name, pid, dash(g.Backend), dash(g.Accelerator),
 					dash(digest), dash(strings.Join(g.Ports, ",")), uptime, statusText(g), dash(HealthText(g.Health)))
 			}
 			return tw.Flush()
