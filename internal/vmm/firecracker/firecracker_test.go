@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ukernel-dev/ukernel/internal/testenv"
+	"github.com/ukernel-dev/ukernel/internal/abi"
 	"github.com/ukernel-dev/ukernel/internal/vmm"
 	"github.com/ukernel-dev/ukernel/internal/vmm/firecracker/fctest"
 )
@@ -243,6 +244,7 @@ func startFake(t *testing.T, bin string, env ...string) (*Backend, vmm.Spec, *vm
 		VCPU:  1, MemoryMB: 256, Accel: vmm.AccelKVM, Net: vmm.Net{Mode: "none"},
 		ConsolePath: filepath.Join(dir, "console.log"), EventsPath: filepath.Join(dir, "events.jsonl"),
 		LogPath: filepath.Join(dir, "vmm.log"), ControlSocket: filepath.Join(dir, "ctl.sock"), APISocket: filepath.Join(dir, "api.sock"),
+		OutputSocket: filepath.Join(dir, "out.sock"),
 	}
 	cache, err := os.UserCacheDir()
 	if err != nil {
@@ -302,6 +304,27 @@ func TestStartAndStopProcess(t *testing.T) {
 			t.Fatalf("no event relayed from vsock; events.jsonl: %q", data)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+	// The output channel: the backend listened on <uds_path>_1026 before the guest started;
+	// the stand-in guest's frames arrive there.
+	if vm.Output == nil {
+		t.Fatal("no output channel listener")
+	}
+	if vm.Output.Addr().String() != OutputSocket(spec.ControlSocket) {
+		t.Errorf("output channel on %s, want %s", vm.Output.Addr(), OutputSocket(spec.ControlSocket))
+	}
+	conn, err := vm.Output.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	fr := abi.NewFrameReader(conn)
+	hello, err1 := fr.Next()
+	line, err2 := fr.Next()
+	conn.Close()
+	vm.Output.Close()
+	if err1 != nil || err2 != nil || hello.Kind != abi.FrameHello || line.Kind != abi.FrameStdout || string(line.Data) != "fake workload: hello\n" {
+		t.Errorf("output frames %+v %v, %+v %v", hello, err1, line, err2)
 	}
 	res, err := vmm.Stop(ctx, b, vm.Handle, 2*time.Second, nil)
 	if err != nil || res != vmm.StoppedGracefully {

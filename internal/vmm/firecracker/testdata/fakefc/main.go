@@ -3,7 +3,8 @@
 // twice, as firecracker does; serves the API checked by fctest on --api-sock, opening the files
 // the requests name when it gets them, as firecracker does; records every request to
 // $FAKEFC_LOG; and plays the guest's side of vsock: after InstanceStart it prints a console line
-// and sends one event to <uds_path>_1024; on "CONNECT 1025" it answers OK, writes the control
+// and sends one event to <uds_path>_1024 and a hello and a stdout line in output frames to
+// <uds_path>_1026 (abi.Frame); on "CONNECT 1025" it answers OK, writes the control
 // line it reads to $FAKEFC_CONTROL, writes a line at the start of each writable drive (the
 // guest's /data) and exits as a guest that powered off; SendCtrlAltDel also makes it exit.
 package main
@@ -20,6 +21,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ukernel-dev/ukernel/internal/abi"
 	"github.com/ukernel-dev/ukernel/internal/vmm/firecracker/fctest"
 )
 
@@ -74,6 +76,12 @@ func main() {
 			fmt.Println("fake guest: booted")
 			if c, err := net.Dial("unix", uds+"_1024"); err == nil {
 				fmt.Fprintln(c, `{"type":"hello","t_ns":1,"abi":"fake"}`)
+				c.Close()
+			}
+			if c, err := net.Dial("unix", fmt.Sprintf("%s_%d", uds, abi.OutputVsockPort)); err == nil {
+				b, _ := abi.AppendFrames(nil, abi.Frame{Kind: abi.FrameHello, Data: []byte(abi.Version)})
+				b, _ = abi.AppendFrames(b, abi.Frame{Kind: abi.FrameStdout, Data: []byte("fake workload: hello\n")})
+				c.Write(b)
 				c.Close()
 			}
 		case "SendCtrlAltDel":
