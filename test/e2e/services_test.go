@@ -266,7 +266,13 @@ exec sleep 100000
 	if !strings.Contains(reader, "reader was denied entry_key") {
 		t.Errorf("reader, of the entry's user, was not denied the entry's secret; its log:\n%s", reader)
 	}
-	if crasher := mustUK(t, dir, time.Minute, "logs", "--service", "crasher").stdout; strings.Count(crasher, "crasher up") < 3 || strings.Contains(crasher, "[crasher]") {
+	// Its third start was reported; its line follows on the output channel.
+	crasher := ""
+	pollUntil(t, time.Minute, "three lives of crasher in logs --service crasher", func() bool {
+		crasher = mustUK(t, dir, time.Minute, "logs", "--service", "crasher").stdout
+		return strings.Count(crasher, "crasher up") >= 3
+	})
+	if strings.Contains(crasher, "[crasher]") {
 		t.Errorf("logs --service crasher:\n%s", crasher)
 	}
 
