@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ukernel-dev/ukernel/internal/testenv"
 	"github.com/ukernel-dev/ukernel/internal/abi"
+	"github.com/ukernel-dev/ukernel/internal/testenv"
 	"github.com/ukernel-dev/ukernel/internal/vmm"
 	"github.com/ukernel-dev/ukernel/internal/vmm/firecracker/fctest"
 )
