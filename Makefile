@@ -3,7 +3,7 @@ GO ?= go
 BIN := bin/ukernel
 DEMO := demo/hello
 
-.PHONY: demo test test-short build clean
+.PHONY: demo test test-short fuzz build clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/ukernel
@@ -22,6 +22,11 @@ test:
 # The quick loop for developers: no VM boots, no network fetches.
 test-short:
 	$(GO) test -short ./...
+
+# Every fuzz target for FUZZTIME each (default 30s), one after the other. FUZZ=regexp picks
+# targets; FUZZFLAGS=-parallel=1 leaves cores to others.
+fuzz:
+	scripts/fuzz.sh
 
 clean:
 	rm -rf bin demo

@@ -50,7 +50,7 @@ func wheelEntries(wheelPath, sitePackages, binDir, dataDir, python string) ([]ta
 		if strings.HasSuffix(name, ".pyc") || strings.Contains(name, "/__pycache__/") || strings.HasSuffix(name, "/direct_url.json") {
 			continue
 		}
-		dest := path.Join(sitePackages, name)
+		dest, root := path.Join(sitePackages, name), sitePackages
 		mode := int64(0o644)
 		top, rest, _ := strings.Cut(name, "/")
 		if strings.HasSuffix(top, ".data") {
@@ -62,15 +62,20 @@ func wheelEntries(wheelPath, sitePackages, binDir, dataDir, python string) ([]ta
 				if _, ok := scripts[sub]; ok {
 					continue // a wrapper setuptools made for an entry point: pip writes its own
 				}
-				dest = path.Join(binDir, sub)
+				dest, root = path.Join(binDir, sub), binDir
 				mode = 0o755
 			case "data":
-				dest = path.Join(dataDir, sub)
+				dest, root = path.Join(dataDir, sub), dataDir
 			case "headers":
 				continue
 			default:
 				return nil, fmt.Errorf("wheel %s: unknown data directory %q", wheelPath, kind)
 			}
+		}
+		// ".." or "x.data/scripts" would install a file in place of a directory above or at
+		// the root it belongs in.
+		if !strings.HasPrefix(dest, root+"/") {
+			return nil, fmt.Errorf("wheel %s: unsafe path %q (outside %s)", wheelPath, f.Name, root)
 		}
 		if f.Mode()&0o111 != 0 {
 			mode = 0o755
@@ -112,7 +117,20 @@ func wheelEntries(wheelPath, sitePackages, binDir, dataDir, python string) ([]ta
 	}
 	out = append(out, tarEntry{Name: path.Join(path.Dir(record), "INSTALLER"), Mode: 0o644, Type: '0', Data: []byte("ukernel\n")})
 	out = append(out, tarEntry{Name: record, Mode: 0o644, Type: '0', Data: installedRecord(out, sitePackages, record)})
+	addDirs(record) // a .dist-info holding only its RECORD has no other file to add it
+	// Two members installed to one path (a purelib file beside the same top-level file, a
+	// data/bin file and an entry point) would leave the image to whichever the sort put last.
+	files := map[string]bool{}
+	for _, e := range out {
+		if files[e.Name] {
+			return nil, fmt.Errorf("wheel %s installs %s twice", wheelPath, e.Name)
+		}
+		files[e.Name] = true
+	}
 	for d := range dirs {
+		if files[d] {
+			return nil, fmt.Errorf("wheel %s installs %s as a file and as a directory", wheelPath, d)
+		}
 		out = append(out, tarEntry{Name: d, Mode: 0o755, Type: '5'})
 	}
 	return out, nil

@@ -47,19 +47,21 @@ func makeDeb(t *testing.T, data []tarEntry) string {
 	return p
 }
 
-// debBytes is a .deb of the demo control member and dataTar as its data member, xz-compressed
-// or stored as data.tar.
+// debBytes is a .deb of the demo control member and dataTar as its data member, both
+// compressed (control.tar.gz, data.tar.xz) or stored (control.tar, data.tar).
 func debBytes(t testing.TB, dataTar []byte, compress bool) []byte {
 	ctl := makeTar(t, []tarEntry{
 		{tar.Header{Name: "./control", Mode: 0o644, Typeflag: tar.TypeReg}, "Package: demo\nVersion: 1.0\nArchitecture: amd64\nDescription: demo\n two lines\n"},
 		{tar.Header{Name: "./postinst", Mode: 0o755, Typeflag: tar.TypeReg}, "#!/bin/sh\nexit 0\n"},
 	})
-	var gz bytes.Buffer
-	zw := gzip.NewWriter(&gz)
-	zw.Write(ctl)
-	zw.Close()
+	ctlName, ctlBody := "control.tar", ctl
 	dataName, dataBody := "data.tar", dataTar
 	if compress {
+		var gz bytes.Buffer
+		zw := gzip.NewWriter(&gz)
+		zw.Write(ctl)
+		zw.Close()
+		ctlName, ctlBody = "control.tar.gz", gz.Bytes()
 		var xzb bytes.Buffer
 		xw, err := xz.NewWriter(&xzb)
 		must(t, err)
@@ -72,7 +74,7 @@ func debBytes(t testing.TB, dataTar []byte, compress bool) []byte {
 	for _, m := range []struct {
 		name string
 		body []byte
-	}{{"debian-binary", []byte("2.0\n")}, {"control.tar.gz", gz.Bytes()}, {dataName, dataBody}} {
+	}{{"debian-binary", []byte("2.0\n")}, {ctlName, ctlBody}, {dataName, dataBody}} {
 		fmt.Fprintf(&deb, "%-16s%-12d%-6d%-6d%-8s%-10d`\n", m.name+"/", 0, 0, 0, "100644", len(m.body))
 		deb.Write(m.body)
 		if len(m.body)%2 == 1 {

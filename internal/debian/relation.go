@@ -123,7 +123,7 @@ func ParseAtom(s string) (Atom, error) {
 	var a Atom
 	name := s
 	if i := strings.IndexAny(s, " (["); i >= 0 {
-		name = s[:i]
+		name = strings.TrimSpace(s[:i]) // "a\t(>= 1)", "a [amd64]"
 		rest := strings.TrimSpace(s[i:])
 		if strings.HasPrefix(rest, "(") {
 			end := strings.IndexByte(rest, ')')
@@ -151,7 +151,10 @@ func ParseAtom(s string) (Atom, error) {
 		}
 	}
 	if n, arch, ok := strings.Cut(name, ":"); ok {
-		name, a.Arch = n, arch
+		if arch == "" {
+			return a, fmt.Errorf("empty architecture qualifier in %q", s)
+		}
+		name, a.Arch = strings.TrimSpace(n), arch
 	}
 	if name == "" {
 		return a, fmt.Errorf("empty package name in %q", s)

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -185,6 +186,10 @@ func Parse(data []byte) (*Lock, error) {
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&l); err != nil {
 		return nil, fmt.Errorf("%s: not a valid lock file: %v; %s", project.LockFile, err, recoverHint)
+	}
+	// What follows the object (a second lock pasted by a merge) would otherwise go unread.
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, fmt.Errorf("%s: not a valid lock file: content after the lock's closing brace (offset %d); %s", project.LockFile, dec.InputOffset(), recoverHint)
 	}
 	if l.Version != FormatVersion {
 		return nil, fmt.Errorf("%s: format version %d, this ukernel reads %d; use the ukernel that wrote it, or run ukernel env upgrade to re-resolve it from scratch", project.LockFile, l.Version, FormatVersion)

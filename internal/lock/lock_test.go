@@ -28,7 +28,7 @@ func writeProjectOn(t *testing.T, base, env string) string {
 	return dir
 }
 
-func must(t *testing.T, err error) {
+func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
