@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -15,9 +14,7 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode/utf16"
 
-	"github.com/ukernel-dev/ukernel/internal/abi"
 	"github.com/ukernel-dev/ukernel/internal/image"
 )
 
@@ -119,10 +116,7 @@ func walk(root string) (map[string]entry, error) {
 
 // extractRoot copies the image's root partition to a file and extracts it into dir.
 func extractRoot(ctx context.Context, im *image.Image, dir string) error {
-	off, size, err := rootPartition(im.Path())
-	if err != nil {
-		return err
-	}
+	off, size := im.RootPartition()
 	if n := im.Manifest().Root.Size; n > 0 && n <= size {
 		size = n
 	}
@@ -153,45 +147,4 @@ func extractRoot(ctx context.Context, im *image.Image, dir string) error {
 		return fmt.Errorf("%s: fsck.erofs --extract of the root filesystem: %v: %s", im.Path(), err, strings.TrimSpace(out.String()))
 	}
 	return nil
-}
-
-// rootPartition finds the partition named abi.RootLabel in the image's primary GPT and
-// returns its byte offset and size. image.Open has already validated the table.
-func rootPartition(path string) (off, size int64, err error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return 0, 0, err
-	}
-	defer f.Close()
-	const sector = 512
-	hdr := make([]byte, 92)
-	if _, err := f.ReadAt(hdr, sector); err != nil {
-		return 0, 0, fmt.Errorf("%s: read GPT header: %w", path, err)
-	}
-	if string(hdr[:8]) != "EFI PART" {
-		return 0, 0, fmt.Errorf("%s: no primary GPT header at LBA 1", path)
-	}
-	entries := int64(binary.LittleEndian.Uint64(hdr[72:]))
-	count := binary.LittleEndian.Uint32(hdr[80:])
-	esize := binary.LittleEndian.Uint32(hdr[84:])
-	if esize < 128 || count > 1024 {
-		return 0, 0, fmt.Errorf("%s: GPT header has %d entries of %d bytes; expected at most 1024 of at least 128", path, count, esize)
-	}
-	buf := make([]byte, int(count)*int(esize))
-	if _, err := f.ReadAt(buf, entries*sector); err != nil {
-		return 0, 0, fmt.Errorf("%s: read GPT entries: %w", path, err)
-	}
-	for i := range int(count) {
-		e := buf[i*int(esize) : (i+1)*int(esize)]
-		first, last := binary.LittleEndian.Uint64(e[32:]), binary.LittleEndian.Uint64(e[40:])
-		u := make([]uint16, 36)
-		for j := range u {
-			u[j] = binary.LittleEndian.Uint16(e[56+2*j:])
-		}
-		name := strings.TrimRight(string(utf16.Decode(u)), "\x00")
-		if name == abi.RootLabel && last >= first {
-			return int64(first) * sector, int64(last-first+1) * sector, nil
-		}
-	}
-	return 0, 0, fmt.Errorf("%s: no partition named %q in the GPT", path, abi.RootLabel)
 }

@@ -23,6 +23,10 @@ const (
 	gptHeaderSize = 92
 	gptRevision   = 0x00010000
 	gptSignature  = "EFI PART"
+	// maxLBA bounds the LBAs a header may name, so that a partition's byte offset and size
+	// (LBA × 512) and their sum fit an int64: a crafted table otherwise passes the bounds checks
+	// by overflow.
+	maxLBA = 1 << 52
 )
 
 // linuxFSType is the "Linux filesystem data" partition type 0FC63DAF-8483-4772-8E79-3D69D8477DE4
@@ -147,6 +151,9 @@ func decodeHeader(b []byte) (gptHeader, error) {
 	h.EntriesCRC = binary.LittleEndian.Uint32(b[88:])
 	if h.NumEntries != numEntries || h.EntrySize != entrySize {
 		return h, fmt.Errorf("%d entries of %d bytes, want %d of %d", h.NumEntries, h.EntrySize, numEntries, entrySize)
+	}
+	if max(h.MyLBA, h.AltLBA, h.LastUsable, h.EntriesLBA) > maxLBA {
+		return h, fmt.Errorf("an LBA beyond %d (a %d EiB disk): not a real disk", uint64(maxLBA), (maxLBA*sectorSize)>>60)
 	}
 	return h, nil
 }

@@ -138,6 +138,10 @@ func (im *Image) Path() string { return im.path }
 // Size returns the image file's size in bytes.
 func (im *Image) Size() int64 { return im.size }
 
+// RootPartition returns the root partition's byte offset and size, from the partition table
+// Open checked (the backup's when the primary is damaged).
+func (im *Image) RootPartition() (offset, size int64) { return im.root.offset(), im.root.size() }
+
 // Manifest returns the manifest read from the boot partition.
 func (im *Image) Manifest() abi.Manifest { return im.manifest }
 
