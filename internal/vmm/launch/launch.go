@@ -394,9 +394,10 @@ type Streams struct {
 
 // FirstSignTimeout bounds the wait for a guest's first sign of life: its first console line or
 // init's hello on the output channel. Under TCG here the kernel's first line comes about 0.5 s
-// after QEMU's start and init's hello about 1.5 s after; a guest that shows neither within this
-// never will (a KVM that cannot run it spins, or stopped with an internal error).
-const FirstSignTimeout = 15 * time.Second
+// after QEMU's start and init's hello about 1.5 s after, and no more than about 6 s on a host
+// loaded with other VM tests; a guest that shows neither within this never will (a KVM that
+// cannot run it spins, or stopped with an internal error).
+const FirstSignTimeout = 20 * time.Second
 
 // Attend passes the workload's output to w (stdout and stderr alike) until the guest is gone.
 func (g *Guest) Attend(ctx context.Context, w io.Writer, stopTimeout time.Duration) (runstate.Outcome, error) {
