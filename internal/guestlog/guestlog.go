@@ -2,17 +2,18 @@
 // wrote (its output channel, abi.Frame) and what the kernel printed on the console, each piece
 // with the host's time, in one structured file per run (logs/runs/<id>/output.jsonl, one JSON
 // record a line, in the style of Docker's json-file driver), passes it on live, and reads it
-// back for `ukernel logs`. Log rotation belongs here too.
+// back for `ukernel logs`. Each log of a run is bounded (Limits): the output log rotates as it
+// is written, the console (which the VMM writes) by TruncateCopy as it is followed; readers
+// read across the rotated files and take tails from the end, so their memory does not grow
+// with a log's size.
 package guestlog
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -39,7 +40,7 @@ type Record struct {
 // and hands what is written to Live as it comes (a partial line too: a prompt shows at once).
 type Writer struct {
 	mu      sync.Mutex
-	f       *os.File
+	f       *RotatingFile
 	enc     *json.Encoder
 	live    func(stream string, data []byte)
 	now     func() time.Time
@@ -54,9 +55,9 @@ type partial struct {
 // maxPartial bounds a line held for its newline; a longer one is recorded in pieces.
 const maxPartial = 16 << 10
 
-// Create opens the output log at path for appending (creating it).
-func Create(path string) (*Writer, error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+// Create opens the output log at path for appending (creating it), rotating it at l.
+func Create(path string, l Limits) (*Writer, error) {
+	f, err := OpenRotating(path, l)
 	if err != nil {
 		return nil, fmt.Errorf("output log: %w", err)
 	}
@@ -223,43 +224,6 @@ func (f Filter) Match(r Record) bool {
 		return false
 	}
 	return f.Since.IsZero() || !r.Time.Before(f.Since)
-}
-
-// Read returns the records of the output log at path that f selects, in order. A line that is
-// not a record (a write cut short by a crash) is skipped.
-func Read(path string, f Filter) ([]Record, int64, error) {
-	fh, err := os.Open(path)
-	if err != nil {
-		return nil, 0, fmt.Errorf("output log: %w", err)
-	}
-	defer fh.Close()
-	var out []Record
-	var off int64
-	br := bufio.NewReaderSize(fh, 64<<10)
-	for {
-		line, err := br.ReadBytes('\n')
-		if len(line) > 0 && line[len(line)-1] == '\n' {
-			off += int64(len(line))
-			var r Record
-			if json.Unmarshal(line, &r) == nil && f.Match(r) {
-				out = append(out, r)
-			}
-		}
-		if err == io.EOF {
-			return out, off, nil
-		}
-		if err != nil {
-			return out, off, fmt.Errorf("output log %s: %w", path, err)
-		}
-	}
-}
-
-// Tail returns the last n records (all for n < 0).
-func Tail(recs []Record, n int) []Record {
-	if n < 0 || n >= len(recs) {
-		return recs
-	}
-	return recs[len(recs)-n:]
 }
 
 // Printer writes records as the workload wrote them: stdout records to Out, the others to

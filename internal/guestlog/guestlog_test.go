@@ -3,7 +3,9 @@ package guestlog
 import (
 	"bytes"
 	"errors"
+	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -16,7 +18,7 @@ import (
 // each stream where it belongs.
 func TestRecordAndRead(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "output.jsonl")
-	w, err := Create(path)
+	w, err := Create(path, Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,8 +83,13 @@ func TestRecordAndRead(t *testing.T) {
 	if late, _, _ := Read(path, Filter{Since: t0.Add(30 * time.Second)}); len(late) != 0 {
 		t.Errorf("since: %+v", late)
 	}
-	if got := Tail(workload, 2); len(got) != 2 || got[1].Log != "partial\n" {
-		t.Errorf("tail 2: %+v", got)
+	fi, _ := os.Stat(path)
+	for n := 0; n <= 5; n++ {
+		got, off, err := TailRecords(path, Filter{}, n)
+		want := workload[max(0, len(workload)-n):]
+		if err != nil || !reflect.DeepEqual(got, want) && !(len(got) == 0 && len(want) == 0) || off != fi.Size() {
+			t.Errorf("tail %d: %+v at %d (%v), want %+v at %d", n, got, off, err, want, fi.Size())
+		}
 	}
 
 	var out, errOut bytes.Buffer
@@ -131,7 +138,7 @@ func TestRecordReader(t *testing.T) {
 // is recorded in pieces rather than held.
 func TestUnfinishedLine(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "output.jsonl")
-	w, _ := Create(path)
+	w, _ := Create(path, Limits{})
 	w.Add(Stdout, "", []byte(strings.Repeat("x", maxPartial+10)))
 	w.Add(Stderr, "svc", []byte("no newline"))
 	w.Close()

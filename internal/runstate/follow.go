@@ -20,11 +20,28 @@ func Follow(ctx context.Context, path string, w io.Writer, done <-chan struct{})
 	return FollowFrom(ctx, path, 0, w, done)
 }
 
-// FollowFrom is Follow from byte offset of the file on.
+// FollowFrom is Follow from byte offset of the file on. A file that is rotated (path now
+// names a new file) is read to its end, then the new one from its start.
 func FollowFrom(ctx context.Context, path string, offset int64, w io.Writer, done <-chan struct{}) error {
+	return FollowWith(ctx, path, FollowOptions{Offset: offset}, w, done)
+}
+
+// FollowOptions tune FollowWith.
+type FollowOptions struct {
+	Offset int64
+	// AtEOF, if set, is called each time f has been read to its end (to bound the file: see
+	// guestlog.TruncateCopy); it may move f's offset.
+	AtEOF func(f *os.File) error
+}
+
+// FollowWith is Follow with options.
+func FollowWith(ctx context.Context, path string, o FollowOptions, w io.Writer, done <-chan struct{}) error {
+	offset := o.Offset
 	var f *os.File
 	var changed <-chan struct{}
+	stopWatch := func() {}
 	defer func() {
+		stopWatch()
 		if f != nil {
 			f.Close()
 		}
@@ -50,14 +67,19 @@ func FollowFrom(ctx context.Context, path string, offset int64, w io.Writer, don
 				}
 			}
 			if f != nil {
+				stopWatch()
 				if c, stop, err := watchWrites(path); err == nil {
-					defer stop()
-					changed = c
+					stopWatch, changed = stop, c
 					tick.Reset(500 * time.Millisecond)
+				} else {
+					stopWatch, changed = func() {}, nil
+					tick.Reset(25 * time.Millisecond)
 				}
 			}
 		}
 		if f != nil {
+			// Once path names a new file, f has all it will get: it is read to its end first.
+			replaced := rotated(f, path)
 			for {
 				n, err := f.Read(buf)
 				if n > 0 {
@@ -72,6 +94,16 @@ func FollowFrom(ctx context.Context, path string, offset int64, w io.Writer, don
 					return fmt.Errorf("follow %s: %w", path, err)
 				}
 			}
+			if o.AtEOF != nil {
+				if err := o.AtEOF(f); err != nil {
+					return fmt.Errorf("follow %s: %w", path, err)
+				}
+			}
+			if replaced {
+				f.Close()
+				f, offset = nil, 0
+				continue
+			}
 		}
 		if finished {
 			return nil
@@ -84,6 +116,16 @@ func FollowFrom(ctx context.Context, path string, offset int64, w io.Writer, don
 		case <-tick.C:
 		}
 	}
+}
+
+// rotated reports whether path names another file than f now.
+func rotated(f *os.File, path string) bool {
+	fi, err := f.Stat()
+	if err != nil {
+		return false
+	}
+	pi, err := os.Stat(path)
+	return err == nil && !os.SameFile(fi, pi)
 }
 
 // watchWrites signals on the returned channel after writes to path (coalesced: one pending

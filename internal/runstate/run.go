@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ukernel-dev/ukernel/internal/abi"
+	"github.com/ukernel-dev/ukernel/internal/guestlog"
 	"github.com/ukernel-dev/ukernel/internal/project"
 )
 
@@ -226,28 +227,22 @@ func ReadOutcome(r Run) Outcome {
 	var code *int
 	var guestErr, abiErr string
 	started := false
-	if b, err := os.ReadFile(r.Events()); err == nil {
-		for _, line := range bytes.Split(b, []byte("\n")) {
-			var ev abi.Event
-			if len(bytes.TrimSpace(line)) == 0 || json.Unmarshal(line, &ev) != nil {
-				continue
+	eachEvent(r, func(ev abi.Event) {
+		switch ev.Type {
+		case abi.EventEntryStart, abi.EventServiceStart:
+			started = true
+		case abi.EventPowerOff, abi.EventEntryExit:
+			if ev.Code != nil {
+				code = ev.Code
 			}
-			switch ev.Type {
-			case abi.EventEntryStart, abi.EventServiceStart:
-				started = true
-			case abi.EventPowerOff, abi.EventEntryExit:
-				if ev.Code != nil {
-					code = ev.Code
-				}
-			case abi.EventError:
-				guestErr = ev.Message
-			case abi.EventHello:
-				if err := abi.Compatible(ev.ABI); err != nil {
-					abiErr = "guest init: " + err.Error()
-				}
+		case abi.EventError:
+			guestErr = ev.Message
+		case abi.EventHello:
+			if err := abi.Compatible(ev.ABI); err != nil {
+				abiErr = "guest init: " + err.Error()
 			}
 		}
-	}
+	})
 	reason := guestErr
 	if reason == "" {
 		reason = abiErr
@@ -269,10 +264,7 @@ func ReadOutcome(r Run) Outcome {
 // ConsoleTail returns the last n lines of the run's console, for a guest that failed before its
 // workload started (the kernel's panic, init's error), or "" when it is empty.
 func ConsoleTail(r Run, n int) string {
-	b, err := os.ReadFile(r.Console())
-	if err != nil {
-		return ""
-	}
+	b := guestlog.TailBytes(r.Console(), consoleTailBytes)
 	text := strings.TrimSpace(strings.ReplaceAll(string(b), "\r", ""))
 	if text == "" {
 		return ""
@@ -289,11 +281,13 @@ func consoleRef(r Run) string {
 	return filepath.Join("logs", "runs", r.ID, ConsoleFile)
 }
 
+// consoleTailBytes is how much of a console's end is read for its last lines or a panic: a
+// panic's first line and its trace fit many times over, and a console of any size costs the
+// same.
+const consoleTailBytes = 256 << 10
+
 func panicLine(console string) string {
-	b, err := os.ReadFile(console)
-	if err != nil {
-		return ""
-	}
+	b := guestlog.TailBytes(console, consoleTailBytes)
 	i := bytes.Index(b, []byte("Kernel panic"))
 	if i < 0 {
 		return ""
@@ -304,20 +298,32 @@ func panicLine(console string) string {
 
 // ReadHealth returns the latest health status of each service from a run's events.
 func ReadHealth(r Run) map[string]string {
-	b, err := os.ReadFile(r.Events())
-	if err != nil {
-		return nil
-	}
 	var h map[string]string
-	for _, line := range bytes.Split(b, []byte("\n")) {
-		var ev abi.Event
-		if json.Unmarshal(line, &ev) != nil || ev.Type != abi.EventHealth {
-			continue
+	eachEvent(r, func(ev abi.Event) {
+		if ev.Type != abi.EventHealth {
+			return
 		}
 		if h == nil {
 			h = map[string]string{}
 		}
 		h[ev.Name] = ev.Status
-	}
+	})
 	return h
+}
+
+// eachEvent calls fn with each event of r in order, a line at a time: memory stays flat
+// whatever the events' size.
+func eachEvent(r Run, fn func(abi.Event)) {
+	f, err := os.Open(r.Events())
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	guestlog.EachLine(f, func(line []byte) error {
+		var ev abi.Event
+		if json.Unmarshal(line, &ev) == nil {
+			fn(ev)
+		}
+		return nil
+	})
 }

@@ -397,7 +397,8 @@ func (b *Backend) exec(spec vmm.Spec, fcPath string, j *jail) (*vmm.VM, error) {
 		return nil, fmt.Errorf("firecracker log: %w", err)
 	}
 	defer logf.Close()
-	console, err := os.OpenFile(spec.ConsolePath, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	// O_APPEND: the host bounds the file by truncating it (guestlog.TruncateCopy).
+	console, err := os.OpenFile(spec.ConsolePath, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|os.O_APPEND, 0o644)
 	if err != nil {
 		events.abort()
 		return nil, fmt.Errorf("console: %w", err)

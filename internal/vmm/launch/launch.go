@@ -72,10 +72,12 @@ type Options struct {
 	// StopTimeout is the services' grace when the entry exits by itself (as --stop-timeout is
 	// the workload's on Ctrl-C); 0: the guest's default.
 	StopTimeout time.Duration
-	CacheDir    string // <user cache>/ukernel when empty
-	Store       *runstate.Store
-	Progress    io.Writer // progress lines (stderr)
-	Log         *slog.Logger
+	// Logs bound the run's output log and console (zero values: guestlog.DefaultLimits).
+	Logs     guestlog.Limits
+	CacheDir string // <user cache>/ukernel when empty
+	Store    *runstate.Store
+	Progress io.Writer // progress lines (stderr)
+	Log      *slog.Logger
 }
 
 // Guest is a guest this process started.
@@ -90,6 +92,7 @@ type Guest struct {
 	progress io.Writer
 	spawned  time.Time        // just before the VMM was started: the trace's clock anchor
 	output   *guestlog.Writer // the run's output log
+	logs     guestlog.Limits
 }
 
 // Start boots the image of o and returns once the VMM runs with its devices open.
@@ -251,7 +254,7 @@ func start(ctx context.Context, o Options, boot *vmm.Boot, name string, netw vmm
 		stopVM()
 		return nil, err
 	}
-	output, err := guestlog.Create(run.Output())
+	output, err := guestlog.Create(run.Output(), o.Logs)
 	if err != nil {
 		stopVM()
 		return nil, err
@@ -261,7 +264,7 @@ func start(ctx context.Context, o Options, boot *vmm.Boot, name string, netw vmm
 		progress = io.Discard
 	}
 	return &Guest{State: st, Run: run, Accel: accel, VM: vm, backend: backend, store: store, log: log, progress: progress,
-		spawned: spawned, output: output}, nil
+		spawned: spawned, output: output, logs: o.Logs}, nil
 }
 
 func netString(n vmm.Net) string {
@@ -438,7 +441,14 @@ func (g *Guest) AttendStreams(ctx context.Context, s Streams, stopTimeout time.D
 	go func() {
 		cw := guestlog.NewConsoleWriter(g.output)
 		cw.Seen = alive
-		err := runstate.Follow(context.WithoutCancel(ctx), g.Run.Console(), cw, g.VM.Done())
+		// The VMM appends to the console file; it is bounded as it is read.
+		bound := func(f *os.File) error {
+			if err := guestlog.TruncateCopy(f, g.Run.Console(), g.logs, cw); err != nil {
+				g.log.Debug("rotate the console", "err", err)
+			}
+			return nil
+		}
+		err := runstate.FollowWith(context.WithoutCancel(ctx), g.Run.Console(), runstate.FollowOptions{AtEOF: bound}, cw, g.VM.Done())
 		cw.Flush()
 		consoleDone <- err
 	}()

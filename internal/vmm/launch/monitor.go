@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ukernel-dev/ukernel/internal/guestlog"
 	"github.com/ukernel-dev/ukernel/internal/runstate"
 )
 
@@ -35,6 +36,7 @@ type monitorRequest struct {
 	Accel       string            `json:"accel"`
 	Backend     string            `json:"backend"`
 	StopTimeout time.Duration     `json:"stop_timeout"`
+	Logs        guestlog.Limits   `json:"logs"`
 	CacheDir    string            `json:"cache_dir"`
 	StoreDir    string            `json:"store_dir"`
 }
@@ -71,7 +73,7 @@ func StartDetached(ctx context.Context, o Options, exe string) (*Detached, error
 	req := monitorRequest{
 		ProjectDir: o.ProjectDir, Image: o.Image, Name: o.Name, VCPU: o.VCPU, MemoryMB: o.MemoryMB,
 		Net: o.Net, Publish: o.Publish, Env: o.Env, Secrets: o.Secrets, Accel: o.Accel, Backend: o.Backend,
-		StopTimeout: o.StopTimeout, CacheDir: o.CacheDir,
+		StopTimeout: o.StopTimeout, CacheDir: o.CacheDir, Logs: o.Logs,
 	}
 	if o.Store != nil {
 		req.StoreDir = o.Store.Dir
@@ -161,7 +163,7 @@ func RunMonitor(stdin io.Reader) error {
 	o := Options{
 		ProjectDir: req.ProjectDir, Image: req.Image, Name: req.Name, VCPU: req.VCPU, MemoryMB: req.MemoryMB,
 		Net: req.Net, Publish: req.Publish, Env: req.Env, Secrets: req.Secrets, Accel: req.Accel,
-		Backend: req.Backend, StopTimeout: req.StopTimeout, CacheDir: req.CacheDir, Detached: true,
+		Backend: req.Backend, StopTimeout: req.StopTimeout, CacheDir: req.CacheDir, Detached: true, Logs: req.Logs,
 		Progress: progress,
 	}
 	if req.StoreDir != "" {

@@ -135,7 +135,8 @@ func Args(spec vmm.Spec) ([]string, error) {
 		cmdline += " " + abi.OutputSerialFlag
 	}
 	a = append(a, "-append", cmdline,
-		"-chardev", "file,id=con,path="+escape(spec.ConsolePath), "-serial", "chardev:con")
+		"-chardev", // append: the host bounds the file by truncating it (guestlog.TruncateCopy).
+		"file,id=con,path="+escape(spec.ConsolePath)+",append=on", "-serial", "chardev:con")
 	if spec.OutputSocket != "" {
 		// The output channel is the second UART (ttyS1 at the legacy 0x2f8); the host listens.
 		a = append(a, "-chardev", "socket,id=out,path="+escape(spec.OutputSocket)+",server=off",

@@ -33,7 +33,7 @@ func TestArgs(t *testing.T) {
 		"-object memory-backend-memfd,id=ram,size=512M -machine memory-backend=ram -m 512 -smp 2 -nodefaults -no-user-config -nographic -no-reboot " +
 		"-sandbox on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny " +
 		"-kernel /c/vmlinuz -initrd /c/initrd.img -append quiet console=ttyS0 tsc_early_khz=" + strconv.FormatInt(hostTSCKHz(), 10) + " " +
-		"-chardev file,id=con,path=/r/console.log -serial chardev:con " +
+		"-chardev file,id=con,path=/r/console.log,append=on -serial chardev:con " +
 		"-drive id=root,file=/p/dist/a,,b.img,format=raw,if=none,readonly=on -device virtio-blk-device,drive=root " +
 		"-drive id=config,file=/s/a.config,format=raw,if=none,readonly=on -device virtio-blk-device,drive=config " +
 		"-device virtio-serial-device -chardev file,id=ev,path=/r/events.jsonl -device virtserialport,chardev=ev,name=ukernel.events " +

@@ -4,7 +4,9 @@ package logs
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"path/filepath"
 	"strings"
 	"time"
@@ -133,27 +135,62 @@ func runLogs(ctx context.Context, f *cmdutil.Factory, o *Options, args []string)
 			return err
 		}
 	}
-	recs, offset, err := guestlog.Read(run.Output(), filter)
-	if err != nil {
-		return err
-	}
-	recs = guestlog.Tail(recs, o.Tail)
-	if f.JSON {
-		if recs == nil {
-			recs = []guestlog.Record{}
-		}
-		return f.PrintJSON(recs)
-	}
 	p := &guestlog.Printer{Out: f.IO.Out, Err: f.IO.ErrOut, Timestamps: o.Timestamps}
-	for _, r := range recs {
-		if err := p.Print(r); err != nil {
+	emit, end := p.Print, func() error { return nil }
+	if f.JSON {
+		emit, end = jsonArray(f.IO.Out)
+	}
+	// Only the records printed are held: --tail reads the log backwards from its end, the
+	// rest streams, so a log of any size costs the same memory.
+	var offset int64
+	if o.Tail >= 0 {
+		var recs []guestlog.Record
+		if recs, offset, err = guestlog.TailRecords(run.Output(), filter, o.Tail); err != nil {
 			return err
 		}
+		for _, r := range recs {
+			if err := emit(r); err != nil {
+				return err
+			}
+		}
+	} else if offset, err = guestlog.Scan(run.Output(), filter, emit); err != nil {
+		return err
+	}
+	if f.JSON {
+		return end()
 	}
 	if !o.Follow || st == nil || !st.Live() {
 		return nil
 	}
 	return follow(ctx, run, offset, filter, p, st)
+}
+
+// jsonArray prints records one at a time as one indented JSON array, as cmdutil's PrintJSON
+// prints a whole slice; end closes the array.
+func jsonArray(w io.Writer) (emit func(guestlog.Record) error, end func() error) {
+	n := 0
+	emit = func(r guestlog.Record) error {
+		b, err := json.MarshalIndent(r, "  ", "  ")
+		if err != nil {
+			return err
+		}
+		sep := ",\n  "
+		if n == 0 {
+			sep = "[\n  "
+		}
+		n++
+		_, err = io.WriteString(w, sep+string(b))
+		return err
+	}
+	end = func() error {
+		text := "\n]\n"
+		if n == 0 {
+			text = "[]\n"
+		}
+		_, err := io.WriteString(w, text)
+		return err
+	}
+	return emit, end
 }
 
 // guestOf returns the guest whose run is r, if it is still recorded.

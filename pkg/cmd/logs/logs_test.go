@@ -1,8 +1,12 @@
 package logs
 
 import (
+	"bytes"
+	"encoding/json"
 	"testing"
 	"time"
+
+	"github.com/ukernel-dev/ukernel/internal/guestlog"
 )
 
 func TestParseSince(t *testing.T) {
@@ -21,6 +25,28 @@ func TestParseSince(t *testing.T) {
 	for _, bad := range []string{"-5m", "yesterday", "2026-13-01"} {
 		if _, err := ParseSince(bad, now); err == nil {
 			t.Errorf("ParseSince(%q) accepted", bad)
+		}
+	}
+}
+
+// TestJSONArray: records printed one at a time make the document PrintJSON makes of the slice.
+func TestJSONArray(t *testing.T) {
+	recs := []guestlog.Record{
+		{Time: time.Date(2026, 1, 2, 15, 0, 0, 0, time.UTC), Stream: "stdout", Log: "one\n"},
+		{Time: time.Date(2026, 1, 2, 15, 0, 1, 0, time.UTC), Stream: "stderr", Service: "db", Log: "two\n"},
+	}
+	for n := 0; n <= len(recs); n++ {
+		var got, want bytes.Buffer
+		emit, end := jsonArray(&got)
+		for _, r := range recs[:n] {
+			emit(r)
+		}
+		end()
+		enc := json.NewEncoder(&want)
+		enc.SetIndent("", "  ")
+		enc.Encode(append([]guestlog.Record{}, recs[:n]...))
+		if got.String() != want.String() {
+			t.Errorf("%d records:\n%s\nwant\n%s", n, got.String(), want.String())
 		}
 	}
 }
