@@ -75,7 +75,43 @@ func OpenAt(dir string) (*Store, error) {
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Getuid() {
 		return nil, fmt.Errorf("state directory %s belongs to uid %d, not to you (uid %d)", dir, st.Uid, os.Getuid())
 	}
-	return &Store{Dir: dir}, nil
+	s := &Store{Dir: dir}
+	if err := s.sweep(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// sweep cleans what dead ukernel processes left: a guest whose owner (the foreground run or the
+// monitor) died without recording how it ended is recorded as finished, which removes its config
+// drive (with the secrets), sockets and pid file, and kills a VMM that was never recorded. The
+// config drive of a guest whose owner died while its VMM runs on goes too: only the start reads
+// it. Each command that opens the store sweeps, so nothing waits for a `ps`.
+func (s *Store) sweep() error {
+	states, err := s.List()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, st := range states {
+		if st.Exited || st.OwnerAlive() {
+			continue
+		}
+		if st.Live() {
+			if err := os.Remove(s.ConfigDrive(st.Name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+				errs = append(errs, err)
+			}
+			continue
+		}
+		out := Outcome{Reason: "never started"}
+		if st.RunDir != "" {
+			out = ReadOutcome(Run{ID: st.RunID, Dir: st.RunDir})
+		}
+		if err := s.Finish(st, out); err != nil {
+			errs = append(errs, fmt.Errorf("record the finished guest %s: %w", st.Name, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 var nameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$`)
@@ -280,7 +316,7 @@ func (s *Store) clean(name string) error {
 			}
 		}
 	}
-	for _, p := range []string{s.ConfigDrive(name), s.ControlSocket(name), s.APISocket(name), s.OutputSocket(name), s.PIDFile(name), s.statePath(name)} {
+	for _, p := range []string{s.ConfigDrive(name), s.ConfigDrive(name) + ".tmp", s.ControlSocket(name), s.APISocket(name), s.OutputSocket(name), s.PIDFile(name), s.statePath(name)} {
 		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)
 		}

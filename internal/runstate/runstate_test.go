@@ -465,3 +465,58 @@ func pollFor(t *testing.T, d time.Duration, cond func() bool) {
 		}
 	}
 }
+
+// TestOpenSweepsDeadOwners: opening the store (what every command does) cleans what a killed
+// ukernel left: the config drive (with its secrets), a VMM only its pid file names, the pid file,
+// and records the guest as finished. A live owner's guest is left alone.
+func TestOpenSweepsDeadOwners(t *testing.T) {
+	dir := t.TempDir()
+	s, err := OpenAt(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	deadStart, _ := ProcessStart(os.Getpid()) // any start time: the pid is gone
+	orphan := exec.Command("/bin/sh", "-c", "sleep 600; : "+s.APISocket("web"))
+	orphan.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := orphan.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { orphan.Wait(); close(exited) }()
+	defer orphan.Process.Kill()
+	if err := s.Save(&State{Name: "web", Owner: dead.Process.Pid, OwnerStart: deadStart, Started: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(s.PIDFile("web"), []byte(strconv.Itoa(orphan.Process.Pid)+"\n"), 0o600)
+	if err := WriteConfigDrive(s.ConfigDrive("web"), &abi.BootConfig{ABI: abi.Version, Secrets: map[string][]byte{"K": []byte("v")}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Reserve("mine"); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(s.ConfigDrive("mine"), []byte("x"), 0o600)
+
+	if _, err := OpenAt(dir); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-exited:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the dead run's unrecorded VMM still runs after the store was opened")
+	}
+	for _, p := range []string{s.ConfigDrive("web"), s.PIDFile("web")} {
+		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s left behind: %v", p, err)
+		}
+	}
+	if st, err := s.Load("web"); err != nil || !st.Exited {
+		t.Errorf("the dead run's guest is not recorded as finished: %+v %v", st, err)
+	}
+	if _, err := os.Stat(s.ConfigDrive("mine")); err != nil {
+		t.Errorf("a live owner's config drive was removed: %v", err)
+	}
+}

@@ -220,6 +220,7 @@ func runProbe(ctx context.Context, spec ProbeSpec) (ProbeResult, error) {
 		"-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
 		"-kernel", spec.Kernel, "-append", "console=ttyS0 quiet panic=-1",
 		"-serial", "stdio")
+	cmd.Env = Env()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	var out bytes.Buffer
 	cmd.Stdout = &out

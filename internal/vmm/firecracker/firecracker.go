@@ -416,13 +416,14 @@ func (b *Backend) exec(spec vmm.Spec, fcPath string, j *jail) (*vmm.VM, error) {
 	cmd.Stderr = logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	b.Log.Debug("starting firecracker", "cmd", strings.Join(cmd.Args, " "))
-	if err := cmd.Start(); err != nil {
+	cmdWait, err := vmm.StartTied(cmd)
+	if err != nil {
 		events.abort()
 		return nil, fmt.Errorf("start %s: %w", cmd.Path, err)
 	}
 	if err := vmm.WritePIDFile(spec, cmd.Process.Pid); err != nil {
 		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		cmd.Wait()
+		cmdWait()
 		events.abort()
 		if j != nil {
 			j.remove()
@@ -434,7 +435,7 @@ func (b *Backend) exec(spec vmm.Spec, fcPath string, j *jail) (*vmm.VM, error) {
 	}
 	h := vmm.Handle{Backend: Name, PID: cmd.Process.Pid, ControlSocket: spec.ControlSocket, APISocket: spec.APISocket}
 	wait := func() error {
-		err := cmd.Wait()
+		err := cmdWait()
 		events.close()
 		if j != nil {
 			if rerr := j.remove(); rerr != nil {

@@ -267,16 +267,18 @@ func (b *Backend) Start(ctx context.Context, spec vmm.Spec) (*vmm.VM, error) {
 	cmd := exec.Command(path, args...)
 	cmd.Stdout = logf
 	cmd.Stderr = logf
+	cmd.Env = vmm.Env()
 	// Its own process group: a Ctrl-C at the terminal reaches ukernel, which stops the guest
 	// gracefully, instead of killing QEMU under it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	b.Log.Debug("starting QEMU", "args", strings.Join(args, " "))
-	if err := cmd.Start(); err != nil {
+	wait, err := vmm.StartTied(cmd)
+	if err != nil {
 		closeOutput()
 		return nil, fmt.Errorf("start %s: %w", path, err)
 	}
 	h := vmm.Handle{Backend: Name, PID: cmd.Process.Pid, ControlSocket: spec.ControlSocket, APISocket: spec.APISocket}
-	vm := vmm.NewVM(h, cmd.Wait)
+	vm := vmm.NewVM(h, wait)
 	vm.Output = output
 	err = vmm.WritePIDFile(spec, h.PID)
 	if err == nil {

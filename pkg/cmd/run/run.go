@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -139,6 +140,13 @@ func runRun(ctx context.Context, o *Options) error {
 	secrets, err := runstate.ParseSecrets(o.Secrets)
 	if err != nil {
 		return fail(err)
+	}
+	// A secret taken from this environment (--secret NAME) leaves it once read: no process run
+	// starts (the monitor, the VMM) inherits it where /proc/PID/environ shows it.
+	for _, f := range o.Secrets {
+		if !strings.Contains(f, "=") {
+			os.Unsetenv(f)
+		}
 	}
 	dir, err := f.ProjectDir()
 	if err != nil {
