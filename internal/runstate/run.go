@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
 	"strings"
 	"time"
 
@@ -144,10 +145,12 @@ func WriteConfigDrive(path string, cfg *abi.BootConfig) error {
 	if pad := buf.Len() % 4096; pad != 0 {
 		buf.Write(make([]byte, 4096-pad))
 	}
+	// A new file or none: a file or link already there (planted, or left by a killed run that
+	// the store's cleaning did not reach) is never written through.
 	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
-		return fmt.Errorf("config drive: %w", err)
+		return fmt.Errorf("config drive: %w (remove %s if no ukernel run uses it)", err, tmp)
 	}
 	_, err = f.Write(buf.Bytes())
 	if cerr := f.Close(); err == nil {

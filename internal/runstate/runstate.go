@@ -68,12 +68,24 @@ func OpenAt(dir string) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("state directory %s: %w", dir, err)
 	}
-	fi, err := os.Stat(dir)
+	// Not followed: a link planted in a shared temporary directory would lead the config drives
+	// elsewhere.
+	fi, err := os.Lstat(dir)
 	if err != nil {
 		return nil, err
 	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("state directory %s is not a directory (%s): remove it, or set XDG_RUNTIME_DIR to a directory of your own", dir, fi.Mode().Type())
+	}
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Getuid() {
 		return nil, fmt.Errorf("state directory %s belongs to uid %d, not to you (uid %d)", dir, st.Uid, os.Getuid())
+	}
+	// It holds the config drives with secrets and the guests' control sockets: only its owner
+	// may enter it, whoever created it and with whatever umask.
+	if fi.Mode().Perm() != 0o700 {
+		if err := os.Chmod(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("state directory %s is mode %04o and cannot be made 0700: %w", dir, fi.Mode().Perm(), err)
+		}
 	}
 	s := &Store{Dir: dir}
 	if err := s.sweep(); err != nil {

@@ -520,3 +520,54 @@ func TestOpenSweepsDeadOwners(t *testing.T) {
 		t.Errorf("a live owner's config drive was removed: %v", err)
 	}
 }
+
+// TestStateDirMode: a state directory made too open (another umask, another tool) is made 0700
+// again; one that is a link is refused.
+func TestStateDirMode(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "state")
+	if err := os.Mkdir(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(dir, 0o777)
+	if _, err := OpenAt(dir); err != nil {
+		t.Fatal(err)
+	}
+	if fi, _ := os.Stat(dir); fi.Mode().Perm() != 0o700 {
+		t.Errorf("state directory is mode %04o, want 0700", fi.Mode().Perm())
+	}
+	link := filepath.Join(t.TempDir(), "link")
+	if err := os.Symlink(dir, link); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenAt(link); err == nil || !strings.Contains(err.Error(), "not a directory") {
+		t.Errorf("a link as state directory: %v", err)
+	}
+}
+
+// TestConfigDriveRefusesPlantedLink: the config drive's temporary file is created anew: a link
+// planted in its place is refused, and its target is not written.
+func TestConfigDriveRefusesPlantedLink(t *testing.T) {
+	dir := t.TempDir()
+	target := filepath.Join(dir, "victim")
+	if err := os.WriteFile(target, []byte("keep"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	drive := filepath.Join(dir, "web.config")
+	if err := os.Symlink(target, drive+".tmp"); err != nil {
+		t.Fatal(err)
+	}
+	cfg := &abi.BootConfig{ABI: abi.Version, Secrets: map[string][]byte{"K": []byte("s3cret")}}
+	if err := WriteConfigDrive(drive, cfg); err == nil {
+		t.Fatal("the config drive was written through a planted link")
+	}
+	if b, _ := os.ReadFile(target); string(b) != "keep" {
+		t.Errorf("the link's target was written: %q", b)
+	}
+	if _, err := os.Stat(drive); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a config drive appeared: %v", err)
+	}
+	os.Remove(drive + ".tmp")
+	if err := WriteConfigDrive(drive, cfg); err != nil {
+		t.Fatal(err)
+	}
+}
