@@ -157,6 +157,12 @@ func (im *Image) SHA256() (string, error) {
 	return hex.EncodeToString(sum), nil
 }
 
+// ManifestSegment returns the start of the image's initramfs: the archive holding its manifest,
+// which the backends' boot initramfs (BootInitrd) starts with too.
+func (im *Image) ManifestSegment() ([]byte, error) {
+	return manifestSegment(im.rawMan, im.manifest.Build.SourceDateEpoch)
+}
+
 // ReadBootFile returns a file of the boot partition (vmlinuz, initrd.img, manifest.json).
 func (im *Image) ReadBootFile(name string) ([]byte, error) {
 	fsys, err := erofs.Open(io.NewSectionReader(im.f, im.boot.offset(), im.boot.size()))

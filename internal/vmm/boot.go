@@ -1,10 +1,12 @@
 package vmm
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 
@@ -60,7 +62,7 @@ func PrepareBoot(path, cacheDir string) (*Boot, error) {
 	}
 	dir := filepath.Join(cacheDir, "boot", digest)
 	b.Kernel, b.Initrd = filepath.Join(dir, image.KernelFile), filepath.Join(dir, BootInitrdFile)
-	if err := checkBootFiles(b); err == nil {
+	if err := checkBootFiles(im, b); err == nil {
 		cache.MarkUsed(dir)
 	} else if err := extractBootFiles(im, b, dir); err != nil {
 		return nil, fmt.Errorf("image %s: %w", abs, err)
@@ -72,16 +74,33 @@ func PrepareBoot(path, cacheDir string) (*Boot, error) {
 }
 
 // checkBootFiles tells whether the boot cache holds the files made for this image: the kernel
-// the manifest names, by digest, and the initramfs as it was made from the image.
-func checkBootFiles(b *Boot) error {
+// the manifest names, by digest, and the initramfs as it was made from the image, which starts
+// with the image's manifest (so a boot directory of another image, which a changed record in
+// verified/ would name, is not taken).
+func checkBootFiles(im *image.Image, b *Boot) error {
 	if b.KernelDigest == "" {
 		return fmt.Errorf("the manifest names no %s digest", image.ArtefactKernel)
 	}
 	if _, err := cache.CheckSealed(b.Kernel, b.KernelDigest); err != nil {
 		return err
 	}
-	_, err := cache.CheckSealed(b.Initrd, "")
-	return err
+	if _, err := cache.CheckSealed(b.Initrd, ""); err != nil {
+		return err
+	}
+	seg, err := im.ManifestSegment()
+	if err != nil {
+		return err
+	}
+	f, err := os.Open(b.Initrd)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	head := make([]byte, len(seg))
+	if _, err := io.ReadFull(f, head); err != nil || !bytes.Equal(head, seg) {
+		return fmt.Errorf("%s was made for another image", b.Initrd)
+	}
+	return nil
 }
 
 // extractBootFiles (re)makes the boot files of a verified image and seals them.

@@ -14,8 +14,8 @@ import (
 )
 
 // packTestImage packs a real image (the Debian cloud kernel, a stand-in init, a one-file root)
-// whose entry runs as user app.
-func packTestImage(t *testing.T) string {
+// whose entry runs as user.
+func packTestImage(t *testing.T, user string) string {
 	t.Helper()
 	testenv.RequireTools(t, "mkfs.erofs", "sgdisk")
 	k := testenv.DebianKernel(t)
@@ -31,7 +31,7 @@ func packTestImage(t *testing.T) string {
 	res, err := image.Pack(ctx, image.Input{
 		Manifest: abi.Manifest{
 			Name: "sealed", Adapter: abi.Adapter{Name: "python", Runtime: "python-3.11"},
-			Entry: []string{"/usr/bin/python3", "/app/main.py"}, User: "app",
+			Entry: []string{"/usr/bin/python3", "/app/main.py"}, User: user,
 			Run:    abi.RunDefaults{VCPU: 1, MemoryMB: 256, Net: "none"},
 			Kernel: abi.Kernel{Package: "linux-image-cloud-amd64", Version: "1", Release: k.Release},
 			Build:  abi.BuildInfo{Ukernel: "0.1.0-test", Go: "go1.26.8"},
@@ -52,7 +52,7 @@ func TestPrepareBootRefusesEditedCache(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs the Debian cloud kernel package; run without -short")
 	}
-	img := packTestImage(t)
+	img := packTestImage(t, "app")
 	cacheDir := t.TempDir()
 	b, err := PrepareBoot(img, cacheDir)
 	if err != nil {
@@ -103,5 +103,46 @@ func TestPrepareBootRefusesEditedCache(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A record in verified/ changed to name another image's digest must not make a run boot that
+// image's boot files: they start with the manifest, which must be this image's.
+func TestPrepareBootBootsOnlyThisImagesFiles(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs the Debian cloud kernel package; run without -short")
+	}
+	app, root := packTestImage(t, "app"), packTestImage(t, "root")
+	cacheDir := t.TempDir()
+	b1, err := PrepareBoot(app, cacheDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b2, err := PrepareBoot(root, cacheDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	records, _ := filepath.Glob(filepath.Join(cacheDir, "verified", "*.json"))
+	var changed int
+	for _, r := range records {
+		data, _ := os.ReadFile(r)
+		if bytes.Contains(data, []byte(b1.ImageDigest)) {
+			os.WriteFile(r, bytes.ReplaceAll(data, []byte(b1.ImageDigest), []byte(b2.ImageDigest)), 0o644)
+			changed++
+		}
+	}
+	if changed != 1 {
+		t.Fatalf("%d verified records name the app image", changed)
+	}
+	b, err := PrepareBoot(app, cacheDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	initrd, err := os.ReadFile(b.Initrd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(initrd, []byte(`"user": "app"`)) || bytes.Contains(initrd, []byte(`"user": "root"`)) {
+		t.Fatal("the app image boots the root image's initramfs")
 	}
 }
