@@ -8,6 +8,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -54,7 +55,7 @@ func main() {
 		v.worker = project(v, work, "worker", "python", "worker")
 		v.minimal = project(v, work, "minimal", "python", "minimal")
 		for _, dir := range []string{v.worker, v.minimal} {
-			if out, err := v.cmd(dir, "pack").CombinedOutput(); err != nil {
+			if out, err := v.uk(dir, 15*time.Minute, false, "pack"); err != nil {
 				log.Fatalf("%s pack: %v\n%s", v.name, err, out)
 			}
 		}
@@ -81,10 +82,19 @@ func main() {
 	fmt.Printf("| `ukernel run` of the minimal image, start to exit | %s | %s |\n", median(vs[0].run[1:]), median(vs[1].run[1:]))
 }
 
-func (v *variant) cmd(dir string, args ...string) *exec.Cmd {
-	cmd := exec.Command(v.bin, append([]string{"-C", dir}, args...)...)
+// uk runs ukernel in project dir and returns its stdout (and stderr unless stdoutOnly), with a
+// deadline: at it ukernel gets SIGINT (a run stops its guest), then SIGKILL 20 s later.
+func (v *variant) uk(dir string, timeout time.Duration, stdoutOnly bool, args ...string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, v.bin, append([]string{"-C", dir}, args...)...)
 	cmd.Env = append(os.Environ(), "XDG_CACHE_HOME="+v.cache)
-	return cmd
+	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
+	cmd.WaitDelay = 20 * time.Second
+	if stdoutOnly {
+		return cmd.Output()
+	}
+	return cmd.CombinedOutput()
 }
 
 func project(v *variant, work, name, lang, template string) string {
@@ -92,7 +102,7 @@ func project(v *variant, work, name, lang, template string) string {
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		log.Fatal(err)
 	}
-	if out, err := v.cmd(dir, "init", "--name", "bench-"+name, "--lang", lang, "--template", template).CombinedOutput(); err != nil {
+	if out, err := v.uk(dir, time.Minute, false, "init", "--name", "bench-"+name, "--lang", lang, "--template", template); err != nil {
 		log.Fatalf("init: %v\n%s", err, out)
 	}
 	return dir
@@ -100,7 +110,7 @@ func project(v *variant, work, name, lang, template string) string {
 
 func (v *variant) timeNoop() {
 	start := time.Now()
-	out, err := v.cmd(v.worker, "--json", "pack").Output()
+	out, err := v.uk(v.worker, time.Minute, true, "--json", "pack")
 	d := time.Since(start)
 	var r struct{ Cached bool }
 	if err != nil || json.Unmarshal(out, &r) != nil || !r.Cached {
@@ -111,7 +121,8 @@ func (v *variant) timeNoop() {
 
 func (v *variant) timeRun() {
 	start := time.Now()
-	if out, err := v.cmd(v.minimal, "run", "--accel", "tcg").CombinedOutput(); err != nil {
+	// A boot takes seconds: a minute means the run hung.
+	if out, err := v.uk(v.minimal, time.Minute, false, "run", "--accel", "tcg"); err != nil {
 		log.Fatalf("%s run: %v\n%s", v.name, err, out)
 	}
 	v.run = append(v.run, time.Since(start))
