@@ -42,6 +42,7 @@ type Config struct {
 	Services map[string]Service `toml:"services,omitempty"`
 	Health   map[string]Health  `toml:"health,omitempty"`
 	Data     DataSection        `toml:"data"`
+	Logs     LogsSection        `toml:"logs"`
 
 	// file and src are the name and bytes the config was parsed from, so that checks made
 	// later (the entry file exists) can give the line of the key at fault.
@@ -104,6 +105,43 @@ type Health struct {
 	TimeoutS     int     `toml:"timeout_s,omitempty"`
 	Retries      int     `toml:"retries,omitempty"`
 	StartPeriodS int     `toml:"start_period_s,omitempty"`
+}
+
+// LogsSection bounds each log of a run on the host (its output log and its console), as
+// Docker's json-file driver's max-size and max-file do: a log that reaches MaxSize moves to
+// NAME.1, and MaxFiles files are kept, the current one included. Empty: 10m and 3.
+type LogsSection struct {
+	MaxSize  string `toml:"max_size,omitempty"`  // a size: 10m, 512k, 1g (bytes without a unit)
+	MaxFiles int    `toml:"max_files,omitempty"` // 1-100
+}
+
+// MaxSizeBytes is MaxSize in bytes (0 when unset).
+func (l LogsSection) MaxSizeBytes() (int64, error) {
+	if l.MaxSize == "" {
+		return 0, nil
+	}
+	return ParseSize(l.MaxSize)
+}
+
+// ParseSize reads a size such as 10m, 512k, 1g or 4096 (bytes), in powers of 1024.
+func ParseSize(s string) (int64, error) {
+	t := strings.ToLower(strings.TrimSpace(s))
+	mult := int64(1)
+	if n := len(t); n > 0 {
+		switch t[n-1] {
+		case 'k':
+			mult, t = 1<<10, t[:n-1]
+		case 'm':
+			mult, t = 1<<20, t[:n-1]
+		case 'g':
+			mult, t = 1<<30, t[:n-1]
+		}
+	}
+	v, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || v <= 0 || v > (1<<40)/mult {
+		return 0, fmt.Errorf("%q is not a size; expected a positive number with k, m or g (10m, 512k)", s)
+	}
+	return v * mult, nil
 }
 
 // DataSection sizes the persistent data volume; 0 means none.
@@ -479,6 +517,14 @@ func (c *Config) Validate(file string, data []byte) error {
 		if h.StartPeriodS < 0 || h.StartPeriodS > 3600 {
 			add(key+".start_period_s", "%d is out of range; expected 0-3600", h.StartPeriodS)
 		}
+	}
+	if n, err := c.Logs.MaxSizeBytes(); err != nil {
+		add("logs.max_size", "%v", err)
+	} else if n != 0 && n < 4<<10 {
+		add("logs.max_size", "%q is below the smallest size, 4k", c.Logs.MaxSize)
+	}
+	if c.Logs.MaxFiles < 0 || c.Logs.MaxFiles > 100 {
+		add("logs.max_files", "%d is out of range; expected 1-100", c.Logs.MaxFiles)
 	}
 	if c.Data.DiskMB < 0 || c.Data.DiskMB > 1<<20 {
 		add("data.disk_mb", "%d is out of range; expected 0 (none) to 1048576", c.Data.DiskMB)

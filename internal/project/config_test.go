@@ -108,6 +108,9 @@ func TestParseErrors(t *testing.T) {
 		{"health without service", strings.Replace(goodConfig, "[health.app]", "[health.web]", 1), "no service \"web\"", 21},
 		{"restart", strings.Replace(goodConfig, "on-failure", "sometimes", 1), "restart policy", 15},
 		{"base", strings.Replace(goodConfig, "python-3.11", "python-3.12", 1), "known bases: python-3.11", 7},
+		{"log size", goodConfig + "\n[logs]\nmax_size = \"10 MB\"\n", `logs.max_size: "10 MB" is not a size; expected a positive number with k, m or g (10m, 512k)`, 25},
+		{"log size small", goodConfig + "\n[logs]\nmax_size = \"100\"\n", `logs.max_size: "100" is below the smallest size, 4k`, 25},
+		{"log files", goodConfig + "\n[logs]\nmax_size = \"1m\"\nmax_files = 101\n", `logs.max_files: 101 is out of range; expected 1-100`, 26},
 		{"net", strings.Replace(goodConfig, "vcpu = 2", "vcpu = 2\nnet = \"bridge\"", 1), "network mode", 11},
 	}
 	for _, tt := range tests {

@@ -202,11 +202,17 @@ var kernelLine = regexp.MustCompile(`(?m)^\[\s*\d+\.\d+\] `)
 // TestRunOutputChannels: the workload's stdout and stderr reach run's stdout and stderr, with
 // no kernel line among them (a workload's own line that looks like one stays); -v adds the
 // kernel's console on stderr; logs shows the workload, logs --kernel the kernel too, and a
-// service the run does not have is an error.
+// service the run does not have is an error. A workload that prints fast past its [logs]
+// limits leaves bounded files, and logs reads across them. Control sequences reach a pipe raw.
 func TestRunOutputChannels(t *testing.T) {
 	skipShort(t)
 	dir := newProject(t, "channels", "--lang", "shell", "--template", "minimal")
+	cfg, _ := os.ReadFile(filepath.Join(dir, "ukernel.toml"))
+	writeFile(t, filepath.Join(dir, "ukernel.toml"), string(cfg)+"\n[logs]\nmax_size = '64k'\nmax_files = 2\n")
 	writeFile(t, filepath.Join(dir, "src", "main.sh"), `#!/bin/sh
+i=0
+while [ $i -lt 3000 ]; do echo "flood $i: a workload that prints fast, fast, fast, fast, fast, fast, fast"; i=$((i+1)); done
+printf 'colour \033[31mred\033[0m\n'
 echo "line on stdout"
 echo "line on stderr" >&2
 echo "[    1.000000] the workload's own bracketed line"
@@ -231,6 +237,22 @@ echo "[    1.000000] the workload's own bracketed line"
 	console, _ := os.ReadFile(filepath.Join(dir, "logs", "console.log"))
 	if !strings.Contains(string(console), "reboot: Power down") || strings.Contains(string(console), "line on stdout") {
 		t.Errorf("logs/console.log does not hold the kernel's console alone:\n%s", console)
+	}
+	if !strings.Contains(r.stdout, "colour \x1b[31mred\x1b[0m") || !strings.Contains(r.stdout, "flood 2999:") {
+		t.Errorf("run's stdout, a pipe, did not get the workload's bytes as they are")
+	}
+	run, _ := filepath.EvalSymlinks(filepath.Join(dir, "logs", "console.log"))
+	output := filepath.Join(filepath.Dir(run), "output.jsonl")
+	for _, f := range []string{output, output + ".1"} {
+		if fi, err := os.Stat(f); err != nil || fi.Size() > 64<<10 {
+			t.Errorf("%s: %v, want at most 64 KiB (max_size)", f, fi)
+		}
+	}
+	if _, err := os.Stat(output + ".2"); err == nil {
+		t.Errorf("%s.2 kept beyond max_files 2", output)
+	}
+	if l := mustUK(t, dir, time.Minute, "logs", "--tail", "3"); !strings.Contains(l.stdout, "flood 2999:") || !strings.Contains(l.stdout, "line on stdout") {
+		t.Errorf("logs --tail 3:\n%s", l.stdout)
 	}
 	l := mustUK(t, dir, time.Minute, "logs")
 	if !strings.Contains(l.stdout, "line on stdout") || !strings.Contains(l.stderr, "line on stderr") || strings.Contains(l.stdout+l.stderr, "reboot: Power down") {

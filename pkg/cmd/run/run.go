@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ukernel-dev/ukernel/internal/guestlog"
 	"github.com/ukernel-dev/ukernel/internal/pipeline"
 	"github.com/ukernel-dev/ukernel/internal/project"
 	"github.com/ukernel-dev/ukernel/internal/runstate"
@@ -152,6 +153,10 @@ func runRun(ctx context.Context, o *Options) error {
 	if err != nil {
 		return fail(err)
 	}
+	logs, err := logLimits(dir)
+	if err != nil {
+		return fail(err)
+	}
 	img := o.Image
 	if img != "" && !filepath.IsAbs(img) {
 		img = filepath.Join(dir, img) // like pack and inspect: relative to the project (-C)
@@ -164,7 +169,7 @@ func runRun(ctx context.Context, o *Options) error {
 	opts := launch.Options{
 		ProjectDir: dir, Image: img, Name: o.Name, VCPU: o.VCPU, MemoryMB: o.MemoryMB,
 		Net: o.Net, Publish: o.Publish, Env: env, Secrets: secrets, Accel: o.Accel, Backend: o.Backend, Detached: o.Detach,
-		StopTimeout: o.StopTimeout, Progress: f.IO.Progress(), Log: f.Logger,
+		StopTimeout: o.StopTimeout, Logs: logs, Progress: f.IO.Progress(), Log: f.Logger,
 	}
 	step := f.IO.Progress().Start("Starting VM")
 	if o.Detach {
@@ -209,6 +214,23 @@ func runRun(ctx context.Context, o *Options) error {
 		}
 	}
 	return ee
+}
+
+// logLimits are the bounds of the run's logs: the project's [logs], or guestlog's defaults
+// (also for an image run outside a project).
+func logLimits(dir string) (guestlog.Limits, error) {
+	if _, err := os.Stat(filepath.Join(dir, project.ConfigFile)); err != nil {
+		return guestlog.DefaultLimits, nil
+	}
+	c, err := project.Load(dir)
+	if err != nil {
+		return guestlog.Limits{}, err
+	}
+	size, err := c.Logs.MaxSizeBytes()
+	if err != nil {
+		return guestlog.Limits{}, err
+	}
+	return guestlog.Limits{MaxSize: size, MaxFiles: c.Logs.MaxFiles}.OrDefault(), nil
 }
 
 // NewCmdMonitor returns the hidden command a detached guest's monitor runs as (launch.RunMonitor).
