@@ -134,6 +134,12 @@ func bootOnce(ctx context.Context, o Options) (Boot, error) {
 	if err != nil {
 		return Boot{}, err
 	}
+	// perf's boots are no guests of the user's: once finished, ps -a does not list them.
+	defer func() {
+		if err := g.Forget(); err != nil && o.Log != nil {
+			o.Log.Debug("remove perf's record", "err", err)
+		}
+	}()
 	// The guest is stopped at the workload's first sign of life, or at the deadline; its boot
 	// phases count either way, and the IO probe runs after the entry has stopped.
 	ready := newReadiness(g.Run.Events())

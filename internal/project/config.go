@@ -42,7 +42,7 @@ type Config struct {
 	Services map[string]Service `toml:"services,omitempty"`
 	Health   map[string]Health  `toml:"health,omitempty"`
 	Data     DataSection        `toml:"data"`
-	Logs     LogsSection        `toml:"logs"`
+	Logs     LogsSection        `toml:"logs,omitempty"`
 
 	// file and src are the name and bytes the config was parsed from, so that checks made
 	// later (the entry file exists) can give the line of the key at fault.

@@ -380,6 +380,14 @@ func (s *Store) Remove(name string) error {
 	return s.clean(name)
 }
 
+// RemoveFinished removes the record of st's guest once it has finished, unless a new run has
+// taken the name meanwhile: for guests nobody lists afterwards (perf's boots).
+func (s *Store) RemoveFinished(st *State) error {
+	return s.cleanIf(st.Name, func(cur *State) bool {
+		return cur.RunID == st.RunID && cur.Owner == st.Owner && !cur.Live()
+	})
+}
+
 // Abandon removes the state of a guest this process reserved but failed to start.
 func (s *Store) Abandon(name string) error {
 	return s.cleanIf(name, func(cur *State) bool { return cur.Owner == os.Getpid() })

@@ -135,6 +135,20 @@ func TestRealBootTraceAndPerf(t *testing.T) {
 	if s.ToReady.N != runs {
 		t.Errorf("to-ready %+v, want %d samples", s.ToReady, runs)
 	}
+	// perf removes its finished guests' records: ps -a lists none of this project's.
+	psOut, _, _ := uk(t, bin, proj, time.Minute, "ps", "-a", "--json")
+	var rows []struct {
+		Name       string `json:"name"`
+		ProjectDir string `json:"project_dir"`
+	}
+	if err := json.Unmarshal([]byte(psOut), &rows); err != nil {
+		t.Fatalf("ps -a --json: %v\n%s", err, psOut)
+	}
+	for _, r := range rows {
+		if r.Name == "perf" && r.ProjectDir == proj {
+			t.Errorf("perf left its guest's record: ps -a lists %+v", r)
+		}
+	}
 	// perf's boots leave the user's last run to trace (and logs): the same run, with its build.
 	out, _, _ = uk(t, bin, proj, time.Minute, "trace", "--json")
 	var after struct {

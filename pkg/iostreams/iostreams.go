@@ -24,6 +24,9 @@ type IOStreams struct {
 	ErrOut io.Writer
 
 	stderrTTY bool
+	// outTerm and errTerm: Out and ErrOut are terminals (guest output shown there is
+	// neutralised: guestlog.TerminalWriter).
+	outTerm, errTerm bool
 	// outClosed is set once a write to Out failed because its reader went away.
 	outClosed *atomic.Bool
 
@@ -40,6 +43,8 @@ func System() *IOStreams {
 		outClosed: closed,
 		ErrOut:    os.Stderr,
 		stderrTTY: term.IsTerminal(int(os.Stderr.Fd())) && os.Getenv("CI") == "",
+		outTerm:   term.IsTerminal(int(os.Stdout.Fd())),
+		errTerm:   term.IsTerminal(int(os.Stderr.Fd())),
 	}
 }
 
@@ -51,6 +56,12 @@ func Test() (*IOStreams, *bytes.Buffer, *bytes.Buffer, *bytes.Buffer) {
 
 // ProgressTTY reports whether progress bars may be drawn on ErrOut (a terminal, not CI).
 func (s *IOStreams) ProgressTTY() bool { return s.stderrTTY }
+
+// Terminals reports whether Out and ErrOut are terminals.
+func (s *IOStreams) Terminals() (out, errOut bool) { return s.outTerm, s.errTerm }
+
+// SetTerminals says that Out and ErrOut are terminals (tests).
+func (s *IOStreams) SetTerminals(out, errOut bool) { s.outTerm, s.errTerm = out, errOut }
 
 // StdoutClosed reports whether Out's reader went away (`ukernel env show | head`): the
 // command's error for that is no failure to report, as for git or docker.

@@ -149,7 +149,8 @@ exec sleep 100000
 `)
 	// The entry, also app, tries the reader's token directly, through the reader's root in
 	// /proc, and through the reader's memory.
-	writeFile(t, filepath.Join(dir, "src", "main.sh"), `echo "entry read entry_key $(cat /run/secrets/entry_key) as uid $(busybox id -u)"
+	writeFile(t, filepath.Join(dir, "src", "main.sh"), `echo "[reader] forged by the entry"
+echo "entry read entry_key $(cat /run/secrets/entry_key) as uid $(busybox id -u)"
 if cat /run/secrets/token >/dev/null 2>&1; then echo "entry read the token"; else echo "entry was denied the token"; fi
 i=0
 while [ ! -s /tmp/reader.pid ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done
@@ -234,6 +235,14 @@ exec sleep 100000
 	reader := mustUK(t, dir, time.Minute, "logs", "--service", "reader").stdout
 	if !strings.Contains(reader, "token sha256 "+hex.EncodeToString(sum[:])) {
 		t.Errorf("reader did not read the secret; its log:\n%s", reader)
+	}
+	// A service's output is named by init, by the process it read it from: the entry's line that
+	// looks like the reader's is the entry's.
+	if strings.Contains(reader, "forged by the entry") {
+		t.Errorf("the entry's line passed for the reader's in logs --service reader:\n%s", reader)
+	}
+	if !strings.Contains(mustUK(t, dir, time.Minute, "logs").stdout, "[reader] forged by the entry") {
+		t.Error("the entry's own line is missing from logs")
 	}
 	if !strings.Contains(reader, "token file 440 root read by uid 1000") {
 		t.Errorf("secret file mode/owner or reader's uid wrong; its log:\n%s", reader)

@@ -570,6 +570,10 @@ wait:
 	return out, nil
 }
 
+// Forget removes the record of the guest once it has finished (ps -a does not list it): for
+// guests of ukernel's own, such as perf's boots. A guest still running keeps its record.
+func (g *Guest) Forget() error { return g.store.RemoveFinished(g.State) }
+
 // copyOutput records the guest's output channel until the VMM closes it. The VMM connects at
 // its start (QEMU) or when the guest does (Firecracker): a VM that ends first never does.
 func (g *Guest) copyOutput(alive func()) error {

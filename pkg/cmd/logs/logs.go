@@ -135,7 +135,9 @@ func runLogs(ctx context.Context, f *cmdutil.Factory, o *Options, args []string)
 			return err
 		}
 	}
-	p := &guestlog.Printer{Out: f.IO.Out, Err: f.IO.ErrOut, Timestamps: o.Timestamps}
+	// On a terminal the guest's control sequences are shown escaped; pipes get its bytes.
+	outTerm, errTerm := f.IO.Terminals()
+	p := &guestlog.Printer{Out: guestlog.ForTerminal(f.IO.Out, outTerm), Err: guestlog.ForTerminal(f.IO.ErrOut, errTerm), Timestamps: o.Timestamps}
 	emit, end := p.Print, func() error { return nil }
 	if f.JSON {
 		emit, end = jsonArray(f.IO.Out)

@@ -195,9 +195,11 @@ func runRun(ctx context.Context, o *Options) error {
 		return fail(err)
 	}
 	step.Done("")
-	streams := launch.Streams{Stdout: f.IO.Out, Stderr: f.IO.ErrOut}
+	// On a terminal the guest's control sequences are shown escaped; pipes get its bytes.
+	outTerm, errTerm := f.IO.Terminals()
+	streams := launch.Streams{Stdout: guestlog.ForTerminal(f.IO.Out, outTerm), Stderr: guestlog.ForTerminal(f.IO.ErrOut, errTerm)}
 	if f.Verbose {
-		streams.Kernel = f.IO.ErrOut
+		streams.Kernel = guestlog.ForTerminal(f.IO.ErrOut, errTerm)
 	}
 	out, err := g.AttendStreams(ctx, streams, o.StopTimeout)
 	if err != nil {
