@@ -251,8 +251,8 @@ echo "[    1.000000] the workload's own bracketed line"
 	if _, err := os.Stat(output + ".2"); err == nil {
 		t.Errorf("%s.2 kept beyond max_files 2", output)
 	}
-	if l := mustUK(t, dir, time.Minute, "logs", "--tail", "4"); !strings.Contains(l.stdout, "flood 2999:") || !strings.Contains(l.stdout, "line on stdout") {
-		t.Errorf("logs --tail 4:\n%s", l.stdout)
+	if l := mustUK(t, dir, time.Minute, "logs", "--tail", "5"); !strings.Contains(l.stdout, "flood 2999:") || !strings.Contains(l.stdout, "line on stdout") {
+		t.Errorf("logs --tail 5 (4 lines on stdout, 1 on stderr):\n%s", l.stdout)
 	}
 	l := mustUK(t, dir, time.Minute, "logs")
 	if !strings.Contains(l.stdout, "line on stdout") || !strings.Contains(l.stderr, "line on stderr") || strings.Contains(l.stdout+l.stderr, "reboot: Power down") {
