@@ -56,6 +56,10 @@ type pid1 struct {
 	loadMu     sync.Mutex
 	loaded     map[string]bool // module paths loaded so far, guarded by loadMu
 	hostOnce   sync.Once
+	portsOnce  sync.Once // claimPorts
+	evPort     *os.File  // the events port, claimed before the workload starts
+	ctlPort    *os.File  // the control port, if the VMM has one
+	portsErr   error
 	hostDone   chan struct{} // closed once the host channel is open, or failed to open
 	hostGaveUp bool          // reachHost waited for the channel in vain
 	mounted    bool
@@ -204,17 +208,20 @@ func (in *pid1) run() (code int, err error) {
 	}
 	in.events.Phase("workload-setup", t)
 
-	// Under QEMU the host channel comes up once the workload's start is over (the guest's CPU
-	// goes idle for the first time, or after HostChannelMaxDelay), or at power-off if that
-	// comes first: its module and ports cost a TCG boot about 50 ms of its single vCPU, and
-	// its first events cost encoding/json's first run, which a starting workload need not share
-	// (a Python entry printed its first line 0.15 s sooner). Its events queue meanwhile, and a
-	// stop request waits in QEMU's socket. Firecracker has no such buffer: a stop request fails
-	// until the guest listens on vsock, so there the channel comes first (Firecracker runs
-	// under KVM, where loading the modules is quick).
+	// The host's ports are claimed before the workload starts (claimPorts: a workload must not
+	// open them first). Under QEMU their traffic comes up once the workload's start is over (the
+	// guest's CPU goes idle for the first time, or after HostChannelMaxDelay), or at power-off if
+	// that comes first: the first events cost encoding/json's first run, which a starting
+	// workload need not share. Its events queue meanwhile, and a stop request waits in QEMU's
+	// socket. Firecracker has no such buffer: a stop request fails until the guest listens on
+	// vsock, so there the channel comes first.
 	if underFirecracker(kernelCmdline()) {
 		in.connectHost()
 	} else {
+		// The ports are claimed now, before the workload can open them; only the traffic waits.
+		if err := in.claimPorts(); err != nil {
+			in.log.Debug("host ports", "err", err) // connectHost reports it
+		}
 		go func() {
 			settled(HostChannelMaxDelay)
 			in.connectHost()
@@ -357,11 +364,8 @@ func (in *pid1) connectHost() {
 			if err = in.loadGroup(abi.ModulesVsock); err == nil {
 				err = in.openVsock()
 			}
-		} else if err = in.loadGroup(abi.ModulesVirtioSerial); err == nil {
-			var ports map[string]string
-			if ports, err = in.waitPorts(); err == nil {
-				err = in.openPorts(ports)
-			}
+		} else if err = in.claimPorts(); err == nil {
+			in.attachPorts()
 		}
 		if err != nil {
 			fmt.Fprintf(in.console, "ukernel-init: error: no channel to the host (events and stop requests are lost): %v\n", err)
@@ -413,22 +417,41 @@ func devNames(devs []BlockDev) string {
 	return s
 }
 
-func (in *pid1) openPorts(ports map[string]string) error {
-	ev, err := os.OpenFile("/dev/"+ports[abi.EventsPort], os.O_WRONLY, 0)
-	if err != nil {
-		return fmt.Errorf("events port %s: %w", abi.EventsPort, err)
-	}
-	in.events.Attach(ev)
-	if dev, ok := ports[abi.ControlPort]; ok {
-		ctl, err := os.OpenFile("/dev/"+dev, os.O_RDONLY, 0)
-		if err != nil {
-			return fmt.Errorf("control port %s: %w", abi.ControlPort, err)
+// claimPorts opens the virtio-serial ports to the host, once. It runs before any workload
+// starts: a port opens only once (virtio_console refuses a second open with EBUSY, root or not),
+// so a workload, even root's, cannot open the events port first and report an exit code of its
+// choosing, nor read the host's stop requests.
+func (in *pid1) claimPorts() error {
+	in.portsOnce.Do(func() {
+		in.portsErr = in.loadGroup(abi.ModulesVirtioSerial)
+		var ports map[string]string
+		if in.portsErr == nil {
+			ports, in.portsErr = in.waitPorts()
 		}
-		go in.readControl(ctl)
+		if in.portsErr != nil {
+			return
+		}
+		if in.evPort, in.portsErr = os.OpenFile("/dev/"+ports[abi.EventsPort], os.O_WRONLY, 0); in.portsErr != nil {
+			in.portsErr = fmt.Errorf("events port %s: %w", abi.EventsPort, in.portsErr)
+			return
+		}
+		if dev, ok := ports[abi.ControlPort]; ok {
+			if in.ctlPort, in.portsErr = os.OpenFile("/dev/"+dev, os.O_RDONLY, 0); in.portsErr != nil {
+				in.portsErr = fmt.Errorf("control port %s: %w", abi.ControlPort, in.portsErr)
+			}
+		}
+	})
+	return in.portsErr
+}
+
+// attachPorts starts the events and control traffic on the claimed ports.
+func (in *pid1) attachPorts() {
+	in.events.Attach(in.evPort)
+	if in.ctlPort != nil {
+		go in.readControl(in.ctlPort)
 	} else {
 		in.log.Warn("no control port: graceful stop from the host is not available", "port", abi.ControlPort)
 	}
-	return nil
 }
 
 // readControl turns control lines from the host into requests. A port whose host side is not
