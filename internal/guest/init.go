@@ -208,19 +208,22 @@ func (in *pid1) run() (code int, err error) {
 	}
 	in.events.Phase("workload-setup", t)
 
-	// The host's ports are claimed before the workload starts (claimPorts: a workload must not
-	// open them first). Under QEMU their traffic comes up once the workload's start is over (the
-	// guest's CPU goes idle for the first time, or after HostChannelMaxDelay), or at power-off if
-	// that comes first: the first events cost encoding/json's first run, which a starting
-	// workload need not share. Its events queue meanwhile, and a stop request waits in QEMU's
-	// socket. Firecracker has no such buffer: a stop request fails until the guest listens on
-	// vsock, so there the channel comes first.
+	// Under QEMU the host channel comes up once the workload's start is over (the guest's CPU
+	// goes idle for the first time, or after HostChannelMaxDelay), or at power-off if that
+	// comes first: its module and ports cost a TCG boot about 50 ms of its single vCPU, and its
+	// first events cost encoding/json's first run, which a starting workload need not share.
+	// Its events queue meanwhile, and a stop request waits in QEMU's socket. Firecracker has no
+	// such buffer: a stop request fails until the guest listens on vsock, so there the channel
+	// comes first. The ports' device nodes are root's alone (0600), so only a workload with a
+	// root process could open them before init: then init claims them first (claimPorts), and
+	// pays the module's time before the workload starts.
 	if underFirecracker(kernelCmdline()) {
 		in.connectHost()
 	} else {
-		// The ports are claimed now, before the workload can open them; only the traffic waits.
-		if err := in.claimPorts(); err != nil {
-			in.log.Debug("host ports", "err", err) // connectHost reports it
+		if runsAsRoot(in.manifest) {
+			if err := in.claimPorts(); err != nil {
+				in.log.Debug("host ports", "err", err) // connectHost reports it
+			}
 		}
 		go func() {
 			settled(HostChannelMaxDelay)
@@ -417,8 +420,8 @@ func devNames(devs []BlockDev) string {
 	return s
 }
 
-// claimPorts opens the virtio-serial ports to the host, once. It runs before any workload
-// starts: a port opens only once (virtio_console refuses a second open with EBUSY, root or not),
+// claimPorts opens the virtio-serial ports to the host, once. For a workload with a root
+// process it runs before that workload starts: a port opens only once (virtio_console refuses a second open with EBUSY, root or not),
 // so a workload, even root's, cannot open the events port first and report an exit code of its
 // choosing, nor read the host's stop requests.
 func (in *pid1) claimPorts() error {
@@ -683,4 +686,23 @@ func reapAll(timeout time.Duration) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// runsAsRoot says whether the entry or a service of m runs as root: only root can open the
+// host's ports (devtmpfs makes their nodes 0600 root). A user init cannot resolve counts as
+// root; the workload's own setup refuses it later.
+func runsAsRoot(m *abi.Manifest) bool {
+	isRoot := func(name string) bool {
+		u, err := LookupUser(m.Users, name)
+		return err != nil || u.UID == 0
+	}
+	if len(m.Entry) > 0 && isRoot(m.User) {
+		return true
+	}
+	for _, s := range m.Services {
+		if isRoot(s.User) {
+			return true
+		}
+	}
+	return false
 }

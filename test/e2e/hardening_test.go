@@ -10,10 +10,14 @@ import (
 	"github.com/ukernel-dev/ukernel/internal/runstate"
 )
 
-// forgeEvents is a root entry that tries what an attacker's workload would, first thing: write
-// a poweroff event with code 0 to each virtio-serial port to the host (a port opens only once:
-// one the workload opens before init does is the workload's), then exit 3.
+// forgeEvents is an entry that tries what an attacker's workload would: write a poweroff event
+// with code 0 to each virtio-serial port to the host (a port opens only once: one the workload
+// opens before init does is the workload's), then exit 3. With WAIT set it first waits up to
+// that many seconds for the ports to appear (init loads their module once the workload's start
+// is over, unless a root process must be kept from them).
 const forgeEvents = `#!/bin/sh
+i=0
+while [ "$i" -lt "${WAIT:-0}" ] && ! ls /dev/vport*p* >/dev/null 2>&1; do sleep 1; i=$((i+1)); done
 tried=
 for n in /dev/vport*p*; do
   [ -e "$n" ] || continue
@@ -24,30 +28,37 @@ echo "ports tried: ${tried:-none}"
 exit 3
 `
 
-// TestRootEntryCannotForgeEvents: init claims the ports to the host before any workload
-// starts, so a root entry finds them there and refused: it can neither report an exit code of
-// its own nor race init to them (as one that loads virtio_console itself, or spins until init
-// does, could).
-func TestRootEntryCannotForgeEvents(t *testing.T) {
+// TestEntryCannotForgeEvents: no workload process can write to the ports to the host. A root
+// entry finds them claimed by init before it started (it cannot race init to them, as one that
+// loads virtio_console itself could); any other user is refused by the nodes' mode, so there
+// init loads the ports after the workload's start, off the cold start's path.
+func TestEntryCannotForgeEvents(t *testing.T) {
 	skipShort(t)
-	dir := newProject(t, "forge-ev", "--lang", "shell", "--template", "minimal")
-	cfg := filepath.Join(dir, "ukernel.toml")
-	data, _ := os.ReadFile(cfg)
-	writeFile(t, cfg, strings.Replace(string(data), "entry = 'src/main.sh'", "entry = 'src/main.sh'\nuser = 'root'", 1))
-	writeFile(t, filepath.Join(dir, "src", "main.sh"), forgeEvents)
-	r := uk(t, dir, 15*time.Minute, "run", "--accel", "tcg")
-	if !strings.Contains(r.stdout, "ports tried: yes") || !strings.Contains(r.stdout, "refused /dev/vport") {
-		t.Errorf("no port to the host was claimed when the entry started:\n%s\n%s", r.stdout, r.stderr)
+	for _, tc := range []struct{ user, wait string }{
+		{"root", "0"},
+		{"app", "20"},
+	} {
+		t.Run(tc.user, func(t *testing.T) {
+			dir := newProject(t, "forge-ev-"+tc.user, "--lang", "shell", "--template", "minimal")
+			cfg := filepath.Join(dir, "ukernel.toml")
+			data, _ := os.ReadFile(cfg)
+			writeFile(t, cfg, strings.Replace(string(data), "entry = 'src/main.sh'", "entry = 'src/main.sh'\nuser = '"+tc.user+"'", 1))
+			writeFile(t, filepath.Join(dir, "src", "main.sh"), forgeEvents)
+			r := uk(t, dir, 15*time.Minute, "run", "--accel", "tcg", "-e", "WAIT="+tc.wait)
+			if !strings.Contains(r.stdout, "ports tried: yes") || !strings.Contains(r.stdout, "refused /dev/vport") {
+				t.Errorf("the entry found no port to the host, or was not refused:\n%s\n%s", r.stdout, r.stderr)
+			}
+			if strings.Contains(r.stdout, "forged") || r.code != 3 {
+				t.Errorf("the %s entry wrote to a port to the host (exit %d, want 3):\n%s\n%s", tc.user, r.code, r.stdout, r.stderr)
+			}
+			run, err := runstate.LatestRun(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ev, _ := os.ReadFile(run.Events()); strings.Contains(string(ev), `"t_ns":1,`) {
+				t.Errorf("the forged event reached the host's events:\n%s", ev)
+			}
+			noQEMULeft(t, dir)
+		})
 	}
-	if strings.Contains(r.stdout, "forged") || r.code != 3 {
-		t.Errorf("a root entry wrote to a port to the host (exit %d, want 3):\n%s\n%s", r.code, r.stdout, r.stderr)
-	}
-	run, err := runstate.LatestRun(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ev, _ := os.ReadFile(run.Events()); strings.Contains(string(ev), `"t_ns":1,`) {
-		t.Errorf("the forged event reached the host's events:\n%s", ev)
-	}
-	noQEMULeft(t, dir)
 }
