@@ -624,10 +624,13 @@ func (in *pid1) poweroff(code int, err error) {
 	_ = syscall.Kill(-1, syscall.SIGKILL)
 	reapAll(time.Second)
 
-	// The workload's last output reaches the host before the events that say it ended.
+	// The workload's last output reaches the host before the events that say it ended, within
+	// FlushTimeout: a host that stopped reading gets the output cut, never a guest that stays up.
 	if in.out != nil {
 		ctx, cancel = context.WithTimeout(context.Background(), FlushTimeout)
-		in.out.Close(ctx)
+		if !in.out.Close(ctx) {
+			fmt.Fprintf(in.console, "ukernel-init: warning: the workload's output was cut: the output channel did not take all of it (within %s of the end)\n", FlushTimeout)
+		}
 		cancel()
 	}
 	// The host channel may still be coming up (a workload that exits at once): its events are

@@ -3,9 +3,12 @@ package guest
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -20,22 +23,54 @@ const maxLine = 4096
 // stream, so the host keeps them apart from each other and from the kernel's console. Without
 // a channel (an image booted by a VMM that does not offer one) the output goes to the console
 // as it always did: the entry's as it is, each service's line by line as "[name] line".
+//
+// While the workload runs, a host that reads slowly slows it down (a blocked write holds its
+// pipe) rather than lose output; at power-off the wait is bounded (Close), so a host that stopped
+// reading never keeps the guest from ending.
 type Output struct {
-	mu      sync.Mutex // one frame or line at a time
+	mu      sync.Mutex // one frame or line at a time; held across a write, so Close never takes it
 	w       io.Writer
 	framed  bool
-	failed  bool       // the channel could not be written: the rest is dropped, never blocks
+	failed  atomic.Bool // the channel could not be written or was cut: the rest is dropped
+	keepMu  sync.Mutex
 	keep    []*os.File // write ends held for restarts; closed by Close
 	copiers sync.WaitGroup
 }
 
-// NewOutput writes frames to channel, or to console when channel is nil.
+// helloTimeout bounds the hello frame's write: a channel that takes no 10 bytes then is not
+// waited for; the output goes to the console instead. A variable for tests.
+var helloTimeout = 5 * time.Second
+
+// deadliner is a channel whose blocked writes a deadline ends (a file or socket in the runtime's
+// poller: a serial port opened non-blocking, a vsock connection, a pipe).
+type deadliner interface {
+	SetWriteDeadline(time.Time) error
+}
+
+// drainer is a channel that holds written bytes beyond its writes (a UART's buffers).
+type drainer interface {
+	Drain(ctx context.Context) error
+}
+
+// NewOutput writes frames to channel, or to console when channel is nil or does not take the
+// hello frame within helloTimeout.
 func NewOutput(channel io.Writer, console io.Writer) *Output {
 	if channel == nil {
 		return &Output{w: console}
 	}
 	o := &Output{w: channel, framed: true}
+	d, _ := channel.(deadliner)
+	if d != nil {
+		_ = d.SetWriteDeadline(time.Now().Add(helloTimeout))
+	}
 	o.write(abi.Frame{Kind: abi.FrameHello, Data: []byte(abi.Version)})
+	if d != nil {
+		_ = d.SetWriteDeadline(time.Time{})
+	}
+	if o.failed.Load() {
+		fmt.Fprintf(console, "ukernel-init: warning: the output channel did not take its first frame within %s: the workload's output goes to the console\n", helloTimeout)
+		return &Output{w: console}
+	}
 	return o
 }
 
@@ -50,9 +85,9 @@ func (o *Output) Pipe(service string, kind byte) (*os.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	o.mu.Lock()
+	o.keepMu.Lock()
 	o.keep = append(o.keep, w)
-	o.mu.Unlock()
+	o.keepMu.Unlock()
 	o.copiers.Add(1)
 	go func() {
 		defer o.copiers.Done()
@@ -90,11 +125,11 @@ func (o *Output) write(f abi.Frame) {
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.failed {
+	if o.failed.Load() {
 		return
 	}
 	if _, err := o.w.Write(b); err != nil {
-		o.failed = true
+		o.failed.Store(true)
 	}
 }
 
@@ -102,7 +137,7 @@ func (o *Output) copyLines(r io.Reader, prefix string) {
 	br := bufio.NewReaderSize(r, maxLine)
 	for {
 		line, err := br.ReadSlice('\n')
-		if len(line) > 0 {
+		if len(line) > 0 && !o.failed.Load() {
 			out := make([]byte, 0, len(prefix)+len(line)+1)
 			out = append(append(out, prefix...), line...)
 			if out[len(out)-1] != '\n' {
@@ -119,36 +154,78 @@ func (o *Output) copyLines(r io.Reader, prefix string) {
 }
 
 // Close closes init's write ends and waits, until ctx ends, for what the workload wrote to
-// reach the channel (for a serial port: to leave the UART; see openOutputSerial).
-func (o *Output) Close(ctx context.Context) {
-	o.mu.Lock()
+// reach the channel (for a serial port: to leave the UART). It reports whether all of it did.
+// When ctx ends first the rest is cut: a write blocked on the channel ends (its write deadline)
+// and what the pipes still hold is dropped. Close never waits beyond ctx: power-off must not
+// depend on the host reading.
+func (o *Output) Close(ctx context.Context) (complete bool) {
+	o.keepMu.Lock()
 	for _, w := range o.keep {
 		w.Close()
 	}
 	o.keep = nil
-	o.mu.Unlock()
+	o.keepMu.Unlock()
 	done := make(chan struct{})
 	go func() {
 		o.copiers.Wait()
-		if d, ok := o.w.(interface{ Drain() error }); ok && o.framed {
-			_ = d.Drain()
-		}
 		close(done)
 	}()
 	select {
 	case <-done:
+		if d, ok := o.w.(drainer); ok && o.framed {
+			if err := d.Drain(ctx); err != nil {
+				o.cut()
+			}
+		}
+		return !o.failed.Load()
 	case <-ctx.Done():
+		o.cut()
+		return false
 	}
 }
 
-// serialChannel is the output channel on a serial port.
+// cut drops what is not written yet and ends a write blocked on the channel (a channel without
+// deadlines keeps its writer blocked; Close returns all the same).
+func (o *Output) cut() {
+	o.failed.Store(true)
+	if d, ok := o.w.(deadliner); ok {
+		_ = d.SetWriteDeadline(time.Unix(1, 0))
+	}
+}
+
+// serialChannel is the output channel on a serial port, non-blocking underneath: its writes
+// wait in the runtime's poller, where a deadline can end them.
 type serialChannel struct{ *os.File }
 
-// Drain waits until the UART has sent what the tty holds: power-off would drop it.
-func (s serialChannel) Drain() error { return unix.IoctlSetInt(int(s.Fd()), unix.TCSBRK, 1) }
+// Drain waits until the UART has sent what the tty holds (power-off would drop it), or ctx
+// ends. The line status register says when both the tty's buffer and the UART's are empty;
+// polled rather than tcdrain(3), which waits without a deadline.
+func (s serialChannel) Drain(ctx context.Context) error {
+	rc, err := s.SyscallConn()
+	if err != nil {
+		return err
+	}
+	t := time.NewTicker(2 * time.Millisecond)
+	defer t.Stop()
+	for {
+		var lsr int
+		var ierr error
+		if err := rc.Control(func(fd uintptr) { lsr, ierr = unix.IoctlGetInt(int(fd), unix.TIOCSERGETLSR) }); err != nil {
+			return err
+		}
+		if ierr != nil || lsr&unix.TIOCSER_TEMT != 0 {
+			return nil // sent (or not a UART: nothing of its own to wait for)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
 
 // openOutputSerial opens the output channel's serial port in raw mode: no newline translation,
-// no echo, no modem control lines to wait for.
+// no echo, no flow control or modem control lines to wait for.
 func openOutputSerial(path string) (io.Writer, error) {
 	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_NOCTTY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -168,10 +245,7 @@ func openOutputSerial(path string) (io.Writer, error) {
 		unix.Close(fd)
 		return nil, err
 	}
-	// Blocking writes: a host that reads slowly slows the workload down rather than lose output.
-	if err := unix.SetNonblock(fd, false); err != nil {
-		unix.Close(fd)
-		return nil, err
-	}
+	// Left non-blocking: os.NewFile then puts it in the poller, so writes still wait for the
+	// UART (backpressure) but a deadline can end them (Close).
 	return serialChannel{os.NewFile(uintptr(fd), path)}, nil
 }

@@ -258,7 +258,9 @@ func TestOutputFramed(t *testing.T) {
 	dbErr.WriteString(strings.Repeat("x", 100<<10))
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	o.Close(ctx)
+	if !o.Close(ctx) {
+		t.Error("Close reported the output cut; the channel took all of it")
+	}
 	fr := abi.NewFrameReader(strings.NewReader(buf.String()))
 	got := map[string]string{}
 	first := true
@@ -284,6 +286,104 @@ func TestOutputFramed(t *testing.T) {
 	}
 	if len(got) != len(want) {
 		t.Errorf("streams %v", slices.Sorted(maps.Keys(got)))
+	}
+}
+
+// TestOutputCloseHostNotReading: a host that stops reading the output channel (its socket
+// full, the UART stuck) must not hold power-off. A copier is blocked writing a frame when the
+// workload ends; Close returns at its deadline, reports the output cut, and the blocked write
+// ends (the copier finishes, dropping the rest).
+func TestOutputCloseHostNotReading(t *testing.T) {
+	host, channel, err := os.Pipe() // the channel; the host reads only the hello
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer host.Close()
+	defer channel.Close()
+	o := NewOutput(channel, io.Discard)
+	hello := make([]byte, 5+len(abi.Version))
+	if _, err := io.ReadFull(host, hello); err != nil || hello[0] != abi.FrameMagic || hello[1] != abi.FrameHello {
+		t.Fatalf("hello %q, %v", hello, err)
+	}
+	w, err := o.Pipe("", abi.FrameStdout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// More than the channel (64 KiB), a copier's read (32 KiB) and the workload's pipe (64 KiB)
+	// hold: the workload blocks, as does the copier's write.
+	wrote := make(chan struct{})
+	go func() {
+		defer close(wrote)
+		w.Write(make([]byte, 512<<10))
+	}()
+	time.Sleep(300 * time.Millisecond)
+	select {
+	case <-wrote:
+		t.Fatal("512 KiB went into a channel nobody reads")
+	default:
+	}
+
+	closed := make(chan bool, 1)
+	begin := time.Now()
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		defer cancel()
+		closed <- o.Close(ctx)
+	}()
+	select {
+	case complete := <-closed:
+		if complete {
+			t.Error("Close reported all output delivered; the host read none of it")
+		}
+		if d := time.Since(begin); d > 2*time.Second {
+			t.Errorf("Close took %v with a deadline of 500ms", d)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close still blocked 10s after its 500ms deadline: power-off would wait for a host that does not read")
+	}
+	done := make(chan struct{})
+	go func() { o.copiers.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the copier is still blocked on the channel after Close cut the output")
+	}
+	<-wrote
+}
+
+// TestOutputHelloNotTaken: a channel that does not take the hello frame is given up for the
+// console within the hello's deadline, rather than blocking init's boot.
+func TestOutputHelloNotTaken(t *testing.T) {
+	defer func(d time.Duration) { helloTimeout = d }(helloTimeout)
+	helloTimeout = 200 * time.Millisecond
+	host, channel, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer host.Close()
+	defer channel.Close()
+	// A full channel: the host has not read for a while.
+	channel.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+	for {
+		if _, err := channel.Write(make([]byte, 4096)); err != nil {
+			break
+		}
+	}
+	channel.SetWriteDeadline(time.Time{})
+	var console testenv.SyncBuffer
+	made := make(chan *Output, 1)
+	go func() { made <- NewOutput(channel, &console) }()
+	var o *Output
+	select {
+	case o = <-made:
+	case <-time.After(5 * time.Second):
+		t.Fatal("NewOutput still blocked on the hello 5s later")
+	}
+	if o.Framed() {
+		t.Error("the output stays on a channel that did not take its hello")
+	}
+	if !strings.Contains(console.String(), "output channel did not take its first frame") {
+		t.Errorf("console %q: no word of the channel given up", console.String())
 	}
 }
 

@@ -82,6 +82,11 @@ func DialHostVsock(port uint32) (*os.File, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("vsock connect to host port %d: %w", port, err)
 	}
+	// In the runtime's poller, where a write deadline can end a write the host does not take.
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("vsock host port %d: %w", port, err)
+	}
 	return os.NewFile(uintptr(fd), fmt.Sprintf("vsock:2:%d", port)), nil
 }
 
