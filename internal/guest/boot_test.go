@@ -6,6 +6,7 @@ import (
 	"debug/elf"
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"io"
 	"io/fs"
 	"net"
@@ -326,6 +327,12 @@ type runPaths struct{ console, events, ctlSock string }
 
 func boot(t *testing.T, g guestImage, configDrive string, withCtl bool, during func(runPaths)) bootResult {
 	t.Helper()
+	return bootWith(t, g, configDrive, withCtl, during, nil)
+}
+
+// bootWith is boot with QEMU's command line changed by edit.
+func bootWith(t *testing.T, g guestImage, configDrive string, withCtl bool, during func(runPaths), edit func([]string) []string) bootResult {
+	t.Helper()
 	dir := t.TempDir()
 	console, events := filepath.Join(dir, "console.log"), filepath.Join(dir, "events.jsonl")
 	ctlSock := ""
@@ -335,6 +342,9 @@ func boot(t *testing.T, g guestImage, configDrive string, withCtl bool, during f
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	args := qemuArgs(g.kernel, g.initrd, g.disk, configDrive, console, events, ctlSock)
+	if edit != nil {
+		args = edit(args)
+	}
 	t.Logf("qemu-system-x86_64 %s", strings.Join(args, " "))
 	cmd := exec.CommandContext(ctx, "qemu-system-x86_64", args...)
 	var stderr bytes.Buffer
@@ -424,6 +434,68 @@ func TestBootEntryExitCode(t *testing.T) {
 	}
 	if c := r.code(t, abi.EventPowerOff); c != 3 {
 		t.Errorf("poweroff code %d, want 3", c)
+	}
+}
+
+// TestBootOutputHostNotReading: the host reads the output channel's hello, then stops reading
+// (its socket fills, the UART stalls, init's writes block) while a stray process floods stdout.
+// The entry's exit must still power the guest off, with its code, the output cut within
+// init's flush deadline. Init used to wait for the blocked write forever: no event, no power-off.
+func TestBootOutputHostNotReading(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots a VM under QEMU")
+	}
+	g := buildGuest(t, abi.Manifest{Name: "flood", Entry: []string{"/bin/sh", "-c", "cat /dev/zero & sleep 4; exit 7"}})
+	sock := filepath.Join(t.TempDir(), "out.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	hello := make(chan error, 1)
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			hello <- err
+			return
+		}
+		t.Cleanup(func() { c.Close() })
+		b := make([]byte, 5+len(abi.Version))
+		if _, err := io.ReadFull(c, b); err != nil {
+			hello <- err
+			return
+		}
+		if b[0] != abi.FrameMagic || b[1] != abi.FrameHello || string(b[5:]) != abi.Version {
+			hello <- fmt.Errorf("first frame %q, want a hello", b)
+			return
+		}
+		hello <- nil // and nothing read from here on
+	}()
+	r := bootWith(t, g, "", false, nil, func(args []string) []string {
+		for i, a := range args {
+			if i > 0 && args[i-1] == "-append" {
+				args[i] = a + " " + abi.OutputSerialFlag
+			}
+		}
+		return append(args, "-chardev", "socket,id=out,path="+sock+",server=off",
+			"-device", "isa-serial,chardev=out,index=1")
+	})
+	select {
+	case err := <-hello:
+		if err != nil {
+			t.Fatalf("output channel: %v", err)
+		}
+	default:
+		t.Fatal("the host never got the output channel's hello")
+	}
+	if c := r.code(t, abi.EventEntryExit); c != 7 {
+		t.Errorf("entry.exit code %d, want 7", c)
+	}
+	if c := r.code(t, abi.EventPowerOff); c != 7 {
+		t.Errorf("poweroff code %d, want 7", c)
+	}
+	if !strings.Contains(r.console, "the workload's output was cut") {
+		t.Errorf("console does not say the output was cut:\n%s", r.console)
 	}
 }
 
