@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/ukernel-dev/ukernel/internal/abi"
+	"github.com/ukernel-dev/ukernel/internal/crashpoint"
 	"github.com/ukernel-dev/ukernel/internal/debian"
 	"github.com/ukernel-dev/ukernel/internal/initbin"
 	"github.com/ukernel-dev/ukernel/internal/project"
@@ -163,6 +164,11 @@ func Run(ctx context.Context, in Input) (*Result, error) {
 		Digest:     digest,
 		Epoch:      epoch,
 	}
+	// The staging tree of a build that was killed is removed by the next one (workdir), also
+	// when that one has nothing to build.
+	if _, err := workdir.Sweep(in.Dir, workPrefix); err != nil {
+		log.Warn("could not remove a killed build's staging tree", "err", err)
+	}
 	if st, err := readStamp(buildDir); err == nil && st.Digest == digest && exists(res.Bundle) && exists(res.AdapterDir) && exists(res.RootDir) {
 		res.Cached, res.Users, res.Runtime = true, st.Users, st.Runtime
 		return res, nil
@@ -172,10 +178,6 @@ func Run(ctx context.Context, in Input) (*Result, error) {
 	// or failed build leaves the previous outputs untouched.
 	if err := os.MkdirAll(in.Dir, 0o755); err != nil {
 		return nil, err
-	}
-	// The staging tree of a build that was killed is removed by the next one (workdir).
-	if _, err := workdir.Sweep(in.Dir, workPrefix); err != nil {
-		log.Warn("could not remove a killed build's staging tree", "err", err)
 	}
 	work, err := workdir.Mkdir(in.Dir, workPrefix)
 	if err != nil {
@@ -232,8 +234,13 @@ func Run(ctx context.Context, in Input) (*Result, error) {
 		return nil, err
 	}
 
-	// Swap the new outputs in.
+	// Swap the new outputs in. The stamp goes first: killed mid-swap, a build/ holding some new
+	// and some old outputs must not pass for the old build when its sources come back.
+	crashpoint.At("build-staged")
 	if err := os.MkdirAll(buildDir, 0o755); err != nil {
+		return nil, err
+	}
+	if err := os.Remove(filepath.Join(buildDir, stampFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, err
 	}
 	for _, p := range []struct{ from, to string }{
@@ -252,6 +259,7 @@ func Run(ctx context.Context, in Input) (*Result, error) {
 			return nil, err
 		}
 		os.RemoveAll(old)
+		crashpoint.At("build-swap:" + filepath.Base(p.to))
 	}
 	res.Users = users
 	st, _ := json.MarshalIndent(stamp{Digest: digest, Runtime: res.Runtime, Users: users}, "", "  ")

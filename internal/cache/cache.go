@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/ukernel-dev/ukernel/internal/crashpoint"
 	"github.com/ukernel-dev/ukernel/internal/workdir"
 	"io"
 	"io/fs"
@@ -191,6 +192,7 @@ func (c *Cache) commit(tmp, sum string) error {
 	if err := os.Chmod(tmp, 0o644); err != nil {
 		return err
 	}
+	crashpoint.At("cache-blob")
 	// rename(2) is atomic: a concurrent writer of the same blob writes the same bytes.
 	return os.Rename(tmp, dst)
 }
@@ -228,6 +230,7 @@ func (c *Cache) WriteState(name string, data []byte) error {
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		return err
 	}
+	crashpoint.At("cache-state")
 	return os.Rename(tmp, p)
 }
 

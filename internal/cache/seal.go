@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/ukernel-dev/ukernel/internal/crashpoint"
 	"github.com/ukernel-dev/ukernel/internal/workdir"
 	"io"
 	"io/fs"
@@ -199,5 +200,6 @@ func WriteFileAtomic(path string, data []byte) error {
 	if err := f.Close(); err != nil {
 		return err
 	}
+	crashpoint.At("cache-atomic:" + filepath.Base(path))
 	return os.Rename(tmp, path)
 }

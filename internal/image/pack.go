@@ -22,6 +22,7 @@ import (
 	erofs "github.com/erofs/go-erofs"
 
 	"github.com/ukernel-dev/ukernel/internal/abi"
+	"github.com/ukernel-dev/ukernel/internal/crashpoint"
 	"github.com/ukernel-dev/ukernel/internal/version"
 	"github.com/ukernel-dev/ukernel/internal/workdir"
 )
@@ -109,13 +110,10 @@ func Pack(ctx context.Context, in Input) (res *Result, err error) {
 	if err := os.MkdirAll(outDir, 0o755); err != nil {
 		return nil, fmt.Errorf("pack: %w", err)
 	}
-	// What a killed pack of this image left (its work directory, a partial image) goes first.
-	workPrefix, tmpPrefix := "."+filepath.Base(in.Output)+".work-", "."+filepath.Base(in.Output)+".tmp-"
-	for _, prefix := range []string{workPrefix, tmpPrefix} {
-		if _, err := workdir.Sweep(outDir, prefix); err != nil {
-			return nil, fmt.Errorf("pack: %w", err)
-		}
+	if err := SweepKilled(in.Output); err != nil {
+		return nil, err
 	}
+	workPrefix, tmpPrefix := workPrefixes(in.Output)
 	tmpDir, err := workdir.Mkdir(outDir, workPrefix)
 	if err != nil {
 		return nil, fmt.Errorf("pack: %w", err)
@@ -269,6 +267,7 @@ func Pack(ctx context.Context, in Input) (res *Result, err error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	crashpoint.At("pack-image")
 	if err := os.Rename(tmp.Name(), in.Output); err != nil {
 		return nil, fmt.Errorf("pack: %w", err)
 	}
@@ -463,4 +462,20 @@ func digest(h hash.Hash, r io.Reader) ([]byte, int64, error) {
 		return nil, 0, err
 	}
 	return h.Sum(nil), n, nil
+}
+
+func workPrefixes(output string) (work, tmp string) {
+	return "." + filepath.Base(output) + ".work-", "." + filepath.Base(output) + ".tmp-"
+}
+
+// SweepKilled removes what a killed pack of output left beside it (its work directory, a
+// partial image). Pack calls it; so does a pack that finds the image up to date.
+func SweepKilled(output string) error {
+	work, tmp := workPrefixes(output)
+	for _, prefix := range []string{work, tmp} {
+		if _, err := workdir.Sweep(filepath.Dir(output), prefix); err != nil {
+			return fmt.Errorf("pack: %w", err)
+		}
+	}
+	return nil
 }

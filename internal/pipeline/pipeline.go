@@ -19,6 +19,7 @@ import (
 	"github.com/ukernel-dev/ukernel/internal/abi"
 	"github.com/ukernel-dev/ukernel/internal/build"
 	"github.com/ukernel-dev/ukernel/internal/cache"
+	"github.com/ukernel-dev/ukernel/internal/crashpoint"
 	"github.com/ukernel-dev/ukernel/internal/debian"
 	"github.com/ukernel-dev/ukernel/internal/image"
 	"github.com/ukernel-dev/ukernel/internal/initbin"
@@ -227,6 +228,9 @@ func pack(ctx context.Context, p *Project, o Options, br *build.Result, buildSta
 	}
 	keyHex := hex.EncodeToString(key.Sum(nil))
 	stampPath := filepath.Join(p.Dir, project.BuildDir, ".pack-"+filepath.Base(out)+".json")
+	if err := image.SweepKilled(out); err != nil {
+		return nil, err
+	}
 	if st, err := readPackStamp(stampPath); err == nil && st.Key == keyHex {
 		if fi, err := os.Stat(out); err == nil && fi.Size() > 0 {
 			if sum, err := fileSHA256(out); err == nil && sum == st.SHA256 {
@@ -367,6 +371,7 @@ func kernelTree(ctx context.Context, p *Project, o Options) (*Kernel, error) {
 	if err := writeKernelMark(tmp, kernelMark{Package: k.SHA256, Tree: seal}); err != nil {
 		return nil, fmt.Errorf("kernel cache: %w", err)
 	}
+	crashpoint.At("cache-kernel-tree")
 	if err := os.Rename(tmp, dir); err != nil {
 		// Another process published the same tree meanwhile: keep it, discard ours.
 		if kt, err := findKernel(dir, k.SHA256); err == nil {
