@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 )
 
 // mkfsErofs is the host tool that writes the compressed root (erofs-utils). go-erofs writes only
@@ -50,9 +51,20 @@ func buildRootFS(ctx context.Context, dir, out string, epoch int64) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		return fmt.Errorf("mkfs.erofs %s: %v: %s", dir, err, strings.TrimSpace(string(b)))
+		msg := strings.TrimSpace(string(b))
+		if diskFull(out) {
+			// mkfs.erofs says "was truncated" and "Numerical result out of range", not why.
+			return fmt.Errorf("%w (mkfs.erofs %s: %s)", &fs.PathError{Op: "write", Path: out, Err: syscall.ENOSPC}, dir, msg)
+		}
+		return fmt.Errorf("mkfs.erofs %s: %v: %s", dir, err, msg)
 	}
 	return nil
+}
+
+// diskFull tells whether the filesystem holding path has less than 1 MiB left for us.
+func diskFull(path string) bool {
+	var st syscall.Statfs_t
+	return syscall.Statfs(filepath.Dir(path), &st) == nil && int64(st.Bavail)*st.Bsize < 1<<20
 }
 
 // treeUUID derives the root filesystem's UUID from the tree's paths, types, modes, link targets

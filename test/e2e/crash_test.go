@@ -3,6 +3,7 @@ package e2e
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -82,6 +84,68 @@ func copyTree(t *testing.T, src, dst string) {
 	}
 }
 
+// crashFix is what the crash and disk-full tests share, made once: their own cache (cold at
+// first) and a project packed clean with source B, then A.
+type crashFix struct {
+	cacheHome, ref string
+	want           map[string]crashOutputs // by source
+}
+
+var (
+	crashOnce sync.Once
+	crashFx   *crashFix
+	crashErr  string
+	crashDir  string // removed by TestMain
+)
+
+func crashFixture(t *testing.T) *crashFix {
+	t.Helper()
+	crashOnce.Do(func() {
+		var err error
+		if crashDir, err = os.MkdirTemp("", "ukernel-e2e-crash-"); err != nil {
+			crashErr = err.Error()
+			return
+		}
+		fx := &crashFix{cacheHome: filepath.Join(crashDir, "cache"), ref: filepath.Join(crashDir, "crash")}
+		env := []string{"XDG_CACHE_HOME=" + fx.cacheHome}
+		step := func(args ...string) bool {
+			r := ukEnv(t, fx.ref, 10*time.Minute, env, args...)
+			if r.code != 0 {
+				crashErr = fmt.Sprintf("ukernel %s: exit %d\n%s%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+			}
+			return r.code == 0
+		}
+		os.MkdirAll(fx.ref, 0o755)
+		if !step("init", "--name", "crash", "--lang", "shell", "--template", "minimal") {
+			return
+		}
+		writeFile(t, filepath.Join(fx.ref, "src", "main.sh"), crashSrcB)
+		if !step("env", "lock") || !step("pack") {
+			return
+		}
+		refB := crashSums(t, fx.ref)
+		writeFile(t, filepath.Join(fx.ref, "src", "main.sh"), crashSrcA)
+		if !step("pack") {
+			return
+		}
+		refA := crashSums(t, fx.ref)
+		if refA.Bundle == refB.Bundle || refA.Image == refB.Image {
+			crashErr = "A and B give the same outputs: the rows could not tell them apart"
+			return
+		}
+		if left := leftovers(t, fx.ref, filepath.Join(fx.cacheHome, "ukernel")); len(left) > 0 {
+			crashErr = fmt.Sprintf("left behind by clean commands: %q", left)
+			return
+		}
+		fx.want = map[string]crashOutputs{crashSrcA: refA, crashSrcB: refB}
+		crashFx = fx
+	})
+	if crashFx == nil {
+		t.Fatalf("crash test fixture: %s", crashErr)
+	}
+	return crashFx
+}
+
 // TestCrashAtEachWriteStep kills a real ukernel with SIGKILL at each write step of env lock,
 // build, pack and the cache (crashpoint.Env names the step: the binary kills itself there, no
 // timing involved). After each kill the next commands give the byte-identical lock, bundle and
@@ -89,9 +153,10 @@ func copyTree(t *testing.T, src, dst string) {
 // cache. One cache (its own, cold at first) serves every row; no VM is booted.
 func TestCrashAtEachWriteStep(t *testing.T) {
 	skipShort(t)
-	cacheHome := t.TempDir()
-	env := []string{"XDG_CACHE_HOME=" + cacheHome}
-	cacheDir := filepath.Join(cacheHome, "ukernel")
+	fx := crashFixture(t)
+	ref, want := fx.ref, fx.want
+	env := []string{"XDG_CACHE_HOME=" + fx.cacheHome}
+	cacheDir := filepath.Join(fx.cacheHome, "ukernel")
 	run := func(dir string, extra []string, args ...string) result {
 		return ukEnv(t, dir, 10*time.Minute, append(append([]string{}, env...), extra...), args...)
 	}
@@ -103,23 +168,6 @@ func TestCrashAtEachWriteStep(t *testing.T) {
 	}
 	src := func(dir, content string) {
 		writeFile(t, filepath.Join(dir, "src", "main.sh"), content)
-	}
-
-	// The clean reference, A and B, made once.
-	ref := newProject(t, "crash", "--lang", "shell", "--template", "minimal")
-	src(ref, crashSrcB)
-	must(ref, "env", "lock")
-	must(ref, "pack")
-	refB := crashSums(t, ref)
-	src(ref, crashSrcA)
-	must(ref, "pack")
-	refA := crashSums(t, ref)
-	if refA.Bundle == refB.Bundle || refA.Image == refB.Image {
-		t.Fatal("A and B give the same outputs: the rows could not tell them apart")
-	}
-	want := map[string]crashOutputs{crashSrcA: refA, crashSrcB: refB}
-	if left := leftovers(t, ref, cacheDir); len(left) > 0 {
-		t.Fatalf("left behind by clean commands: %q", left)
 	}
 
 	removeAll := func(paths ...string) {

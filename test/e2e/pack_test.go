@@ -158,6 +158,9 @@ func TestMain(m *testing.M) {
 	os.Setenv("XDG_RUNTIME_DIR", state)
 	code := m.Run()
 	os.RemoveAll(state)
+	if crashDir != "" {
+		os.RemoveAll(crashDir)
+	}
 	if binPath != "" {
 		os.RemoveAll(filepath.Dir(binPath))
 	}
