@@ -19,6 +19,8 @@ import (
 	"strings"
 
 	toml "github.com/pelletier/go-toml/v2"
+
+	"github.com/ukernel-dev/ukernel/internal/abi"
 )
 
 // Well-known paths inside a project directory.
@@ -236,7 +238,7 @@ func isSafeShellRune(r rune) bool {
 const (
 	DefaultVCPU     = 1
 	DefaultMemoryMB = 256
-	DefaultNet      = "user"
+	DefaultNet      = string(abi.NetUser)
 )
 
 // EntryService is the name under which health checks and logs refer to the entry process.
@@ -455,7 +457,7 @@ func (c *Config) Validate(file string, data []byte) error {
 	if c.Run.MemoryMB < 64 || c.Run.MemoryMB > 65536 {
 		add("run.memory_mb", "%d is out of range; expected 64-65536 (MiB)", c.Run.MemoryMB)
 	}
-	if err := ValidateNet(c.Run.Net); err != nil {
+	if _, err := abi.ParseNet(c.Run.Net); err != nil {
 		add("run.net", "%v", err)
 	}
 	for k := range c.Run.Env {
@@ -549,17 +551,6 @@ func ValidateEntry(entry string) error {
 		return fmt.Errorf("%q must be a file inside src/ (e.g. src/main.py)", entry)
 	}
 	return nil
-}
-
-// ValidateNet checks a network mode: user, none, or tap:IFACE.
-func ValidateNet(n string) error {
-	switch {
-	case n == "user" || n == "none":
-		return nil
-	case strings.HasPrefix(n, "tap:") && regexp.MustCompile(`^[A-Za-z0-9_.-]{1,15}$`).MatchString(n[4:]):
-		return nil
-	}
-	return fmt.Errorf("%q is not a network mode; expected user, none or tap:IFACE", n)
 }
 
 // ParsePublish parses HOST:GUEST port pairs (both 1-65535).

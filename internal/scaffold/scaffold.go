@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/ukernel-dev/ukernel/internal/abi"
 	"github.com/ukernel-dev/ukernel/internal/project"
 )
 
@@ -96,7 +97,7 @@ func Render(o Options) (*Scaffold, error) {
 	case "minimal":
 		// Nothing in it talks to a network, and a guest without one boots measurably faster
 		// (no NIC driver, no interface to configure). `--net user` or net = "user" adds it.
-		cfg.Run.Net = "none"
+		cfg.Run.Net = string(abi.NetNone)
 	case "worker":
 		cfg.Run.Env["WORKER_INTERVAL_S"] = strconv.Itoa(p.IntervalS)
 	case "http", "python":

@@ -23,9 +23,8 @@ import (
 
 // Accelerators.
 const (
-	AccelAuto = "auto"
-	AccelKVM  = "kvm"
-	AccelTCG  = "tcg"
+	AccelKVM = "kvm"
+	AccelTCG = "tcg"
 )
 
 // QEMUBinary is the QEMU system emulator the QEMU backend and the KVM probe run.
@@ -42,12 +41,7 @@ type AccelChoice struct {
 }
 
 // String renders the choice the way `run` prints it: "tcg (kvm unusable: ...)".
-func (c AccelChoice) String() string {
-	if c.Reason == "" {
-		return c.Accel
-	}
-	return c.Accel + " (" + c.Reason + ")"
-}
+func (c AccelChoice) String() string { return withReason(c.Accel, c.Reason) }
 
 // ProbeSpec says what the KVM probe boots.
 type ProbeSpec struct {
@@ -73,28 +67,6 @@ type ProbeResult struct {
 	Checked  time.Time `json:"checked"`
 	Duration string    `json:"duration"`
 	Cached   bool      `json:"-"`
-}
-
-// ChooseAccel picks the accelerator for want (auto, kvm or tcg). kvm and tcg are taken as
-// given; auto uses KVM only when a probe boot of the image's kernel finished under it.
-func ChooseAccel(ctx context.Context, want string, probe ProbeSpec) (AccelChoice, error) {
-	switch want {
-	case AccelKVM:
-		return AccelChoice{Accel: AccelKVM, Reason: "--accel kvm"}, nil
-	case AccelTCG:
-		return AccelChoice{Accel: AccelTCG, Reason: "--accel tcg"}, nil
-	case AccelAuto, "":
-	default:
-		return AccelChoice{}, fmt.Errorf("accelerator %q unknown; expected auto, kvm or tcg", want)
-	}
-	res, err := ProbeKVM(ctx, probe)
-	if err != nil {
-		return AccelChoice{}, err
-	}
-	if res.Usable {
-		return AccelChoice{Accel: AccelKVM}, nil
-	}
-	return AccelChoice{Accel: AccelTCG, Reason: "kvm unusable: " + res.Reason}, nil
 }
 
 // ProbeKVM tells whether KVM can run a Linux guest here. /dev/kvm opening is not enough (on
@@ -123,14 +95,8 @@ func probeKVM(ctx context.Context, spec ProbeSpec) (ProbeResult, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	if f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0); err != nil {
-		reason := "KVM: no /dev/kvm (no KVM support in this host or VM; nested virtualisation off?)"
-		if !errors.Is(err, os.ErrNotExist) {
-			reason = fmt.Sprintf("KVM: cannot open /dev/kvm: %v (add your user to the kvm group)", err)
-		}
+	if reason := KVMDevice(); reason != "" {
 		return ProbeResult{Reason: reason, Checked: time.Now()}, nil
-	} else {
-		f.Close()
 	}
 	key, err := probeKey(spec)
 	if err != nil {
@@ -166,6 +132,20 @@ func probeKVM(ctx context.Context, spec ProbeSpec) (ProbeResult, error) {
 		}
 	}
 	return res, nil
+}
+
+// KVMDevice says why /dev/kvm does not open, or "" when it does: the probe's first step, and
+// the doctor's reason when it cannot probe at all.
+func KVMDevice() string {
+	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return "KVM: no /dev/kvm (no KVM support in this host or VM; nested virtualisation off?)"
+	case err != nil:
+		return fmt.Sprintf("KVM: cannot open /dev/kvm: %v (add your user to the kvm group)", err)
+	}
+	f.Close()
+	return ""
 }
 
 func probeKey(spec ProbeSpec) (string, error) {

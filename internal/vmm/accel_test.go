@@ -12,19 +12,6 @@ import (
 	"github.com/ukernel-dev/ukernel/internal/testenv"
 )
 
-func TestChooseAccelOverrides(t *testing.T) {
-	ctx := context.Background()
-	for want, accel := range map[string]string{"kvm": AccelKVM, "tcg": AccelTCG} {
-		c, err := ChooseAccel(ctx, want, ProbeSpec{})
-		if err != nil || c.Accel != accel {
-			t.Errorf("--accel %s: %+v, %v", want, c, err)
-		}
-	}
-	if _, err := ChooseAccel(ctx, "hvf", ProbeSpec{}); err == nil || !strings.Contains(err.Error(), "expected auto, kvm or tcg") {
-		t.Errorf("--accel hvf: %v", err)
-	}
-}
-
 // TestProbeKVM boots the probe for real. On this kind of host /dev/kvm opens but a Linux guest
 // spins forever: the probe must give up within its deadline. Where KVM works, it must say so.
 func TestProbeKVM(t *testing.T) {
@@ -89,15 +76,5 @@ func TestProbeKVM(t *testing.T) {
 		if again, err := ProbeKVM(ctx, spec); err != nil || again.Cached {
 			t.Errorf("a failure cached %s ago was not probed again: %+v, %v", ProbeFailureTTL, again, err)
 		}
-	}
-	c, err := ChooseAccel(ctx, AccelAuto, spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res.Usable != (c.Accel == AccelKVM) {
-		t.Errorf("auto chose %s for probe %+v", c, res)
-	}
-	if !res.Usable && !strings.HasPrefix(c.String(), "tcg (kvm unusable: KVM: ") {
-		t.Errorf("choice prints as %q", c)
 	}
 }

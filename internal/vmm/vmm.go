@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/ukernel-dev/ukernel/internal/abi"
 	"io"
 	"log/slog"
 	"net"
@@ -17,12 +16,18 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/ukernel-dev/ukernel/internal/abi"
 )
 
-// Backend is one VMM (QEMU today, Firecracker later).
+// BackendName names a backend in flags, state and messages ("qemu"). Each backend package
+// defines its own; the registry (package backends) lists them.
+type BackendName string
+
+// Backend is one VMM (QEMU, Firecracker).
 type Backend interface {
 	// Name is the short name shown by `run` and `ps` ("qemu").
-	Name() string
+	Name() BackendName
 	// Capabilities says what this backend can do on this host.
 	Capabilities() Capabilities
 	// Start launches the VMM for spec and returns once the VMM has taken its configuration
@@ -38,10 +43,10 @@ type Backend interface {
 	Quit(ctx context.Context, h Handle) error
 }
 
-// Capabilities lists what a backend supports.
+// Capabilities lists what a backend supports; the backend choice reads them.
 type Capabilities struct {
-	Accelerators []string // accelerators it can use, best first
-	Nets         []string // network modes: user, tap, none
+	Accelerators []string      // accelerators it can use, best first
+	Nets         []abi.NetMode // network modes it can give a guest
 	Snapshots    bool
 	ControlChan  string // how the control channel reaches the guest: "virtio-serial", "vsock"
 }
@@ -93,10 +98,13 @@ type Disk struct {
 
 // Net is the guest's network attachment.
 type Net struct {
-	Mode    string // user, tap, none
+	Mode    abi.NetMode
 	Iface   string // tap device for Mode tap
 	Publish []Port // host->guest forwards for Mode user, on 127.0.0.1
 }
+
+// Setting is the network as --net names it (user, none, tap:IFACE).
+func (n Net) Setting() abi.Net { return abi.Net{Mode: n.Mode, Iface: n.Iface} }
 
 // Port is one published TCP port.
 type Port struct{ Host, Guest int }
@@ -107,10 +115,10 @@ func (p Port) String() string { return fmt.Sprintf("%d:%d", p.Host, p.Guest) }
 // state). The API socket path is unique per guest and appears on the VMM's command line, which
 // tells our VMM apart from an unrelated process that reused its pid.
 type Handle struct {
-	Backend       string `json:"backend"`
-	PID           int    `json:"pid"`
-	ControlSocket string `json:"control_socket"`
-	APISocket     string `json:"api_socket"`
+	Backend       BackendName `json:"backend"`
+	PID           int         `json:"pid"`
+	ControlSocket string      `json:"control_socket"`
+	APISocket     string      `json:"api_socket"`
 }
 
 // ProcStat returns the fields of /proc/PID/stat after the parenthesised command name (which may

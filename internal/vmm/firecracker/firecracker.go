@@ -27,7 +27,10 @@ import (
 )
 
 // Name is the backend's name in state and messages.
-const Name = "firecracker"
+const Name vmm.BackendName = "firecracker"
+
+// Install says how to get Firecracker: Debian has no package of it.
+const Install = "install a Firecracker release binary (firecracker-vX.Y.Z-x86_64) from github.com/firecracker-microvm/firecracker/releases as firecracker on PATH"
 
 // Binaries looked up on PATH.
 const (
@@ -64,13 +67,13 @@ func New(log *slog.Logger) *Backend {
 
 var _ vmm.Backend = (*Backend)(nil)
 
-func (b *Backend) Name() string { return Name }
+func (b *Backend) Name() vmm.BackendName { return Name }
 
 func (b *Backend) Capabilities() vmm.Capabilities {
 	return vmm.Capabilities{
 		Accelerators: []string{vmm.AccelKVM},
-		Nets:         []string{"tap", "none"},
-		Snapshots:    true,
+		Nets:         []abi.NetMode{abi.NetTap, abi.NetNone},
+		Snapshots:    false, // not yet: no snapshot is taken or restored
 		ControlChan:  "vsock",
 	}
 }
@@ -101,14 +104,14 @@ func BootArgs(base string) string {
 // CheckNet says whether Firecracker can give the guest the network n: it has tap devices only.
 func CheckNet(n vmm.Net) error {
 	switch n.Mode {
-	case "tap":
+	case abi.NetTap:
 		if n.Iface == "" {
 			return errors.New("--net tap needs a device: --net tap:IFACE")
 		}
 		if _, err := os.Stat(filepath.Join("/sys/class/net", n.Iface, "tun_flags")); err != nil {
 			return fmt.Errorf("tap device %q does not exist or is not a tap device (no /sys/class/net/%s/tun_flags)", n.Iface, n.Iface)
 		}
-	case "none", "":
+	case abi.NetNone, "":
 	default:
 		return fmt.Errorf("firecracker supports only tap networking, not %q: use --net tap:IFACE or --net none, or --backend qemu", n.Mode)
 	}
@@ -203,7 +206,7 @@ func ConfigFor(spec vmm.Spec, kernel string, path func(string) string) Config {
 	for _, d := range spec.Disks {
 		cfg.Drives = append(cfg.Drives, Drive{DriveID: d.ID, PathOnHost: path(d.Path), IsReadOnly: d.ReadOnly})
 	}
-	if spec.Net.Mode == "tap" {
+	if spec.Net.Mode == abi.NetTap {
 		cfg.Net = &NetworkInterface{IfaceID: "eth0", HostDevName: spec.Net.Iface}
 	}
 	if spec.ControlSocket != "" {

@@ -9,42 +9,31 @@ import (
 
 	"github.com/ukernel-dev/ukernel/internal/trace"
 	"github.com/ukernel-dev/ukernel/internal/vmm"
-	"github.com/ukernel-dev/ukernel/internal/vmm/firecracker"
-	"github.com/ukernel-dev/ukernel/internal/vmm/qemu"
+	"github.com/ukernel-dev/ukernel/internal/vmm/backends"
 )
 
-// chooseVMM picks the backend and accelerator for a run, checks the network against what that
-// backend has, and prints both choices with their reasons.
+// chooseVMM picks the backend and accelerator for a run (backends.Choose with this host's
+// live facts), checks the network against what that backend has, and prints both choices with
+// their reasons.
 func chooseVMM(ctx context.Context, o Options, netw vmm.Net, probe vmm.ProbeSpec, progress io.Writer) (string, vmm.AccelChoice, error) {
-	var choice vmm.BackendChoice
-	var err error
-	switch {
-	case o.Accel == vmm.AccelTCG && o.Backend == vmm.BackendFirecracker:
-		return "", vmm.AccelChoice{}, fmt.Errorf("--backend firecracker runs only under KVM, not --accel tcg")
-	case o.Accel == vmm.AccelTCG && (o.Backend == vmm.BackendAuto || o.Backend == ""):
-		choice = vmm.BackendChoice{Backend: vmm.BackendQEMU, Reason: "--accel tcg"}
-	default:
-		if choice, err = vmm.ChooseBackend(ctx, o.Backend, netw.Mode, probe); err != nil {
-			return "", vmm.AccelChoice{}, err
-		}
+	req, err := backends.ParseRequest(o.Backend, o.Accel, netw.Mode)
+	if err != nil {
+		return "", vmm.AccelChoice{}, err
 	}
-	fmt.Fprintf(progress, "Backend: %s\n", choice)
-	var accel vmm.AccelChoice
-	if choice.Backend == firecracker.Name {
-		if err := firecracker.CheckNet(netw); err != nil {
-			return "", vmm.AccelChoice{}, err
-		}
-		accel = vmm.AccelChoice{Accel: vmm.AccelKVM}
-	} else {
-		if err := qemu.CheckNet(netw); err != nil {
-			return "", vmm.AccelChoice{}, err
-		}
-		if accel, err = vmm.ChooseAccel(ctx, o.Accel, probe); err != nil {
-			return "", vmm.AccelChoice{}, err
-		}
+	c, err := backends.Choose(req, backends.Live(ctx, probe))
+	if err != nil {
+		return "", vmm.AccelChoice{}, err
 	}
-	fmt.Fprintf(progress, "Accelerator: %s\n", accel)
-	return choice.Backend, accel, nil
+	fmt.Fprintf(progress, "Backend: %s\n", c.BackendString())
+	e, err := backends.Get(c.Backend)
+	if err != nil {
+		return "", vmm.AccelChoice{}, err
+	}
+	if err := e.CheckNet(netw); err != nil {
+		return "", vmm.AccelChoice{}, err
+	}
+	fmt.Fprintf(progress, "Accelerator: %s\n", c.AccelChoice())
+	return string(c.Backend), c.AccelChoice(), nil
 }
 
 // probeSpan returns a vmm.ProbeSpec.Probed that adds each KVM probe to spans.

@@ -25,33 +25,19 @@ import (
 	"github.com/ukernel-dev/ukernel/internal/runstate"
 	"github.com/ukernel-dev/ukernel/internal/trace"
 	"github.com/ukernel-dev/ukernel/internal/vmm"
-	"github.com/ukernel-dev/ukernel/internal/vmm/firecracker"
-	"github.com/ukernel-dev/ukernel/internal/vmm/qemu"
+	"github.com/ukernel-dev/ukernel/internal/vmm/backends"
 )
 
 // DefaultStopTimeout is how long a guest gets to stop by itself before the VMM is told to quit.
 const DefaultStopTimeout = 10 * time.Second
 
-// Backend returns the backend called name.
-func Backend(name string, log *slog.Logger) (vmm.Backend, error) {
-	switch name {
-	case qemu.Name, "":
-		return qemu.New(log), nil
-	case firecracker.Name:
-		return firecracker.New(log), nil
+// newBackend returns the backend called name.
+func newBackend(name vmm.BackendName, log *slog.Logger) (vmm.Backend, error) {
+	e, err := backends.Get(name)
+	if err != nil {
+		return nil, err
 	}
-	return nil, fmt.Errorf("backend %q unknown; expected qemu or firecracker", name)
-}
-
-// Title is how messages name a backend's VMM ("QEMU started (pid N)").
-func Title(backend string) string {
-	switch backend {
-	case qemu.Name:
-		return "QEMU"
-	case firecracker.Name:
-		return "Firecracker"
-	}
-	return backend
+	return e.New(log), nil
 }
 
 // Options are the settings of one run. Zero values take the image manifest's defaults.
@@ -61,7 +47,7 @@ type Options struct {
 	Name       string
 	VCPU       int
 	MemoryMB   int
-	Net        string   // user, none or tap:IFACE
+	Net        abi.Net  // zero: the image's [run] net
 	Publish    []string // HOST:GUEST
 	Env        map[string]string
 	Secrets    map[string][]byte // run --secret: on the config drive only, never in state or logs
@@ -160,9 +146,9 @@ func Start(ctx context.Context, o Options) (*Guest, error) {
 		return nil, err
 	}
 	g.recordSpans(probes...)
-	fmt.Fprintf(progress, "%s started (pid %d)\n", Title(g.State.Handle.Backend), g.State.Handle.PID)
+	fmt.Fprintf(progress, "%s started (pid %d)\n", backends.Title(g.State.Handle.Backend), g.State.Handle.PID)
 	fmt.Fprintf(progress, "VM console: %s\n", filepath.Join("logs", runstate.ConsoleFile))
-	if netw.Mode == "tap" {
+	if netw.Mode == abi.NetTap {
 		if gn := guestNetwork(netw); gn.Address != "" {
 			fmt.Fprintf(progress, "Guest address: %s on %s (gateway %s)\n", gn.Address, netw.Iface, gn.Gateway)
 		} else {
@@ -174,7 +160,7 @@ func Start(ctx context.Context, o Options) (*Guest, error) {
 
 func start(ctx context.Context, o Options, boot *vmm.Boot, name string, netw vmm.Net, vcpu, mem int,
 	accel vmm.AccelChoice, store *runstate.Store, log *slog.Logger) (*Guest, error) {
-	backend, err := Backend(o.Backend, log)
+	backend, err := newBackend(vmm.BackendName(o.Backend), log)
 	if err != nil {
 		return nil, err
 	}
@@ -236,7 +222,7 @@ func start(ctx context.Context, o Options, boot *vmm.Boot, name string, netw vmm
 		}
 	}
 	if err := trace.Append(filepath.Join(run.Dir, trace.RunSpansFile), trace.NewSpan(trace.SpanVMMStart, spawned, time.Now(),
-		"backend", backend.Name(), "accel", accel.Accel, "pid", fmt.Sprint(vm.Handle.PID))); err != nil {
+		"backend", string(backend.Name()), "accel", accel.Accel, "pid", fmt.Sprint(vm.Handle.PID))); err != nil {
 		log.Debug("record span", "err", err)
 	}
 	var ports []string
@@ -246,7 +232,7 @@ func start(ctx context.Context, o Options, boot *vmm.Boot, name string, netw vmm
 	st := &runstate.State{
 		Name: name, Handle: vm.Handle, Accel: accel.Accel,
 		Image: boot.Image, ImageDigest: boot.ImageDigest,
-		Net: netString(netw), Ports: ports, RunID: run.ID, RunDir: run.Dir,
+		Net: netw.Setting().String(), Ports: ports, RunID: run.ID, RunDir: run.Dir,
 		Started: started, ProjectDir: o.ProjectDir, Detached: o.Detached, Owner: os.Getpid(),
 	}
 	st.OwnerStart, _ = runstate.ProcessStart(st.Owner)
@@ -267,13 +253,6 @@ func start(ctx context.Context, o Options, boot *vmm.Boot, name string, netw vmm
 		spawned: spawned, output: output, logs: o.Logs}, nil
 }
 
-func netString(n vmm.Net) string {
-	if n.Mode == "tap" {
-		return "tap:" + n.Iface
-	}
-	return n.Mode
-}
-
 func pick(flag, manifest, def int) int {
 	if flag > 0 {
 		return flag
@@ -288,30 +267,28 @@ func pick(flag, manifest, def int) int {
 // an image whose default is none (the minimal preset) it switches to user networking, saying so
 // on progress; an explicit --net none or a tap device with --publish stays an error.
 func resolveNet(o Options, m abi.Manifest, progress io.Writer) (vmm.Net, error) {
-	mode := o.Net
-	if mode == "" {
-		mode = m.Run.Net
-		if mode == "none" && len(o.Publish) > 0 {
-			mode = "user"
+	setting := o.Net
+	if setting.Mode == "" {
+		image := m.Run.Net
+		if image == "" {
+			image = string(abi.NetUser)
+		}
+		var err error
+		if setting, err = abi.ParseNet(image); err != nil {
+			return vmm.Net{}, fmt.Errorf("the image's network: %w", err)
+		}
+		if setting.Mode == abi.NetNone && len(o.Publish) > 0 {
+			setting = abi.Net{Mode: abi.NetUser}
 			fmt.Fprintf(progress, "Network: user (--publish needs a network; the image's default is none)\n")
 		}
 	}
-	if mode == "" {
-		mode = "user"
-	}
-	if err := project.ValidateNet(mode); err != nil {
-		return vmm.Net{}, fmt.Errorf("--net: %w", err)
-	}
 	publish := o.Publish
-	if publish == nil && mode == "user" {
+	if publish == nil && setting.Mode == abi.NetUser {
 		publish = m.Run.Publish
 	}
-	n := vmm.Net{Mode: mode}
-	if iface, ok := strings.CutPrefix(mode, "tap:"); ok {
-		n = vmm.Net{Mode: "tap", Iface: iface}
-	}
-	if len(publish) > 0 && n.Mode != "user" {
-		return vmm.Net{}, fmt.Errorf("--publish needs --net user (the network is %s): a tap device is reachable directly, and none has no network", mode)
+	n := vmm.Net{Mode: setting.Mode, Iface: setting.Iface}
+	if len(publish) > 0 && n.Mode != abi.NetUser {
+		return vmm.Net{}, fmt.Errorf("--publish needs --net user (the network is %s): a tap device is reachable directly, and none has no network", setting)
 	}
 	seen := map[int]bool{}
 	for _, p := range publish {
@@ -334,10 +311,10 @@ func resolveNet(o Options, m abi.Manifest, progress io.Writer) (vmm.Net, error) 
 // 172.16.0.2/24). A tap device without an IPv4 address gets the link up and no address.
 func guestNetwork(n vmm.Net) abi.Network {
 	switch n.Mode {
-	case "user":
-		return abi.Network{Mode: "user", Address: "10.0.2.15/24", Gateway: "10.0.2.2", DNS: []string{"10.0.2.3"}}
-	case "tap":
-		nw := abi.Network{Mode: "tap"}
+	case abi.NetUser:
+		return abi.Network{Mode: string(abi.NetUser), Address: "10.0.2.15/24", Gateway: "10.0.2.2", DNS: []string{"10.0.2.3"}}
+	case abi.NetTap:
+		nw := abi.Network{Mode: string(abi.NetTap)}
 		if host, ok := tapHostAddr(n.Iface); ok {
 			if guest, ok := nextAddr(host); ok {
 				nw.Address, nw.Gateway = guest.String(), host.Addr().String()
@@ -345,7 +322,7 @@ func guestNetwork(n vmm.Net) abi.Network {
 		}
 		return nw
 	}
-	return abi.Network{Mode: "none"}
+	return abi.Network{Mode: string(abi.NetNone)}
 }
 
 // tapHostAddr is the host's first IPv4 address on a tap device.
@@ -482,13 +459,13 @@ wait:
 			started(nil)
 		case <-noLife.C:
 			failure = fmt.Sprintf("the guest showed no sign of life (no console line, no word from its init) within %s of %s's start (accelerator %s)",
-				FirstSignTimeout, Title(g.State.Handle.Backend), g.State.Accel)
+				FirstSignTimeout, backends.Title(g.State.Handle.Backend), g.State.Accel)
 			break wait
 		case <-watch.C:
 			// A VMM that fails may keep running (QEMU stops a guest whose KVM failed and waits):
 			// what it says in its log decides.
 			if msg := vmmLog.fatal(life == nil); msg != "" {
-				failure = fmt.Sprintf("%s failed: %s", Title(g.State.Handle.Backend), msg)
+				failure = fmt.Sprintf("%s failed: %s", backends.Title(g.State.Handle.Backend), msg)
 				break wait
 			}
 		}
@@ -513,7 +490,7 @@ wait:
 	werr := g.VM.Wait(wctx)
 	cancel()
 	if err := trace.Append(filepath.Join(g.Run.Dir, trace.RunSpansFile), trace.NewSpan(trace.SpanVM, g.spawned, time.Now(),
-		"backend", g.State.Handle.Backend, "accel", g.State.Accel)); err != nil {
+		"backend", string(g.State.Handle.Backend), "accel", g.State.Accel)); err != nil {
 		g.log.Debug("record span", "err", err)
 	}
 	if werr != nil {
@@ -550,8 +527,8 @@ wait:
 		out.Code = 130
 	}
 	if !out.Reported && werr != nil && !interrupted {
-		out.Reason = fmt.Sprintf("%s exited with %v: %s (see %s)", Title(g.State.Handle.Backend), werr,
-			vmm.LogTail(g.Run.VMMLog(), Title(g.State.Handle.Backend)), filepath.Join("logs", "runs", g.Run.ID))
+		out.Reason = fmt.Sprintf("%s exited with %v: %s (see %s)", backends.Title(g.State.Handle.Backend), werr,
+			vmm.LogTail(g.Run.VMMLog(), backends.Title(g.State.Handle.Backend)), filepath.Join("logs", "runs", g.Run.ID))
 	}
 	if !out.Started && !interrupted && out.Code == runstate.ExitNoReport {
 		// The kernel or init failed before the workload started: what it printed says why.
@@ -562,7 +539,7 @@ wait:
 	}
 	if failure != "" {
 		out = runstate.Outcome{Code: runstate.ExitNoReport, Reason: fmt.Sprintf("%s; it said: %s (see %s)", failure,
-			vmm.LogTail(g.Run.VMMLog(), Title(g.State.Handle.Backend)), filepath.Join("logs", "runs", g.Run.ID, runstate.VMMLogFile))}
+			vmm.LogTail(g.Run.VMMLog(), backends.Title(g.State.Handle.Backend)), filepath.Join("logs", "runs", g.Run.ID, runstate.VMMLogFile))}
 	}
 	if err := g.store.Finish(g.State, out); err != nil {
 		g.log.Debug("record the finished guest", "err", err)
@@ -684,7 +661,7 @@ func StopGuest(ctx context.Context, store *runstate.Store, name string, timeout 
 		}
 		return vmm.AlreadyGone, finish(store, st)
 	}
-	b, err := Backend(st.Handle.Backend, log)
+	b, err := newBackend(st.Handle.Backend, log)
 	if err != nil {
 		return "", err
 	}

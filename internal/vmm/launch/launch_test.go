@@ -17,6 +17,7 @@ import (
 	"github.com/ukernel-dev/ukernel/internal/runstate"
 	"github.com/ukernel-dev/ukernel/internal/testenv"
 	"github.com/ukernel-dev/ukernel/internal/vmm"
+	"github.com/ukernel-dev/ukernel/internal/vmm/qemu"
 )
 
 // testInit is a stand-in PID 1: it prints a line and, by the kernel command line's ukt_mode
@@ -211,7 +212,7 @@ func assertNoSecret(t *testing.T, dir, secret string) {
 }
 
 // qemuBackend returns the QEMU backend for cleanups.
-func qemuBackend() vmm.Backend { b, _ := Backend("qemu", nil); return b }
+func qemuBackend() vmm.Backend { b, _ := newBackend(qemu.Name, nil); return b }
 
 func TestNextAddr(t *testing.T) {
 	for host, want := range map[string]string{

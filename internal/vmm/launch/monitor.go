@@ -12,8 +12,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ukernel-dev/ukernel/internal/abi"
 	"github.com/ukernel-dev/ukernel/internal/guestlog"
 	"github.com/ukernel-dev/ukernel/internal/runstate"
+	"github.com/ukernel-dev/ukernel/internal/vmm"
 )
 
 // MonitorCommand is the hidden subcommand that runs a detached guest's monitor: ukernel itself,
@@ -29,7 +31,7 @@ type monitorRequest struct {
 	Name        string            `json:"name"`
 	VCPU        int               `json:"vcpu"`
 	MemoryMB    int               `json:"memory_mb"`
-	Net         string            `json:"net"`
+	Net         abi.Net           `json:"net"`
 	Publish     []string          `json:"publish"`
 	Env         map[string]string `json:"env"`
 	Secrets     map[string][]byte `json:"secrets"`
@@ -43,16 +45,16 @@ type monitorRequest struct {
 
 // Detached is what `run -d` reports about the guest it started (its --json document).
 type Detached struct {
-	Name       string `json:"name"`
-	PID        int    `json:"pid"` // the VMM's
-	MonitorPID int    `json:"monitor_pid"`
-	Backend    string `json:"backend"`
-	Accel      string `json:"accelerator"`
-	RunID      string `json:"run_id"`
-	RunDir     string `json:"run_dir"`
-	Console    string `json:"console_log"`
-	Output     string `json:"output_log"`
-	Events     string `json:"events_log"`
+	Name       string          `json:"name"`
+	PID        int             `json:"pid"` // the VMM's
+	MonitorPID int             `json:"monitor_pid"`
+	Backend    vmm.BackendName `json:"backend"`
+	Accel      string          `json:"accelerator"`
+	RunID      string          `json:"run_id"`
+	RunDir     string          `json:"run_dir"`
+	Console    string          `json:"console_log"`
+	Output     string          `json:"output_log"`
+	Events     string          `json:"events_log"`
 }
 
 type monitorResult struct {

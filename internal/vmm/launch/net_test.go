@@ -17,7 +17,7 @@ func TestResolveNetPublish(t *testing.T) {
 		name     string
 		o        Options
 		m        abi.Manifest
-		mode     string
+		mode     abi.NetMode
 		ports    []vmm.Port
 		note     string
 		errMatch string
@@ -25,8 +25,8 @@ func TestResolveNetPublish(t *testing.T) {
 		{name: "publish on a none image", o: Options{Publish: []string{"8080:80"}}, m: none,
 			mode: "user", ports: []vmm.Port{{Host: 8080, Guest: 80}}, note: "Network: user (--publish needs a network"},
 		{name: "none image without publish", m: none, mode: "none"},
-		{name: "explicit --net none", o: Options{Net: "none", Publish: []string{"8080:80"}}, m: none, errMatch: "--publish needs --net user"},
-		{name: "tap", o: Options{Net: "tap:tap0", Publish: []string{"8080:80"}}, errMatch: "--publish needs --net user"},
+		{name: "explicit --net none", o: Options{Net: abi.Net{Mode: abi.NetNone}, Publish: []string{"8080:80"}}, m: none, errMatch: "--publish needs --net user"},
+		{name: "tap", o: Options{Net: abi.Net{Mode: abi.NetTap, Iface: "tap0"}, Publish: []string{"8080:80"}}, errMatch: "--publish needs --net user"},
 		{name: "user image keeps its ports", m: abi.Manifest{Run: abi.RunDefaults{Net: "user", Publish: []string{"9000:9000"}}},
 			mode: "user", ports: []vmm.Port{{Host: 9000, Guest: 9000}}},
 	} {

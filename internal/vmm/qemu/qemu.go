@@ -24,7 +24,10 @@ import (
 )
 
 // Name is the backend's name in state and messages.
-const Name = "qemu"
+const Name vmm.BackendName = "qemu"
+
+// Install says how to get QEMU.
+const Install = "apt-get install qemu-system-x86"
 
 // StartTimeout bounds the time from exec to a QMP socket that answers.
 const StartTimeout = 15 * time.Second
@@ -45,12 +48,12 @@ func New(log *slog.Logger) *Backend {
 
 var _ vmm.Backend = (*Backend)(nil)
 
-func (b *Backend) Name() string { return Name }
+func (b *Backend) Name() vmm.BackendName { return Name }
 
 func (b *Backend) Capabilities() vmm.Capabilities {
 	return vmm.Capabilities{
 		Accelerators: []string{vmm.AccelKVM, vmm.AccelTCG},
-		Nets:         []string{"user", "tap", "none"},
+		Nets:         []abi.NetMode{abi.NetUser, abi.NetTap, abi.NetNone},
 		ControlChan:  "virtio-serial",
 	}
 }
@@ -186,7 +189,7 @@ func Args(spec vmm.Spec) ([]string, error) {
 // published host port must be free on 127.0.0.1.
 func CheckNet(n vmm.Net) error {
 	switch n.Mode {
-	case "tap":
+	case abi.NetTap:
 		if n.Iface == "" {
 			return errors.New("--net tap needs a device: --net tap:IFACE")
 		}
@@ -196,7 +199,7 @@ func CheckNet(n vmm.Net) error {
 		if _, err := os.Stat(filepath.Join("/sys/class/net", n.Iface, "tun_flags")); err != nil {
 			return fmt.Errorf("network device %q is not a tap device (no /sys/class/net/%s/tun_flags)", n.Iface, n.Iface)
 		}
-	case "user":
+	case abi.NetUser:
 		for _, p := range n.Publish {
 			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p.Host))
 			if err != nil {

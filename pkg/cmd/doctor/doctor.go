@@ -6,13 +6,14 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
+	"github.com/ukernel-dev/ukernel/internal/abi"
 	"github.com/ukernel-dev/ukernel/internal/project"
-	"github.com/ukernel-dev/ukernel/internal/vmm"
+	"github.com/ukernel-dev/ukernel/internal/vmm/backends"
+	"github.com/ukernel-dev/ukernel/internal/vmm/hostcheck"
 	"github.com/ukernel-dev/ukernel/pkg/cmdutil"
 )
 
@@ -21,6 +22,8 @@ type Options struct {
 	Factory *cmdutil.Factory
 	Kernel  string
 	Net     string
+	Backend string
+	Accel   string
 }
 
 // NewCmdDoctor returns the doctor command.
@@ -34,10 +37,13 @@ func NewCmdDoctor(f *cmdutil.Factory) *cobra.Command {
 installed, its version, whether it works here and why not, and what to install. KVM is probed
 by booting a kernel under it (cached), since an openable /dev/kvm is not proof that guests run.
 It ends with the backend and accelerator ` + "`run`" + ` picks on this host, for the project's network
-mode ([run] net in ukernel.toml, else user) or the one given with --net: Firecracker has no
-user-mode network, so a run with --net user uses QEMU.`,
+mode ([run] net in ukernel.toml, else user) or the one given with --net, and run's --backend
+and --accel (auto by default): Firecracker has no user-mode network, so a run with --net user
+uses QEMU. run makes its choice with the same rule from the same facts; --json reports it as
+choice.backend and choice.accel (as ps --json names a guest's).`,
 		Example: `  ukernel doctor
   ukernel doctor --net none
+  ukernel doctor --backend firecracker --net tap:tap0
   ukernel doctor --json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -46,6 +52,8 @@ user-mode network, so a run with --net user uses QEMU.`,
 	}
 	cmd.Flags().StringVar(&o.Kernel, "kernel", "", "bzImage to probe KVM with (default: the newest cached image kernel)")
 	cmd.Flags().StringVar(&o.Net, "net", "", "report the choice for this network: user, none or tap:IFACE (default: the project's, else user)")
+	cmd.Flags().StringVar(&o.Backend, "backend", backends.Auto, "report the choice for run's --backend: auto, firecracker or qemu")
+	cmd.Flags().StringVar(&o.Accel, "accel", backends.Auto, "report the choice for run's --accel: auto, kvm or tcg")
 	return cmd
 }
 
@@ -63,27 +71,32 @@ func runDoctor(ctx context.Context, o *Options) error {
 			}
 		}
 	}
-	if err := project.ValidateNet(net); err != nil {
+	setting, err := abi.ParseNet(net)
+	if err != nil {
 		return cmdutil.Usagef("--net %v", err)
 	}
-	rep, err := vmm.CheckHost(ctx, vmm.HostOptions{Kernel: o.Kernel, NetMode: netModeOf(net)})
+	if _, err := backends.ParseRequest(o.Backend, o.Accel, setting.Mode); err != nil {
+		return cmdutil.Usagef("%v", err)
+	}
+	rep, err := hostcheck.Run(ctx, hostcheck.Options{Kernel: o.Kernel, Net: setting, Backend: o.Backend, Accel: o.Accel})
 	if err != nil {
 		return err
 	}
 	if f.JSON {
 		return f.PrintJSON(rep)
 	}
-	return Print(f.IO.Out, rep)
+	flags := "--net " + setting.String()
+	if o.Backend != backends.Auto && o.Backend != "" {
+		flags += " --backend " + o.Backend
+	}
+	if o.Accel != backends.Auto && o.Accel != "" {
+		flags += " --accel " + o.Accel
+	}
+	return Print(f.IO.Out, rep, flags)
 }
 
-// netModeOf turns a network setting (user, none, tap:IFACE) into its mode.
-func netModeOf(net string) string {
-	mode, _, _ := strings.Cut(net, ":")
-	return mode
-}
-
-// Print writes the report as a table and the run choice.
-func Print(w io.Writer, rep vmm.HostReport) error {
+// Print writes the report as a table and the choice of a run with flags.
+func Print(w io.Writer, rep hostcheck.Report, flags string) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "CHECK\tKIND\tFOUND\tWORKS\tVERSION")
 	yes := func(b bool) string {
@@ -112,6 +125,10 @@ func Print(w io.Writer, rep vmm.HostReport) error {
 		}
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintf(w, "run (--net %s) uses: backend %s, accelerator %s\n", rep.Net, rep.Backend, rep.Accel)
+	if rep.ChoiceError != "" {
+		fmt.Fprintf(w, "run (%s) fails here: %s\n", flags, rep.ChoiceError)
+		return nil
+	}
+	fmt.Fprintf(w, "run (%s) uses: backend %s, accelerator %s\n", flags, rep.Choice.BackendString(), rep.Choice.AccelChoice())
 	return nil
 }

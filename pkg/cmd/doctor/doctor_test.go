@@ -8,6 +8,7 @@ import (
 
 	"github.com/ukernel-dev/ukernel/internal/testenv"
 	"github.com/ukernel-dev/ukernel/internal/vmm"
+	"github.com/ukernel-dev/ukernel/internal/vmm/hostcheck"
 	"github.com/ukernel-dev/ukernel/pkg/cmdutil"
 	"github.com/ukernel-dev/ukernel/pkg/iostreams"
 )
@@ -25,11 +26,11 @@ func TestDoctorOnThisHost(t *testing.T) {
 	}
 	text := out.String()
 	t.Logf("\n%s", text)
-	rep, err := vmm.CheckHost(context.Background(), vmm.HostOptions{Kernel: k.Vmlinuz})
+	rep, err := hostcheck.Run(context.Background(), hostcheck.Options{Kernel: k.Vmlinuz})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var kvm vmm.Check
+	var kvm hostcheck.Check
 	for _, c := range rep.Checks {
 		if c.Name == "kvm" {
 			kvm = c
@@ -56,11 +57,15 @@ func TestDoctorOnThisHost(t *testing.T) {
 	if err := runDoctor(context.Background(), o); err != nil {
 		t.Fatal(err)
 	}
-	var got vmm.HostReport
+	// --json reports the choice as choice.backend and choice.accel, the names ps --json uses.
+	var got struct {
+		Checks []hostcheck.Check               `json:"checks"`
+		Choice struct{ Backend, Accel string } `json:"choice"`
+	}
 	if err := json.Unmarshal(out.Bytes(), &got); err != nil {
 		t.Fatalf("--json: %v\n%s", err, out)
 	}
-	if got.Backend.Backend == "" || got.Accel.Accel == "" || len(got.Checks) != len(rep.Checks) {
-		t.Fatalf("--json report %+v", got)
+	if got.Choice.Backend != string(rep.Choice.Backend) || got.Choice.Accel != rep.Choice.Accel || len(got.Checks) != len(rep.Checks) {
+		t.Fatalf("--json report %+v, want the choice %+v\n%s", got, rep.Choice, out)
 	}
 }

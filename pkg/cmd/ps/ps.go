@@ -19,8 +19,9 @@ import (
 type Guest struct {
 	Name        string            `json:"name"`
 	PID         int               `json:"pid"`
-	Backend     string            `json:"backend"`
-	Accelerator string            `json:"accelerator"`
+	Backend     string            `json:"backend"`     // as doctor's choice.backend
+	Accel       string            `json:"accel"`       // as doctor's choice.accel
+	Accelerator string            `json:"accelerator"` // the same as accel, for scripts that read it
 	Image       string            `json:"image"`
 	ImageDigest string            `json:"image_digest"`
 	Ports       []string          `json:"ports"`
@@ -80,7 +81,7 @@ of the same name replaces it or ` + "`ukernel rm NAME`" + ` removes it.`,
 				if g.PID > 0 {
 					pid = fmt.Sprint(g.PID)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", g.Name, pid, dash(g.Backend), dash(g.Accelerator),
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", g.Name, pid, dash(g.Backend), dash(g.Accel),
 					dash(digest), dash(strings.Join(g.Ports, ",")), uptime, statusText(g), dash(HealthText(g.Health)))
 			}
 			return tw.Flush()
@@ -126,7 +127,7 @@ func List(store *runstate.Store, now time.Time, all bool) ([]Guest, error) {
 	var rows []Guest
 	for _, st := range states {
 		g := Guest{
-			Name: st.Name, PID: st.Handle.PID, Backend: st.Handle.Backend, Accelerator: st.Accel,
+			Name: st.Name, PID: st.Handle.PID, Backend: string(st.Handle.Backend), Accel: st.Accel, Accelerator: st.Accel,
 			Image: st.Image, ImageDigest: st.ImageDigest, Ports: st.Ports, Started: st.Started,
 			RunDir: st.RunDir, ProjectDir: st.ProjectDir, Status: "running",
 		}

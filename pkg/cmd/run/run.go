@@ -12,11 +12,12 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ukernel-dev/ukernel/internal/abi"
 	"github.com/ukernel-dev/ukernel/internal/guestlog"
 	"github.com/ukernel-dev/ukernel/internal/pipeline"
 	"github.com/ukernel-dev/ukernel/internal/project"
 	"github.com/ukernel-dev/ukernel/internal/runstate"
-	"github.com/ukernel-dev/ukernel/internal/vmm"
+	"github.com/ukernel-dev/ukernel/internal/vmm/backends"
 	"github.com/ukernel-dev/ukernel/internal/vmm/launch"
 	"github.com/ukernel-dev/ukernel/pkg/cmdutil"
 )
@@ -85,8 +86,8 @@ else: not in the image, the logs, the events or ps.`,
 	fl.StringArrayVar(&o.Secrets, "secret", nil, "give the guest a secret as NAME=@FILE, or NAME from the environment variable NAME (repeatable)")
 	fl.StringVar(&o.Image, "image", "", "boot this image instead of building the project's (relative to the project directory)")
 	fl.BoolVarP(&o.Detach, "detach", "d", false, "start the guest under a monitor process and return; see ps, logs, stop, rm")
-	fl.StringVar(&o.Accel, "accel", vmm.AccelAuto, "accelerator: auto, kvm or tcg")
-	fl.StringVar(&o.Backend, "backend", vmm.BackendAuto, "VMM: auto (Firecracker when installed and KVM works, else QEMU), firecracker or qemu")
+	fl.StringVar(&o.Accel, "accel", backends.Auto, "accelerator: auto, kvm or tcg")
+	fl.StringVar(&o.Backend, "backend", backends.Auto, "VMM: auto (Firecracker when installed and KVM works, else QEMU), firecracker or qemu")
 	fl.BoolVar(&o.Offline, "offline", false, "build without network access when a build is needed")
 	fl.BoolVar(&o.Locked, "locked", false, "fail if env/ukernel.lock is missing or would change (CI)")
 	fl.DurationVar(&o.StopTimeout, "stop-timeout", launch.DefaultStopTimeout, "how long the workload gets to stop before it is forced: on Ctrl-C, and the services still running when the entry exits")
@@ -96,21 +97,21 @@ else: not in the image, the logs, the events or ps.`,
 func runRun(ctx context.Context, o *Options) error {
 	f := o.Factory
 	fail := func(err error) error { return &cmdutil.ExitError{Code: runstate.ExitNoReport, Err: err} }
-	switch o.Accel {
-	case vmm.AccelAuto, vmm.AccelKVM, vmm.AccelTCG:
-	default:
-		return cmdutil.Usagef("--accel %q: expected auto, kvm or tcg", o.Accel)
-	}
-	switch o.Backend {
-	case vmm.BackendAuto, vmm.BackendFirecracker, vmm.BackendQEMU:
-	default:
-		return cmdutil.Usagef("--backend %q: expected auto, firecracker or qemu", o.Backend)
-	}
-	if o.Backend == vmm.BackendFirecracker {
-		// Say what is missing before a build that may take minutes.
-		if _, err := vmm.FindFirecracker(); err != nil {
-			return fail(err)
+	// Flags are checked before a build that may take minutes.
+	var net abi.Net
+	if o.Net != "" {
+		var err error
+		if net, err = abi.ParseNet(o.Net); err != nil {
+			return cmdutil.Usagef("--net: %v", err)
 		}
+	}
+	req, err := backends.ParseRequest(o.Backend, o.Accel, net.Mode)
+	if err != nil {
+		return cmdutil.Usagef("%v", err)
+	}
+	// Say what an explicit backend lacks before the build, too.
+	if err := backends.Precheck(ctx, req); err != nil {
+		return fail(err)
 	}
 	if o.StopTimeout <= 0 {
 		// Zero would give the guest no time to read the stop request at all.
@@ -122,12 +123,6 @@ func runRun(ctx context.Context, o *Options) error {
 	}
 	if o.MemoryMB != 0 && (o.MemoryMB < 64 || o.MemoryMB > 65536) {
 		return cmdutil.Usagef("--memory %d is out of range; expected 64-65536 (MiB)", o.MemoryMB)
-	}
-	// Flags are checked before a build that may take minutes.
-	if o.Net != "" {
-		if err := project.ValidateNet(o.Net); err != nil {
-			return cmdutil.Usagef("--net: %v", err)
-		}
 	}
 	for _, p := range o.Publish {
 		if _, _, err := project.ParsePublish(p); err != nil {
@@ -168,7 +163,7 @@ func runRun(ctx context.Context, o *Options) error {
 	}
 	opts := launch.Options{
 		ProjectDir: dir, Image: img, Name: o.Name, VCPU: o.VCPU, MemoryMB: o.MemoryMB,
-		Net: o.Net, Publish: o.Publish, Env: env, Secrets: secrets, Accel: o.Accel, Backend: o.Backend, Detached: o.Detach,
+		Net: net, Publish: o.Publish, Env: env, Secrets: secrets, Accel: o.Accel, Backend: o.Backend, Detached: o.Detach,
 		StopTimeout: o.StopTimeout, Logs: logs, Progress: f.IO.Progress(), Log: f.Logger,
 	}
 	step := f.IO.Progress().Start("Starting VM")

@@ -1,4 +1,6 @@
-package vmm
+// Package hostcheck is `ukernel doctor`'s report: what this host has for each backend,
+// accelerator and tool, why not, what to install, and the choice run would make here.
+package hostcheck
 
 import (
 	"context"
@@ -9,50 +11,62 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/ukernel-dev/ukernel/internal/abi"
+	"github.com/ukernel-dev/ukernel/internal/vmm"
+	"github.com/ukernel-dev/ukernel/internal/vmm/backends"
+	"github.com/ukernel-dev/ukernel/internal/vmm/firecracker"
+	qemuvmm "github.com/ukernel-dev/ukernel/internal/vmm/qemu"
 )
 
 // Check is one thing `ukernel doctor` looks at on this host.
-type Check struct {
-	Name    string `json:"name"`
-	Kind    string `json:"kind"` // backend, accelerator, host, tool
-	Found   bool   `json:"found"`
-	Version string `json:"version,omitempty"`
-	Works   bool   `json:"works"`
-	Why     string `json:"why,omitempty"`     // why it does not work, or what it is for
-	Install string `json:"install,omitempty"` // how to get it when it is missing or broken
+type Check = vmm.Check
+
+// Report is what `ukernel doctor` prints: each check, and what `run` would use here.
+type Report struct {
+	Checks []Check    `json:"checks"`
+	Choice vmm.Choice `json:"choice"`
+	// ChoiceError is why a run with these settings would fail here (an explicit --backend that
+	// cannot run); Choice is then empty.
+	ChoiceError string `json:"choice_error,omitempty"`
+	Net         string `json:"net"` // the network the choice is for
 }
 
-// HostReport is what `ukernel doctor` prints: each check, and what `run` would use here.
-type HostReport struct {
-	Checks  []Check       `json:"checks"`
-	Backend BackendChoice `json:"backend"`
-	Accel   AccelChoice   `json:"accel"`
-	Net     string        `json:"net"` // the network mode the choice is for
-}
-
-// HostOptions say where the doctor finds a kernel for the KVM probe, and which run to report the
+// Options say where the doctor finds a kernel for the KVM probe, and which run to report the
 // backend choice for.
-type HostOptions struct {
+type Options struct {
 	CacheDir string // <user cache>/ukernel when empty; boot kernels and probe results live here
 	Kernel   string // a bzImage for the KVM probe; the newest cached boot kernel when empty
-	NetMode  string // the run's network (user, none, tap:IFACE); user when empty, as for `run`
+	Net      abi.Net
+	Backend  string // --backend and --accel of the run: auto when empty
+	Accel    string
 }
 
-// CheckHost inspects this host for every backend, accelerator and tool ukernel needs.
-func CheckHost(ctx context.Context, o HostOptions) (HostReport, error) {
+// Run inspects this host for every backend, accelerator and tool ukernel needs, and makes the
+// backend choice of a run with o's settings from what it found (backends.Choose, as run does).
+func Run(ctx context.Context, o Options) (Report, error) {
 	if o.CacheDir == "" {
 		base, err := os.UserCacheDir()
 		if err != nil {
-			return HostReport{}, fmt.Errorf("cache directory: %w", err)
+			return Report{}, fmt.Errorf("cache directory: %w", err)
 		}
 		o.CacheDir = filepath.Join(base, "ukernel")
 	}
-	var r HostReport
-	qemu := toolCheck(ctx, QEMUBinary, "backend", []string{"--version"}, "apt-get install qemu-system-x86")
+	if o.Net.Mode == "" {
+		o.Net.Mode = abi.NetUser // as for run
+	}
+	req, err := backends.ParseRequest(o.Backend, o.Accel, o.Net.Mode)
+	if err != nil {
+		return Report{}, err
+	}
+	r := Report{Net: o.Net.String()}
+	qemu := vmm.CheckTool(ctx, vmm.QEMUBinary, "backend", []string{"--version"}, qemuvmm.Install)
 	r.Checks = append(r.Checks, qemu)
-	fc := toolCheck(ctx, FirecrackerBinary, "backend", []string{"--version"}, FirecrackerInstall)
-	fcRuns := fc.Works // its --version answered; whether KVM lets it boot is checked below
-	jailer := toolCheck(ctx, "jailer", "tool", []string{"--version"}, "the jailer ships in the same Firecracker release archive")
+	fc := vmm.CheckTool(ctx, firecracker.Binary, "backend", []string{"--version"}, firecracker.Install)
+	// What run's choice reads: a binary found and answering --version, KVM as probed.
+	tools := map[string]Check{qemu.Name: qemu, fc.Name: fc}
+	kvmFact := vmm.Avail{Why: vmm.KVMDevice()}
+	jailer := vmm.CheckTool(ctx, firecracker.JailerBinary, "tool", []string{"--version"}, "the jailer ships in the same Firecracker release archive")
 	if jailer.Found {
 		jailer.Why = "used when ukernel runs as root: chroot, uid/gid, cgroup, network namespace"
 	} else {
@@ -77,16 +91,19 @@ func CheckHost(ctx context.Context, o HostOptions) (HostReport, error) {
 		}
 		if kernel == "" {
 			kvm.Why = "/dev/kvm opens, but no kernel is cached yet to probe it with (run `ukernel run` once)"
+			kvmFact.Why = kvm.Why
 			break
 		}
 		if !qemu.Works {
-			kvm.Why = "/dev/kvm opens, but the KVM probe needs a working " + QEMUBinary
+			kvm.Why = "/dev/kvm opens, but the KVM probe needs a working " + vmm.QEMUBinary
+			kvmFact.Why = kvm.Why
 			break
 		}
-		res, err := ProbeKVM(ctx, ProbeSpec{Kernel: kernel, CacheDir: filepath.Join(o.CacheDir, "kvm-probe")})
+		res, err := vmm.ProbeKVM(ctx, vmm.ProbeSpec{Kernel: kernel, CacheDir: filepath.Join(o.CacheDir, "kvm-probe")})
 		if err != nil {
-			return HostReport{}, err
+			return Report{}, err
 		}
+		kvmFact = vmm.Avail{OK: res.Usable, Why: res.Reason}
 		kvm.Works = res.Usable
 		if !res.Usable {
 			kvm.Why = res.Reason + "; a guest cannot run under KVM here"
@@ -97,9 +114,9 @@ func CheckHost(ctx context.Context, o HostOptions) (HostReport, error) {
 		Why: "QEMU's emulator: works everywhere, several times slower than KVM"}
 	switch {
 	case !qemu.Found:
-		tcg.Why, tcg.Install = QEMUBinary+" not found", qemu.Install
+		tcg.Why, tcg.Install = vmm.QEMUBinary+" not found", qemu.Install
 	case !qemu.Works:
-		tcg.Why, tcg.Install = QEMUBinary+" does not run", qemu.Install
+		tcg.Why, tcg.Install = vmm.QEMUBinary+" does not run", qemu.Install
 	}
 	switch {
 	case !fc.Found:
@@ -133,62 +150,29 @@ func CheckHost(ctx context.Context, o HostOptions) (HostReport, error) {
 		cg.Why = "no /sys/fs/cgroup/cgroup.controllers: cgroup v2 is not mounted; the jailer cannot confine firecracker"
 		cg.Install = "boot with systemd.unified_cgroup_hierarchy=1, or mount -t cgroup2 none /sys/fs/cgroup"
 	}
-	erofs := toolCheck(ctx, "mkfs.erofs", "tool", nil, "apt-get install erofs-utils")
+	erofs := vmm.CheckTool(ctx, "mkfs.erofs", "tool", nil, "apt-get install erofs-utils")
 	if erofs.Found {
 		erofs.Version = debVersion(ctx, "erofs-utils")
 		erofs.Why = "pack builds the root filesystem with it"
 	}
-	gotool := toolCheck(ctx, "go", "tool", []string{"version"}, "apt-get install golang-go (or a Go release from go.dev)")
+	gotool := vmm.CheckTool(ctx, "go", "tool", []string{"version"}, "apt-get install golang-go (or a Go release from go.dev)")
 	if gotool.Found {
 		gotool.Why = "init builds the guest's ukernel-init with it"
 	}
 	r.Checks = append(r.Checks, tun, cg, erofs, gotool)
 
-	r.Net = o.NetMode
-	if r.Net == "" {
-		r.Net = "user"
-	}
-	r.Backend, r.Accel = runChoice(fc.Found, fcRuns, kvm, r.Net)
-	return r, nil
-}
-
-// runChoice is what `run --backend auto --accel auto` picks from the doctor's facts: the backend
-// by run's own rule (autoBackend), KVM already probed.
-func runChoice(fcFound, fcRuns bool, kvm Check, netMode string) (BackendChoice, AccelChoice) {
-	accel := AccelChoice{Accel: AccelKVM}
-	if !kvm.Works {
-		accel = AccelChoice{Accel: AccelTCG, Reason: "kvm unusable: " + kvm.Why}
-	}
-	if fcFound && !fcRuns {
-		return BackendChoice{Backend: BackendQEMU, Reason: "firecracker does not run"}, accel
-	}
-	b, _ := autoBackend(fcFound, netMode, func() (ProbeResult, error) {
-		return ProbeResult{Usable: kvm.Works, Reason: kvm.Why}, nil
+	c, err := backends.Choose(req, backends.Facts{
+		Found: func(e backends.Entry) bool { return tools[e.Binary].Found },
+		Runs: func(e backends.Entry) vmm.Avail {
+			return vmm.Avail{OK: tools[e.Binary].Works, Why: tools[e.Binary].Why}
+		},
+		KVM: func() (vmm.Avail, error) { return kvmFact, nil },
 	})
-	return b, accel
-}
-
-// toolCheck looks name up on PATH and asks it for its version (first line of output).
-func toolCheck(ctx context.Context, name, kind string, versionArgs []string, install string) Check {
-	c := Check{Name: name, Kind: kind}
-	p, err := exec.LookPath(name)
 	if err != nil {
-		c.Install = install
-		return c
+		r.ChoiceError = err.Error()
 	}
-	c.Found, c.Works = true, true
-	if versionArgs != nil {
-		vctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-		out, err := exec.CommandContext(vctx, p, versionArgs...).CombinedOutput()
-		if err != nil {
-			c.Works = false
-			c.Why = fmt.Sprintf("%s %s failed: %v", p, strings.Join(versionArgs, " "), err)
-			c.Install = install
-		}
-		c.Version, _, _ = strings.Cut(strings.TrimSpace(string(out)), "\n")
-	}
-	return c
+	r.Choice = c
+	return r, nil
 }
 
 func debVersion(ctx context.Context, pkg string) string {
