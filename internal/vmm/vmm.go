@@ -1,6 +1,7 @@
 // Package vmm defines what a virtual machine monitor backend does for ukernel (start a guest,
 // ask it to stop, force it to stop) and the parts every backend shares: the stop sequence with
-// its deadlines, process checks, and the choice of accelerator.
+// its deadlines, process checks, and the KVM probe. Which backend and accelerator a run uses is
+// decided in package backends.
 package vmm
 
 import (

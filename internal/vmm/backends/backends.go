@@ -156,7 +156,10 @@ func Choose(r Request, f Facts) (vmm.Choice, error) {
 		if why == "" {
 			c.Backend = e.Name
 			if r.auto() {
-				c.BackendReason = "found on PATH, KVM works"
+				c.BackendReason = "found on PATH"
+				if !slices.Contains(e.Capabilities().Accelerators, vmm.AccelTCG) {
+					c.BackendReason += ", KVM works" // cannotRun asked
+				}
 			} else {
 				c.BackendReason = "--backend " + string(e.Name)
 			}
