@@ -28,6 +28,7 @@ type psEntry struct {
 	PID      int    `json:"pid"`
 	Status   string `json:"status"`
 	Backend  string `json:"backend"`
+	Accel    string `json:"accel"`
 	ImageDig string `json:"image_digest"`
 }
 
@@ -106,6 +107,22 @@ func TestRunWorkerLifecycle(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("ps does not show the running guest: %+v", list)
+	}
+	// doctor reports the choice run made here, by the same names ps uses.
+	var doc struct {
+		Choice struct {
+			Backend string `json:"backend"`
+			Accel   string `json:"accel"`
+		} `json:"choice"`
+	}
+	d := mustUK(t, dir, 2*time.Minute, "--json", "doctor")
+	if err := json.Unmarshal([]byte(d.stdout), &doc); err != nil {
+		t.Fatalf("doctor --json: %v\n%s", err, d.stdout)
+	}
+	for _, e := range list {
+		if e.Name == "life-worker" && (e.Backend != doc.Choice.Backend || e.Accel != doc.Choice.Accel || e.Accel == "") {
+			t.Errorf("ps --json: backend %q accel %q; doctor --json's choice: %+v", e.Backend, e.Accel, doc.Choice)
+		}
 	}
 	if r := uk(t, dir, 30*time.Second, "run", "-d"); r.code == 0 || !strings.Contains(r.stderr, "life-worker") {
 		t.Errorf("a second run with the same name: exit %d\n%s", r.code, r.stderr)

@@ -2,6 +2,8 @@ package run_test
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -35,6 +37,37 @@ func TestRunFlagErrors(t *testing.T) {
 		err := cmd.ExecuteContext(context.Background())
 		if code := cmdutil.ExitCode(err); code != 2 || err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("run %v: exit %d, err %v; want 2 and %q", tc.args, code, err, tc.want)
+		}
+	}
+}
+
+// TestRunBackendPrecheck: an explicit backend that cannot run what was asked is refused before
+// any build (the directory has no project: a build would fail on that instead), with the words
+// the backend choice uses at start.
+func TestRunBackendPrecheck(t *testing.T) {
+	bin := t.TempDir()
+	if err := os.WriteFile(filepath.Join(bin, "firecracker"), []byte("#!/bin/sh\necho Firecracker v1.7.0\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		path string
+		args []string
+		want string
+	}{
+		{t.TempDir(), []string{"--backend", "firecracker"}, "--backend firecracker: firecracker not found on PATH: install"},
+		{bin, []string{"--backend", "firecracker", "--accel", "tcg"}, "--backend firecracker runs only under KVM, not --accel tcg"},
+		{bin, []string{"--backend", "firecracker", "--net", "user"}, "--backend firecracker: firecracker has no user-mode networking"},
+	} {
+		t.Setenv("PATH", tc.path)
+		ios, _, _, _ := iostreams.Test()
+		f := &cmdutil.Factory{IO: ios, Dir: t.TempDir()}
+		cmd := root.NewCmdRoot(f, "test")
+		cmd.SetArgs(append([]string{"-C", f.Dir, "run"}, tc.args...))
+		cmd.SetOut(ios.Out)
+		cmd.SetErr(ios.ErrOut)
+		err := cmd.ExecuteContext(context.Background())
+		if code := cmdutil.ExitCode(err); code != 125 || err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("run %v: exit %d, err %v; want 125 and %q", tc.args, code, err, tc.want)
 		}
 	}
 }
