@@ -149,7 +149,7 @@ func Choose(r Request, f Facts) (vmm.Choice, error) {
 			}
 			break
 		}
-		why, err := cannotRun(e, r, f)
+		why, refusal, err := cannotRun(e, r, f)
 		if err != nil {
 			return vmm.Choice{}, err
 		}
@@ -166,10 +166,7 @@ func Choose(r Request, f Facts) (vmm.Choice, error) {
 			break
 		}
 		if !r.auto() {
-			if strings.HasPrefix(why, "--") {
-				return vmm.Choice{}, errors.New(why)
-			}
-			return vmm.Choice{}, fmt.Errorf("--backend %s: %s", e.Name, why)
+			return vmm.Choice{}, errors.New(refusal)
 		}
 		if c.BackendReason == "" {
 			c.BackendReason = why // the preferred backend's
@@ -196,42 +193,41 @@ func Choose(r Request, f Facts) (vmm.Choice, error) {
 	return c, nil
 }
 
-// cannotRun says why backend e cannot run r here, or "" when it can. A reason starting with
-// "--" is a whole message for an explicit --backend.
-func cannotRun(e Entry, r Request, f Facts) (string, error) {
+// cannotRun says why backend e cannot run r here ("" when it can), and the same as the error
+// of an explicit --backend.
+func cannotRun(e Entry, r Request, f Facts) (why, refusal string, err error) {
 	caps := e.Capabilities()
 	if !r.autoAccel() && !slices.Contains(caps.Accelerators, r.Accel) {
-		if r.auto() {
-			return "--accel " + r.Accel, nil
-		}
-		return fmt.Sprintf("--backend %s runs only under %s, not --accel %s", e.Name, strings.ToUpper(orList(caps.Accelerators)), r.Accel), nil
+		return "--accel " + r.Accel, fmt.Sprintf("--backend %s runs only under %s, not --accel %s",
+			e.Name, strings.ToUpper(orList(caps.Accelerators)), r.Accel), nil
+	}
+	refuse := func(why string) (string, string, error) {
+		return why, fmt.Sprintf("--backend %s: %s", e.Name, why), nil
 	}
 	if !f.Found(e) {
-		if r.auto() {
-			return e.Binary + " not found on PATH", nil
-		}
-		return e.Binary + " not found on PATH: " + e.Install, nil
+		why, refusal, _ := refuse(e.Binary + " not found on PATH")
+		return why, refusal + ": " + e.Install, nil
 	}
 	if r.Net != "" && !slices.Contains(caps.Nets, r.Net) {
 		var use []string
 		for _, n := range caps.Nets {
 			use = append(use, netFlag(n))
 		}
-		return fmt.Sprintf("%s has no %s networking; use %s", e.Name, netName(r.Net), orList(use)), nil
+		return refuse(fmt.Sprintf("%s has no %s networking; use %s", e.Name, netName(r.Net), orList(use)))
 	}
 	if run := f.Runs(e); !run.OK {
-		return fmt.Sprintf("%s does not run: %s", e.Binary, run.Why), nil
+		return refuse(fmt.Sprintf("%s does not run: %s", e.Binary, run.Why))
 	}
 	if !slices.Contains(caps.Accelerators, vmm.AccelTCG) {
 		kvm, err := f.KVM()
 		if err != nil {
-			return "", err
+			return "", "", err
 		}
 		if !kvm.OK {
-			return fmt.Sprintf("%s needs KVM: %s", e.Name, kvm.Why), nil
+			return refuse(fmt.Sprintf("%s needs KVM: %s", e.Name, kvm.Why))
 		}
 	}
-	return "", nil
+	return "", "", nil
 }
 
 func netFlag(m abi.NetMode) string {
