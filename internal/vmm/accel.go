@@ -98,6 +98,11 @@ func probeKVM(ctx context.Context, spec ProbeSpec) (ProbeResult, error) {
 	if reason := KVMDevice(); reason != "" {
 		return ProbeResult{Reason: reason, Checked: time.Now()}, nil
 	}
+	if Unprivileged() {
+		if reason := KVMAccess(); reason != "" {
+			return ProbeResult{Reason: reason, Checked: time.Now()}, nil
+		}
+	}
 	key, err := probeKey(spec)
 	if err != nil {
 		return ProbeResult{}, err
@@ -193,15 +198,28 @@ func runProbe(ctx context.Context, spec ProbeSpec) (ProbeResult, error) {
 	start := time.Now()
 	pctx, cancel := context.WithTimeout(ctx, spec.Timeout)
 	defer cancel()
+	kernel := spec.Kernel
+	var attr syscall.SysProcAttr
+	var extra []*os.File
+	if Unprivileged() {
+		// As the run's QEMU: the probe answers for the user the guest's QEMU runs as.
+		f, err := OpenReadable(spec.Kernel)
+		if err != nil {
+			return ProbeResult{}, fmt.Errorf("KVM probe: kernel: %w", err)
+		}
+		defer f.Close()
+		kernel, extra, attr.Credential = "/proc/self/fd/3", []*os.File{f}, UnprivilegedCredential(true)
+	}
 	// No -cpu: the default model is what a KVM run uses (-cpu host/max abort on some hosts).
 	cmd := exec.CommandContext(pctx, spec.QEMU,
 		"-M", "microvm,pit=on,pic=on,rtc=on", "-accel", "kvm", "-m", "128", "-smp", "1",
 		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
 		"-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
-		"-kernel", spec.Kernel, "-append", "console=ttyS0 quiet panic=-1",
+		"-kernel", kernel, "-append", "console=ttyS0 quiet panic=-1",
 		"-serial", "stdio")
 	cmd.Env = Env()
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	attr.Setpgid = true
+	cmd.SysProcAttr, cmd.ExtraFiles = &attr, extra
 	var out bytes.Buffer
 	cmd.Stdout = &out
 	cmd.Stderr = &out

@@ -103,6 +103,7 @@ func TestRunWorkerLifecycle(t *testing.T) {
 	for _, e := range list {
 		if e.Name == "life-worker" {
 			found = e.PID > 0 && e.Status == "running" && e.Backend == "qemu" && e.ImageDig != ""
+			qemuUnprivileged(t, e.PID)
 		}
 	}
 	if !found {
@@ -210,6 +211,25 @@ func TestRunWorkerLifecycle(t *testing.T) {
 	}
 	if l := mustUK(t, dir, 30*time.Second, "logs"); !strings.Contains(l.stdout, "tick 1") {
 		t.Errorf("logs after the stop:\n%s", l.stdout)
+	}
+}
+
+// qemuUnprivileged checks that QEMU (pid), started by a root ukernel, runs as nobody without
+// capabilities, groups or a way to gain privileges (no_new_privs).
+func qemuUnprivileged(t *testing.T, pid int) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		return
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatalf("QEMU's status: %v", err)
+	}
+	for _, want := range []string{"Uid:\t65534\t65534\t65534\t65534\n", "Gid:\t65534\t65534\t65534\t65534\n",
+		"Groups:\t\n", "CapPrm:\t0000000000000000\n", "CapEff:\t0000000000000000\n", "NoNewPrivs:\t1\n"} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("QEMU (pid %d) status lacks %q:\n%s", pid, want, b)
+		}
 	}
 }
 

@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/ukernel-dev/ukernel/internal/abi"
 	"github.com/ukernel-dev/ukernel/internal/vmm"
 )
@@ -88,8 +90,11 @@ func Cmdline(base, accel string) string {
 	return strings.Join(fields, " ")
 }
 
-// Args returns QEMU's command line (without the binary) for spec.
-func Args(spec vmm.Spec) ([]string, error) {
+// Args returns QEMU's command line (without the binary) for spec, with the paths QEMU opens.
+func Args(spec vmm.Spec) ([]string, error) { return args(spec, nil) }
+
+// args is QEMU's command line; with p, QEMU gets p's open files in place of paths.
+func args(spec vmm.Spec, p *passed) ([]string, error) {
 	if spec.Kernel == "" {
 		return nil, errors.New("no kernel to boot")
 	}
@@ -125,28 +130,49 @@ func Args(spec vmm.Spec) ([]string, error) {
 	default:
 		return nil, fmt.Errorf("accelerator %q unknown; expected kvm or tcg", spec.Accel)
 	}
+	kernel, initrd := spec.Kernel, spec.Initrd
+	if p != nil {
+		// The API socket's path stays on the command line: vmm.Handle.Alive looks for it there.
+		a = append(a, "-name", "guest="+escape(spec.APISocket))
+		kernel = p.proc(p.kernel)
+		if p.initrd != nil {
+			initrd = p.proc(p.initrd)
+		}
+	}
 	a = append(a,
 		"-m", strconv.Itoa(mem), "-smp", strconv.Itoa(vcpu),
 		"-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
 		"-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
-		"-kernel", spec.Kernel)
+		"-kernel", kernel)
 	if spec.Initrd != "" {
-		a = append(a, "-initrd", spec.Initrd)
+		a = append(a, "-initrd", initrd)
 	}
 	cmdline := Cmdline(spec.Cmdline, spec.Accel)
 	if spec.OutputSocket != "" {
 		cmdline += " " + abi.OutputSerialFlag
 	}
+	console := escape(spec.ConsolePath)
+	if p != nil {
+		console = p.fdset(&a, spec.ConsolePath, p.console)
+	}
 	a = append(a, "-append", cmdline,
 		"-chardev", // append: the host bounds the file by truncating it (guestlog.TruncateCopy).
-		"file,id=con,path="+escape(spec.ConsolePath)+",append=on", "-serial", "chardev:con")
+		"file,id=con,path="+console+",append=on", "-serial", "chardev:con")
 	if spec.OutputSocket != "" {
 		// The output channel is the second UART (ttyS1 at the legacy 0x2f8); the host listens.
-		a = append(a, "-chardev", "socket,id=out,path="+escape(spec.OutputSocket)+",server=off",
+		out := "path=" + escape(spec.OutputSocket)
+		if p != nil {
+			out = "fd=" + p.fd(p.output)
+		}
+		a = append(a, "-chardev", "socket,id=out,"+out+",server=off",
 			"-device", "isa-serial,chardev=out,index=1")
 	}
-	for _, d := range spec.Disks {
-		drive := "id=" + d.ID + ",file=" + escape(d.Path) + ",format=raw,if=none"
+	for i, d := range spec.Disks {
+		file := escape(d.Path)
+		if p != nil {
+			file = p.fdset(&a, d.Path, p.disks[i]...)
+		}
+		drive := "id=" + d.ID + ",file=" + file + ",format=raw,if=none"
 		if d.ReadOnly {
 			drive += ",readonly=on"
 		}
@@ -156,11 +182,19 @@ func Args(spec vmm.Spec) ([]string, error) {
 		a = append(a, "-device", "virtio-serial-device")
 	}
 	if spec.EventsPath != "" {
-		a = append(a, "-chardev", "file,id=ev,path="+escape(spec.EventsPath),
+		events := escape(spec.EventsPath)
+		if p != nil {
+			events = p.fdset(&a, spec.EventsPath, p.events)
+		}
+		a = append(a, "-chardev", "file,id=ev,path="+events,
 			"-device", "virtserialport,chardev=ev,name="+abi.EventsPort)
 	}
 	if spec.ControlSocket != "" {
-		a = append(a, "-chardev", "socket,id=ctl,path="+escape(spec.ControlSocket)+",server=on,wait=off",
+		ctl := "path=" + escape(spec.ControlSocket)
+		if p != nil {
+			ctl = "fd=" + p.fd(p.control)
+		}
+		a = append(a, "-chardev", "socket,id=ctl,"+ctl+",server=on,wait=off",
 			"-device", "virtserialport,chardev=ctl,name="+abi.ControlPort)
 	}
 	switch spec.Net.Mode {
@@ -174,13 +208,20 @@ func Args(spec vmm.Spec) ([]string, error) {
 		if len(spec.Net.Publish) > 0 {
 			return nil, errors.New("publishing ports needs --net user; a tap device is reachable directly")
 		}
-		a = append(a, "-netdev", "tap,id=n0,ifname="+escape(spec.Net.Iface)+",script=no,downscript=no",
-			"-device", "virtio-net-device,netdev=n0")
+		tap := "ifname=" + escape(spec.Net.Iface) + ",script=no,downscript=no"
+		if p != nil {
+			tap = "fd=" + p.fd(p.tap)
+		}
+		a = append(a, "-netdev", "tap,id=n0,"+tap, "-device", "virtio-net-device,netdev=n0")
 	case "none", "":
 	default:
 		return nil, fmt.Errorf("network mode %q unknown; expected user, tap or none", spec.Net.Mode)
 	}
-	a = append(a, "-qmp", "unix:"+escape(spec.APISocket)+",server=on,wait=off")
+	if p != nil {
+		a = append(a, "-chardev", "socket,id=qmp,fd="+p.fd(p.qmp)+",server=on,wait=off", "-mon", "chardev=qmp,mode=control")
+	} else {
+		a = append(a, "-qmp", "unix:"+escape(spec.APISocket)+",server=on,wait=off")
+	}
 	return a, nil
 }
 
@@ -224,10 +265,6 @@ func (b *Backend) Start(ctx context.Context, spec vmm.Spec) (*vmm.VM, error) {
 	if err := CheckNet(spec.Net); err != nil {
 		return nil, err
 	}
-	args, err := Args(spec)
-	if err != nil {
-		return nil, err
-	}
 	for _, s := range []string{spec.APISocket, spec.ControlSocket, spec.OutputSocket} {
 		if s == "" {
 			continue
@@ -257,6 +294,35 @@ func (b *Backend) Start(ctx context.Context, spec vmm.Spec) (*vmm.VM, error) {
 			output.Close()
 		}
 	}
+	cmd := exec.Command(path)
+	// Its own process group: a Ctrl-C at the terminal reaches ukernel, which stops the guest
+	// gracefully, instead of killing QEMU under it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	var p *passed
+	if vmm.Unprivileged() {
+		if p, err = openPassed(spec, output); err != nil {
+			closeOutput()
+			return nil, fmt.Errorf("QEMU's files: %w", err)
+		}
+		defer p.close() // QEMU has its own copies once started
+		cmd.SysProcAttr.Credential = vmm.UnprivilegedCredential(spec.Accel == vmm.AccelKVM)
+		// slirp binds the published host ports as QEMU's user: a privileged one needs this
+		// capability, and only then is it kept.
+		for _, port := range spec.Net.Publish {
+			if spec.Net.Mode == "user" && port.Host < vmm.UnprivilegedPortStart() {
+				cmd.SysProcAttr.AmbientCaps = []uintptr{unix.CAP_NET_BIND_SERVICE}
+			}
+		}
+	}
+	argv, err := args(spec, p)
+	if err != nil {
+		closeOutput()
+		return nil, err
+	}
+	cmd.Args = append(cmd.Args, argv...)
+	if p != nil {
+		cmd.ExtraFiles = p.extra
+	}
 	logPath := spec.LogPath
 	if logPath == "" {
 		logPath = os.DevNull
@@ -267,14 +333,10 @@ func (b *Backend) Start(ctx context.Context, spec vmm.Spec) (*vmm.VM, error) {
 		return nil, fmt.Errorf("QEMU log: %w", err)
 	}
 	defer logf.Close()
-	cmd := exec.Command(path, args...)
 	cmd.Stdout = logf
 	cmd.Stderr = logf
 	cmd.Env = vmm.Env()
-	// Its own process group: a Ctrl-C at the terminal reaches ukernel, which stops the guest
-	// gracefully, instead of killing QEMU under it.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	b.Log.Debug("starting QEMU", "args", strings.Join(args, " "))
+	b.Log.Debug("starting QEMU", "args", strings.Join(argv, " "))
 	wait, err := vmm.StartTied(cmd)
 	if err != nil {
 		closeOutput()

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/ukernel-dev/ukernel/internal/runstate"
 	"github.com/ukernel-dev/ukernel/internal/testenv"
 	"github.com/ukernel-dev/ukernel/internal/vmm"
@@ -204,9 +206,15 @@ poweroff -f
 	if err := vmmtest.WriteInitrd(initrd, script, vmmtest.ModulePaths(k.ModulesDir)); err != nil {
 		t.Fatal(err)
 	}
+	// Only root may read it: QEMU, which runs as another user when the test runs as root, gets
+	// a copy.
+	if err := os.Chmod(initrd, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	g := newGuest(t, initrd)
 	vm := startGuest(t, g)
 	waitConsole(t, g, vm, "guest ready ctl=/dev/vport", 60*time.Second)
+	checkCredentials(t, vm.PID, 0)
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer cancel()
 	res, err := vmm.Stop(ctx, New(nil), vm.Handle, 20*time.Second, nil)
@@ -239,8 +247,22 @@ func TestStopFallsBackToQuit(t *testing.T) {
 		t.Fatal(err)
 	}
 	g := newGuest(t, initrd)
+	// As root, a privileged published port: QEMU keeps the one capability that binds it.
+	low, caps := 0, uint64(0)
+	if vmm.Unprivileged() {
+		low, caps = freeLowPort(t), 1<<unix.CAP_NET_BIND_SERVICE
+		g.spec.Net = vmm.Net{Mode: "user", Publish: []vmm.Port{{Host: low, Guest: 80}}}
+	}
 	vm := startGuest(t, g)
 	waitConsole(t, g, vm, "sleeping", 60*time.Second)
+	checkCredentials(t, vm.PID, caps)
+	if low != 0 {
+		if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", low), 5*time.Second); err != nil {
+			t.Errorf("published port %d: %v", low, err)
+		} else {
+			c.Close()
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	q, err := DialQMP(ctx, g.spec.APISocket)
@@ -285,8 +307,21 @@ func TestQEMUStartFailureIsClear(t *testing.T) {
 		ConsolePath: g.run.Console(), LogPath: g.run.VMMLog(), APISocket: filepath.Join(sock, "q")}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	// As root, ukernel opens the kernel for QEMU (which runs as another user) and says so itself.
 	_, err := New(nil).Start(ctx, g.spec)
-	if err == nil || !strings.Contains(err.Error(), "QEMU exited while starting") || !strings.Contains(err.Error(), "no-such-kernel") {
+	if err == nil || !strings.Contains(err.Error(), "no-such-kernel") ||
+		!vmm.Unprivileged() && !strings.Contains(err.Error(), "QEMU exited while starting") {
+		t.Fatalf("got %v, want a message about the kernel", err)
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		t.Fatal("start failure waited for the deadline")
+	}
+	// A kernel QEMU cannot load: QEMU's own message.
+	if err := os.WriteFile(g.spec.Kernel, []byte("not a kernel"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = New(nil).Start(ctx, g.spec)
+	if err == nil || !strings.Contains(err.Error(), "QEMU exited while starting") || !strings.Contains(err.Error(), "kernel") {
 		t.Fatalf("got %v, want QEMU's own message about the kernel", err)
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
@@ -337,4 +372,50 @@ func TestTSCCache(t *testing.T) {
 	if khz, ok := readTSCCache(tscCachePath()); !ok || khz != hostTSCKHz() {
 		t.Errorf("cache at %s: got %d, %v; want %d", tscCachePath(), khz, ok, hostTSCKHz())
 	}
+}
+
+// checkCredentials checks, when the test runs as root, that QEMU (pid) runs as
+// vmm.UnprivilegedUID without supplementary groups, with the capabilities caps only and
+// no_new_privs set (by its seccomp sandbox); as another user, that it runs as that user.
+func checkCredentials(t *testing.T, pid int, caps uint64) {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := map[string]string{}
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok {
+			st[k] = strings.Join(strings.Fields(v), " ")
+		}
+	}
+	if !vmm.Unprivileged() {
+		if u := strconv.Itoa(os.Geteuid()); st["Uid"] != u+" "+u+" "+u+" "+u {
+			t.Errorf("QEMU's Uid %q, want this user's", st["Uid"])
+		}
+		return
+	}
+	want := map[string]string{
+		"Uid": "65534 65534 65534 65534", "Gid": "65534 65534 65534 65534", "Groups": "",
+		"CapEff": fmt.Sprintf("%016x", caps), "CapPrm": fmt.Sprintf("%016x", caps), "CapAmb": fmt.Sprintf("%016x", caps),
+		"NoNewPrivs": "1",
+	}
+	for k, v := range want {
+		if st[k] != v {
+			t.Errorf("QEMU's %s: %q, want %q", k, st[k], v)
+		}
+	}
+}
+
+// freeLowPort returns a free TCP port on 127.0.0.1 below 1024 (one only root may bind).
+func freeLowPort(t *testing.T) int {
+	t.Helper()
+	for p := 1000; p > 900; p-- {
+		if l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p)); err == nil {
+			l.Close()
+			return p
+		}
+	}
+	t.Fatal("no free port on 127.0.0.1 from 901 to 1000")
+	return 0
 }
