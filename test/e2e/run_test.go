@@ -226,7 +226,7 @@ func qemuUnprivileged(t *testing.T, pid int) {
 		t.Fatalf("QEMU's status: %v", err)
 	}
 	for _, want := range []string{"Uid:\t65534\t65534\t65534\t65534\n", "Gid:\t65534\t65534\t65534\t65534\n",
-"CapPrm:\t0000000000000000\n", "CapEff:\t0000000000000000\n", "NoNewPrivs:\t1\n"} {
+		"CapPrm:\t0000000000000000\n", "CapEff:\t0000000000000000\n", "NoNewPrivs:\t1\n"} {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("QEMU (pid %d) status lacks %q:\n%s", pid, want, b)
 		}
