@@ -300,6 +300,10 @@ func (b *Backend) Start(ctx context.Context, spec vmm.Spec) (*vmm.VM, error) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	var p *passed
 	if vmm.Unprivileged() {
+		if reason := vmm.KVMAccess(); spec.Accel == vmm.AccelKVM && reason != "" {
+			closeOutput()
+			return nil, errors.New(reason)
+		}
 		if p, err = openPassed(spec, output); err != nil {
 			closeOutput()
 			return nil, fmt.Errorf("QEMU's files: %w", err)
