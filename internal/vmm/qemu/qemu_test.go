@@ -329,6 +329,24 @@ func TestQEMUStartFailureIsClear(t *testing.T) {
 	}
 }
 
+// TestKVMOnlyRootMayOpen: as root with a /dev/kvm only root may open, --accel kvm fails before
+// QEMU starts, saying why (QEMU, as nobody, would fail on /dev/kvm).
+func TestKVMOnlyRootMayOpen(t *testing.T) {
+	if !vmm.Unprivileged() || vmm.KVMAccess() == "" {
+		t.Skip("needs root and a /dev/kvm only root may open")
+	}
+	g := newGuest(t, "")
+	g.spec.Accel = vmm.AccelKVM
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := New(nil).Start(ctx, g.spec); err == nil || !strings.Contains(err.Error(), "kvm group") {
+		t.Fatalf("got %v, want the /dev/kvm error", err)
+	}
+	if _, err := os.Stat(g.run.VMMLog()); err == nil {
+		t.Error("QEMU was started")
+	}
+}
+
 func TestHostTSCKHz(t *testing.T) {
 	// Every x86-64 host of the last decade runs its TSC between 1 and 5 GHz; and two
 	// measurements in one process agree (it is measured once).
