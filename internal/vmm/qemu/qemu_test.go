@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -326,6 +327,46 @@ func TestQEMUStartFailureIsClear(t *testing.T) {
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
 		t.Fatal("start failure waited for the deadline")
+	}
+}
+
+// TestTapAsRoot: QEMU started by root (as nobody) gets the tap device attached by root; by name
+// it could not (/dev/net/tun and the device are root's).
+func TestTapAsRoot(t *testing.T) {
+	if testing.Short() || !vmm.Unprivileged() {
+		t.Skip("boots a VM; makes a tap device as root")
+	}
+	testenv.RequireTools(t, "ip")
+	tap := fmt.Sprintf("uktap%d", os.Getpid()%100000)
+	if out, err := exec.Command("ip", "tuntap", "add", "dev", tap, "mode", "tap").CombinedOutput(); err != nil {
+		t.Skipf("ip tuntap add: %v: %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("ip", "tuntap", "del", "dev", tap, "mode", "tap").Run() })
+	if out, err := exec.Command("ip", "link", "set", "dev", tap, "up").CombinedOutput(); err != nil {
+		t.Fatalf("ip link set up: %v: %s", err, out)
+	}
+	carrier := func() string {
+		b, _ := os.ReadFile(filepath.Join("/sys/class/net", tap, "carrier"))
+		return strings.TrimSpace(string(b))
+	}
+	if c := carrier(); c != "0" {
+		t.Fatalf("carrier %q before QEMU, want 0", c)
+	}
+	initrd := filepath.Join(t.TempDir(), "initrd")
+	if err := vmmtest.WriteInitrd(initrd, vmmtest.Preamble+"echo sleeping\nwhile :; do sleep 1; done\n", nil); err != nil {
+		t.Fatal(err)
+	}
+	g := newGuest(t, initrd)
+	g.spec.Net = vmm.Net{Mode: "tap", Iface: tap}
+	vm := startGuest(t, g)
+	checkCredentials(t, vm.PID, 0)
+	if c := carrier(); c != "1" {
+		t.Errorf("carrier %q with QEMU attached, want 1", c)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := vmm.Stop(ctx, New(nil), vm.Handle, time.Second, nil); err != nil {
+		t.Fatal(err)
 	}
 }
 
