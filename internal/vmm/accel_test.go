@@ -48,11 +48,8 @@ func TestProbeKVM(t *testing.T) {
 		// QEMU started by root runs as nobody, which may not open this /dev/kvm: KVM is
 		// unusable, said without a boot, and not cached (the device's group may change).
 		files, _ := filepath.Glob(filepath.Join(spec.CacheDir, "*.json"))
-		if res.Usable || res.Reason != reason || !strings.Contains(reason, "uid 65534") || took > time.Second || len(files) != 0 {
+		if res.Usable || res.Reason != reason || !strings.Contains(reason, "uid 65534") || !strings.Contains(reason, "kvm group") || took > time.Second || len(files) != 0 {
 			t.Errorf("probe as root with a root-only /dev/kvm: %+v in %s, cache %v", res, took, files)
-		}
-		if c, err := ChooseAccel(ctx, AccelAuto, spec); err != nil || c.Accel != AccelTCG || !strings.Contains(c.Reason, "kvm group") {
-			t.Errorf("auto chose %s, %v; want tcg saying why", c, err)
 		}
 		return
 	}
