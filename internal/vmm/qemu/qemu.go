@@ -265,6 +265,9 @@ func (b *Backend) Start(ctx context.Context, spec vmm.Spec) (*vmm.VM, error) {
 	if err := CheckNet(spec.Net); err != nil {
 		return nil, err
 	}
+	if _, err := Args(spec); err != nil { // before any socket is made
+		return nil, err
+	}
 	for _, s := range []string{spec.APISocket, spec.ControlSocket, spec.OutputSocket} {
 		if s == "" {
 			continue
@@ -312,8 +315,9 @@ func (b *Backend) Start(ctx context.Context, spec vmm.Spec) (*vmm.VM, error) {
 		cmd.SysProcAttr.Credential = vmm.UnprivilegedCredential(spec.Accel == vmm.AccelKVM)
 		// slirp binds the published host ports as QEMU's user: a privileged one needs this
 		// capability, and only then is it kept.
+		low := vmm.UnprivilegedPortStart()
 		for _, port := range spec.Net.Publish {
-			if spec.Net.Mode == "user" && port.Host < vmm.UnprivilegedPortStart() {
+			if spec.Net.Mode == "user" && port.Host < low {
 				cmd.SysProcAttr.AmbientCaps = []uintptr{unix.CAP_NET_BIND_SERVICE}
 			}
 		}
