@@ -98,11 +98,6 @@ func probeKVM(ctx context.Context, spec ProbeSpec) (ProbeResult, error) {
 	if reason := KVMDevice(); reason != "" {
 		return ProbeResult{Reason: reason, Checked: time.Now()}, nil
 	}
-	if Unprivileged() {
-		if reason := KVMAccess(); reason != "" {
-			return ProbeResult{Reason: reason, Checked: time.Now()}, nil
-		}
-	}
 	key, err := probeKey(spec)
 	if err != nil {
 		return ProbeResult{}, err
@@ -139,8 +134,8 @@ func probeKVM(ctx context.Context, spec ProbeSpec) (ProbeResult, error) {
 	return res, nil
 }
 
-// KVMDevice says why /dev/kvm does not open, or "" when it does: the probe's first step, and
-// the doctor's reason when it cannot probe at all.
+// KVMDevice says why /dev/kvm does not open, or "" when it does, for the user QEMU runs as
+// (KVMAccess): the probe's first step, and the doctor's reason when it cannot probe at all.
 func KVMDevice() string {
 	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
 	switch {
@@ -150,6 +145,9 @@ func KVMDevice() string {
 		return fmt.Sprintf("KVM: cannot open /dev/kvm: %v (add your user to the kvm group)", err)
 	}
 	f.Close()
+	if Unprivileged() {
+		return KVMAccess()
+	}
 	return ""
 }
 
