@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -179,7 +178,7 @@ func probeKey(spec ProbeSpec) (string, error) {
 	qver := fmt.Sprintf("%s %d %d", bin, st.Size(), st.ModTime().UnixNano())
 	digest := spec.KernelDigest
 	if digest == "" {
-		if digest, err = FileSHA256(spec.Kernel); err != nil {
+		if digest, err = cache.FileSHA256(spec.Kernel); err != nil {
 			return "", err
 		}
 	}
@@ -244,18 +243,4 @@ func runProbe(ctx context.Context, spec ProbeSpec) (ProbeResult, error) {
 func lastLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return strings.TrimSpace(lines[len(lines)-1])
-}
-
-// FileSHA256 returns the hex sha256 of a file.
-func FileSHA256(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", fmt.Errorf("read %s: %w", path, err)
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }

@@ -29,7 +29,7 @@ func Vmlinux(bzImagePath, digest, cacheDir string) (string, error) {
 	}
 	if digest == "" {
 		var err error
-		if digest, err = FileSHA256(bzImagePath); err != nil {
+		if digest, err = cache.FileSHA256(bzImagePath); err != nil {
 			return "", fmt.Errorf("kernel %s: %w", bzImagePath, err)
 		}
 	}
