@@ -110,15 +110,20 @@ func lockOptions(o Options, c *cache.Cache) lock.Options {
 func Build(ctx context.Context, p *Project, o Options) (*build.Result, error) {
 	step := o.Progress.Start("Building")
 	r, err := buildStep(ctx, p, o)
+	endStep(step, err, err == nil && r.Cached)
+	return r, err
+}
+
+// endStep closes a step's status line: failed, skipped when it had nothing to do, or done.
+func endStep(step *progress.Step, err error, cached bool) {
 	switch {
 	case err != nil:
 		step.Fail()
-	case r.Cached:
+	case cached:
 		step.Skip()
 	default:
 		step.Done("")
 	}
-	return r, err
 }
 
 func buildStep(ctx context.Context, p *Project, o Options) (*build.Result, error) {
@@ -195,14 +200,7 @@ func Pack(ctx context.Context, p *Project, o Options) (*PackResult, error) {
 	packStart := time.Now()
 	step := o.Progress.Start("Packing")
 	r, err := pack(ctx, p, o, br, buildStart, packStart)
-	switch {
-	case err != nil:
-		step.Fail()
-	case r.Cached:
-		step.Skip()
-	default:
-		step.Done("")
-	}
+	endStep(step, err, err == nil && r.Cached)
 	return r, err
 }
 
