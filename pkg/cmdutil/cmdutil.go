@@ -49,10 +49,23 @@ func (f *Factory) LockProject(ctx context.Context, dir, command string) (release
 }
 
 // PrintJSON writes v as indented JSON on stdout.
-func (f *Factory) PrintJSON(v any) error {
-	enc := json.NewEncoder(f.IO.Out)
+func (f *Factory) PrintJSON(v any) error { return PrintJSON(f.IO, v) }
+
+// PrintJSON writes v as indented JSON on ios's stdout: what every command prints under --json.
+func PrintJSON(ios *iostreams.IOStreams, v any) error {
+	enc := json.NewEncoder(ios.Out)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+// ProjectPath is a path given on the command line (an image, --image) as every command reads
+// it: relative to the project directory dir (-C), not to the working directory, unless it is
+// absolute. An empty path stays empty (the flag was not given).
+func ProjectPath(dir, p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(dir, p)
 }
 
 // Progress writes one progress line to stderr (through IO.Progress, above a live line).

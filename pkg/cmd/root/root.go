@@ -50,7 +50,7 @@ microVM image and runs it locally with one command.`,
 		// --version is the root's own flag rather than cobra's, so that it honours --json.
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if showVersion {
-				return versioncmd.Print(f, info)
+				return versioncmd.Run(&versioncmd.Options{IO: f.IO, JSON: f.JSON, Info: info})
 			}
 			return cmd.Help()
 		},
@@ -99,7 +99,7 @@ microVM image and runs it locally with one command.`,
 	cmd.AddCommand(tracecmd.NewCmdTrace(f))
 	cmd.AddCommand(perfcmd.NewCmdPerf(f))
 	cmd.AddCommand(diffcmd.NewCmdDiff(f))
-	cmd.AddCommand(versioncmd.NewCmdVersion(f, info))
+	cmd.AddCommand(versioncmd.NewCmdVersion(f, info, nil))
 	cmd.AddCommand(run.NewCmdMonitor(f))
 	cmd.AddCommand(rmcmd.NewCmdRm(f))
 	usageArgs(cmd)

@@ -8,10 +8,20 @@ import (
 
 	iversion "github.com/ukernel-dev/ukernel/internal/version"
 	"github.com/ukernel-dev/ukernel/pkg/cmdutil"
+	"github.com/ukernel-dev/ukernel/pkg/iostreams"
 )
 
-// NewCmdVersion returns the version command, which reports v.
-func NewCmdVersion(f *cmdutil.Factory, v iversion.Info) *cobra.Command {
+// Options are the inputs of `version`.
+type Options struct {
+	IO   *iostreams.IOStreams
+	JSON bool
+	Info iversion.Info // the versions to report
+}
+
+// NewCmdVersion returns the version command, which reports info. runF, when set, is called
+// with the parsed options instead of Run (tests).
+func NewCmdVersion(f *cmdutil.Factory, info iversion.Info, runF func(*Options) error) *cobra.Command {
+	opts := &Options{IO: f.IO, Info: info}
 	return &cobra.Command{
 		Use:         "version",
 		Annotations: map[string]string{cmdutil.InterruptibleAnnotation: "true"},
@@ -22,16 +32,21 @@ packed again). ukernel --version prints the same.`,
 		Example: "  ukernel version\n  ukernel version --json",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return Print(f, v)
+			opts.JSON = f.JSON
+			if runF != nil {
+				return runF(opts)
+			}
+			return Run(opts)
 		},
 	}
 }
 
-// Print writes the versions: one line, or an object under --json.
-func Print(f *cmdutil.Factory, v iversion.Info) error {
-	if f.JSON {
-		return f.PrintJSON(v)
+// Run writes the versions: one line, or an object under --json. The root's --version calls it
+// too.
+func Run(opts *Options) error {
+	if opts.JSON {
+		return cmdutil.PrintJSON(opts.IO, opts.Info)
 	}
-	_, err := fmt.Fprintln(f.IO.Out, v)
+	_, err := fmt.Fprintln(opts.IO.Out, opts.Info)
 	return err
 }
