@@ -82,6 +82,8 @@ func TestRunWorkerLifecycle(t *testing.T) {
 		PID       int    `json:"pid"`
 		OutputLog string `json:"output_log"`
 		RunID     string `json:"run_id"`
+		Backend   string `json:"backend"`
+		Accel     string `json:"accel"`
 	}
 	if err := json.Unmarshal([]byte(r.stdout), &started); err != nil || started.Name != "life-worker" || started.PID <= 0 ||
 		started.RunID == "" || !strings.HasSuffix(started.OutputLog, "output.jsonl") {
@@ -109,7 +111,7 @@ func TestRunWorkerLifecycle(t *testing.T) {
 	if !found {
 		t.Errorf("ps does not show the running guest: %+v", list)
 	}
-	// doctor reports the choice run made here, by the same names ps uses.
+	// doctor reports the choice run made here, by the same names ps and run -d use.
 	var doc struct {
 		Choice struct {
 			Backend string `json:"backend"`
@@ -123,6 +125,9 @@ func TestRunWorkerLifecycle(t *testing.T) {
 	for _, e := range list {
 		if e.Name == "life-worker" && (e.Backend != doc.Choice.Backend || e.Accel != doc.Choice.Accel || e.Accel == "") {
 			t.Errorf("ps --json: backend %q accel %q; doctor --json's choice: %+v", e.Backend, e.Accel, doc.Choice)
+		}
+		if e.Name == "life-worker" && (e.Backend != started.Backend || e.Accel != started.Accel) {
+			t.Errorf("ps --json: backend %q accel %q; run -d --json: backend %q accel %q", e.Backend, e.Accel, started.Backend, started.Accel)
 		}
 	}
 	if r := uk(t, dir, 30*time.Second, "run", "-d"); r.code == 0 || !strings.Contains(r.stderr, "life-worker") {

@@ -43,13 +43,14 @@ type monitorRequest struct {
 	StoreDir    string            `json:"store_dir"`
 }
 
-// Detached is what `run -d` reports about the guest it started (its --json document).
+// Detached is what `run -d` reports about the guest it started (its --json document); backend
+// and accel carry the names and values of doctor's choice and of ps --json.
 type Detached struct {
 	Name       string          `json:"name"`
 	PID        int             `json:"pid"` // the VMM's
 	MonitorPID int             `json:"monitor_pid"`
 	Backend    vmm.BackendName `json:"backend"`
-	Accel      string          `json:"accelerator"`
+	Accel      string          `json:"accel"`
 	RunID      string          `json:"run_id"`
 	RunDir     string          `json:"run_dir"`
 	Console    string          `json:"console_log"`

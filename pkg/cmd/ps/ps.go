@@ -19,9 +19,8 @@ import (
 type Guest struct {
 	Name        string            `json:"name"`
 	PID         int               `json:"pid"`
-	Backend     string            `json:"backend"`     // as doctor's choice.backend
-	Accel       string            `json:"accel"`       // as doctor's choice.accel
-	Accelerator string            `json:"accelerator"` // the same as accel, for scripts that read it
+	Backend     string            `json:"backend"` // as doctor's choice.backend and run -d's backend
+	Accel       string            `json:"accel"`   // as doctor's choice.accel and run -d's accel
 	Image       string            `json:"image"`
 	ImageDigest string            `json:"image_digest"`
 	Ports       []string          `json:"ports"`
@@ -127,7 +126,7 @@ func List(store *runstate.Store, now time.Time, all bool) ([]Guest, error) {
 	var rows []Guest
 	for _, st := range states {
 		g := Guest{
-			Name: st.Name, PID: st.Handle.PID, Backend: string(st.Handle.Backend), Accel: st.Accel, Accelerator: st.Accel,
+			Name: st.Name, PID: st.Handle.PID, Backend: string(st.Handle.Backend), Accel: st.Accel,
 			Image: st.Image, ImageDigest: st.ImageDigest, Ports: st.Ports, Started: st.Started,
 			RunDir: st.RunDir, ProjectDir: st.ProjectDir, Status: "running",
 		}

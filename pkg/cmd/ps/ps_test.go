@@ -1,6 +1,7 @@
 package ps
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"testing"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/ukernel-dev/ukernel/internal/runstate"
 	"github.com/ukernel-dev/ukernel/internal/vmm"
+	"github.com/ukernel-dev/ukernel/internal/vmm/launch"
 )
 
 // A guest whose VMM is gone (here: a pid that is this test, not a QEMU) is recorded as exited,
@@ -34,6 +36,28 @@ func TestListCleansStale(t *testing.T) {
 		}
 		if len(rows) != 1 || rows[0].Status != "exited" || rows[0].ExitCode == nil || *rows[0].ExitCode != 3 {
 			t.Fatalf("ps -a rows %+v", rows)
+		}
+	}
+}
+
+// doctor's choice, run -d's report and ps's row name a guest's backend and accelerator alike
+// (backend, accel), so a script compares them field by field.
+func TestJSONNamesAgree(t *testing.T) {
+	for what, v := range map[string]any{
+		"doctor --json choice": vmm.Choice{Backend: "qemu", Accel: "tcg"},
+		"run -d --json":        launch.Detached{Backend: "qemu", Accel: "tcg"},
+		"ps --json":            Guest{Backend: "qemu", Accel: "tcg"},
+	} {
+		b, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m map[string]any
+		if err := json.Unmarshal(b, &m); err != nil {
+			t.Fatal(err)
+		}
+		if m["backend"] != "qemu" || m["accel"] != "tcg" || m["accelerator"] != nil {
+			t.Errorf("%s: %s; want backend qemu and accel tcg (no second name)", what, b)
 		}
 	}
 }
