@@ -2,6 +2,7 @@
 package initcmd
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"strings"
@@ -11,22 +12,30 @@ import (
 	"github.com/ukernel-dev/ukernel/internal/project"
 	"github.com/ukernel-dev/ukernel/internal/scaffold"
 	"github.com/ukernel-dev/ukernel/pkg/cmdutil"
+	"github.com/ukernel-dev/ukernel/pkg/iostreams"
 )
 
-// Options are the flags of `ukernel init`.
+// Options are the inputs of `ukernel init`.
 type Options struct {
-	Name     string
-	Lang     string
-	Template string
-	Prompt   string
-	Force    bool
+	IO         *iostreams.IOStreams
+	ProjectDir func() (string, error)
+	JSON       bool
 	// Getenv reads the LLM planner settings; os.Getenv outside tests.
 	Getenv func(string) string
+
+	Name     string
+	Lang     string // as given, or the language the prompt names
+	Template string
+	Prompt   string
+	// PromptGiven: --prompt was on the command line (an empty one is refused).
+	PromptGiven bool
+	Force       bool
 }
 
-// NewCmdInit returns the init command.
-func NewCmdInit(f *cmdutil.Factory) *cobra.Command {
-	opts := &Options{Getenv: os.Getenv}
+// NewCmdInit returns the init command. Its flags are checked before runF (tests: it gets the
+// parsed options) or initRun.
+func NewCmdInit(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command {
+	opts := &Options{IO: f.IO, ProjectDir: f.ProjectDir, Getenv: os.Getenv}
 	cmd := &cobra.Command{
 		Use:   "init --name NAME [--lang LANG] [--template PRESET | --prompt TEXT] [--force]",
 		Short: "Create a new project: ukernel.toml, src/, env/ukernel.env",
@@ -60,7 +69,15 @@ Nothing is written when any check fails; existing files are kept unless --force 
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runInit(cmd, f, opts)
+			opts.JSON = f.JSON
+			opts.PromptGiven = cmd.Flags().Changed("prompt")
+			if err := opts.check(); err != nil {
+				return err
+			}
+			if runF != nil {
+				return runF(opts)
+			}
+			return initRun(cmd.Context(), opts)
 		},
 	}
 	cmd.Flags().StringVar(&opts.Name, "name", "", "project name (a host name: lowercase letters, digits, '-')")
@@ -80,8 +97,9 @@ type result struct {
 	Notes  []string      `json:"notes"`
 }
 
-func runInit(cmd *cobra.Command, f *cmdutil.Factory, opts *Options) error {
-	// Usage checks first: bad flags never reach the planner or the disk.
+// check refuses bad flags (usage errors) before they reach the planner or the disk, and takes
+// the language from the prompt when --lang is not given.
+func (opts *Options) check() error {
 	if opts.Name == "" {
 		return cmdutil.Usagef("--name is required (e.g. --name example-worker)")
 	}
@@ -96,7 +114,7 @@ func runInit(cmd *cobra.Command, f *cmdutil.Factory, opts *Options) error {
 			return cmdutil.Usagef("the prompt asks for %s, which ukernel does not build: it makes %s projects; name one of those in the prompt or pass --lang", other, strings.Join(project.Languages(), ", "))
 		}
 		if lang != "" {
-			f.Progress("Language: %s (named in the prompt)", lang)
+			opts.IO.Progress().Printf("Language: %s (named in the prompt)", lang)
 			opts.Lang = lang
 		}
 	}
@@ -111,10 +129,14 @@ func runInit(cmd *cobra.Command, f *cmdutil.Factory, opts *Options) error {
 			return &cmdutil.UsageError{Err: err}
 		}
 	}
-	if cmd.Flags().Changed("prompt") && strings.TrimSpace(opts.Prompt) == "" {
+	if opts.PromptGiven && strings.TrimSpace(opts.Prompt) == "" {
 		return cmdutil.Usagef("--prompt is empty; describe the project or leave --prompt out")
 	}
-	dir, err := f.ProjectDir()
+	return nil
+}
+
+func initRun(ctx context.Context, opts *Options) error {
+	dir, err := opts.ProjectDir()
 	if err != nil {
 		return err
 	}
@@ -128,7 +150,7 @@ func runInit(cmd *cobra.Command, f *cmdutil.Factory, opts *Options) error {
 		}
 		plan = scaffold.DefaultPlan(preset)
 	} else {
-		plan, record, err = planPrompt(cmd, f, opts)
+		plan, record, err = planPrompt(ctx, opts)
 		if err != nil {
 			return err
 		}
@@ -147,28 +169,28 @@ func runInit(cmd *cobra.Command, f *cmdutil.Factory, opts *Options) error {
 	var created []string
 	err = s.Write(dir, opts.Force, func(p string) {
 		created = append(created, p)
-		if !f.JSON {
-			fmt.Fprintf(f.IO.Out, "Created %s\n", p)
+		if !opts.JSON {
+			fmt.Fprintf(opts.IO.Out, "Created %s\n", p)
 		}
 	})
 	if err != nil {
 		return err
 	}
 	for _, n := range s.Notes {
-		fmt.Fprintf(f.IO.ErrOut, "note: %s\n", n)
+		fmt.Fprintf(opts.IO.ErrOut, "note: %s\n", n)
 	}
-	if f.JSON {
+	if opts.JSON {
 		notes := s.Notes
 		if notes == nil {
 			notes = []string{}
 		}
-		return f.PrintJSON(result{Files: created, Preset: plan.Preset, Lang: lang, Plan: plan, Notes: notes})
+		return cmdutil.PrintJSON(opts.IO, result{Files: created, Preset: plan.Preset, Lang: lang, Plan: plan, Notes: notes})
 	}
 	return nil
 }
 
 // planPrompt turns the prompt into a plan with the configured planner.
-func planPrompt(cmd *cobra.Command, f *cmdutil.Factory, opts *Options) (scaffold.Plan, *scaffold.PromptRecord, error) {
+func planPrompt(ctx context.Context, opts *Options) (scaffold.Plan, *scaffold.PromptRecord, error) {
 	cfg, err := scaffold.LLMConfigFromEnv(opts.Getenv)
 	if err != nil {
 		return scaffold.Plan{}, nil, err
@@ -180,8 +202,8 @@ func planPrompt(cmd *cobra.Command, f *cmdutil.Factory, opts *Options) (scaffold
 			Summary: "No LLM provider configured; used the built-in keyword planner.",
 		}, nil
 	}
-	f.Progress("Planning with %s model %s...", cfg.Provider, cfg.Model)
-	answer, err := cfg.Ask(cmd.Context(), opts.Name, opts.Template, opts.Lang, opts.Prompt)
+	opts.IO.Progress().Printf("Planning with %s model %s...", cfg.Provider, cfg.Model)
+	answer, err := cfg.Ask(ctx, opts.Name, opts.Template, opts.Lang, opts.Prompt)
 	if err != nil {
 		return scaffold.Plan{}, nil, fmt.Errorf("%w; nothing written", err)
 	}

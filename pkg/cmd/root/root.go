@@ -89,7 +89,7 @@ microVM image and runs it locally with one command.`,
 	cmd.AddCommand(ps.NewCmdPs(f))
 	cmd.AddCommand(stop.NewCmdStop(f))
 	cmd.AddCommand(logs.NewCmdLogs(f))
-	cmd.AddCommand(initcmd.NewCmdInit(f))
+	cmd.AddCommand(initcmd.NewCmdInit(f, nil))
 	cmd.AddCommand(inspect.NewCmdInspect(f))
 	cmd.AddCommand(buildcmd.NewCmdBuild(f))
 	cmd.AddCommand(pack.NewCmdPack(f))
