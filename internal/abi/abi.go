@@ -57,6 +57,9 @@ const (
 	ControlVsockPort = 1025
 	// ConfigMagic starts the run-time config drive: magic, 8-byte little-endian length, JSON.
 	ConfigMagic = "UKCONFIG"
+	// RoleEnv is the workload's environment variable naming its role (Manifest.Role), set
+	// when the image has one.
+	RoleEnv = "UKERNEL_ROLE"
 	// AppDir is where the workload's src/ is installed in the guest.
 	AppDir = "/app"
 	// DataDir is where the persistent data volume is mounted.
@@ -73,8 +76,11 @@ const (
 // Manifest describes an image: what it runs and everything needed to verify it.
 // It is written once at pack time, read by `inspect`, by the VMM backends and by the guest init.
 type Manifest struct {
-	ABI      string            `json:"abi"`
-	Name     string            `json:"name"`
+	ABI  string `json:"abi"`
+	Name string `json:"name"`
+	// Role is the [roles.NAME] of ukernel.toml the image was built for ("": none); the
+	// workload sees it as RoleEnv.
+	Role     string            `json:"role,omitempty"`
 	Adapter  Adapter           `json:"adapter"`
 	Entry    []string          `json:"entry,omitempty"` // argv in the guest; empty: services only
 	Workdir  string            `json:"workdir,omitempty"`

@@ -101,6 +101,8 @@ func (d *decoder) manifest(m *Manifest) error {
 			return d.str(&m.ABI)
 		case "name":
 			return d.str(&m.Name)
+		case "role":
+			return d.str(&m.Role)
 		case "adapter":
 			return d.adapter(&m.Adapter)
 		case "entry":

@@ -7,10 +7,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
-	"syscall"
 	"time"
+
+	"github.com/ukernel-dev/ukernel/internal/filelock"
 )
 
 // ProjectLockFile is the lock that commands writing a project's files (env add/remove/lock/
@@ -53,58 +52,17 @@ func LockProject(ctx context.Context, dir, command string, wait time.Duration, w
 		// Not a project: the command reports that itself, and no .ukernel/ is left behind.
 		return func() {}, nil
 	}
-	path := filepath.Join(dir, ProjectLockFile)
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, fmt.Errorf("project lock: %w", err)
+	var tell func(string)
+	if waiting != nil {
+		tell = func(holder string) { fmt.Fprintf(waiting, "Waiting for the project lock, held by %s\n", holder) }
 	}
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	release, err = filelock.Acquire(ctx, filepath.Join(dir, ProjectLockFile), command, wait, tell)
+	var held *filelock.HeldError
+	if errors.As(err, &held) {
+		return nil, &LockedError{Dir: dir, Holder: held.Holder, Waited: held.Waited}
+	}
 	if err != nil {
-		return nil, fmt.Errorf("project lock: %w", err)
+		return nil, fmt.Errorf("project %w", err)
 	}
-	start := time.Now()
-	told := false
-	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
-			f.Close()
-			return nil, fmt.Errorf("project lock %s: %w", path, err)
-		}
-		if time.Since(start) >= wait {
-			f.Close()
-			return nil, &LockedError{Dir: dir, Holder: holder(path), Waited: time.Since(start)}
-		}
-		if !told && waiting != nil {
-			fmt.Fprintf(waiting, "Waiting for the project lock, held by %s\n", holder(path))
-			told = true
-		}
-		select {
-		case <-ctx.Done():
-			f.Close()
-			return nil, ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-	// Who holds it, for the error of the next one to wait; best effort.
-	if err := f.Truncate(0); err == nil {
-		f.WriteAt([]byte(fmt.Sprintf("%d %s\n", os.Getpid(), command)), 0)
-	}
-	return func() {
-		f.Truncate(0)
-		f.Close()
-	}, nil
-}
-
-// holder reads who holds the lock at path.
-func holder(path string) string {
-	data, err := os.ReadFile(path)
-	if err == nil {
-		pid, cmd, _ := strings.Cut(strings.TrimSpace(string(data)), " ")
-		if _, err := strconv.Atoi(pid); err == nil && cmd != "" {
-			return fmt.Sprintf("PID %s (%s)", pid, cmd)
-		}
-	}
-	return "another ukernel process"
+	return release, nil
 }
