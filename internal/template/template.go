@@ -85,7 +85,7 @@ type Revision struct {
 	// with the same input key): revisions are listed, kept and rolled back in this order.
 	Added   time.Time `json:"added"`
 	Ukernel string    `json:"ukernel"` // version of the ukernel that built the image
-	Sizes    Sizes     `json:"sizes"`
+	Sizes   Sizes     `json:"sizes"`
 }
 
 // Short is the revision id as listings show it.
