@@ -32,6 +32,7 @@ import (
 	"github.com/ukernel-dev/ukernel/internal/runstate"
 	"github.com/ukernel-dev/ukernel/internal/trace"
 	"github.com/ukernel-dev/ukernel/internal/vmm"
+	"github.com/ukernel-dev/ukernel/internal/vmm/bootfiles"
 	"github.com/ukernel-dev/ukernel/internal/vmm/qemu"
 	"github.com/ukernel-dev/ukernel/internal/vmm/vmmtest"
 )
@@ -67,7 +68,7 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	boot, err := vmm.PrepareBoot(*img, filepath.Join(cache, "ukernel"))
+	boot, err := bootfiles.Prepare(*img, filepath.Join(cache, "ukernel"))
 	if err != nil {
 		log.Fatal(err)
 	}

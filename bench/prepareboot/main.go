@@ -1,5 +1,5 @@
 // Command prepareboot times what `ukernel run` does on the host before it starts the VMM for an
-// image it has booted before: vmm.PrepareBoot with a warm boot cache (the image known by its
+// image it has booted before: bootfiles.Prepare with a warm boot cache (the image known by its
 // identity, the boot files and vmlinux checked against their seals). It prints the median of n
 // calls, in microseconds. Compare two versions by building this file in both trees and running
 // the binaries in ABBA order.
@@ -16,7 +16,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/ukernel-dev/ukernel/internal/vmm"
+	"github.com/ukernel-dev/ukernel/internal/vmm/bootfiles"
 )
 
 func main() {
@@ -31,13 +31,13 @@ func main() {
 		log.Fatal(err)
 	}
 	dir := filepath.Join(cache, "ukernel")
-	if _, err := vmm.PrepareBoot(*img, dir); err != nil { // warms the cache
+	if _, err := bootfiles.Prepare(*img, dir); err != nil { // warms the cache
 		log.Fatal(err)
 	}
 	times := make([]time.Duration, *n)
 	for i := range times {
 		start := time.Now()
-		if _, err := vmm.PrepareBoot(*img, dir); err != nil {
+		if _, err := bootfiles.Prepare(*img, dir); err != nil {
 			log.Fatal(err)
 		}
 		times[i] = time.Since(start)

@@ -135,6 +135,13 @@ func (c *Cache) ReadBlob(sum string) ([]byte, error) {
 	return data, nil
 }
 
+// EntryName names a derived cache entry after its key (what it was made from): a short,
+// fixed-length, file-name-safe hash.
+func EntryName(key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return hex.EncodeToString(sum[:16])
+}
+
 func sha256Hex(b []byte) string {
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:])

@@ -1,5 +1,23 @@
 package vmm
 
+// Accelerators.
+const (
+	AccelKVM = "kvm"
+	AccelTCG = "tcg"
+)
+
+// QEMUBinary is the QEMU system emulator the QEMU backend and the KVM probe run.
+const QEMUBinary = "qemu-system-x86_64"
+
+// AccelChoice is the accelerator picked for a run and why.
+type AccelChoice struct {
+	Accel  string
+	Reason string // why KVM is not used, or why the choice was made
+}
+
+// String renders the choice the way `run` prints it: "tcg (kvm unusable: ...)".
+func (c AccelChoice) String() string { return withReason(c.Accel, c.Reason) }
+
 // Avail says whether something a run needs works on this host, and why not.
 type Avail struct {
 	OK  bool

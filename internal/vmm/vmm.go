@@ -1,7 +1,9 @@
 // Package vmm defines what a virtual machine monitor backend does for ukernel (start a guest,
 // ask it to stop, force it to stop) and the parts every backend shares: the stop sequence with
-// its deadlines, process checks, and the KVM probe. Which backend and accelerator a run uses is
-// decided in package backends.
+// its deadlines, process checks, the VMM's process (tied to its starter, its environment, the
+// unprivileged user a root ukernel starts it as). Which backend and accelerator a run uses is
+// decided in package backends; the KVM probe is package kvmprobe, the boot files package
+// bootfiles, the host report package hostcheck.
 package vmm
 
 import (

@@ -15,8 +15,10 @@ import (
 	"sync"
 
 	"github.com/ukernel-dev/ukernel/internal/abi"
+	"github.com/ukernel-dev/ukernel/internal/hosttool"
 	"github.com/ukernel-dev/ukernel/internal/vmm"
 	"github.com/ukernel-dev/ukernel/internal/vmm/firecracker"
+	"github.com/ukernel-dev/ukernel/internal/vmm/kvmprobe"
 	"github.com/ukernel-dev/ukernel/internal/vmm/qemu"
 )
 
@@ -246,18 +248,18 @@ func netName(m abi.NetMode) string {
 
 // Live are the facts of this host as run finds them: PATH, the binary's --version, and the KVM
 // probe of probe's kernel (cached), each only when Choose asks.
-func Live(ctx context.Context, probe vmm.ProbeSpec) Facts {
+func Live(ctx context.Context, probe kvmprobe.Spec) Facts {
 	return Facts{
 		Found: func(e Entry) bool {
 			_, err := exec.LookPath(e.Binary)
 			return err == nil
 		},
 		Runs: func(e Entry) vmm.Avail {
-			c := vmm.CheckTool(ctx, e.Binary, "backend", []string{"--version"}, e.Install)
+			c := hosttool.Find(ctx, e.Binary, "backend", []string{"--version"}, e.Install)
 			return vmm.Avail{OK: c.Works, Why: c.Why}
 		},
 		KVM: func() (vmm.Avail, error) {
-			res, err := vmm.ProbeKVM(ctx, probe)
+			res, err := kvmprobe.Probe(ctx, probe)
 			return vmm.Avail{OK: res.Usable, Why: res.Reason}, err
 		},
 	}
@@ -270,7 +272,7 @@ func Precheck(ctx context.Context, r Request) error {
 	if r.auto() {
 		return nil
 	}
-	f := Live(ctx, vmm.ProbeSpec{})
+	f := Live(ctx, kvmprobe.Spec{})
 	f.Runs = func(Entry) vmm.Avail { return vmm.Avail{OK: true} }
 	f.KVM = func() (vmm.Avail, error) { return vmm.Avail{OK: true}, nil }
 	_, err := Choose(r, f)

@@ -24,6 +24,7 @@ import (
 
 	"github.com/ukernel-dev/ukernel/internal/abi"
 	"github.com/ukernel-dev/ukernel/internal/vmm"
+	"github.com/ukernel-dev/ukernel/internal/vmm/bootfiles"
 )
 
 // Name is the backend's name in state and messages.
@@ -257,7 +258,7 @@ func (b *Backend) Start(ctx context.Context, spec vmm.Spec) (*vmm.VM, error) {
 		}
 		cacheDir = filepath.Join(base, "ukernel", "vmlinux")
 	}
-	kernel, err := vmm.Vmlinux(spec.Kernel, "", cacheDir)
+	kernel, err := bootfiles.Vmlinux(spec.Kernel, "", cacheDir)
 	if err != nil {
 		return nil, err
 	}

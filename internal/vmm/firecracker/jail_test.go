@@ -17,6 +17,7 @@ import (
 
 	"github.com/ukernel-dev/ukernel/internal/testenv"
 	"github.com/ukernel-dev/ukernel/internal/vmm"
+	"github.com/ukernel-dev/ukernel/internal/vmm/bootfiles"
 )
 
 // TestJailerArgs asserts the jailer's exact command line, and that firecracker, which refuses an
@@ -190,7 +191,7 @@ func TestJailedRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	cacheDir := filepath.Join(cache, "ukernel-test", "vmlinux")
-	kernel, err := vmm.Vmlinux(testenv.DebianKernel(t).Vmlinuz, "", cacheDir)
+	kernel, err := bootfiles.Vmlinux(testenv.DebianKernel(t).Vmlinuz, "", cacheDir)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,14 +13,16 @@ import (
 	"time"
 
 	"github.com/ukernel-dev/ukernel/internal/abi"
+	"github.com/ukernel-dev/ukernel/internal/hosttool"
 	"github.com/ukernel-dev/ukernel/internal/vmm"
 	"github.com/ukernel-dev/ukernel/internal/vmm/backends"
 	"github.com/ukernel-dev/ukernel/internal/vmm/firecracker"
+	"github.com/ukernel-dev/ukernel/internal/vmm/kvmprobe"
 	qemuvmm "github.com/ukernel-dev/ukernel/internal/vmm/qemu"
 )
 
 // Check is one thing `ukernel doctor` looks at on this host.
-type Check = vmm.Check
+type Check = hosttool.Check
 
 // Report is what `ukernel doctor` prints: each check, and what `run` would use here.
 type Report struct {
@@ -60,13 +62,13 @@ func Run(ctx context.Context, o Options) (Report, error) {
 		return Report{}, err
 	}
 	r := Report{Net: o.Net.String()}
-	qemu := vmm.CheckTool(ctx, vmm.QEMUBinary, "backend", []string{"--version"}, qemuvmm.Install)
+	qemu := hosttool.Find(ctx, vmm.QEMUBinary, "backend", []string{"--version"}, qemuvmm.Install)
 	r.Checks = append(r.Checks, qemu)
-	fc := vmm.CheckTool(ctx, firecracker.Binary, "backend", []string{"--version"}, firecracker.Install)
+	fc := hosttool.Find(ctx, firecracker.Binary, "backend", []string{"--version"}, firecracker.Install)
 	// What run's choice reads: a binary found and answering --version, KVM as probed.
 	tools := map[string]Check{qemu.Name: qemu, fc.Name: fc}
-	kvmFact := vmm.Avail{Why: vmm.KVMDevice()}
-	jailer := vmm.CheckTool(ctx, firecracker.JailerBinary, "tool", []string{"--version"}, "the jailer ships in the same Firecracker release archive")
+	kvmFact := vmm.Avail{Why: kvmprobe.Device()}
+	jailer := hosttool.Find(ctx, firecracker.JailerBinary, "tool", []string{"--version"}, "the jailer ships in the same Firecracker release archive")
 	if jailer.Found {
 		jailer.Why = "used when ukernel runs as root: chroot, uid/gid, cgroup, network namespace"
 	} else {
@@ -99,7 +101,7 @@ func Run(ctx context.Context, o Options) (Report, error) {
 			kvmFact.Why = kvm.Why
 			break
 		}
-		res, err := vmm.ProbeKVM(ctx, vmm.ProbeSpec{Kernel: kernel, CacheDir: filepath.Join(o.CacheDir, "kvm-probe")})
+		res, err := kvmprobe.Probe(ctx, kvmprobe.Spec{Kernel: kernel, CacheDir: filepath.Join(o.CacheDir, "kvm-probe")})
 		if err != nil {
 			return Report{}, err
 		}
@@ -150,12 +152,12 @@ func Run(ctx context.Context, o Options) (Report, error) {
 		cg.Why = "no /sys/fs/cgroup/cgroup.controllers: cgroup v2 is not mounted; the jailer cannot confine firecracker"
 		cg.Install = "boot with systemd.unified_cgroup_hierarchy=1, or mount -t cgroup2 none /sys/fs/cgroup"
 	}
-	erofs := vmm.CheckTool(ctx, "mkfs.erofs", "tool", nil, "apt-get install erofs-utils")
+	erofs := hosttool.Find(ctx, "mkfs.erofs", "tool", nil, "apt-get install erofs-utils")
 	if erofs.Found {
 		erofs.Version = debVersion(ctx, "erofs-utils")
 		erofs.Why = "pack builds the root filesystem with it"
 	}
-	gotool := vmm.CheckTool(ctx, "go", "tool", []string{"version"}, "apt-get install golang-go (or a Go release from go.dev)")
+	gotool := hosttool.Find(ctx, "go", "tool", []string{"version"}, "apt-get install golang-go (or a Go release from go.dev)")
 	if gotool.Found {
 		gotool.Why = "init builds the guest's ukernel-init with it"
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/ukernel-dev/ukernel/internal/vmm"
 	"github.com/ukernel-dev/ukernel/internal/vmm/backends"
 	"github.com/ukernel-dev/ukernel/internal/vmm/firecracker"
+	"github.com/ukernel-dev/ukernel/internal/vmm/kvmprobe"
 )
 
 // A QEMU or Firecracker that is on PATH but does not run is reported as not working, and so is
@@ -63,7 +64,7 @@ func TestDoctorAndRunAgree(t *testing.T) {
 	if err := os.WriteFile(kernel, []byte("a kernel the stand-in QEMU never reads"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	device := vmm.KVMDevice() // "" when /dev/kvm opens: the probe's answer is the stand-in's
+	device := kvmprobe.Device() // "" when /dev/kvm opens: the probe's answer is the stand-in's
 	for _, tc := range []struct {
 		name, qemu, fc  string // fc: "" for none on PATH
 		net             string
@@ -106,7 +107,7 @@ func TestDoctorAndRunAgree(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			run, runErr := backends.Choose(req, backends.Live(ctx, vmm.ProbeSpec{Kernel: kernel, CacheDir: t.TempDir()}))
+			run, runErr := backends.Choose(req, backends.Live(ctx, kvmprobe.Spec{Kernel: kernel, CacheDir: t.TempDir()}))
 			rep, err := Run(ctx, Options{CacheDir: t.TempDir(), Kernel: kernel, Net: netw, Backend: tc.backend, Accel: tc.accel})
 			if err != nil {
 				t.Fatal(err)

@@ -10,12 +10,13 @@ import (
 	"github.com/ukernel-dev/ukernel/internal/trace"
 	"github.com/ukernel-dev/ukernel/internal/vmm"
 	"github.com/ukernel-dev/ukernel/internal/vmm/backends"
+	"github.com/ukernel-dev/ukernel/internal/vmm/kvmprobe"
 )
 
 // chooseVMM picks the backend and accelerator for a run (backends.Choose with this host's
 // live facts), checks the network against what that backend has, and prints both choices with
 // their reasons.
-func chooseVMM(ctx context.Context, o Options, netw vmm.Net, probe vmm.ProbeSpec, progress io.Writer) (string, vmm.AccelChoice, error) {
+func chooseVMM(ctx context.Context, o Options, netw vmm.Net, probe kvmprobe.Spec, progress io.Writer) (string, vmm.AccelChoice, error) {
 	req, err := backends.ParseRequest(o.Backend, o.Accel, netw.Mode)
 	if err != nil {
 		return "", vmm.AccelChoice{}, err
@@ -36,9 +37,9 @@ func chooseVMM(ctx context.Context, o Options, netw vmm.Net, probe vmm.ProbeSpec
 	return string(c.Backend), c.AccelChoice(), nil
 }
 
-// probeSpan returns a vmm.ProbeSpec.Probed that adds each KVM probe to spans.
-func probeSpan(spans *[]trace.Span) func(vmm.ProbeResult, time.Time) {
-	return func(res vmm.ProbeResult, start time.Time) {
+// probeSpan returns a kvmprobe.Spec.Probed that adds each KVM probe to spans.
+func probeSpan(spans *[]trace.Span) func(kvmprobe.Result, time.Time) {
+	return func(res kvmprobe.Result, start time.Time) {
 		kv := []string{"usable", fmt.Sprint(res.Usable), "cached", fmt.Sprint(res.Cached)}
 		if res.Reason != "" {
 			kv = append(kv, "reason", res.Reason)

@@ -26,6 +26,8 @@ import (
 	"github.com/ukernel-dev/ukernel/internal/trace"
 	"github.com/ukernel-dev/ukernel/internal/vmm"
 	"github.com/ukernel-dev/ukernel/internal/vmm/backends"
+	"github.com/ukernel-dev/ukernel/internal/vmm/bootfiles"
+	"github.com/ukernel-dev/ukernel/internal/vmm/kvmprobe"
 )
 
 // DefaultStopTimeout is how long a guest gets to stop by itself before the VMM is told to quit.
@@ -105,7 +107,7 @@ func Start(ctx context.Context, o Options) (*Guest, error) {
 		}
 		o.Store = s
 	}
-	boot, err := vmm.PrepareBoot(o.Image, o.CacheDir)
+	boot, err := bootfiles.Prepare(o.Image, o.CacheDir)
 	if err != nil {
 		return nil, err
 	}
@@ -128,7 +130,7 @@ func Start(ctx context.Context, o Options) (*Guest, error) {
 
 	var accel vmm.AccelChoice
 	var probes []trace.Span
-	o.Backend, accel, err = chooseVMM(ctx, o, netw, vmm.ProbeSpec{
+	o.Backend, accel, err = chooseVMM(ctx, o, netw, kvmprobe.Spec{
 		Kernel: boot.Kernel, KernelDigest: boot.KernelDigest,
 		CacheDir: filepath.Join(o.CacheDir, "kvm-probe"), Log: log, Probed: probeSpan(&probes),
 	}, progress)
@@ -158,7 +160,7 @@ func Start(ctx context.Context, o Options) (*Guest, error) {
 	return g, nil
 }
 
-func start(ctx context.Context, o Options, boot *vmm.Boot, name string, netw vmm.Net, vcpu, mem int,
+func start(ctx context.Context, o Options, boot *bootfiles.Boot, name string, netw vmm.Net, vcpu, mem int,
 	accel vmm.AccelChoice, store *runstate.Store, log *slog.Logger) (*Guest, error) {
 	backend, err := newBackend(vmm.BackendName(o.Backend), log)
 	if err != nil {

@@ -1,4 +1,4 @@
-package vmm
+package bootfiles
 
 import (
 	"bytes"
@@ -47,14 +47,14 @@ func packTestImage(t *testing.T, user string) string {
 
 // An edit to any boot file in the cache (the initramfs's manifest segment turning the entry's
 // user into root, a byte of the kernel or of the decompressed vmlinux) must not reach a VM: the
-// next PrepareBoot gives the files made from the verified image again.
+// next Prepare gives the files made from the verified image again.
 func TestPrepareBootRefusesEditedCache(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs the Debian cloud kernel package; run without -short")
 	}
 	img := packTestImage(t, "app")
 	cacheDir := t.TempDir()
-	b, err := PrepareBoot(img, cacheDir)
+	b, err := Prepare(img, cacheDir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,8 +69,8 @@ func TestPrepareBootRefusesEditedCache(t *testing.T) {
 	}
 	// A second run uses the cache as it is.
 	fi, _ := os.Stat(b.Initrd)
-	if b2, err := PrepareBoot(img, cacheDir); err != nil || b2.Initrd != b.Initrd {
-		t.Fatalf("second PrepareBoot: %v", err)
+	if b2, err := Prepare(img, cacheDir); err != nil || b2.Initrd != b.Initrd {
+		t.Fatalf("second Prepare: %v", err)
 	}
 	if fi2, _ := os.Stat(b.Initrd); !fi2.ModTime().Equal(fi.ModTime()) {
 		t.Fatal("an untouched boot cache was made again")
@@ -89,7 +89,7 @@ func TestPrepareBootRefusesEditedCache(t *testing.T) {
 			if err := os.WriteFile(p, data, 0o644); err != nil {
 				t.Fatal(err)
 			}
-			b2, err := PrepareBoot(img, cacheDir)
+			b2, err := Prepare(img, cacheDir)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -99,7 +99,7 @@ func TestPrepareBootRefusesEditedCache(t *testing.T) {
 					t.Fatal(err)
 				}
 				if !bytes.Equal(got, want[q]) {
-					t.Fatalf("after editing %s, PrepareBoot gives an edited %s", p, q)
+					t.Fatalf("after editing %s, Prepare gives an edited %s", p, q)
 				}
 			}
 		})
@@ -114,11 +114,11 @@ func TestPrepareBootBootsOnlyThisImagesFiles(t *testing.T) {
 	}
 	app, root := packTestImage(t, "app"), packTestImage(t, "root")
 	cacheDir := t.TempDir()
-	b1, err := PrepareBoot(app, cacheDir)
+	b1, err := Prepare(app, cacheDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b2, err := PrepareBoot(root, cacheDir)
+	b2, err := Prepare(root, cacheDir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +134,7 @@ func TestPrepareBootBootsOnlyThisImagesFiles(t *testing.T) {
 	if changed != 1 {
 		t.Fatalf("%d verified records name the app image", changed)
 	}
-	b, err := PrepareBoot(app, cacheDir)
+	b, err := Prepare(app, cacheDir)
 	if err != nil {
 		t.Fatal(err)
 	}

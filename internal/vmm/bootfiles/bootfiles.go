@@ -1,4 +1,8 @@
-package vmm
+// Package bootfiles readies an image for booting: it verifies the image once (remembered by its
+// file identity), extracts its kernel and initramfs into the cache keyed by the image's digest,
+// and decompresses the kernel into the ELF vmlinux the backends boot; the cached files are
+// sealed, so only the ones made are booted.
+package bootfiles
 
 import (
 	"bytes"
@@ -16,9 +20,9 @@ import (
 	"github.com/ukernel-dev/ukernel/internal/project"
 )
 
-// BootInitrdFile is the name of the initramfs the backends boot, in the boot cache: the
+// InitrdFile is the name of the initramfs the backends boot, in the boot cache: the
 // image's, with its base archive decompressed (image.BootInitrd).
-const BootInitrdFile = "initrd.cpio"
+const InitrdFile = "initrd.cpio"
 
 // Boot is what a backend boots from an image: the image itself, its kernel and initramfs
 // extracted into a cache keyed by the image's digest, and its manifest.
@@ -32,12 +36,12 @@ type Boot struct {
 	Manifest     abi.Manifest
 }
 
-// PrepareBoot opens the image at path and readies it for booting. An image file not seen before
+// Prepare opens the image at path and readies it for booting. An image file not seen before
 // (by path, size, mtime, ctime and inode) is verified in full and hashed once; the result is
 // remembered under cacheDir, so a repeated run reads only the manifest. The boot files extracted
 // from it are sealed (cache.Seal): a run boots them only while they are the ones made, the
 // kernel being the one the manifest names by digest.
-func PrepareBoot(path, cacheDir string) (*Boot, error) {
+func Prepare(path, cacheDir string) (*Boot, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, err
@@ -61,7 +65,7 @@ func PrepareBoot(path, cacheDir string) (*Boot, error) {
 		}
 	}
 	dir := filepath.Join(cacheDir, "boot", digest)
-	b.Kernel, b.Initrd = filepath.Join(dir, image.KernelFile), filepath.Join(dir, BootInitrdFile)
+	b.Kernel, b.Initrd = filepath.Join(dir, image.KernelFile), filepath.Join(dir, InitrdFile)
 	if err := checkBootFiles(im, b); err == nil {
 		cache.MarkUsed(dir)
 	} else if err := extractBootFiles(im, b, dir); err != nil {
@@ -143,7 +147,7 @@ func verifiedDigest(im *image.Image, cacheDir string) (string, error) {
 		return "", fmt.Errorf("image %s: %w", im.Path(), err)
 	}
 	key := fmt.Sprintf("%s\x00%d\x00%d\x00%d\x00%d\x00%d", im.Path(), id.Size, id.Dev, id.Ino, id.Mtime, id.Ctime)
-	cachePath := filepath.Join(cacheDir, "verified", shortHash(key)+".json")
+	cachePath := filepath.Join(cacheDir, "verified", cache.EntryName(key)+".json")
 	type entry struct {
 		Key    string `json:"key"`
 		SHA256 string `json:"sha256"`

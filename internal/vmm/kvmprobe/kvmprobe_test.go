@@ -1,4 +1,4 @@
-package vmm
+package kvmprobe
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ukernel-dev/ukernel/internal/testenv"
+	"github.com/ukernel-dev/ukernel/internal/vmm"
 )
 
 // TestProbeKVM boots the probe for real. On this kind of host /dev/kvm opens but a Linux guest
@@ -18,15 +19,15 @@ func TestProbeKVM(t *testing.T) {
 	if testing.Short() {
 		t.Skip("boots a VM")
 	}
-	testenv.RequireTools(t, QEMUBinary)
+	testenv.RequireTools(t, vmm.QEMUBinary)
 	k := testenv.DebianKernel(t)
-	var heard []ProbeResult
-	spec := ProbeSpec{Kernel: k.Vmlinuz, CacheDir: t.TempDir(), Timeout: 4 * time.Second,
-		Probed: func(res ProbeResult, _ time.Time) { heard = append(heard, res) }}
+	var heard []Result
+	spec := Spec{Kernel: k.Vmlinuz, CacheDir: t.TempDir(), Timeout: 4 * time.Second,
+		Probed: func(res Result, _ time.Time) { heard = append(heard, res) }}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	start := time.Now()
-	res, err := ProbeKVM(ctx, spec)
+	res, err := Probe(ctx, spec)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +45,7 @@ func TestProbeKVM(t *testing.T) {
 		}
 		return
 	}
-	if reason := KVMAccess(); Unprivileged() && reason != "" {
+	if reason := vmm.KVMAccess(); vmm.Unprivileged() && reason != "" {
 		// QEMU started by root runs as nobody, which may not open this /dev/kvm: KVM is
 		// unusable, said without a boot, and not cached (the device's group may change).
 		files, _ := filepath.Glob(filepath.Join(spec.CacheDir, "*.json"))
@@ -64,7 +65,7 @@ func TestProbeKVM(t *testing.T) {
 	long := time.Now().Add(-48 * time.Hour)
 	os.Chtimes(files[0], long, long)
 	start = time.Now()
-	again, err := ProbeKVM(ctx, spec)
+	again, err := Probe(ctx, spec)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,13 +78,13 @@ func TestProbeKVM(t *testing.T) {
 	if !res.Usable {
 		// A failure probed long ago is probed again.
 		old := res
-		old.Checked = time.Now().Add(-ProbeFailureTTL - time.Hour)
+		old.Checked = time.Now().Add(-FailureTTL - time.Hour)
 		b, _ := json.Marshal(old)
 		if err := os.WriteFile(files[0], b, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		if again, err := ProbeKVM(ctx, spec); err != nil || again.Cached {
-			t.Errorf("a failure cached %s ago was not probed again: %+v, %v", ProbeFailureTTL, again, err)
+		if again, err := Probe(ctx, spec); err != nil || again.Cached {
+			t.Errorf("a failure cached %s ago was not probed again: %+v, %v", FailureTTL, again, err)
 		}
 	}
 }

@@ -1,4 +1,4 @@
-package vmm
+package bootfiles
 
 import (
 	"crypto/sha256"

@@ -1,4 +1,6 @@
-package vmm
+// Package hosttool finds a program on PATH and asks it for its version: one row of `doctor`'s
+// report, and how a run learns that a backend's binary is there and runs.
+package hosttool
 
 import (
 	"context"
@@ -19,8 +21,8 @@ type Check struct {
 	Install string `json:"install,omitempty"` // how to get it when it is missing or broken
 }
 
-// CheckTool looks name up on PATH and asks it for its version (first line of output).
-func CheckTool(ctx context.Context, name, kind string, versionArgs []string, install string) Check {
+// Find looks name up on PATH and asks it for its version (first line of output).
+func Find(ctx context.Context, name, kind string, versionArgs []string, install string) Check {
 	c := Check{Name: name, Kind: kind}
 	p, err := exec.LookPath(name)
 	if err != nil {
