@@ -29,7 +29,7 @@ import (
 
 	"github.com/ukernel-dev/ukernel/internal/abi"
 	"github.com/ukernel-dev/ukernel/internal/perf"
-	"github.com/ukernel-dev/ukernel/internal/runstate"
+	"github.com/ukernel-dev/ukernel/internal/runlog"
 	"github.com/ukernel-dev/ukernel/internal/trace"
 	"github.com/ukernel-dev/ukernel/internal/vmm"
 	"github.com/ukernel-dev/ukernel/internal/vmm/bootfiles"
@@ -229,7 +229,7 @@ func bootImage(ukernel, img, accel, work string, timeout time.Duration) (time.Du
 func bootBusybox(kernel, initrd, cmdline, accel, work string, timeout time.Duration) (time.Duration, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	run := runstate.Run{ID: "busybox", Dir: work}
+	run := runlog.Run{ID: "busybox", Dir: work}
 	os.Remove(run.Console())
 	spec := vmm.Spec{
 		Kernel: kernel, Initrd: initrd, Cmdline: cmdline, MemoryMB: 256, Accel: accel,

@@ -256,7 +256,7 @@ func (p *Printer) Print(r Record) error {
 }
 
 // RecordReader turns the bytes of an output log, as they are appended, into records for fn
-// (see runstate.Follow). Partial lines wait for their newline.
+// (see Follow). Partial lines wait for their newline.
 type RecordReader struct {
 	Filter Filter
 	Fn     func(Record) error

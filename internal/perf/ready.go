@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/ukernel-dev/ukernel/internal/abi"
-	"github.com/ukernel-dev/ukernel/internal/runstate"
+	"github.com/ukernel-dev/ukernel/internal/guestlog"
 )
 
 // What ended a boot's measurement (Boot.Ready).
@@ -100,5 +100,5 @@ func (w eventsWriter) Write(p []byte) (int, error) {
 
 // watchEvents follows the run's events until ctx ends or the guest is gone.
 func (r *readiness) watchEvents(ctx context.Context, vmDone <-chan struct{}) {
-	_ = runstate.Follow(ctx, r.events, eventsWriter{r}, vmDone)
+	_ = guestlog.Follow(ctx, r.events, eventsWriter{r}, vmDone)
 }

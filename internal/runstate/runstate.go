@@ -1,6 +1,7 @@
-// Package runstate records the guests that run on this host (one JSON file per guest in the
-// user's runtime directory), the per-run directories under a project's logs/, the run-time
-// config drive, and what a finished run's events say about how it ended.
+// Package runstate is the registry of guests on this host: one JSON file per guest in the user's
+// runtime directory (its VMM, image, network, run directory, owner; a finished guest's exit),
+// with the sockets, pid file and config drive path each guest uses there, and the cleaning of
+// what a killed ukernel left. A run's logs are package runlog.
 package runstate
 
 import (
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/ukernel-dev/ukernel/internal/project"
+	"github.com/ukernel-dev/ukernel/internal/runlog"
 	"github.com/ukernel-dev/ukernel/internal/vmm"
 )
 
@@ -115,9 +117,9 @@ func (s *Store) sweep() error {
 			}
 			continue
 		}
-		out := Outcome{Reason: "never started"}
+		out := runlog.Outcome{Reason: "never started"}
 		if st.RunDir != "" {
-			out = ReadOutcome(Run{ID: st.RunID, Dir: st.RunDir})
+			out = runlog.ReadOutcome(runlog.Run{ID: st.RunID, Dir: st.RunDir})
 		}
 		if err := s.Finish(st, out); err != nil {
 			errs = append(errs, fmt.Errorf("record the finished guest %s: %w", st.Name, err))
@@ -339,7 +341,7 @@ func (s *Store) clean(name string) error {
 // Finish turns the state of st's guest, once it is gone, into the record of a finished guest
 // with out (its sockets, pid file and config drive go), unless the name now belongs to another
 // run (a newer reservation or state of the same name) or is already finished.
-func (s *Store) Finish(st *State, out Outcome) error {
+func (s *Store) Finish(st *State, out runlog.Outcome) error {
 	unlock, err := s.lock(st.Name)
 	if err != nil {
 		return err

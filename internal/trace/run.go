@@ -17,7 +17,7 @@ import (
 
 	"github.com/ukernel-dev/ukernel/internal/abi"
 	"github.com/ukernel-dev/ukernel/internal/project"
-	"github.com/ukernel-dev/ukernel/internal/runstate"
+	"github.com/ukernel-dev/ukernel/internal/runlog"
 )
 
 // Host span names the VMM layer records in a run's spans.json.
@@ -55,13 +55,13 @@ type Trace struct {
 }
 
 // FindRun returns the run called id in the project, or the latest run when id is empty.
-func FindRun(projectDir, id string) (runstate.Run, error) {
+func FindRun(projectDir, id string) (runlog.Run, error) {
 	if id == "" {
-		return runstate.LatestRun(projectDir)
+		return runlog.LatestRun(projectDir)
 	}
 	dir := filepath.Join(projectDir, "logs", "runs", id)
 	if fi, err := os.Stat(dir); err == nil && fi.IsDir() {
-		return runstate.Run{ID: id, Dir: dir}, nil
+		return runlog.Run{ID: id, Dir: dir}, nil
 	}
 	runs, _ := os.ReadDir(filepath.Join(projectDir, "logs", "runs"))
 	var ids []string
@@ -71,12 +71,12 @@ func FindRun(projectDir, id string) (runstate.Run, error) {
 		}
 	}
 	if len(ids) == 0 {
-		return runstate.Run{}, fmt.Errorf("run %q not found: %s has no runs yet; run `ukernel run` first", id, projectDir)
+		return runlog.Run{}, fmt.Errorf("run %q not found: %s has no runs yet; run `ukernel run` first", id, projectDir)
 	}
 	if len(ids) > 5 {
 		ids = ids[len(ids)-5:]
 	}
-	return runstate.Run{}, fmt.Errorf("run %q not found in %s; recent runs: %v", id, filepath.Join(projectDir, "logs", "runs"), ids)
+	return runlog.Run{}, fmt.Errorf("run %q not found in %s; recent runs: %v", id, filepath.Join(projectDir, "logs", "runs"), ids)
 }
 
 // ParseEvents parses an events.jsonl stream. A line that does not parse (a run killed mid-write
@@ -122,7 +122,7 @@ func lastConsoleStamp(path string) int64 {
 
 // Load reads a run's records: its host spans, the guest's events and console, and the
 // project's last lock/build/pack spans when they immediately preceded the run.
-func Load(projectDir string, run runstate.Run) (*Trace, error) {
+func Load(projectDir string, run runlog.Run) (*Trace, error) {
 	host, err := ReadSpans(filepath.Join(run.Dir, RunSpansFile))
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, err

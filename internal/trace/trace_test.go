@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/ukernel-dev/ukernel/internal/abi"
-	"github.com/ukernel-dev/ukernel/internal/runstate"
+	"github.com/ukernel-dev/ukernel/internal/runlog"
 )
 
 // bootEvents is a recorded boot of the minimal preset under TCG (t_ns: guest CLOCK_BOOTTIME).
@@ -33,10 +33,10 @@ const bootEvents = `{"type":"hello","t_ns":1426224722,"abi":"0.3.0"}
 `
 
 // writeRun lays out a run directory as launch leaves it: events, console and host spans.
-func writeRun(t *testing.T, events string, host []Span) (string, runstate.Run) {
+func writeRun(t *testing.T, events string, host []Span) (string, runlog.Run) {
 	t.Helper()
 	proj := t.TempDir()
-	r, err := runstate.NewRun(proj, time.Unix(1_800_000_000, 0))
+	r, err := runlog.NewRun(proj, time.Unix(1_800_000_000, 0))
 	if err != nil {
 		t.Fatal(err)
 	}

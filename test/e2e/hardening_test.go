@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ukernel-dev/ukernel/internal/runstate"
+	"github.com/ukernel-dev/ukernel/internal/runlog"
 )
 
 // forgeEvents is an entry that tries what an attacker's workload would: write a poweroff event
@@ -51,7 +51,7 @@ func TestEntryCannotForgeEvents(t *testing.T) {
 			if strings.Contains(r.stdout, "forged") || r.code != 3 {
 				t.Errorf("the %s entry wrote to a port to the host (exit %d, want 3):\n%s\n%s", tc.user, r.code, r.stdout, r.stderr)
 			}
-			run, err := runstate.LatestRun(dir)
+			run, err := runlog.LatestRun(dir)
 			if err != nil {
 				t.Fatal(err)
 			}

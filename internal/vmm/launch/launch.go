@@ -22,6 +22,7 @@ import (
 	"github.com/ukernel-dev/ukernel/internal/abi"
 	"github.com/ukernel-dev/ukernel/internal/guestlog"
 	"github.com/ukernel-dev/ukernel/internal/project"
+	"github.com/ukernel-dev/ukernel/internal/runlog"
 	"github.com/ukernel-dev/ukernel/internal/runstate"
 	"github.com/ukernel-dev/ukernel/internal/trace"
 	"github.com/ukernel-dev/ukernel/internal/vmm"
@@ -71,7 +72,7 @@ type Options struct {
 // Guest is a guest this process started.
 type Guest struct {
 	State    *runstate.State
-	Run      runstate.Run
+	Run      runlog.Run
 	Accel    vmm.AccelChoice
 	VM       *vmm.VM
 	backend  vmm.Backend
@@ -149,7 +150,7 @@ func Start(ctx context.Context, o Options) (*Guest, error) {
 	}
 	g.recordSpans(probes...)
 	fmt.Fprintf(progress, "%s started (pid %d)\n", backends.Title(g.State.Handle.Backend), g.State.Handle.PID)
-	fmt.Fprintf(progress, "VM console: %s\n", filepath.Join("logs", runstate.ConsoleFile))
+	fmt.Fprintf(progress, "VM console: %s\n", filepath.Join("logs", runlog.ConsoleFile))
 	if netw.Mode == abi.NetTap {
 		if gn := guestNetwork(netw); gn.Address != "" {
 			fmt.Fprintf(progress, "Guest address: %s on %s (gateway %s)\n", gn.Address, netw.Iface, gn.Gateway)
@@ -167,9 +168,9 @@ func start(ctx context.Context, o Options, boot *bootfiles.Boot, name string, ne
 		return nil, err
 	}
 	started := time.Now()
-	newRun := runstate.NewRun
+	newRun := runlog.NewRun
 	if o.Perf {
-		newRun = runstate.NewSideRun // perf's boots leave the user's last run to logs and trace
+		newRun = runlog.NewSideRun // perf's boots leave the user's last run to logs and trace
 	}
 	run, err := newRun(o.ProjectDir, started)
 	if err != nil {
@@ -181,7 +182,7 @@ func start(ctx context.Context, o Options, boot *bootfiles.Boot, name string, ne
 		StopGraceS: int((o.StopTimeout + time.Second - 1) / time.Second), // whole seconds, rounded up
 	}
 	configDrive := store.ConfigDrive(name)
-	if err := runstate.WriteConfigDrive(configDrive, cfg); err != nil {
+	if err := writeConfigDrive(configDrive, cfg); err != nil {
 		return nil, err
 	}
 	// QEMU keeps the config drive open from its start: the file with the run-time environment
@@ -198,7 +199,7 @@ func start(ctx context.Context, o Options, boot *bootfiles.Boot, name string, ne
 		ControlSocket: store.ControlSocket(name), APISocket: store.APISocket(name), PIDFile: store.PIDFile(name),
 		OutputSocket: store.OutputSocket(name),
 	}
-	info := runstate.Info{Name: name, Image: boot.Image, Services: []string{}}
+	info := runlog.Info{Name: name, Image: boot.Image, Services: []string{}}
 	for _, s := range boot.Manifest.Services {
 		info.Services = append(info.Services, s.Name)
 	}
@@ -382,14 +383,14 @@ type Streams struct {
 const FirstSignTimeout = 20 * time.Second
 
 // Attend passes the workload's output to w (stdout and stderr alike) until the guest is gone.
-func (g *Guest) Attend(ctx context.Context, w io.Writer, stopTimeout time.Duration) (runstate.Outcome, error) {
+func (g *Guest) Attend(ctx context.Context, w io.Writer, stopTimeout time.Duration) (runlog.Outcome, error) {
 	return g.AttendStreams(ctx, Streams{Stdout: w, Stderr: w}, stopTimeout)
 }
 
 // AttendStreams records the guest's output in the run's output log and passes it to s until
 // the guest is gone, stops it gracefully when ctx ends (Ctrl-C, SIGTERM), releases its state
 // and returns how the run ended.
-func (g *Guest) AttendStreams(ctx context.Context, s Streams, stopTimeout time.Duration) (runstate.Outcome, error) {
+func (g *Guest) AttendStreams(ctx context.Context, s Streams, stopTimeout time.Duration) (runlog.Outcome, error) {
 	// A stream that cannot be written (the terminal or pipe went away) means nobody attends
 	// the guest any more: it is stopped as on Ctrl-C rather than left running unowned.
 	liveErr := make(chan error, 1)
@@ -427,7 +428,7 @@ func (g *Guest) AttendStreams(ctx context.Context, s Streams, stopTimeout time.D
 			}
 			return nil
 		}
-		err := runstate.FollowWith(context.WithoutCancel(ctx), g.Run.Console(), runstate.FollowOptions{AtEOF: bound}, cw, g.VM.Done())
+		err := guestlog.FollowWith(context.WithoutCancel(ctx), g.Run.Console(), guestlog.FollowOptions{AtEOF: bound}, cw, g.VM.Done())
 		cw.Flush()
 		consoleDone <- err
 	}()
@@ -485,7 +486,7 @@ wait:
 		cancel()
 		forced()
 		if err != nil {
-			return runstate.Outcome{}, fmt.Errorf("stop %s: %w", g.State.Name, err)
+			return runlog.Outcome{}, fmt.Errorf("stop %s: %w", g.State.Name, err)
 		}
 	}
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -516,7 +517,7 @@ wait:
 		g.log.Debug("output", "err", ferr)
 	}
 	g.output.Close()
-	out := runstate.ReadOutcome(g.Run)
+	out := runlog.ReadOutcome(g.Run)
 	defer func() {
 		why := out.Reason
 		if why == "" {
@@ -532,16 +533,16 @@ wait:
 		out.Reason = fmt.Sprintf("%s exited with %v: %s (see %s)", backends.Title(g.State.Handle.Backend), werr,
 			vmm.LogTail(g.Run.VMMLog(), backends.Title(g.State.Handle.Backend)), filepath.Join("logs", "runs", g.Run.ID))
 	}
-	if !out.Started && !interrupted && out.Code == runstate.ExitNoReport {
+	if !out.Started && !interrupted && out.Code == runlog.ExitNoReport {
 		// The kernel or init failed before the workload started: what it printed says why.
 		out.Reason = "the guest failed before its workload started: " + out.Reason
-		if tail := runstate.ConsoleTail(g.Run, 10); tail != "" {
+		if tail := runlog.ConsoleTail(g.Run, 10); tail != "" {
 			out.Reason += "\nthe console's last lines:\n" + tail
 		}
 	}
 	if failure != "" {
-		out = runstate.Outcome{Code: runstate.ExitNoReport, Reason: fmt.Sprintf("%s; it said: %s (see %s)", failure,
-			vmm.LogTail(g.Run.VMMLog(), backends.Title(g.State.Handle.Backend)), filepath.Join("logs", "runs", g.Run.ID, runstate.VMMLogFile))}
+		out = runlog.Outcome{Code: runlog.ExitNoReport, Reason: fmt.Sprintf("%s; it said: %s (see %s)", failure,
+			vmm.LogTail(g.Run.VMMLog(), backends.Title(g.State.Handle.Backend)), filepath.Join("logs", "runs", g.Run.ID, runlog.VMMLogFile))}
 	}
 	if err := g.store.Finish(g.State, out); err != nil {
 		g.log.Debug("record the finished guest", "err", err)
@@ -688,9 +689,9 @@ func StopGuest(ctx context.Context, store *runstate.Store, name string, timeout 
 // finish records the guest of st as finished, with the outcome its run reported, unless its
 // owner did so already.
 func finish(store *runstate.Store, st *runstate.State) error {
-	out := runstate.Outcome{Reason: "never started"}
+	out := runlog.Outcome{Reason: "never started"}
 	if st.RunDir != "" {
-		out = runstate.ReadOutcome(runstate.Run{ID: st.RunID, Dir: st.RunDir})
+		out = runlog.ReadOutcome(runlog.Run{ID: st.RunID, Dir: st.RunDir})
 	}
 	return store.Finish(st, out)
 }

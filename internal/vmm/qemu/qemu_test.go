@@ -15,7 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/ukernel-dev/ukernel/internal/runstate"
+	"github.com/ukernel-dev/ukernel/internal/runlog"
 	"github.com/ukernel-dev/ukernel/internal/testenv"
 	"github.com/ukernel-dev/ukernel/internal/vmm"
 	"github.com/ukernel-dev/ukernel/internal/vmm/vmmtest"
@@ -103,7 +103,7 @@ func TestBusyPublishedPort(t *testing.T) {
 // guest holds the files of one test guest.
 type guest struct {
 	spec vmm.Spec
-	run  runstate.Run
+	run  runlog.Run
 }
 
 func newGuest(t *testing.T, initrd string) guest {
@@ -116,7 +116,7 @@ func newGuest(t *testing.T, initrd string) guest {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(sock) })
-	run := runstate.Run{ID: "test", Dir: t.TempDir()}
+	run := runlog.Run{ID: "test", Dir: t.TempDir()}
 	return guest{run: run, spec: vmm.Spec{
 		Kernel: k.Vmlinuz, Initrd: initrd, Cmdline: "quiet panic=-1", MemoryMB: 256, Accel: "tcg",
 		Net:         vmm.Net{Mode: "none"},
@@ -181,7 +181,7 @@ func TestKernelPanicIsReported(t *testing.T) {
 	if err := vm.Wait(ctx); err != nil {
 		t.Fatalf("QEMU: %v", err)
 	}
-	out := runstate.ReadOutcome(g.run)
+	out := runlog.ReadOutcome(g.run)
 	if out.Code != 125 || out.Reported || !strings.Contains(out.Reason, "kernel panic") || !strings.Contains(out.Reason, "Unable to mount root fs") {
 		t.Errorf("outcome %+v, want 125 with a kernel panic reason", out)
 	}
@@ -230,7 +230,7 @@ poweroff -f
 		t.Errorf("QEMU exit: %v", err)
 	}
 	waitConsole(t, g, nil, `control: {"type":"stop","grace_s":19}`, time.Second)
-	if out := runstate.ReadOutcome(g.run); out.Code != 3 || !out.Reported {
+	if out := runlog.ReadOutcome(g.run); out.Code != 3 || !out.Reported {
 		t.Errorf("outcome %+v, want the guest's code 3", out)
 	}
 	if vm.Alive() {
@@ -301,7 +301,7 @@ func TestStopFallsBackToQuit(t *testing.T) {
 
 func TestQEMUStartFailureIsClear(t *testing.T) {
 	testenv.RequireTools(t, vmm.QEMUBinary)
-	g := guest{run: runstate.Run{Dir: t.TempDir()}}
+	g := guest{run: runlog.Run{Dir: t.TempDir()}}
 	sock, _ := os.MkdirTemp("", "ukq")
 	defer os.RemoveAll(sock)
 	g.spec = vmm.Spec{Kernel: filepath.Join(t.TempDir(), "no-such-kernel"), Accel: "tcg", Net: vmm.Net{Mode: "none"},

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ukernel-dev/ukernel/internal/guestlog"
+	"github.com/ukernel-dev/ukernel/internal/runlog"
 	"github.com/ukernel-dev/ukernel/internal/runstate"
 	"github.com/ukernel-dev/ukernel/pkg/cmdutil"
 )
@@ -101,7 +102,7 @@ func runLogs(ctx context.Context, f *cmdutil.Factory, o *Options, args []string)
 	if err != nil {
 		return err
 	}
-	var run runstate.Run
+	var run runlog.Run
 	var st *runstate.State
 	if len(args) == 1 {
 		if err := runstate.ValidateName(args[0]); err != nil {
@@ -113,13 +114,13 @@ func runLogs(ctx context.Context, f *cmdutil.Factory, o *Options, args []string)
 		if st.RunDir == "" {
 			return fmt.Errorf("guest %q has not started yet", args[0])
 		}
-		run = runstate.Run{ID: st.RunID, Dir: st.RunDir}
+		run = runlog.Run{ID: st.RunID, Dir: st.RunDir}
 	} else {
 		dir, err := f.ProjectDir()
 		if err != nil {
 			return err
 		}
-		if run, err = runstate.LatestRun(dir); err != nil {
+		if run, err = runlog.LatestRun(dir); err != nil {
 			return err
 		}
 		st = guestOf(store, run)
@@ -196,7 +197,7 @@ func jsonArray(w io.Writer) (emit func(guestlog.Record) error, end func() error)
 }
 
 // guestOf returns the guest whose run is r, if it is still recorded.
-func guestOf(store *runstate.Store, r runstate.Run) *runstate.State {
+func guestOf(store *runstate.Store, r runlog.Run) *runstate.State {
 	states, err := store.List()
 	if err != nil {
 		return nil
@@ -211,7 +212,7 @@ func guestOf(store *runstate.Store, r runstate.Run) *runstate.State {
 
 // follow prints the records appended after offset until the guest is gone and its owner (the
 // monitor, or the foreground run) has recorded the rest, or the user interrupts.
-func follow(ctx context.Context, r runstate.Run, offset int64, filter guestlog.Filter, p *guestlog.Printer, st *runstate.State) error {
+func follow(ctx context.Context, r runlog.Run, offset int64, filter guestlog.Filter, p *guestlog.Printer, st *runstate.State) error {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -226,7 +227,7 @@ func follow(ctx context.Context, r runstate.Run, offset int64, filter guestlog.F
 		}
 	}()
 	rr := &guestlog.RecordReader{Filter: filter, Fn: p.Print}
-	err := runstate.FollowFrom(ctx, r.Output(), offset, rr, done)
+	err := guestlog.FollowFrom(ctx, r.Output(), offset, rr, done)
 	if ctx.Err() != nil {
 		return nil // Ctrl-C ends a follow normally
 	}

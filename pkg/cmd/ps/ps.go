@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ukernel-dev/ukernel/internal/runlog"
 	"github.com/ukernel-dev/ukernel/internal/runstate"
 	"github.com/ukernel-dev/ukernel/pkg/cmdutil"
 )
@@ -133,7 +134,7 @@ func List(store *runstate.Store, now time.Time, all bool) ([]Guest, error) {
 		if g.Ports == nil {
 			g.Ports = []string{}
 		}
-		run := runstate.Run{ID: st.RunID, Dir: st.RunDir}
+		run := runlog.Run{ID: st.RunID, Dir: st.RunDir}
 		switch {
 		case st.Exited:
 			g.Status, g.ExitCode, g.Reason, g.PID = "exited", st.ExitCode, st.Reason, 0
@@ -144,13 +145,13 @@ func List(store *runstate.Store, now time.Time, all bool) ([]Guest, error) {
 			g.Status = "starting"
 		case st.Live():
 			g.UptimeS = int64(now.Sub(st.Started) / time.Second)
-			g.Health = runstate.ReadHealth(run)
+			g.Health = runlog.ReadHealth(run)
 		default:
 			// The VMM is gone and nobody recorded how the guest ended (its owner was killed).
 			g.Status = "exited"
-			out := runstate.Outcome{Reason: "never started"}
+			out := runlog.Outcome{Reason: "never started"}
 			if st.RunDir != "" {
-				out = runstate.ReadOutcome(run)
+				out = runlog.ReadOutcome(run)
 			}
 			if out.Reported {
 				g.ExitCode = &out.Code

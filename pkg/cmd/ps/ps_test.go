@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ukernel-dev/ukernel/internal/runlog"
 	"github.com/ukernel-dev/ukernel/internal/runstate"
 	"github.com/ukernel-dev/ukernel/internal/vmm"
 	"github.com/ukernel-dev/ukernel/internal/vmm/launch"
@@ -19,7 +20,7 @@ func TestListCleansStale(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	run := runstate.Run{ID: "r1", Dir: t.TempDir()}
+	run := runlog.Run{ID: "r1", Dir: t.TempDir()}
 	os.WriteFile(run.Events(), []byte(`{"type":"poweroff","code":3}`+"\n"), 0o644)
 	st := &runstate.State{Name: "gone", RunID: run.ID, RunDir: run.Dir, Started: time.Now().Add(-time.Minute),
 		Handle: vmm.Handle{Backend: "qemu", PID: os.Getpid(), APISocket: store.APISocket("gone")}}

@@ -16,7 +16,8 @@ import (
 	"github.com/ukernel-dev/ukernel/internal/guestlog"
 	"github.com/ukernel-dev/ukernel/internal/pipeline"
 	"github.com/ukernel-dev/ukernel/internal/project"
-	"github.com/ukernel-dev/ukernel/internal/runstate"
+	"github.com/ukernel-dev/ukernel/internal/runenv"
+	"github.com/ukernel-dev/ukernel/internal/runlog"
 	"github.com/ukernel-dev/ukernel/internal/vmm/backends"
 	"github.com/ukernel-dev/ukernel/internal/vmm/launch"
 	"github.com/ukernel-dev/ukernel/pkg/cmdutil"
@@ -96,7 +97,7 @@ else: not in the image, the logs, the events or ps.`,
 
 func runRun(ctx context.Context, o *Options) error {
 	f := o.Factory
-	fail := func(err error) error { return &cmdutil.ExitError{Code: runstate.ExitNoReport, Err: err} }
+	fail := func(err error) error { return &cmdutil.ExitError{Code: runlog.ExitNoReport, Err: err} }
 	// Flags are checked before a build that may take minutes.
 	var net abi.Net
 	if o.Net != "" {
@@ -129,11 +130,11 @@ func runRun(ctx context.Context, o *Options) error {
 			return cmdutil.Usagef("--publish %v", err)
 		}
 	}
-	env, err := runstate.ParseEnv(o.Env, o.EnvFiles)
+	env, err := runenv.ParseEnv(o.Env, o.EnvFiles)
 	if err != nil {
 		return fail(err)
 	}
-	secrets, err := runstate.ParseSecrets(o.Secrets)
+	secrets, err := runenv.ParseSecrets(o.Secrets)
 	if err != nil {
 		return fail(err)
 	}
@@ -207,7 +208,7 @@ func runRun(ctx context.Context, o *Options) error {
 	if out.Reason != "" {
 		ee.Err = errors.New(out.Reason)
 		if out.Code == 0 {
-			ee.Code = runstate.ExitNoReport // an error is never reported with success
+			ee.Code = runlog.ExitNoReport // an error is never reported with success
 		}
 	}
 	return ee

@@ -1,17 +1,17 @@
-package runstate
+// Package runlog is a run's directory under a project's logs/ (logs/runs/<id>/): its files
+// (console, events, output, the VMM's log, run.json), the link to the latest run, and what a
+// finished run's events and console say about how it ended.
+package runlog
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/rand"
-	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/ukernel-dev/ukernel/internal/abi"
@@ -128,89 +128,6 @@ func LatestRun(projectDir string) (Run, error) {
 	}
 	dir := filepath.Dir(target)
 	return Run{ID: filepath.Base(dir), Dir: dir}, nil
-}
-
-// WriteConfigDrive writes cfg as a config drive at path: abi.ConfigMagic, the JSON's length as
-// 8 bytes little-endian, the JSON, zero padding to a multiple of 4096 (a whole number of
-// sectors for the block device). The file is 0600: it carries the run-time env and secrets.
-func WriteConfigDrive(path string, cfg *abi.BootConfig) error {
-	body, err := json.Marshal(cfg)
-	if err != nil {
-		return fmt.Errorf("config drive: %w", err)
-	}
-	var buf bytes.Buffer
-	buf.WriteString(abi.ConfigMagic)
-	binary.Write(&buf, binary.LittleEndian, uint64(len(body)))
-	buf.Write(body)
-	if pad := buf.Len() % 4096; pad != 0 {
-		buf.Write(make([]byte, 4096-pad))
-	}
-	// A new file or none: a file or link already there (planted, or left by a killed run that
-	// the store's cleaning did not reach) is never written through.
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
-	if err != nil {
-		return fmt.Errorf("config drive: %w (remove %s if no ukernel run uses it)", err, tmp)
-	}
-	_, err = f.Write(buf.Bytes())
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("config drive %s: %w", path, err)
-	}
-	return nil
-}
-
-// ParseEnv turns -e K=V values and env files into the run-time environment. A bare -e K takes
-// K's value from ukernel's own environment, as container runtimes do. Env files hold K=V lines;
-// blank lines and lines starting with # are skipped. Later values win.
-func ParseEnv(flags []string, files []string) (map[string]string, error) {
-	env := map[string]string{}
-	set := func(src, kv string) error {
-		k, v, ok := strings.Cut(kv, "=")
-		if !ok {
-			v, ok = os.LookupEnv(k)
-			if !ok {
-				return fmt.Errorf("%s: %q has no value and %s is not set here; use K=V", src, kv, k)
-			}
-		}
-		if k == "" || strings.ContainsAny(k, " \t\x00") {
-			return fmt.Errorf("%s: %q is not a valid variable name", src, k)
-		}
-		env[k] = v
-		return nil
-	}
-	for _, file := range files {
-		b, err := os.ReadFile(file)
-		if err != nil {
-			return nil, fmt.Errorf("--env-file: %w", err)
-		}
-		sc := bufio.NewScanner(bytes.NewReader(b))
-		for n := 1; sc.Scan(); n++ {
-			line := strings.TrimSpace(sc.Text())
-			if line == "" || strings.HasPrefix(line, "#") {
-				continue
-			}
-			// Never echo the line: it may be a secret.
-			if err := set(fmt.Sprintf("%s:%d", file, n), line); err != nil {
-				return nil, fmt.Errorf("%s:%d: expected KEY=VALUE, or the name of a variable set here", file, n)
-			}
-		}
-		if err := sc.Err(); err != nil {
-			return nil, fmt.Errorf("--env-file %s: %w", file, err)
-		}
-	}
-	for _, kv := range flags {
-		if err := set("-e", kv); err != nil {
-			return nil, err
-		}
-	}
-	return env, nil
 }
 
 // Outcome is how a finished run ended.

@@ -1,15 +1,12 @@
-package runstate
+package runlog
 
 import (
 	"bytes"
 	"encoding/json"
 	"os"
-	"reflect"
-	"strings"
 	"testing"
 
 	"github.com/ukernel-dev/ukernel/internal/abi"
-	"github.com/ukernel-dev/ukernel/internal/guest"
 )
 
 func eventLine(t *testing.T, ev abi.Event) []byte {
@@ -42,49 +39,6 @@ func FuzzReadEvents(f *testing.F) {
 		json.Unmarshal(b, &status) // as JSON carries it: invalid UTF-8 replaced
 		if h := ReadHealth(r); h["db"] != status {
 			t.Fatalf("health %v, want db %q", h, status)
-		}
-	})
-}
-
-// FuzzConfigDrive: the guest's reader of the config drive accepts a drive or refuses it without
-// quoting it (it carries secrets), and what it accepts, written again by the host's writer,
-// reads back the same.
-func FuzzConfigDrive(f *testing.F) {
-	cfg := &abi.BootConfig{ABI: abi.Version, Env: map[string]string{"A": "1"}, Secrets: map[string][]byte{"token": []byte("hunter2-secret")}}
-	dir := f.TempDir()
-	if err := WriteConfigDrive(dir+"/seed", cfg); err != nil {
-		f.Fatal(err)
-	}
-	seed, err := os.ReadFile(dir + "/seed")
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Add(seed)
-	f.Add(append([]byte(abi.ConfigMagic), 3, 0, 0, 0, 0, 0, 0, 0, '{', '}', ' '))
-	f.Add(append([]byte(abi.ConfigMagic), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		got, err := guest.ReadConfig(bytes.NewReader(data))
-		if err != nil {
-			if strings.Contains(err.Error(), "hunter2") {
-				t.Fatalf("error quotes a secret: %v", err)
-			}
-			return
-		}
-		p := t.TempDir() + "/config"
-		if err := WriteConfigDrive(p, got); err != nil {
-			t.Fatalf("accepted config does not write: %v", err)
-		}
-		fh, err := os.Open(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer fh.Close()
-		again, err := guest.ReadConfig(fh)
-		if err != nil {
-			t.Fatalf("written again, the drive does not read: %v", err)
-		}
-		if !reflect.DeepEqual(again, got) {
-			t.Fatalf("round trip:\n got %+v\nwant %+v", again, got)
 		}
 	})
 }

@@ -1,4 +1,4 @@
-package runstate
+package guestlog
 
 import (
 	"context"
