@@ -24,7 +24,7 @@ import (
 	"github.com/ukernel-dev/ukernel/internal/abi"
 	"github.com/ukernel-dev/ukernel/internal/crashpoint"
 	"github.com/ukernel-dev/ukernel/internal/debian"
-	"github.com/ukernel-dev/ukernel/internal/initbin"
+	"github.com/ukernel-dev/ukernel/internal/gotool"
 	"github.com/ukernel-dev/ukernel/internal/project"
 	"github.com/ukernel-dev/ukernel/internal/version"
 	"github.com/ukernel-dev/ukernel/internal/workdir"
@@ -147,7 +147,7 @@ func Run(ctx context.Context, in Input) (*Result, error) {
 			return nil, errors.New("go toolchain not found on PATH: the go adapter builds the workload with it")
 		}
 		// The toolchain that builds the workload, as go build will pick it in the entry's module.
-		gv, err := initbin.GoVersion(ctx, goWorkloadDir(in), initbin.GoEnv(os.Environ()))
+		gv, err := gotool.Version(ctx, goWorkloadDir(in), gotool.Env(os.Environ()))
 		if err != nil {
 			return nil, err
 		}
@@ -301,7 +301,7 @@ func bundle(ctx context.Context, in Input, adapter, srcDir, work string) ([]tarE
 		cmd.Dir = goWorkloadDir(in)
 		// Pinned settings, not the host's (GOAMD64, GOFLAGS=-tags...): the cache key has only
 		// the toolchain, and the image must not depend on who built it.
-		cmd.Env = initbin.GoEnv(os.Environ())
+		cmd.Env = gotool.Env(os.Environ())
 		workdir.DieWithParent(cmd)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return nil, fmt.Errorf("go build of the workload in %s: %v\n%s", cmd.Dir, err, out)

@@ -4,11 +4,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"github.com/ukernel-dev/ukernel/internal/workdir"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+
+	"github.com/ukernel-dev/ukernel/internal/workdir"
 )
 
 // The three steps of byteCompile, each run by the guest's own interpreter.

@@ -1,12 +1,11 @@
 // Package initbin builds the guest's PID 1 (cmd/ukernel-init) from the source embedded in the
 // ukernel binary, statically and reproducibly, and caches the result by source digest and
-// toolchain (GoVersion). Building it at pack time instead of shipping a prebuilt binary keeps
+// toolchain (gotool.Version). Building it at pack time instead of shipping a prebuilt binary keeps
 // `go install` the only install step and lets the manifest record exactly which toolchain
-// produced it. GoEnv and GoVersion serve every guest binary built with `go build`.
+// produced it. The toolchain settings are package gotool's.
 package initbin
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -16,7 +15,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strings"
 
@@ -24,6 +22,7 @@ import (
 
 	"github.com/ukernel-dev/ukernel/internal/cache"
 	"github.com/ukernel-dev/ukernel/internal/crashpoint"
+	"github.com/ukernel-dev/ukernel/internal/gotool"
 	"github.com/ukernel-dev/ukernel/internal/workdir"
 )
 
@@ -66,14 +65,14 @@ func build(ctx context.Context, src fs.FS, cacheDir string) (*Binary, error) {
 		return nil, fmt.Errorf("write init source: %w", err)
 	}
 	settings := []string{"GOFLAGS=-mod=mod"}
-	env := GoEnv(os.Environ(), settings...)
-	goVersion, err := GoVersion(ctx, work, env)
+	env := gotool.Env(os.Environ(), settings...)
+	goVersion, err := gotool.Version(ctx, work, env)
 	if err != nil {
 		return nil, err
 	}
 	// The settings are in the key too: a change to them must not reuse binaries built without it
 	// (nor those cached before they were pinned, which may carry the host's).
-	key := sha256.Sum256([]byte(digest + "\n" + goVersion + "\n" + strings.Join(append(slices.Clone(pinned), settings...), " ")))
+	key := sha256.Sum256([]byte(digest + "\n" + goVersion + "\n" + strings.Join(gotool.Settings(settings...), " ")))
 	dir := filepath.Join(cacheDir, "init", hex.EncodeToString(key[:16]))
 	out := filepath.Join(dir, "ukernel-init")
 	if b, err := describe(out, goVersion); err == nil {
@@ -117,50 +116,6 @@ func build(ctx context.Context, src fs.FS, cacheDir string) (*Binary, error) {
 		return nil, fmt.Errorf("guest init cache: %w", err)
 	}
 	return describe(out, goVersion)
-}
-
-// pinned are the settings guest binaries are built with. Each changes the bytes `go build`
-// writes while cache keys carry only the toolchain, so they are set rather than inherited: a
-// host with GOAMD64=v3 or GOFLAGS=-tags=x must not produce, and cache, a different binary. A
-// value set in the environment also overrides `go env -w`; that is why GOFLAGS gets a value
-// (a flag guest builds pass anyway, leaving -mod and vendor detection at Go's defaults) instead
-// of being cleared.
-var pinned = []string{"CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64", "GOAMD64=v1", "GOFIPS140=off", "GOWORK=off", "GOFLAGS=-buildvcs=false"}
-
-// GoEnv returns environ for building a guest binary: the pinned settings replace inherited ones,
-// GOEXPERIMENT is dropped (it cannot be pinned: see GoVersion), everything else (PATH, HOME,
-// GOPATH, GOPROXY...) is kept. Each of set ("KEY=VALUE") overrides a pinned value or adds one.
-// Key what it builds with GoVersion.
-func GoEnv(environ []string, set ...string) []string {
-	vars := append(slices.Clone(pinned), set...)
-	env := slices.DeleteFunc(slices.Clone(environ), func(kv string) bool {
-		k, _, _ := strings.Cut(kv, "=")
-		return k == "GOEXPERIMENT" || slices.ContainsFunc(vars, func(v string) bool { return strings.HasPrefix(v, k+"=") })
-	})
-	// exec.Cmd uses the last value of a repeated key, so set overrides pinned.
-	return append(env, vars...)
-}
-
-// GoVersion identifies the toolchain that `go build` runs in dir with env (from GoEnv), for cache
-// keys and the manifest: the version after any GOTOOLCHAIN switch the module in dir asks for,
-// followed by the experiments in effect as runtime.Version reports them ("go1.26.8 X:jsonv2").
-// GOEXPERIMENT belongs here because an empty value cannot override one set with `go env -w`.
-func GoVersion(ctx context.Context, dir string, env []string) (string, error) {
-	cmd := exec.CommandContext(ctx, "go", "env", "GOVERSION", "GOEXPERIMENT")
-	cmd.Dir, cmd.Env = dir, env
-	out, err := cmd.Output()
-	if err != nil {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			err = fmt.Errorf("%w: %s", err, bytes.TrimSpace(ee.Stderr))
-		}
-		return "", fmt.Errorf("go env GOVERSION GOEXPERIMENT in %s: %w", dir, err)
-	}
-	version, exp, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
-	if exp = strings.TrimSpace(exp); exp != "" {
-		version += " X:" + exp
-	}
-	return version, nil
 }
 
 // describe returns the cached binary at path if it is the one built there: it becomes the
