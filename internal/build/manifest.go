@@ -62,6 +62,10 @@ func Manifest(cfg *project.Config, base project.Base, res *Result, lockDigest st
 	for k, v := range cfg.Run.Env {
 		m.Env[k] = v
 	}
+	if cfg.SelectedRole != "" {
+		m.Role = cfg.SelectedRole
+		m.Env[abi.RoleEnv] = cfg.SelectedRole
+	}
 	m.User = cfg.Project.User
 	if m.User == "" {
 		m.User = AppUser.Name

@@ -33,10 +33,12 @@ import (
 
 // Options steer every step.
 type Options struct {
-	Dir       string
-	Offline   bool
-	Locked    bool
-	Release   bool
+	Dir     string
+	Offline bool
+	Locked  bool
+	Release bool
+	// Role builds the project as [roles.NAME] of ukernel.toml runs it ("": its own settings).
+	Role      string
 	Target    string
 	ImagePath string           // pack output; default dist/<name>.img
 	Readonly  bool             // pack a dm-verity hash tree for the root (pack --readonly)
@@ -69,6 +71,9 @@ type Project struct {
 func Load(ctx context.Context, o Options) (*Project, error) {
 	cfg, err := project.Load(o.Dir)
 	if err != nil {
+		return nil, err
+	}
+	if cfg, err = cfg.WithRole(o.Role); err != nil {
 		return nil, err
 	}
 	base, err := project.LookupBase(cfg.Env.Base)

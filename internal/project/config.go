@@ -45,6 +45,11 @@ type Config struct {
 	Health   map[string]Health  `toml:"health,omitempty"`
 	Data     DataSection        `toml:"data"`
 	Logs     LogsSection        `toml:"logs,omitempty"`
+	Roles    map[string]Role    `toml:"roles,omitempty"`
+
+	// SelectedRole is the role WithRole applied ("": none). Not a key of the file; it is part
+	// of the config's JSON, which the build's cache key hashes.
+	SelectedRole string `toml:"-" json:"selected_role,omitempty"`
 
 	// file and src are the name and bytes the config was parsed from, so that checks made
 	// later (the entry file exists) can give the line of the key at fault.
@@ -531,6 +536,7 @@ func (c *Config) Validate(file string, data []byte) error {
 	if c.Data.DiskMB < 0 || c.Data.DiskMB > 1<<20 {
 		add("data.disk_mb", "%d is out of range; expected 0 (none) to 1048576", c.Data.DiskMB)
 	}
+	c.validateRoles(add)
 	return errors.Join(errs...)
 }
 
