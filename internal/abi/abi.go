@@ -220,6 +220,9 @@ type BootConfig struct {
 	// StopGraceS is how long the services still running get between SIGTERM and SIGKILL when
 	// the entry exits by itself (run's --stop-timeout); 0: the guest's default.
 	StopGraceS int `json:"stop_grace_s,omitempty"`
+	// DataMB, when > 0, is the size of the data volume this run attaches, over the manifest's
+	// Data.DiskMB (a template's data_mb): the image need not have one.
+	DataMB int `json:"data_mb,omitempty"`
 }
 
 // Network is the guest's network configuration.

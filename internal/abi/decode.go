@@ -365,6 +365,8 @@ func (d *decoder) bootConfig(c *BootConfig) error {
 			return d.bool(&c.Perf)
 		case "stop_grace_s":
 			return d.int(&c.StopGraceS)
+		case "data_mb":
+			return d.int(&c.DataMB)
 		}
 		return d.skip()
 	})

@@ -15,6 +15,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/ukernel-dev/ukernel/internal/project"
 )
 
 // treeDigest hashes a workload source tree: every entry's relative path, type, mode bits that
@@ -328,4 +330,20 @@ func extractTarGz(archive, dir string) error {
 			}
 		}
 	}
+}
+
+// SourceDigest hashes what of a project goes into its image besides the locked packages:
+// ukernel.toml and src/ as the build reads it. Templates key their revisions on it.
+func SourceDigest(dir string) (string, error) {
+	cfg, err := os.ReadFile(filepath.Join(dir, project.ConfigFile))
+	if err != nil {
+		return "", err
+	}
+	src, err := treeDigest(filepath.Join(dir, project.SrcDir))
+	if err != nil {
+		return "", fmt.Errorf("reading the workload source: %w", err)
+	}
+	h := sha256.New()
+	fmt.Fprintf(h, "config %d\n%s\nsrc %s\n", len(cfg), cfg, src)
+	return hex.EncodeToString(h.Sum(nil)), nil
 }

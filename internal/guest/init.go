@@ -508,6 +508,10 @@ func (in *pid1) loadConfig() error {
 	if cfg.Network.Mode == "user" && cfg.Network.Address == "" {
 		cfg.Network = DefaultConfig(&abi.Manifest{}).Network
 	}
+	if cfg.DataMB > 0 {
+		// The run attaches a volume of this size (a template's data_mb); the manifest's is a default.
+		in.manifest.Data.DiskMB = cfg.DataMB
+	}
 	in.cfg = cfg
 	return nil
 }

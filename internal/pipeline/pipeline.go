@@ -36,14 +36,19 @@ type Options struct {
 	Dir     string
 	Offline bool
 	Locked  bool
+	// Upgrade re-resolves the environment to the newest versions first (env upgrade).
+	Upgrade bool
 	Release bool
 	// Role builds the project as [roles.NAME] of ukernel.toml runs it ("": its own settings).
-	Role      string
-	Target    string
-	ImagePath string           // pack output; default dist/<name>.img
-	Readonly  bool             // pack a dm-verity hash tree for the root (pack --readonly)
-	Progress  *progress.Writer // a status line per step that did something (nil: silent)
-	Logger    *slog.Logger
+	Role string
+	// DataVolume packs what a data volume needs (ext4) even when [data] asks for none: a
+	// template's run may attach one (data_mb) to the same image.
+	DataVolume bool
+	Target     string
+	ImagePath  string           // pack output; default dist/<name>.img
+	Readonly   bool             // pack a dm-verity hash tree for the root (pack --readonly)
+	Progress   *progress.Writer // a status line per step that did something (nil: silent)
+	Logger     *slog.Logger
 	// Command names the command in the project lock Image takes ("ukernel run"); build and
 	// pack take it themselves.
 	Command string
@@ -104,7 +109,7 @@ func Load(ctx context.Context, o Options) (*Project, error) {
 }
 
 func lockOptions(o Options, c *cache.Cache) lock.Options {
-	lo := lock.Options{Dir: o.Dir, Offline: o.Offline, Locked: o.Locked, Logger: o.logger(), Cache: c}
+	lo := lock.Options{Dir: o.Dir, Offline: o.Offline, Locked: o.Locked, Upgrade: o.Upgrade, Reresolve: o.Upgrade, Logger: o.logger(), Cache: c}
 	if o.Progress != nil {
 		lo.Progress, lo.TTY = o.Progress, o.Progress.TTY()
 	}
@@ -229,6 +234,9 @@ func pack(ctx context.Context, p *Project, o Options, br *build.Result, buildSta
 	if o.Readonly {
 		fmt.Fprintf(key, "readonly\n")
 	}
+	if o.DataVolume {
+		fmt.Fprintf(key, "data-volume\n")
+	}
 	keyHex := hex.EncodeToString(key.Sum(nil))
 	stampPath := filepath.Join(p.Dir, project.BuildDir, ".pack-"+filepath.Base(out)+".json")
 	if err := image.SweepKilled(out); err != nil {
@@ -263,7 +271,7 @@ func pack(ctx context.Context, p *Project, o Options, br *build.Result, buildSta
 	m.Artefacts = append(m.Artefacts, abiArtefact("bundle", "build/bundle.tgz", bundleSize, bundleSum))
 	res, err := image.Pack(ctx, image.Input{
 		Manifest: m, KernelPath: kernel.Vmlinuz, ModulesDir: kernel.ModulesDir,
-		Modules: build.ModulesFor(p.Config), ModuleGroups: build.GuestModuleGroups, InitPath: ib.Path, RootDir: br.RootDir, Output: out,
+		Modules: modules(p.Config, o.DataVolume), ModuleGroups: build.GuestModuleGroups, InitPath: ib.Path, RootDir: br.RootDir, Output: out,
 		SourceDateEpoch: br.Epoch, Readonly: o.Readonly,
 	})
 	if err != nil {
@@ -448,6 +456,16 @@ func fileDigest(p string) (string, int64, error) {
 	h := sha256.New()
 	n, err := io.Copy(h, f)
 	return hex.EncodeToString(h.Sum(nil)), n, err
+}
+
+// modules are the kernel modules every boot of the image loads.
+func modules(cfg *project.Config, dataVolume bool) []string {
+	if dataVolume && cfg.Data.DiskMB == 0 {
+		c := *cfg
+		c.Data.DiskMB = 1
+		return build.ModulesFor(&c)
+	}
+	return build.ModulesFor(cfg)
 }
 
 func rel(dir, p string) string {

@@ -52,6 +52,7 @@ type Options struct {
 	MemoryMB   int
 	Net        abi.Net  // zero: the image's [run] net
 	Publish    []string // HOST:GUEST
+	DataMB     int      // > 0: a data volume of this size, over the image's [data] disk_mb (templates)
 	Env        map[string]string
 	Secrets    map[string][]byte // run --secret: on the config drive only, never in state or logs
 	Accel      string            // auto, kvm, tcg
@@ -180,6 +181,7 @@ func start(ctx context.Context, o Options, boot *bootfiles.Boot, name string, ne
 		ABI: abi.Version, RunID: run.ID, Hostname: name, Env: o.Env, Secrets: o.Secrets,
 		Network: guestNetwork(netw), HostTime: started.UnixNano(), Perf: o.Perf,
 		StopGraceS: int((o.StopTimeout + time.Second - 1) / time.Second), // whole seconds, rounded up
+		DataMB:     o.DataMB,
 	}
 	configDrive := store.ConfigDrive(name)
 	if err := writeConfigDrive(configDrive, cfg); err != nil {
@@ -206,7 +208,11 @@ func start(ctx context.Context, o Options, boot *bootfiles.Boot, name string, ne
 	if err := run.WriteInfo(info); err != nil {
 		return nil, err
 	}
-	data, err := dataDisks(ctx, o.ProjectDir, boot.Manifest)
+	dataM := boot.Manifest
+	if o.DataMB > 0 {
+		dataM.Data.DiskMB = o.DataMB
+	}
+	data, err := dataDisks(ctx, o.ProjectDir, dataM)
 	if err != nil {
 		return nil, err
 	}
