@@ -274,6 +274,7 @@ const (
 
 // Control is one line the host writes to the control port.
 type Control struct {
-	Type   string `json:"type"`
-	GraceS int    `json:"grace_s,omitempty"`
+	Type    string   `json:"type"`
+	GraceS  int      `json:"grace_s,omitempty"`
+	Restore *Restore `json:"restore,omitempty"` // ControlRestore's content (restore.go)
 }
