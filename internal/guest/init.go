@@ -8,7 +8,6 @@ package guest
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -462,18 +461,26 @@ func (in *pid1) attachPorts() {
 func (in *pid1) readControl(f *os.File) {
 	for {
 		sc := bufio.NewScanner(f)
+		sc.Buffer(nil, abi.MaxControlLine+1) // a restore carries the run's secrets
 		for sc.Scan() {
-			var c abi.Control
-			if err := json.Unmarshal(sc.Bytes(), &c); err != nil {
-				in.log.Warn("control: ignoring a line that is not JSON", "err", err)
+			c, err := abi.DecodeControl(sc.Bytes())
+			if err != nil {
+				in.log.Warn("control: ignoring a line that is not a control message", "err", err)
 				continue
 			}
 			switch c.Type {
 			case abi.ControlStop:
 				select {
-				case in.stopReq <- c:
+				case in.stopReq <- *c:
 				default: // a stop is already pending
 				}
+			case abi.ControlFreeze:
+				in.freeze()
+			case abi.ControlRestore:
+				if c.Restore == nil {
+					c.Restore = &abi.Restore{}
+				}
+				in.restore(c.Restore)
 			default:
 				in.log.Warn("control: unknown message type", "type", c.Type)
 			}

@@ -1,0 +1,136 @@
+package guest
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ukernel-dev/ukernel/internal/abi"
+)
+
+// freeze stops the workload for a snapshot: every process but init gets SIGSTOP, so none runs
+// between the snapshot's restore and the restore message (restore), which continues them once
+// the guest is reseeded. The data volume is synced too: its copy then reads as a clean volume.
+func (in *pid1) freeze() {
+	t := Now()
+	unix.Sync()
+	// -1: every process init may signal, init itself excepted (kill(2)).
+	if err := syscall.Kill(-1, syscall.SIGSTOP); err != nil && !errors.Is(err, syscall.ESRCH) {
+		in.log.Warn("freeze: SIGSTOP to the workload", "err", err)
+	}
+	in.events.Emit(abi.Event{Type: abi.EventFrozen, Time: Now(), Start: t, Duration: Now() - t})
+}
+
+// restore makes a guest restored from a snapshot its own before its workload continues: fresh
+// entropy with a forced reseed, the host's wall clock, the run's hostname and machine-id, the
+// run's secrets. Each failure is reported on the console and in the event; the workload is
+// continued either way (the host, which waits for the event, decides what a failure means).
+func (in *pid1) restore(r *abi.Restore) {
+	t := Now()
+	step, problems := in.applyRestore(r)
+	if err := syscall.Kill(-1, syscall.SIGCONT); err != nil && !errors.Is(err, syscall.ESRCH) {
+		problems = append(problems, "continue the workload: "+err.Error())
+	}
+	for _, p := range problems {
+		fmt.Fprintf(in.console, "ukernel-init: error: restore: %s\n", p)
+	}
+	in.events.Emit(abi.Event{Type: abi.EventReseeded, Time: Now(), Start: t, Duration: Now() - t,
+		Message: strings.Join(problems, "; "), Values: map[string]int64{"clock_step_ns": step}})
+}
+
+// applyRestore applies r and returns how far the clock moved and what failed.
+func (in *pid1) applyRestore(r *abi.Restore) (step int64, problems []string) {
+	if err := r.Validate(); err != nil {
+		return 0, []string{err.Error()}
+	}
+	if err := Reseed(r.Entropy); err != nil {
+		problems = append(problems, err.Error())
+	}
+	step, err := setClock(r.TimeNS)
+	if err != nil {
+		problems = append(problems, err.Error())
+	}
+	if err := in.rename(r.Hostname, r.MachineID); err != nil {
+		problems = append(problems, err.Error())
+	}
+	if len(r.Secrets) > 0 {
+		undeclared, _, err := WriteSecrets(filepath.Join(in.layout.Root, abi.SecretsDir), r.Secrets, in.secrets.Readers)
+		if err != nil {
+			problems = append(problems, err.Error())
+		} else if len(undeclared) > 0 {
+			in.log.Warn("secrets given but declared by no process; not written", "names", strings.Join(undeclared, ","))
+		}
+	}
+	return step, problems
+}
+
+// Reseed mixes entropy into the kernel's input pool, credited, and forces the CRNG to reseed
+// from it at once (otherwise it would only at its next scheduled reseed, up to a minute later).
+func Reseed(entropy []byte) error {
+	f, err := os.OpenFile("/dev/random", os.O_WRONLY, 0)
+	if err != nil {
+		return fmt.Errorf("reseed: %w", err)
+	}
+	defer f.Close()
+	// struct rand_pool_info { int entropy_count; int buf_size; __u32 buf[]; }, bits then bytes.
+	info := make([]byte, 8+len(entropy))
+	binary.NativeEndian.PutUint32(info[0:], uint32(8*len(entropy)))
+	binary.NativeEndian.PutUint32(info[4:], uint32(len(entropy)))
+	copy(info[8:], entropy)
+	if _, _, e := unix.Syscall(unix.SYS_IOCTL, f.Fd(), unix.RNDADDENTROPY, uintptr(unsafe.Pointer(&info[0]))); e != 0 {
+		return fmt.Errorf("reseed: RNDADDENTROPY: %w", e)
+	}
+	if _, _, e := unix.Syscall(unix.SYS_IOCTL, f.Fd(), unix.RNDRESEEDCRNG, 0); e != 0 {
+		return fmt.Errorf("reseed: RNDRESEEDCRNG: %w", e)
+	}
+	return nil
+}
+
+// setClock sets the wall clock to the host's and returns by how much it moved.
+func setClock(hostNS int64) (int64, error) {
+	var before unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_REALTIME, &before)
+	ts := unix.NsecToTimespec(hostNS)
+	if err := unix.ClockSettime(unix.CLOCK_REALTIME, &ts); err != nil {
+		return 0, fmt.Errorf("set the clock: %w", err)
+	}
+	return hostNS - before.Nano(), nil
+}
+
+// rename gives the guest a new hostname and, when the image has a machine-id, a new one.
+func (in *pid1) rename(hostname, machineID string) error {
+	if hostname != "" && (in.cfg == nil || hostname != in.cfg.Hostname) {
+		if err := unix.Sethostname([]byte(hostname)); err != nil {
+			return fmt.Errorf("set hostname: %w", err)
+		}
+		var dns []string
+		if in.cfg != nil {
+			in.cfg.Hostname = hostname
+			dns = in.cfg.Network.DNS
+		}
+		for name, content := range EtcFiles(hostname, dns) {
+			if name == "etc/resolv.conf" {
+				continue
+			}
+			if err := os.WriteFile(filepath.Join(in.layout.Root, name), []byte(content), 0o644); err != nil {
+				return fmt.Errorf("hostname: %w", err)
+			}
+		}
+	}
+	if machineID != "" {
+		path := filepath.Join(in.layout.Root, "etc/machine-id")
+		if _, err := os.Stat(path); err == nil {
+			if err := os.WriteFile(path, []byte(machineID+"\n"), 0o444); err != nil {
+				return fmt.Errorf("machine-id: %w", err)
+			}
+		}
+	}
+	return nil
+}
