@@ -75,6 +75,11 @@ type Spec struct {
 	// abi.OutputVsockPort instead) and hands the listener over in VM.Output.
 	OutputSocket string
 	APISocket    string // unix socket for the VMM's API (QMP for QEMU)
+	// Memory, when set, backs the guest's RAM with a file (snapshots; see MemoryFile).
+	Memory *MemoryFile
+	// Incoming, when set, is a device state saved by Snapshotter.Save: Start returns once it is
+	// loaded, with the guest paused (RAM from a private Memory of the saved file); Resume runs it.
+	Incoming string
 	// PIDFile, when set, receives the VMM's pid as soon as its process exists, before the run
 	// state can record it: a VMM whose ukernel dies while it is still starting is then found
 	// and stopped instead of running on, unmanaged (runstate cleans it).

@@ -22,6 +22,7 @@ type passed struct {
 	output          *os.File // connected to the host's output listener
 	control, qmp    *os.File // listening sockets
 	tap             *os.File
+	memory          *os.File // the RAM file of a snapshot (spec.Memory), read-write
 
 	extra []*os.File // exec.Cmd.ExtraFiles: QEMU's fd 3 onwards, in the order args uses them
 	sets  int
@@ -48,7 +49,7 @@ func (p *passed) fdset(a *[]string, path string, fs ...*os.File) string {
 }
 
 func (p *passed) close() {
-	for _, f := range []*os.File{p.kernel, p.initrd, p.console, p.events, p.output, p.control, p.qmp, p.tap} {
+	for _, f := range []*os.File{p.kernel, p.initrd, p.console, p.events, p.output, p.control, p.qmp, p.tap, p.memory} {
 		if f != nil {
 			f.Close()
 		}
@@ -124,6 +125,11 @@ func openPassed(spec vmm.Spec, output net.Listener) (_ *passed, err error) {
 	}
 	if spec.Net.Mode == "tap" {
 		if p.tap, err = openTap(spec.Net.Iface); err != nil {
+			return nil, err
+		}
+	}
+	if spec.Memory != nil {
+		if p.memory, err = openMemory(spec.Memory.Path); err != nil {
 			return nil, err
 		}
 	}

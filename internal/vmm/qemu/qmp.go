@@ -96,6 +96,14 @@ func (q *QMP) readMessage(v any) error {
 // Execute runs command with args (nil for none) and decodes its return value into result
 // (nil to ignore it). Asynchronous events that arrive meanwhile are skipped.
 func (q *QMP) Execute(ctx context.Context, command string, args, result any) error {
+	return q.execute(ctx, command, args, result, func(b []byte) error {
+		_, err := q.conn.Write(b)
+		return err
+	})
+}
+
+// execute is Execute with the request's bytes written by send.
+func (q *QMP) execute(ctx context.Context, command string, args, result any, send func([]byte) error) error {
 	if err := q.setDeadline(ctx); err != nil {
 		return err
 	}
@@ -107,7 +115,7 @@ func (q *QMP) Execute(ctx context.Context, command string, args, result any) err
 	if err != nil {
 		return err
 	}
-	if _, err := q.conn.Write(append(b, '\n')); err != nil {
+	if err := send(append(b, '\n')); err != nil {
 		return fmt.Errorf("QMP %s: send %s: %w", q.path, command, err)
 	}
 	for {

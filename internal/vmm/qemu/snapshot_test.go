@@ -1,0 +1,130 @@
+package qemu
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ukernel-dev/ukernel/internal/cache"
+	"github.com/ukernel-dev/ukernel/internal/vmm"
+	"github.com/ukernel-dev/ukernel/internal/vmm/vmmtest"
+)
+
+// TestSaveRestore saves a counting guest with its RAM in a shared file and restores it from the
+// device state and a private mapping of that file: the count goes on from where it was, the
+// state holds no RAM, and the memory file is left as it was saved.
+func TestSaveRestore(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots a VM")
+	}
+	initrd := filepath.Join(t.TempDir(), "initrd")
+	if err := vmmtest.WriteInitrd(initrd, vmmtest.Preamble+"i=0; while :; do i=$((i+1)); echo \"n=$i\"; sleep 0.2; done\n", nil); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	memPath, statePath := filepath.Join(dir, "memory"), filepath.Join(dir, "state")
+	if err := os.WriteFile(memPath, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(memPath, 256<<20); err != nil {
+		t.Fatal(err)
+	}
+	g := newGuest(t, initrd)
+	g.spec.Memory = &vmm.MemoryFile{Path: memPath, Shared: true}
+	vm := startGuest(t, g)
+	waitConsole(t, g, vm, "n=5\r", 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	b := New(nil)
+	if err := b.Save(ctx, vm.Handle, statePath); err != nil {
+		t.Fatal(err)
+	}
+	saved := lastCount(t, g.run.Console())
+	if err := b.Quit(ctx, vm.Handle); err != nil {
+		t.Fatal(err)
+	}
+	vm.Wait(ctx)
+	if fi, err := os.Stat(statePath); err != nil || fi.Size() > 1<<20 {
+		t.Fatalf("device state: %v, %d bytes (RAM should stay in the memory file)", err, fi.Size())
+	}
+	memSum, err := cache.FileSHA256(memPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	r := newGuest(t, initrd)
+	r.spec.Memory = &vmm.MemoryFile{Path: memPath}
+	r.spec.Incoming = statePath
+	begin := time.Now()
+	rvm := startGuest(t, r)
+	loaded := time.Since(begin)
+	if err := b.Resume(ctx, rvm.Handle); err != nil {
+		t.Fatal(err)
+	}
+	want := "n=" + strconv.Itoa(saved+2) + "\r"
+	waitConsole(t, r, rvm, want, 30*time.Second)
+	t.Logf("state loaded %s after QEMU's start; %q %s after", loaded, want, time.Since(begin))
+	if first := firstCount(t, r.run.Console()); first != saved+1 {
+		t.Errorf("the restored guest's first count is %d, want %d (saved at %d)", first, saved+1, saved)
+	}
+	if _, err := vmm.Stop(ctx, b, rvm.Handle, time.Second, nil); err != nil {
+		t.Fatal(err)
+	}
+	if sum, err := cache.FileSHA256(memPath); err != nil || sum != memSum {
+		t.Errorf("the memory file changed under a private mapping: %v", err)
+	}
+}
+
+var countRE = regexp.MustCompile(`n=(\d+)\r?\n`)
+
+func counts(t *testing.T, path string) []int {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []int
+	for _, m := range countRE.FindAllStringSubmatch(string(b), -1) {
+		n, _ := strconv.Atoi(m[1])
+		out = append(out, n)
+	}
+	if len(out) == 0 {
+		t.Fatalf("no count in %s:\n%s", path, b)
+	}
+	return out
+}
+
+func lastCount(t *testing.T, path string) int  { c := counts(t, path); return c[len(c)-1] }
+func firstCount(t *testing.T, path string) int { return counts(t, path)[0] }
+
+
+func TestSnapshotArgs(t *testing.T) {
+	spec := vmm.Spec{Kernel: "/k", APISocket: "/s/q", ConsolePath: "/c", MemoryMB: 512, Accel: vmm.AccelTCG,
+		Memory: &vmm.MemoryFile{Path: "/snap/a,b/memory"}, Incoming: "/snap/state"}
+	a, err := Args(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := strings.Join(a, " ")
+	for _, want := range []string{
+		"-object memory-backend-file,id=ram,size=512M,mem-path=/snap/a,,b/memory,share=off -machine memory-backend=ram",
+		"-incoming defer", "-cpu " + CPUModelTCG,
+	} {
+		if !strings.Contains(line, want) {
+			t.Errorf("args lack %q:\n%s", want, line)
+		}
+	}
+	if strings.Contains(line, "memory-backend-memfd") {
+		t.Errorf("a file-backed guest also has a memfd backend:\n%s", line)
+	}
+	spec.Memory.Shared, spec.Incoming = true, ""
+	a, _ = Args(spec)
+	if line = strings.Join(a, " "); !strings.Contains(line, ",share=on ") || strings.Contains(line, "-incoming") {
+		t.Errorf("a save boot: shared memory, no -incoming:\n%s", line)
+	}
+}
