@@ -102,7 +102,6 @@ func counts(t *testing.T, path string) []int {
 func lastCount(t *testing.T, path string) int  { c := counts(t, path); return c[len(c)-1] }
 func firstCount(t *testing.T, path string) int { return counts(t, path)[0] }
 
-
 func TestSnapshotArgs(t *testing.T) {
 	spec := vmm.Spec{Kernel: "/k", APISocket: "/s/q", ConsolePath: "/c", MemoryMB: 512, Accel: vmm.AccelTCG,
 		Memory: &vmm.MemoryFile{Path: "/snap/a,b/memory"}, Incoming: "/snap/state"}
