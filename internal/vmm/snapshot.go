@@ -16,10 +16,15 @@ type MemoryFile struct {
 // Snapshotter is a backend that can save a running guest and start one from what it saved
 // (Capabilities().Snapshots).
 type Snapshotter interface {
-	// Save pauses the guest of h, which runs with a shared Spec.Memory, and writes its device
-	// state to statePath; RAM stays in the memory file. The guest stays paused: the caller
-	// quits the VMM once it has copied what else the snapshot keeps (the data volume).
-	Save(ctx context.Context, h Handle, statePath string) error
+	// Save pauses the guest of h and writes its device state to statePath and its RAM to
+	// memoryPath; a guest whose RAM is a shared Spec.Memory at memoryPath already has it there
+	// (QEMU), and only the device state is written. The guest stays paused: the caller quits the
+	// VMM once it has copied what else the snapshot keeps (the data volume).
+	Save(ctx context.Context, h Handle, statePath, memoryPath string) error
 	// Resume runs a guest that Start left paused with its state loaded (Spec.Incoming).
 	Resume(ctx context.Context, h Handle) error
+	// Layout describes the machine and devices spec gives a guest, without what may differ
+	// between a save and its restores (paths, published ports, the kernel command line): a
+	// guest resumes only into the same layout.
+	Layout(spec Spec) (string, error)
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strings"
 	"syscall"
 	"time"
 
@@ -73,10 +74,11 @@ func ignoreShared(ctx context.Context, q *QMP) error {
 	}, nil)
 }
 
-// Save pauses the guest and writes its device state to statePath over a file descriptor: QEMU
+// Save pauses the guest and writes its device state to statePath over a file descriptor (RAM is
+// in the guest's shared memory file already, left out with x-ignore-shared): QEMU
 // 7.2 has no file: URI, and an exec: one forks a shell, which its sandbox (spawn=deny) answers
 // by killing QEMU.
-func (b *Backend) Save(ctx context.Context, h vmm.Handle, statePath string) error {
+func (b *Backend) Save(ctx context.Context, h vmm.Handle, statePath, _ string) error {
 	ctx, cancel := context.WithTimeout(ctx, SaveTimeout)
 	defer cancel()
 	q, err := DialQMP(ctx, h.APISocket)
@@ -191,4 +193,42 @@ func (q *QMP) SendFD(ctx context.Context, name string, f *os.File) error {
 		_, _, err := uc.WriteMsgUnix(b, unix.UnixRights(int(f.Fd())), nil)
 		return err
 	})
+}
+
+// Layout is QEMU's command line for spec with what differs between a save and its restores
+// masked: paths, published ports, the kernel command line (the kernel is running already).
+func (b *Backend) Layout(spec vmm.Spec) (string, error) {
+	s := spec
+	mask := func(p *string, v string) {
+		if *p != "" {
+			*p = v
+		}
+	}
+	mask(&s.Kernel, "KERNEL")
+	mask(&s.Initrd, "INITRD")
+	mask(&s.ConsolePath, "CONSOLE")
+	mask(&s.EventsPath, "EVENTS")
+	mask(&s.ControlSocket, "CONTROL")
+	mask(&s.OutputSocket, "OUTPUT")
+	mask(&s.APISocket, "QMP")
+	mask(&s.Net.Iface, "IFACE")
+	s.Disks = nil
+	for _, d := range spec.Disks {
+		s.Disks = append(s.Disks, vmm.Disk{ID: d.ID, Path: "DISK", ReadOnly: d.ReadOnly})
+	}
+	s.Net.Publish = nil
+	if s.Memory != nil {
+		s.Memory = &vmm.MemoryFile{Path: "MEMORY"}
+	}
+	s.Incoming = ""
+	a, err := Args(s)
+	if err != nil {
+		return "", err
+	}
+	for i := range a {
+		if a[i] == "-append" && i+1 < len(a) {
+			a[i+1] = "CMDLINE"
+		}
+	}
+	return strings.Join(a, " "), nil
 }

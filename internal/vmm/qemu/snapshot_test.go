@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ukernel-dev/ukernel/internal/abi"
 	"github.com/ukernel-dev/ukernel/internal/cache"
 	"github.com/ukernel-dev/ukernel/internal/vmm"
 	"github.com/ukernel-dev/ukernel/internal/vmm/vmmtest"
@@ -41,7 +42,7 @@ func TestSaveRestore(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	b := New(nil)
-	if err := b.Save(ctx, vm.Handle, statePath); err != nil {
+	if err := b.Save(ctx, vm.Handle, statePath, memPath); err != nil {
 		t.Fatal(err)
 	}
 	saved := lastCount(t, g.run.Console())
@@ -125,5 +126,41 @@ func TestSnapshotArgs(t *testing.T) {
 	a, _ = Args(spec)
 	if line = strings.Join(a, " "); !strings.Contains(line, ",share=on ") || strings.Contains(line, "-incoming") {
 		t.Errorf("a save boot: shared memory, no -incoming:\n%s", line)
+	}
+}
+
+func TestLayout(t *testing.T) {
+	spec := func(dir string, port int, mem int, net abi.NetMode) vmm.Spec {
+		s := vmm.Spec{Kernel: dir + "/k", Initrd: dir + "/i", Cmdline: "quiet tsc_early_khz=1", APISocket: dir + "/q", ConsolePath: dir + "/c",
+			EventsPath: dir + "/e", ControlSocket: dir + "/s", OutputSocket: dir + "/o", MemoryMB: mem, Accel: vmm.AccelTCG,
+			Disks:  []vmm.Disk{{ID: "root", Path: dir + "/root", ReadOnly: true}, {ID: "data", Path: dir + "/data"}},
+			Memory: &vmm.MemoryFile{Path: dir + "/memory", Shared: port == 1}, Net: vmm.Net{Mode: net}}
+		if net == abi.NetUser {
+			s.Net.Publish = []vmm.Port{{Host: port, Guest: 80}}
+		}
+		if port != 1 {
+			s.Incoming = dir + "/state"
+		}
+		return s
+	}
+	b := New(nil)
+	layout := func(s vmm.Spec) string {
+		l, err := b.Layout(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	saved := layout(spec("/snap", 1, 512, abi.NetUser))
+	if got := layout(spec("/run/x", 8080, 512, abi.NetUser)); got != saved {
+		t.Errorf("paths, ports and the save/restore mode changed the layout:\n%s\n%s", got, saved)
+	}
+	if strings.Contains(saved, "/snap") || strings.Contains(saved, "tsc_early_khz") {
+		t.Errorf("the layout holds a path or the command line: %s", saved)
+	}
+	for _, other := range []vmm.Spec{spec("/snap", 1, 256, abi.NetUser), spec("/snap", 1, 512, abi.NetNone)} {
+		if layout(other) == saved {
+			t.Errorf("memory or network did not change the layout: %s", saved)
+		}
 	}
 }

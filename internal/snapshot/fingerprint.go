@@ -1,0 +1,143 @@
+package snapshot
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+
+	"github.com/ukernel-dev/ukernel/internal/cache"
+)
+
+// Fingerprint is everything a saved guest depends on: a restore resumes the guest only where
+// each field is the same, since the device state is only meaningful to the same VMM, devices
+// and CPU, and the RAM only with the same kernel, initramfs and image.
+type Fingerprint struct {
+	Backend   string `json:"backend"`
+	VMM       string `json:"vmm"`        // the VMM's version line
+	VMMDigest string `json:"vmm_sha256"` // its binary
+	Accel     string `json:"accel"`
+	// CPU is the CPU model the guest sees: under TCG the emulated model; under KVM the host's
+	// model and flags (a guest resumes only on the features it was saved with).
+	CPU string `json:"cpu"`
+	// Layout is the backend's machine and device layout (its command line with paths, ports and
+	// the kernel command line masked).
+	Layout    string `json:"layout"`
+	VCPU      int    `json:"vcpu"`
+	MemoryMB  int    `json:"memory_mb"`
+	Kernel    string `json:"kernel_sha256"`
+	Initramfs string `json:"initramfs_sha256"`
+	Image     string `json:"image_sha256"`
+}
+
+// Mismatch says, in one line, how f (this run on this host) differs from the snapshot's s;
+// "" when they match.
+func (f Fingerprint) Mismatch(s Fingerprint) string {
+	short := func(d string) string {
+		if len(d) > 12 {
+			return d[:12]
+		}
+		return d
+	}
+	for _, c := range []struct{ what, run, snap string }{
+		{"backend", f.Backend, s.Backend},
+		{"VMM version", f.VMM, s.VMM},
+		{"VMM binary", short(f.VMMDigest), short(s.VMMDigest)},
+		{"accelerator", f.Accel, s.Accel},
+		{"CPU", f.CPU, s.CPU},
+		{"vCPUs", fmt.Sprint(f.VCPU), fmt.Sprint(s.VCPU)},
+		{"memory", fmt.Sprintf("%d MiB", f.MemoryMB), fmt.Sprintf("%d MiB", s.MemoryMB)},
+		{"kernel", short(f.Kernel), short(s.Kernel)},
+		{"initramfs", short(f.Initramfs), short(s.Initramfs)},
+		{"image", short(f.Image), short(s.Image)},
+	} {
+		if c.run != c.snap {
+			return fmt.Sprintf("%s differs (this run: %s, the snapshot: %s)", c.what, c.run, c.snap)
+		}
+	}
+	if f.Layout != s.Layout {
+		return "device layout differs (this run: " + layoutDiff(f.Layout, s.Layout) + ")"
+	}
+	return ""
+}
+
+// layoutDiff names the first argument where two layouts differ.
+func layoutDiff(run, snap string) string {
+	a, b := strings.Fields(run), strings.Fields(snap)
+	for i := 0; i < len(a) || i < len(b); i++ {
+		switch {
+		case i >= len(a):
+			return "lacks " + b[i]
+		case i >= len(b):
+			return "adds " + a[i]
+		case a[i] != b[i]:
+			return a[i] + ", the snapshot: " + b[i]
+		}
+	}
+	return "same arguments"
+}
+
+// Binary is a VMM binary as fingerprinted, with its identity: while that stays the same, its
+// digest and version are known without reading it again.
+type Binary struct {
+	Path    string       `json:"path"`
+	ID      cache.FileID `json:"id"`
+	SHA256  string       `json:"sha256"`
+	Version string       `json:"version"`
+}
+
+// Identify returns the VMM binary at path (found on PATH when not absolute): from known when
+// its identity is known's, otherwise hashed and asked its version (versionArg, e.g. --version).
+func Identify(ctx context.Context, path, versionArg string, known *Binary) (Binary, error) {
+	abs, err := exec.LookPath(path)
+	if err != nil {
+		return Binary{}, err
+	}
+	id, err := cache.StatID(abs)
+	if err != nil {
+		return Binary{}, err
+	}
+	if known != nil && known.Path == abs && known.ID == id && known.SHA256 != "" {
+		return *known, nil
+	}
+	sum, err := cache.FileSHA256(abs)
+	if err != nil {
+		return Binary{}, err
+	}
+	out, err := exec.CommandContext(ctx, abs, versionArg).Output()
+	if err != nil {
+		return Binary{}, fmt.Errorf("%s %s: %w", abs, versionArg, err)
+	}
+	version, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
+	return Binary{Path: abs, ID: id, SHA256: sum, Version: version}, nil
+}
+
+// HostCPU is the host's CPU as a KVM guest sees it: its model name and the digest of its
+// flags (from /proc/cpuinfo's first processor).
+func HostCPU() string {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return "unknown"
+	}
+	var model, flags string
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			if model != "" {
+				break // the end of the first processor
+			}
+			continue
+		}
+		switch strings.TrimSpace(k) {
+		case "model name":
+			model = strings.TrimSpace(v)
+		case "flags":
+			flags = strings.TrimSpace(v)
+		}
+	}
+	sum := sha256.Sum256([]byte(flags))
+	return model + " flags:" + hex.EncodeToString(sum[:6])
+}

@@ -1,0 +1,96 @@
+package snapshot
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestFingerprintMismatch(t *testing.T) {
+	base := Fingerprint{Backend: "qemu", VMM: "QEMU emulator version 7.2.22", VMMDigest: strings.Repeat("a", 64), Accel: "tcg",
+		CPU: "max,erms=off,fsrm=off", Layout: "-M microvm -m 512 -netdev user,id=n0", VCPU: 1, MemoryMB: 512,
+		Kernel: strings.Repeat("b", 64), Initramfs: strings.Repeat("c", 64), Image: strings.Repeat("d", 64)}
+	if m := base.Mismatch(base); m != "" {
+		t.Fatalf("a fingerprint differs from itself: %s", m)
+	}
+	for _, tc := range []struct {
+		edit func(*Fingerprint)
+		want string
+	}{
+		{func(f *Fingerprint) { f.MemoryMB = 256 }, "memory differs (this run: 256 MiB, the snapshot: 512 MiB)"},
+		{func(f *Fingerprint) { f.VCPU = 2 }, "vCPUs differs (this run: 2, the snapshot: 1)"},
+		{func(f *Fingerprint) { f.Accel = "kvm" }, "accelerator differs (this run: kvm, the snapshot: tcg)"},
+		{func(f *Fingerprint) { f.VMMDigest = strings.Repeat("e", 64) }, "VMM binary differs (this run: eeeeeeeeeeee, the snapshot: aaaaaaaaaaaa)"},
+		{func(f *Fingerprint) { f.VMM = "QEMU emulator version 8.2.0" }, "VMM version differs"},
+		{func(f *Fingerprint) { f.CPU = "max" }, "CPU differs"},
+		{func(f *Fingerprint) { f.Kernel = "x" }, "kernel differs"},
+		{func(f *Fingerprint) { f.Initramfs = "x" }, "initramfs differs"},
+		{func(f *Fingerprint) { f.Image = "x" }, "image differs"},
+		{func(f *Fingerprint) { f.Backend = "firecracker" }, "backend differs"},
+		{func(f *Fingerprint) { f.Layout = "-M microvm -m 512" }, "device layout differs (this run: lacks -netdev)"},
+		{func(f *Fingerprint) { f.Layout = "-M microvm -m 512 -netdev none" }, "device layout differs (this run: none, the snapshot: user,id=n0)"},
+	} {
+		run := base
+		tc.edit(&run)
+		if got := run.Mismatch(base); !strings.HasPrefix(got, tc.want) {
+			t.Errorf("got %q, want %q", got, tc.want)
+		}
+	}
+}
+
+func TestCommitVerify(t *testing.T) {
+	dir := t.TempDir()
+	target := filepath.Join(dir, "rev", "snapshot")
+	if _, err := Read(target); !errors.Is(err, ErrNone) {
+		t.Fatalf("Read of no snapshot: %v, want ErrNone", err)
+	}
+	write := func(st *Staging, mem string) {
+		for name, content := range map[string]string{StateFile: "device state", MemoryFile: mem, DataFile: "volume"} {
+			if err := os.WriteFile(filepath.Join(st.Dir, name), []byte(content), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, mem := range []string{"first RAM", "second RAM"} { // the second replaces the first
+		st, err := Stage(target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		write(st, mem)
+		if err := st.Commit(&Meta{Created: time.Now(), Ready: "settled"}, StateFile, MemoryFile, DataFile); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m, err := Read(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Files) != 3 || !m.Has(MemoryFile) || m.Size() != int64(len("device state")+len("second RAM")+len("volume")) {
+		t.Fatalf("meta %+v", m)
+	}
+	if err := Verify(target, m); err != nil {
+		t.Fatalf("a fresh snapshot does not verify: %v", err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, "rev", stagePrefix+"*")); len(left) != 0 {
+		t.Errorf("staging left behind: %v", left)
+	}
+	// One byte flipped, same size: found by its identity change and the hash.
+	mem := filepath.Join(target, MemoryFile)
+	b, _ := os.ReadFile(mem)
+	b[0] ^= 1
+	if err := os.WriteFile(mem, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := Verify(target, m); err == nil || !strings.Contains(err.Error(), "snapshot file memory changed since it was saved") {
+		t.Fatalf("a flipped byte: %v", err)
+	}
+	if err := Remove(target); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Read(target); !errors.Is(err, ErrNone) {
+		t.Fatalf("after Remove: %v", err)
+	}
+}
