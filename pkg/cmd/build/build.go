@@ -2,6 +2,8 @@
 package build
 
 import (
+	"context"
+	"log/slog"
 	"path/filepath"
 
 	"github.com/spf13/cobra"
@@ -9,16 +11,26 @@ import (
 	"github.com/ukernel-dev/ukernel/internal/pipeline"
 	"github.com/ukernel-dev/ukernel/internal/project"
 	"github.com/ukernel-dev/ukernel/pkg/cmdutil"
+	"github.com/ukernel-dev/ukernel/pkg/iostreams"
 )
 
-type options struct {
-	release, offline, locked bool
-	target                   string
+// Options are the inputs of `build`.
+type Options struct {
+	IO          *iostreams.IOStreams
+	ProjectDir  func() (string, error)
+	LockProject func(ctx context.Context, dir, command string) (release func(), err error)
+	JSON        bool
+	Logger      *slog.Logger
+	Command     string // named by the project lock to a command waiting for it
+
+	Release, Offline, Locked bool
+	Target                   string
 }
 
-// NewCmdBuild returns `ukernel build`.
-func NewCmdBuild(f *cmdutil.Factory) *cobra.Command {
-	var o options
+// NewCmdBuild returns `ukernel build`; runF, when set, gets the parsed options instead of
+// buildRun (tests).
+func NewCmdBuild(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command {
+	opts := &Options{IO: f.IO, ProjectDir: f.ProjectDir, LockProject: f.LockProject}
 	cmd := &cobra.Command{
 		Use:   "build",
 		Short: "Build the workload bundle and the adapter runtime",
@@ -30,41 +42,50 @@ redoes nothing when no input changed.`,
   ukernel build --release --offline`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			dir, err := f.ProjectDir()
-			if err != nil {
-				return err
+			opts.JSON, opts.Logger, opts.Command = f.JSON, f.Logger, cmd.CommandPath()
+			if runF != nil {
+				return runF(opts)
 			}
-			release, err := f.LockProject(cmd.Context(), dir, cmd.CommandPath())
-			if err != nil {
-				return err
-			}
-			defer release()
-			po := pipeline.Options{Dir: dir, Offline: o.offline, Locked: o.locked, Release: o.release, Target: o.target,
-				Progress: f.IO.Progress(), Logger: f.Logger}
-			p, err := pipeline.Load(cmd.Context(), po)
-			if err != nil {
-				return err
-			}
-			r, err := pipeline.Build(cmd.Context(), p, po)
-			if err != nil {
-				return err
-			}
-			bundle, _ := filepath.Rel(dir, r.Bundle)
-			adapter, _ := filepath.Rel(dir, r.AdapterDir)
-			if f.JSON {
-				return f.PrintJSON(map[string]any{"bundle": bundle, "adapter": adapter, "runtime": r.Runtime, "cached": r.Cached, "digest": r.Digest})
-			}
-			if r.Cached {
-				f.Progress("Up to date (no input changed)")
-			}
-			f.Progress("Built workload bundle: %s", bundle)
-			f.Progress("Adapter runtime: %s", adapter)
-			return nil
+			return buildRun(cmd.Context(), opts)
 		},
 	}
-	cmd.Flags().BoolVar(&o.release, "release", false, "optimised build for production")
-	cmd.Flags().StringVar(&o.target, "target", "", "override the adapter (python, shell, go, node)")
-	cmd.Flags().BoolVar(&o.offline, "offline", false, "use only the local cache; fail if anything must be fetched")
-	cmd.Flags().BoolVar(&o.locked, "locked", false, "fail if "+project.LockFile+" is missing or would change")
+	cmd.Flags().BoolVar(&opts.Release, "release", false, "optimised build for production")
+	cmd.Flags().StringVar(&opts.Target, "target", "", "override the adapter (python, shell, go, node)")
+	cmd.Flags().BoolVar(&opts.Offline, "offline", false, "use only the local cache; fail if anything must be fetched")
+	cmd.Flags().BoolVar(&opts.Locked, "locked", false, "fail if "+project.LockFile+" is missing or would change")
 	return cmd
+}
+
+func buildRun(ctx context.Context, opts *Options) error {
+	dir, err := opts.ProjectDir()
+	if err != nil {
+		return err
+	}
+	release, err := opts.LockProject(ctx, dir, opts.Command)
+	if err != nil {
+		return err
+	}
+	defer release()
+	progress := opts.IO.Progress()
+	po := pipeline.Options{Dir: dir, Offline: opts.Offline, Locked: opts.Locked, Release: opts.Release, Target: opts.Target,
+		Progress: progress, Logger: opts.Logger}
+	p, err := pipeline.Load(ctx, po)
+	if err != nil {
+		return err
+	}
+	r, err := pipeline.Build(ctx, p, po)
+	if err != nil {
+		return err
+	}
+	bundle, _ := filepath.Rel(dir, r.Bundle)
+	adapter, _ := filepath.Rel(dir, r.AdapterDir)
+	if opts.JSON {
+		return cmdutil.PrintJSON(opts.IO, map[string]any{"bundle": bundle, "adapter": adapter, "runtime": r.Runtime, "cached": r.Cached, "digest": r.Digest})
+	}
+	if r.Cached {
+		progress.Printf("Up to date (no input changed)")
+	}
+	progress.Printf("Built workload bundle: %s", bundle)
+	progress.Printf("Adapter runtime: %s", adapter)
+	return nil
 }

@@ -2,6 +2,8 @@
 package pack
 
 import (
+	"context"
+	"log/slog"
 	"path/filepath"
 
 	"github.com/spf13/cobra"
@@ -9,11 +11,26 @@ import (
 	"github.com/ukernel-dev/ukernel/internal/pipeline"
 	"github.com/ukernel-dev/ukernel/internal/project"
 	"github.com/ukernel-dev/ukernel/pkg/cmdutil"
+	"github.com/ukernel-dev/ukernel/pkg/iostreams"
 )
 
-// NewCmdPack returns `ukernel pack`.
-func NewCmdPack(f *cmdutil.Factory) *cobra.Command {
-	var o pipeline.Options
+// Options are the inputs of `pack`.
+type Options struct {
+	IO          *iostreams.IOStreams
+	ProjectDir  func() (string, error)
+	LockProject func(ctx context.Context, dir, command string) (release func(), err error)
+	JSON        bool
+	Logger      *slog.Logger
+	Command     string // named by the project lock to a command waiting for it
+
+	Image                              string // --image as given (relative to the project directory)
+	Readonly, Release, Offline, Locked bool
+}
+
+// NewCmdPack returns `ukernel pack`; runF, when set, gets the parsed options instead of packRun
+// (tests).
+func NewCmdPack(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command {
+	opts := &Options{IO: f.IO, ProjectDir: f.ProjectDir, LockProject: f.LockProject}
 	cmd := &cobra.Command{
 		Use:   "pack",
 		Short: "Produce the bootable guest image",
@@ -29,47 +46,54 @@ See docs/IMAGE.md.`,
   ukernel pack --readonly --image dist/example-worker-ro.img`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			dir, err := f.ProjectDir()
-			if err != nil {
-				return err
+			opts.JSON, opts.Logger, opts.Command = f.JSON, f.Logger, cmd.CommandPath()
+			if runF != nil {
+				return runF(opts)
 			}
-			o.Dir, o.Progress, o.Logger = dir, f.IO.Progress(), f.Logger
-			if o.ImagePath != "" && !filepath.IsAbs(o.ImagePath) {
-				o.ImagePath = filepath.Join(dir, o.ImagePath)
-			}
-			release, err := f.LockProject(cmd.Context(), dir, cmd.CommandPath())
-			if err != nil {
-				return err
-			}
-			defer release()
-			p, err := pipeline.Load(cmd.Context(), o)
-			if err != nil {
-				return err
-			}
-			r, err := pipeline.Pack(cmd.Context(), p, o)
-			if err != nil {
-				return err
-			}
-			img := r.Image
-			if rel, err := filepath.Rel(dir, img); err == nil {
-				img = rel
-			}
-			if f.JSON {
-				return f.PrintJSON(map[string]any{"image": img, "sha256": r.SHA256, "size": r.Size, "cached": r.Cached, "sizes": r.Sizes})
-			}
-			if r.Cached {
-				// One line: the steps that had nothing to do printed none.
-				f.Progress("Image created: %s (up to date: no input changed)", img)
-				return nil
-			}
-			f.Progress("Image created: %s", img)
-			return nil
+			return packRun(cmd.Context(), opts)
 		},
 	}
-	cmd.Flags().StringVar(&o.ImagePath, "image", "", "output path (default dist/<name>.img)")
-	cmd.Flags().BoolVar(&o.Readonly, "readonly", false, "add a dm-verity hash tree: the guest verifies the root and refuses a modified one")
-	cmd.Flags().BoolVar(&o.Release, "release", false, "optimised build for production")
-	cmd.Flags().BoolVar(&o.Offline, "offline", false, "use only the local cache; fail if anything must be fetched")
-	cmd.Flags().BoolVar(&o.Locked, "locked", false, "fail if "+project.LockFile+" is missing or would change")
+	cmd.Flags().StringVar(&opts.Image, "image", "", "output path (default dist/<name>.img)")
+	cmd.Flags().BoolVar(&opts.Readonly, "readonly", false, "add a dm-verity hash tree: the guest verifies the root and refuses a modified one")
+	cmd.Flags().BoolVar(&opts.Release, "release", false, "optimised build for production")
+	cmd.Flags().BoolVar(&opts.Offline, "offline", false, "use only the local cache; fail if anything must be fetched")
+	cmd.Flags().BoolVar(&opts.Locked, "locked", false, "fail if "+project.LockFile+" is missing or would change")
 	return cmd
+}
+
+func packRun(ctx context.Context, opts *Options) error {
+	dir, err := opts.ProjectDir()
+	if err != nil {
+		return err
+	}
+	progress := opts.IO.Progress()
+	po := pipeline.Options{Dir: dir, ImagePath: cmdutil.ProjectPath(dir, opts.Image), Readonly: opts.Readonly,
+		Release: opts.Release, Offline: opts.Offline, Locked: opts.Locked, Progress: progress, Logger: opts.Logger}
+	release, err := opts.LockProject(ctx, dir, opts.Command)
+	if err != nil {
+		return err
+	}
+	defer release()
+	p, err := pipeline.Load(ctx, po)
+	if err != nil {
+		return err
+	}
+	r, err := pipeline.Pack(ctx, p, po)
+	if err != nil {
+		return err
+	}
+	img := r.Image
+	if rel, err := filepath.Rel(dir, img); err == nil {
+		img = rel
+	}
+	if opts.JSON {
+		return cmdutil.PrintJSON(opts.IO, map[string]any{"image": img, "sha256": r.SHA256, "size": r.Size, "cached": r.Cached, "sizes": r.Sizes})
+	}
+	if r.Cached {
+		// One line: the steps that had nothing to do printed none.
+		progress.Printf("Image created: %s (up to date: no input changed)", img)
+		return nil
+	}
+	progress.Printf("Image created: %s", img)
+	return nil
 }
