@@ -2,15 +2,27 @@
 package diff
 
 import (
+	"context"
+
 	"github.com/spf13/cobra"
 
 	"github.com/ukernel-dev/ukernel/internal/diff"
 	"github.com/ukernel-dev/ukernel/pkg/cmdutil"
+	"github.com/ukernel-dev/ukernel/pkg/iostreams"
 )
 
-// NewCmdDiff returns the diff command.
-func NewCmdDiff(f *cmdutil.Factory) *cobra.Command {
-	var exitCode bool
+// Options are the inputs of `diff`.
+type Options struct {
+	IO       *iostreams.IOStreams
+	JSON     bool
+	A, B     string // as given: relative to the working directory
+	ExitCode bool
+}
+
+// NewCmdDiff returns the diff command; runF, when set, gets the parsed options instead of
+// diffRun (tests).
+func NewCmdDiff(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command {
+	opts := &Options{IO: f.IO}
 	cmd := &cobra.Command{
 		Use:         "diff A B",
 		Annotations: map[string]string{cmdutil.InterruptibleAnnotation: "true"}, // killed, it leaves nothing half-done
@@ -28,21 +40,29 @@ then it exits 1 when they differ (as git diff --exit-code does).`,
   git show HEAD~1:env/ukernel.lock > /tmp/old.lock && ukernel diff /tmp/old.lock env/ukernel.lock`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			r, err := diff.Compare(cmd.Context(), args[0], args[1])
-			if err != nil {
-				return err
+			opts.JSON, opts.A, opts.B = f.JSON, args[0], args[1]
+			if runF != nil {
+				return runF(opts)
 			}
-			if f.JSON {
-				err = f.PrintJSON(r)
-			} else {
-				err = diff.WriteText(f.IO.Out, r)
-			}
-			if err == nil && exitCode && r.Differs() {
-				return &cmdutil.ExitError{Code: 1}
-			}
-			return err
+			return diffRun(cmd.Context(), opts)
 		},
 	}
-	cmd.Flags().BoolVar(&exitCode, "exit-code", false, "exit 1 when the inputs differ")
+	cmd.Flags().BoolVar(&opts.ExitCode, "exit-code", false, "exit 1 when the inputs differ")
 	return cmd
+}
+
+func diffRun(ctx context.Context, opts *Options) error {
+	r, err := diff.Compare(ctx, opts.A, opts.B)
+	if err != nil {
+		return err
+	}
+	if opts.JSON {
+		err = cmdutil.PrintJSON(opts.IO, r)
+	} else {
+		err = diff.WriteText(opts.IO.Out, r)
+	}
+	if err == nil && opts.ExitCode && r.Differs() {
+		return &cmdutil.ExitError{Code: 1}
+	}
+	return err
 }

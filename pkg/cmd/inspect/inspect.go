@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,12 +16,15 @@ import (
 	"github.com/ukernel-dev/ukernel/internal/abi"
 	"github.com/ukernel-dev/ukernel/internal/image"
 	"github.com/ukernel-dev/ukernel/pkg/cmdutil"
+	"github.com/ukernel-dev/ukernel/pkg/iostreams"
 )
 
 // Options are the inputs of one inspect invocation.
 type Options struct {
-	Factory *cmdutil.Factory
-	Image   string // as the user typed it; relative paths are taken from the project directory
+	IO         *iostreams.IOStreams
+	ProjectDir func() (string, error)
+	JSON       bool
+	Image      string // as the user typed it; relative paths are taken from the project directory
 }
 
 // Output is what --json prints.
@@ -35,9 +37,10 @@ type Output struct {
 	Report   image.Report `json:"verification"`
 }
 
-// NewCmdInspect returns the inspect command.
-func NewCmdInspect(f *cmdutil.Factory) *cobra.Command {
-	opts := &Options{Factory: f}
+// NewCmdInspect returns the inspect command; runF, when set, gets the parsed options instead of
+// inspectRun (tests).
+func NewCmdInspect(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command {
+	opts := &Options{IO: f.IO, ProjectDir: f.ProjectDir}
 	return &cobra.Command{
 		Use:         "inspect IMG",
 		Annotations: map[string]string{cmdutil.InterruptibleAnnotation: "true"}, // killed, it leaves nothing half-done
@@ -55,24 +58,22 @@ Exits 1 and names the damaged part when verification fails.`,
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			opts.Image = args[0]
-			return Run(opts)
+			opts.JSON, opts.Image = f.JSON, args[0]
+			if runF != nil {
+				return runF(opts)
+			}
+			return inspectRun(opts)
 		},
 	}
 }
 
-// Run opens, verifies and prints the image.
-func Run(opts *Options) error {
-	f := opts.Factory
-	p := opts.Image
-	if !filepath.IsAbs(p) {
-		dir, err := f.ProjectDir()
-		if err != nil {
-			return err
-		}
-		p = filepath.Join(dir, p)
+// inspectRun opens, verifies and prints the image.
+func inspectRun(opts *Options) error {
+	dir, err := opts.ProjectDir()
+	if err != nil {
+		return err
 	}
-	im, err := image.Open(p)
+	im, err := image.Open(cmdutil.ProjectPath(dir, opts.Image))
 	if err != nil {
 		return fmt.Errorf("inspect: %w", err)
 	}
@@ -83,12 +84,12 @@ func Run(opts *Options) error {
 	}
 	rep := im.Verify()
 	out := Output{Image: opts.Image, Size: im.Size(), SHA256: sum, Manifest: im.Manifest(), Verified: rep.OK(), Report: rep}
-	if f.JSON {
-		if err := f.PrintJSON(out); err != nil {
+	if opts.JSON {
+		if err := cmdutil.PrintJSON(opts.IO, out); err != nil {
 			return err
 		}
 	} else {
-		printText(f.IO.Out, out)
+		printText(opts.IO.Out, out)
 	}
 	if err := rep.Err(); err != nil {
 		return &cmdutil.ExitError{Code: 1, Err: fmt.Errorf("%s: %w", opts.Image, err)}

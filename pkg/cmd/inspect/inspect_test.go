@@ -65,7 +65,7 @@ func runInspect(t *testing.T, dir string, json bool, args ...string) (string, st
 	t.Helper()
 	ios, _, out, errOut := iostreams.Test()
 	f := &cmdutil.Factory{IO: ios, Dir: dir, JSON: json}
-	cmd := NewCmdInspect(f)
+	cmd := NewCmdInspect(f, nil)
 	cmd.SetArgs(args)
 	cmd.SetOut(out)
 	cmd.SetErr(errOut)
@@ -154,5 +154,26 @@ func TestModuleSummary(t *testing.T) {
 	m.ModuleGroups["serial"] = []string{"c.ko"} // shared with vsock
 	if got, want := moduleSummary(m), "4 (1 at every boot; on demand: net 1, serial 1, vsock 2)"; got != want {
 		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
+// The image argument is taken as typed (the project directory is applied when it is opened);
+// anything but one argument is a usage error.
+func TestNewCmdInspect(t *testing.T) {
+	ios, _, _, _ := iostreams.Test()
+	var got *Options
+	cmd := NewCmdInspect(&cmdutil.Factory{IO: ios, JSON: true}, func(o *Options) error { got = o; return nil })
+	cmd.SetArgs([]string{"dist/a.img"})
+	if err := cmd.Execute(); err != nil || got == nil || got.Image != "dist/a.img" || !got.JSON {
+		t.Fatalf("inspect dist/a.img: %v %+v", err, got)
+	}
+	for _, args := range [][]string{nil, {"a.img", "b.img"}} {
+		cmd := NewCmdInspect(&cmdutil.Factory{IO: ios}, func(*Options) error { t.Error("ran"); return nil })
+		cmd.SetArgs(args)
+		cmd.SetOut(ios.Out)
+		cmd.SetErr(ios.ErrOut)
+		if err := cmd.Execute(); cmdutil.ExitCode(err) != 2 {
+			t.Errorf("inspect %q: %v, want a usage error", args, err)
+		}
 	}
 }
