@@ -15,20 +15,25 @@ import (
 	"github.com/ukernel-dev/ukernel/internal/vmm/backends"
 	"github.com/ukernel-dev/ukernel/internal/vmm/hostcheck"
 	"github.com/ukernel-dev/ukernel/pkg/cmdutil"
+	"github.com/ukernel-dev/ukernel/pkg/iostreams"
 )
 
-// Options are the flags of `doctor`.
+// Options are the inputs of `doctor`.
 type Options struct {
-	Factory *cmdutil.Factory
+	IO         *iostreams.IOStreams
+	ProjectDir func() (string, error)
+	JSON       bool
+
 	Kernel  string
 	Net     string
 	Backend string
 	Accel   string
 }
 
-// NewCmdDoctor returns the doctor command.
-func NewCmdDoctor(f *cmdutil.Factory) *cobra.Command {
-	o := &Options{Factory: f}
+// NewCmdDoctor returns the doctor command; runF, when set, gets the parsed options instead of
+// doctorRun (tests).
+func NewCmdDoctor(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command {
+	o := &Options{IO: f.IO, ProjectDir: f.ProjectDir}
 	cmd := &cobra.Command{
 		Use:         "doctor",
 		Annotations: map[string]string{cmdutil.InterruptibleAnnotation: "true"}, // killed, it leaves nothing half-done
@@ -47,7 +52,11 @@ choice.backend and choice.accel (as ps --json names a guest's).`,
   ukernel doctor --json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runDoctor(cmd.Context(), o)
+			o.JSON = f.JSON
+			if runF != nil {
+				return runF(o)
+			}
+			return doctorRun(cmd.Context(), o)
 		},
 	}
 	cmd.Flags().StringVar(&o.Kernel, "kernel", "", "bzImage to probe KVM with (default: the newest cached image kernel)")
@@ -57,15 +66,11 @@ choice.backend and choice.accel (as ps --json names a guest's).`,
 	return cmd
 }
 
-func runDoctor(ctx context.Context, o *Options) error {
-	if ctx == nil {
-		ctx = context.Background()
-	}
-	f := o.Factory
+func doctorRun(ctx context.Context, o *Options) error {
 	net := o.Net
 	if net == "" {
 		net = project.DefaultNet
-		if dir, err := f.ProjectDir(); err == nil {
+		if dir, err := o.ProjectDir(); err == nil {
 			if cfg, err := project.Load(dir); err == nil {
 				net = cfg.Run.Net
 			}
@@ -82,8 +87,8 @@ func runDoctor(ctx context.Context, o *Options) error {
 	if err != nil {
 		return err
 	}
-	if f.JSON {
-		return f.PrintJSON(rep)
+	if o.JSON {
+		return cmdutil.PrintJSON(o.IO, rep)
 	}
 	flags := "--net " + setting.String()
 	if o.Backend != backends.Auto && o.Backend != "" {
@@ -92,7 +97,7 @@ func runDoctor(ctx context.Context, o *Options) error {
 	if o.Accel != backends.Auto && o.Accel != "" {
 		flags += " --accel " + o.Accel
 	}
-	return Print(f.IO.Out, rep, flags)
+	return Print(o.IO.Out, rep, flags)
 }
 
 // Print writes the report as a table and the choice of a run with flags.

@@ -20,8 +20,8 @@ func TestDoctorOnThisHost(t *testing.T) {
 	t.Setenv("XDG_CACHE_HOME", t.TempDir())
 	k := testenv.DebianKernel(t)
 	io, _, out, _ := iostreams.Test()
-	o := &Options{Factory: &cmdutil.Factory{IO: io}, Kernel: k.Vmlinuz}
-	if err := runDoctor(context.Background(), o); err != nil {
+	o := &Options{IO: io, ProjectDir: (&cmdutil.Factory{Dir: t.TempDir()}).ProjectDir, Kernel: k.Vmlinuz}
+	if err := doctorRun(context.Background(), o); err != nil {
 		t.Fatal(err)
 	}
 	text := out.String()
@@ -53,8 +53,8 @@ func TestDoctorOnThisHost(t *testing.T) {
 	}
 
 	io, _, out, _ = iostreams.Test()
-	o = &Options{Factory: &cmdutil.Factory{IO: io, JSON: true}, Kernel: k.Vmlinuz}
-	if err := runDoctor(context.Background(), o); err != nil {
+	o = &Options{IO: io, ProjectDir: (&cmdutil.Factory{Dir: t.TempDir()}).ProjectDir, JSON: true, Kernel: k.Vmlinuz}
+	if err := doctorRun(context.Background(), o); err != nil {
 		t.Fatal(err)
 	}
 	// --json reports the choice as choice.backend and choice.accel, the names ps --json uses.
@@ -67,5 +67,33 @@ func TestDoctorOnThisHost(t *testing.T) {
 	}
 	if got.Choice.Backend != string(rep.Choice.Backend) || got.Choice.Accel != rep.Choice.Accel || len(got.Checks) != len(rep.Checks) {
 		t.Fatalf("--json report %+v, want the choice %+v\n%s", got, rep.Choice, out)
+	}
+}
+
+func TestNewCmdDoctor(t *testing.T) {
+	ios, _, _, _ := iostreams.Test()
+	var got *Options
+	cmd := NewCmdDoctor(&cmdutil.Factory{IO: ios, JSON: true}, func(o *Options) error { got = o; return nil })
+	cmd.SetArgs(nil)
+	if err := cmd.Execute(); err != nil || got == nil || got.Backend != "auto" || got.Accel != "auto" || got.Net != "" || !got.JSON {
+		t.Fatalf("doctor: %v %+v; want --backend and --accel auto, --net unset (the project's)", err, got)
+	}
+	cmd.SetArgs([]string{"--net", "tap:tap0", "--backend", "firecracker", "--accel", "kvm", "--kernel", "/k"})
+	if err := cmd.Execute(); err != nil || got.Net != "tap:tap0" || got.Backend != "firecracker" || got.Accel != "kvm" || got.Kernel != "/k" {
+		t.Fatalf("doctor --net tap:tap0 --backend firecracker --accel kvm --kernel /k: %v %+v", err, got)
+	}
+}
+
+// Bad --net, --backend or --accel values are usage errors, found before any check runs.
+func TestDoctorUsage(t *testing.T) {
+	for _, o := range []Options{{Net: "bridge"}, {Backend: "xen", Accel: "auto"}, {Backend: "auto", Accel: "hvf"}} {
+		ios, _, out, _ := iostreams.Test()
+		o.IO, o.ProjectDir = ios, (&cmdutil.Factory{Dir: t.TempDir()}).ProjectDir
+		if o.Backend == "" {
+			o.Backend, o.Accel = "auto", "auto"
+		}
+		if err := doctorRun(context.Background(), &o); cmdutil.ExitCode(err) != 2 || out.Len() != 0 {
+			t.Errorf("doctor %+v: %v, stdout %q; want a usage error and no report", o, err, out)
+		}
 	}
 }

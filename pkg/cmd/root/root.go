@@ -95,7 +95,7 @@ microVM image and runs it locally with one command.`,
 	cmd.AddCommand(pack.NewCmdPack(f, nil))
 	cmd.AddCommand(envcmd.NewCmdEnv(f))
 	cmd.AddCommand(cachecmd.NewCmdCache(f))
-	cmd.AddCommand(doctor.NewCmdDoctor(f))
+	cmd.AddCommand(doctor.NewCmdDoctor(f, nil))
 	cmd.AddCommand(tracecmd.NewCmdTrace(f))
 	cmd.AddCommand(perfcmd.NewCmdPerf(f))
 	cmd.AddCommand(diffcmd.NewCmdDiff(f, nil))
