@@ -1,0 +1,395 @@
+package oci
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"io"
+	"log"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/registry"
+
+	"github.com/ukernel-dev/ukernel/internal/abi"
+	"github.com/ukernel-dev/ukernel/internal/cache"
+	"github.com/ukernel-dev/ukernel/internal/image"
+	"github.com/ukernel-dev/ukernel/internal/sign"
+	"github.com/ukernel-dev/ukernel/internal/userconfig"
+)
+
+var (
+	imgOnce sync.Once
+	imgPath string
+	imgErr  error
+)
+
+// testImage packs one small image (a fake kernel, init and root) shared by the tests.
+func testImage(t *testing.T) string {
+	t.Helper()
+	imgOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "ukernel-oci-test-")
+		if err != nil {
+			imgErr = err
+			return
+		}
+		files := map[string][]byte{
+			"in/vmlinuz":           pseudo(1, 300<<10),
+			"in/init":              pseudo(2, 100<<10),
+			"root/app/main.py":     []byte("print('hello')\n"),
+			"root/usr/bin/python3": pseudo(3, 200<<10),
+			"root/usr/lib/data":    bytes.Repeat([]byte("compressible "), 10000),
+			"modules/6.1.0-test/x": nil,
+		}
+		for name, b := range files {
+			p := filepath.Join(dir, name)
+			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+				imgErr = err
+				return
+			}
+			if err := os.WriteFile(p, b, 0o755); err != nil {
+				imgErr = err
+				return
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		in := image.Input{
+			Manifest: abi.Manifest{
+				Name:    "example-worker",
+				Adapter: abi.Adapter{Name: "python", Runtime: "python-3.11"},
+				Entry:   []string{"/usr/bin/python3", "/app/main.py"},
+				Run:     abi.RunDefaults{VCPU: 1, MemoryMB: 256, Net: "user"},
+				Kernel:  abi.Kernel{Package: "linux-image-test", Version: "1.0", Release: "6.1.0-test"},
+				Lock:    abi.LockRef{Digest: "sha256:" + strings.Repeat("ab", 32), Packages: 1},
+				Build:   abi.BuildInfo{Ukernel: "0.1.0-test", Go: "go1.26.8"},
+			},
+			KernelPath: filepath.Join(dir, "in/vmlinuz"), ModulesDir: filepath.Join(dir, "modules/6.1.0-test"),
+			InitPath: filepath.Join(dir, "in/init"), RootDir: filepath.Join(dir, "root"),
+			Output: filepath.Join(dir, "dist/example-worker.img"), SourceDateEpoch: 1700000000,
+		}
+		if _, imgErr = image.Pack(ctx, in); imgErr == nil {
+			imgPath = in.Output
+		}
+	})
+	if imgErr != nil {
+		t.Fatalf("pack the test image: %v", imgErr)
+	}
+	return imgPath
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if imgPath != "" {
+		os.RemoveAll(filepath.Dir(filepath.Dir(imgPath)))
+	}
+	os.Exit(code)
+}
+
+func pseudo(seed uint64, n int) []byte {
+	r := rand.New(rand.NewChaCha8([32]byte{byte(seed)}))
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	return b
+}
+
+func fileSHA(t *testing.T, p string) string {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+// uploads counts the requests that send bytes to the registry.
+type server struct {
+	*httptest.Server
+	uploads atomic.Int64
+	// corrupt, when set, flips a byte of the blob GETs whose path ends with it.
+	corrupt atomic.Value
+}
+
+func newRegistry(t *testing.T) *server {
+	s := &server{}
+	s.corrupt.Store("")
+	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPatch || r.Method == http.MethodPut || r.Method == http.MethodPost {
+			s.uploads.Add(1)
+		}
+		if c := s.corrupt.Load().(string); c != "" && r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, c) {
+			rec := httptest.NewRecorder()
+			reg.ServeHTTP(rec, r)
+			b := rec.Body.Bytes()
+			b[len(b)/2] ^= 1
+			for k, v := range rec.Header() {
+				w.Header()[k] = v
+			}
+			w.WriteHeader(rec.Code)
+			w.Write(b)
+			return
+		}
+		reg.ServeHTTP(w, r)
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+func (s *server) host() string { return strings.TrimPrefix(s.URL, "http://") }
+
+func newCache(t *testing.T) *cache.Cache {
+	c, err := cache.OpenDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func TestPushPullRoundTrip(t *testing.T) {
+	img := testImage(t)
+	reg := newRegistry(t)
+	ctx := ctxT(t)
+	o := Options{Insecure: true}
+	ref := reg.host() + "/team/worker:v1"
+	res, err := Push(ctx, img, ref, PushOptions{Options: o, Cache: newCache(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Blobs) != 2 || !res.Blobs[0].Moved || !res.Blobs[1].Moved || !res.Tagged {
+		t.Fatalf("first push: %+v", res)
+	}
+	want := fileSHA(t, img)
+	if res.Revision != want {
+		t.Fatalf("revision %s, image sha256 %s", res.Revision, want)
+	}
+
+	// The same image again (a fresh cache: the layer is compressed again, to the same digest).
+	reg.uploads.Store(0)
+	again, err := Push(ctx, img, ref, PushOptions{Options: o, Cache: newCache(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.Digest != res.Digest || again.Tagged || again.Blobs[0].Moved || again.Blobs[1].Moved || reg.uploads.Load() != 0 {
+		t.Fatalf("second push moved something (%d upload requests): %+v", reg.uploads.Load(), again)
+	}
+
+	c := newCache(t)
+	pulled, err := Pull(ctx, ref, PullOptions{Options: o, Cache: c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pulled.Digest != res.Digest || pulled.Revision != want || fileSHA(t, pulled.Path) != want || pulled.Name != "example-worker" {
+		t.Fatalf("pull: %+v", pulled)
+	}
+	// By digest, and verify where it is and as pulled.
+	if _, err := Pull(ctx, res.Ref, PullOptions{Options: o, Cache: newCache(t)}); err != nil {
+		t.Fatalf("pull by digest: %v", err)
+	}
+	if v, err := VerifyRemote(ctx, ref, o); err != nil || v.Revision != want {
+		t.Fatalf("verify remote: %+v %v", v, err)
+	}
+	if v, err := VerifyLocal(pulled.Path, c, nil); err != nil || !v.Pulled || v.Digest != res.Digest {
+		t.Fatalf("verify local: %+v %v", v, err)
+	}
+}
+
+func TestPullRefusesDamagedLayer(t *testing.T) {
+	img := testImage(t)
+	reg := newRegistry(t)
+	ctx := ctxT(t)
+	o := Options{Insecure: true}
+	ref := reg.host() + "/worker:v1"
+	res, err := Push(ctx, img, ref, PushOptions{Options: o, Cache: newCache(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	layer := res.Blobs[1].Digest
+	reg.corrupt.Store(layer.String())
+	c := newCache(t)
+	_, err = Pull(ctx, ref, PullOptions{Options: o, Cache: c})
+	if !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), layer.String()) {
+		t.Fatalf("pull of a damaged layer: %v", err)
+	}
+	if c.Has(res.Revision) {
+		t.Fatal("the damaged image was stored")
+	}
+	if _, err := VerifyRemote(ctx, ref, o); !errors.Is(err, ErrDamaged) {
+		t.Fatalf("verify of a damaged layer: %v", err)
+	}
+	// A damaged config blob.
+	reg.corrupt.Store(res.Blobs[0].Digest.String())
+	if _, err := Pull(ctx, ref, PullOptions{Options: o, Cache: c}); err == nil || !strings.Contains(err.Error(), res.Blobs[0].Digest.String()) {
+		t.Fatalf("pull of a damaged config: %v", err)
+	}
+}
+
+// trustConfig returns a user configuration trusting keys, requiring signatures on require.
+func trustConfig(t *testing.T, require []string, keys map[string]sign.PrivateKey) *userconfig.Config {
+	dir := t.TempDir()
+	cfg := &userconfig.Config{Dir: dir}
+	cfg.File.Trust.Require = require
+	os.MkdirAll(cfg.TrustedDir(), 0o755)
+	for name, k := range keys {
+		if err := os.WriteFile(filepath.Join(cfg.TrustedDir(), name+".pub"), k.Public().Marshal(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return cfg
+}
+
+func TestSignaturesUnderPolicy(t *testing.T) {
+	img := testImage(t)
+	reg := newRegistry(t)
+	ctx := ctxT(t)
+	alice, _ := sign.Generate()
+	mallory, _ := sign.Generate()
+	o := Options{Insecure: true}
+	signed := reg.host() + "/signed:v1"
+	res, err := Push(ctx, img, signed, PushOptions{Options: o, Cache: newCache(t), Key: &alice})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Signature == nil || res.KeyID != alice.ID.String() {
+		t.Fatalf("signed push: %+v", res)
+	}
+	// Signing again adds nothing: the signature is deterministic.
+	reg.uploads.Store(0)
+	if _, err := Push(ctx, img, signed, PushOptions{Options: o, Cache: newCache(t), Key: &alice}); err != nil || reg.uploads.Load() != 0 {
+		t.Fatalf("second signed push: %v, %d uploads", err, reg.uploads.Load())
+	}
+	unsigned := reg.host() + "/unsigned:v1"
+	if _, err := Push(ctx, img, unsigned, PushOptions{Options: o, Cache: newCache(t)}); err != nil {
+		t.Fatal(err)
+	}
+
+	o.Config = trustConfig(t, []string{reg.host() + "/*"}, map[string]sign.PrivateKey{"alice": alice})
+	p, err := Pull(ctx, signed, PullOptions{Options: o, Cache: newCache(t)})
+	if err != nil {
+		t.Fatalf("signed pull under the policy: %v", err)
+	}
+	if len(p.Trust.Signers) != 1 || p.Trust.Signers[0].Key != "alice" || !p.Trust.Required {
+		t.Fatalf("trust: %+v", p.Trust)
+	}
+	var te *TrustError
+	_, err = Pull(ctx, unsigned, PullOptions{Options: o, Cache: newCache(t)})
+	if !errors.As(err, &te) || !strings.Contains(err.Error(), "not signed") || !strings.Contains(err.Error(), "sha256:") {
+		t.Fatalf("unsigned pull under the policy: %v", err)
+	}
+
+	o.Config = trustConfig(t, []string{"*"}, map[string]sign.PrivateKey{"mallory": mallory})
+	c := newCache(t)
+	_, err = Pull(ctx, signed, PullOptions{Options: o, Cache: c})
+	if !errors.As(err, &te) || !strings.Contains(err.Error(), alice.ID.String()) || !strings.Contains(err.Error(), string(res.Digest)) {
+		t.Fatalf("pull signed by an untrusted key: %v", err)
+	}
+	if c.Has(res.Revision) {
+		t.Fatal("a refused image was stored")
+	}
+	// No policy for this name: the pull passes and says who signed (no one it trusts).
+	o.Config = trustConfig(t, []string{"other.example/*"}, nil)
+	if p, err := Pull(ctx, signed, PullOptions{Options: o, Cache: newCache(t)}); err != nil || p.Trust.Required || len(p.Trust.Untrusted) != 1 {
+		t.Fatalf("pull outside the policy: %+v %v", p.Trust, err)
+	}
+}
+
+func TestLayoutAndArchive(t *testing.T) {
+	img := testImage(t)
+	ctx := ctxT(t)
+	k, _ := sign.Generate()
+	dir := t.TempDir()
+	for _, ref := range []string{"oci-layout:" + filepath.Join(dir, "layout") + ":v1", "oci-archive:" + filepath.Join(dir, "img.tar") + ":v1"} {
+		res, err := Push(ctx, img, ref, PushOptions{Cache: newCache(t), Key: &k})
+		if err != nil {
+			t.Fatalf("push %s: %v", ref, err)
+		}
+		o := Options{Config: trustConfig(t, []string{"*"}, map[string]sign.PrivateKey{"k": k})}
+		p, err := Pull(ctx, ref, PullOptions{Options: o, Cache: newCache(t)})
+		if err != nil {
+			t.Fatalf("pull %s: %v", ref, err)
+		}
+		if p.Digest != res.Digest || fileSHA(t, p.Path) != res.Revision || len(p.Trust.Signers) != 1 {
+			t.Fatalf("%s: pushed %+v, pulled %+v", ref, res, p)
+		}
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, ".img.tar.tmp-*")); len(left) > 0 {
+		t.Fatalf("archive staging left behind: %v", left)
+	}
+}
+
+func TestInsecureOnlyLoopbackOrListed(t *testing.T) {
+	o := Options{Insecure: true}
+	if _, err := o.repository(Ref{Kind: KindRegistry, Reg: mustRef(t, "registry.example.com/x:v1").Reg}); err == nil || !strings.Contains(err.Error(), "plain HTTP") {
+		t.Fatalf("--insecure to a remote name: %v", err)
+	}
+	o.Config = &userconfig.Config{File: userconfig.File{Registry: map[string]userconfig.RegistrySection{"registry.example.com": {Insecure: true}}}}
+	if r, err := o.repository(mustRef(t, "registry.example.com/x:v1")); err != nil || !r.PlainHTTP {
+		t.Fatalf("--insecure to a listed name: %v", err)
+	}
+	o.Insecure = false
+	if r, err := o.repository(mustRef(t, "127.0.0.1:5000/x:v1")); err != nil || r.PlainHTTP {
+		t.Fatalf("loopback without --insecure must use TLS: %v", err)
+	}
+}
+
+func mustRef(t *testing.T, s string) Ref {
+	r, err := ParseRef(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func TestParseRef(t *testing.T) {
+	for s, want := range map[string]string{
+		"127.0.0.1:5000/a/b":                      "127.0.0.1:5000/a/b:latest",
+		"127.0.0.1:5000/a/b:v2":                   "127.0.0.1:5000/a/b:v2",
+		"oci-layout:/tmp/x":                       "oci-layout:/tmp/x:latest",
+		"oci-layout:/tmp/x:v1":                    "oci-layout:/tmp/x:v1",
+		"oci-archive:rel/a.tar:v1":                "oci-archive:rel/a.tar:v1",
+		"oci-layout:/tmp/a:b/c":                   "oci-layout:/tmp/a:b/c:latest",
+		"h.io/r@sha256:" + strings.Repeat("a", 64): "h.io/r@sha256:" + strings.Repeat("a", 64),
+	} {
+		r, err := ParseRef(s)
+		if err != nil || r.String() != want {
+			t.Errorf("ParseRef(%q) = %q, %v; want %q", s, r.String(), err, want)
+		}
+	}
+	for _, bad := range []string{"", "oci-layout:", "oci-layout:/x@sha256:zz", "h.io/r@md5:1"} {
+		if _, err := ParseRef(bad); err == nil {
+			t.Errorf("ParseRef(%q) accepted", bad)
+		}
+	}
+}
+
+func FuzzParseManifest(f *testing.F) {
+	f.Add([]byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","artifactType":"application/vnd.ukernel.image.v1","config":{"mediaType":"application/vnd.ukernel.image.manifest.v1+json","digest":"sha256:` + strings.Repeat("a", 64) + `","size":10},"layers":[{"mediaType":"application/vnd.ukernel.image.disk.v1+zstd","digest":"sha256:` + strings.Repeat("b", 64) + `","size":5,"annotations":{"dev.ukernel.image.size":"9"}}],"annotations":{"dev.ukernel.image.revision":"sha256:` + strings.Repeat("c", 64) + `"}}`))
+	f.Add([]byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if im, err := ParseManifest(b); err == nil {
+			if im.Size <= 0 || len(im.Revision) != 64 || im.Layer().Size <= 0 {
+				t.Fatalf("accepted %+v", im)
+			}
+		}
+		_, _ = pickFromIndex(b)
+	})
+}

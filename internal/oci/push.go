@@ -1,0 +1,277 @@
+package oci
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"oras.land/oras-go/v2"
+	"oras.land/oras-go/v2/content"
+	"oras.land/oras-go/v2/errdef"
+	"oras.land/oras-go/v2/registry"
+
+	"github.com/ukernel-dev/ukernel/internal/cache"
+	"github.com/ukernel-dev/ukernel/internal/image"
+	"github.com/ukernel-dev/ukernel/internal/sign"
+)
+
+// PushOptions say what to push and how.
+type PushOptions struct {
+	Options
+	Cache    *cache.Cache      // holds the compressed layer, so a second push compresses nothing
+	Template string            // recorded in the manifest when the image is a template's revision
+	Key      *sign.PrivateKey  // sign the manifest with it (nil: no signature)
+}
+
+// Blob is one blob a push or pull moved, or found already there.
+type Blob struct {
+	MediaType string        `json:"media_type"`
+	Digest    digest.Digest `json:"digest"`
+	Size      int64         `json:"size"`
+	Moved     bool          `json:"transferred"` // false: the destination (or cache) already had it
+}
+
+// PushResult is what a push did.
+type PushResult struct {
+	Ref       string        `json:"ref"`
+	Digest    digest.Digest `json:"digest"`   // the image manifest's
+	Revision  string        `json:"revision"` // sha256 of the image
+	Blobs     []Blob        `json:"blobs"`
+	Tagged    bool          `json:"tagged"` // the tag was moved to this manifest (false: it already named it)
+	Signature *Blob         `json:"signature,omitempty"`
+	KeyID     string        `json:"key_id,omitempty"`
+}
+
+// Push checks the image at path as `inspect` does and pushes it to ref: the blobs the
+// destination lacks, the manifest, the tag, and a signature when a key is given.
+func Push(ctx context.Context, path, refStr string, o PushOptions) (PushResult, error) {
+	ref, err := ParseRef(refStr)
+	if err != nil {
+		return PushResult{}, err
+	}
+	info, layer, layerPath, err := prepare(path, o.Cache, o.Template)
+	if err != nil {
+		return PushResult{}, err
+	}
+	built, err := BuildManifest(info, layer)
+	if err != nil {
+		return PushResult{}, err
+	}
+	man, mdesc := built.Bytes, built.Desc
+	if ref.IsDigest() && ref.Reference != mdesc.Digest.String() {
+		return PushResult{}, fmt.Errorf("push to %s: the image's manifest is %s; push by tag, or name that digest", ref, mdesc.Digest)
+	}
+	s, finish, cleanup, err := o.openWrite(ctx, ref)
+	if err != nil {
+		return PushResult{}, err
+	}
+	defer cleanup()
+	res := PushResult{Ref: ref.WithDigest(mdesc.Digest).String(), Digest: mdesc.Digest, Revision: info.SHA256}
+
+	for _, b := range []struct {
+		desc ocispec.Descriptor
+		open func() (io.ReadCloser, error)
+	}{
+		{built.Config, func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(info.Raw)), nil }},
+		{built.Layer, func() (io.ReadCloser, error) { return os.Open(layerPath) }},
+	} {
+		moved, err := o.pushBlob(ctx, s, b.desc, b.open)
+		if err != nil {
+			return res, err
+		}
+		res.Blobs = append(res.Blobs, Blob{MediaType: b.desc.MediaType, Digest: b.desc.Digest, Size: b.desc.Size, Moved: moved})
+	}
+	if res.Tagged, err = o.pushManifest(ctx, s, ref, mdesc, man); err != nil {
+		return res, err
+	}
+	if o.Key != nil {
+		sb, err := o.pushSignature(ctx, s, mdesc, man, info.Manifest.Name, *o.Key)
+		if err != nil {
+			return res, err
+		}
+		res.Signature, res.KeyID = &sb, o.Key.ID.String()
+	}
+	return res, finish()
+}
+
+// prepare checks the image and returns its description and its compressed layer, from the cache
+// when an earlier push or pull compressed it.
+func prepare(path string, c *cache.Cache, template string) (ImageInfo, ocispec.Descriptor, string, error) {
+	im, err := image.Open(path)
+	if err != nil {
+		return ImageInfo{}, ocispec.Descriptor{}, "", err
+	}
+	defer im.Close()
+	if err := im.Verify().Err(); err != nil {
+		return ImageInfo{}, ocispec.Descriptor{}, "", fmt.Errorf("%s: %w; rebuild it before pushing", path, err)
+	}
+	sum, err := im.SHA256()
+	if err != nil {
+		return ImageInfo{}, ocispec.Descriptor{}, "", err
+	}
+	info := ImageInfo{SHA256: sum, Size: im.Size(), Manifest: im.Manifest(), Raw: im.RawManifest(), Template: template}
+	layer, p, err := compressed(c, path, sum)
+	return info, layer, p, err
+}
+
+// layerRecord maps an image to its compressed layer in the cache.
+type layerRecord struct {
+	Digest digest.Digest `json:"digest"`
+	Size   int64         `json:"size"`
+}
+
+func layerState(sum string) string { return "oci/layers/" + sum + ".json" }
+
+// compressed returns the zstd layer of the image at path (whose SHA-256 is sum): stored in the
+// cache, made once. The compression is single-threaded at a fixed level, so the same image
+// gives the same layer digest, and a re-push finds its blobs in the registry.
+func compressed(c *cache.Cache, path, sum string) (ocispec.Descriptor, string, error) {
+	if b, err := c.ReadState(layerState(sum)); err == nil {
+		var r layerRecord
+		if json.Unmarshal(b, &r) == nil && r.Digest.Validate() == nil && c.Has(r.Digest.Encoded()) {
+			p := c.BlobPath(r.Digest.Encoded())
+			if fi, err := os.Stat(p); err == nil && fi.Size() == r.Size {
+				return ocispec.Descriptor{MediaType: LayerMediaType, Digest: r.Digest, Size: r.Size}, p, nil
+			}
+		}
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return ocispec.Descriptor{}, "", err
+	}
+	defer f.Close()
+	pr, pw := io.Pipe()
+	go func() {
+		enc, err := newEncoder(pw)
+		if err == nil {
+			_, err = io.Copy(enc, f)
+			if cerr := enc.Close(); err == nil {
+				err = cerr
+			}
+		}
+		pw.CloseWithError(err)
+	}()
+	csum, err := c.Put(pr, "")
+	pr.CloseWithError(err)
+	if err != nil {
+		return ocispec.Descriptor{}, "", fmt.Errorf("compress %s: %w", path, err)
+	}
+	p := c.BlobPath(csum)
+	fi, err := os.Stat(p)
+	if err != nil {
+		return ocispec.Descriptor{}, "", err
+	}
+	d := ocispec.Descriptor{MediaType: LayerMediaType, Digest: digest.NewDigestFromEncoded(digest.SHA256, csum), Size: fi.Size()}
+	b, _ := json.Marshal(layerRecord{Digest: d.Digest, Size: d.Size})
+	if err := c.WriteState(layerState(sum), b); err != nil {
+		return ocispec.Descriptor{}, "", err
+	}
+	return d, p, nil
+}
+
+func newEncoder(w io.Writer) (*zstd.Encoder, error) {
+	return zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true))
+}
+
+// pushBlob pushes one blob unless the destination has it; it reports whether it moved bytes.
+func (o *Options) pushBlob(ctx context.Context, s content.Storage, desc ocispec.Descriptor, open func() (io.ReadCloser, error)) (bool, error) {
+	ok, err := s.Exists(ctx, desc)
+	if err != nil {
+		return false, fmt.Errorf("blob %s: %w", desc.Digest, err)
+	}
+	if ok {
+		o.logger().Debug("blob already there", "digest", desc.Digest)
+		return false, nil
+	}
+	err = withRetry(ctx, o.logger(), desc.Digest.String(), func() error {
+		rc, err := open()
+		if err != nil {
+			return err
+		}
+		defer rc.Close()
+		st, sctx := newStallReader(ctx, rc, o.stall())
+		defer st.stop()
+		pr := &progressReader{r: st, w: o.Progress, label: "Pushing " + short(desc.Digest), total: desc.Size}
+		defer pr.end()
+		err = s.Push(sctx, desc, pr)
+		if errors.Is(err, errdef.ErrAlreadyExists) {
+			return nil
+		}
+		if err != nil && context.Cause(sctx) != nil && ctx.Err() == nil {
+			err = context.Cause(sctx)
+		}
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("push blob %s: %w", desc.Digest, err)
+	}
+	if !o.Progress.TTY() && desc.Size >= 4<<20 {
+		o.Progress.Printf("Pushed %s (%s)", short(desc.Digest), humanSize(desc.Size))
+	}
+	return true, nil
+}
+
+func (o *Options) stall() time.Duration {
+	if o.Stall > 0 {
+		return o.Stall
+	}
+	return defaultStall
+}
+
+func short(d digest.Digest) string {
+	e := d.Encoded()
+	if len(e) > 12 {
+		e = e[:12]
+	}
+	return string(d.Algorithm()) + ":" + e
+}
+
+// pushManifest pushes the manifest unless present and points the tag at it; it reports whether
+// the tag moved.
+func (o *Options) pushManifest(ctx context.Context, s oras.Target, ref Ref, desc ocispec.Descriptor, man []byte) (bool, error) {
+	if !ref.IsDigest() {
+		if cur, err := s.Resolve(ctx, ref.Reference); err == nil && cur.Digest == desc.Digest {
+			return false, nil
+		}
+	}
+	ok, err := s.Exists(ctx, desc)
+	if err != nil {
+		return false, fmt.Errorf("manifest %s: %w", desc.Digest, err)
+	}
+	if ref.IsDigest() {
+		if !ok {
+			err = s.Push(ctx, desc, bytes.NewReader(man))
+		}
+		return false, wrapManifest(desc, err)
+	}
+	if rp, isRP := s.(registry.ReferencePusher); isRP && !ok {
+		return true, wrapManifest(desc, rp.PushReference(ctx, desc, bytes.NewReader(man), ref.Reference))
+	}
+	if !ok {
+		if err := s.Push(ctx, desc, bytes.NewReader(man)); err != nil && !errors.Is(err, errdef.ErrAlreadyExists) {
+			return false, wrapManifest(desc, err)
+		}
+	}
+	return true, wrapManifest(desc, s.Tag(ctx, desc, ref.Reference))
+}
+
+func wrapManifest(desc ocispec.Descriptor, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("push manifest %s: %w", desc.Digest, err)
+}
+
+
+
+func readCloser(b []byte) func() (io.ReadCloser, error) {
+	return func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
+}

@@ -1,0 +1,99 @@
+package oci
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/ukernel-dev/ukernel/internal/cache"
+	"github.com/ukernel-dev/ukernel/internal/image"
+	"github.com/ukernel-dev/ukernel/internal/userconfig"
+)
+
+// VerifyResult is what verify found.
+type VerifyResult struct {
+	Ref      string        `json:"ref,omitempty"`
+	Image    string        `json:"image,omitempty"`
+	Digest   digest.Digest `json:"digest,omitempty"`
+	Revision string        `json:"revision"`
+	Name     string        `json:"name,omitempty"`
+	Pulled   bool          `json:"pulled"` // a local image that came from a pull (its signatures were kept)
+	Trust    TrustReport   `json:"trust"`
+}
+
+// VerifyRemote checks ref where it is, writing nothing: the manifest, the signatures under the
+// policy, the config, and every byte of the layer against its digest and the revision.
+func VerifyRemote(ctx context.Context, refStr string, o Options) (VerifyResult, error) {
+	ref, err := ParseRef(refStr)
+	if err != nil {
+		return VerifyResult{}, err
+	}
+	s, err := o.openRead(ctx, ref)
+	if err != nil {
+		return VerifyResult{}, err
+	}
+	ri, err := o.resolve(ctx, s, ref)
+	res := VerifyResult{Ref: ref.WithDigest(ri.desc.Digest).String(), Digest: ri.desc.Digest, Revision: ri.image.Revision, Trust: ri.trust}
+	if err != nil {
+		return res, err
+	}
+	res.Name = ri.image.Manifest.Annotations[AnnotationName]
+	if _, err := fetchSmall(ctx, s, ri.image.Manifest.Config, maxConfigSize); err != nil {
+		return res, err
+	}
+	err = o.fetchLayer(ctx, s, ri.image, func(r io.Reader) error {
+		h := sha256.New()
+		if _, err := io.Copy(h, r); err != nil {
+			return err
+		}
+		if got := hex.EncodeToString(h.Sum(nil)); got != ri.image.Revision {
+			return fmt.Errorf("the image is sha256:%s, the manifest's revision sha256:%s", got, ri.image.Revision)
+		}
+		return nil
+	})
+	return res, err
+}
+
+// VerifyLocal checks an image file as inspect does and, when it came from a pull, applies the
+// trust policy to the signatures kept with it. An image that was not pulled has no signatures:
+// it passes only where the policy requires none (deploy and run call this with name "" for a
+// local build).
+func VerifyLocal(path string, c *cache.Cache, cfg *userconfig.Config) (VerifyResult, error) {
+	res := VerifyResult{Image: path}
+	im, err := image.Open(path)
+	if err != nil {
+		return res, err
+	}
+	defer im.Close()
+	if err := im.Verify().Err(); err != nil {
+		return res, fmt.Errorf("%s: %w", path, err)
+	}
+	if res.Revision, err = im.SHA256(); err != nil {
+		return res, err
+	}
+	res.Name = im.Manifest().Name
+	b, err := c.ReadState(recordState(res.Revision))
+	if errors.Is(err, cache.ErrNotFound) {
+		return res, nil
+	}
+	if err != nil {
+		return res, err
+	}
+	var rec Record
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return res, fmt.Errorf("pull record of %s: %w", path, err)
+	}
+	pm, err := ParseManifest(rec.Manifest)
+	if err != nil || pm.Revision != res.Revision {
+		return res, fmt.Errorf("pull record of %s does not describe this image (revision %s); pull it again", path, res.Revision)
+	}
+	res.Pulled, res.Ref, res.Digest = true, rec.Ref, rec.Digest
+	res.Trust, err = CheckTrust(cfg, rec.Name, rec.Digest, rec.Manifest, rec.Signatures)
+	return res, err
+}
