@@ -32,7 +32,7 @@ const (
 	LayerMediaType  = "application/vnd.ukernel.image.disk.v1+zstd"     // the GPT disk image, zstd
 	// SignatureArtifactType is a referrer whose one layer is a minisign signature of the
 	// manifest it refers to (its bytes, whose SHA-256 is the digest).
-	SignatureArtifactType  = "application/vnd.ukernel.signature.v1"
+	SignatureArtifactType   = "application/vnd.ukernel.signature.v1"
 	SignatureLayerMediaType = "application/vnd.ukernel.signature.minisign.v1"
 )
 
@@ -44,9 +44,9 @@ const (
 	AnnotationABI      = "dev.ukernel.image.abi"
 	AnnotationName     = "dev.ukernel.image.name"
 	AnnotationVerity   = "dev.ukernel.image.verity.root-hash" // when the root is sealed
-	AnnotationTemplate = "dev.ukernel.template"                // the template pushed, with --template
-	AnnotationSize     = "dev.ukernel.image.size"              // the layer's uncompressed size
-	AnnotationKeyID    = "dev.ukernel.signature.key-id"        // minisign key ID of a signature
+	AnnotationTemplate = "dev.ukernel.template"               // the template pushed, with --template
+	AnnotationSize     = "dev.ukernel.image.size"             // the layer's uncompressed size
+	AnnotationKeyID    = "dev.ukernel.signature.key-id"       // minisign key ID of a signature
 )
 
 // Limits on what a registry may hand over before it is parsed.

@@ -361,12 +361,12 @@ func mustRef(t *testing.T, s string) Ref {
 
 func TestParseRef(t *testing.T) {
 	for s, want := range map[string]string{
-		"127.0.0.1:5000/a/b":                      "127.0.0.1:5000/a/b:latest",
-		"127.0.0.1:5000/a/b:v2":                   "127.0.0.1:5000/a/b:v2",
-		"oci-layout:/tmp/x":                       "oci-layout:/tmp/x:latest",
-		"oci-layout:/tmp/x:v1":                    "oci-layout:/tmp/x:v1",
-		"oci-archive:rel/a.tar:v1":                "oci-archive:rel/a.tar:v1",
-		"oci-layout:/tmp/a:b/c":                   "oci-layout:/tmp/a:b/c:latest",
+		"127.0.0.1:5000/a/b":                       "127.0.0.1:5000/a/b:latest",
+		"127.0.0.1:5000/a/b:v2":                    "127.0.0.1:5000/a/b:v2",
+		"oci-layout:/tmp/x":                        "oci-layout:/tmp/x:latest",
+		"oci-layout:/tmp/x:v1":                     "oci-layout:/tmp/x:v1",
+		"oci-archive:rel/a.tar:v1":                 "oci-archive:rel/a.tar:v1",
+		"oci-layout:/tmp/a:b/c":                    "oci-layout:/tmp/a:b/c:latest",
 		"h.io/r@sha256:" + strings.Repeat("a", 64): "h.io/r@sha256:" + strings.Repeat("a", 64),
 	} {
 		r, err := ParseRef(s)

@@ -26,9 +26,9 @@ import (
 // PushOptions say what to push and how.
 type PushOptions struct {
 	Options
-	Cache    *cache.Cache      // holds the compressed layer, so a second push compresses nothing
-	Template string            // recorded in the manifest when the image is a template's revision
-	Key      *sign.PrivateKey  // sign the manifest with it (nil: no signature)
+	Cache    *cache.Cache     // holds the compressed layer, so a second push compresses nothing
+	Template string           // recorded in the manifest when the image is a template's revision
+	Key      *sign.PrivateKey // sign the manifest with it (nil: no signature)
 }
 
 // Blob is one blob a push or pull moved, or found already there.
@@ -269,8 +269,6 @@ func wrapManifest(desc ocispec.Descriptor, err error) error {
 	}
 	return fmt.Errorf("push manifest %s: %w", desc.Digest, err)
 }
-
-
 
 func readCloser(b []byte) func() (io.ReadCloser, error) {
 	return func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
