@@ -103,22 +103,26 @@ func Push(ctx context.Context, path, refStr string, o PushOptions) (PushResult, 
 }
 
 // prepare checks the image and returns its description and its compressed layer, from the cache
-// when an earlier push or pull compressed it.
+// when an earlier push or pull compressed it. An image is checked as inspect checks it before it
+// is compressed; one whose layer is cached was checked then (same digest, same bytes).
 func prepare(path string, c *cache.Cache, template string) (ImageInfo, ocispec.Descriptor, string, error) {
 	im, err := image.Open(path)
 	if err != nil {
 		return ImageInfo{}, ocispec.Descriptor{}, "", err
 	}
 	defer im.Close()
-	if err := im.Verify().Err(); err != nil {
-		return ImageInfo{}, ocispec.Descriptor{}, "", fmt.Errorf("%s: %w; rebuild it before pushing", path, err)
-	}
 	sum, err := im.SHA256()
 	if err != nil {
 		return ImageInfo{}, ocispec.Descriptor{}, "", err
 	}
 	info := ImageInfo{SHA256: sum, Size: im.Size(), Manifest: im.Manifest(), Raw: im.RawManifest(), Template: template}
-	layer, p, err := compressed(c, path, sum)
+	if layer, p, ok := cachedLayer(c, sum); ok {
+		return info, layer, p, nil
+	}
+	if err := im.Verify().Err(); err != nil {
+		return ImageInfo{}, ocispec.Descriptor{}, "", fmt.Errorf("%s: %w; rebuild it before pushing", path, err)
+	}
+	layer, p, err := compress(c, path, sum)
 	return info, layer, p, err
 }
 
@@ -130,19 +134,28 @@ type layerRecord struct {
 
 func layerState(sum string) string { return "oci/layers/" + sum + ".json" }
 
-// compressed returns the zstd layer of the image at path (whose SHA-256 is sum): stored in the
-// cache, made once. The compression is single-threaded at a fixed level, so the same image
-// gives the same layer digest, and a re-push finds its blobs in the registry.
-func compressed(c *cache.Cache, path, sum string) (ocispec.Descriptor, string, error) {
-	if b, err := c.ReadState(layerState(sum)); err == nil {
-		var r layerRecord
-		if json.Unmarshal(b, &r) == nil && r.Digest.Validate() == nil && c.Has(r.Digest.Encoded()) {
-			p := c.BlobPath(r.Digest.Encoded())
-			if fi, err := os.Stat(p); err == nil && fi.Size() == r.Size {
-				return ocispec.Descriptor{MediaType: LayerMediaType, Digest: r.Digest, Size: r.Size}, p, nil
-			}
-		}
+// cachedLayer returns the compressed layer an earlier push made of the image whose SHA-256 is
+// sum. Its content is checked by whoever receives it (a registry or layout verifies the digest).
+func cachedLayer(c *cache.Cache, sum string) (ocispec.Descriptor, string, bool) {
+	b, err := c.ReadState(layerState(sum))
+	if err != nil {
+		return ocispec.Descriptor{}, "", false
 	}
+	var r layerRecord
+	if json.Unmarshal(b, &r) != nil || r.Digest.Validate() != nil || r.Digest.Algorithm() != digest.SHA256 {
+		return ocispec.Descriptor{}, "", false
+	}
+	p := c.BlobPath(r.Digest.Encoded())
+	if fi, err := os.Stat(p); err != nil || fi.Size() != r.Size {
+		return ocispec.Descriptor{}, "", false
+	}
+	return ocispec.Descriptor{MediaType: LayerMediaType, Digest: r.Digest, Size: r.Size}, p, true
+}
+
+// compress makes the zstd layer of the image at path (whose SHA-256 is sum) in the cache. The
+// compression is single-threaded at a fixed level, so the same image gives the same layer
+// digest, and a re-push from another cache finds its blobs in the registry.
+func compress(c *cache.Cache, path, sum string) (ocispec.Descriptor, string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return ocispec.Descriptor{}, "", err

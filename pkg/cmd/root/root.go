@@ -21,15 +21,20 @@ import (
 	"github.com/ukernel-dev/ukernel/pkg/cmd/doctor"
 	envcmd "github.com/ukernel-dev/ukernel/pkg/cmd/env"
 	initcmd "github.com/ukernel-dev/ukernel/pkg/cmd/init"
+	keycmd "github.com/ukernel-dev/ukernel/pkg/cmd/key"
 	"github.com/ukernel-dev/ukernel/pkg/cmd/inspect"
 	"github.com/ukernel-dev/ukernel/pkg/cmd/logs"
 	"github.com/ukernel-dev/ukernel/pkg/cmd/pack"
 	perfcmd "github.com/ukernel-dev/ukernel/pkg/cmd/perf"
 	"github.com/ukernel-dev/ukernel/pkg/cmd/ps"
+	pullcmd "github.com/ukernel-dev/ukernel/pkg/cmd/pull"
+	pushcmd "github.com/ukernel-dev/ukernel/pkg/cmd/push"
 	rmcmd "github.com/ukernel-dev/ukernel/pkg/cmd/rm"
 	"github.com/ukernel-dev/ukernel/pkg/cmd/run"
 	"github.com/ukernel-dev/ukernel/pkg/cmd/stop"
 	tracecmd "github.com/ukernel-dev/ukernel/pkg/cmd/trace"
+	trustcmd "github.com/ukernel-dev/ukernel/pkg/cmd/trust"
+	verifycmd "github.com/ukernel-dev/ukernel/pkg/cmd/verify"
 	versioncmd "github.com/ukernel-dev/ukernel/pkg/cmd/version"
 	"github.com/ukernel-dev/ukernel/pkg/cmdutil"
 )
@@ -102,6 +107,11 @@ microVM image and runs it locally with one command.`,
 	cmd.AddCommand(versioncmd.NewCmdVersion(f, info, nil))
 	cmd.AddCommand(run.NewCmdMonitor(f))
 	cmd.AddCommand(rmcmd.NewCmdRm(f))
+	cmd.AddCommand(pushcmd.NewCmdPush(f, nil))
+	cmd.AddCommand(pullcmd.NewCmdPull(f, nil))
+	cmd.AddCommand(verifycmd.NewCmdVerify(f, nil))
+	cmd.AddCommand(keycmd.NewCmdKey(f, nil))
+	cmd.AddCommand(trustcmd.NewCmdTrust(f, nil))
 	usageArgs(cmd)
 
 	return cmd

@@ -1,0 +1,152 @@
+// Package pull is `ukernel pull REF`: an image from an OCI registry, layout or archive into the
+// cache, verified blob by blob and checked under the trust policy.
+package pull
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ukernel-dev/ukernel/internal/cache"
+	"github.com/ukernel-dev/ukernel/internal/oci"
+	"github.com/ukernel-dev/ukernel/internal/userconfig"
+	"github.com/ukernel-dev/ukernel/internal/workdir"
+	"github.com/ukernel-dev/ukernel/pkg/cmd/internal/regflags"
+	"github.com/ukernel-dev/ukernel/pkg/cmdutil"
+	"github.com/ukernel-dev/ukernel/pkg/iostreams"
+)
+
+// Options are the inputs of one pull.
+type Options struct {
+	IO         *iostreams.IOStreams
+	ProjectDir func() (string, error)
+	Logger     *slog.Logger
+	JSON       bool
+	Ctx        context.Context
+
+	Ref    string
+	Output string // -o: also write the image there
+	Flags  regflags.Flags
+}
+
+// Output is what --json prints: the pull, and the copy written with -o.
+type Output struct {
+	oci.PullResult
+	Output string `json:"output,omitempty"`
+}
+
+// NewCmdPull returns `ukernel pull`; runF replaces pullRun in tests.
+func NewCmdPull(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command {
+	o := &Options{IO: f.IO, ProjectDir: f.ProjectDir}
+	cmd := &cobra.Command{
+		Use:   "pull REF",
+		Short: "Pull an image from an OCI registry, layout or archive",
+		Long: `Pull REF (host[:port]/repository[:tag|@sha256:...], oci-layout:DIR[:tag],
+oci-archive:FILE.tar[:tag]) into the cache. Every blob is checked against its digest as
+it streams and the image is checked as inspect checks it before it is kept; nothing is
+kept when a check fails. Under a [trust] policy that names REF, an image without a valid
+signature by a trusted key is refused before its layer is read. Prints the image's path
+(boot it with run --image PATH); -o also writes a copy.`,
+		Example: `  ukernel pull registry.example.com/team/worker:v1
+  ukernel pull 127.0.0.1:5000/worker@sha256:... --insecure -o worker.img`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return cmdutil.Usagef("pull takes one reference, got %d arguments", len(args))
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.Ref, o.JSON, o.Logger, o.Ctx = args[0], f.JSON, f.Logger, cmd.Context()
+			if runF != nil {
+				return runF(o)
+			}
+			return pullRun(o)
+		},
+	}
+	cmd.Flags().StringVarP(&o.Output, "output", "o", "", "also write the image to this file (relative to the project directory)")
+	o.Flags.Add(cmd)
+	return cmd
+}
+
+func pullRun(o *Options) error {
+	ctx, cancel := o.Flags.Context(o.Ctx)
+	defer cancel()
+	cfg, err := userconfig.Load()
+	if err != nil {
+		return err
+	}
+	topts, err := o.Flags.Options(o.IO, cfg, o.Logger)
+	if err != nil {
+		return err
+	}
+	c, err := cache.Open()
+	if err != nil {
+		return err
+	}
+	res, err := oci.Pull(ctx, o.Ref, oci.PullOptions{Options: topts, Cache: c})
+	if err != nil {
+		return err
+	}
+	out := Output{PullResult: res}
+	if o.Output != "" {
+		dir, err := o.ProjectDir()
+		if err != nil {
+			return err
+		}
+		out.Output = cmdutil.ProjectPath(dir, o.Output)
+		if err := copyFile(res.Path, out.Output); err != nil {
+			return err
+		}
+	}
+	if o.JSON {
+		return cmdutil.PrintJSON(o.IO, out)
+	}
+	path := res.Path
+	if out.Output != "" {
+		path = out.Output
+	}
+	fmt.Fprintln(o.IO.Out, path)
+	p := o.IO.Progress()
+	p.Printf("Pulled %s (revision sha256:%s)", res.Ref, res.Revision[:12])
+	for _, s := range res.Trust.Signers {
+		p.Printf("Signed by %s (key %s)", s.Key, s.KeyID)
+	}
+	return nil
+}
+
+// copyFile writes a copy of src at dst through a temporary file renamed into place.
+func copyFile(src, dst string) (err error) {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	dir := filepath.Dir(dst)
+	prefix := "." + filepath.Base(dst) + ".tmp-"
+	if _, err := workdir.Sweep(dir, prefix); err != nil {
+		return err
+	}
+	f, err := workdir.Create(dir, prefix)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err = io.Copy(f, in); err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(f.Name(), 0o644)
+	}
+	if err != nil {
+		return fmt.Errorf("write %s: %w", dst, err)
+	}
+	return os.Rename(f.Name(), dst)
+}
