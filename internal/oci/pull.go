@@ -111,6 +111,11 @@ func Pull(ctx context.Context, refStr string, o PullOptions) (PullResult, error)
 	if err != nil {
 		return PullResult{}, err
 	}
+	res, err := pull(ctx, ref, o)
+	return res, explain(err, ref)
+}
+
+func pull(ctx context.Context, ref Ref, o PullOptions) (PullResult, error) {
 	s, err := o.openRead(ctx, ref)
 	if err != nil {
 		return PullResult{}, err

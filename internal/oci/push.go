@@ -57,6 +57,11 @@ func Push(ctx context.Context, path, refStr string, o PushOptions) (PushResult, 
 	if err != nil {
 		return PushResult{}, err
 	}
+	res, err := push(ctx, path, ref, o)
+	return res, explain(err, ref)
+}
+
+func push(ctx context.Context, path string, ref Ref, o PushOptions) (PushResult, error) {
 	info, layer, layerPath, err := prepare(path, o.Cache, o.Template)
 	if err != nil {
 		return PushResult{}, err

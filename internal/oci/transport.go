@@ -310,3 +310,26 @@ func humanSize(n int64) string {
 	}
 	return fmt.Sprintf("%d B", n)
 }
+
+// explain adds what to do to the errors a user can fix: missing or refused credentials, a
+// certificate no root vouches for.
+func explain(err error, ref Ref) error {
+	if err == nil || ref.Kind != KindRegistry {
+		return err
+	}
+	host := ref.Reg.Registry
+	var er *errcode.ErrorResponse
+	var ua x509.UnknownAuthorityError
+	var hn x509.HostnameError
+	switch {
+	case errors.Is(err, auth.ErrBasicCredentialNotFound):
+		return fmt.Errorf("%w: registry %s asks for a user name and password (unauthorized); log in with docker login or podman login (REGISTRY_AUTH_FILE), or pass --username and --password-stdin", err, host)
+	case errors.As(err, &er) && er.StatusCode == http.StatusUnauthorized:
+		return fmt.Errorf("%w: registry %s refused the credentials (unauthorized)", err, host)
+	case errors.As(err, &er) && er.StatusCode == http.StatusForbidden:
+		return fmt.Errorf("%w: registry %s denies this user access to %s", err, host, ref.Reg.Repository)
+	case errors.As(err, &ua), errors.As(err, &hn):
+		return fmt.Errorf("%w: the TLS certificate of %s is not trusted; add its CA as [registry.%q] ca_file in config.toml", err, host, host)
+	}
+	return err
+}

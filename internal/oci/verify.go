@@ -34,6 +34,11 @@ func VerifyRemote(ctx context.Context, refStr string, o Options) (VerifyResult, 
 	if err != nil {
 		return VerifyResult{}, err
 	}
+	res, err := verifyRemote(ctx, ref, o)
+	return res, explain(err, ref)
+}
+
+func verifyRemote(ctx context.Context, ref Ref, o Options) (VerifyResult, error) {
 	s, err := o.openRead(ctx, ref)
 	if err != nil {
 		return VerifyResult{}, err
