@@ -184,4 +184,3 @@ func startRegistry(work string) (string, func()) {
 	}
 	return host, func() { cmd.Process.Kill(); cmd.Wait() }
 }
-
