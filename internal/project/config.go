@@ -456,11 +456,11 @@ func (c *Config) Validate(file string, data []byte) error {
 	if _, ok := adapters[c.Build.Adapter]; !ok {
 		add("build.adapter", "%q is not supported; expected one of python, shell, go, node", c.Build.Adapter)
 	}
-	if c.Run.VCPU < 1 || c.Run.VCPU > 32 {
-		add("run.vcpu", "%d is out of range; expected 1-32", c.Run.VCPU)
+	if err := CheckVCPU(c.Run.VCPU); err != nil {
+		add("run.vcpu", "%v", err)
 	}
-	if c.Run.MemoryMB < 64 || c.Run.MemoryMB > 65536 {
-		add("run.memory_mb", "%d is out of range; expected 64-65536 (MiB)", c.Run.MemoryMB)
+	if err := CheckMemoryMB(c.Run.MemoryMB); err != nil {
+		add("run.memory_mb", "%v", err)
 	}
 	if _, err := abi.ParseNet(c.Run.Net); err != nil {
 		add("run.net", "%v", err)
@@ -631,4 +631,26 @@ func (c *Config) EntryInGuest() string {
 		return ""
 	}
 	return "/app/" + strings.TrimPrefix(path.Clean(c.Project.Entry), SrcDir+"/")
+}
+
+// The ranges of [run] vcpu and memory_mb; run's --vcpu and --memory take the same.
+const (
+	MinVCPU, MaxVCPU         = 1, 32
+	MinMemoryMB, MaxMemoryMB = 64, 65536
+)
+
+// CheckVCPU says why n virtual CPUs are out of range, if they are.
+func CheckVCPU(n int) error {
+	if n < MinVCPU || n > MaxVCPU {
+		return fmt.Errorf("%d is out of range; expected %d-%d", n, MinVCPU, MaxVCPU)
+	}
+	return nil
+}
+
+// CheckMemoryMB says why n MiB of guest memory are out of range, if they are.
+func CheckMemoryMB(n int) error {
+	if n < MinMemoryMB || n > MaxMemoryMB {
+		return fmt.Errorf("%d is out of range; expected %d-%d (MiB)", n, MinMemoryMB, MaxMemoryMB)
+	}
+	return nil
 }

@@ -133,11 +133,15 @@ func (c *Config) validateRoles(add func(key, format string, args ...any)) {
 		if entry == "" && services == 0 {
 			add(key, "role %q runs nothing: give it an entry = \"src/...\" or services = [...]", name)
 		}
-		if v := r.Run.VCPU; v != nil && (*v < 1 || *v > 32) {
-			add(key+".run.vcpu", "%d is out of range; expected 1-32", *v)
+		if v := r.Run.VCPU; v != nil {
+			if err := CheckVCPU(*v); err != nil {
+				add(key+".run.vcpu", "%v", err)
+			}
 		}
-		if v := r.Run.MemoryMB; v != nil && (*v < 64 || *v > 65536) {
-			add(key+".run.memory_mb", "%d is out of range; expected 64-65536 (MiB)", *v)
+		if v := r.Run.MemoryMB; v != nil {
+			if err := CheckMemoryMB(*v); err != nil {
+				add(key+".run.memory_mb", "%v", err)
+			}
 		}
 		if v := r.Run.Net; v != nil {
 			if _, err := abi.ParseNet(*v); err != nil {

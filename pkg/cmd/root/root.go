@@ -90,7 +90,7 @@ microVM image and runs it locally with one command.`,
 	}
 
 	// Commands (one package each under pkg/cmd).
-	cmd.AddCommand(run.NewCmdRun(f))
+	cmd.AddCommand(run.NewCmdRun(f, nil))
 	cmd.AddCommand(ps.NewCmdPs(f))
 	cmd.AddCommand(stop.NewCmdStop(f))
 	cmd.AddCommand(logs.NewCmdLogs(f))

@@ -5,6 +5,7 @@ package run
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,31 +22,44 @@ import (
 	"github.com/ukernel-dev/ukernel/internal/vmm/backends"
 	"github.com/ukernel-dev/ukernel/internal/vmm/launch"
 	"github.com/ukernel-dev/ukernel/pkg/cmdutil"
+	"github.com/ukernel-dev/ukernel/pkg/iostreams"
 )
 
-// Options are the flags of `run`.
+// Options are the inputs of `run`.
 type Options struct {
-	Factory     *cmdutil.Factory
+	IO         *iostreams.IOStreams
+	ProjectDir func() (string, error)
+	JSON       bool
+	Verbose    bool // -v: the kernel's console on stderr too
+	Logger     *slog.Logger
+	// Executable is this ukernel binary, which a detached run's monitor runs.
+	Executable string
+
 	Name        string
-	VCPU        int
-	MemoryMB    int
+	VCPU        int // 0: as the image says
+	MemoryMB    int // 0: as the image says
 	Net         string
 	Publish     []string
 	Env         []string
 	EnvFiles    []string
 	Secrets     []string
-	Image       string
+	Image       string // as given: relative to the project directory
 	Detach      bool
 	Accel       string
 	Backend     string
 	Offline     bool
 	Locked      bool
 	StopTimeout time.Duration
+
+	// Set by check from the flags above.
+	net abi.Net          // --net parsed; the zero Net: as the image says
+	req backends.Request // --backend and --accel, for the network
 }
 
-// NewCmdRun returns the run command.
-func NewCmdRun(f *cmdutil.Factory) *cobra.Command {
-	o := &Options{Factory: f}
+// NewCmdRun returns the run command. Its flags are checked (usage errors, exit 2) before runF
+// (tests: it gets the parsed options) or runRun, so a bad flag never waits for a build.
+func NewCmdRun(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command {
+	o := &Options{IO: f.IO, ProjectDir: f.ProjectDir, Executable: f.Executable}
 	cmd := &cobra.Command{
 		Use:   "run [flags]",
 		Short: "Boot the project's image in a microVM and run its workload",
@@ -73,6 +87,13 @@ else: not in the image, the logs, the events or ps.`,
   ukernel run --backend firecracker --net tap:tap0`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			o.JSON, o.Verbose, o.Logger = f.JSON, f.Verbose, f.Logger
+			if err := o.check(); err != nil {
+				return err
+			}
+			if runF != nil {
+				return runF(o)
+			}
 			return runRun(cmd.Context(), o)
 		},
 	}
@@ -95,40 +116,46 @@ else: not in the image, the logs, the events or ps.`,
 	return cmd
 }
 
-func runRun(ctx context.Context, o *Options) error {
-	f := o.Factory
-	fail := func(err error) error { return &cmdutil.ExitError{Code: runlog.ExitNoReport, Err: err} }
-	// Flags are checked before a build that may take minutes.
-	var net abi.Net
+// check refuses flags that are wrong by themselves; the ranges are ukernel.toml's [run] ranges.
+func (o *Options) check() error {
 	if o.Net != "" {
 		var err error
-		if net, err = abi.ParseNet(o.Net); err != nil {
+		if o.net, err = abi.ParseNet(o.Net); err != nil {
 			return cmdutil.Usagef("--net: %v", err)
 		}
 	}
-	req, err := backends.ParseRequest(o.Backend, o.Accel, net.Mode)
+	req, err := backends.ParseRequest(o.Backend, o.Accel, o.net.Mode)
 	if err != nil {
 		return cmdutil.Usagef("%v", err)
 	}
-	// Say what an explicit backend lacks before the build, too.
-	if err := backends.Precheck(ctx, req); err != nil {
-		return fail(err)
-	}
+	o.req = req
 	if o.StopTimeout <= 0 {
 		// Zero would give the guest no time to read the stop request at all.
 		return cmdutil.Usagef("--stop-timeout must be positive")
 	}
-	// 0 means "as the image says"; other values have the ranges ukernel.toml allows.
-	if o.VCPU != 0 && (o.VCPU < 1 || o.VCPU > 32) {
-		return cmdutil.Usagef("--vcpu %d is out of range; expected 1-32", o.VCPU)
+	if o.VCPU != 0 {
+		if err := project.CheckVCPU(o.VCPU); err != nil {
+			return cmdutil.Usagef("--vcpu %v", err)
+		}
 	}
-	if o.MemoryMB != 0 && (o.MemoryMB < 64 || o.MemoryMB > 65536) {
-		return cmdutil.Usagef("--memory %d is out of range; expected 64-65536 (MiB)", o.MemoryMB)
+	if o.MemoryMB != 0 {
+		if err := project.CheckMemoryMB(o.MemoryMB); err != nil {
+			return cmdutil.Usagef("--memory %v", err)
+		}
 	}
 	for _, p := range o.Publish {
 		if _, _, err := project.ParsePublish(p); err != nil {
 			return cmdutil.Usagef("--publish %v", err)
 		}
+	}
+	return nil
+}
+
+func runRun(ctx context.Context, o *Options) error {
+	fail := func(err error) error { return &cmdutil.ExitError{Code: runlog.ExitNoReport, Err: err} }
+	// Say what an explicit backend lacks before the build, too.
+	if err := backends.Precheck(ctx, o.req); err != nil {
+		return fail(err)
 	}
 	env, err := runenv.ParseEnv(o.Env, o.EnvFiles)
 	if err != nil {
@@ -145,7 +172,7 @@ func runRun(ctx context.Context, o *Options) error {
 			os.Unsetenv(f)
 		}
 	}
-	dir, err := f.ProjectDir()
+	dir, err := o.ProjectDir()
 	if err != nil {
 		return fail(err)
 	}
@@ -153,35 +180,31 @@ func runRun(ctx context.Context, o *Options) error {
 	if err != nil {
 		return fail(err)
 	}
-	img := o.Image
-	if img != "" && !filepath.IsAbs(img) {
-		img = filepath.Join(dir, img) // like pack and inspect: relative to the project (-C)
-	}
+	img := cmdutil.ProjectPath(dir, o.Image)
 	if img == "" {
-		if img, err = pipeline.Image(ctx, pipeline.Options{Dir: dir, Offline: o.Offline, Locked: o.Locked, Progress: f.IO.Progress(), Logger: f.Logger}); err != nil {
+		if img, err = pipeline.Image(ctx, pipeline.Options{Dir: dir, Offline: o.Offline, Locked: o.Locked, Progress: o.IO.Progress(), Logger: o.Logger}); err != nil {
 			return fail(err)
 		}
 	}
 	opts := launch.Options{
 		ProjectDir: dir, Image: img, Name: o.Name, VCPU: o.VCPU, MemoryMB: o.MemoryMB,
-		Net: net, Publish: o.Publish, Env: env, Secrets: secrets, Accel: o.Accel, Backend: o.Backend, Detached: o.Detach,
-		StopTimeout: o.StopTimeout, Logs: logs, Progress: f.IO.Progress(), Log: f.Logger,
+		Net: o.net, Publish: o.Publish, Env: env, Secrets: secrets, Accel: o.Accel, Backend: o.Backend, Detached: o.Detach,
+		StopTimeout: o.StopTimeout, Logs: logs, Progress: o.IO.Progress(), Log: o.Logger,
 	}
-	step := f.IO.Progress().Start("Starting VM")
+	step := o.IO.Progress().Start("Starting VM")
 	if o.Detach {
-		exe, err := os.Executable()
-		if err != nil {
+		if o.Executable == "" {
 			step.Fail()
-			return fail(err)
+			return fail(errors.New("run -d: the path of this ukernel binary is unknown, and the guest's monitor runs it"))
 		}
-		d, err := launch.StartDetached(ctx, opts, exe)
+		d, err := launch.StartDetached(ctx, opts, o.Executable)
 		if err != nil {
 			step.Fail()
 			return fail(err)
 		}
 		step.Done("")
-		if f.JSON {
-			return f.PrintJSON(d)
+		if o.JSON {
+			return cmdutil.PrintJSON(o.IO, d)
 		}
 		return nil
 	}
@@ -192,10 +215,10 @@ func runRun(ctx context.Context, o *Options) error {
 	}
 	step.Done("")
 	// On a terminal the guest's control sequences are shown escaped; pipes get its bytes.
-	outTerm, errTerm := f.IO.Terminals()
-	streams := launch.Streams{Stdout: guestlog.ForTerminal(f.IO.Out, outTerm), Stderr: guestlog.ForTerminal(f.IO.ErrOut, errTerm)}
-	if f.Verbose {
-		streams.Kernel = guestlog.ForTerminal(f.IO.ErrOut, errTerm)
+	outTerm, errTerm := o.IO.Terminals()
+	streams := launch.Streams{Stdout: guestlog.ForTerminal(o.IO.Out, outTerm), Stderr: guestlog.ForTerminal(o.IO.ErrOut, errTerm)}
+	if o.Verbose {
+		streams.Kernel = guestlog.ForTerminal(o.IO.ErrOut, errTerm)
 	}
 	out, err := g.AttendStreams(ctx, streams, o.StopTimeout)
 	if err != nil {
