@@ -99,9 +99,12 @@ type Manifest struct {
 	ModuleGroups map[string][]string `json:"module_groups,omitempty"`
 	Root         Root                `json:"root"`
 	Users        []User              `json:"users,omitempty"` // system users and groups emulated from maintainer scripts
-	Lock         LockRef             `json:"lock"`
-	Artefacts    []Artefact          `json:"artefacts"`
-	Build        BuildInfo           `json:"build"`
+	// Exec allows `ukernel exec` and `shell` into the guest: a development image, or one whose
+	// project sets [debug] shell = true; --release and pack --readonly images refuse them.
+	Exec      bool       `json:"exec,omitempty"`
+	Lock      LockRef    `json:"lock"`
+	Artefacts []Artefact `json:"artefacts"`
+	Build     BuildInfo  `json:"build"`
 }
 
 // Adapter names the language adapter and the runtime it was built from (e.g. python, python-3.11).

@@ -138,6 +138,8 @@ func (d *decoder) manifest(m *Manifest) error {
 			return d.root(&m.Root)
 		case "users":
 			return list(d, &m.Users, d.user)
+		case "exec":
+			return d.bool(&m.Exec)
 		case "lock":
 			return d.lock(&m.Lock)
 		case "artefacts":

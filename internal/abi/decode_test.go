@@ -50,6 +50,7 @@ func fullManifest() Manifest {
 			Verity: &Verity{RootHash: "h", Salt: "s", DataBlocks: math.MinInt64, HashOffset: 1 << 40,
 				BlockSize: 4096, HashAlgorithm: "sha256"}},
 		Users:     []User{{Name: "app", UID: 1000, GID: -2, Home: "/home/app", Shell: "/bin/sh"}},
+		Exec:      true,
 		Lock:      LockRef{Digest: "sha256:00", Packages: 42, Closure: []string{"a=1", "pypi:b=2"}},
 		Artefacts: []Artefact{{Name: "kernel", Path: "k", Size: 123, SHA256: "def"}, {Name: "root", Size: -5}},
 		Build:     BuildInfo{Ukernel: "dev", Go: "go1.26", SourceDateEpoch: -1},

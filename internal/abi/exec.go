@@ -44,8 +44,15 @@ const (
 	// ExecPorts is how many sessions QEMU's guest serves at once: one virtio-serial port each,
 	// named ExecPortName(i).
 	ExecPorts = 4
+	// ExecPortsFlag on the kernel command line, as ExecPortsFlag=N, tells init how many exec
+	// ports the VMM offers, so it waits for each and no longer.
+	ExecPortsFlag = "ukernel.exec_ports"
 	// ExecVsockPort is where the guest listens for sessions under Firecracker.
 	ExecVsockPort = 1027
+	// Events of a session in the run's log: EventExecStart names the user (Name), the command
+	// (Message) and the process (PID); EventExecExit the process and its Code.
+	EventExecStart = "exec.start"
+	EventExecExit  = "exec.exit"
 	// ExecToolsDir holds the development image's static tools (busybox and its applets), put
 	// after the image's own PATH in a session.
 	ExecToolsDir = "/usr/lib/ukernel/tools"

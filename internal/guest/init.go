@@ -55,9 +55,10 @@ type pid1 struct {
 	loadMu     sync.Mutex
 	loaded     map[string]bool // module paths loaded so far, guarded by loadMu
 	hostOnce   sync.Once
-	portsOnce  sync.Once // claimPorts
-	evPort     *os.File  // the events port, claimed before the workload starts
-	ctlPort    *os.File  // the control port, if the VMM has one
+	portsOnce  sync.Once  // claimPorts
+	evPort     *os.File   // the events port, claimed before the workload starts
+	ctlPort    *os.File   // the control port, if the VMM has one
+	execPorts  []*os.File // the exec channel's ports (exec.go), claimed with the others
 	portsErr   error
 	hostDone   chan struct{} // closed once the host channel is open, or failed to open
 	hostGaveUp bool          // reachHost waited for the channel in vain
@@ -388,11 +389,16 @@ func (in *pid1) waitPorts() (map[string]string, error) {
 		if _, ok := ports[abi.EventsPort]; !ok {
 			return fmt.Sprintf("the virtio-serial port %q (ports: %v)", abi.EventsPort, ports), nil
 		}
-		if _, ok := ports[abi.ControlPort]; ok {
-			return "", nil
-		}
 		if ready.IsZero() {
 			ready = time.Now()
+		}
+		for i := range execPortCount(kernelCmdline()) {
+			if _, ok := ports[abi.ExecPortName(i)]; !ok && time.Since(ready) < DeviceTimeout/2 {
+				return fmt.Sprintf("the virtio-serial port %q (ports: %v)", abi.ExecPortName(i), ports), nil
+			}
+		}
+		if _, ok := ports[abi.ControlPort]; ok {
+			return "", nil
 		}
 		if time.Since(ready) < ControlGrace {
 			return "the control port", nil
@@ -440,7 +446,23 @@ func (in *pid1) claimPorts() error {
 		if dev, ok := ports[abi.ControlPort]; ok {
 			if in.ctlPort, in.portsErr = os.OpenFile("/dev/"+dev, os.O_RDONLY, 0); in.portsErr != nil {
 				in.portsErr = fmt.Errorf("control port %s: %w", abi.ControlPort, in.portsErr)
+				return
 			}
+		}
+		for i := range execPortCount(kernelCmdline()) {
+			// Without its exec ports the guest still runs and reports: exec says it gets no answer.
+			name := abi.ExecPortName(i)
+			dev, ok := ports[name]
+			if !ok {
+				in.log.Warn("exec port missing: fewer exec sessions at once", "port", name)
+				continue
+			}
+			f, err := os.OpenFile("/dev/"+dev, os.O_RDWR, 0)
+			if err != nil {
+				in.log.Warn("exec port", "port", name, "err", err)
+				continue
+			}
+			in.execPorts = append(in.execPorts, f)
 		}
 	})
 	return in.portsErr
@@ -453,6 +475,9 @@ func (in *pid1) attachPorts() {
 		go in.readControl(in.ctlPort)
 	} else {
 		in.log.Warn("no control port: graceful stop from the host is not available", "port", abi.ControlPort)
+	}
+	for _, f := range in.execPorts {
+		go in.servePort(f)
 	}
 }
 

@@ -21,10 +21,12 @@ type Spec struct {
 	Name       string   // "entry" or the service's name, for messages and events
 	Argv       []string // argv[0] without a slash is looked up in PATH inside Root
 	Env        []string
-	Dir        string // working directory inside Root
-	Root       string // directory the process is chrooted into
+	Dir        string   // working directory inside Root
+	Root       string   // directory the process is chrooted into
+	Stdin      *os.File // nil: /dev/null
 	Stdout     *os.File
 	Stderr     *os.File
+	Ctty       bool                // Stdin is a terminal to make the process's controlling terminal
 	Credential *syscall.Credential // nil: root
 	NoNewPrivs bool                // set PR_SET_NO_NEW_PRIVS before exec
 }
@@ -80,8 +82,8 @@ func (s *Supervisor) Start(spec Spec) (*Proc, error) {
 	attr := &syscall.ProcAttr{
 		Dir:   spec.Dir,
 		Env:   spec.Env,
-		Files: []uintptr{devnull.Fd(), fdOr(spec.Stdout, os.Stdout), fdOr(spec.Stderr, os.Stderr)},
-		Sys:   &syscall.SysProcAttr{Chroot: spec.Root, Setsid: true, Credential: spec.Credential},
+		Files: []uintptr{fdOr(spec.Stdin, devnull), fdOr(spec.Stdout, os.Stdout), fdOr(spec.Stderr, os.Stderr)},
+		Sys:   &syscall.SysProcAttr{Chroot: spec.Root, Setsid: true, Setctty: spec.Ctty, Credential: spec.Credential},
 	}
 
 	s.mu.Lock()

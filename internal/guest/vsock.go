@@ -122,6 +122,11 @@ func (in *pid1) openVsock() error {
 			in.out = NewOutput(out, in.console)
 		}
 	}
+	if efd, err := ListenVsock(abi.ExecVsockPort); err != nil {
+		in.log.Warn("no exec channel: exec and shell are not available", "err", err)
+	} else {
+		go in.acceptExec(efd)
+	}
 	lfd, err := ListenVsock(abi.ControlVsockPort)
 	if err != nil {
 		in.log.Warn("no control port: graceful stop from the host is not available", "err", err)

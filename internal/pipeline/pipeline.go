@@ -264,6 +264,7 @@ func pack(ctx context.Context, p *Project, o Options, br *build.Result, buildSta
 	m.Kernel.Version = p.Lock.Kernel.Version
 	m.Kernel.Release = kernel.Release
 	m.Build.Go = ib.GoVersion
+	m.Exec = (!o.Release && !o.Readonly) || p.Config.Debug.Shell
 	bundleSum, bundleSize, err := fileDigest(br.Bundle)
 	if err != nil {
 		return nil, err

@@ -49,7 +49,8 @@ type Config struct {
 
 	// SelectedRole is the role WithRole applied ("": none). Not a key of the file; it is part
 	// of the config's JSON, which the build's cache key hashes.
-	SelectedRole string `toml:"-" json:"selected_role,omitempty"`
+	SelectedRole string       `toml:"-" json:"selected_role,omitempty"`
+	Debug        DebugSection `toml:"debug,omitempty"`
 
 	// file and src are the name and bytes the config was parsed from, so that checks made
 	// later (the entry file exists) can give the line of the key at fault.
@@ -112,6 +113,13 @@ type Health struct {
 	TimeoutS     int     `toml:"timeout_s,omitempty"`
 	Retries      int     `toml:"retries,omitempty"`
 	StartPeriodS int     `toml:"start_period_s,omitempty"`
+}
+
+// DebugSection opens a release image to inspection.
+type DebugSection struct {
+	// Shell allows `ukernel exec` and `ukernel shell` into a --release or pack --readonly
+	// image (development images always allow them).
+	Shell bool `toml:"shell,omitempty"`
 }
 
 // LogsSection bounds each log of a run on the host (its output log and its console), as

@@ -144,6 +144,10 @@ func (s *Store) statePath(name string) string { return filepath.Join(s.Dir, name
 // ControlSocket is the guest's control channel socket.
 func (s *Store) ControlSocket(name string) string { return filepath.Join(s.Dir, name+".ctl") }
 
+// ExecSocket is the prefix of the guest's exec port sockets (QEMU adds the port's number; each
+// has a lock file beside it, qemu.DialExec).
+func (s *Store) ExecSocket(name string) string { return filepath.Join(s.Dir, name+".exec") }
+
 // APISocket is the VMM's API socket (QMP).
 func (s *Store) APISocket(name string) string { return filepath.Join(s.Dir, name+".qmp") }
 
@@ -330,7 +334,12 @@ func (s *Store) clean(name string) error {
 			}
 		}
 	}
-	for _, p := range []string{s.ConfigDrive(name), s.ConfigDrive(name) + ".tmp", s.ControlSocket(name), s.APISocket(name), s.OutputSocket(name), s.PIDFile(name), s.statePath(name)} {
+	paths := []string{s.ConfigDrive(name), s.ConfigDrive(name) + ".tmp", s.ControlSocket(name), s.APISocket(name), s.OutputSocket(name), s.PIDFile(name), s.statePath(name)}
+	for _, pattern := range []string{"[0-9]", "[0-9].flock"} {
+		m, _ := filepath.Glob(s.ExecSocket(name) + pattern)
+		paths = append(paths, m...)
+	}
+	for _, p := range paths {
 		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)
 		}

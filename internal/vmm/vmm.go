@@ -80,6 +80,9 @@ type Spec struct {
 	// Incoming, when set, is a device state saved by Snapshotter.Save: Start returns once it is
 	// loaded, with the guest paused (RAM from a private Memory of the saved file); Resume runs it.
 	Incoming string
+	// ExecSocket is the prefix of the exec ports' unix sockets (QEMU; Firecracker's sessions go
+	// over its vsock socket).
+	ExecSocket string
 	// PIDFile, when set, receives the VMM's pid as soon as its process exists, before the run
 	// state can record it: a VMM whose ukernel dies while it is still starting is then found
 	// and stopped instead of running on, unmanaged (runstate cleans it).
@@ -127,6 +130,7 @@ type Handle struct {
 	PID           int         `json:"pid"`
 	ControlSocket string      `json:"control_socket"`
 	APISocket     string      `json:"api_socket"`
+	ExecSocket    string      `json:"exec_socket,omitempty"` // vmm.Spec.ExecSocket
 }
 
 // ProcStat returns the fields of /proc/PID/stat after the parenthesised command name (which may

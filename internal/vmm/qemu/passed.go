@@ -8,6 +8,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ukernel-dev/ukernel/internal/abi"
 	"github.com/ukernel-dev/ukernel/internal/vmm"
 )
 
@@ -19,8 +20,9 @@ type passed struct {
 	kernel, initrd  *os.File
 	disks           [][]*os.File // per spec.Disks: read-only, and read-write for a writable disk
 	console, events *os.File
-	output          *os.File // connected to the host's output listener
-	control, qmp    *os.File // listening sockets
+	output          *os.File   // connected to the host's output listener
+	control, qmp    *os.File   // listening sockets
+	exec            []*os.File // listening sockets of the exec ports
 	tap             *os.File
 	memory          *os.File // the RAM file of a snapshot (spec.Memory), read-write
 
@@ -53,6 +55,9 @@ func (p *passed) close() {
 		if f != nil {
 			f.Close()
 		}
+	}
+	for _, f := range p.exec {
+		f.Close()
 	}
 	for _, fs := range p.disks {
 		for _, f := range fs {
@@ -118,6 +123,15 @@ func openPassed(spec vmm.Spec, output net.Listener) (_ *passed, err error) {
 	if spec.ControlSocket != "" {
 		if p.control, err = listenFile(spec.ControlSocket); err != nil {
 			return nil, fmt.Errorf("control channel: %w", err)
+		}
+	}
+	if spec.ExecSocket != "" {
+		for i := range abi.ExecPorts {
+			f, err := listenFile(ExecSocket(spec.ExecSocket, i))
+			if err != nil {
+				return nil, fmt.Errorf("exec channel: %w", err)
+			}
+			p.exec = append(p.exec, f)
 		}
 	}
 	if p.qmp, err = listenFile(spec.APISocket); err != nil {

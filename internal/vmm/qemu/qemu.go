@@ -157,6 +157,7 @@ func args(spec vmm.Spec, p *passed) ([]string, error) {
 	if spec.OutputSocket != "" {
 		cmdline += " " + abi.OutputSerialFlag
 	}
+	cmdline += execCmdline(spec)
 	console := escape(spec.ConsolePath)
 	if p != nil {
 		console = p.fdset(&a, spec.ConsolePath, p.console)
@@ -184,7 +185,7 @@ func args(spec vmm.Spec, p *passed) ([]string, error) {
 		}
 		a = append(a, "-drive", drive, "-device", "virtio-blk-device,drive="+d.ID)
 	}
-	if spec.EventsPath != "" || spec.ControlSocket != "" {
+	if spec.EventsPath != "" || spec.ControlSocket != "" || spec.ExecSocket != "" {
 		a = append(a, "-device", "virtio-serial-device")
 	}
 	if spec.EventsPath != "" {
@@ -203,6 +204,7 @@ func args(spec vmm.Spec, p *passed) ([]string, error) {
 		a = append(a, "-chardev", "socket,id=ctl,"+ctl+",server=on,wait=off",
 			"-device", "virtserialport,chardev=ctl,name="+abi.ControlPort)
 	}
+	a = execArgs(a, spec, p)
 	switch spec.Net.Mode {
 	case "user":
 		nd := "user,id=n0"
@@ -274,7 +276,13 @@ func (b *Backend) Start(ctx context.Context, spec vmm.Spec) (*vmm.VM, error) {
 	if _, err := Args(spec); err != nil { // before any socket is made
 		return nil, err
 	}
-	for _, s := range []string{spec.APISocket, spec.ControlSocket, spec.OutputSocket} {
+	sockets := []string{spec.APISocket, spec.ControlSocket, spec.OutputSocket}
+	if spec.ExecSocket != "" {
+		for i := range abi.ExecPorts {
+			sockets = append(sockets, ExecSocket(spec.ExecSocket, i))
+		}
+	}
+	for _, s := range sockets {
 		if s == "" {
 			continue
 		}
@@ -356,7 +364,7 @@ func (b *Backend) Start(ctx context.Context, spec vmm.Spec) (*vmm.VM, error) {
 		closeOutput()
 		return nil, fmt.Errorf("start %s: %w", path, err)
 	}
-	h := vmm.Handle{Backend: Name, PID: cmd.Process.Pid, ControlSocket: spec.ControlSocket, APISocket: spec.APISocket}
+	h := vmm.Handle{Backend: Name, PID: cmd.Process.Pid, ControlSocket: spec.ControlSocket, APISocket: spec.APISocket, ExecSocket: spec.ExecSocket}
 	vm := vmm.NewVM(h, wait)
 	vm.Output = output
 	err = vmm.WritePIDFile(spec, h.PID)

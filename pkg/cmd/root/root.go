@@ -20,6 +20,7 @@ import (
 	diffcmd "github.com/ukernel-dev/ukernel/pkg/cmd/diff"
 	"github.com/ukernel-dev/ukernel/pkg/cmd/doctor"
 	envcmd "github.com/ukernel-dev/ukernel/pkg/cmd/env"
+	execcmd "github.com/ukernel-dev/ukernel/pkg/cmd/exec"
 	initcmd "github.com/ukernel-dev/ukernel/pkg/cmd/init"
 	"github.com/ukernel-dev/ukernel/pkg/cmd/inspect"
 	keycmd "github.com/ukernel-dev/ukernel/pkg/cmd/key"
@@ -31,6 +32,7 @@ import (
 	pushcmd "github.com/ukernel-dev/ukernel/pkg/cmd/push"
 	rmcmd "github.com/ukernel-dev/ukernel/pkg/cmd/rm"
 	"github.com/ukernel-dev/ukernel/pkg/cmd/run"
+	shellcmd "github.com/ukernel-dev/ukernel/pkg/cmd/shell"
 	"github.com/ukernel-dev/ukernel/pkg/cmd/stop"
 	tracecmd "github.com/ukernel-dev/ukernel/pkg/cmd/trace"
 	trustcmd "github.com/ukernel-dev/ukernel/pkg/cmd/trust"
@@ -93,6 +95,8 @@ microVM image and runs it locally with one command.`,
 	cmd.AddCommand(run.NewCmdRun(f, nil))
 	cmd.AddCommand(ps.NewCmdPs(f))
 	cmd.AddCommand(stop.NewCmdStop(f))
+	cmd.AddCommand(execcmd.NewCmdExec(f, nil))
+	cmd.AddCommand(shellcmd.NewCmdShell(f, nil))
 	cmd.AddCommand(logs.NewCmdLogs(f))
 	cmd.AddCommand(initcmd.NewCmdInit(f, nil))
 	cmd.AddCommand(inspect.NewCmdInspect(f, nil))
