@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -92,5 +93,34 @@ func TestCommitVerify(t *testing.T) {
 	}
 	if _, err := Read(target); !errors.Is(err, ErrNone) {
 		t.Fatalf("after Remove: %v", err)
+	}
+}
+
+func TestCopySparse(t *testing.T) {
+	dir := t.TempDir()
+	src, dst := filepath.Join(dir, "src"), filepath.Join(dir, "dst")
+	f, err := os.Create(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Truncate(64 << 20)
+	f.WriteAt([]byte("start"), 0)
+	f.WriteAt([]byte("middle"), 32<<20)
+	f.WriteAt([]byte("end"), 64<<20-3)
+	f.Close()
+	if err := CopySparse(src, dst); err != nil {
+		t.Fatal(err)
+	}
+	a, _ := os.ReadFile(src)
+	b, _ := os.ReadFile(dst)
+	if string(a) != string(b) {
+		t.Fatal("the copy differs")
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(dst, &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Blocks*512 > 4<<20 {
+		t.Errorf("the copy of a 64 MiB file with 14 bytes takes %d bytes: holes were filled", st.Blocks*512)
 	}
 }

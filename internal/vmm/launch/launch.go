@@ -24,6 +24,7 @@ import (
 	"github.com/ukernel-dev/ukernel/internal/project"
 	"github.com/ukernel-dev/ukernel/internal/runlog"
 	"github.com/ukernel-dev/ukernel/internal/runstate"
+	"github.com/ukernel-dev/ukernel/internal/snapshot"
 	"github.com/ukernel-dev/ukernel/internal/trace"
 	"github.com/ukernel-dev/ukernel/internal/vmm"
 	"github.com/ukernel-dev/ukernel/internal/vmm/backends"
@@ -68,6 +69,11 @@ type Options struct {
 	Store    *runstate.Store
 	Progress io.Writer // progress lines (stderr)
 	Log      *slog.Logger
+	// Snapshot is a snapshot directory (a template revision's) the run restores, as Restore
+	// says (snapshot.go).
+	Snapshot string
+	Restore  RestoreMode
+	save     string // TakeSnapshot's boot: the shared RAM file to create
 }
 
 // Guest is a guest this process started.
@@ -83,6 +89,12 @@ type Guest struct {
 	spawned  time.Time        // just before the VMM was started: the trace's clock anchor
 	output   *guestlog.Writer // the run's output log
 	logs     guestlog.Limits
+	// What a snapshot of the guest records (snapshot.go).
+	spec       vmm.Spec
+	boot       *bootfiles.Boot
+	configSize int64
+	// Restored is set when the guest was restored from a snapshot rather than booted.
+	Restored *snapshot.Meta
 }
 
 // Start boots the image of o and returns once the VMM runs with its devices open.
@@ -145,11 +157,24 @@ func Start(ctx context.Context, o Options) (*Guest, error) {
 		return nil, err
 	}
 	g, err := start(ctx, o, boot, name, netw, vcpu, mem, accel, store, log)
+	var nr *notRestored
+	if errors.As(err, &nr) {
+		if o.Restore == RestoreRequired {
+			err = fmt.Errorf("--restore: cannot restore: %s", nr.why)
+		} else {
+			fmt.Fprintf(progress, "Booting cold: %s\n", nr.why)
+			o.Snapshot = ""
+			g, err = start(ctx, o, boot, name, netw, vcpu, mem, accel, store, log)
+		}
+	}
 	if err != nil {
 		store.Abandon(name)
 		return nil, err
 	}
 	g.recordSpans(probes...)
+	if g.Restored != nil {
+		fmt.Fprintf(progress, "Restored from the snapshot of %s (%s) in %.2fs\n", g.Restored.Created.Format(time.RFC3339), g.Restored.Ready, time.Since(g.spawned).Seconds())
+	}
 	fmt.Fprintf(progress, "%s started (pid %d)\n", backends.Title(g.State.Handle.Backend), g.State.Handle.PID)
 	fmt.Fprintf(progress, "VM console: %s\n", filepath.Join("logs", runlog.ConsoleFile))
 	if netw.Mode == abi.NetTap {
@@ -217,9 +242,31 @@ func start(ctx context.Context, o Options, boot *bootfiles.Boot, name string, ne
 		return nil, err
 	}
 	spec.Disks = append(spec.Disks, data...)
+	var configSize int64
+	if fi, err := os.Stat(configDrive); err == nil {
+		configSize = fi.Size()
+	}
+	var plan *restorePlan
+	if o.Snapshot != "" && o.Restore != RestoreNever {
+		if plan, spec, err = planRestore(ctx, o, backend, spec, boot); err != nil {
+			return nil, err
+		}
+		if err := applyRestore(plan, &spec, configDrive, o.ProjectDir, name, run); err != nil {
+			return nil, &notRestored{err.Error()}
+		}
+	}
+	if o.save != "" {
+		if err := newMemoryFile(o.save, mem); err != nil {
+			return nil, err
+		}
+		spec.Memory = &vmm.MemoryFile{Path: o.save, Shared: true}
+	}
 	spawned := time.Now()
 	vm, err := backend.Start(ctx, spec)
 	if err != nil {
+		if plan != nil {
+			return nil, &notRestored{"the VMM could not load the snapshot: " + err.Error()}
+		}
 		return nil, err
 	}
 	stopVM := func() {
@@ -258,8 +305,17 @@ func start(ctx context.Context, o Options, boot *bootfiles.Boot, name string, ne
 	if progress == nil {
 		progress = io.Discard
 	}
-	return &Guest{State: st, Run: run, Accel: accel, VM: vm, backend: backend, store: store, log: log, progress: progress,
-		spawned: spawned, output: output, logs: o.Logs}, nil
+	g := &Guest{State: st, Run: run, Accel: accel, VM: vm, backend: backend, store: store, log: log, progress: progress,
+		spawned: spawned, output: output, logs: o.Logs, spec: spec, boot: boot, configSize: configSize}
+	if plan != nil {
+		if err := g.resumeRestored(ctx, name, o.Secrets); err != nil {
+			stopVM()
+			output.Close()
+			return nil, &notRestored{"the restore failed: " + err.Error()}
+		}
+		g.Restored = plan.meta
+	}
+	return g, nil
 }
 
 func pick(flag, manifest, def int) int {
@@ -421,6 +477,9 @@ func (g *Guest) AttendStreams(ctx context.Context, s Streams, stopTimeout time.D
 	life := make(chan struct{})
 	var lifeOnce sync.Once
 	alive := func() { lifeOnce.Do(func() { close(life) }) }
+	if g.Restored != nil {
+		alive() // it reported it reseeded: it runs
+	}
 	framesDone := make(chan error, 1)
 	go func() { framesDone <- g.copyOutput(alive) }()
 	consoleDone := make(chan error, 1)

@@ -41,6 +41,8 @@ type monitorRequest struct {
 	Logs        guestlog.Limits   `json:"logs"`
 	CacheDir    string            `json:"cache_dir"`
 	StoreDir    string            `json:"store_dir"`
+	Snapshot    string            `json:"snapshot,omitempty"`
+	Restore     RestoreMode       `json:"restore,omitempty"`
 }
 
 // Detached is what `run -d` reports about the guest it started (its --json document); backend
@@ -76,7 +78,7 @@ func StartDetached(ctx context.Context, o Options, exe string) (*Detached, error
 	req := monitorRequest{
 		ProjectDir: o.ProjectDir, Image: o.Image, Name: o.Name, VCPU: o.VCPU, MemoryMB: o.MemoryMB,
 		Net: o.Net, Publish: o.Publish, Env: o.Env, Secrets: o.Secrets, Accel: o.Accel, Backend: o.Backend,
-		StopTimeout: o.StopTimeout, CacheDir: o.CacheDir, Logs: o.Logs,
+		StopTimeout: o.StopTimeout, CacheDir: o.CacheDir, Logs: o.Logs, Snapshot: o.Snapshot, Restore: o.Restore,
 	}
 	if o.Store != nil {
 		req.StoreDir = o.Store.Dir
@@ -165,6 +167,7 @@ func RunMonitor(stdin io.Reader) error {
 	defer stop()
 	o := Options{
 		ProjectDir: req.ProjectDir, Image: req.Image, Name: req.Name, VCPU: req.VCPU, MemoryMB: req.MemoryMB,
+		Snapshot: req.Snapshot, Restore: req.Restore,
 		Net: req.Net, Publish: req.Publish, Env: req.Env, Secrets: req.Secrets, Accel: req.Accel,
 		Backend: req.Backend, StopTimeout: req.StopTimeout, CacheDir: req.CacheDir, Detached: true, Logs: req.Logs,
 		Progress: progress,
