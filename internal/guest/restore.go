@@ -34,7 +34,8 @@ func (in *pid1) freeze() {
 // continued either way (the host, which waits for the event, decides what a failure means).
 func (in *pid1) restore(r *abi.Restore) {
 	t := Now()
-	step, problems := in.applyRestore(r)
+	values := map[string]int64{}
+	problems := in.applyRestore(r, values)
 	if err := syscall.Kill(-1, syscall.SIGCONT); err != nil && !errors.Is(err, syscall.ESRCH) {
 		problems = append(problems, "continue the workload: "+err.Error())
 	}
@@ -42,33 +43,39 @@ func (in *pid1) restore(r *abi.Restore) {
 		fmt.Fprintf(in.console, "ukernel-init: error: restore: %s\n", p)
 	}
 	in.events.Emit(abi.Event{Type: abi.EventReseeded, Time: Now(), Start: t, Duration: Now() - t,
-		Message: strings.Join(problems, "; "), Values: map[string]int64{"clock_step_ns": step}})
+		Message: strings.Join(problems, "; "), Values: values})
 }
 
-// applyRestore applies r and returns how far the clock moved and what failed.
-func (in *pid1) applyRestore(r *abi.Restore) (step int64, problems []string) {
+// applyRestore applies r and returns what failed; values gets how far the clock moved
+// (clock_step_ns) and how long each step took (its name and _ns), for trace.
+func (in *pid1) applyRestore(r *abi.Restore, values map[string]int64) (problems []string) {
 	if err := r.Validate(); err != nil {
-		return 0, []string{err.Error()}
+		return []string{err.Error()}
 	}
-	if err := Reseed(r.Entropy); err != nil {
-		problems = append(problems, err.Error())
-	}
-	step, err := setClock(r.TimeNS)
-	if err != nil {
-		problems = append(problems, err.Error())
-	}
-	if err := in.rename(r.Hostname, r.MachineID); err != nil {
-		problems = append(problems, err.Error())
-	}
-	if len(r.Secrets) > 0 {
-		undeclared, _, err := WriteSecrets(filepath.Join(in.layout.Root, abi.SecretsDir), r.Secrets, in.secrets.Readers)
-		if err != nil {
+	step := func(name string, f func() error) {
+		t := Now()
+		if err := f(); err != nil {
 			problems = append(problems, err.Error())
-		} else if len(undeclared) > 0 {
-			in.log.Warn("secrets given but declared by no process; not written", "names", strings.Join(undeclared, ","))
 		}
+		values[name+"_ns"] = Now() - t
 	}
-	return step, problems
+	step("reseed", func() error { return Reseed(r.Entropy) })
+	step("clock", func() error {
+		moved, err := setClock(r.TimeNS)
+		values["clock_step_ns"] = moved
+		return err
+	})
+	step("rename", func() error { return in.rename(r.Hostname, r.MachineID) })
+	if len(r.Secrets) > 0 {
+		step("secrets", func() error {
+			undeclared, _, err := WriteSecrets(filepath.Join(in.layout.Root, abi.SecretsDir), r.Secrets, in.secrets.Readers)
+			if len(undeclared) > 0 {
+				in.log.Warn("secrets given but declared by no process; not written", "names", strings.Join(undeclared, ","))
+			}
+			return err
+		})
+	}
+	return problems
 }
 
 // Reseed mixes entropy into the kernel's input pool, credited, and forces the CRNG to reseed
