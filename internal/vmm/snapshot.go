@@ -2,6 +2,7 @@ package vmm
 
 import (
 	"context"
+	"net"
 )
 
 // MemoryFile backs a guest's RAM with a file, for snapshots. Shared maps it shared: what the
@@ -23,6 +24,8 @@ type Snapshotter interface {
 	Save(ctx context.Context, h Handle, statePath, memoryPath string) error
 	// Resume runs a guest that Start left paused with its state loaded (Spec.Incoming).
 	Resume(ctx context.Context, h Handle) error
+	// DialControl connects to the guest's control channel.
+	DialControl(ctx context.Context, h Handle) (net.Conn, error)
 	// Layout describes the machine and devices spec gives a guest, without what may differ
 	// between a save and its restores (paths, published ports, the kernel command line): a
 	// guest resumes only into the same layout.

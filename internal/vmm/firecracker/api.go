@@ -98,6 +98,21 @@ type SnapshotLoad struct {
 	SnapshotPath string         `json:"snapshot_path"`
 	MemBackend   *MemoryBackend `json:"mem_backend,omitempty"`
 	ResumeVM     bool           `json:"resume_vm,omitempty"`
+	// NetworkOverrides give a restored guest's interfaces this run's tap devices, and
+	// VsockOverride its vsock this run's socket (both are recorded in the snapshot).
+	NetworkOverrides []NetworkOverride `json:"network_overrides,omitempty"`
+	VsockOverride    *VsockOverride    `json:"vsock_override,omitempty"`
+}
+
+// NetworkOverride is one item of SnapshotLoad.NetworkOverrides.
+type NetworkOverride struct {
+	IfaceID     string `json:"iface_id"`
+	HostDevName string `json:"host_dev_name"`
+}
+
+// VsockOverride is SnapshotLoad.VsockOverride.
+type VsockOverride struct {
+	UDSPath string `json:"uds_path"`
 }
 
 // MemoryBackend says where a snapshot's guest memory comes from.

@@ -347,7 +347,13 @@ func (b *Backend) Start(ctx context.Context, spec vmm.Spec) (*vmm.VM, error) {
 	}
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if err := Configure(cctx, client, cfg); err != nil {
+	configure := func() error { return Configure(cctx, client, cfg) }
+	if spec.Incoming != "" && spec.Memory != nil {
+		configure = func() error {
+			return RestoreSequence(cctx, client, cfg, path(spec.Incoming), path(spec.Memory.Path))
+		}
+	}
+	if err := configure(); err != nil {
 		if vm.Output != nil {
 			vm.Output.Close()
 		}

@@ -367,3 +367,50 @@ func TestStartFaultAndQuit(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestSnapshotRequests checks a save and a restore against the API: a full snapshot of the
+// paused guest; a load into a Firecracker given only its logger and metrics, with the memory
+// file mapped privately and this run's tap device and vsock socket, left paused until Resume.
+func TestSnapshotRequests(t *testing.T) {
+	srv := &fctest.Server{}
+	sock := serve(t, srv)
+	b := New(nil)
+	b.NoJailer = true
+	h := vmm.Handle{Backend: Name, APISocket: sock}
+	ctx := context.Background()
+	if err := b.Save(ctx, h, "/snap/state", "/snap/memory"); err != nil {
+		t.Fatal(err)
+	}
+	cfg := ConfigFor(testSpec("/run/r2"), "/cache/vmlinux", func(p string) string { return p })
+	if err := RestoreSequence(ctx, NewClient(sock), cfg, "/snap/state", "/snap/memory"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Resume(ctx, h); err != nil {
+		t.Fatal(err)
+	}
+	want := []call{
+		{"PATCH", "/vm", `{"state":"Paused"}`},
+		{"PUT", "/snapshot/create", `{"snapshot_path":"/snap/state","mem_file_path":"/snap/memory","snapshot_type":"Full"}`},
+		{"PUT", "/logger", `{"log_path":"/run/r2/firecracker.log","level":"Warning"}`},
+		{"PUT", "/metrics", `{"metrics_path":"/run/r2/firecracker-metrics.json"}`},
+		{"PUT", "/snapshot/load", `{"snapshot_path":"/snap/state","mem_backend":{"backend_type":"File","backend_path":"/snap/memory"},"network_overrides":[{"iface_id":"eth0","host_dev_name":"tap0"}],"vsock_override":{"uds_path":"/state/ctl.sock"}}`},
+		{"PATCH", "/vm", `{"state":"Resumed"}`},
+	}
+	got := calls(srv.Requests())
+	if len(got) != len(want) {
+		t.Fatalf("requests %+v", got)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("request %d:\n got %+v\nwant %+v", i, got[i], want[i])
+		}
+		if r := srv.Requests()[i]; r.Status != http.StatusNoContent {
+			t.Errorf("request %d %s %s: status %d", i, r.Method, r.Path, r.Status)
+		}
+	}
+	a, _ := b.Layout(testSpec("/run/r1"))
+	c, _ := b.Layout(testSpec("/run/r2"))
+	if a != c || strings.Contains(a, "/run/") {
+		t.Errorf("layouts of two runs differ or hold paths:\n%s\n%s", a, c)
+	}
+}

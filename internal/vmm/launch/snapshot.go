@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -176,7 +175,7 @@ func (g *Guest) resumeRestored(ctx context.Context, name string, secrets map[str
 	defer cancel()
 	// Connected before the guest runs: the snapshot was saved with the host connected, so the
 	// guest's control reader, blocked in its read, sees no hang-up and takes the message at once.
-	ctl, err := dialControl(ctx, g.VM.Handle)
+	ctl, err := snap.DialControl(ctx, g.VM.Handle)
 	if err != nil {
 		return err
 	}
@@ -213,17 +212,6 @@ func (g *Guest) resumeRestored(ctx context.Context, name string, secrets map[str
 		return fmt.Errorf("the restored guest could not take its restore message: %s", ev.Message)
 	}
 	return nil
-}
-
-// dialControl connects to the guest's control channel: the QEMU control socket, or the
-// Firecracker vsock's.
-func dialControl(ctx context.Context, h vmm.Handle) (net.Conn, error) {
-	var d net.Dialer
-	c, err := d.DialContext(ctx, "unix", h.ControlSocket)
-	if err != nil {
-		return nil, fmt.Errorf("control channel %s: %w", h.ControlSocket, err)
-	}
-	return c, nil
 }
 
 // awaitEvent follows the events file at path until an event satisfies want, done closes (the
@@ -296,7 +284,12 @@ func TakeSnapshot(ctx context.Context, o Options, dir string, readyTimeout time.
 		return nil, err
 	}
 	defer g.Forget()
-	ctl, err := dialControl(ctx, g.VM.Handle) // before the guest opens its port: see resumeRestored
+	snap, ok := g.backend.(vmm.Snapshotter)
+	if !ok || !g.backend.Capabilities().Snapshots {
+		g.kill()
+		return nil, fmt.Errorf("the %s backend cannot take snapshots: use --backend qemu", backends.Title(g.backend.Name()))
+	}
+	ctl, err := snap.DialControl(ctx, g.VM.Handle) // before the guest opens its port: see resumeRestored
 	if err != nil {
 		g.kill()
 		return nil, err
@@ -329,7 +322,6 @@ func TakeSnapshot(ctx context.Context, o Options, dir string, readyTimeout time.
 	if _, err := awaitEvent(fctx, g.Run.Events(), g.VM.Done(), func(e abi.Event) bool { return e.Type == abi.EventFrozen }); err != nil {
 		return fail(fmt.Errorf("freeze the workload: %w", err))
 	}
-	snap := g.backend.(vmm.Snapshotter)
 	if err := snap.Save(fctx, g.VM.Handle, filepath.Join(stage.Dir, snapshot.StateFile), o.save); err != nil {
 		return fail(err)
 	}

@@ -172,6 +172,16 @@ func awaitMigration(ctx context.Context, q *QMP) error {
 	}
 }
 
+// DialControl connects to the guest's control port.
+func (b *Backend) DialControl(ctx context.Context, h vmm.Handle) (net.Conn, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "unix", h.ControlSocket)
+	if err != nil {
+		return nil, fmt.Errorf("control channel %s: %w", h.ControlSocket, err)
+	}
+	return c, nil
+}
+
 // Resume runs a guest whose saved state was loaded.
 func (b *Backend) Resume(ctx context.Context, h vmm.Handle) error {
 	q, err := DialQMP(ctx, h.APISocket)
