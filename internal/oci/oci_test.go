@@ -393,3 +393,46 @@ func FuzzParseManifest(f *testing.F) {
 		_, _ = pickFromIndex(b)
 	})
 }
+
+// A pulled image is booted only while the policy accepts its kept signatures.
+func TestCheckPulled(t *testing.T) {
+	img := testImage(t)
+	reg := newRegistry(t)
+	ctx := ctxT(t)
+	alice, _ := sign.Generate()
+	mallory, _ := sign.Generate()
+	ref := reg.host() + "/w:v1"
+	if _, err := Push(ctx, img, ref, PushOptions{Options: Options{Insecure: true}, Cache: newCache(t), Key: &alice}); err != nil {
+		t.Fatal(err)
+	}
+	cfgDir, cacheDir := t.TempDir(), t.TempDir()
+	t.Setenv("XDG_CONFIG_HOME", cfgDir)
+	t.Setenv("XDG_CACHE_HOME", cacheDir)
+	cfg := trustConfig(t, []string{"*"}, map[string]sign.PrivateKey{"alice": alice})
+	c, err := cache.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := Pull(ctx, ref, PullOptions{Options: Options{Insecure: true, Config: cfg}, Cache: c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The user's configuration: alice trusted, every reference required.
+	dir := filepath.Join(cfgDir, "ukernel")
+	os.MkdirAll(filepath.Join(dir, "trusted"), 0o755)
+	os.WriteFile(filepath.Join(dir, "config.toml"), []byte("[trust]\nrequire = [\"*\"]\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "trusted", "alice.pub"), alice.Public().Marshal(), 0o644)
+	if err := CheckPulled(p.Path); err != nil {
+		t.Fatalf("a pulled image signed by a trusted key: %v", err)
+	}
+	if err := CheckPulled(img); err != nil {
+		t.Fatalf("a local build is not subject to the policy: %v", err)
+	}
+	// alice is no longer trusted, mallory is: the pulled image is refused.
+	os.Remove(filepath.Join(dir, "trusted", "alice.pub"))
+	os.WriteFile(filepath.Join(dir, "trusted", "mallory.pub"), mallory.Public().Marshal(), 0o644)
+	var te *TrustError
+	if err := CheckPulled(p.Path); !errors.As(err, &te) || !strings.Contains(err.Error(), alice.ID.String()) {
+		t.Fatalf("a pulled image whose signer is no longer trusted: %v", err)
+	}
+}

@@ -83,16 +83,9 @@ func VerifyLocal(path string, c *cache.Cache, cfg *userconfig.Config) (VerifyRes
 		return res, err
 	}
 	res.Name = im.Manifest().Name
-	b, err := c.ReadState(recordState(res.Revision))
-	if errors.Is(err, cache.ErrNotFound) {
-		return res, nil
-	}
-	if err != nil {
+	rec, err := readRecord(c, res.Revision)
+	if err != nil || rec == nil {
 		return res, err
-	}
-	var rec Record
-	if err := json.Unmarshal(b, &rec); err != nil {
-		return res, fmt.Errorf("pull record of %s: %w", path, err)
 	}
 	pm, err := ParseManifest(rec.Manifest)
 	if err != nil || pm.Revision != res.Revision {
@@ -101,4 +94,46 @@ func VerifyLocal(path string, c *cache.Cache, cfg *userconfig.Config) (VerifyRes
 	res.Pulled, res.Ref, res.Digest = true, rec.Ref, rec.Digest
 	res.Trust, err = CheckTrust(cfg, rec.Name, rec.Digest, rec.Manifest, rec.Signatures)
 	return res, err
+}
+
+// readRecord returns the pull record of the image whose SHA-256 is revision, nil when it was
+// not pulled.
+func readRecord(c *cache.Cache, revision string) (*Record, error) {
+	b, err := c.ReadState(recordState(revision))
+	if errors.Is(err, cache.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var rec Record
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return nil, fmt.Errorf("pull record of sha256:%s: %w", revision, err)
+	}
+	return &rec, nil
+}
+
+// CheckPulled applies the user's trust policy to an image file about to be booted: one that
+// came from a pull must still satisfy the policy for the reference it was pulled from, with
+// the signatures kept from that pull (the policy may have changed since). Without a policy it
+// reads nothing; an image that was not pulled (a local build) is not subject to it.
+func CheckPulled(path string) error {
+	cfg, err := userconfig.Load()
+	if err != nil || len(cfg.File.Trust.Require) == 0 {
+		return err
+	}
+	c, err := cache.Open()
+	if err != nil {
+		return err
+	}
+	sum, err := cache.FileSHA256(path)
+	if err != nil {
+		return err
+	}
+	rec, err := readRecord(c, sum)
+	if err != nil || rec == nil {
+		return err
+	}
+	_, err = CheckTrust(cfg, rec.Name, rec.Digest, rec.Manifest, rec.Signatures)
+	return err
 }

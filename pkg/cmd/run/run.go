@@ -15,6 +15,7 @@ import (
 
 	"github.com/ukernel-dev/ukernel/internal/abi"
 	"github.com/ukernel-dev/ukernel/internal/guestlog"
+	"github.com/ukernel-dev/ukernel/internal/oci"
 	"github.com/ukernel-dev/ukernel/internal/pipeline"
 	"github.com/ukernel-dev/ukernel/internal/project"
 	"github.com/ukernel-dev/ukernel/internal/runenv"
@@ -181,6 +182,12 @@ func runRun(ctx context.Context, o *Options) error {
 		return fail(err)
 	}
 	img := cmdutil.ProjectPath(dir, o.Image)
+	if img != "" {
+		// A pulled image is booted only while the trust policy still accepts its signatures.
+		if err := oci.CheckPulled(img); err != nil {
+			return fail(err)
+		}
+	}
 	if img == "" {
 		if img, err = pipeline.Image(ctx, pipeline.Options{Dir: dir, Offline: o.Offline, Locked: o.Locked, Progress: o.IO.Progress(), Logger: o.Logger}); err != nil {
 			return fail(err)
