@@ -52,30 +52,36 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	host, stop := startRegistry(work)
-	defer stop()
+	// The warm cache: the layer compressed once, reused by every warm push.
+	warm := userEnv(work, "warm")
+	seedHost, stopSeed := startRegistry(work, "seed")
+	must(run(*bin, warm, "push", seedHost+"/warm/seed:v1", "--image", *img, "--insecure"))
+	stopSeed()
 
 	// skopeo's source: an OCI layout holding the same manifest and blobs ukernel pushes.
 	layout := filepath.Join(work, "layout")
-	env := userEnv(work, "layout")
-	must(run(*bin, env, "push", "oci-layout:"+layout+":v1", "--image", *img))
+	must(run(*bin, userEnv(work, "layout"), "push", "oci-layout:"+layout+":v1", "--image", *img))
 
-	// The warm cache: the layer compressed once, reused by every warm push.
-	warm := userEnv(work, "warm")
-	must(run(*bin, warm, "push", host+"/warm/seed:v1", "--image", *img, "--insecure"))
-
+	// Every push goes to a registry of its own, started for it: none has a blob yet, and
+	// skopeo's blob cache cannot mount one from an earlier push.
 	var coldPush, warmPush, skopeoPush, ukPull, skopeoPull, noop []sample
 	for i := range *n {
 		ukFirst := i%2 == 0
 		for _, ukTurn := range []bool{ukFirst, !ukFirst} {
 			if ukTurn {
-				coldPush = append(coldPush, must(run(*bin, userEnv(work, fmt.Sprintf("cold%d", i)), "push", fmt.Sprintf("%s/cold%d/w:v1", host, i), "--image", *img, "--insecure")))
-				warmPush = append(warmPush, must(run(*bin, warm, "push", fmt.Sprintf("%s/warm%d/w:v1", host, i), "--image", *img, "--insecure")))
-				ukPull = append(ukPull, must(run(*bin, userEnv(work, fmt.Sprintf("pull%d", i)), "pull", fmt.Sprintf("%s/warm%d/w:v1", host, i), "--insecure")))
-				noop = append(noop, must(run(*bin, warm, "push", fmt.Sprintf("%s/warm%d/w:v1", host, i), "--image", *img, "--insecure")))
+				host, stop := startRegistry(work, fmt.Sprintf("uk-cold%d", i))
+				coldPush = append(coldPush, must(run(*bin, userEnv(work, fmt.Sprintf("cold%d", i)), "push", host+"/w:v1", "--image", *img, "--insecure")))
+				stop()
+				host, stop = startRegistry(work, fmt.Sprintf("uk%d", i))
+				warmPush = append(warmPush, must(run(*bin, warm, "push", host+"/w:v1", "--image", *img, "--insecure")))
+				ukPull = append(ukPull, must(run(*bin, userEnv(work, fmt.Sprintf("pull%d", i)), "pull", host+"/w:v1", "--insecure")))
+				noop = append(noop, must(run(*bin, warm, "push", host+"/w:v1", "--image", *img, "--insecure")))
+				stop()
 			} else {
-				skopeoPush = append(skopeoPush, must(run("skopeo", nil, "copy", "--dest-tls-verify=false", "oci:"+layout+":v1", fmt.Sprintf("docker://%s/skopeo%d/w:v1", host, i))))
-				skopeoPull = append(skopeoPull, must(run("skopeo", nil, "copy", "--src-tls-verify=false", fmt.Sprintf("docker://%s/skopeo%d/w:v1", host, i), fmt.Sprintf("oci:%s/skopeo-pull%d:v1", work, i))))
+				host, stop := startRegistry(work, fmt.Sprintf("skopeo%d", i))
+				skopeoPush = append(skopeoPush, must(run("skopeo", nil, "copy", "--dest-tls-verify=false", "oci:"+layout+":v1", "docker://"+host+"/w:v1")))
+				skopeoPull = append(skopeoPull, must(run("skopeo", nil, "copy", "--src-tls-verify=false", "docker://"+host+"/w:v1", fmt.Sprintf("oci:%s/skopeo-pull%d:v1", work, i))))
+				stop()
 			}
 		}
 	}
@@ -154,15 +160,15 @@ func packWorker(bin, work string) string {
 	return filepath.Join(dir, "dist", "bench-worker.img")
 }
 
-func startRegistry(work string) (string, func()) {
+func startRegistry(work, name string) (string, func()) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		log.Fatal(err)
 	}
 	host := l.Addr().String()
 	l.Close()
-	conf := filepath.Join(work, "registry.yml")
-	y := fmt.Sprintf("version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: %s\n", filepath.Join(work, "storage"), host)
+	conf := filepath.Join(work, "registry-"+name+".yml")
+	y := fmt.Sprintf("version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: %s\n", filepath.Join(work, "storage-"+name), host)
 	if err := os.WriteFile(conf, []byte(y), 0o644); err != nil {
 		log.Fatal(err)
 	}

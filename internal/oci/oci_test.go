@@ -25,6 +25,7 @@ import (
 	"github.com/ukernel-dev/ukernel/internal/cache"
 	"github.com/ukernel-dev/ukernel/internal/image"
 	"github.com/ukernel-dev/ukernel/internal/sign"
+	"github.com/ukernel-dev/ukernel/internal/template"
 	"github.com/ukernel-dev/ukernel/internal/userconfig"
 )
 
@@ -434,5 +435,46 @@ func TestCheckPulled(t *testing.T) {
 	var te *TrustError
 	if err := CheckPulled(p.Path); !errors.As(err, &te) || !strings.Contains(err.Error(), alice.ID.String()) {
 		t.Fatalf("a pulled image whose signer is no longer trusted: %v", err)
+	}
+}
+
+// A pulled image becomes a template's current revision; pushing that revision names the
+// template and gives the same manifest back.
+func TestTemplateRoundTrip(t *testing.T) {
+	img := testImage(t)
+	reg := newRegistry(t)
+	ctx := ctxT(t)
+	o := Options{Insecure: true}
+	ref := reg.host() + "/templates/api:v1"
+	pushed, err := Push(ctx, img, ref, PushOptions{Options: o, Cache: newCache(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := template.At(t.TempDir())
+	p, err := Pull(ctx, ref, PullOptions{Options: o, Cache: newCache(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := IntoTemplate(ctx, st, "api", p, "test")
+	if err != nil || !tr.Created || tr.Revision != pushed.Revision {
+		t.Fatalf("into a new template: %+v %v", tr, err)
+	}
+	r, err := st.Resolve("api")
+	if err != nil || r.Revision.ID != pushed.Revision || r.Spec.Source != "" || fileSHA(t, r.Image) != pushed.Revision {
+		t.Fatalf("resolve: %+v %v", r, err)
+	}
+	if !r.Revision.BuiltAt.Equal(time.Unix(1700000000, 0)) {
+		t.Fatalf("built at %v, want the build's fixed time", r.Revision.BuiltAt)
+	}
+	if again, err := IntoTemplate(ctx, st, "api", p, "test"); err != nil || again.Created || again.Revision != tr.Revision {
+		t.Fatalf("again: %+v %v", again, err)
+	}
+	back, err := Push(ctx, r.Image, reg.host()+"/templates/api:v2", PushOptions{Options: o, Cache: newCache(t), Template: "api"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := Pull(ctx, back.Ref, PullOptions{Options: o, Cache: newCache(t)})
+	if err != nil || v.Template != "api" || v.Revision != pushed.Revision {
+		t.Fatalf("pull of a template push: %+v %v", v, err)
 	}
 }

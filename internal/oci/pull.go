@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/opencontainers/go-digest"
@@ -31,6 +32,7 @@ type PullResult struct {
 	Revision string        `json:"revision"`
 	Name     string        `json:"name"`
 	Template string        `json:"template,omitempty"` // recorded by `push --template`
+	Created  time.Time     `json:"created"`            // the build's fixed time
 	Path     string        `json:"path"`               // the image in the cache
 	Blobs    []Blob        `json:"blobs"`
 	Trust    TrustReport   `json:"trust"`
@@ -126,7 +128,7 @@ func pull(ctx context.Context, ref Ref, o PullOptions) (PullResult, error) {
 	}
 	im := ri.image
 	res := PullResult{Ref: ref.WithDigest(ri.desc.Digest).String(), Digest: ri.desc.Digest, Revision: im.Revision,
-		Name: im.Manifest.Annotations[AnnotationName], Template: im.Manifest.Annotations[AnnotationTemplate], Trust: ri.trust}
+		Name: im.Manifest.Annotations[AnnotationName], Template: im.Manifest.Annotations[AnnotationTemplate], Created: createdAt(im.Manifest.Annotations), Trust: ri.trust}
 	config, err := fetchSmall(ctx, s, im.Manifest.Config, maxConfigSize)
 	if err != nil {
 		return res, err

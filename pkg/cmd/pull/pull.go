@@ -14,6 +14,7 @@ import (
 
 	"github.com/ukernel-dev/ukernel/internal/cache"
 	"github.com/ukernel-dev/ukernel/internal/oci"
+	"github.com/ukernel-dev/ukernel/internal/template"
 	"github.com/ukernel-dev/ukernel/internal/userconfig"
 	"github.com/ukernel-dev/ukernel/internal/workdir"
 	"github.com/ukernel-dev/ukernel/pkg/cmd/internal/regflags"
@@ -30,14 +31,16 @@ type Options struct {
 	Ctx        context.Context
 
 	Ref    string
-	Output string // -o: also write the image there
+	Output   string // -o: also write the image there
+	Template string // --template NAME: add the image to this template as its current revision
 	Flags  regflags.Flags
 }
 
 // Output is what --json prints: the pull, and the copy written with -o.
 type Output struct {
 	oci.PullResult
-	Output string `json:"output,omitempty"`
+	Output   string              `json:"output,omitempty"`
+	Template *oci.TemplateResult `json:"template_revision,omitempty"`
 }
 
 // NewCmdPull returns `ukernel pull`; runF replaces pullRun in tests.
@@ -51,7 +54,8 @@ oci-archive:FILE.tar[:tag]) into the cache. Every blob is checked against its di
 it streams and the image is checked as inspect checks it before it is kept; nothing is
 kept when a check fails. Under a [trust] policy that names REF, an image without a valid
 signature by a trusted key is refused before its layer is read. Prints the image's path
-(boot it with run --image PATH); -o also writes a copy.`,
+(boot it with run --image PATH); -o also writes a copy; --template NAME adds it to a
+template as its current revision (run --template NAME boots it).`,
 		Example: `  ukernel pull registry.example.com/team/worker:v1
   ukernel pull 127.0.0.1:5000/worker@sha256:... --insecure -o worker.img`,
 		Args: func(cmd *cobra.Command, args []string) error {
@@ -69,6 +73,7 @@ signature by a trusted key is refused before its layer is read. Prints the image
 		},
 	}
 	cmd.Flags().StringVarP(&o.Output, "output", "o", "", "also write the image to this file (relative to the project directory)")
+	cmd.Flags().StringVar(&o.Template, "template", "", "add the image to template NAME (created when missing) as its current revision")
 	o.Flags.Add(cmd)
 	return cmd
 }
@@ -93,6 +98,17 @@ func pullRun(o *Options) error {
 		return err
 	}
 	out := Output{PullResult: res}
+	if o.Template != "" {
+		st, err := template.Open()
+		if err != nil {
+			return err
+		}
+		tr, err := oci.IntoTemplate(ctx, st, o.Template, res, "ukernel pull")
+		if err != nil {
+			return err
+		}
+		out.Template = &tr
+	}
 	if o.Output != "" {
 		dir, err := o.ProjectDir()
 		if err != nil {
@@ -113,6 +129,9 @@ func pullRun(o *Options) error {
 	fmt.Fprintln(o.IO.Out, path)
 	p := o.IO.Progress()
 	p.Printf("Pulled %s (revision sha256:%s)", res.Ref, res.Revision[:12])
+	if t := out.Template; t != nil {
+		p.Printf("Template %s: revision %s is current (run it with 'ukernel run --template %s')", t.Template, t.Revision[:12], t.Template)
+	}
 	for _, s := range res.Trust.Signers {
 		p.Printf("Signed by %s (key %s)", s.Key, s.KeyID)
 	}

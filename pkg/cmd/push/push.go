@@ -14,6 +14,7 @@ import (
 	"github.com/ukernel-dev/ukernel/internal/oci"
 	"github.com/ukernel-dev/ukernel/internal/pipeline"
 	"github.com/ukernel-dev/ukernel/internal/sign"
+	"github.com/ukernel-dev/ukernel/internal/template"
 	"github.com/ukernel-dev/ukernel/internal/userconfig"
 	"github.com/ukernel-dev/ukernel/pkg/cmd/internal/regflags"
 	"github.com/ukernel-dev/ukernel/pkg/cmdutil"
@@ -29,7 +30,8 @@ type Options struct {
 	Ctx        context.Context
 
 	Ref   string
-	Image string // --image; empty: the project's image, built when out of date
+	Image    string // --image; empty: the project's image, built when out of date
+	Template string // --template NAME[@REV]: a template's (current or given) revision
 	Sign  string // --sign NAME; "-" for the default key
 	Flags regflags.Flags
 }
@@ -45,14 +47,16 @@ func NewCmdPush(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "push REF",
 		Short: "Push an image to an OCI registry, layout or archive",
-		Long: `Push the project's image (built first when out of date), or --image IMG, to REF:
+		Long: `Push the project's image (built first when out of date), --image IMG, or a template's
+revision (--template NAME[@REV]; the manifest records the template's name) to REF:
 host[:port]/repository[:tag] (default tag latest), oci-layout:DIR[:tag] or
 oci-archive:FILE.tar[:tag]. The image is checked as inspect checks it; blobs the
 destination already has are not sent again. --sign attaches a minisign signature of the
 manifest as a referrer (docs/DISTRIBUTION.md).`,
 		Example: `  ukernel push registry.example.com/team/worker:v1 --sign
   ukernel push 127.0.0.1:5000/worker:v1 --insecure --image dist/example-worker.img
-  ukernel push oci-archive:worker.tar --json`,
+  ukernel push oci-archive:worker.tar --json
+  ukernel push registry.example.com/team/api:v3 --template api --sign`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) != 1 {
 				return cmdutil.Usagef("push takes one reference, got %d arguments", len(args))
@@ -68,6 +72,8 @@ manifest as a referrer (docs/DISTRIBUTION.md).`,
 		},
 	}
 	cmd.Flags().StringVar(&o.Image, "image", "", "push this image file (relative to the project directory) instead of the project's")
+	cmd.Flags().StringVar(&o.Template, "template", "", "push template NAME's current revision, or NAME@REV's")
+	cmd.MarkFlagsMutuallyExclusive("image", "template")
 	cmd.Flags().StringVar(&o.Sign, "sign", "", "sign with key NAME from the keys directory (alone: $"+SignEnv+", else config.toml's [sign] key)")
 	cmd.Flags().Lookup("sign").NoOptDefVal = defaultKey
 	o.Flags.Add(cmd)
@@ -94,6 +100,18 @@ func pushRun(o *Options) error {
 		return err
 	}
 	img := cmdutil.ProjectPath(dir, o.Image)
+	var tmpl string
+	if o.Template != "" {
+		st, err := template.Open()
+		if err != nil {
+			return err
+		}
+		r, err := st.Resolve(o.Template)
+		if err != nil {
+			return err
+		}
+		img, tmpl = r.Image, r.Spec.Name
+	}
 	if img == "" {
 		img, err = pipeline.Image(ctx, pipeline.Options{Dir: dir, Progress: o.IO.Progress(), Logger: o.Logger, Command: "ukernel push"})
 		if err != nil {
@@ -104,7 +122,7 @@ func pushRun(o *Options) error {
 	if err != nil {
 		return err
 	}
-	res, err := oci.Push(ctx, img, o.Ref, oci.PushOptions{Options: topts, Cache: c, Key: key})
+	res, err := oci.Push(ctx, img, o.Ref, oci.PushOptions{Options: topts, Cache: c, Key: key, Template: tmpl})
 	if err != nil {
 		return err
 	}
