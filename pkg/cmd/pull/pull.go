@@ -30,10 +30,10 @@ type Options struct {
 	JSON       bool
 	Ctx        context.Context
 
-	Ref    string
+	Ref      string
 	Output   string // -o: also write the image there
 	Template string // --template NAME: add the image to this template as its current revision
-	Flags  regflags.Flags
+	Flags    regflags.Flags
 }
 
 // Output is what --json prints: the pull, and the copy written with -o.

@@ -29,11 +29,11 @@ type Options struct {
 	JSON       bool
 	Ctx        context.Context
 
-	Ref   string
+	Ref      string
 	Image    string // --image; empty: the project's image, built when out of date
 	Template string // --template NAME[@REV]: a template's (current or given) revision
-	Sign  string // --sign NAME; "-" for the default key
-	Flags regflags.Flags
+	Sign     string // --sign NAME; "-" for the default key
+	Flags    regflags.Flags
 }
 
 // SignEnv names the signing key when --sign is given no name (before config.toml's [sign] key).
