@@ -388,7 +388,20 @@ func (s *Store) Remove(name string) error {
 	if st.Live() {
 		return fmt.Errorf("guest %q is running; stop it first (`ukernel stop %s`)", name, name)
 	}
+	if st.ProjectDir != "" {
+		// A restored guest's own copy of its snapshot's data volume goes with its record.
+		if err := os.Remove(RestoredData(st.ProjectDir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
 	return s.clean(name)
+}
+
+// RestoredData is where a guest restored from a snapshot under name keeps its copy of the
+// snapshot's data volume, in its project directory: its writes are its own, kept after it ends,
+// until `ukernel rm` removes its record.
+func RestoredData(projectDir, name string) string {
+	return filepath.Join(projectDir, project.StateDir, "restored", name+".img")
 }
 
 // RemoveFinished removes the record of st's guest once it has finished, unless a new run has

@@ -270,3 +270,38 @@ func TestStateDirMode(t *testing.T) {
 		t.Errorf("a link as state directory: %v", err)
 	}
 }
+
+// TestRemoveTakesRestoredData: a restored guest's copy of its snapshot's data volume outlives
+// the guest (Finish keeps it) and goes with its record (rm).
+func TestRemoveTakesRestoredData(t *testing.T) {
+	s, err := OpenAt(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	proj := t.TempDir()
+	data := RestoredData(proj, "clone")
+	os.MkdirAll(filepath.Dir(data), 0o755)
+	if err := os.WriteFile(data, []byte("its writes"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Reserve("clone"); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := s.Load("clone")
+	st.ProjectDir = proj
+	if err := s.Save(st); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Finish(st, runlog.Outcome{Code: 0, Reported: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(data); err != nil {
+		t.Fatalf("the finished guest's data copy is gone before rm: %v", err)
+	}
+	if err := s.Remove("clone"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(data); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("rm left the data copy: %v", err)
+	}
+}

@@ -16,8 +16,8 @@ import (
 	"time"
 
 	"github.com/ukernel-dev/ukernel/internal/abi"
-	"github.com/ukernel-dev/ukernel/internal/project"
 	"github.com/ukernel-dev/ukernel/internal/runlog"
+	"github.com/ukernel-dev/ukernel/internal/runstate"
 	"github.com/ukernel-dev/ukernel/internal/snapshot"
 	"github.com/ukernel-dev/ukernel/internal/trace"
 	"github.com/ukernel-dev/ukernel/internal/vmm"
@@ -43,12 +43,6 @@ const (
 
 // ReseedTimeout bounds the wait for a restored guest to take its restore message.
 const ReseedTimeout = 15 * time.Second
-
-// RestoredDataFile is where a guest restored under name keeps its copy of the snapshot's data
-// volume, in the run's project directory: kept after the guest ends, until `ukernel rm`.
-func RestoredDataFile(projectDir, name string) string {
-	return filepath.Join(projectDir, project.StateDir, "restored", name+".img")
-}
 
 // restorePlan is a restore decided on.
 type restorePlan struct {
@@ -149,7 +143,7 @@ func applyRestore(p *restorePlan, spec *vmm.Spec, configDrive, projectDir, name 
 	if i < 0 {
 		return errors.New("the snapshot has a data volume and this run none")
 	}
-	dst := RestoredDataFile(projectDir, name)
+	dst := runstate.RestoredData(projectDir, name)
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		return err
 	}
