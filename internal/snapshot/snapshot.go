@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/ukernel-dev/ukernel/internal/cache"
@@ -217,4 +218,46 @@ func Remove(dir string) error {
 		return err
 	}
 	return os.RemoveAll(old)
+}
+
+// Prune removes the snapshots under a template store (NAME/revisions/ID/snapshot) taken more
+// than olderThan ago (0: every one), and returns how many and their bytes on disk. A snapshot is
+// taken again with `template build --snapshot`.
+func Prune(storeDir string, olderThan time.Duration) (n int, bytes int64, err error) {
+	dirs, err := filepath.Glob(filepath.Join(storeDir, "*", "revisions", "*", "snapshot"))
+	if err != nil {
+		return 0, 0, err
+	}
+	var errs []error
+	for _, dir := range dirs {
+		if olderThan > 0 {
+			if m, err := Read(dir); err == nil && time.Since(m.Created) < olderThan {
+				continue
+			}
+		}
+		size := diskUsage(dir)
+		if err := Remove(dir); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		n++
+		bytes += size
+	}
+	return n, bytes, errors.Join(errs...)
+}
+
+// diskUsage is the bytes the files under dir take on disk (the memory file is sparse).
+func diskUsage(dir string) int64 {
+	var n int64
+	filepath.WalkDir(dir, func(_ string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if fi, err := d.Info(); err == nil {
+				if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+					n += st.Blocks * 512
+				}
+			}
+		}
+		return nil
+	})
+	return n
 }

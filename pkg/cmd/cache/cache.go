@@ -7,6 +7,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ukernel-dev/ukernel/internal/snapshot"
+	"github.com/ukernel-dev/ukernel/internal/template"
+
 	icache "github.com/ukernel-dev/ukernel/internal/cache"
 	"github.com/ukernel-dev/ukernel/pkg/cmdutil"
 	"github.com/ukernel-dev/ukernel/pkg/iostreams"
@@ -30,15 +33,17 @@ type PruneOptions struct {
 	JSON      bool
 	OpenCache func() (*icache.Cache, error)
 	OlderThan time.Duration
+	// Templates is the template store's directory, whose snapshots are pruned too.
+	Templates func() (string, error)
 }
 
 // NewCmdPrune returns `ukernel cache prune`; runF, when set, gets the parsed options instead
 // of pruneRun (tests).
 func NewCmdPrune(f *cmdutil.Factory, runF func(*PruneOptions) error) *cobra.Command {
-	opts := &PruneOptions{IO: f.IO, OpenCache: icache.Open}
+	opts := &PruneOptions{IO: f.IO, OpenCache: icache.Open, Templates: templatesDir}
 	cmd := &cobra.Command{
 		Use:     "prune",
-		Short:   "Delete cached packages, indices, unpacked kernels, guest inits and boot files",
+		Short:   "Delete cached packages, indices, unpacked kernels, guest inits, boot files and template snapshots",
 		Example: "  ukernel cache prune --older-than 720h",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -62,9 +67,32 @@ func pruneRun(opts *PruneOptions) error {
 	if err != nil {
 		return err
 	}
+	out := struct {
+		icache.PruneResult
+		Snapshots     int   `json:"snapshots"`
+		SnapshotBytes int64 `json:"snapshot_bytes"`
+	}{PruneResult: res}
+	dir, err := opts.Templates()
+	if err != nil {
+		return err
+	}
+	if out.Snapshots, out.SnapshotBytes, err = snapshot.Prune(dir, opts.OlderThan); err != nil {
+		return err
+	}
 	if opts.JSON {
-		return cmdutil.PrintJSON(opts.IO, res)
+		return cmdutil.PrintJSON(opts.IO, out)
 	}
 	fmt.Fprintf(opts.IO.Out, "Removed %d files (%s) from %s\n", res.Files, icache.HumanSize(res.Bytes), c.Dir)
+	if out.Snapshots > 0 {
+		fmt.Fprintf(opts.IO.Out, "Removed %d template snapshots (%s); `ukernel template build NAME --snapshot` takes one again\n", out.Snapshots, icache.HumanSize(out.SnapshotBytes))
+	}
 	return nil
+}
+
+func templatesDir() (string, error) {
+	s, err := template.Open()
+	if err != nil {
+		return "", err
+	}
+	return s.Dir(), nil
 }

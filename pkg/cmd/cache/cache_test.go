@@ -54,11 +54,19 @@ func TestPruneRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	ios, _, out, _ := iostreams.Test()
-	err = pruneRun(&PruneOptions{IO: ios, JSON: true, OpenCache: func() (*icache.Cache, error) { return c, nil }})
-	if err != nil || strings.ReplaceAll(out.String(), " ", "") != "{\n\"files\":1,\n\"bytes\":4\n}\n" {
+	templates := t.TempDir()
+	snap := filepath.Join(templates, "api", "revisions", "abc", "snapshot")
+	os.MkdirAll(snap, 0o755)
+	os.WriteFile(filepath.Join(snap, "memory"), make([]byte, 4096), 0o600)
+	err = pruneRun(&PruneOptions{IO: ios, JSON: true, OpenCache: func() (*icache.Cache, error) { return c, nil },
+		Templates: func() (string, error) { return templates, nil }})
+	if err != nil || strings.ReplaceAll(out.String(), " ", "") != "{\n\"files\":1,\n\"bytes\":4,\n\"snapshots\":1,\n\"snapshot_bytes\":4096\n}\n" {
 		t.Errorf("prune --json: err %v, stdout %q", err, out)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "sha256", sum[:2], sum)); !os.IsNotExist(err) {
 		t.Errorf("the blob is still cached: %v", err)
+	}
+	if _, err := os.Stat(snap); !os.IsNotExist(err) {
+		t.Errorf("the snapshot is still there: %v", err)
 	}
 }
