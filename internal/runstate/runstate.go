@@ -37,7 +37,10 @@ type State struct {
 	ConfigDrive string     `json:"config_drive,omitempty"`
 	Started     time.Time  `json:"started"`
 	ProjectDir  string     `json:"project_dir"`
-	Detached    bool       `json:"detached"`
+	// Template and Revision name the template revision the guest runs (run --template).
+	Template string `json:"template,omitempty"`
+	Revision string `json:"revision,omitempty"`
+	Detached bool   `json:"detached"`
 	// Owner is the ukernel process that started the guest (and may still wait for it).
 	Owner int `json:"owner_pid"`
 	// OwnerStart is the owner's start time (clock ticks since boot), which tells the owner

@@ -23,11 +23,13 @@ package template
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"regexp"
 	"strings"
 	"time"
 
+	"github.com/ukernel-dev/ukernel/internal/abi"
 	"github.com/ukernel-dev/ukernel/internal/project"
 )
 
@@ -133,4 +135,30 @@ func ParseRef(ref string) (name, rev string, err error) {
 		return "", "", fmt.Errorf("%q: the revision after @ is a revision id or its first 4 or more hex digits (see ukernel template revisions %s)", ref, name)
 	}
 	return name, rev, nil
+}
+
+// ValidateRun checks the spec's run settings with ukernel.toml's ranges (0 and "" keep the
+// image's default); key names the setting as ukernel.toml does.
+func (s Spec) ValidateRun() error {
+	var errs []error
+	if s.VCPU != 0 && (s.VCPU < 1 || s.VCPU > 32) {
+		errs = append(errs, fmt.Errorf("vcpu %d is out of range; expected 1-32", s.VCPU))
+	}
+	if s.MemoryMB != 0 && (s.MemoryMB < 64 || s.MemoryMB > 65536) {
+		errs = append(errs, fmt.Errorf("memory_mb %d is out of range; expected 64-65536 (MiB)", s.MemoryMB))
+	}
+	if s.DataMB < 0 || s.DataMB > 1<<20 {
+		errs = append(errs, fmt.Errorf("data_mb %d is out of range; expected 0 (the image's) to 1048576", s.DataMB))
+	}
+	if s.Net != "" {
+		if _, err := abi.ParseNet(s.Net); err != nil {
+			errs = append(errs, fmt.Errorf("net: %w", err))
+		}
+	}
+	for _, p := range s.Publish {
+		if _, _, err := project.ParsePublish(p); err != nil {
+			errs = append(errs, fmt.Errorf("publish %w", err))
+		}
+	}
+	return errors.Join(errs...)
 }

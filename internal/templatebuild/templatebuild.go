@@ -55,8 +55,10 @@ type Result struct {
 	Outcome  Outcome           `json:"outcome"`
 	Revision template.Revision `json:"revision"`
 	Previous string            `json:"previous,omitempty"` // the revision current before, if it changed
-	Pruned   []string          `json:"pruned,omitempty"`
-	Took     time.Duration     `json:"-"`
+	// Identical: the build (--force) made the current revision's image again, byte for byte.
+	Identical bool          `json:"identical,omitempty"`
+	Pruned    []string      `json:"pruned,omitempty"`
+	Took      time.Duration `json:"-"`
 }
 
 // SourceError is a template whose source cannot be built: pulled (no source), moved, or no
@@ -189,7 +191,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	if r.ID != pr.SHA256 {
 		return nil, errors.New("the packed image changed before it was stored")
 	}
-	res.Revision, res.Outcome = *r, Built
+	res.Revision, res.Outcome, res.Identical = *r, Built, r.ID == cur
 	return finish(ctx, o, res, cur, start)
 }
 

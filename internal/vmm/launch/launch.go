@@ -54,6 +54,11 @@ type Options struct {
 	Net        abi.Net  // zero: the image's [run] net
 	Publish    []string // HOST:GUEST
 	DataMB     int      // > 0: a data volume of this size, over the image's [data] disk_mb (templates)
+	// Template and Revision, for a template's run, are recorded in its state (ps shows them).
+	Template, Revision string
+	// WantDigest, when set, is the image's SHA-256 as its store recorded it: an image that is
+	// not (or fails verification) is a *DigestError, found before anything starts.
+	WantDigest string
 	Env        map[string]string
 	Secrets    map[string][]byte // run --secret: on the config drive only, never in state or logs
 	Accel      string            // auto, kvm, tcg
@@ -75,6 +80,15 @@ type Options struct {
 	Restore  RestoreMode
 	save     string // TakeSnapshot's boot: the shared RAM file to create
 }
+
+// DigestError is an image that is not the one Options.WantDigest names, or fails verification.
+type DigestError struct {
+	Image string
+	Err   error
+}
+
+func (e *DigestError) Error() string { return fmt.Sprintf("image %s: %v", e.Image, e.Err) }
+func (e *DigestError) Unwrap() error { return e.Err }
 
 // Guest is a guest this process started.
 type Guest struct {
@@ -123,7 +137,13 @@ func Start(ctx context.Context, o Options) (*Guest, error) {
 	}
 	boot, err := bootfiles.Prepare(o.Image, o.CacheDir)
 	if err != nil {
+		if o.WantDigest != "" {
+			return nil, &DigestError{Image: o.Image, Err: err}
+		}
 		return nil, err
+	}
+	if o.WantDigest != "" && boot.ImageDigest != o.WantDigest {
+		return nil, &DigestError{Image: o.Image, Err: fmt.Errorf("its SHA-256 is %s, not the expected %s", boot.ImageDigest, o.WantDigest)}
 	}
 	m := boot.Manifest
 	if err := checkSecrets(m, o.Secrets); err != nil {
@@ -290,6 +310,7 @@ func start(ctx context.Context, o Options, boot *bootfiles.Boot, name string, ne
 		Image: boot.Image, ImageDigest: boot.ImageDigest,
 		Net: netw.Setting().String(), Ports: ports, RunID: run.ID, RunDir: run.Dir,
 		Started: started, ProjectDir: o.ProjectDir, Detached: o.Detached, Owner: os.Getpid(),
+		Template: o.Template, Revision: o.Revision,
 	}
 	st.OwnerStart, _ = runstate.ProcessStart(st.Owner)
 	if err := store.Save(st); err != nil {

@@ -43,6 +43,10 @@ type monitorRequest struct {
 	StoreDir    string            `json:"store_dir"`
 	Snapshot    string            `json:"snapshot,omitempty"`
 	Restore     RestoreMode       `json:"restore,omitempty"`
+	DataMB      int               `json:"data_mb,omitempty"`
+	Template    string            `json:"template,omitempty"`
+	Revision    string            `json:"revision,omitempty"`
+	WantDigest  string            `json:"want_digest,omitempty"`
 }
 
 // Detached is what `run -d` reports about the guest it started (its --json document); backend
@@ -63,6 +67,8 @@ type Detached struct {
 type monitorResult struct {
 	Started *Detached `json:"started,omitempty"`
 	Error   string    `json:"error,omitempty"`
+	// DigestError: Error is a *DigestError's (the image is not the one asked for).
+	DigestError bool `json:"digest_error,omitempty"`
 }
 
 // Monitor file descriptors, after stdin, stdout and stderr.
@@ -79,6 +85,7 @@ func StartDetached(ctx context.Context, o Options, exe string) (*Detached, error
 		ProjectDir: o.ProjectDir, Image: o.Image, Name: o.Name, VCPU: o.VCPU, MemoryMB: o.MemoryMB,
 		Net: o.Net, Publish: o.Publish, Env: o.Env, Secrets: o.Secrets, Accel: o.Accel, Backend: o.Backend,
 		StopTimeout: o.StopTimeout, CacheDir: o.CacheDir, Logs: o.Logs, Snapshot: o.Snapshot, Restore: o.Restore,
+		DataMB: o.DataMB, Template: o.Template, Revision: o.Revision, WantDigest: o.WantDigest,
 	}
 	if o.Store != nil {
 		req.StoreDir = o.Store.Dir
@@ -136,6 +143,9 @@ func StartDetached(ctx context.Context, o Options, exe string) (*Detached, error
 		if res.Error == "" {
 			res.Error = "the guest's monitor reported nothing"
 		}
+		if res.DigestError {
+			return nil, &DigestError{Image: o.Image, Err: errors.New(res.Error)}
+		}
 		return nil, errors.New(res.Error)
 	}
 	res.Started.MonitorPID = cmd.Process.Pid
@@ -170,7 +180,7 @@ func RunMonitor(stdin io.Reader) error {
 		Snapshot: req.Snapshot, Restore: req.Restore,
 		Net: req.Net, Publish: req.Publish, Env: req.Env, Secrets: req.Secrets, Accel: req.Accel,
 		Backend: req.Backend, StopTimeout: req.StopTimeout, CacheDir: req.CacheDir, Detached: true, Logs: req.Logs,
-		Progress: progress,
+		DataMB: req.DataMB, Template: req.Template, Revision: req.Revision, WantDigest: req.WantDigest, Progress: progress,
 	}
 	if req.StoreDir != "" {
 		store, err := runstate.OpenAt(req.StoreDir)
@@ -182,7 +192,12 @@ func RunMonitor(stdin io.Reader) error {
 	}
 	g, err := Start(ctx, o)
 	if err != nil {
-		report(monitorResult{Error: err.Error()})
+		var de *DigestError
+		if errors.As(err, &de) {
+			report(monitorResult{Error: de.Err.Error(), DigestError: true})
+		} else {
+			report(monitorResult{Error: err.Error()})
+		}
 		return err
 	}
 	// `run -d` returns once the guest shows a sign of life, or with why it did not: a VMM that

@@ -88,6 +88,18 @@ Nothing is written when any check fails; existing files are kept unless --force 
 	return cmd
 }
 
+// NewOptions returns init's options on the factory's streams; `template init` fills and runs
+// them with Check and Run.
+func NewOptions(f *cmdutil.Factory) *Options {
+	return &Options{IO: f.IO, ProjectDir: f.ProjectDir, Getenv: os.Getenv}
+}
+
+// Check refuses bad flags as init does before it runs.
+func (opts *Options) Check() error { return opts.check() }
+
+// Run writes the project as `ukernel init` does, into opts.ProjectDir().
+func Run(ctx context.Context, opts *Options) error { return initRun(ctx, opts) }
+
 // result is the --json output.
 type result struct {
 	Files  []string      `json:"files"`

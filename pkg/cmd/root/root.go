@@ -34,6 +34,7 @@ import (
 	"github.com/ukernel-dev/ukernel/pkg/cmd/run"
 	shellcmd "github.com/ukernel-dev/ukernel/pkg/cmd/shell"
 	"github.com/ukernel-dev/ukernel/pkg/cmd/stop"
+	templatecmd "github.com/ukernel-dev/ukernel/pkg/cmd/template"
 	tracecmd "github.com/ukernel-dev/ukernel/pkg/cmd/trace"
 	trustcmd "github.com/ukernel-dev/ukernel/pkg/cmd/trust"
 	verifycmd "github.com/ukernel-dev/ukernel/pkg/cmd/verify"
@@ -116,6 +117,7 @@ microVM image and runs it locally with one command.`,
 	cmd.AddCommand(verifycmd.NewCmdVerify(f, nil))
 	cmd.AddCommand(keycmd.NewCmdKey(f, nil))
 	cmd.AddCommand(trustcmd.NewCmdTrust(f, nil))
+	cmd.AddCommand(templatecmd.NewCmdTemplate(f))
 	usageArgs(cmd)
 
 	return cmd

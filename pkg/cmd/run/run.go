@@ -20,6 +20,7 @@ import (
 	"github.com/ukernel-dev/ukernel/internal/project"
 	"github.com/ukernel-dev/ukernel/internal/runenv"
 	"github.com/ukernel-dev/ukernel/internal/runlog"
+	"github.com/ukernel-dev/ukernel/internal/template"
 	"github.com/ukernel-dev/ukernel/internal/vmm/backends"
 	"github.com/ukernel-dev/ukernel/internal/vmm/launch"
 	"github.com/ukernel-dev/ukernel/pkg/cmdutil"
@@ -51,6 +52,7 @@ type Options struct {
 	Offline     bool
 	Locked      bool
 	StopTimeout time.Duration
+	Template    string // NAME[@REV]
 
 	// Set by check from the flags above.
 	net abi.Net          // --net parsed; the zero Net: as the image says
@@ -107,6 +109,7 @@ else: not in the image, the logs, the events or ps.`,
 	fl.StringArrayVarP(&o.Env, "env", "e", nil, "set K=V in the workload's environment at run time (repeatable; -e K takes K from here)")
 	fl.StringArrayVar(&o.EnvFiles, "env-file", nil, "read K=V lines from a file into the workload's environment (repeatable)")
 	fl.StringArrayVar(&o.Secrets, "secret", nil, "give the guest a secret as NAME=@FILE, or NAME from the environment variable NAME (repeatable)")
+	fl.StringVar(&o.Template, "template", "", "boot a template's current revision (NAME) or a given one (NAME@REV) with its run settings, from any directory; flags override them")
 	fl.StringVar(&o.Image, "image", "", "boot this image instead of building the project's (relative to the project directory)")
 	fl.BoolVarP(&o.Detach, "detach", "d", false, "start the guest under a monitor process and return; see ps, logs, stop, rm")
 	fl.StringVar(&o.Accel, "accel", backends.Auto, "accelerator: auto, kvm or tcg")
@@ -119,6 +122,14 @@ else: not in the image, the logs, the events or ps.`,
 
 // check refuses flags that are wrong by themselves; the ranges are ukernel.toml's [run] ranges.
 func (o *Options) check() error {
+	if o.Template != "" {
+		if o.Image != "" {
+			return cmdutil.Usagef("--template and --image exclude each other: a template names its image")
+		}
+		if _, _, err := template.ParseRef(o.Template); err != nil {
+			return &cmdutil.UsageError{Err: err}
+		}
+	}
 	if o.Net != "" {
 		var err error
 		if o.net, err = abi.ParseNet(o.Net); err != nil {
@@ -154,6 +165,13 @@ func (o *Options) check() error {
 
 func runRun(ctx context.Context, o *Options) error {
 	fail := func(err error) error { return &cmdutil.ExitError{Code: runlog.ExitNoReport, Err: err} }
+	var tpl *templateRun
+	if o.Template != "" {
+		var err error
+		if tpl, err = resolveTemplate(o); err != nil {
+			return fail(err)
+		}
+	}
 	// Say what an explicit backend lacks before the build, too.
 	if err := backends.Precheck(ctx, o.req); err != nil {
 		return fail(err)
@@ -177,6 +195,9 @@ func runRun(ctx context.Context, o *Options) error {
 	if err != nil {
 		return fail(err)
 	}
+	if tpl != nil {
+		dir = tpl.dir // its logs and data volume live with the template
+	}
 	logs, err := logLimits(dir)
 	if err != nil {
 		return fail(err)
@@ -188,6 +209,9 @@ func runRun(ctx context.Context, o *Options) error {
 			return fail(err)
 		}
 	}
+	if tpl != nil {
+		img = tpl.res.Image
+	}
 	if img == "" {
 		if img, err = pipeline.Image(ctx, pipeline.Options{Dir: dir, Offline: o.Offline, Locked: o.Locked, Progress: o.IO.Progress(), Logger: o.Logger}); err != nil {
 			return fail(err)
@@ -198,6 +222,9 @@ func runRun(ctx context.Context, o *Options) error {
 		Net: o.net, Publish: o.Publish, Env: env, Secrets: secrets, Accel: o.Accel, Backend: o.Backend, Detached: o.Detach,
 		StopTimeout: o.StopTimeout, Logs: logs, Progress: o.IO.Progress(), Log: o.Logger,
 	}
+	if tpl != nil {
+		tpl.apply(&opts)
+	}
 	step := o.IO.Progress().Start("Starting VM")
 	if o.Detach {
 		if o.Executable == "" {
@@ -207,7 +234,7 @@ func runRun(ctx context.Context, o *Options) error {
 		d, err := launch.StartDetached(ctx, opts, o.Executable)
 		if err != nil {
 			step.Fail()
-			return fail(err)
+			return fail(tpl.damaged(err))
 		}
 		step.Done("")
 		if o.JSON {
@@ -218,7 +245,7 @@ func runRun(ctx context.Context, o *Options) error {
 	g, err := launch.Start(ctx, opts)
 	if err != nil {
 		step.Fail()
-		return fail(err)
+		return fail(tpl.damaged(err))
 	}
 	step.Done("")
 	// On a terminal the guest's control sequences are shown escaped; pipes get its bytes.

@@ -1,0 +1,70 @@
+package run
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/ukernel-dev/ukernel/internal/abi"
+	"github.com/ukernel-dev/ukernel/internal/vmm/backends"
+
+	"github.com/ukernel-dev/ukernel/internal/template"
+	"github.com/ukernel-dev/ukernel/internal/vmm/launch"
+)
+
+// templateRun is a `run --template NAME[@REV]`: the revision to boot and the template's run
+// settings, which the run's own flags override.
+type templateRun struct {
+	store *template.Store
+	res   *template.Resolved
+	dir   string // the template's directory: the run's logs and data volume live there
+}
+
+func resolveTemplate(o *Options) (*templateRun, error) {
+	s, err := template.Open()
+	if err != nil {
+		return nil, err
+	}
+	res, err := s.Resolve(o.Template)
+	if err != nil {
+		return nil, err
+	}
+	if o.Net == "" && res.Spec.Net != "" {
+		// The template's network, as if given with --net: the backend request follows it.
+		if o.net, err = abi.ParseNet(res.Spec.Net); err != nil {
+			return nil, fmt.Errorf("template %s: net: %w", res.Spec.Name, err)
+		}
+		if o.req, err = backends.ParseRequest(o.Backend, o.Accel, o.net.Mode); err != nil {
+			return nil, err
+		}
+	}
+	return &templateRun{store: s, res: res, dir: s.TemplateDir(res.Spec.Name)}, nil
+}
+
+// apply sets the template's run settings where the flags left the image's default.
+func (t *templateRun) apply(o *launch.Options) {
+	spec := t.res.Spec
+	if o.Name == "" {
+		o.Name = spec.Name
+	}
+	if o.VCPU == 0 {
+		o.VCPU = spec.VCPU
+	}
+	if o.MemoryMB == 0 {
+		o.MemoryMB = spec.MemoryMB
+	}
+	if len(o.Publish) == 0 {
+		o.Publish = spec.Publish
+	}
+	o.DataMB = spec.DataMB
+	o.Template, o.Revision = spec.Name, t.res.Revision.ID
+	o.WantDigest = t.res.Revision.ID
+}
+
+// damaged tells a stored image that failed its digest or checks, with how to rebuild it.
+func (t *templateRun) damaged(err error) error {
+	var de *launch.DigestError
+	if t != nil && errors.As(err, &de) {
+		return &template.DamagedError{Name: t.res.Spec.Name, ID: t.res.Revision.ID, Err: de.Err}
+	}
+	return err
+}

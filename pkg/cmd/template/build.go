@@ -1,0 +1,153 @@
+package template
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ukernel-dev/ukernel/internal/template"
+	"github.com/ukernel-dev/ukernel/internal/templatebuild"
+	"github.com/ukernel-dev/ukernel/pkg/cmdutil"
+)
+
+// BuildOptions are the inputs of `template build`.
+type BuildOptions struct {
+	Common
+	Logger     *slog.Logger
+	Names      []string
+	Config     string // --config FILE
+	Force      bool
+	UpdateLock bool
+	Keep       int
+	Offline    bool
+	// AfterCommit is handed to every build (see templatebuild.Options).
+	AfterCommit func(ctx context.Context, r *templatebuild.Result) error
+}
+
+// NewCmdBuild returns `template build`.
+func NewCmdBuild(f *cmdutil.Factory, runF func(*BuildOptions) error) *cobra.Command {
+	opts := &BuildOptions{Common: newCommon(f)}
+	cmd := &cobra.Command{
+		Use:   "build NAME... | build --config FILE [NAME]",
+		Short: "Build a template's revision from its source, when its inputs changed",
+		Long: `Build makes the template's current revision match its source: the input key (lock digest,
+source digest, role, release, ukernel version) finds a revision already built, by this
+template or another one, without building; otherwise the image is built and packed into the
+store, becomes current, and the oldest revisions beyond --keep go (the current one stays).
+--force builds even when the key matches; --update-lock re-resolves the environment to the
+newest versions first (as env upgrade). A killed build leaves the current revision as it was.
+
+--config FILE builds the variants a TOML file describes: name (the base name; NAME on the
+command line overrides it), from (the project, relative to the file; default its directory),
+defaults (release, vcpu, memory_mb, data_mb, net, publish) and [[variants]] tables (name,
+role, and the same keys); an unnamed variant is NAME-ROLE. Each variant becomes a template
+(created, or its settings updated) and each distinct image is built once: variants that
+differ only in run settings share one revision.`,
+		Example: `  ukernel template build api
+  ukernel template build api --force --keep 3
+  ukernel template build --config variants.toml`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.Names, opts.JSON, opts.Logger = args, f.JSON, f.Logger
+			if opts.Config == "" && len(args) == 0 {
+				return cmdutil.Usagef("template build takes template names, or --config FILE")
+			}
+			if opts.Config != "" && len(args) > 1 {
+				return cmdutil.Usagef("template build --config takes at most one NAME (the base name), got %d", len(args))
+			}
+			if opts.Keep < 1 {
+				return cmdutil.Usagef("--keep %d: keep at least 1 revision (the current one)", opts.Keep)
+			}
+			for _, n := range args {
+				if err := template.ValidateName(n); err != nil {
+					return &cmdutil.UsageError{Err: err}
+				}
+			}
+			if runF != nil {
+				return runF(opts)
+			}
+			return buildRun(cmd.Context(), opts)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&opts.Config, "config", "", "build the variants this TOML file describes")
+	fl.BoolVar(&opts.Force, "force", false, "build even when a revision with the same inputs exists")
+	fl.BoolVar(&opts.UpdateLock, "update-lock", false, "re-resolve the environment to the newest versions first")
+	fl.IntVar(&opts.Keep, "keep", templatebuild.DefaultKeep, "revisions to keep, the current one included")
+	fl.BoolVar(&opts.Offline, "offline", false, "build without network access")
+	return cmd
+}
+
+func buildRun(ctx context.Context, opts *BuildOptions) error {
+	s, err := opts.Store()
+	if err != nil {
+		return err
+	}
+	names := opts.Names
+	if opts.Config != "" {
+		base := ""
+		if len(names) == 1 {
+			base = names[0]
+		}
+		specs, err := templatebuild.ParseVariants(opts.Config, base)
+		if err != nil {
+			return err
+		}
+		created, err := templatebuild.Apply(ctx, s, specs, "ukernel template build --config")
+		if err != nil {
+			return err
+		}
+		for _, n := range created {
+			opts.IO.Progress().Printf("Created template %s", n)
+		}
+		names = nil
+		for _, sp := range specs {
+			names = append(names, sp.Name)
+		}
+	}
+	results := []*templatebuild.Result{}
+	for _, name := range names {
+		r, err := templatebuild.Build(ctx, templatebuild.Options{
+			Store: s, Name: name, Force: opts.Force, UpdateLock: opts.UpdateLock, Keep: opts.Keep, Offline: opts.Offline,
+			Progress: opts.IO.Progress(), Logger: opts.Logger, AfterCommit: opts.AfterCommit,
+		})
+		if err != nil {
+			return err
+		}
+		results = append(results, r)
+		if !opts.JSON {
+			fmt.Fprintln(opts.IO.Out, describe(r))
+		}
+	}
+	if opts.JSON {
+		return cmdutil.PrintJSON(opts.IO, results)
+	}
+	return nil
+}
+
+// describe is the line a build prints.
+func describe(r *templatebuild.Result) string {
+	rev := r.Revision.Short()
+	var b strings.Builder
+	switch r.Outcome {
+	case templatebuild.UpToDate:
+		fmt.Fprintf(&b, "%s is up to date: revision %s (inputs unchanged; --force rebuilds)", r.Name, rev)
+	case templatebuild.Reused:
+		fmt.Fprintf(&b, "%s: revision %s, already built with the same inputs, is current", r.Name, rev)
+	default:
+		fmt.Fprintf(&b, "%s: built revision %s (%s) in %s", r.Name, rev, size(r.Revision.Sizes.Total), r.Took.Round(100*time.Millisecond))
+		if r.Identical {
+			b.WriteString("; byte-identical to the current one")
+		}
+	}
+	if r.Previous != "" {
+		fmt.Fprintf(&b, "; was %s", template.ShortID(r.Previous))
+	}
+	if n := len(r.Pruned); n > 0 {
+		fmt.Fprintf(&b, "; removed %d old revision(s)", n)
+	}
+	return b.String()
+}

@@ -1,0 +1,145 @@
+// Package template implements `ukernel template`: named, versioned images kept in the template
+// store (internal/template) and built from a project's role (internal/templatebuild).
+package template
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/dustin/go-humanize"
+	"github.com/spf13/cobra"
+
+	"github.com/ukernel-dev/ukernel/internal/runstate"
+	"github.com/ukernel-dev/ukernel/internal/template"
+	"github.com/ukernel-dev/ukernel/pkg/cmdutil"
+	"github.com/ukernel-dev/ukernel/pkg/iostreams"
+)
+
+// Common is what every template command gets from the factory.
+type Common struct {
+	IO         *iostreams.IOStreams
+	JSON       bool
+	Store      func() (*template.Store, error)
+	ProjectDir func() (string, error)
+	// Running lists the live guests of a template (delete and edit refuse, or stop, them).
+	Running func(name string) ([]*runstate.State, error)
+}
+
+func newCommon(f *cmdutil.Factory) Common {
+	return Common{IO: f.IO, Store: template.Open, ProjectDir: f.ProjectDir, Running: running}
+}
+
+// NewCmdTemplate returns the template command group.
+func NewCmdTemplate(f *cmdutil.Factory) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "template <command>",
+		Short: "Named, versioned images: create, build, run and roll back templates",
+		Long: `A template is a name for an image built from a project's role, with run settings. Each
+build is a revision named by the image's SHA-256; building again with unchanged inputs does
+nothing, and templates that differ only in run settings share one revision and its bytes.
+Templates live in $XDG_DATA_HOME/ukernel/templates (override: UKERNEL_TEMPLATES). Run one
+from anywhere with ukernel run --template NAME[@REV].`,
+		Example: `  ukernel template create api --role api --vcpu 2
+  ukernel template build api
+  ukernel run --template api
+  ukernel template rollback api`,
+	}
+	cmd.AddCommand(NewCmdCreate(f, nil))
+	cmd.AddCommand(NewCmdList(f, nil))
+	cmd.AddCommand(NewCmdInfo(f, nil))
+	cmd.AddCommand(NewCmdRevisions(f, nil))
+	cmd.AddCommand(NewCmdBuild(f, nil))
+	cmd.AddCommand(NewCmdEdit(f, nil))
+	cmd.AddCommand(NewCmdDelete(f, nil))
+	cmd.AddCommand(NewCmdRollback(f, nil))
+	cmd.AddCommand(NewCmdVerify(f, nil))
+	cmd.AddCommand(NewCmdInit(f, nil))
+	return cmd
+}
+
+// running lists the live guests started from template name.
+func running(name string) ([]*runstate.State, error) {
+	rs, err := runstate.Open()
+	if err != nil {
+		return nil, err
+	}
+	all, err := rs.List()
+	if err != nil {
+		return nil, err
+	}
+	var out []*runstate.State
+	for _, st := range all {
+		if st.Template == name && !st.Exited && st.Live() {
+			out = append(out, st)
+		}
+	}
+	return out, nil
+}
+
+// runningError says a template has guests running.
+func runningError(name, what string, guests []*runstate.State) error {
+	var names []string
+	for _, g := range guests {
+		names = append(names, g.Name)
+	}
+	return fmt.Errorf("template %s has a running guest (%s): %s; stop it first (ukernel stop %s)", name, strings.Join(names, ", "), what, strings.Join(names, " "))
+}
+
+func nameArg(cmd string) cobra.PositionalArgs {
+	return func(c *cobra.Command, args []string) error {
+		if len(args) != 1 {
+			return cmdutil.Usagef("template %s takes one template name, got %d arguments", cmd, len(args))
+		}
+		return nil
+	}
+}
+
+// runSettings describes a spec's run settings, "image" for those left to the image.
+func runSettings(s template.Spec) string {
+	v := func(n int) string {
+		if n == 0 {
+			return "image's"
+		}
+		return fmt.Sprint(n)
+	}
+	net := s.Net
+	if net == "" {
+		net = "image's"
+	}
+	out := fmt.Sprintf("vcpu %s, memory_mb %s, data_mb %s, net %s", v(s.VCPU), v(s.MemoryMB), v(s.DataMB), net)
+	if len(s.Publish) > 0 {
+		out += ", publish " + strings.Join(s.Publish, " ")
+	}
+	return out
+}
+
+func roleName(r string) string {
+	if r == "" {
+		return "-"
+	}
+	return r
+}
+
+func size(n int64) string { return humanize.IBytes(uint64(n)) }
+
+func when(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.Local().Format("2006-01-02 15:04:05")
+}
+
+// snapshotState is "present" when the revision's snapshot directory holds anything.
+func snapshotState(s *template.Store, name, id string) string {
+	if id == "" {
+		return "none"
+	}
+	ents, err := os.ReadDir(filepath.Join(s.RevisionDir(name, id), template.SnapshotDir))
+	if err == nil && len(ents) > 0 {
+		return "present"
+	}
+	return "none"
+}
