@@ -468,3 +468,21 @@ func copyFile(src, dst string) error {
 	}
 	return out.Close()
 }
+
+// ImageArg reads an image argument of a command (inspect, diff): template:NAME[@REV] is that
+// revision's image in the user's store; anything else is returned as it is.
+func ImageArg(arg string) (string, error) {
+	ref, ok := strings.CutPrefix(arg, RefPrefix)
+	if !ok {
+		return arg, nil
+	}
+	s, err := Open()
+	if err != nil {
+		return "", err
+	}
+	res, err := s.Resolve(ref)
+	if err != nil {
+		return "", err
+	}
+	return res.Image, nil
+}

@@ -122,6 +122,12 @@ func ValidateName(name string) error {
 	return nil
 }
 
+// RefPrefix marks a template revision where a command takes an image (inspect, diff).
+const RefPrefix = "template:"
+
+// Ref names a revision as commands take it: template:NAME@SHORTID.
+func Ref(name, id string) string { return RefPrefix + name + "@" + ShortID(id) }
+
 var revRe = regexp.MustCompile(`^[0-9a-f]{4,64}$`)
 
 // ParseRef splits NAME[@REV]; REV is a revision id or a unique prefix of one (at least 4 hex

@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ukernel-dev/ukernel/internal/diff"
+	"github.com/ukernel-dev/ukernel/internal/template"
 	"github.com/ukernel-dev/ukernel/pkg/cmdutil"
 	"github.com/ukernel-dev/ukernel/pkg/iostreams"
 )
@@ -27,7 +28,8 @@ func NewCmdDiff(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command {
 		Use:         "diff A B",
 		Annotations: map[string]string{cmdutil.InterruptibleAnnotation: "true"}, // killed, it leaves nothing half-done
 		Short:       "Compare two images or two locks",
-		Long: `Diff compares two images (dist/NAME.img) or two lock files (env/ukernel.lock): packages
+		Long: `Diff compares two images (dist/NAME.img, or template:NAME[@REV] for a template's revision)
+or two lock files (env/ukernel.lock): packages
 added, removed and changed with their versions; for images also the files of the root
 filesystem added, removed and changed with their sizes, and the ABI, adapter, kernel and size
 differences. Identical inputs are reported as such.
@@ -37,6 +39,7 @@ then it exits 1 when they differ (as git diff --exit-code does).`,
 		Example: `  cp dist/api.img /tmp/api-before.img
   ukernel env add --system jq && ukernel pack
   ukernel diff /tmp/api-before.img dist/api.img
+  ukernel diff template:api@3f2a9c01 template:api
   git show HEAD~1:env/ukernel.lock > /tmp/old.lock && ukernel diff /tmp/old.lock env/ukernel.lock`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -52,7 +55,15 @@ then it exits 1 when they differ (as git diff --exit-code does).`,
 }
 
 func diffRun(ctx context.Context, opts *Options) error {
-	r, err := diff.Compare(ctx, opts.A, opts.B)
+	a, err := template.ImageArg(opts.A)
+	if err != nil {
+		return err
+	}
+	b, err := template.ImageArg(opts.B)
+	if err != nil {
+		return err
+	}
+	r, err := diff.Compare(ctx, a, b)
 	if err != nil {
 		return err
 	}

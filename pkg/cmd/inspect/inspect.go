@@ -15,6 +15,7 @@ import (
 
 	"github.com/ukernel-dev/ukernel/internal/abi"
 	"github.com/ukernel-dev/ukernel/internal/image"
+	"github.com/ukernel-dev/ukernel/internal/template"
 	"github.com/ukernel-dev/ukernel/pkg/cmdutil"
 	"github.com/ukernel-dev/ukernel/pkg/iostreams"
 )
@@ -42,7 +43,7 @@ type Output struct {
 func NewCmdInspect(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command {
 	opts := &Options{IO: f.IO, ProjectDir: f.ProjectDir}
 	return &cobra.Command{
-		Use:         "inspect IMG",
+		Use:         "inspect IMG | template:NAME[@REV]",
 		Annotations: map[string]string{cmdutil.InterruptibleAnnotation: "true"}, // killed, it leaves nothing half-done
 		Short:       "Show an image's metadata and verify it",
 		Long: `Show what an image holds (ABI, adapter, kernel, lock, artefacts, entry, services, health
@@ -50,6 +51,7 @@ checks, run defaults) and verify every part of it: both GPT copies, each partiti
 the zero gaps, the manifest, kernel and initramfs. Reads the file only: no boot, no root.
 Exits 1 and names the damaged part when verification fails.`,
 		Example: `  ukernel inspect dist/example-worker.img
+  ukernel inspect template:api@3f2a9c01
   ukernel inspect --json dist/example-worker.img | jq .manifest.artefacts`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) != 1 {
@@ -73,7 +75,11 @@ func inspectRun(opts *Options) error {
 	if err != nil {
 		return err
 	}
-	im, err := image.Open(cmdutil.ProjectPath(dir, opts.Image))
+	p, err := template.ImageArg(opts.Image)
+	if err != nil {
+		return err
+	}
+	im, err := image.Open(cmdutil.ProjectPath(dir, p))
 	if err != nil {
 		return fmt.Errorf("inspect: %w", err)
 	}
@@ -106,6 +112,9 @@ func printText(w io.Writer, o Output) {
 	line("Size", "%s", humanize.Bytes(uint64(o.Size)))
 	line("SHA256", "%s", o.SHA256)
 	line("Name", "%s", m.Name)
+	if m.Role != "" {
+		line("Role", "%s", m.Role)
+	}
 	line("Lock", "%s (%d packages)", m.Lock.Digest, m.Lock.Packages)
 	line("Kernel", "%s %s (%s)", m.Kernel.Package, m.Kernel.Version, m.Kernel.Release)
 	line("Cmdline", "%s", m.Kernel.Cmdline)

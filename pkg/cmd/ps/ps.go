@@ -13,6 +13,7 @@ import (
 
 	"github.com/ukernel-dev/ukernel/internal/runlog"
 	"github.com/ukernel-dev/ukernel/internal/runstate"
+	"github.com/ukernel-dev/ukernel/internal/template"
 	"github.com/ukernel-dev/ukernel/pkg/cmdutil"
 )
 
@@ -33,6 +34,9 @@ type Guest struct {
 	Health      map[string]string `json:"health,omitempty"`
 	RunDir      string            `json:"run_dir"`
 	ProjectDir  string            `json:"project_dir"`
+	// Template and Revision: the template revision the guest runs (run --template).
+	Template string `json:"template,omitempty"`
+	Revision string `json:"revision,omitempty"`
 }
 
 // NewCmdPs returns the ps command.
@@ -42,7 +46,8 @@ func NewCmdPs(f *cmdutil.Factory) *cobra.Command {
 		Use:         "ps",
 		Annotations: map[string]string{cmdutil.InterruptibleAnnotation: "true"}, // killed, it leaves nothing half-done
 		Short:       "List the guests running on this host",
-		Long: `Ps lists running guests: name, VMM pid, backend, accelerator, image digest, published
+		Long: `Ps lists running guests: name, VMM pid, backend, accelerator, image digest (for a
+template's guest, template:NAME@REVISION), published
 ports, uptime, status and health (the latest result of each [health.NAME] check:
 starting, healthy or unhealthy). With -a it lists finished guests too, as exited with the
 exit code their guest reported (or why there is none): a guest's record stays until a new run
@@ -72,6 +77,9 @@ of the same name replaces it or ` + "`ukernel rm NAME`" + ` removes it.`,
 				digest := g.ImageDigest
 				if len(digest) > 12 {
 					digest = digest[:12]
+				}
+				if g.Template != "" {
+					digest = template.Ref(g.Template, g.Revision)
 				}
 				uptime := "-"
 				if g.Status == "running" {
@@ -130,6 +138,7 @@ func List(store *runstate.Store, now time.Time, all bool) ([]Guest, error) {
 			Name: st.Name, PID: st.Handle.PID, Backend: string(st.Handle.Backend), Accel: st.Accel,
 			Image: st.Image, ImageDigest: st.ImageDigest, Ports: st.Ports, Started: st.Started,
 			RunDir: st.RunDir, ProjectDir: st.ProjectDir, Status: "running",
+			Template: st.Template, Revision: st.Revision,
 		}
 		if g.Ports == nil {
 			g.Ports = []string{}
