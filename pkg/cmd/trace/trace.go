@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ukernel-dev/ukernel/internal/template"
 	"github.com/ukernel-dev/ukernel/internal/trace"
 	"github.com/ukernel-dev/ukernel/pkg/cmdutil"
 )
@@ -22,10 +23,11 @@ const (
 )
 
 type options struct {
-	f      *cmdutil.Factory
-	run    string
-	format string
-	output string
+	f        *cmdutil.Factory
+	run      string
+	format   string
+	output   string
+	template string
 }
 
 // NewCmdTrace returns the trace command.
@@ -44,7 +46,8 @@ event JSON (open it in https://ui.perfetto.dev or chrome://tracing); otlp writes
 OpenTelemetry tools. A run whose records are incomplete is shown and marked partial.`,
 		Example: `  ukernel trace
   ukernel trace --format chrome -o trace.json
-  ukernel trace 20261122T101500Z-a1b2c3 --format otlp`,
+  ukernel trace 20261122T101500Z-a1b2c3 --format otlp
+  ukernel trace --template api`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 1 {
@@ -55,6 +58,7 @@ OpenTelemetry tools. A run whose records are incomplete is shown and marked part
 	}
 	cmd.Flags().StringVar(&o.format, "format", FormatTree, "output format: tree, chrome or otlp")
 	cmd.Flags().StringVarP(&o.output, "output", "o", "", "write to FILE instead of stdout")
+	cmd.Flags().StringVar(&o.template, "template", "", "a run of this template (run --template), not of the project")
 	return cmd
 }
 
@@ -73,6 +77,16 @@ func run(o *options) error {
 	dir, err := o.f.ProjectDir()
 	if err != nil {
 		return err
+	}
+	if o.template != "" {
+		s, err := template.Open()
+		if err != nil {
+			return err
+		}
+		if _, err := s.Get(o.template); err != nil {
+			return err
+		}
+		dir = s.TemplateDir(o.template)
 	}
 	r, err := trace.FindRun(dir, o.run)
 	if err != nil {
