@@ -377,4 +377,3 @@ func tomlError(name string, err error) error {
 	row, _ := de.Position()
 	return &Error{File: name, Line: row, Key: strings.Join(de.Key(), "."), Msg: strings.TrimPrefix(de.Error(), "toml: ")}
 }
-
