@@ -11,10 +11,10 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/ukernel-dev/ukernel/internal/runlog"
 	"github.com/ukernel-dev/ukernel/internal/runstate"
 	"github.com/ukernel-dev/ukernel/internal/template"
 	"github.com/ukernel-dev/ukernel/pkg/cmdutil"
+	"github.com/ukernel-dev/ukernel/pkg/iostreams"
 )
 
 // Guest is one row of `ps`.
@@ -39,9 +39,20 @@ type Guest struct {
 	Revision string `json:"revision,omitempty"`
 }
 
-// NewCmdPs returns the ps command.
-func NewCmdPs(f *cmdutil.Factory) *cobra.Command {
-	var all bool
+// Options are the inputs of `ps`.
+type Options struct {
+	IO        *iostreams.IOStreams
+	JSON      bool
+	OpenStore func() (*runstate.Store, error)
+	Now       func() time.Time
+
+	All bool
+}
+
+// NewCmdPs returns the ps command; runF, when set, gets the parsed options instead of psRun
+// (tests).
+func NewCmdPs(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command {
+	opts := &Options{IO: f.IO, OpenStore: runstate.Open, Now: time.Now}
 	cmd := &cobra.Command{
 		Use:         "ps",
 		Annotations: map[string]string{cmdutil.InterruptibleAnnotation: "true"}, // killed, it leaves nothing half-done
@@ -57,46 +68,52 @@ of the same name replaces it or ` + "`ukernel rm NAME`" + ` removes it.`,
   ukernel ps --json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			store, err := runstate.Open()
-			if err != nil {
-				return err
+			opts.JSON = f.JSON
+			if runF != nil {
+				return runF(opts)
 			}
-			rows, err := List(store, time.Now(), all)
-			if err != nil {
-				return err
-			}
-			if f.JSON {
-				if rows == nil {
-					rows = []Guest{}
-				}
-				return f.PrintJSON(rows)
-			}
-			tw := tabwriter.NewWriter(f.IO.Out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tPID\tBACKEND\tACCEL\tIMAGE\tPORTS\tUPTIME\tSTATUS\tHEALTH")
-			for _, g := range rows {
-				digest := g.ImageDigest
-				if len(digest) > 12 {
-					digest = digest[:12]
-				}
-				if g.Template != "" {
-					digest = template.Ref(g.Template, g.Revision)
-				}
-				uptime := "-"
-				if g.Status == "running" {
-					uptime = (time.Duration(g.UptimeS) * time.Second).String()
-				}
-				pid := "-"
-				if g.PID > 0 {
-					pid = fmt.Sprint(g.PID)
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", g.Name, pid, dash(g.Backend), dash(g.Accel),
-					dash(digest), dash(strings.Join(g.Ports, ",")), uptime, statusText(g), dash(HealthText(g.Health)))
-			}
-			return tw.Flush()
+			return psRun(opts)
 		},
 	}
-	cmd.Flags().BoolVarP(&all, "all", "a", false, "list finished guests too")
+	cmd.Flags().BoolVarP(&opts.All, "all", "a", false, "list finished guests too")
 	return cmd
+}
+
+func psRun(opts *Options) error {
+	store, err := opts.OpenStore()
+	if err != nil {
+		return err
+	}
+	guests, err := store.Guests()
+	if err != nil {
+		return err
+	}
+	rows := Rows(guests, opts.Now(), opts.All)
+	if opts.JSON {
+		return cmdutil.PrintJSON(opts.IO, rows)
+	}
+	tw := tabwriter.NewWriter(opts.IO.Out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tPID\tBACKEND\tACCEL\tIMAGE\tPORTS\tUPTIME\tSTATUS\tHEALTH")
+	for _, g := range rows {
+		digest := g.ImageDigest
+		if len(digest) > 12 {
+			digest = digest[:12]
+		}
+		if g.Template != "" {
+			digest = template.Ref(g.Template, g.Revision)
+		}
+		uptime := "-"
+		if g.Status == runstate.StatusRunning {
+			uptime = (time.Duration(g.UptimeS) * time.Second).String()
+		}
+		pid := "-"
+		if g.PID > 0 {
+			pid = fmt.Sprint(g.PID)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", g.Name, pid, dash(g.Backend), dash(g.Accel),
+			dash(digest), dash(strings.Join(g.Ports, ",")), uptime, statusText(g), dash(HealthText(g.Health)))
+	}
+	return tw.Flush()
 }
 
 func dash(s string) string {
@@ -125,56 +142,31 @@ func HealthText(health map[string]string) string {
 	return strings.Join(h, ",")
 }
 
-// List returns the guests of store (all: the finished ones too), recording as finished those
-// whose VMM is gone.
-func List(store *runstate.Store, now time.Time, all bool) ([]Guest, error) {
-	states, err := store.List()
-	if err != nil {
-		return nil, err
-	}
-	var rows []Guest
-	for _, st := range states {
+// Rows are the rows of guests at now: the running ones, or with all the finished ones too.
+func Rows(guests []runstate.Guest, now time.Time, all bool) []Guest {
+	rows := []Guest{}
+	for _, rg := range guests {
+		if rg.Status == runstate.StatusExited && !all {
+			continue
+		}
+		st := rg.State
 		g := Guest{
 			Name: st.Name, PID: st.Handle.PID, Backend: string(st.Handle.Backend), Accel: st.Accel,
 			Image: st.Image, ImageDigest: st.ImageDigest, Ports: st.Ports, Started: st.Started,
-			RunDir: st.RunDir, ProjectDir: st.ProjectDir, Status: "running",
+			RunDir: st.RunDir, ProjectDir: st.ProjectDir,
+			Status: rg.Status, ExitCode: rg.ExitCode, Reason: rg.Reason, Health: rg.Health,
 			Template: st.Template, Revision: st.Revision,
 		}
 		if g.Ports == nil {
 			g.Ports = []string{}
 		}
-		run := runlog.Run{ID: st.RunID, Dir: st.RunDir}
-		switch {
-		case st.Exited:
-			g.Status, g.ExitCode, g.Reason, g.PID = "exited", st.ExitCode, st.Reason, 0
-			if g.ExitCode == nil && g.Reason == "" {
-				g.Reason = "no exit code reported"
-			}
-		case st.Live() && st.Handle.PID == 0:
-			g.Status = "starting"
-		case st.Live():
+		switch g.Status {
+		case runstate.StatusExited:
+			g.PID = 0
+		case runstate.StatusRunning:
 			g.UptimeS = int64(now.Sub(st.Started) / time.Second)
-			g.Health = runlog.ReadHealth(run)
-		default:
-			// The VMM is gone and nobody recorded how the guest ended (its owner was killed).
-			g.Status = "exited"
-			out := runlog.Outcome{Reason: "never started"}
-			if st.RunDir != "" {
-				out = runlog.ReadOutcome(run)
-			}
-			if out.Reported {
-				g.ExitCode = &out.Code
-			} else {
-				g.Reason = "no exit code reported"
-			}
-			if err := store.Finish(st, out); err != nil {
-				return nil, fmt.Errorf("record the finished guest %s: %w", st.Name, err)
-			}
-		}
-		if g.Status == "exited" && !all {
-			continue
 		}
 		rows = append(rows, g)
 	}
-	return rows, nil
+	return rows
 }

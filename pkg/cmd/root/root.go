@@ -94,7 +94,7 @@ microVM image and runs it locally with one command.`,
 
 	// Commands (one package each under pkg/cmd).
 	cmd.AddCommand(run.NewCmdRun(f, nil))
-	cmd.AddCommand(ps.NewCmdPs(f))
+	cmd.AddCommand(ps.NewCmdPs(f, nil))
 	cmd.AddCommand(stop.NewCmdStop(f))
 	cmd.AddCommand(execcmd.NewCmdExec(f, nil))
 	cmd.AddCommand(shellcmd.NewCmdShell(f, nil))
