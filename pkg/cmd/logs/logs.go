@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -17,21 +16,31 @@ import (
 	"github.com/ukernel-dev/ukernel/internal/runlog"
 	"github.com/ukernel-dev/ukernel/internal/runstate"
 	"github.com/ukernel-dev/ukernel/pkg/cmdutil"
+	"github.com/ukernel-dev/ukernel/pkg/iostreams"
 )
 
-// Options are the flags of `logs`.
+// Options are the inputs of `logs`.
 type Options struct {
+	IO         *iostreams.IOStreams
+	ProjectDir func() (string, error)
+	OpenStore  func() (*runstate.Store, error)
+	JSON       bool
+
+	Name       string // the guest; "": the project's latest run
 	Follow     bool
 	Service    string
 	Kernel     bool
-	Tail       int
+	Tail       int // -1: every line
 	Since      string
 	Timestamps bool
+
+	since time.Time // --since parsed (check)
 }
 
-// NewCmdLogs returns the logs command.
-func NewCmdLogs(f *cmdutil.Factory) *cobra.Command {
-	o := &Options{}
+// NewCmdLogs returns the logs command. Its flags are checked (usage errors) before runF (tests:
+// it gets the parsed options) or logsRun.
+func NewCmdLogs(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command {
+	o := &Options{IO: f.IO, ProjectDir: f.ProjectDir, OpenStore: runstate.Open}
 	cmd := &cobra.Command{
 		Use:         "logs [NAME]",
 		Annotations: map[string]string{cmdutil.InterruptibleAnnotation: "true"}, // killed, it leaves nothing half-done
@@ -55,7 +64,17 @@ runs and returns once it is gone. --json prints the selected records as one JSON
   ukernel -C ../api logs --kernel`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runLogs(cmd.Context(), f, o, args)
+			o.JSON = f.JSON
+			if len(args) == 1 {
+				o.Name = args[0]
+			}
+			if err := o.check(time.Now()); err != nil {
+				return err
+			}
+			if runF != nil {
+				return runF(o)
+			}
+			return logsRun(cmd.Context(), o)
 		},
 	}
 	fl := cmd.Flags()
@@ -87,45 +106,42 @@ func ParseSince(s string, now time.Time) (time.Time, error) {
 	return time.Time{}, fmt.Errorf("--since %q: expected a duration (10m, 1h30m) or a timestamp (2006-01-02T15:04:05Z, 2006-01-02)", s)
 }
 
-func runLogs(ctx context.Context, f *cmdutil.Factory, o *Options, args []string) error {
-	since, err := ParseSince(o.Since, time.Now())
-	if err != nil {
+func (o *Options) check(now time.Time) error {
+	var err error
+	if o.since, err = ParseSince(o.Since, now); err != nil {
 		return cmdutil.Usagef("%v", err)
 	}
 	if o.Tail < -1 {
 		return cmdutil.Usagef("--tail %d: expected a number of lines, 0 or more", o.Tail)
 	}
-	if f.JSON && o.Follow {
+	if o.JSON && o.Follow {
 		return cmdutil.Usagef("--json prints one document: it does not go with --follow")
 	}
-	store, err := runstate.Open()
+	return nil
+}
+
+func logsRun(ctx context.Context, o *Options) error {
+	store, err := o.OpenStore()
 	if err != nil {
 		return err
 	}
 	var run runlog.Run
 	var st *runstate.State
-	if len(args) == 1 {
-		if err := runstate.ValidateName(args[0]); err != nil {
+	if o.Name != "" {
+		if st, run, err = store.Started(o.Name); err != nil {
 			return err
 		}
-		if st, err = store.Load(args[0]); err != nil {
-			return err
-		}
-		if st.RunDir == "" {
-			return fmt.Errorf("guest %q has not started yet", args[0])
-		}
-		run = runlog.Run{ID: st.RunID, Dir: st.RunDir}
 	} else {
-		dir, err := f.ProjectDir()
+		dir, err := o.ProjectDir()
 		if err != nil {
 			return err
 		}
 		if run, err = runlog.LatestRun(dir); err != nil {
 			return err
 		}
-		st = guestOf(store, run)
+		st = store.GuestOf(run)
 	}
-	filter := guestlog.Filter{Kernel: o.Kernel, Service: o.Service, Since: since}
+	filter := guestlog.Filter{Kernel: o.Kernel, Service: o.Service, Since: o.since}
 	if o.Service != "" {
 		info, err := run.ReadInfo()
 		if err != nil {
@@ -137,35 +153,27 @@ func runLogs(ctx context.Context, f *cmdutil.Factory, o *Options, args []string)
 		}
 	}
 	// On a terminal the guest's control sequences are shown escaped; pipes get its bytes.
-	outTerm, errTerm := f.IO.Terminals()
-	p := &guestlog.Printer{Out: guestlog.ForTerminal(f.IO.Out, outTerm), Err: guestlog.ForTerminal(f.IO.ErrOut, errTerm), Timestamps: o.Timestamps}
+	outTerm, errTerm := o.IO.Terminals()
+	p := &guestlog.Printer{Out: guestlog.ForTerminal(o.IO.Out, outTerm), Err: guestlog.ForTerminal(o.IO.ErrOut, errTerm), Timestamps: o.Timestamps}
 	emit, end := p.Print, func() error { return nil }
-	if f.JSON {
-		emit, end = jsonArray(f.IO.Out)
+	if o.JSON {
+		emit, end = jsonArray(o.IO.Out)
 	}
-	// Only the records printed are held: --tail reads the log backwards from its end, the
-	// rest streams, so a log of any size costs the same memory.
-	var offset int64
-	if o.Tail >= 0 {
-		var recs []guestlog.Record
-		if recs, offset, err = guestlog.TailRecords(run.Output(), filter, o.Tail); err != nil {
-			return err
-		}
-		for _, r := range recs {
-			if err := emit(r); err != nil {
-				return err
-			}
-		}
-	} else if offset, err = guestlog.Scan(run.Output(), filter, emit); err != nil {
+	offset, err := run.ReadOutput(filter, o.Tail, emit)
+	if err != nil {
 		return err
 	}
-	if f.JSON {
+	if o.JSON {
 		return end()
 	}
 	if !o.Follow || st == nil || !st.Live() {
 		return nil
 	}
-	return follow(ctx, run, offset, filter, p, st)
+	err = run.FollowOutput(ctx, offset, filter, p.Print, func() bool { return st.Live() || st.OwnerAlive() })
+	if err != nil && strings.Contains(err.Error(), "broken pipe") {
+		return nil // the reader went away (logs -f | head)
+	}
+	return err
 }
 
 // jsonArray prints records one at a time as one indented JSON array, as cmdutil's PrintJSON
@@ -194,45 +202,4 @@ func jsonArray(w io.Writer) (emit func(guestlog.Record) error, end func() error)
 		return err
 	}
 	return emit, end
-}
-
-// guestOf returns the guest whose run is r, if it is still recorded.
-func guestOf(store *runstate.Store, r runlog.Run) *runstate.State {
-	states, err := store.List()
-	if err != nil {
-		return nil
-	}
-	for _, st := range states {
-		if st.RunDir != "" && filepath.Clean(st.RunDir) == filepath.Clean(r.Dir) {
-			return st
-		}
-	}
-	return nil
-}
-
-// follow prints the records appended after offset until the guest is gone and its owner (the
-// monitor, or the foreground run) has recorded the rest, or the user interrupts.
-func follow(ctx context.Context, r runlog.Run, offset int64, filter guestlog.Filter, p *guestlog.Printer, st *runstate.State) error {
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		t := time.NewTicker(100 * time.Millisecond)
-		defer t.Stop()
-		for st.Live() || st.OwnerAlive() {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-		}
-	}()
-	rr := &guestlog.RecordReader{Filter: filter, Fn: p.Print}
-	err := guestlog.FollowFrom(ctx, r.Output(), offset, rr, done)
-	if ctx.Err() != nil {
-		return nil // Ctrl-C ends a follow normally
-	}
-	if err != nil && strings.Contains(err.Error(), "broken pipe") {
-		return nil
-	}
-	return err
 }

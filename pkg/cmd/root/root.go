@@ -98,7 +98,7 @@ microVM image and runs it locally with one command.`,
 	cmd.AddCommand(stop.NewCmdStop(f))
 	cmd.AddCommand(execcmd.NewCmdExec(f, nil))
 	cmd.AddCommand(shellcmd.NewCmdShell(f, nil))
-	cmd.AddCommand(logs.NewCmdLogs(f))
+	cmd.AddCommand(logs.NewCmdLogs(f, nil))
 	cmd.AddCommand(initcmd.NewCmdInit(f, nil))
 	cmd.AddCommand(inspect.NewCmdInspect(f, nil))
 	cmd.AddCommand(buildcmd.NewCmdBuild(f, nil))
