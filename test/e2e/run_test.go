@@ -151,7 +151,26 @@ func TestRunWorkerLifecycle(t *testing.T) {
 			t.Errorf("%v: exit %d\n%s", cmd, r.code, r.stderr)
 		}
 	}
+	// logs -f follows the running guest and returns by itself once it is stopped.
+	fctx, fcancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer fcancel()
+	follow := exec.CommandContext(fctx, ukernelBin(t), "-C", dir, "logs", "-f", "life-worker")
+	var followed bytes.Buffer
+	follow.Stdout = &followed
+	if err := follow.Start(); err != nil {
+		t.Fatal(err)
+	}
+	followDone := make(chan error, 1)
+	go func() { followDone <- follow.Wait() }()
 	st := mustUK(t, dir, 2*time.Minute, "--json", "stop", "life-worker")
+	select {
+	case err := <-followDone:
+		if err != nil || fctx.Err() != nil || !strings.Contains(followed.String(), "tick 1") {
+			t.Errorf("logs -f: %v (deadline: %v)\n%s", err, fctx.Err(), followed.String())
+		}
+	case <-fctx.Done():
+		t.Errorf("logs -f did not return after the guest stopped\n%s", followed.String())
+	}
 	var stopped []struct{ Name, Result string }
 	if err := json.Unmarshal([]byte(st.stdout), &stopped); err != nil || len(stopped) != 1 || stopped[0].Name != "life-worker" || stopped[0].Result == "" {
 		t.Errorf("stop --json: %v\n%s", err, st.stdout)
