@@ -9,10 +9,22 @@ import (
 
 	"github.com/ukernel-dev/ukernel/internal/runstate"
 	"github.com/ukernel-dev/ukernel/pkg/cmdutil"
+	"github.com/ukernel-dev/ukernel/pkg/iostreams"
 )
 
-// NewCmdRm returns the rm command.
-func NewCmdRm(f *cmdutil.Factory) *cobra.Command {
+// Options are the inputs of `rm`.
+type Options struct {
+	IO        *iostreams.IOStreams
+	JSON      bool
+	OpenStore func() (*runstate.Store, error)
+
+	Names []string
+}
+
+// NewCmdRm returns the rm command; runF, when set, gets the parsed options instead of rmRun
+// (tests).
+func NewCmdRm(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command {
+	opts := &Options{IO: f.IO, OpenStore: runstate.Open}
 	return &cobra.Command{
 		Use:   "rm NAME...",
 		Short: "Remove finished guests from ps -a",
@@ -21,29 +33,37 @@ guest is refused: stop it first. The run's files under the project's logs/ stay.
 		Example: `  ukernel rm example-worker`,
 		Args:    cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			store, err := runstate.Open()
-			if err != nil {
-				return err
+			opts.JSON, opts.Names = f.JSON, args
+			if runF != nil {
+				return runF(opts)
 			}
-			var errs []error
-			removed := []string{}
-			for _, name := range args {
-				if err := store.Remove(name); err != nil {
-					errs = append(errs, fmt.Errorf("rm %s: %w", name, err))
-					continue
-				}
-				removed = append(removed, name)
-			}
-			if f.JSON {
-				if err := f.PrintJSON(map[string][]string{"removed": removed}); err != nil {
-					return err
-				}
-			} else {
-				for _, name := range removed {
-					fmt.Fprintln(f.IO.Out, name)
-				}
-			}
-			return errors.Join(errs...)
+			return rmRun(opts)
 		},
 	}
+}
+
+func rmRun(opts *Options) error {
+	store, err := opts.OpenStore()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	removed := []string{}
+	for _, name := range opts.Names {
+		if err := store.Remove(name); err != nil {
+			errs = append(errs, fmt.Errorf("rm %s: %w", name, err))
+			continue
+		}
+		removed = append(removed, name)
+	}
+	if opts.JSON {
+		if err := cmdutil.PrintJSON(opts.IO, map[string][]string{"removed": removed}); err != nil {
+			return err
+		}
+	} else {
+		for _, name := range removed {
+			fmt.Fprintln(opts.IO.Out, name)
+		}
+	}
+	return errors.Join(errs...)
 }

@@ -95,7 +95,7 @@ microVM image and runs it locally with one command.`,
 	// Commands (one package each under pkg/cmd).
 	cmd.AddCommand(run.NewCmdRun(f, nil))
 	cmd.AddCommand(ps.NewCmdPs(f, nil))
-	cmd.AddCommand(stop.NewCmdStop(f))
+	cmd.AddCommand(stop.NewCmdStop(f, nil))
 	cmd.AddCommand(execcmd.NewCmdExec(f, nil))
 	cmd.AddCommand(shellcmd.NewCmdShell(f, nil))
 	cmd.AddCommand(logs.NewCmdLogs(f, nil))
@@ -111,7 +111,7 @@ microVM image and runs it locally with one command.`,
 	cmd.AddCommand(diffcmd.NewCmdDiff(f, nil))
 	cmd.AddCommand(versioncmd.NewCmdVersion(f, info, nil))
 	cmd.AddCommand(run.NewCmdMonitor(f))
-	cmd.AddCommand(rmcmd.NewCmdRm(f))
+	cmd.AddCommand(rmcmd.NewCmdRm(f, nil))
 	cmd.AddCommand(pushcmd.NewCmdPush(f, nil))
 	cmd.AddCommand(pullcmd.NewCmdPull(f, nil))
 	cmd.AddCommand(verifycmd.NewCmdVerify(f, nil))

@@ -4,9 +4,11 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ukernel-dev/ukernel/internal/runstate"
 	"github.com/ukernel-dev/ukernel/pkg/cmd/root"
+	"github.com/ukernel-dev/ukernel/pkg/cmd/stop"
 	"github.com/ukernel-dev/ukernel/pkg/cmdutil"
 	"github.com/ukernel-dev/ukernel/pkg/iostreams"
 )
@@ -37,5 +39,24 @@ func TestStopGoesOnAfterAFailure(t *testing.T) {
 	}
 	if st, err := store.Load("stale"); err != nil || !st.Exited {
 		t.Errorf("the stale guest is not recorded as finished (for ps -a): %+v %v", st, err)
+	}
+}
+
+func TestNewCmdStop(t *testing.T) {
+	ios, _, _, _ := iostreams.Test()
+	var got *stop.Options
+	cmd := stop.NewCmdStop(&cmdutil.Factory{IO: ios}, func(o *stop.Options) error { got = o; return nil })
+	cmd.SetArgs([]string{"--timeout", "30s", "api", "db"})
+	if err := cmd.Execute(); err != nil || got == nil || got.Timeout != 30*time.Second || len(got.Names) != 2 || got.Names[1] != "db" {
+		t.Fatalf("stop --timeout 30s api db: %v %+v", err, got)
+	}
+	for _, args := range [][]string{{"--timeout", "0s", "api"}, {}} {
+		cmd := stop.NewCmdStop(&cmdutil.Factory{IO: ios}, func(*stop.Options) error { t.Error("ran"); return nil })
+		cmd.SetArgs(args)
+		cmd.SetOut(ios.Out)
+		cmd.SetErr(ios.ErrOut)
+		if err := cmd.Execute(); err == nil {
+			t.Errorf("stop %q: no error", args)
+		}
 	}
 }
