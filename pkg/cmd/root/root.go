@@ -110,7 +110,7 @@ microVM image and runs it locally with one command.`,
 	cmd.AddCommand(perfcmd.NewCmdPerf(f))
 	cmd.AddCommand(diffcmd.NewCmdDiff(f, nil))
 	cmd.AddCommand(versioncmd.NewCmdVersion(f, info, nil))
-	cmd.AddCommand(run.NewCmdMonitor(f))
+	cmd.AddCommand(run.NewCmdMonitor(f, nil))
 	cmd.AddCommand(rmcmd.NewCmdRm(f, nil))
 	cmd.AddCommand(pushcmd.NewCmdPush(f, nil))
 	cmd.AddCommand(pullcmd.NewCmdPull(f, nil))

@@ -288,14 +288,24 @@ func logLimits(dir string) (guestlog.Limits, error) {
 	return guestlog.Limits{MaxSize: size, MaxFiles: c.Logs.MaxFiles}.OrDefault(), nil
 }
 
-// NewCmdMonitor returns the hidden command a detached guest's monitor runs as (launch.RunMonitor).
-func NewCmdMonitor(f *cmdutil.Factory) *cobra.Command {
+// MonitorOptions are the inputs of the monitor command: its request comes on IO.In.
+type MonitorOptions struct {
+	IO *iostreams.IOStreams
+}
+
+// NewCmdMonitor returns the hidden command a detached guest's monitor runs as (launch.RunMonitor);
+// runF, when set, gets the options instead (tests).
+func NewCmdMonitor(f *cmdutil.Factory, runF func(*MonitorOptions) error) *cobra.Command {
+	opts := &MonitorOptions{IO: f.IO}
 	return &cobra.Command{
 		Use:    launch.MonitorCommand,
 		Hidden: true,
 		Args:   cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return launch.RunMonitor(f.IO.In)
+			if runF != nil {
+				return runF(opts)
+			}
+			return launch.RunMonitor(opts.IO.In)
 		},
 	}
 }
