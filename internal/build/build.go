@@ -54,6 +54,9 @@ type Input struct {
 	LockDigest string
 	Debs       []Deb   // the root filesystem's closure (the kernel is not part of it)
 	Wheels     []Wheel // Python packages for the guest
+	// Tools, when set, is the static busybox package put under abi.ExecToolsDir in a
+	// development image (or a release image whose project sets [debug] shell = true).
+	Tools *Deb
 	Release    bool
 	Target     string // adapter override; "" uses the config's
 	// SourceDateEpoch fixes every timestamp; 0 derives it from the lock (see Epoch).
@@ -142,6 +145,13 @@ func Run(ctx context.Context, in Input) (*Result, error) {
 	for _, w := range in.Wheels {
 		fmt.Fprintf(h, "wheel %s %s\n", w.Name, w.SHA256)
 	}
+	tools := in.Tools
+	if in.Release && !in.Config.Debug.Shell {
+		tools = nil
+	}
+	if tools != nil {
+		fmt.Fprintf(h, "tools %s %s\n", tools.Name, tools.SHA256)
+	}
 	if adapter == "go" {
 		if _, err := exec.LookPath("go"); err != nil {
 			return nil, errors.New("go toolchain not found on PATH: the go adapter builds the workload with it")
@@ -229,6 +239,11 @@ func Run(ctx context.Context, in Input) (*Result, error) {
 			return nil, err
 		}
 		log.Debug("byte-compiled python modules", "count", n)
+	}
+	if tools != nil {
+		if err := installTools(ctx, *tools, rootDir, filepath.Join(work, "tools")); err != nil {
+			return nil, err
+		}
 	}
 	if err := normalize(rootDir); err != nil {
 		return nil, err

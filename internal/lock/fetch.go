@@ -31,6 +31,19 @@ func FetchKernel(ctx context.Context, l *Lock, c *cache.Cache, o Options) (strin
 	return m[l.Kernel.Name], nil
 }
 
+// FetchTools does the same for the locked tools package; "" when the lock has none.
+func FetchTools(ctx context.Context, l *Lock, c *cache.Cache, o Options) (string, error) {
+	if l.Tools == nil {
+		return "", nil
+	}
+	o.Cache = c
+	m, err := fetchPackages(ctx, l, o, []Package{*l.Tools})
+	if err != nil {
+		return "", err
+	}
+	return m[l.Tools.Name], nil
+}
+
 func fetchPackages(ctx context.Context, l *Lock, o Options, pkgs []Package) (map[string]string, error) {
 	if err := o.init(); err != nil {
 		return nil, err

@@ -25,14 +25,17 @@ const FormatVersion = 1
 
 // Lock is env/ukernel.lock.
 type Lock struct {
-	Version  int          `json:"version"`
-	Base     string       `json:"base"`
-	Request  Request      `json:"request"`
-	Archives []Archive    `json:"archives"`
-	Packages []Package    `json:"packages"`
-	Kernel   *Package     `json:"kernel"`
-	Python   []pypi.Wheel `json:"python"`
-	Digest   string       `json:"digest"`
+	Version  int       `json:"version"`
+	Base     string    `json:"base"`
+	Request  Request   `json:"request"`
+	Archives []Archive `json:"archives"`
+	Packages []Package `json:"packages"`
+	Kernel   *Package  `json:"kernel"`
+	// Tools is ToolsPackage: the static shell and tools of development images, for exec and
+	// shell (not put in --release images). A lock written before it has none.
+	Tools  *Package     `json:"tools,omitempty"`
+	Python []pypi.Wheel `json:"python"`
+	Digest string       `json:"digest"`
 }
 
 // Request echoes env/ukernel.env, so a changed request is seen without resolving.
@@ -63,6 +66,9 @@ type Package struct {
 	SHA256       string `json:"sha256"`
 	Suite        string `json:"suite"` // codename of the suite that listed it (bookworm-security)
 }
+
+// ToolsPackage is the Debian package of the development image's tools: one static busybox.
+const ToolsPackage = "busybox-static"
 
 // ErrNoLock means the project has no lock file yet.
 var ErrNoLock = errors.New("no lock file")
@@ -210,8 +216,10 @@ func (l *Lock) Size() int64 {
 	for _, p := range l.Packages {
 		n += p.Size
 	}
-	if l.Kernel != nil {
-		n += l.Kernel.Size
+	for _, p := range []*Package{l.Kernel, l.Tools} {
+		if p != nil {
+			n += p.Size
+		}
 	}
 	return n
 }

@@ -55,8 +55,10 @@ func Prove(ctx context.Context, l *Lock, o Options) error {
 	for _, p := range l.Packages {
 		pins = append(pins, pin(p))
 	}
-	if l.Kernel != nil {
-		pins = append(pins, pin(*l.Kernel))
+	for _, p := range []*Package{l.Kernel, l.Tools} {
+		if p != nil {
+			pins = append(pins, pin(*p))
+		}
 	}
 	err = debian.Prove(ctx, debian.OpenOptions{Sources: srcs, Cache: o.Cache, Fetcher: o.fetcher(), Keyring: o.Keyring, Offline: o.Offline, Logger: o.Logger}, indices, pins)
 	var unproven *debian.UnprovenError

@@ -171,8 +171,10 @@ func build(ctx context.Context, o Options, env *project.Env, base project.Base, 
 		for _, p := range old.Packages {
 			r.Prefer[p.Name] = p.Version
 		}
-		if old.Kernel != nil {
-			r.Prefer[old.Kernel.Name] = old.Kernel.Version
+		for _, p := range []*Package{old.Kernel, old.Tools} {
+			if p != nil {
+				r.Prefer[p.Name] = p.Version
+			}
 		}
 	}
 	var reqs []debian.Request
@@ -196,6 +198,13 @@ func build(ctx context.Context, o Options, env *project.Env, base project.Base, 
 	}
 	o.Logger.Debug("resolved", "packages", len(closure), "took", time.Since(start))
 	l := &Lock{Version: FormatVersion, Base: env.Base, Request: req, Kernel: lockPackage(kernel)}
+	// The tools are a convenience of development images: an archive without them locks the
+	// rest all the same.
+	if tools, err := r.Choose(ToolsPackage); err == nil {
+		l.Tools = lockPackage(tools)
+	} else {
+		o.Logger.Warn("development images get no shell tools", "package", ToolsPackage, "err", err)
+	}
 	for _, p := range closure {
 		l.Packages = append(l.Packages, *lockPackage(p))
 	}

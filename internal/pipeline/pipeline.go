@@ -160,9 +160,17 @@ func buildStep(ctx context.Context, p *Project, o Options) (*build.Result, error
 			wheels = append(wheels, build.Wheel{Name: w.Name, Path: wheelPaths[w.Name], SHA256: w.SHA256})
 		}
 	}
+	var tools *build.Deb
+	if t := p.Lock.Tools; t != nil && (!o.Release || p.Config.Debug.Shell) {
+		path, err := lock.FetchTools(ctx, p.Lock, p.Cache, fo)
+		if err != nil {
+			return nil, err
+		}
+		tools = &build.Deb{Name: t.Name, Version: t.Version, Architecture: t.Architecture, Path: path, SHA256: t.SHA256}
+	}
 	return build.Run(ctx, build.Input{
 		Dir: p.Dir, Config: p.Config, Base: p.Base, LockDigest: p.Lock.Digest,
-		Debs: debs, Wheels: wheels, Release: o.Release, Target: o.Target,
+		Debs: debs, Wheels: wheels, Tools: tools, Release: o.Release, Target: o.Target,
 		SourceDateEpoch: epoch, Logger: o.logger(),
 	})
 }
