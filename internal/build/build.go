@@ -56,9 +56,9 @@ type Input struct {
 	Wheels     []Wheel // Python packages for the guest
 	// Tools, when set, is the static busybox package put under abi.ExecToolsDir in a
 	// development image (or a release image whose project sets [debug] shell = true).
-	Tools *Deb
-	Release    bool
-	Target     string // adapter override; "" uses the config's
+	Tools   *Deb
+	Release bool
+	Target  string // adapter override; "" uses the config's
 	// SourceDateEpoch fixes every timestamp; 0 derives it from the lock (see Epoch).
 	SourceDateEpoch int64
 	Logger          *slog.Logger
