@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 
 	"github.com/spf13/cobra"
 
@@ -19,21 +18,22 @@ import (
 
 // Options are the inputs of one exec.
 type Options struct {
-	IO      *iostreams.IOStreams
-	Log     *slog.Logger
+	IO        *iostreams.IOStreams
+	Logger    *slog.Logger
+	OpenStore func() (*runstate.Store, error)
+
 	Name    string
 	Argv    []string
 	User    string
 	Workdir string
 	Env     []string
 	TTY     bool
-	// Dial connects to the guest's exec channel (session.Dial; tests inject their own).
-	Dial func(ctx context.Context, name string) (net.Conn, error)
 }
 
-// NewCmdExec returns the exec command; runF replaces execRun in tests.
-func NewCmdExec(f *cmdutil.Factory, runF func(context.Context, *Options) error) *cobra.Command {
-	o := &Options{IO: f.IO}
+// NewCmdExec returns the exec command; runF, when set, gets the parsed options instead of
+// execRun (tests).
+func NewCmdExec(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command {
+	o := &Options{IO: f.IO, OpenStore: runstate.Open}
 	cmd := &cobra.Command{
 		Use:   "exec NAME -- CMD [ARGS...]",
 		Short: "Run a command in a running guest",
@@ -55,15 +55,18 @@ in the run's events (who, what, exit code).`,
 			if len(args) < 2 || dash != 1 {
 				return cmdutil.Usagef("exec takes a guest name, then -- and the command: ukernel exec NAME -- CMD [ARGS...]")
 			}
-			return runstate.ValidateName(args[0])
+			if err := runstate.ValidateName(args[0]); err != nil {
+				return &cmdutil.UsageError{Err: err}
+			}
+			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			o.Name, o.Argv, o.Log = args[0], args[1:], f.Logger
-			if o.Dial == nil {
-				o.Dial = dialer(f)
+			o.Name, o.Argv, o.Logger = args[0], args[1:], f.Logger
+			if f.JSON {
+				return cmdutil.Usagef("exec has no --json: its stdout is the command's own")
 			}
 			if runF != nil {
-				return runF(cmd.Context(), o)
+				return runF(o)
 			}
 			return execRun(cmd.Context(), o)
 		},
@@ -75,24 +78,17 @@ in the run's events (who, what, exit code).`,
 	return cmd
 }
 
-// dialer connects through the run state of the guests.
-func dialer(f *cmdutil.Factory) func(context.Context, string) (net.Conn, error) {
-	return func(ctx context.Context, name string) (net.Conn, error) {
-		store, err := runstate.Open()
-		if err != nil {
-			return nil, err
-		}
-		return session.Dial(ctx, store, name, f.Logger)
-	}
-}
-
 func execRun(ctx context.Context, o *Options) error {
-	return Session(ctx, o.IO, o.Dial, o.Name, abi.ExecRequest{Argv: o.Argv, Env: o.Env, Cwd: o.Workdir, User: o.User, TTY: o.TTY})
+	return Session(ctx, o.IO, o.OpenStore, o.Logger, o.Name, abi.ExecRequest{Argv: o.Argv, Env: o.Env, Cwd: o.Workdir, User: o.User, TTY: o.TTY})
 }
 
-// Session runs req in the guest name and turns its exit code into the command's.
-func Session(ctx context.Context, io *iostreams.IOStreams, dial func(context.Context, string) (net.Conn, error), name string, req abi.ExecRequest) error {
-	conn, err := dial(ctx, name)
+// Session runs req in the guest name and turns its exit code into the command's (shell's too).
+func Session(ctx context.Context, io *iostreams.IOStreams, openStore func() (*runstate.Store, error), log *slog.Logger, name string, req abi.ExecRequest) error {
+	store, err := openStore()
+	if err != nil {
+		return err
+	}
+	conn, err := session.Dial(ctx, store, name, log)
 	if err != nil {
 		return err
 	}

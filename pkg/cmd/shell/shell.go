@@ -4,14 +4,12 @@ package shell
 import (
 	"context"
 	"log/slog"
-	"net"
 
 	"github.com/spf13/cobra"
 
 	"github.com/ukernel-dev/ukernel/internal/abi"
 	"github.com/ukernel-dev/ukernel/internal/project"
 	"github.com/ukernel-dev/ukernel/internal/runstate"
-	"github.com/ukernel-dev/ukernel/internal/session"
 	execcmd "github.com/ukernel-dev/ukernel/pkg/cmd/exec"
 	"github.com/ukernel-dev/ukernel/pkg/cmdutil"
 	"github.com/ukernel-dev/ukernel/pkg/iostreams"
@@ -19,24 +17,26 @@ import (
 
 // Options are the inputs of one shell.
 type Options struct {
-	IO   *iostreams.IOStreams
-	Log  *slog.Logger
+	IO         *iostreams.IOStreams
+	Logger     *slog.Logger
+	OpenStore  func() (*runstate.Store, error)
+	ProjectDir func() (string, error) // for the default name
+
 	Name string // "": the project's guest
-	Dir  string // the project directory, for the default name
 	User string
-	Dial func(ctx context.Context, name string) (net.Conn, error)
 }
 
-// NewCmdShell returns the shell command; runF replaces shellRun in tests.
-func NewCmdShell(f *cmdutil.Factory, runF func(context.Context, *Options) error) *cobra.Command {
-	o := &Options{IO: f.IO}
+// NewCmdShell returns the shell command; runF, when set, gets the parsed options instead of
+// shellRun (tests).
+func NewCmdShell(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command {
+	o := &Options{IO: f.IO, OpenStore: runstate.Open, ProjectDir: f.ProjectDir}
 	cmd := &cobra.Command{
 		Use:   "shell [NAME]",
 		Short: "Open an interactive shell in a running guest",
 		Long: `Shell opens an interactive shell on a terminal in the running guest NAME (default: the
 project's guest, named after the project), as root or --user. The local terminal goes raw:
 every key, Ctrl-C included, goes to the guest, and the guest's terminal follows its size.
-The shell's exit code is shell's own. The user's shell is used when the image has it, else
+Shell exits with the shell's exit code. The user's shell is used when the image has it, else
 sh from the image's PATH, else the development image's busybox.
 
 Images packed with --release or --readonly refuse it unless ukernel.toml sets
@@ -45,26 +45,18 @@ Images packed with --release or --readonly refuse it unless ukernel.toml sets
   ukernel shell --user app example-worker`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			o.Log = f.Logger
+			o.Logger = f.Logger
 			if len(args) == 1 {
 				o.Name = args[0]
-			}
-			dir, err := f.ProjectDir()
-			if err != nil {
-				return err
-			}
-			o.Dir = dir
-			if o.Dial == nil {
-				o.Dial = func(ctx context.Context, name string) (net.Conn, error) {
-					store, err := runstate.Open()
-					if err != nil {
-						return nil, err
-					}
-					return session.Dial(ctx, store, name, f.Logger)
+				if err := runstate.ValidateName(o.Name); err != nil {
+					return &cmdutil.UsageError{Err: err}
 				}
 			}
+			if f.JSON {
+				return cmdutil.Usagef("shell has no --json: it is interactive")
+			}
 			if runF != nil {
-				return runF(cmd.Context(), o)
+				return runF(o)
 			}
 			return shellRun(cmd.Context(), o)
 		},
@@ -76,14 +68,15 @@ Images packed with --release or --readonly refuse it unless ukernel.toml sets
 func shellRun(ctx context.Context, o *Options) error {
 	name := o.Name
 	if name == "" {
-		cfg, err := project.Load(o.Dir)
+		dir, err := o.ProjectDir()
 		if err != nil {
-			return cmdutil.Usagef("shell: no guest named and no project here to take its name from: %v", err)
+			return err
+		}
+		cfg, err := project.Load(dir)
+		if err != nil {
+			return cmdutil.Usagef("shell: no guest named, and no project here to take its name from: %v", err)
 		}
 		name = cfg.Project.Name
 	}
-	if err := runstate.ValidateName(name); err != nil {
-		return err
-	}
-	return execcmd.Session(ctx, o.IO, o.Dial, name, abi.ExecRequest{User: o.User, TTY: true})
+	return execcmd.Session(ctx, o.IO, o.OpenStore, o.Logger, name, abi.ExecRequest{User: o.User, TTY: true})
 }
