@@ -26,7 +26,7 @@ func WriteTree(w io.Writer, t *Trace) error {
 		fmt.Fprintf(&b, "  note: %s\n", n)
 	}
 	if t.AlignWindow > 0 {
-		fmt.Fprintf(&b, "  guest clock aligned to QEMU's exit; strict error bound %s\n", fmtDur(t.AlignWindow))
+		fmt.Fprintf(&b, "  guest clock aligned to %s; strict error bound %s\n", t.AlignedTo, fmtDur(t.AlignWindow))
 	}
 	fmt.Fprintf(&b, "  %9s %9s\n", "START", "DURATION")
 	base := t.Root.Start

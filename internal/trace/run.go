@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/ukernel-dev/ukernel/internal/abi"
@@ -26,6 +28,11 @@ const (
 	SpanVM       = "vm"        // QEMU spawned until the host saw it exit
 	// SpanKVMProbe is the KVM probe before the VMM starts (attrs usable, cached, reason).
 	SpanKVMProbe = "kvm.probe"
+	// SpanRestore prefixes the host spans of a restore from a snapshot (vmm/launch): they
+	// belong to the VM, after its start.
+	SpanRestore = "restore."
+	// SpanReseed is a restored guest's own reseed, clock and rename (its reseeded event).
+	SpanReseed = "reseed"
 )
 
 // Guest span names besides the init phases (which keep the names of their phase events).
@@ -48,8 +55,9 @@ type Trace struct {
 	// Partial is set when the run's records are incomplete; Notes say what is missing.
 	Partial bool
 	Notes   []string
-	// AlignWindow bounds the error of the guest clock's placement; 0 when unknown.
+	// AlignWindow bounds the error of the guest clock's placement, by AlignedTo; 0 when unknown.
 	AlignWindow time.Duration
+	AlignedTo   string
 	// Events are the guest's events as parsed.
 	Events []abi.Event
 }
@@ -165,14 +173,19 @@ func Load(projectDir string, run runlog.Run) (*Trace, error) {
 // t0 = S and guest times are scaled by (E−S)/P, with a note, so spans still nest.
 func Assemble(runID string, host, builds []Span, evs []abi.Event, consoleEnd int64) *Trace {
 	t := &Trace{RunID: runID, Events: evs}
-	var vmStart, vm *Span
-	var before []*Span // host steps before the VMM (the KVM probe)
+	var vmStart, vm, reseedSpan *Span
+	var before, restore []*Span // host steps before the VMM (the KVM probe); a restore's
 	for i := range host {
-		switch host[i].Name {
-		case SpanVMMStart:
+		switch name := host[i].Name; {
+		case name == SpanVMMStart:
 			vmStart = &host[i]
-		case SpanVM:
+		case name == SpanVM:
 			vm = &host[i]
+		case strings.HasPrefix(name, SpanRestore):
+			restore = append(restore, &host[i])
+			if name == SpanRestore+"reseed" {
+				reseedSpan = &host[i]
+			}
 		default:
 			before = append(before, &host[i])
 		}
@@ -187,13 +200,16 @@ func Assemble(runID string, host, builds []Span, evs []abi.Event, consoleEnd int
 
 	var hello, last int64
 	var poweroff bool
-	for _, ev := range evs {
+	var reseeded *abi.Event // a restored guest's first event
+	for i, ev := range evs {
 		last = max(last, ev.Time)
 		switch ev.Type {
 		case abi.EventHello:
 			hello = ev.Time
 		case abi.EventPowerOff:
 			poweroff = true
+		case abi.EventReseeded:
+			reseeded = &evs[i]
 		}
 	}
 	p := max(last, consoleEnd)
@@ -201,7 +217,7 @@ func Assemble(runID string, host, builds []Span, evs []abi.Event, consoleEnd int
 		t.Partial = true
 		t.Notes = append(t.Notes, "the guest reported no power-off: the run is still going or ended abruptly")
 	}
-	if hello == 0 && len(evs) > 0 {
+	if hello == 0 && len(evs) > 0 && reseeded == nil {
 		t.Partial = true
 		t.Notes = append(t.Notes, "no hello event: the kernel's span is unknown")
 	}
@@ -209,13 +225,18 @@ func Assemble(runID string, host, builds []Span, evs []abi.Event, consoleEnd int
 	var t0 int64
 	scale := 1.0
 	switch {
+	case reseeded != nil && reseedSpan != nil:
+		// A restored guest's clock goes on from the snapshot's boot: its reseeded event, which
+		// the host saw within its reseed span, places it.
+		t0 = reseedSpan.End - reseeded.Time
+		t.AlignWindow, t.AlignedTo = time.Duration(reseedSpan.End-reseedSpan.Start), "the restored guest's reseeded event"
 	case s0 == 0:
 		// No host record (a run from before spans were recorded): guest time stands alone,
 		// anchored at the Unix epoch so durations still read right.
 		t.Notes = append(t.Notes, "no host spans for this run: guest times are shown from guest boot, not on the host clock")
 	case e0 > 0 && p > 0 && e0-p >= s0:
 		t0 = e0 - p
-		t.AlignWindow = time.Duration(e0 - p - s0)
+		t.AlignWindow, t.AlignedTo = time.Duration(e0-p-s0), "QEMU's exit"
 	case e0 > 0 && p > 0:
 		// The guest claims to have run longer than QEMU did: its clock runs fast (under TCG a
 		// tsc_early_khz below the host's TSC rate does that, as the guest's TSC is the host's).
@@ -242,8 +263,13 @@ func Assemble(runID string, host, builds []Span, evs []abi.Event, consoleEnd int
 		c := *vmStart
 		vmSpan.Children = append(vmSpan.Children, &c)
 	}
+	vmSpan.Children = append(vmSpan.Children, restore...)
 	if len(evs) > 0 {
 		g := guestSpans(evs, t0, p, scale)
+		if reseeded != nil {
+			g.Start = t0 + int64(float64(reseeded.Start)*scale) // it ran from its restore on
+			g.attr("restored", "true")
+		}
 		vmSpan.Children = append(vmSpan.Children, g)
 		if t.AlignWindow > 0 {
 			g.attr("align.window_ms", fmt.Sprintf("%.1f", float64(t.AlignWindow)/1e6))
@@ -325,6 +351,14 @@ func guestSpans(evs []abi.Event, t0, end int64, scale float64) *Span {
 			}
 		case abi.EventError:
 			g.attr("error", ev.Message)
+		case abi.EventReseeded:
+			r := add(g, SpanReseed, ev.Start, ev.Start+ev.Duration)
+			for _, k := range slices.Sorted(maps.Keys(ev.Values)) {
+				r.attr(k, strconv.FormatInt(ev.Values[k], 10))
+			}
+			if ev.Message != "" {
+				r.attr("error", ev.Message)
+			}
 		}
 	}
 	if entryStart >= 0 {

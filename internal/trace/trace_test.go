@@ -416,3 +416,41 @@ func TestChromeValidatorRounding(t *testing.T) {
 		t.Error("overlapping slices accepted")
 	}
 }
+
+// TestAssembleRestored: a restored guest's clock goes on from the snapshot's boot (its events
+// say 12 s of uptime 0.4 s after QEMU's start); its reseeded event, seen by the host within the
+// reseed span, places it, and the restore's host spans sit in the VM's.
+func TestAssembleRestored(t *testing.T) {
+	events := `{"type":"reseeded","t_ns":12735515093,"start_ns":12585295704,"dur_ns":150252657,"values":{"clock_step_ns":5023456491,"reseed_ns":12000750}}
+{"type":"entry.exit","t_ns":13399826517,"code":0}
+{"type":"poweroff","t_ns":13441212248,"code":0}
+`
+	seen := spawn.Add(460 * time.Millisecond)
+	host := []Span{
+		NewSpan(SpanVMMStart, spawn, spawn.Add(280*time.Millisecond), "backend", "qemu"),
+		NewSpan(SpanRestore+"resume", spawn.Add(283*time.Millisecond), spawn.Add(285*time.Millisecond)),
+		NewSpan(SpanRestore+"reseed", spawn.Add(285*time.Millisecond), seen),
+		NewSpan(SpanVM, spawn, spawn.Add(1300*time.Millisecond), "backend", "qemu"),
+	}
+	proj, r := writeRun(t, events, host)
+	tr, err := Load(proj, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tr.Partial {
+		t.Errorf("a complete restored run is partial: %v", tr.Notes)
+	}
+	CheckNesting(t, tr.Root)
+	g := tr.Root.Find(SpanGuest)
+	rs := g.Find(SpanReseed)
+	if rs == nil || rs.End != seen.UnixNano()-(12735515093-12585295704-150252657) || rs.Attrs["reseed_ns"] != "12000750" {
+		t.Fatalf("reseed span %+v (host saw the event at %d)", rs, seen.UnixNano())
+	}
+	if g.Start != rs.Start || g.Attrs["restored"] != "true" {
+		t.Errorf("the restored guest starts at %d, its reseed at %d", g.Start, rs.Start)
+	}
+	vm := tr.Root.Find(SpanVM)
+	if vm.Find(SpanRestore+"reseed") == nil || tr.AlignedTo != "the restored guest's reseeded event" {
+		t.Errorf("the restore's spans are not the VM's, or the clock not aligned by them: %+v", tr)
+	}
+}
