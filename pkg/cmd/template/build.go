@@ -73,7 +73,7 @@ differ only in run settings share one revision.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&opts.Config, "config", "", "build the variants this TOML file describes")
+	fl.StringVar(&opts.Config, "config", "", "build the variants this TOML file describes (relative to the project directory, -C)")
 	fl.BoolVar(&opts.Force, "force", false, "build even when a revision with the same inputs exists")
 	fl.BoolVar(&opts.UpdateLock, "update-lock", false, "re-resolve the environment to the newest versions first")
 	fl.IntVar(&opts.Keep, "keep", templatebuild.DefaultKeep, "revisions to keep, the current one included")
@@ -92,7 +92,11 @@ func buildRun(ctx context.Context, opts *BuildOptions) error {
 		if len(names) == 1 {
 			base = names[0]
 		}
-		specs, err := templatebuild.ParseVariants(opts.Config, base)
+		dir, err := opts.ProjectDir()
+		if err != nil {
+			return err
+		}
+		specs, err := templatebuild.ParseVariants(cmdutil.ProjectPath(dir, opts.Config), base)
 		if err != nil {
 			return err
 		}
