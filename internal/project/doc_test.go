@@ -16,8 +16,10 @@ func TestConfigDocExamples(t *testing.T) {
 	for _, part := range strings.Split(string(doc), "```toml\n")[1:] {
 		blocks = append(blocks, part[:strings.Index(part, "```")])
 	}
-	if len(blocks) != 2 {
-		t.Fatalf("docs/CONFIG.md has %d toml examples, want 2", len(blocks))
+	// The first two are ukernel.toml and ukernel.env; the template variants file and the user
+	// configuration follow, checked by their own packages' tests.
+	if len(blocks) < 2 {
+		t.Fatalf("docs/CONFIG.md has %d toml examples, want ukernel.toml and ukernel.env first", len(blocks))
 	}
 	c, err := Parse("docs/CONFIG.md ukernel.toml", []byte(blocks[0]))
 	if err != nil {

@@ -90,3 +90,27 @@ func TestParseVariantsErrors(t *testing.T) {
 		})
 	}
 }
+
+// docs/CONFIG.md's variants file example parses against a project with its roles.
+func TestVariantsDocExample(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/CONFIG.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var example string
+	for _, part := range strings.Split(string(doc), "```toml\n")[1:] {
+		if b := part[:strings.Index(part, "```")]; strings.Contains(b, "[[variants]]") {
+			example = b
+		}
+	}
+	if example == "" {
+		t.Fatal("docs/CONFIG.md has no variants file example")
+	}
+	specs, err := ParseVariants(writeVariants(t, example), "")
+	if err != nil {
+		t.Fatalf("the example does not parse: %v", err)
+	}
+	if len(specs) != 2 || specs[0].Name != "shop-api" || specs[1].MemoryMB != 1024 || specs[1].DataMB != 64 || specs[0].MemoryMB != 256 {
+		t.Fatalf("the example decoded unexpectedly: %+v", specs)
+	}
+}
