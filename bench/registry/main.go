@@ -29,7 +29,8 @@ import (
 
 type sample struct {
 	wall time.Duration
-	rss  int64 // KiB
+	cpu  time.Duration // user + system: steadier than wall time on a shared machine
+	rss  int64         // KiB
 }
 
 func main() {
@@ -86,13 +87,13 @@ func main() {
 		}
 	}
 	fmt.Printf("image %s: %.1f MB; %d rounds, ABBA; median (min)\n\n", filepath.Base(*img), float64(fi.Size())/1e6, *n)
-	fmt.Printf("| figure | ukernel | skopeo copy | ratio | ukernel peak RSS |\n|---|---:|---:|---:|---:|\n")
+	fmt.Printf("| figure | ukernel wall | skopeo wall | ratio | ukernel CPU | skopeo CPU | ukernel peak RSS |\n|---|---:|---:|---:|---:|---:|---:|\n")
 	row := func(name string, u, s []sample) {
 		if s == nil {
-			fmt.Printf("| %s | %s | | | %s |\n", name, show(u), rss(u))
+			fmt.Printf("| %s | %s | | | %.3f s | | %s |\n", name, show(u), medCPU(u).Seconds(), rss(u))
 			return
 		}
-		fmt.Printf("| %s | %s | %s | %.2fx | %s |\n", name, show(u), show(s), med(u).Seconds()/med(s).Seconds(), rss(u))
+		fmt.Printf("| %s | %s | %s | %.2fx | %.3f s | %.3f s | %s |\n", name, show(u), show(s), med(u).Seconds()/med(s).Seconds(), medCPU(u).Seconds(), medCPU(s).Seconds(), rss(u))
 	}
 	row("push, cold cache (compress + send)", coldPush, skopeoPush)
 	row("push, layer cached (send)", warmPush, skopeoPush)
@@ -116,6 +117,7 @@ func run(bin string, env []string, args ...string) (sample, error) {
 	}
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		s.rss = ru.Maxrss
+		s.cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 	}
 	return s, nil
 }
@@ -131,6 +133,15 @@ func med(s []sample) time.Duration {
 	d := make([]time.Duration, len(s))
 	for i, x := range s {
 		d[i] = x.wall
+	}
+	slices.Sort(d)
+	return d[len(d)/2]
+}
+
+func medCPU(s []sample) time.Duration {
+	d := make([]time.Duration, len(s))
+	for i, x := range s {
+		d[i] = x.cpu
 	}
 	slices.Sort(d)
 	return d[len(d)/2]

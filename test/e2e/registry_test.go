@@ -269,6 +269,8 @@ func TestRegistryPushPullSigned(t *testing.T) {
 		t.Fatalf("skopeo inspect of the layout: %v\n%s", err, out)
 	}
 
+	checkWithMinisign(t, layout, first.Digest, alicePub)
+
 	// A byte flipped in the layer as the registry stores it: pull refuses, naming the digest.
 	layer := strings.TrimPrefix(first.Blobs[1].Digest, "sha256:")
 	data := filepath.Join(reg.storage, "docker", "registry", "v2", "blobs", "sha256", layer[:2], layer, "data")
@@ -291,6 +293,43 @@ func TestRegistryPushPullSigned(t *testing.T) {
 	if r := ukEnv(t, work, 5*time.Minute, eve, "verify", ref, "--insecure"); r.code != 1 || !strings.Contains(r.stderr, first.Blobs[1].Digest) {
 		t.Fatalf("verify of a damaged layer: exit %d\n%s", r.code, r.stderr)
 	}
+}
+
+// checkWithMinisign finds the signature of manifest digest in an OCI layout and checks it with
+// the minisign tool: the signature is minisign's own format, over the manifest's bytes.
+func checkWithMinisign(t *testing.T, layout, digest, pub string) {
+	t.Helper()
+	if _, err := exec.LookPath("minisign"); err != nil {
+		t.Fatal("minisign not installed (scripts/deps.sh --tests installs it)")
+	}
+	blob := func(d string) string { return filepath.Join(layout, "blobs", "sha256", strings.TrimPrefix(d, "sha256:")) }
+	var index struct {
+		Manifests []struct{ Digest, ArtifactType string }
+	}
+	if err := json.Unmarshal([]byte(readFile(t, filepath.Join(layout, "index.json"))), &index); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range index.Manifests {
+		if m.ArtifactType != "application/vnd.ukernel.signature.v1" {
+			continue
+		}
+		var sm struct {
+			Subject struct{ Digest string }
+			Layers  []struct{ Digest string }
+		}
+		if err := json.Unmarshal([]byte(readFile(t, blob(m.Digest))), &sm); err != nil || sm.Subject.Digest != digest || len(sm.Layers) != 1 {
+			continue
+		}
+		dir := t.TempDir()
+		writeFile(t, filepath.Join(dir, "manifest.json"), readFile(t, blob(digest)))
+		writeFile(t, filepath.Join(dir, "manifest.json.minisig"), readFile(t, blob(sm.Layers[0].Digest)))
+		out, err := exec.Command("minisign", "-V", "-p", pub, "-m", filepath.Join(dir, "manifest.json")).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "Trusted comment: ukernel image "+digest) {
+			t.Fatalf("minisign -V of the pushed signature: %v\n%s", err, out)
+		}
+		return
+	}
+	t.Fatalf("no signature of %s in %s", digest, layout)
 }
 
 // TestRegistryTLSAuth: a registry with TLS from a test CA and htpasswd auth. Credentials come
