@@ -25,6 +25,25 @@ type File struct {
 	Sign     SignSection                `toml:"sign"`
 	Trust    TrustSection               `toml:"trust"`
 	Registry map[string]RegistrySection `toml:"registry"`
+	// Templates says where `template push` and `template pull` go without a REF.
+	Templates TemplatesSection `toml:"templates"`
+}
+
+// TemplatesSection holds the template settings.
+type TemplatesSection struct {
+	Repository string `toml:"repository"` // host[:port]/path: template NAME is REPOSITORY/NAME
+}
+
+// TemplateRepositoryEnv overrides [templates] repository.
+const TemplateRepositoryEnv = "UKERNEL_TEMPLATE_REPOSITORY"
+
+// TemplateRepository returns where templates are pushed and pulled without a REF: the
+// environment, else config.toml.
+func (c *Config) TemplateRepository() string {
+	if v := os.Getenv(TemplateRepositoryEnv); v != "" {
+		return strings.TrimSuffix(v, "/")
+	}
+	return strings.TrimSuffix(c.File.Templates.Repository, "/")
 }
 
 // SignSection says how `push --sign` signs.
