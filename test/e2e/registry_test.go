@@ -302,7 +302,9 @@ func checkWithMinisign(t *testing.T, layout, digest, pub string) {
 	if _, err := exec.LookPath("minisign"); err != nil {
 		t.Fatal("minisign not installed (scripts/deps.sh --tests installs it)")
 	}
-	blob := func(d string) string { return filepath.Join(layout, "blobs", "sha256", strings.TrimPrefix(d, "sha256:")) }
+	blob := func(d string) string {
+		return filepath.Join(layout, "blobs", "sha256", strings.TrimPrefix(d, "sha256:"))
+	}
 	var index struct {
 		Manifests []struct{ Digest, ArtifactType string }
 	}
