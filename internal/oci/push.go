@@ -196,7 +196,7 @@ func compress(c *cache.Cache, path, sum string) (ocispec.Descriptor, string, err
 }
 
 func newEncoder(w io.Writer) (*zstd.Encoder, error) {
-	return zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true))
+	return zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
 }
 
 // pushBlob pushes one blob unless the destination has it; it reports whether it moved bytes.
