@@ -5,14 +5,17 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"io"
 	"log"
+	"fmt"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,10 +23,15 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/registry"
+	specs "github.com/opencontainers/image-spec/specs-go"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"oras.land/oras-go/v2/content"
+	"oras.land/oras-go/v2/registry/remote"
 
 	"github.com/ukernel-dev/ukernel/internal/abi"
 	"github.com/ukernel-dev/ukernel/internal/cache"
 	"github.com/ukernel-dev/ukernel/internal/image"
+	"github.com/ukernel-dev/ukernel/internal/progress"
 	"github.com/ukernel-dev/ukernel/internal/sign"
 	"github.com/ukernel-dev/ukernel/internal/template"
 	"github.com/ukernel-dev/ukernel/internal/userconfig"
@@ -122,6 +130,10 @@ type server struct {
 	uploads atomic.Int64
 	// corrupt, when set, flips a byte of the blob GETs whose path ends with it.
 	corrupt atomic.Value
+	// fail5xx answers this many blob uploads and downloads with 503; stall makes this many blob
+	// downloads send half their bytes and then nothing for stallFor.
+	fail5xx, stall atomic.Int32
+	stallFor       time.Duration
 }
 
 func newRegistry(t *testing.T) *server {
@@ -131,6 +143,27 @@ func newRegistry(t *testing.T) *server {
 	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodPatch || r.Method == http.MethodPut || r.Method == http.MethodPost {
 			s.uploads.Add(1)
+		}
+		blobGet := r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/blobs/sha256:")
+		blobPut := r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/blobs/uploads/")
+		if (blobGet || blobPut) && s.fail5xx.Add(-1) >= 0 {
+			io.Copy(io.Discard, r.Body)
+			http.Error(w, "try again", http.StatusServiceUnavailable)
+			return
+		}
+		if blobGet && s.stall.Add(-1) >= 0 {
+			rec := httptest.NewRecorder()
+			reg.ServeHTTP(rec, r)
+			b := rec.Body.Bytes()
+			w.Header().Set("Content-Length", fmt.Sprint(len(b)))
+			w.WriteHeader(rec.Code)
+			w.Write(b[:len(b)/2])
+			w.(http.Flusher).Flush()
+			select {
+			case <-time.After(s.stallFor):
+			case <-r.Context().Done():
+			}
+			return
 		}
 		if c := s.corrupt.Load().(string); c != "" && r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, c) {
 			rec := httptest.NewRecorder()
@@ -477,4 +510,68 @@ func TestTemplateRoundTrip(t *testing.T) {
 	if err != nil || v.Template != "api" || v.Revision != pushed.Revision {
 		t.Fatalf("pull of a template push: %+v %v", v, err)
 	}
+}
+
+// Server errors and a stalled download are retried; progress shows a bar per blob on a
+// terminal; a tag naming an index is followed to this host's image.
+func TestRetryStallProgressIndex(t *testing.T) {
+	img := testImage(t)
+	reg := newRegistry(t)
+	ctx := ctxT(t)
+	var screen bytes.Buffer
+	o := Options{Insecure: true, Progress: progress.New(&screen, true), Stall: 300 * time.Millisecond}
+	ref := reg.host() + "/flaky:v1"
+	reg.fail5xx.Store(2)
+	res, err := Push(ctx, img, ref, PushOptions{Options: o, Cache: newCache(t)})
+	if err != nil || reg.fail5xx.Load() >= 0 {
+		t.Fatalf("push through two 503s: %v (%d left)", err, reg.fail5xx.Load())
+	}
+	if !strings.Contains(screen.String(), "Pushing "+short(res.Blobs[1].Digest)) || !strings.Contains(screen.String(), "#") {
+		t.Fatalf("no progress bar for the layer:\n%q", screen.String())
+	}
+	reg.fail5xx.Store(1)
+	reg.stall.Store(1)
+	reg.stallFor = 30 * time.Second
+	start := time.Now()
+	p, err := Pull(ctx, ref, PullOptions{Options: o, Cache: newCache(t)})
+	if err != nil || p.Revision != res.Revision {
+		t.Fatalf("pull through a 503 and a stall: %v", err)
+	}
+	if d := time.Since(start); d > 15*time.Second {
+		t.Fatalf("the stalled download was given up after %v, not within the stall bound", d)
+	}
+
+	// An index over the image (and something else): pull follows it to the image.
+	man, err := content.FetchAll(ctx, mustRepo(t, o, ref), ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: res.Digest, Size: manifestSize(t, o, ref)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	desc := Descriptor(ocispec.MediaTypeImageManifest, man)
+	desc.ArtifactType = ArtifactType
+	desc.Platform = &ocispec.Platform{OS: "linux", Architecture: runtime.GOARCH}
+	other := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, ArtifactType: "application/vnd.example", Digest: res.Digest, Size: desc.Size}
+	idx, _ := json.Marshal(ocispec.Index{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageIndex, Manifests: []ocispec.Descriptor{other, desc}})
+	repo := mustRepo(t, o, ref)
+	if err := repo.PushReference(ctx, Descriptor(ocispec.MediaTypeImageIndex, idx), bytes.NewReader(idx), "multi"); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := Pull(ctx, reg.host()+"/flaky:multi", PullOptions{Options: o, Cache: newCache(t)}); err != nil || p.Digest != res.Digest {
+		t.Fatalf("pull through an index: %+v %v", p, err)
+	}
+}
+
+func mustRepo(t *testing.T, o Options, ref string) *remote.Repository {
+	r, err := o.repository(mustRef(t, ref))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func manifestSize(t *testing.T, o Options, ref string) int64 {
+	d, err := mustRepo(t, o, ref).Resolve(context.Background(), mustRef(t, ref).Reference)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d.Size
 }

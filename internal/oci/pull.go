@@ -70,7 +70,7 @@ func (o *Options) resolve(ctx context.Context, s oras.ReadOnlyGraphTarget, ref R
 	if ref.IsDigest() && desc.Digest.String() != ref.Reference {
 		return remoteImage{}, fmt.Errorf("%s resolved to %s", ref, desc.Digest)
 	}
-	raw, err := fetchSmall(ctx, s, desc, maxManifestSize)
+	raw, err := o.fetchSmall(ctx, s, desc, maxManifestSize)
 	if err != nil {
 		return remoteImage{}, err
 	}
@@ -78,7 +78,7 @@ func (o *Options) resolve(ctx context.Context, s oras.ReadOnlyGraphTarget, ref R
 		if desc, err = pickFromIndex(raw); err != nil {
 			return remoteImage{}, fmt.Errorf("%s: %w", ref, err)
 		}
-		if raw, err = fetchSmall(ctx, s, desc, maxManifestSize); err != nil {
+		if raw, err = o.fetchSmall(ctx, s, desc, maxManifestSize); err != nil {
 			return remoteImage{}, err
 		}
 	}
@@ -95,15 +95,47 @@ func (o *Options) resolve(ctx context.Context, s oras.ReadOnlyGraphTarget, ref R
 }
 
 // fetchSmall reads a manifest or config blob whole, verifying size and digest.
-func fetchSmall(ctx context.Context, s oras.ReadOnlyTarget, desc ocispec.Descriptor, limit int64) ([]byte, error) {
+func (o *Options) fetchSmall(ctx context.Context, s oras.ReadOnlyTarget, desc ocispec.Descriptor, limit int64) ([]byte, error) {
 	if desc.Size > limit || desc.Size < 0 {
 		return nil, fmt.Errorf("%s: %d bytes, more than the %d a %s may have", desc.Digest, desc.Size, limit, desc.MediaType)
 	}
-	b, err := content.FetchAll(ctx, s, desc)
+	var b []byte
+	err := o.fetch(ctx, s, desc, "", func(r io.Reader) (err error) {
+		b, err = content.ReadAll(r, desc)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", desc.Digest, err)
 	}
 	return b, nil
+}
+
+// fetch reads a blob into read, retried whole when the transfer breaks and cancelled when no
+// byte moves for the stall bound; label, when set, names its progress bar.
+func (o *Options) fetch(ctx context.Context, s oras.ReadOnlyTarget, desc ocispec.Descriptor, label string, read func(io.Reader) error) error {
+	return withRetry(ctx, o.logger(), desc.Digest.String(), func() error {
+		sctx, cancel := context.WithCancelCause(ctx)
+		defer cancel(nil)
+		rc, err := s.Fetch(sctx, desc)
+		if err != nil {
+			return err
+		}
+		defer rc.Close()
+		st := &stallReader{r: rc, d: o.stall(), cancel: cancel}
+		st.timer = newStallTimer(st)
+		defer st.timer.Stop()
+		var r io.Reader = st
+		if label != "" {
+			pr := &progressReader{r: st, w: o.Progress, label: label, total: desc.Size}
+			defer pr.end()
+			r = pr
+		}
+		err = read(r)
+		if err != nil && context.Cause(sctx) != nil && ctx.Err() == nil {
+			err = context.Cause(sctx)
+		}
+		return err
+	})
 }
 
 // Pull fetches ref into the cache: every blob verified against its digest as it streams, the
@@ -129,7 +161,7 @@ func pull(ctx context.Context, ref Ref, o PullOptions) (PullResult, error) {
 	im := ri.image
 	res := PullResult{Ref: ref.WithDigest(ri.desc.Digest).String(), Digest: ri.desc.Digest, Revision: im.Revision,
 		Name: im.Manifest.Annotations[AnnotationName], Template: im.Manifest.Annotations[AnnotationTemplate], Created: createdAt(im.Manifest.Annotations), Trust: ri.trust}
-	config, err := fetchSmall(ctx, s, im.Manifest.Config, maxConfigSize)
+	config, err := o.fetchSmall(ctx, s, im.Manifest.Config, maxConfigSize)
 	if err != nil {
 		return res, err
 	}
@@ -179,30 +211,14 @@ var ErrDamaged = errors.New("does not match its digest: the copy in the registry
 // check the uncompressed digest (the revision) before keeping anything.
 func (o *Options) fetchLayer(ctx context.Context, s oras.ReadOnlyTarget, im Image, sink func(io.Reader) error) error {
 	layer := im.Layer()
-	err := withRetry(ctx, o.logger(), layer.Digest.String(), func() error {
-		sctx, cancel := context.WithCancelCause(ctx)
-		defer cancel(nil)
-		rc, err := s.Fetch(sctx, layer)
-		if err != nil {
-			return err
-		}
-		defer rc.Close()
-		st := &stallReader{r: rc, d: o.stall(), cancel: cancel}
-		st.timer = newStallTimer(st)
-		defer st.timer.Stop()
-		pr := &progressReader{r: st, w: o.Progress, label: "Pulling " + short(layer.Digest), total: layer.Size}
-		defer pr.end()
-		vr := content.NewVerifyReader(pr, layer)
+	err := o.fetch(ctx, s, layer, "Pulling "+short(layer.Digest), func(r io.Reader) error {
+		vr := content.NewVerifyReader(r, layer)
 		dec, err := zstd.NewReader(vr, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true), zstd.WithDecoderMaxWindow(1<<27))
 		if err != nil {
 			return err
 		}
 		defer dec.Close()
-		err = sink(&layerStream{dec: dec, vr: vr, size: im.Size})
-		if err != nil && context.Cause(sctx) != nil && ctx.Err() == nil {
-			err = context.Cause(sctx)
-		}
-		return err
+		return sink(&layerStream{dec: dec, vr: vr, size: im.Size})
 	})
 	if err != nil {
 		return fmt.Errorf("layer %s: %w", layer.Digest, err)

@@ -12,7 +12,6 @@ import (
 	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2"
-	"oras.land/oras-go/v2/content"
 
 	"github.com/ukernel-dev/ukernel/internal/sign"
 	"github.com/ukernel-dev/ukernel/internal/userconfig"
@@ -87,7 +86,7 @@ func (o *Options) signatures(ctx context.Context, s oras.ReadOnlyGraphTarget, su
 		if r.ArtifactType != SignatureArtifactType && r.ArtifactType != "" || r.MediaType != ocispec.MediaTypeImageManifest || r.Size > maxManifestSize {
 			continue
 		}
-		b, err := content.FetchAll(ctx, s, r)
+		b, err := o.fetchSmall(ctx, s, r, maxManifestSize)
 		if err != nil {
 			return nil, fmt.Errorf("signature %s: %w", r.Digest, err)
 		}
@@ -97,7 +96,7 @@ func (o *Options) signatures(ctx context.Context, s oras.ReadOnlyGraphTarget, su
 			o.logger().Debug("skipping a referrer that is not a signature", "digest", r.Digest)
 			continue
 		}
-		sig, err := content.FetchAll(ctx, s, m.Layers[0])
+		sig, err := o.fetchSmall(ctx, s, m.Layers[0], maxSigSize)
 		if err != nil {
 			return nil, fmt.Errorf("signature %s: %w", m.Layers[0].Digest, err)
 		}

@@ -49,7 +49,7 @@ func verifyRemote(ctx context.Context, ref Ref, o Options) (VerifyResult, error)
 		return res, err
 	}
 	res.Name = ri.image.Manifest.Annotations[AnnotationName]
-	if _, err := fetchSmall(ctx, s, ri.image.Manifest.Config, maxConfigSize); err != nil {
+	if _, err := o.fetchSmall(ctx, s, ri.image.Manifest.Config, maxConfigSize); err != nil {
 		return res, err
 	}
 	err = o.fetchLayer(ctx, s, ri.image, func(r io.Reader) error {
