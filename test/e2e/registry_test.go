@@ -203,13 +203,29 @@ func TestRegistryPushPullSigned(t *testing.T) {
 	if v := mustUKEnv(t, work, time.Minute, bob, "verify", path); !strings.Contains(v.stdout, "Signed by: alice") {
 		t.Fatalf("verify of the pulled file:\n%s", v.stdout)
 	}
-	// It boots with no network: ukernel and QEMU in a network namespace of their own.
+	// Into a template (created by the pull, without a source), verified there under the policy,
+	// and booted from it with no network: ukernel and QEMU in a network namespace of their own.
+	tp := decode[struct {
+		Template struct {
+			Template, Revision string
+			Created            bool
+		} `json:"template_revision"`
+	}](t, mustUKEnv(t, work, 5*time.Minute, bob, "--json", "template", "pull", "regmin", ref, "--insecure").stdout)
+	if !tp.Template.Created || tp.Template.Revision != first.Revision {
+		t.Fatalf("template pull: %+v", tp)
+	}
+	mustUKEnv(t, work, 5*time.Minute, bob, "template", "verify", "regmin")
 	empty := t.TempDir()
-	cmd := exec.Command("unshare", "-n", ukernelBin(t), "-C", empty, "run", "--image", path, "--accel", "tcg")
+	cmd := exec.Command("unshare", "-n", ukernelBin(t), "-C", empty, "run", "--template", "regmin", "--accel", "tcg")
 	cmd.Env = append(os.Environ(), bob...)
 	out, err := runWithDeadline(cmd, 5*time.Minute)
 	if err != nil || !strings.Contains(out, regHello) {
-		t.Fatalf("boot of the pulled image without a network: %v\n%s", err, out)
+		t.Fatalf("boot of the pulled template without a network: %v\n%s", err, out)
+	}
+	// The template's revision goes back out under its name.
+	tb := decode[pushOut](t, mustUKEnv(t, work, 5*time.Minute, bob, "--json", "push", reg.host+"/team/from-template:v1", "--template", "regmin", "--insecure").stdout)
+	if tb.Digest == first.Digest || tb.Revision != first.Revision {
+		t.Fatalf("push --template: %+v (the manifest should name the template, the image stay the same)", tb)
 	}
 
 	// By digest.

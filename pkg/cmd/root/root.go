@@ -117,7 +117,9 @@ microVM image and runs it locally with one command.`,
 	cmd.AddCommand(verifycmd.NewCmdVerify(f, nil))
 	cmd.AddCommand(keycmd.NewCmdKey(f, nil))
 	cmd.AddCommand(trustcmd.NewCmdTrust(f, nil))
-	cmd.AddCommand(templatecmd.NewCmdTemplate(f))
+	tmpl := templatecmd.NewCmdTemplate(f)
+	tmpl.AddCommand(pushcmd.NewCmdTemplatePush(f, nil), pullcmd.NewCmdTemplatePull(f, nil))
+	cmd.AddCommand(tmpl)
 	usageArgs(cmd)
 
 	return cmd

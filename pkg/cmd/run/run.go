@@ -203,14 +203,15 @@ func runRun(ctx context.Context, o *Options) error {
 		return fail(err)
 	}
 	img := cmdutil.ProjectPath(dir, o.Image)
+	if tpl != nil {
+		img = tpl.res.Image
+	}
 	if img != "" {
-		// A pulled image is booted only while the trust policy still accepts its signatures.
+		// A pulled image (or template revision) is booted only while the trust policy still
+		// accepts the signatures kept from its pull.
 		if err := oci.CheckPulled(img); err != nil {
 			return fail(err)
 		}
-	}
-	if tpl != nil {
-		img = tpl.res.Image
 	}
 	if img == "" {
 		if img, err = pipeline.Image(ctx, pipeline.Options{Dir: dir, Offline: o.Offline, Locked: o.Locked, Progress: o.IO.Progress(), Logger: o.Logger}); err != nil {

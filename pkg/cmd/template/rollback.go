@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ukernel-dev/ukernel/internal/runstate"
+	"github.com/ukernel-dev/ukernel/internal/oci"
 	"github.com/ukernel-dev/ukernel/internal/template"
 	initcmd "github.com/ukernel-dev/ukernel/pkg/cmd/init"
 	"github.com/ukernel-dev/ukernel/pkg/cmdutil"
@@ -99,7 +100,8 @@ func rollbackRun(ctx context.Context, opts *RollbackOptions) error {
 // VerifyOptions are the inputs of `template verify`.
 type VerifyOptions struct {
 	Common
-	Name string
+	Name     string
+	Revision string // --revision: only this one
 }
 
 // Verified is one revision's check.
@@ -113,14 +115,16 @@ type Verified struct {
 // NewCmdVerify returns `template verify`.
 func NewCmdVerify(f *cmdutil.Factory, runF func(*VerifyOptions) error) *cobra.Command {
 	opts := &VerifyOptions{Common: newCommon(f)}
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:         "verify NAME",
 		Annotations: map[string]string{cmdutil.InterruptibleAnnotation: "true"},
 		Short:       "Check every stored revision's image against its digest",
 		Long: `Verify reads each revision's image in full: its SHA-256 must be the revision id, and every
 part must pass inspect's checks (partition tables, partition digests, manifest, kernel,
-initramfs). It exits 1 naming each damaged revision and how to rebuild it.`,
-		Example: "  ukernel template verify api",
+initramfs). A revision that came from a pull must also still satisfy the trust policy with the
+signatures kept from that pull (docs/DISTRIBUTION.md). It exits 1 naming each damaged or refused
+revision.`,
+		Example: "  ukernel template verify api\n  ukernel template verify api --revision 2494a2a7",
 		Args:    nameArg("verify"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Name, opts.JSON = args[0], f.JSON
@@ -130,6 +134,8 @@ initramfs). It exits 1 naming each damaged revision and how to rebuild it.`,
 			return verifyRun(opts)
 		},
 	}
+	cmd.Flags().StringVar(&opts.Revision, "revision", "", "verify only this revision (an id or its first 4+ hex digits)")
+	return cmd
 }
 
 func verifyRun(opts *VerifyOptions) error {
@@ -140,6 +146,13 @@ func verifyRun(opts *VerifyOptions) error {
 	revs, err := s.Revisions(opts.Name)
 	if err != nil {
 		return err
+	}
+	if opts.Revision != "" {
+		r, err := s.Revision(opts.Name, opts.Revision)
+		if err != nil {
+			return err
+		}
+		revs = []template.Revision{*r}
 	}
 	if len(revs) == 0 {
 		return &template.NoRevisionError{Name: opts.Name}
@@ -152,7 +165,11 @@ func verifyRun(opts *VerifyOptions) error {
 	var errs []error
 	for _, r := range revs {
 		v := Verified{ID: r.ID, Current: r.ID == cur, OK: true}
-		if err := s.Verify(opts.Name, r.ID); err != nil {
+		err := s.Verify(opts.Name, r.ID)
+		if err == nil {
+			err = oci.CheckPulled(s.ImagePath(opts.Name, r.ID))
+		}
+		if err != nil {
 			v.OK, v.Error = false, err.Error()
 			errs = append(errs, err)
 		}
