@@ -8,8 +8,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/ukernel-dev/ukernel/internal/runstate"
 	"github.com/ukernel-dev/ukernel/internal/oci"
+	"github.com/ukernel-dev/ukernel/internal/runstate"
 	"github.com/ukernel-dev/ukernel/internal/template"
 	initcmd "github.com/ukernel-dev/ukernel/pkg/cmd/init"
 	"github.com/ukernel-dev/ukernel/pkg/cmdutil"
