@@ -188,6 +188,12 @@ func TestRegistryPushPullSigned(t *testing.T) {
 		t.Fatalf("push --sign with no key named anywhere: exit %d\n%s", r.code, r.stderr)
 	}
 
+	// distribution 2.8 has no referrers API: the signature is listed by the referrers tag.
+	tags, err := exec.Command("skopeo", "list-tags", "--tls-verify=false", "docker://"+reg.host+"/team/reg-min").CombinedOutput()
+	if err != nil || !strings.Contains(string(tags), "sha256-"+strings.TrimPrefix(first.Digest, "sha256:")) {
+		t.Fatalf("no referrers tag for %s: %v\n%s", first.Digest, err, tags)
+	}
+
 	// Bob trusts alice and requires signatures from this registry.
 	bob := userEnv(t)
 	mustUKEnv(t, work, time.Minute, bob, "trust", "add", alicePub)
