@@ -158,8 +158,9 @@ func removeRun(o *Options) error {
 	} else if err != nil {
 		return err
 	}
-	if !o.JSON {
-		fmt.Fprintf(o.IO.Out, "No longer trusted: %s\n", o.Arg)
+	if o.JSON {
+		return cmdutil.PrintJSON(o.IO, map[string]string{"removed": o.Arg, "path": p})
 	}
+	fmt.Fprintf(o.IO.Out, "No longer trusted: %s\n", o.Arg)
 	return nil
 }

@@ -1,0 +1,60 @@
+package trust
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ukernel-dev/ukernel/internal/sign"
+	"github.com/ukernel-dev/ukernel/pkg/cmdutil"
+	"github.com/ukernel-dev/ukernel/pkg/iostreams"
+)
+
+// add, list, remove through the commands, on a configuration directory of the test's own.
+func TestAddListRemove(t *testing.T) {
+	cfg := t.TempDir()
+	t.Setenv("XDG_CONFIG_HOME", cfg)
+	dir := t.TempDir()
+	k, _ := sign.Generate()
+	if err := os.WriteFile(filepath.Join(dir, "release.pub"), k.Public().Marshal(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run := func(args ...string) (string, error) {
+		ios, _, out, _ := iostreams.Test()
+		cmd := NewCmdTrust(&cmdutil.Factory{IO: ios, Dir: dir, JSON: true}, nil)
+		cmd.SetArgs(args)
+		cmd.SilenceErrors, cmd.SilenceUsage = true, true
+		err := cmd.Execute()
+		return out.String(), err
+	}
+	out, err := run("add", "release.pub")
+	var added Trusted
+	if err != nil || json.Unmarshal([]byte(out), &added) != nil || added.Name != "release" || added.KeyID != k.ID.String() {
+		t.Fatalf("add: %q %v", out, err)
+	}
+	if _, err := run("add", "release.pub"); err != nil {
+		t.Fatalf("adding the same key again: %v", err)
+	}
+	other, _ := sign.Generate()
+	os.WriteFile(filepath.Join(dir, "other.pub"), other.Public().Marshal(), 0o644)
+	if _, err := run("add", "other.pub", "--name", "release"); err == nil || !strings.Contains(err.Error(), "another key") {
+		t.Fatalf("another key under a taken name: %v", err)
+	}
+	os.WriteFile(filepath.Join(dir, "bad.pub"), []byte("not a key\n"), 0o644)
+	if _, err := run("add", "bad.pub"); err == nil || !strings.Contains(err.Error(), "bad.pub") {
+		t.Fatalf("a file that is no key: %v", err)
+	}
+	out, err = run("list")
+	var list []Trusted
+	if err != nil || json.Unmarshal([]byte(out), &list) != nil || len(list) != 1 {
+		t.Fatalf("list: %q %v", out, err)
+	}
+	if _, err := run("remove", "release"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := run("remove", "release"); err == nil || !strings.Contains(err.Error(), "no trusted key") {
+		t.Fatalf("removing twice: %v", err)
+	}
+}
