@@ -251,7 +251,17 @@ func initRun(ctx context.Context, opts *InitOptions) error {
 	}
 	dir := filepath.Join(parent, opts.Name)
 	opts.Init.ProjectDir = func() (string, error) { return dir, nil }
-	if err := opts.Scaffold(ctx, opts.Init); err != nil {
+	if opts.JSON {
+		// One document on stdout, the template's: init's lines of the files it wrote go to
+		// stderr.
+		out := opts.Init.IO.Out
+		opts.Init.IO.Out = opts.Init.IO.ErrOut
+		err = opts.Scaffold(ctx, opts.Init)
+		opts.Init.IO.Out = out
+	} else {
+		err = opts.Scaffold(ctx, opts.Init)
+	}
+	if err != nil {
 		return err
 	}
 	spec := template.Spec{Name: opts.Name, Source: dir}

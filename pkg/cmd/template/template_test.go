@@ -14,6 +14,7 @@ import (
 
 	"github.com/ukernel-dev/ukernel/internal/runstate"
 	"github.com/ukernel-dev/ukernel/internal/template"
+	initcmd "github.com/ukernel-dev/ukernel/pkg/cmd/init"
 	"github.com/ukernel-dev/ukernel/pkg/cmdutil"
 	"github.com/ukernel-dev/ukernel/pkg/iostreams"
 )
@@ -194,5 +195,35 @@ func TestCreateEditDelete(t *testing.T) {
 	}
 	if err := infoRun(&InfoOptions{Common: e.common, Name: "shop-wroker"}); err == nil || !strings.Contains(err.Error(), "templates: shop-worker") {
 		t.Fatalf("info of an unknown template: %v", err)
+	}
+}
+
+// template init writes ./NAME as init does and registers it; a second one of the name writes
+// nothing.
+func TestInit(t *testing.T) {
+	e := newEnv(t)
+	parent := t.TempDir()
+	e.common.ProjectDir = func() (string, error) { return parent, nil }
+	io := initcmd.NewOptions(&cmdutil.Factory{IO: e.common.IO})
+	io.Name, io.Lang, io.Template = "jobs", "shell", "worker"
+	if err := io.Check(); err != nil {
+		t.Fatal(err)
+	}
+	o := &InitOptions{Common: e.common, Name: "jobs", Init: io, Scaffold: initcmd.Run}
+	if err := initRun(t.Context(), o); err != nil {
+		t.Fatal(err)
+	}
+	var spec template.Spec
+	if err := json.Unmarshal(e.out.Bytes(), &spec); err != nil || spec.Source != filepath.Join(parent, "jobs") {
+		t.Fatalf("template init --json: %v %s", err, e.out)
+	}
+	if _, err := os.Stat(filepath.Join(parent, "jobs", "ukernel.toml")); err != nil {
+		t.Fatalf("no project written: %v", err)
+	}
+	scaffolded := false
+	o.Scaffold = func(context.Context, *initcmd.Options) error { scaffolded = true; return nil }
+	var ex *template.ExistsError
+	if err := initRun(t.Context(), o); !errors.As(err, &ex) || scaffolded {
+		t.Fatalf("second init: %v, scaffolded %v", err, scaffolded)
 	}
 }
