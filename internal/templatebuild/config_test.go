@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/ukernel-dev/ukernel/internal/project"
+	"github.com/ukernel-dev/ukernel/internal/template"
 )
 
 const shopToml = `[project]
@@ -113,4 +114,37 @@ func TestVariantsDocExample(t *testing.T) {
 	if len(specs) != 2 || specs[0].Name != "shop-api" || specs[1].MemoryMB != 1024 || specs[1].DataMB != 64 || specs[0].MemoryMB != 256 {
 		t.Fatalf("the example decoded unexpectedly: %+v", specs)
 	}
+}
+
+// FuzzParseVariants: any file gives specs or an error positioned in the file, never a panic;
+// specs have valid, unique names and run settings in range.
+func FuzzParseVariants(f *testing.F) {
+	f.Add(variants)
+	f.Add("name = \"a\"\n[[variants]]\nname = \"a-b\"\nvcpu = 2\n")
+	f.Add("[[variants]]\n[[variants]]\nrole = 3\n")
+	dir := f.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "ukernel.toml"), []byte(shopToml), 0o644); err != nil {
+		f.Fatal(err)
+	}
+	p := filepath.Join(dir, "variants.toml")
+	f.Fuzz(func(t *testing.T, content string) {
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		specs, err := ParseVariants(p, "")
+		if err != nil {
+			var pe *project.Error
+			if !errors.As(err, &pe) || pe.File != p {
+				t.Fatalf("error not positioned in the file: %v", err)
+			}
+			return
+		}
+		seen := map[string]bool{}
+		for _, s := range specs {
+			if template.ValidateName(s.Name) != nil || seen[s.Name] || s.ValidateRun() != nil {
+				t.Fatalf("bad spec accepted: %+v", s)
+			}
+			seen[s.Name] = true
+		}
+	})
 }
