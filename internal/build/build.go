@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/ukernel-dev/ukernel/internal/abi"
+	"github.com/ukernel-dev/ukernel/internal/atomicfile"
 	"github.com/ukernel-dev/ukernel/internal/crashpoint"
 	"github.com/ukernel-dev/ukernel/internal/debian"
 	"github.com/ukernel-dev/ukernel/internal/gotool"
@@ -266,11 +267,11 @@ func Run(ctx context.Context, in Input) (*Result, error) {
 		old := p.to + ".old"
 		os.RemoveAll(old)
 		if exists(p.to) {
-			if err := os.Rename(p.to, old); err != nil {
+			if err := atomicfile.Rename(p.to, old); err != nil {
 				return nil, err
 			}
 		}
-		if err := os.Rename(p.from, p.to); err != nil {
+		if err := atomicfile.Rename(p.from, p.to); err != nil {
 			return nil, err
 		}
 		os.RemoveAll(old)
@@ -278,7 +279,7 @@ func Run(ctx context.Context, in Input) (*Result, error) {
 	}
 	res.Users = users
 	st, _ := json.MarshalIndent(stamp{Digest: digest, Runtime: res.Runtime, Users: users}, "", "  ")
-	if err := project.WriteFileAtomic(filepath.Join(buildDir, stampFile), append(st, '\n'), 0o644); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(buildDir, stampFile), append(st, '\n'), 0o644); err != nil {
 		return nil, err
 	}
 	return res, nil
@@ -444,7 +445,7 @@ func mergeInto(src, dst string) error {
 		if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
 			return err
 		}
-		return os.Rename(filepath.Join(src, filepath.FromSlash(orig)), target)
+		return atomicfile.Move(filepath.Join(src, filepath.FromSlash(orig)), target)
 	})
 }
 

@@ -11,14 +11,16 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"github.com/ukernel-dev/ukernel/internal/crashpoint"
-	"github.com/ukernel-dev/ukernel/internal/workdir"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/ukernel-dev/ukernel/internal/atomicfile"
+	"github.com/ukernel-dev/ukernel/internal/crashpoint"
+	"github.com/ukernel-dev/ukernel/internal/workdir"
 )
 
 // Cache is a cache directory.
@@ -201,7 +203,7 @@ func (c *Cache) commit(tmp, sum string) error {
 	}
 	crashpoint.At("cache-blob")
 	// rename(2) is atomic: a concurrent writer of the same blob writes the same bytes.
-	return os.Rename(tmp, dst)
+	return atomicfile.Publish(tmp, dst)
 }
 
 // ReadState returns a named state file (mutable data keyed by name, e.g. the last InRelease of
@@ -220,25 +222,13 @@ func (c *Cache) ReadState(name string) ([]byte, error) {
 
 // WriteState replaces a named state file atomically.
 func (c *Cache) WriteState(name string, data []byte) error {
-	f, err := workdir.Create(filepath.Join(c.Dir, "tmp"), "state-")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	p := c.statePath(name)
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		return err
-	}
-	crashpoint.At("cache-state")
-	return os.Rename(tmp, p)
+	return atomicfile.Write(c.statePath(name), 0o600, func(f *os.File) error {
+		if _, err := f.Write(data); err != nil {
+			return err
+		}
+		crashpoint.At("cache-state")
+		return nil
+	})
 }
 
 func (c *Cache) statePath(name string) string {

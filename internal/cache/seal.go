@@ -7,13 +7,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/ukernel-dev/ukernel/internal/crashpoint"
-	"github.com/ukernel-dev/ukernel/internal/workdir"
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"syscall"
+
+	"github.com/ukernel-dev/ukernel/internal/atomicfile"
 )
 
 // A derived entry (an unpacked kernel, a decompressed vmlinux, an image's boot files, a parsed
@@ -98,7 +97,7 @@ func Seal(path, sum string) error {
 	if err != nil {
 		return err
 	}
-	return WriteFileAtomic(sealPath(path), data)
+	return atomicfile.WriteFile(sealPath(path), data, 0o644)
 }
 
 // CheckSealed returns the digest of the file at path if it is the one recorded by Seal and, when
@@ -171,35 +170,4 @@ func (c *Cache) ReadSealedState(name string) ([]byte, error) {
 	}
 	os.Remove(c.statePath(name))
 	return nil, fmt.Errorf("%w: state %s does not match its digest, removed", ErrNotFound, name)
-}
-
-// WriteFileAtomic writes a cache file: beside path first (where what a killed ukernel left of a
-// write to path goes first), then renamed into place.
-func WriteFileAtomic(path string, data []byte) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	prefix := "." + filepath.Base(path) + ".tmp-"
-	if _, err := workdir.Sweep(filepath.Dir(path), prefix); err != nil {
-		return err
-	}
-	f, err := workdir.Create(filepath.Dir(path), prefix)
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // no-op after the rename
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Chmod(0o644); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	crashpoint.At("cache-atomic:" + filepath.Base(path))
-	return os.Rename(tmp, path)
 }

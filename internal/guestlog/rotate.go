@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+
+	"github.com/ukernel-dev/ukernel/internal/atomicfile"
 )
 
 // Limits bound a run's log files, as Docker's json-file driver bounds a container's
@@ -67,12 +69,12 @@ func shift(path string, l Limits, keepCurrent bool) error {
 		return err
 	}
 	for i := last - 1; i >= 1; i-- {
-		if err := os.Rename(rotatedName(path, i), rotatedName(path, i+1)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		if err := atomicfile.Move(rotatedName(path, i), rotatedName(path, i+1)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err
 		}
 	}
 	if keepCurrent {
-		return os.Rename(path, rotatedName(path, 1))
+		return atomicfile.Move(path, rotatedName(path, 1))
 	}
 	return nil
 }
@@ -219,7 +221,7 @@ func TruncateCopy(f *os.File, path string, l Limits, w io.Writer) error {
 	if err := shift(path, l, false); err != nil {
 		return err
 	}
-	if err := os.Rename(tmp.Name(), rotatedName(path, 1)); err != nil {
+	if err := atomicfile.Move(tmp.Name(), rotatedName(path, 1)); err != nil {
 		return err
 	}
 	tmp = nil

@@ -18,7 +18,7 @@ import (
 	erofs "github.com/erofs/go-erofs"
 
 	"github.com/ukernel-dev/ukernel/internal/abi"
-	"github.com/ukernel-dev/ukernel/internal/workdir"
+	"github.com/ukernel-dev/ukernel/internal/atomicfile"
 )
 
 // Names of the parts of an image, as Verify reports them.
@@ -194,40 +194,13 @@ func (im *Image) ExtractBoot(dir string) (kernel, initrd string, err error) {
 		return "", "", err
 	}
 	kernel, initrd = filepath.Join(dir, KernelFile), filepath.Join(dir, InitrdFile)
-	if err := writeFileAtomic(kernel, kb); err != nil {
+	if err := atomicfile.WriteFile(kernel, kb, 0o644); err != nil {
 		return "", "", err
 	}
-	if err := writeFileAtomic(initrd, ib); err != nil {
+	if err := atomicfile.WriteFile(initrd, ib, 0o644); err != nil {
 		return "", "", err
 	}
 	return kernel, initrd, nil
-}
-
-func writeFileAtomic(p string, b []byte) (err error) {
-	prefix := "." + filepath.Base(p) + ".tmp-"
-	if _, err := workdir.Sweep(filepath.Dir(p), prefix); err != nil {
-		return err
-	}
-	f, err := workdir.Create(filepath.Dir(p), prefix)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if _, err = f.Write(b); err != nil {
-		return err
-	}
-	if err = f.Chmod(0o644); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), p)
 }
 
 func (im *Image) artefact(name string) (abi.Artefact, error) {

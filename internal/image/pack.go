@@ -22,6 +22,7 @@ import (
 	erofs "github.com/erofs/go-erofs"
 
 	"github.com/ukernel-dev/ukernel/internal/abi"
+	"github.com/ukernel-dev/ukernel/internal/atomicfile"
 	"github.com/ukernel-dev/ukernel/internal/crashpoint"
 	"github.com/ukernel-dev/ukernel/internal/version"
 	"github.com/ukernel-dev/ukernel/internal/workdir"
@@ -268,7 +269,7 @@ func Pack(ctx context.Context, in Input) (res *Result, err error) {
 		return nil, err
 	}
 	crashpoint.At("pack-image")
-	if err := os.Rename(tmp.Name(), in.Output); err != nil {
+	if err := atomicfile.Rename(tmp.Name(), in.Output); err != nil {
 		return nil, fmt.Errorf("pack: %w", err)
 	}
 	return &Result{Path: in.Output, Size: lay.disk, SHA256: hex.EncodeToString(h.Sum(nil)), Manifest: m, Sizes: sizes}, nil

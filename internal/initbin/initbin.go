@@ -20,6 +20,7 @@ import (
 
 	ukernel "github.com/ukernel-dev/ukernel"
 
+	"github.com/ukernel-dev/ukernel/internal/atomicfile"
 	"github.com/ukernel-dev/ukernel/internal/cache"
 	"github.com/ukernel-dev/ukernel/internal/crashpoint"
 	"github.com/ukernel-dev/ukernel/internal/gotool"
@@ -109,7 +110,7 @@ func build(ctx context.Context, src fs.FS, cacheDir string) (*Binary, error) {
 	// A concurrent build may have published its binary meanwhile: replacing it is atomic and
 	// harmless, as the same source, toolchain and pinned environment give the same bytes.
 	crashpoint.At("cache-init")
-	if err := os.Rename(bin, out); err != nil {
+	if err := atomicfile.Publish(bin, out); err != nil {
 		return nil, fmt.Errorf("guest init cache: %w", err)
 	}
 	if err := cache.Seal(out, sum); err != nil {

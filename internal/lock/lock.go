@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"slices"
 
+	"github.com/ukernel-dev/ukernel/internal/atomicfile"
 	"github.com/ukernel-dev/ukernel/internal/project"
 	"github.com/ukernel-dev/ukernel/internal/pypi"
 )
@@ -166,7 +167,7 @@ func (l *Lock) Save(dir string) error {
 	if err != nil {
 		return err
 	}
-	return project.WriteFileAtomic(filepath.Join(dir, project.LockFile), data, 0o644)
+	return atomicfile.WriteFile(filepath.Join(dir, project.LockFile), data, 0o644)
 }
 
 // Load reads and verifies dir/env/ukernel.lock. A missing file is ErrNoLock.

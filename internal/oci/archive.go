@@ -12,6 +12,7 @@ import (
 	"oras.land/oras-go/v2"
 	"oras.land/oras-go/v2/content/oci"
 
+	"github.com/ukernel-dev/ukernel/internal/atomicfile"
 	"github.com/ukernel-dev/ukernel/internal/workdir"
 )
 
@@ -84,5 +85,5 @@ func writeTar(src, file, prefix string) error {
 	if err != nil {
 		return fmt.Errorf("OCI archive %s: %w", file, err)
 	}
-	return os.Rename(tmp, file)
+	return atomicfile.Rename(tmp, file)
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/ukernel-dev/ukernel/internal/abi"
+	"github.com/ukernel-dev/ukernel/internal/atomicfile"
 	"github.com/ukernel-dev/ukernel/internal/build"
 	"github.com/ukernel-dev/ukernel/internal/cache"
 	"github.com/ukernel-dev/ukernel/internal/crashpoint"
@@ -287,7 +288,7 @@ func pack(ctx context.Context, p *Project, o Options, br *build.Result, buildSta
 		return nil, err
 	}
 	st, _ := json.Marshal(packStamp{Key: keyHex, SHA256: res.SHA256, Sizes: res.Sizes})
-	if err := project.WriteFileAtomic(stampPath, st, 0o644); err != nil {
+	if err := atomicfile.WriteFile(stampPath, st, 0o644); err != nil {
 		return nil, err
 	}
 	return &PackResult{Image: res.Path, SHA256: res.SHA256, Size: res.Size, Build: br, Sizes: res.Sizes, Spans: spans(false)}, nil
@@ -392,7 +393,7 @@ func kernelTree(ctx context.Context, p *Project, o Options) (*Kernel, error) {
 		return nil, fmt.Errorf("kernel cache: %w", err)
 	}
 	crashpoint.At("cache-kernel-tree")
-	if err := os.Rename(tmp, dir); err != nil {
+	if err := atomicfile.Rename(tmp, dir); err != nil {
 		// Another process published the same tree meanwhile: keep it, discard ours.
 		if kt, err := findKernel(dir, k.SHA256); err == nil {
 			return kt, nil
@@ -402,8 +403,8 @@ func kernelTree(ctx context.Context, p *Project, o Options) (*Kernel, error) {
 		// replacement never deletes a tree just published), then ours goes in; if another one
 		// won meanwhile, that one is kept.
 		if aside, err := workdir.Mkdir(kernels, asidePrefix); err == nil {
-			if os.Rename(dir, filepath.Join(aside, "tree")) == nil || !exists(dir) {
-				os.Rename(tmp, dir)
+			if atomicfile.Rename(dir, filepath.Join(aside, "tree")) == nil || !exists(dir) {
+				atomicfile.Rename(tmp, dir)
 			}
 			os.RemoveAll(aside)
 		}
@@ -439,7 +440,7 @@ func writeKernelMark(dir string, m kernelMark) error {
 	if err != nil {
 		return err
 	}
-	return project.WriteFileAtomic(filepath.Join(dir, kernelComplete), data, 0o644)
+	return atomicfile.WriteFile(filepath.Join(dir, kernelComplete), data, 0o644)
 }
 
 func readPackStamp(p string) (*packStamp, error) {

@@ -9,6 +9,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/ukernel-dev/ukernel/internal/atomicfile"
 )
 
 // Env is what the user asked for: the base from ukernel.toml ([env] base, its one home) and
@@ -165,7 +167,7 @@ func (e *Env) Save(dir string) error {
 	}
 	fmt.Fprintf(&b, "system = %s\n", tomlList(e.System))
 	fmt.Fprintf(&b, "python = %s\n", tomlList(e.Python))
-	return WriteFileAtomic(filepath.Join(dir, EnvFile), []byte(b.String()), 0o644)
+	return atomicfile.WriteFile(filepath.Join(dir, EnvFile), []byte(b.String()), 0o644)
 }
 
 func tomlList(items []string) string {

@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/ukernel-dev/ukernel/internal/abi"
+	"github.com/ukernel-dev/ukernel/internal/atomicfile"
 	"github.com/ukernel-dev/ukernel/internal/guestlog"
-	"github.com/ukernel-dev/ukernel/internal/project"
 )
 
 // Files of a run directory.
@@ -59,7 +59,7 @@ func (r Run) WriteInfo(info Info) error {
 	if err != nil {
 		return err
 	}
-	return project.WriteFileAtomic(filepath.Join(r.Dir, InfoFile), append(b, '\n'), 0o644)
+	return atomicfile.WriteFile(filepath.Join(r.Dir, InfoFile), append(b, '\n'), 0o644)
 }
 
 // ReadInfo reads what WriteInfo recorded.
@@ -84,13 +84,8 @@ func NewRun(projectDir string, now time.Time) (Run, error) {
 	}
 	// Replace the link atomically: a reader sees the old or the new run, never none.
 	link := filepath.Join(projectDir, "logs", ConsoleFile)
-	tmp := link + ".tmp-" + r.ID
-	if err := os.Symlink(filepath.Join("runs", r.ID, ConsoleFile), tmp); err != nil {
-		return Run{}, fmt.Errorf("link %s: %w", link, err)
-	}
-	if err := os.Rename(tmp, link); err != nil {
-		os.Remove(tmp)
-		return Run{}, fmt.Errorf("link %s: %w", link, err)
+	if err := atomicfile.Symlink(filepath.Join("runs", r.ID, ConsoleFile), link); err != nil {
+		return Run{}, err
 	}
 	return r, nil
 }

@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ukernel-dev/ukernel/internal/atomicfile"
 	"github.com/ukernel-dev/ukernel/internal/project"
 	"github.com/ukernel-dev/ukernel/internal/runlog"
 	"github.com/ukernel-dev/ukernel/internal/vmm"
@@ -231,7 +232,7 @@ func (s *Store) Save(st *State) error {
 	if err != nil {
 		return err
 	}
-	return project.WriteFileAtomic(s.statePath(st.Name), append(b, '\n'), 0o600)
+	return atomicfile.WriteFile(s.statePath(st.Name), append(b, '\n'), 0o600)
 }
 
 // Load reads the state of name.
@@ -337,7 +338,11 @@ func (s *Store) clean(name string) error {
 			}
 		}
 	}
-	paths := []string{s.ConfigDrive(name), s.ConfigDrive(name) + ".tmp", s.ControlSocket(name), s.APISocket(name), s.OutputSocket(name), s.PIDFile(name), s.statePath(name)}
+	// A config drive a killed run was still writing holds its secrets too.
+	if _, err := atomicfile.Sweep(s.ConfigDrive(name)); err != nil {
+		errs = append(errs, err)
+	}
+	paths := []string{s.ConfigDrive(name), s.ControlSocket(name), s.APISocket(name), s.OutputSocket(name), s.PIDFile(name), s.statePath(name)}
 	for _, pattern := range []string{"[0-9]", "[0-9].flock"} {
 		m, _ := filepath.Glob(s.ExecSocket(name) + pattern)
 		paths = append(paths, m...)

@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/ukernel-dev/ukernel/internal/abi"
+	"github.com/ukernel-dev/ukernel/internal/atomicfile"
 	"github.com/ukernel-dev/ukernel/internal/project"
 )
 
@@ -271,7 +272,7 @@ func (s *Scaffold) Write(dir string, force bool, created func(path string)) erro
 		if f.Path == project.EnvFile {
 			err = s.Env.Save(dir)
 		} else {
-			err = project.WriteFileAtomic(filepath.Join(dir, filepath.FromSlash(f.Path)), f.Data, f.Mode)
+			err = atomicfile.WriteFile(filepath.Join(dir, filepath.FromSlash(f.Path)), f.Data, f.Mode)
 		}
 		if err != nil {
 			return fmt.Errorf("write %s: %w", f.Path, err)

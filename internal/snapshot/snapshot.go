@@ -22,6 +22,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ukernel-dev/ukernel/internal/atomicfile"
 	"github.com/ukernel-dev/ukernel/internal/cache"
 )
 
@@ -187,7 +188,7 @@ func (s *Staging) Commit(m *Meta, names ...string) error {
 	if err != nil {
 		return err
 	}
-	if err := cache.WriteFileAtomic(filepath.Join(s.Dir, MetaFile), append(data, '\n')); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(s.Dir, MetaFile), append(data, '\n'), 0o644); err != nil {
 		return err
 	}
 	if _, err := os.Stat(s.target); err == nil {
@@ -195,12 +196,12 @@ func (s *Staging) Commit(m *Meta, names ...string) error {
 		if err != nil {
 			return err
 		}
-		if err := os.Rename(s.target, filepath.Join(old, "old")); err != nil {
+		if err := atomicfile.Rename(s.target, filepath.Join(old, "old")); err != nil {
 			return err
 		}
 		defer os.RemoveAll(old)
 	}
-	return os.Rename(s.Dir, s.target)
+	return atomicfile.Rename(s.Dir, s.target)
 }
 
 // Remove deletes the snapshot at dir, if there is one.
@@ -213,7 +214,7 @@ func Remove(dir string) error {
 	if err != nil {
 		return err
 	}
-	if err := os.Rename(dir, filepath.Join(old, "old")); err != nil {
+	if err := atomicfile.Rename(dir, filepath.Join(old, "old")); err != nil {
 		os.RemoveAll(old)
 		return err
 	}

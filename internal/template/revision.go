@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ukernel-dev/ukernel/internal/atomicfile"
 	"github.com/ukernel-dev/ukernel/internal/crashpoint"
 	"github.com/ukernel-dev/ukernel/internal/image"
 	"github.com/ukernel-dev/ukernel/internal/workdir"
@@ -254,11 +255,8 @@ func (p *Pending) publish(rev Revision) (*Revision, error) {
 		}
 	}
 	crashpoint.At("template-revision")
-	if err := os.Rename(p.dir, final); err != nil {
+	if err := atomicfile.Rename(p.dir, final); err != nil {
 		return nil, fmt.Errorf("template %s: %w", p.name, err)
-	}
-	if err := syncDir(filepath.Dir(final)); err != nil {
-		return nil, err
 	}
 	return &rev, p.s.recordKey(rev)
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ukernel-dev/ukernel/internal/atomicfile"
 	"github.com/ukernel-dev/ukernel/internal/crashpoint"
 	"github.com/ukernel-dev/ukernel/internal/filelock"
 	"github.com/ukernel-dev/ukernel/internal/project"
@@ -200,13 +201,13 @@ func (s *Store) Create(spec *Spec) error {
 	crashpoint.At("template-create")
 	// rename(2) onto an existing non-empty directory fails: two creates of one name cannot
 	// both win.
-	if err := os.Rename(stage, s.TemplateDir(spec.Name)); err != nil {
+	if err := atomicfile.Rename(stage, s.TemplateDir(spec.Name)); err != nil {
 		if _, serr := os.Stat(s.TemplateDir(spec.Name)); serr == nil {
 			return &ExistsError{Name: spec.Name}
 		}
 		return fmt.Errorf("template store: %w", err)
 	}
-	return syncDir(s.dir)
+	return nil
 }
 
 // Save writes a changed spec (its Updated time set now). The caller holds the template's lock.
@@ -239,11 +240,10 @@ func (s *Store) discard(dir string) error {
 	if err != nil {
 		return err
 	}
-	if err := os.Rename(dir, filepath.Join(aside, "x")); err != nil {
+	if err := atomicfile.Rename(dir, filepath.Join(aside, "x")); err != nil {
 		os.Remove(aside)
 		return fmt.Errorf("template store: %w", err)
 	}
-	syncDir(filepath.Dir(dir))
 	return removeAll(aside)
 }
 
@@ -294,7 +294,7 @@ func (s *Store) Lock(ctx context.Context, name, command string, waiting func(hol
 
 // writeFile publishes data at path atomically (temp file, fsync, rename).
 func writeFile(path string, data []byte) error {
-	return project.WriteFileAtomic(path, data, 0o644)
+	return atomicfile.WriteFile(path, data, 0o644)
 }
 
 func writeJSON(path string, v any) error {
@@ -303,16 +303,6 @@ func writeJSON(path string, v any) error {
 		return err
 	}
 	return writeFile(path, append(data, '\n'))
-}
-
-// syncDir makes a rename in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // sweep removes what killed writers left in dir under prefix; a failure only leaves them for

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/ukernel-dev/ukernel/internal/atomicfile"
 )
 
 // Kernel is an unpacked Debian kernel package.
@@ -94,7 +96,7 @@ func fetchKernel() (Kernel, error) {
 		return Kernel{}, fmt.Errorf("dpkg-deb -x %s: %v: %s", debs[0], err, out)
 	}
 	os.RemoveAll(dir)
-	if err := os.Rename(tmp, dir); err != nil {
+	if err := atomicfile.Rename(tmp, dir); err != nil {
 		return Kernel{}, err
 	}
 	k.Deb = filepath.Join(dir, filepath.Base(debs[0]))

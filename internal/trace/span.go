@@ -9,8 +9,9 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"time"
+
+	"github.com/ukernel-dev/ukernel/internal/atomicfile"
 )
 
 // Span is one timed step. Times are host wall-clock Unix nanoseconds; guest spans are placed
@@ -69,16 +70,8 @@ func WriteSpans(path string, spans []Span) error {
 	if err != nil {
 		return fmt.Errorf("spans %s: %w", path, err)
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return fmt.Errorf("spans %s: %w", path, err)
-	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
-		return fmt.Errorf("spans %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("spans %s: %w", path, err)
+	if err := atomicfile.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("spans: %w", err)
 	}
 	return nil
 }

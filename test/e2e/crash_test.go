@@ -231,7 +231,7 @@ func TestCrashAtEachWriteStep(t *testing.T) {
 		{"cache: guest init binary", "cache-init", func(d string) {
 			removeGlob(filepath.Join(cacheDir, "init", "*"))
 		}, []string{"pack"}, crashSrcB, crashSrcB},
-		{"cache: guest init's seal", "cache-atomic:ukernel-init.seal", func(d string) {
+		{"cache: guest init's seal", "atomic:ukernel-init.seal", func(d string) {
 			removeGlob(filepath.Join(cacheDir, "init", "*"))
 		}, []string{"pack"}, crashSrcB, crashSrcB},
 	}

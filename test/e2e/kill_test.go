@@ -197,7 +197,7 @@ func TestKilledRunLeavesNothing(t *testing.T) {
 	ents, _ := os.ReadDir(state)
 	for _, e := range ents {
 		p := filepath.Join(state, e.Name())
-		if strings.HasSuffix(e.Name(), ".config") || strings.HasSuffix(e.Name(), ".config.tmp") || strings.HasSuffix(e.Name(), ".pid") {
+		if strings.HasSuffix(e.Name(), ".config") || strings.Contains(e.Name(), ".config.tmp") || strings.HasSuffix(e.Name(), ".pid") {
 			t.Errorf("left behind: %s", p)
 		}
 		if data, _ := os.ReadFile(p); bytes.Contains(data, []byte(secret)) {

@@ -15,9 +15,9 @@ import (
 	"path/filepath"
 
 	"github.com/ukernel-dev/ukernel/internal/abi"
+	"github.com/ukernel-dev/ukernel/internal/atomicfile"
 	"github.com/ukernel-dev/ukernel/internal/cache"
 	"github.com/ukernel-dev/ukernel/internal/image"
-	"github.com/ukernel-dev/ukernel/internal/project"
 )
 
 // InitrdFile is the name of the initramfs the backends boot, in the boot cache: the
@@ -125,7 +125,7 @@ func extractBootFiles(im *image.Image, b *Boot, dir string) error {
 	if data, err = image.BootInitrd(data, b.Manifest); err != nil {
 		return err
 	}
-	if err := cache.WriteFileAtomic(b.Initrd, data); err != nil {
+	if err := atomicfile.WriteFile(b.Initrd, data, 0o644); err != nil {
 		return fmt.Errorf("boot cache: %w", err)
 	}
 	sum := sha256.Sum256(data)
@@ -166,7 +166,7 @@ func verifiedDigest(im *image.Image, cacheDir string) (string, error) {
 	}
 	if b, err := json.Marshal(entry{Key: key, SHA256: digest}); err == nil {
 		// A failed cache write only costs a second verification next time.
-		_ = project.WriteFileAtomic(cachePath, b, 0o644)
+		_ = atomicfile.WriteFile(cachePath, b, 0o644)
 	}
 	return digest, nil
 }

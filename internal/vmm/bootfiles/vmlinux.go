@@ -10,6 +10,7 @@ import (
 
 	"github.com/u-root/u-root/pkg/boot/bzimage"
 
+	"github.com/ukernel-dev/ukernel/internal/atomicfile"
 	"github.com/ukernel-dev/ukernel/internal/cache"
 )
 
@@ -49,7 +50,7 @@ func Vmlinux(bzImagePath, digest, cacheDir string) (string, error) {
 	if _, err := bz.ELF(); err != nil {
 		return "", fmt.Errorf("kernel %s: payload is not an ELF vmlinux: %w", bzImagePath, err)
 	}
-	if err := cache.WriteFileAtomic(out, bz.KernelCode); err != nil {
+	if err := atomicfile.WriteFile(out, bz.KernelCode, 0o644); err != nil {
 		return "", fmt.Errorf("vmlinux cache: %w", err)
 	}
 	if err := CheckELF(out); err != nil {

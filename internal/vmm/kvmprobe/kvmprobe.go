@@ -17,8 +17,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ukernel-dev/ukernel/internal/atomicfile"
 	"github.com/ukernel-dev/ukernel/internal/cache"
-	"github.com/ukernel-dev/ukernel/internal/project"
 	"github.com/ukernel-dev/ukernel/internal/vmm"
 )
 
@@ -110,7 +110,7 @@ func probe(ctx context.Context, spec Spec) (Result, error) {
 	}
 	res.Key = key
 	if b, err := json.MarshalIndent(res, "", "  "); err == nil {
-		if err := project.WriteFileAtomic(cachePath, append(b, '\n'), 0o644); err != nil {
+		if err := atomicfile.WriteFile(cachePath, append(b, '\n'), 0o644); err != nil {
 			log.Debug("KVM probe result not cached", "file", cachePath, "err", err)
 		}
 	}

@@ -2,7 +2,6 @@ package launch
 
 import (
 	"bytes"
-	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -38,8 +37,9 @@ func TestConfigDriveRoundTrip(t *testing.T) {
 	}
 }
 
-// TestConfigDriveRefusesPlantedLink: the config drive's temporary file is created anew: a link
-// planted in its place is refused, and its target is not written.
+// TestConfigDriveRefusesPlantedLink: the config drive is a new 0600 file: links planted at its
+// path and at a temporary name of the old scheme are never written through (their target keeps
+// its content), the path's link is replaced.
 func TestConfigDriveRefusesPlantedLink(t *testing.T) {
 	dir := t.TempDir()
 	target := filepath.Join(dir, "victim")
@@ -47,22 +47,29 @@ func TestConfigDriveRefusesPlantedLink(t *testing.T) {
 		t.Fatal(err)
 	}
 	drive := filepath.Join(dir, "web.config")
-	if err := os.Symlink(target, drive+".tmp"); err != nil {
-		t.Fatal(err)
+	for _, p := range []string{drive, drive + ".tmp"} {
+		if err := os.Symlink(target, p); err != nil {
+			t.Fatal(err)
+		}
 	}
 	cfg := &abi.BootConfig{ABI: abi.Version, Secrets: map[string][]byte{"K": []byte("s3cret")}}
-	if err := writeConfigDrive(drive, cfg); err == nil {
-		t.Fatal("the config drive was written through a planted link")
+	if err := writeConfigDrive(drive, cfg); err != nil {
+		t.Fatal(err)
 	}
 	if b, _ := os.ReadFile(target); string(b) != "keep" {
 		t.Errorf("the link's target was written: %q", b)
 	}
-	if _, err := os.Stat(drive); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("a config drive appeared: %v", err)
+	fi, err := os.Lstat(drive)
+	if err != nil || !fi.Mode().IsRegular() || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("config drive: %v %v, want a regular 0600 file", fi, err)
 	}
-	os.Remove(drive + ".tmp")
-	if err := writeConfigDrive(drive, cfg); err != nil {
+	f, err := os.Open(drive)
+	if err != nil {
 		t.Fatal(err)
+	}
+	defer f.Close()
+	if got, err := guest.ReadConfig(f); err != nil || string(got.Secrets["K"]) != "s3cret" {
+		t.Errorf("guest read %+v, %v", got, err)
 	}
 }
 

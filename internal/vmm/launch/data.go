@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ukernel-dev/ukernel/internal/abi"
+	"github.com/ukernel-dev/ukernel/internal/atomicfile"
 	"github.com/ukernel-dev/ukernel/internal/project"
 	"github.com/ukernel-dev/ukernel/internal/vmm"
 )
@@ -47,29 +48,20 @@ func DataVolume(ctx context.Context, projectDir string, sizeMB int) (string, err
 	if err != nil {
 		return "", errors.New("mkfs.ext4 not found: install e2fsprogs (needed once, to create the data volume)")
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return "", fmt.Errorf("data volume: %w", err)
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), DataVolumeFile+".tmp-*")
-	if err != nil {
-		return "", fmt.Errorf("data volume: %w", err)
-	}
-	defer os.Remove(tmp.Name()) // a no-op after the rename
-	err = tmp.Truncate(int64(sizeMB) << 20)
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return "", fmt.Errorf("data volume %s: %w", tmp.Name(), err)
-	}
 	ctx, cancel := context.WithTimeout(ctx, mkfsTimeout)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, mkfs, "-F", "-q", "-L", abi.DataLabel,
-		"-E", "root_owner=0:0", "-m", "0", tmp.Name()).CombinedOutput()
+	err = atomicfile.Write(path, 0o600, func(f *os.File) error {
+		if err := f.Truncate(int64(sizeMB) << 20); err != nil {
+			return err
+		}
+		out, err := exec.CommandContext(ctx, mkfs, "-F", "-q", "-L", abi.DataLabel,
+			"-E", "root_owner=0:0", "-m", "0", f.Name()).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("mkfs.ext4 for the data volume (%d MiB): %v: %s", sizeMB, err, strings.TrimSpace(string(out)))
+		}
+		return nil
+	})
 	if err != nil {
-		return "", fmt.Errorf("mkfs.ext4 for the data volume (%d MiB): %v: %s", sizeMB, err, strings.TrimSpace(string(out)))
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
 		return "", fmt.Errorf("data volume: %w", err)
 	}
 	return path, nil

@@ -10,7 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/ukernel-dev/ukernel/internal/project"
+	"github.com/ukernel-dev/ukernel/internal/atomicfile"
 )
 
 func rdtsc() uint64
@@ -35,7 +35,7 @@ func hostTSCKHz() int64 {
 		}
 		tscKHz = measureTSCKHz()
 		if tscKHz > 0 && cache != "" {
-			_ = project.WriteFileAtomic(cache, []byte(fmt.Sprintf("%s %d\n", bootID(), tscKHz)), 0o644)
+			_ = atomicfile.WriteFile(cache, []byte(fmt.Sprintf("%s %d\n", bootID(), tscKHz)), 0o644)
 		}
 	})
 	return tscKHz

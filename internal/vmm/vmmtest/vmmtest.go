@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 
 	"github.com/u-root/u-root/pkg/cpio"
+
+	"github.com/ukernel-dev/ukernel/internal/atomicfile"
 )
 
 // Busybox is where Debian's busybox-static installs the static busybox.
@@ -67,25 +69,15 @@ func WriteInitrd(out, script string, modules []string) error {
 		recs = append(recs, cpio.StaticFile(fmt.Sprintf("lib/mod/%02d.ko", i), string(b), 0o644))
 	}
 	recs = append(recs, cpio.StaticFile("init", script, 0o755))
-	tmp := out + ".tmp"
-	f, err := os.Create(tmp)
+	err = atomicfile.Write(out, 0o644, func(f *os.File) error {
+		w := cpio.Newc.Writer(f)
+		if err := cpio.WriteRecords(w, recs); err != nil {
+			return err
+		}
+		return cpio.WriteTrailer(w)
+	})
 	if err != nil {
-		return err
-	}
-	w := cpio.Newc.Writer(f)
-	err = cpio.WriteRecords(w, recs)
-	if err == nil {
-		err = cpio.WriteTrailer(w)
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, out)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("initramfs %s: %w", out, err)
+		return fmt.Errorf("initramfs: %w", err)
 	}
 	return nil
 }

@@ -11,7 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/ukernel-dev/ukernel/internal/project"
+	"github.com/ukernel-dev/ukernel/internal/atomicfile"
 	"github.com/ukernel-dev/ukernel/internal/sign"
 	"github.com/ukernel-dev/ukernel/internal/userconfig"
 	"github.com/ukernel-dev/ukernel/pkg/cmdutil"
@@ -93,10 +93,10 @@ func generateRun(o *Options) error {
 	if err != nil {
 		return err
 	}
-	if err := project.WriteFileAtomic(priv, k.Marshal(), 0o600); err != nil {
+	if err := atomicfile.WriteFile(priv, k.Marshal(), 0o600); err != nil {
 		return err
 	}
-	if err := project.WriteFileAtomic(pub, k.Public().Marshal(), 0o644); err != nil {
+	if err := atomicfile.WriteFile(pub, k.Public().Marshal(), 0o644); err != nil {
 		return err
 	}
 	out := Key{Name: o.Name, KeyID: k.ID.String(), Private: priv, Public: pub}

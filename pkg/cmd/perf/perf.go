@@ -6,12 +6,12 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/ukernel-dev/ukernel/internal/atomicfile"
 	"github.com/ukernel-dev/ukernel/internal/perf"
 	"github.com/ukernel-dev/ukernel/internal/pipeline"
 	"github.com/ukernel-dev/ukernel/internal/trace"
@@ -120,13 +120,8 @@ func report(f *cmdutil.Factory, o *options, img string, boots []perf.Boot) error
 		if err := trace.WriteTimeline(&b, title, perf.Timeline(boots)); err != nil {
 			return err
 		}
-		tmp := filepath.Join(filepath.Dir(o.svg), "."+filepath.Base(o.svg)+".tmp")
-		if err := os.WriteFile(tmp, b.Bytes(), 0o644); err != nil {
-			return fmt.Errorf("--svg %s: %w", o.svg, err)
-		}
-		if err := os.Rename(tmp, o.svg); err != nil {
-			os.Remove(tmp)
-			return fmt.Errorf("--svg %s: %w", o.svg, err)
+		if err := atomicfile.WriteFile(o.svg, b.Bytes(), 0o644); err != nil {
+			return fmt.Errorf("--svg: %w", err)
 		}
 		f.Progress("Timeline: %s", o.svg)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ukernel-dev/ukernel/internal/atomicfile"
 	"github.com/ukernel-dev/ukernel/internal/cache"
 	"github.com/ukernel-dev/ukernel/internal/oci"
 	"github.com/ukernel-dev/ukernel/internal/template"
@@ -167,5 +168,5 @@ func copyFile(src, dst string) (err error) {
 	if err != nil {
 		return fmt.Errorf("write %s: %w", dst, err)
 	}
-	return os.Rename(f.Name(), dst)
+	return atomicfile.Rename(f.Name(), dst)
 }

@@ -5,11 +5,10 @@ package trace
 import (
 	"bytes"
 	"fmt"
-	"os"
-	"path/filepath"
 
 	"github.com/spf13/cobra"
 
+	"github.com/ukernel-dev/ukernel/internal/atomicfile"
 	"github.com/ukernel-dev/ukernel/internal/template"
 	"github.com/ukernel-dev/ukernel/internal/trace"
 	"github.com/ukernel-dev/ukernel/pkg/cmdutil"
@@ -116,13 +115,8 @@ func run(o *options) error {
 		_, err := o.f.IO.Out.Write(b.Bytes())
 		return err
 	}
-	tmp := filepath.Join(filepath.Dir(o.output), "."+filepath.Base(o.output)+".tmp")
-	if err := os.WriteFile(tmp, b.Bytes(), 0o644); err != nil {
-		return fmt.Errorf("write %s: %w", o.output, err)
-	}
-	if err := os.Rename(tmp, o.output); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", o.output, err)
+	if err := atomicfile.WriteFile(o.output, b.Bytes(), 0o644); err != nil {
+		return err
 	}
 	if o.f.JSON {
 		return o.f.PrintJSON(struct {

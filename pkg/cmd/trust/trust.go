@@ -11,7 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/ukernel-dev/ukernel/internal/project"
+	"github.com/ukernel-dev/ukernel/internal/atomicfile"
 	"github.com/ukernel-dev/ukernel/internal/sign"
 	"github.com/ukernel-dev/ukernel/internal/userconfig"
 	"github.com/ukernel-dev/ukernel/pkg/cmdutil"
@@ -102,7 +102,7 @@ func addRun(o *Options) error {
 		}
 		return fmt.Errorf("%s already trusts another key under the name %s; choose another with --name, or 'ukernel trust remove %s' first", dst, name, name)
 	}
-	if err := project.WriteFileAtomic(dst, k.Marshal(), 0o644); err != nil {
+	if err := atomicfile.WriteFile(dst, k.Marshal(), 0o644); err != nil {
 		return err
 	}
 	return printAdded(o, Trusted{Name: name, KeyID: k.ID.String(), Path: dst})

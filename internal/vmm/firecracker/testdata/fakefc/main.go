@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/ukernel-dev/ukernel/internal/abi"
+	"github.com/ukernel-dev/ukernel/internal/atomicfile"
 	"github.com/ukernel-dev/ukernel/internal/vmm/firecracker/fctest"
 )
 
@@ -102,9 +103,7 @@ func main() {
 			return
 		}
 		b, _ := json.Marshal(srv.Requests())
-		tmp := os.Getenv("FAKEFC_LOG") + ".tmp"
-		os.WriteFile(tmp, b, 0o644)
-		os.Rename(tmp, os.Getenv("FAKEFC_LOG"))
+		atomicfile.WriteFile(os.Getenv("FAKEFC_LOG"), b, 0o644)
 	}))
 }
 
