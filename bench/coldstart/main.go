@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/ukernel-dev/ukernel/internal/abi"
+	"github.com/ukernel-dev/ukernel/internal/cache"
 	"github.com/ukernel-dev/ukernel/internal/perf"
 	"github.com/ukernel-dev/ukernel/internal/runlog"
 	"github.com/ukernel-dev/ukernel/internal/trace"
@@ -64,11 +65,11 @@ func main() {
 	if abs, err := filepath.Abs(*img); err == nil {
 		*img = abs
 	}
-	cache, err := os.UserCacheDir()
+	cacheDir, err := cache.DefaultDir()
 	if err != nil {
 		log.Fatal(err)
 	}
-	boot, err := bootfiles.Prepare(*img, filepath.Join(cache, "ukernel"))
+	boot, err := bootfiles.Prepare(*img, cacheDir)
 	if err != nil {
 		log.Fatal(err)
 	}

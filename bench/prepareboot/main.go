@@ -11,11 +11,10 @@ import (
 	"flag"
 	"fmt"
 	"log"
-	"os"
-	"path/filepath"
 	"slices"
 	"time"
 
+	"github.com/ukernel-dev/ukernel/internal/cache"
 	"github.com/ukernel-dev/ukernel/internal/vmm/bootfiles"
 )
 
@@ -26,11 +25,10 @@ func main() {
 	if *img == "" {
 		log.Fatal("-image is required")
 	}
-	cache, err := os.UserCacheDir()
+	dir, err := cache.DefaultDir()
 	if err != nil {
 		log.Fatal(err)
 	}
-	dir := filepath.Join(cache, "ukernel")
 	if _, err := bootfiles.Prepare(*img, dir); err != nil { // warms the cache
 		log.Fatal(err)
 	}

@@ -19,6 +19,8 @@ import (
 	"path/filepath"
 	"slices"
 	"time"
+
+	"github.com/ukernel-dev/ukernel/internal/cache"
 )
 
 type variant struct {
@@ -35,7 +37,7 @@ func main() {
 	if *a == "" || *b == "" {
 		log.Fatal("-a and -b are required")
 	}
-	userCache, err := os.UserCacheDir()
+	userCache, err := cache.DefaultDir()
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -47,8 +49,9 @@ func main() {
 	vs := []*variant{{name: "A", bin: *a}, {name: "B", bin: *b}}
 	for _, v := range vs {
 		v.cache = filepath.Join(work, "cache-"+v.name)
-		for _, sub := range []string{"sha256", "state"} {
-			if err := linkTree(filepath.Join(userCache, "ukernel", sub), filepath.Join(v.cache, "ukernel", sub)); err != nil {
+		for _, f := range []cache.Folder{cache.Blobs, cache.State} {
+			// Each variant runs with XDG_CACHE_HOME=v.cache: its cache is v.cache/ukernel.
+			if err := linkTree(f.In(userCache), f.In(filepath.Join(v.cache, "ukernel"))); err != nil {
 				log.Fatal(err)
 			}
 		}

@@ -1,6 +1,7 @@
 // Package cache is the per-user, content-addressed store of downloaded artefacts (Debian indices,
 // .debs, wheels) and of derived data (parsed indices; kernels, inits and boot files that other
-// packages keep in their own directories here and seal (seal.go), which Prune also clears).
+// packages keep in their own folders here and seal (seal.go), which Prune also clears). It alone
+// knows where the cache lives (DefaultDir) and its folders (layout.go).
 // Blobs are named by their SHA-256, verified on every read and written through a temporary file
 // renamed into place, so two ukernel processes can share it and an interrupted download never
 // leaves a partial blob behind.
@@ -31,37 +32,33 @@ type Cache struct {
 // ErrNotFound means the cache holds no valid blob for a digest.
 var ErrNotFound = errors.New("not in cache")
 
-// Open opens $XDG_CACHE_HOME/ukernel (default ~/.cache/ukernel), creating it.
+// Open opens the cache at DefaultDir, creating it.
 func Open() (*Cache, error) {
-	base := os.Getenv("XDG_CACHE_HOME")
-	if base == "" {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			return nil, fmt.Errorf("cache directory: neither XDG_CACHE_HOME nor a home directory is set: %w", err)
-		}
-		base = filepath.Join(home, ".cache")
+	dir, err := DefaultDir()
+	if err != nil {
+		return nil, err
 	}
-	return OpenDir(filepath.Join(base, "ukernel"))
+	return OpenDir(dir)
 }
 
 // OpenDir opens a cache rooted at dir, creating it.
 func OpenDir(dir string) (*Cache, error) {
-	for _, sub := range []string{"sha256", "tmp", "state"} {
-		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
+	for _, f := range []Folder{Blobs, Tmp, State} {
+		if err := os.MkdirAll(f.In(dir), 0o755); err != nil {
 			return nil, fmt.Errorf("cache directory %s: %w", dir, err)
 		}
 	}
 	// Partial downloads and writes of a killed ukernel.
 	for _, prefix := range tmpPrefixes {
-		if _, err := workdir.Sweep(filepath.Join(dir, "tmp"), prefix); err != nil {
+		if _, err := workdir.Sweep(Tmp.In(dir), prefix); err != nil {
 			return nil, fmt.Errorf("cache directory %s: %w", dir, err)
 		}
 	}
 	return &Cache{Dir: dir}, nil
 }
 
-// tmpPrefixes name the temporary files of tmp/: a blob being stored, a state file, a download.
-var tmpPrefixes = []string{"blob-", "state-", "dl-"}
+// tmpPrefixes name the temporary files of tmp/: a blob being stored, a download.
+var tmpPrefixes = []string{"blob-", "dl-"}
 
 func validDigest(sum string) error {
 	if len(sum) != 64 || strings.Trim(sum, "0123456789abcdef") != "" {
@@ -72,7 +69,7 @@ func validDigest(sum string) error {
 
 // BlobPath is where the blob with this SHA-256 lives (whether or not it exists).
 func (c *Cache) BlobPath(sum string) string {
-	return filepath.Join(c.Dir, "sha256", sum[:2], sum)
+	return Blobs.In(c.Dir, sum[:2], sum)
 }
 
 // Has reports whether a blob is present, without verifying it.
@@ -152,7 +149,7 @@ func sha256Hex(b []byte) string {
 // Put stores r's content. If want is not empty the content must hash to it; the blob is named by
 // its actual SHA-256, which is returned.
 func (c *Cache) Put(r io.Reader, want string) (string, error) {
-	f, err := workdir.Create(filepath.Join(c.Dir, "tmp"), "blob-")
+	f, err := workdir.Create(Tmp.In(c.Dir), "blob-")
 	if err != nil {
 		return "", err
 	}
@@ -232,7 +229,7 @@ func (c *Cache) WriteState(name string, data []byte) error {
 }
 
 func (c *Cache) statePath(name string) string {
-	return filepath.Join(c.Dir, "state", filepath.FromSlash(name))
+	return State.In(c.Dir, filepath.FromSlash(name))
 }
 
 // PruneResult says what Prune removed.
@@ -241,78 +238,85 @@ type PruneResult struct {
 	Bytes int64 `json:"bytes"`
 }
 
-// derived are the cache directories of data rebuilt on demand from blobs or images, one entry
-// (file or directory) per key: unpacked kernels and guest inits (internal/pipeline,
-// internal/initbin), per-image boot files, decompressed kernels, image verification and KVM
-// probe results (internal/vmm). Boot files alone grow by one kernel and initrd per packed image.
-var derived = []string{"kernels", "init", "boot", "vmlinux", "verified", "kvm-probe"}
-
-// Prune removes what was not used for olderThan (everything when olderThan is 0): blobs, state
-// files and the entries of the derived directories, by modification time, which reads refresh;
-// and leftover temporary files.
+// Prune removes what was not used for olderThan (everything when olderThan is 0), folder by
+// folder as layout says: blobs and state files, and the entries of the derived folders (data
+// rebuilt on demand from blobs or images; boot files alone grow by one kernel and initrd per
+// packed image), by modification time, which reads refresh; and leftover temporary files.
 func (c *Cache) Prune(olderThan time.Duration) (PruneResult, error) {
 	var res PruneResult
 	cutoff := time.Now().Add(-olderThan)
 	unused := func(info fs.FileInfo) bool { return olderThan == 0 || info.ModTime().Before(cutoff) }
-	for _, sub := range []string{"sha256", "tmp", "state"} {
-		root := filepath.Join(c.Dir, sub)
-		err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-			if err != nil {
-				if errors.Is(err, fs.ErrNotExist) {
-					return nil
-				}
-				return err
-			}
-			if d.IsDir() {
-				return nil
-			}
-			info, err := d.Info()
-			if err != nil {
-				return nil // removed meanwhile by another process
-			}
-			// Temporary files younger than an hour may belong to a running download.
-			if sub == "tmp" && time.Since(info.ModTime()) < time.Hour && olderThan > 0 {
-				return nil
-			}
-			// State (the last InRelease of each suite, parsed indices) is what --offline runs
-			// on: it goes by age like the blobs.
-			if sub != "tmp" && !unused(info) {
-				return nil
-			}
-			if err := os.Remove(p); err == nil {
-				res.Files++
-				res.Bytes += info.Size()
-			}
-			return nil
-		})
-		if err != nil {
-			return res, fmt.Errorf("prune %s: %w", root, err)
-		}
-	}
-	for _, sub := range derived {
-		root := filepath.Join(c.Dir, sub)
-		entries, err := os.ReadDir(root)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
+	for _, l := range layout {
+		root := l.folder.In(c.Dir)
+		var err error
+		if l.prune == pruneEntries {
+			err = pruneEntriesOf(root, unused, &res)
+		} else {
+			err = pruneFilesOf(root, l.prune, olderThan, unused, &res)
 		}
 		if err != nil {
 			return res, fmt.Errorf("prune %s: %w", root, err)
-		}
-		for _, e := range entries {
-			// An entry is used as a whole, and its users refresh its own mtime, not its files'.
-			info, err := e.Info()
-			if err != nil || !unused(info) {
-				continue
-			}
-			p := filepath.Join(root, e.Name())
-			n := usage(p)
-			if err := os.RemoveAll(p); err == nil {
-				res.Files += n.Files
-				res.Bytes += n.Bytes
-			}
 		}
 	}
 	return res, nil
+}
+
+// pruneFilesOf removes the unused files under root; temporary ones only when older than an hour
+// (a younger one may belong to a running download), or all of them when olderThan is 0.
+func pruneFilesOf(root string, kind pruneKind, olderThan time.Duration, unused func(fs.FileInfo) bool, res *PruneResult) error {
+	return filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		if d.IsDir() {
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil {
+			return nil // removed meanwhile by another process
+		}
+		if kind == pruneTemp && time.Since(info.ModTime()) < time.Hour && olderThan > 0 {
+			return nil
+		}
+		// State (the last InRelease of each suite, parsed indices) is what --offline runs on: it
+		// goes by age like the blobs.
+		if kind != pruneTemp && !unused(info) {
+			return nil
+		}
+		if err := os.Remove(p); err == nil {
+			res.Files++
+			res.Bytes += info.Size()
+		}
+		return nil
+	})
+}
+
+// pruneEntriesOf removes the unused entries of root, each as a whole: an entry is used as a
+// whole, and its users refresh its own mtime, not its files'.
+func pruneEntriesOf(root string, unused func(fs.FileInfo) bool, res *PruneResult) error {
+	entries, err := os.ReadDir(root)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		info, err := e.Info()
+		if err != nil || !unused(info) {
+			continue
+		}
+		p := filepath.Join(root, e.Name())
+		n := usage(p)
+		if err := os.RemoveAll(p); err == nil {
+			res.Files += n.Files
+			res.Bytes += n.Bytes
+		}
+	}
+	return nil
 }
 
 // usage counts the files under p (p itself if it is one) and their size.
@@ -333,7 +337,7 @@ func usage(p string) PruneResult {
 // Size returns the number of blobs and their total size.
 func (c *Cache) Size() (PruneResult, error) {
 	var res PruneResult
-	err := filepath.WalkDir(filepath.Join(c.Dir, "sha256"), func(p string, d fs.DirEntry, err error) error {
+	err := filepath.WalkDir(Blobs.In(c.Dir), func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return nil
 		}

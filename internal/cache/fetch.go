@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/ukernel-dev/ukernel/internal/progress"
@@ -79,7 +78,7 @@ func (f *Fetcher) fetchOnce(ctx context.Context, c *Cache, u, sum, name string, 
 	if size == 0 {
 		size = length
 	}
-	tmpf, err := workdir.Create(filepath.Join(c.Dir, "tmp"), "dl-")
+	tmpf, err := workdir.Create(Tmp.In(c.Dir), "dl-")
 	if err != nil {
 		return err
 	}

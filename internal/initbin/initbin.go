@@ -74,7 +74,7 @@ func build(ctx context.Context, src fs.FS, cacheDir string) (*Binary, error) {
 	// The settings are in the key too: a change to them must not reuse binaries built without it
 	// (nor those cached before they were pinned, which may carry the host's).
 	key := sha256.Sum256([]byte(digest + "\n" + goVersion + "\n" + strings.Join(gotool.Settings(settings...), " ")))
-	dir := filepath.Join(cacheDir, "init", hex.EncodeToString(key[:16]))
+	dir := cache.Inits.In(cacheDir, hex.EncodeToString(key[:16]))
 	out := filepath.Join(dir, "ukernel-init")
 	if b, err := describe(out, goVersion); err == nil {
 		cache.MarkUsed(dir)

@@ -84,7 +84,7 @@ func TestForgedPinsAreRefused(t *testing.T) {
 	must(t, os.RemoveAll(filepath.Join(c.Dir, "state", "proven")))
 	edit(t, dir, honest, "coreutils", func(p *Package) { p.SHA256, p.Size = other, 30 })
 	forged := 0
-	entries, _ := filepath.Glob(filepath.Join(c.Dir, "sha256", "*", "*"))
+	entries, _ := filepath.Glob(cache.Blobs.In(c.Dir, "*", "*"))
 	for _, blob := range entries {
 		data, err := os.ReadFile(blob)
 		if err != nil || !strings.Contains(string(data), "\nPackage: coreutils\n") {

@@ -346,7 +346,7 @@ type kernelMark struct {
 // whole and usable, so a failed unpack leaves nothing behind and the next try fails the same way.
 func kernelTree(ctx context.Context, p *Project, o Options) (*Kernel, error) {
 	k := p.Lock.Kernel
-	kernels := filepath.Join(p.Cache.Dir, "kernels")
+	kernels := cache.Kernels.In(p.Cache.Dir)
 	dir := filepath.Join(kernels, k.SHA256)
 	kt, err := findKernel(dir, k.SHA256)
 	if err == nil {

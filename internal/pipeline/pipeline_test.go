@@ -93,7 +93,7 @@ func TestKernelTreeConcurrent(t *testing.T) {
 
 // kernelsHeld lists what the cache's kernels/ directory holds.
 func kernelsHeld(p *Project) []string {
-	entries, _ := os.ReadDir(filepath.Join(p.Cache.Dir, "kernels"))
+	entries, _ := os.ReadDir(cache.Kernels.In(p.Cache.Dir))
 	var names []string
 	for _, e := range entries {
 		names = append(names, e.Name())
@@ -133,7 +133,7 @@ func TestKernelTreeFailureLeavesNothing(t *testing.T) {
 // modules it did not find) is replaced by a checked one.
 func TestKernelTreeReplacesUnusable(t *testing.T) {
 	p := kernelProject(t, "usr/lib/modules")
-	dir := filepath.Join(p.Cache.Dir, "kernels", p.Lock.Kernel.SHA256)
+	dir := cache.Kernels.In(p.Cache.Dir, p.Lock.Kernel.SHA256)
 	os.MkdirAll(filepath.Join(dir, "boot"), 0o755)
 	os.WriteFile(filepath.Join(dir, "boot", "vmlinuz-"+testRelease), []byte("bzIm"), 0o644)
 	os.WriteFile(filepath.Join(dir, kernelComplete), []byte(p.Lock.Kernel.SHA256+"\n"), 0o644)
@@ -151,7 +151,7 @@ func TestKernelTreeReplacesUnusable(t *testing.T) {
 // and a modules directory but no completion mark: it must be replaced, not used.
 func TestKernelTreeReplacesIncomplete(t *testing.T) {
 	p := kernelProject(t, "lib/modules")
-	dir := filepath.Join(p.Cache.Dir, "kernels", p.Lock.Kernel.SHA256)
+	dir := cache.Kernels.In(p.Cache.Dir, p.Lock.Kernel.SHA256)
 	os.MkdirAll(filepath.Join(dir, "lib", "modules", testRelease), 0o755)
 	os.MkdirAll(filepath.Join(dir, "boot"), 0o755)
 	os.WriteFile(filepath.Join(dir, "boot", "vmlinuz-"+testRelease), []byte("bzIm"), 0o644)
@@ -215,7 +215,7 @@ func TestKernelTreeChangedIsUnpackedAgain(t *testing.T) {
 		}
 	}
 	// A copied cache (new identities, same content) is kept without unpacking again.
-	dir := filepath.Join(p.Cache.Dir, "kernels", p.Lock.Kernel.SHA256)
+	dir := cache.Kernels.In(p.Cache.Dir, p.Lock.Kernel.SHA256)
 	data, _ := os.ReadFile(mod)
 	os.Remove(mod)
 	os.WriteFile(mod, data, 0o644)
@@ -240,7 +240,7 @@ func TestKernelTreeRemovesKilledUnpack(t *testing.T) {
 	if err := dead.Run(); err != nil {
 		t.Fatal(err)
 	}
-	kernels := filepath.Join(p.Cache.Dir, "kernels")
+	kernels := cache.Kernels.In(p.Cache.Dir)
 	left := filepath.Join(kernels, fmt.Sprintf("%s%d.1-x", unpackPrefix, dead.Process.Pid))
 	running := filepath.Join(kernels, fmt.Sprintf("%s%d.0-y", unpackPrefix, os.Getpid()))
 	for _, d := range []string{left, running} {

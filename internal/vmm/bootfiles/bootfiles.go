@@ -64,14 +64,14 @@ func Prepare(path, cacheDir string) (*Boot, error) {
 			b.KernelDigest = a.SHA256
 		}
 	}
-	dir := filepath.Join(cacheDir, "boot", digest)
+	dir := cache.Boot.In(cacheDir, digest)
 	b.Kernel, b.Initrd = filepath.Join(dir, image.KernelFile), filepath.Join(dir, InitrdFile)
 	if err := checkBootFiles(im, b); err == nil {
 		cache.MarkUsed(dir)
 	} else if err := extractBootFiles(im, b, dir); err != nil {
 		return nil, fmt.Errorf("image %s: %w", abs, err)
 	}
-	if b.Vmlinux, err = Vmlinux(b.Kernel, b.KernelDigest, filepath.Join(cacheDir, "vmlinux")); err != nil {
+	if b.Vmlinux, err = Vmlinux(b.Kernel, b.KernelDigest, cache.Vmlinux.In(cacheDir)); err != nil {
 		return nil, fmt.Errorf("image %s: %w", abs, err)
 	}
 	return b, nil
@@ -147,7 +147,7 @@ func verifiedDigest(im *image.Image, cacheDir string) (string, error) {
 		return "", fmt.Errorf("image %s: %w", im.Path(), err)
 	}
 	key := fmt.Sprintf("%s\x00%d\x00%d\x00%d\x00%d\x00%d", im.Path(), id.Size, id.Dev, id.Ino, id.Mtime, id.Ctime)
-	cachePath := filepath.Join(cacheDir, "verified", cache.EntryName(key)+".json")
+	cachePath := cache.Verified.In(cacheDir, cache.EntryName(key)+".json")
 	type entry struct {
 		Key    string `json:"key"`
 		SHA256 string `json:"sha256"`

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ukernel-dev/ukernel/internal/abi"
+	"github.com/ukernel-dev/ukernel/internal/cache"
 	"github.com/ukernel-dev/ukernel/internal/image"
 	"github.com/ukernel-dev/ukernel/internal/testenv"
 )
@@ -122,7 +123,7 @@ func TestPrepareBootBootsOnlyThisImagesFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	records, _ := filepath.Glob(filepath.Join(cacheDir, "verified", "*.json"))
+	records, _ := filepath.Glob(cache.Verified.In(cacheDir, "*.json"))
 	var changed int
 	for _, r := range records {
 		data, _ := os.ReadFile(r)

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/ukernel-dev/ukernel/internal/abi"
+	"github.com/ukernel-dev/ukernel/internal/cache"
 	"github.com/ukernel-dev/ukernel/internal/vmm"
 	"github.com/ukernel-dev/ukernel/internal/vmm/bootfiles"
 )
@@ -54,7 +55,7 @@ type Backend struct {
 	JailUID  int    // uid/gid the jailed firecracker runs as (65534 when 0)
 	JailGID  int
 	NetNS    string // network namespace path handed to the jailer, optional
-	CacheDir string // where extracted vmlinux kernels are kept; <user cache>/ukernel/vmlinux when empty
+	CacheDir string // where extracted vmlinux kernels are kept; the cache's cache.Vmlinux when empty
 	Log      *slog.Logger
 }
 
@@ -252,11 +253,11 @@ func (b *Backend) Start(ctx context.Context, spec vmm.Spec) (*vmm.VM, error) {
 	}
 	cacheDir := b.CacheDir
 	if cacheDir == "" {
-		base, err := os.UserCacheDir()
+		dir, err := cache.DefaultDir()
 		if err != nil {
 			return nil, fmt.Errorf("vmlinux cache: %w", err)
 		}
-		cacheDir = filepath.Join(base, "ukernel", "vmlinux")
+		cacheDir = cache.Vmlinux.In(dir)
 	}
 	kernel, err := bootfiles.Vmlinux(spec.Kernel, "", cacheDir)
 	if err != nil {

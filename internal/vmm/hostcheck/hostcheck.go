@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ukernel-dev/ukernel/internal/abi"
+	"github.com/ukernel-dev/ukernel/internal/cache"
 	"github.com/ukernel-dev/ukernel/internal/hosttool"
 	"github.com/ukernel-dev/ukernel/internal/vmm"
 	"github.com/ukernel-dev/ukernel/internal/vmm/backends"
@@ -37,7 +38,7 @@ type Report struct {
 // Options say where the doctor finds a kernel for the KVM probe, and which run to report the
 // backend choice for.
 type Options struct {
-	CacheDir string // <user cache>/ukernel when empty; boot kernels and probe results live here
+	CacheDir string // cache.DefaultDir when empty; boot kernels and probe results live here
 	Kernel   string // a bzImage for the KVM probe; the newest cached boot kernel when empty
 	Net      abi.Net
 	Backend  string // --backend and --accel of the run: auto when empty
@@ -48,11 +49,11 @@ type Options struct {
 // backend choice of a run with o's settings from what it found (backends.Choose, as run does).
 func Run(ctx context.Context, o Options) (Report, error) {
 	if o.CacheDir == "" {
-		base, err := os.UserCacheDir()
+		dir, err := cache.DefaultDir()
 		if err != nil {
-			return Report{}, fmt.Errorf("cache directory: %w", err)
+			return Report{}, err
 		}
-		o.CacheDir = filepath.Join(base, "ukernel")
+		o.CacheDir = dir
 	}
 	if o.Net.Mode == "" {
 		o.Net.Mode = abi.NetUser // as for run
@@ -89,7 +90,7 @@ func Run(ctx context.Context, o Options) (Report, error) {
 		kvm.Found = true
 		kernel := o.Kernel
 		if kernel == "" {
-			kernel = newestBootKernel(filepath.Join(o.CacheDir, "boot"))
+			kernel = newestBootKernel(cache.Boot.In(o.CacheDir))
 		}
 		if kernel == "" {
 			kvm.Why = "/dev/kvm opens, but no kernel is cached yet to probe it with (run `ukernel run` once)"
@@ -101,7 +102,7 @@ func Run(ctx context.Context, o Options) (Report, error) {
 			kvmFact.Why = kvm.Why
 			break
 		}
-		res, err := kvmprobe.Probe(ctx, kvmprobe.Spec{Kernel: kernel, CacheDir: filepath.Join(o.CacheDir, "kvm-probe")})
+		res, err := kvmprobe.Probe(ctx, kvmprobe.Spec{Kernel: kernel, CacheDir: cache.KVMProbe.In(o.CacheDir)})
 		if err != nil {
 			return Report{}, err
 		}

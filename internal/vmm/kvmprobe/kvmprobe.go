@@ -32,7 +32,7 @@ type Spec struct {
 	Kernel       string        // a bzImage; the image's own kernel
 	KernelDigest string        // its sha256 (hex); computed when empty
 	Timeout      time.Duration // DefaultTimeout when zero
-	CacheDir     string        // where results are kept; <user cache>/ukernel/kvm-probe when empty
+	CacheDir     string        // where results are kept; the cache's cache.KVMProbe when empty
 	Log          *slog.Logger
 	// Probed, when set, hears of every answer Probe gives and when it started looking
 	// (launch records it as a span of the run's trace).
@@ -86,11 +86,11 @@ func probe(ctx context.Context, spec Spec) (Result, error) {
 		return Result{}, err
 	}
 	if spec.CacheDir == "" {
-		base, err := os.UserCacheDir()
+		dir, err := cache.DefaultDir()
 		if err != nil {
 			return Result{}, fmt.Errorf("KVM probe cache: %w", err)
 		}
-		spec.CacheDir = filepath.Join(base, "ukernel", "kvm-probe")
+		spec.CacheDir = cache.KVMProbe.In(dir)
 	}
 	cachePath := filepath.Join(spec.CacheDir, key+".json")
 	if b, err := os.ReadFile(cachePath); err == nil {

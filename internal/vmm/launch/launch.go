@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/ukernel-dev/ukernel/internal/abi"
+	"github.com/ukernel-dev/ukernel/internal/cache"
 	"github.com/ukernel-dev/ukernel/internal/guestlog"
 	"github.com/ukernel-dev/ukernel/internal/project"
 	"github.com/ukernel-dev/ukernel/internal/runlog"
@@ -70,7 +71,7 @@ type Options struct {
 	StopTimeout time.Duration
 	// Logs bound the run's output log and console (zero values: guestlog.DefaultLimits).
 	Logs     guestlog.Limits
-	CacheDir string // <user cache>/ukernel when empty
+	CacheDir string // cache.DefaultDir when empty
 	Store    *runstate.Store
 	Progress io.Writer // progress lines (stderr)
 	Log      *slog.Logger
@@ -122,11 +123,11 @@ func Start(ctx context.Context, o Options) (*Guest, error) {
 		progress = io.Discard
 	}
 	if o.CacheDir == "" {
-		base, err := os.UserCacheDir()
+		dir, err := cache.DefaultDir()
 		if err != nil {
-			return nil, fmt.Errorf("cache directory: %w", err)
+			return nil, err
 		}
-		o.CacheDir = filepath.Join(base, "ukernel")
+		o.CacheDir = dir
 	}
 	if o.Store == nil {
 		s, err := runstate.Open()
@@ -166,7 +167,7 @@ func Start(ctx context.Context, o Options) (*Guest, error) {
 	var probes []trace.Span
 	o.Backend, accel, err = chooseVMM(ctx, o, netw, kvmprobe.Spec{
 		Kernel: boot.Kernel, KernelDigest: boot.KernelDigest,
-		CacheDir: filepath.Join(o.CacheDir, "kvm-probe"), Log: log, Probed: probeSpan(&probes),
+		CacheDir: cache.KVMProbe.In(o.CacheDir), Log: log, Probed: probeSpan(&probes),
 	}, progress)
 	if err != nil {
 		return nil, err

@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ukernel-dev/ukernel/internal/cache"
 	"github.com/ukernel-dev/ukernel/internal/runlog"
 	"github.com/ukernel-dev/ukernel/internal/testenv"
 	"github.com/ukernel-dev/ukernel/internal/vmm"
@@ -408,7 +409,7 @@ func TestTSCCache(t *testing.T) {
 		t.Fatal("no /proc/sys/kernel/random/boot_id")
 	}
 	dir := t.TempDir()
-	path := filepath.Join(dir, "host-tsc-khz")
+	path := filepath.Join(dir, cache.HostTSCFile)
 	if _, ok := readTSCCache(path); ok {
 		t.Fatal("a missing cache file gave a rate")
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ukernel-dev/ukernel/internal/atomicfile"
+	"github.com/ukernel-dev/ukernel/internal/cache"
 )
 
 func rdtsc() uint64
@@ -61,11 +62,11 @@ func measureTSCKHz() int64 {
 }
 
 func tscCachePath() string {
-	base, err := os.UserCacheDir()
+	dir, err := cache.DefaultDir()
 	if err != nil || bootID() == "" {
 		return ""
 	}
-	return filepath.Join(base, "ukernel", "host-tsc-khz")
+	return filepath.Join(dir, cache.HostTSCFile)
 }
 
 // readTSCCache returns the cached rate if it was measured during this boot of the host.

@@ -2,11 +2,11 @@ package cache
 
 import (
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/ukernel-dev/ukernel/internal/cache"
 	icache "github.com/ukernel-dev/ukernel/internal/cache"
 	"github.com/ukernel-dev/ukernel/pkg/cmdutil"
 	"github.com/ukernel-dev/ukernel/pkg/iostreams"
@@ -63,7 +63,7 @@ func TestPruneRun(t *testing.T) {
 	if err != nil || strings.ReplaceAll(out.String(), " ", "") != "{\n\"files\":1,\n\"bytes\":4,\n\"snapshots\":1,\n\"snapshot_bytes\":4096\n}\n" {
 		t.Errorf("prune --json: err %v, stdout %q", err, out)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "sha256", sum[:2], sum)); !os.IsNotExist(err) {
+	if _, err := os.Stat(cache.Blobs.In(dir, sum[:2], sum)); !os.IsNotExist(err) {
 		t.Errorf("the blob is still cached: %v", err)
 	}
 	if _, err := os.Stat(snap); !os.IsNotExist(err) {
