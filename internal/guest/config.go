@@ -86,12 +86,12 @@ func FindConfig(devs []BlockDev, devRoot, skip string) (*abi.BootConfig, string,
 	return nil, "", nil
 }
 
-// DefaultConfig is the boot config used when the host gave none: the manifest's network mode with
-// QEMU user networking's fixed addresses.
+// DefaultConfig is the boot config used when the host gave none: the manifest's network mode,
+// abi.UserNetwork for user networking.
 func DefaultConfig(m *abi.Manifest) *abi.BootConfig {
 	cfg := &abi.BootConfig{ABI: abi.Version, Hostname: m.Name, Network: abi.Network{Mode: m.Run.Net}}
-	if cfg.Network.Mode == "" || cfg.Network.Mode == "user" {
-		cfg.Network = abi.Network{Mode: "user", Address: "10.0.2.15/24", Gateway: "10.0.2.2", DNS: []string{"10.0.2.3"}}
+	if cfg.Network.Mode == "" || cfg.Network.Mode == string(abi.NetUser) {
+		cfg.Network = abi.UserNetwork()
 	}
 	return cfg
 }

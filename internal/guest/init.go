@@ -28,7 +28,6 @@ import (
 const (
 	DeviceTimeout = 5 * time.Second        // root disk and events port after module loading
 	ControlGrace  = 500 * time.Millisecond // extra wait for the optional control port
-	DefaultStopS  = 10                     // grace before SIGKILL on a stop request
 	FlushTimeout  = 2 * time.Second        // events still queued at power-off
 	ShutdownGrace = 3 * time.Second        // remaining services after the entry exited, unless the config says
 	// HostChannelMaxDelay bounds the workload's head start before the host channel comes up
@@ -187,7 +186,7 @@ func (in *pid1) run() (code int, err error) {
 	in.events.Phase("mounts", t)
 
 	t = Now()
-	if in.cfg.Network.Mode != "none" {
+	if in.cfg.Network.Mode != string(abi.NetNone) {
 		if err := in.loadGroup(abi.ModulesNet); err != nil {
 			return 0, fail("load network modules", err)
 		}
@@ -537,7 +536,7 @@ func (in *pid1) loadConfig() error {
 	if cfg.Hostname == "" {
 		cfg.Hostname = "ukernel"
 	}
-	if cfg.Network.Mode == "user" && cfg.Network.Address == "" {
+	if cfg.Network.Mode == string(abi.NetUser) && cfg.Network.Address == "" {
 		cfg.Network = DefaultConfig(&abi.Manifest{}).Network
 	}
 	if cfg.DataMB > 0 {
@@ -603,7 +602,7 @@ func (in *pid1) supervise(fwd <-chan os.Signal) (int, error) {
 			stopReq = nil
 			grace := time.Duration(c.GraceS) * time.Second
 			if c.GraceS <= 0 {
-				grace = DefaultStopS * time.Second
+				grace = abi.DefaultStopGrace
 			}
 			in.stopWork()
 			go func() {

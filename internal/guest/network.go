@@ -11,14 +11,14 @@ import (
 	"github.com/ukernel-dev/ukernel/internal/abi"
 )
 
-// SetupNetwork brings up lo and, unless the mode is "none", the first Ethernet link (chosen by
+// SetupNetwork brings up lo and, unless the mode is abi.NetNone, the first Ethernet link (chosen by
 // type and index, not by name), configured statically when the config has an address. It returns the configured link's name, or
 // "" when there is no NIC.
 func SetupNetwork(n abi.Network) (string, error) {
 	if err := linkUp("lo"); err != nil {
 		return "", fmt.Errorf("network: bring up lo: %w", err)
 	}
-	if n.Mode == "none" {
+	if n.Mode == string(abi.NetNone) {
 		return "", nil
 	}
 	links, err := netlink.LinkList()

@@ -200,7 +200,7 @@ func (in *pid1) runOnce(ctx context.Context, name string, spec Spec, restart <-c
 		// The stop sequence signals every process; wait for this one within its bounds.
 		select {
 		case <-p.Done():
-		case <-time.After(ShutdownGrace + DefaultStopS*time.Second):
+		case <-time.After(ShutdownGrace + abi.DefaultStopGrace):
 		}
 	}
 	select {

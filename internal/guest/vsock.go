@@ -14,10 +14,6 @@ import (
 	"github.com/ukernel-dev/ukernel/internal/abi"
 )
 
-// FirecrackerFlag is what the Firecracker backend puts on the kernel command line: that VMM has
-// no virtio-serial (events and control go over vsock) and no power-off (the guest resets).
-const FirecrackerFlag = "ukernel.vmm=firecracker"
-
 var (
 	cmdlineOnce sync.Once
 	cmdline     string
@@ -33,10 +29,10 @@ func kernelCmdline() string {
 	return cmdline
 }
 
-// underFirecracker reports whether the kernel command line carries FirecrackerFlag.
+// underFirecracker reports whether the kernel command line carries abi.FirecrackerFlag.
 func underFirecracker(cmdline string) bool {
 	for _, f := range strings.Fields(cmdline) {
-		if f == FirecrackerFlag {
+		if f == abi.FirecrackerFlag {
 			return true
 		}
 	}

@@ -82,7 +82,7 @@ func (b *Backend) Capabilities() vmm.Capabilities {
 
 // BootArgs returns the kernel command line for Firecracker: base plus the serial console,
 // reboot through the keyboard controller (Firecracker exits when the guest resets; it has no
-// power-off), no PCI probing, and ukernel.vmm=firecracker so the guest init knows to reboot
+// power-off), no PCI probing, and abi.FirecrackerFlag so the guest init knows to reboot
 // rather than power off.
 func BootArgs(base string) string {
 	fields := strings.Fields(base)
@@ -94,7 +94,7 @@ func BootArgs(base string) string {
 		}
 		return false
 	}
-	for _, kv := range []string{"console=ttyS0", "reboot=k", "panic=1", "pci=off", "ukernel.vmm=firecracker"} {
+	for _, kv := range []string{"console=ttyS0", "reboot=k", "panic=1", "pci=off", abi.FirecrackerFlag} {
 		k, _, _ := strings.Cut(kv, "=")
 		if !has(k) {
 			fields = append(fields, kv)

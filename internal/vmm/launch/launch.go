@@ -34,7 +34,7 @@ import (
 )
 
 // DefaultStopTimeout is how long a guest gets to stop by itself before the VMM is told to quit.
-const DefaultStopTimeout = 10 * time.Second
+const DefaultStopTimeout = abi.DefaultStopGrace
 
 // newBackend returns the backend called name.
 func newBackend(name vmm.BackendName, log *slog.Logger) (vmm.Backend, error) {
@@ -392,14 +392,13 @@ func resolveNet(o Options, m abi.Manifest, progress io.Writer) (vmm.Net, error) 
 	return n, nil
 }
 
-// guestNetwork is the guest's network configuration for n: QEMU user networking's fixed
-// addresses, or for a tap device the next address after the host's own on that device, with the
+// guestNetwork is the guest's network configuration for n: abi.UserNetwork, or for a tap device the next address after the host's own on that device, with the
 // host as gateway (the usual point-to-point setup: tap0 172.16.0.1/24 gives the guest
 // 172.16.0.2/24). A tap device without an IPv4 address gets the link up and no address.
 func guestNetwork(n vmm.Net) abi.Network {
 	switch n.Mode {
 	case abi.NetUser:
-		return abi.Network{Mode: string(abi.NetUser), Address: "10.0.2.15/24", Gateway: "10.0.2.2", DNS: []string{"10.0.2.3"}}
+		return abi.UserNetwork()
 	case abi.NetTap:
 		nw := abi.Network{Mode: string(abi.NetTap)}
 		if host, ok := tapHostAddr(n.Iface); ok {

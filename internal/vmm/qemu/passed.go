@@ -137,7 +137,7 @@ func openPassed(spec vmm.Spec, output net.Listener) (_ *passed, err error) {
 	if p.qmp, err = listenFile(spec.APISocket); err != nil {
 		return nil, fmt.Errorf("QMP: %w", err)
 	}
-	if spec.Net.Mode == "tap" {
+	if spec.Net.Mode == abi.NetTap {
 		if p.tap, err = openTap(spec.Net.Iface); err != nil {
 			return nil, err
 		}

@@ -206,13 +206,13 @@ func args(spec vmm.Spec, p *passed) ([]string, error) {
 	}
 	a = execArgs(a, spec, p)
 	switch spec.Net.Mode {
-	case "user":
+	case abi.NetUser:
 		nd := "user,id=n0"
 		for _, p := range spec.Net.Publish {
 			nd += fmt.Sprintf(",hostfwd=tcp:127.0.0.1:%d-:%d", p.Host, p.Guest)
 		}
 		a = append(a, "-netdev", nd, "-device", "virtio-net-device,netdev=n0")
-	case "tap":
+	case abi.NetTap:
 		if len(spec.Net.Publish) > 0 {
 			return nil, errors.New("publishing ports needs --net user; a tap device is reachable directly")
 		}
@@ -221,7 +221,7 @@ func args(spec vmm.Spec, p *passed) ([]string, error) {
 			tap = "fd=" + p.fd(p.tap)
 		}
 		a = append(a, "-netdev", "tap,id=n0,"+tap, "-device", "virtio-net-device,netdev=n0")
-	case "none", "":
+	case abi.NetNone, "":
 	default:
 		return nil, fmt.Errorf("network mode %q unknown; expected user, tap or none", spec.Net.Mode)
 	}
@@ -331,7 +331,7 @@ func (b *Backend) Start(ctx context.Context, spec vmm.Spec) (*vmm.VM, error) {
 		// capability, and only then is it kept.
 		low := vmm.UnprivilegedPortStart()
 		for _, port := range spec.Net.Publish {
-			if spec.Net.Mode == "user" && port.Host < low {
+			if spec.Net.Mode == abi.NetUser && port.Host < low {
 				cmd.SysProcAttr.AmbientCaps = []uintptr{unix.CAP_NET_BIND_SERVICE}
 			}
 		}
