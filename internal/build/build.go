@@ -111,7 +111,7 @@ func Run(ctx context.Context, in Input) (*Result, error) {
 	if in.Target != "" {
 		adapter = in.Target
 	}
-	if adapter != in.Base.Adapter && !(adapter == "go" && in.Base.Adapter == "shell") {
+	if lang, ok := project.LookupLanguage(adapter); !ok || lang.BaseAdapter != in.Base.Adapter {
 		return nil, fmt.Errorf("adapter %q does not fit base %q (its runtime is %s); set [env] base or --target accordingly", adapter, in.Base.Name, in.Base.Adapter)
 	}
 	if in.Config.Project.Entry != "" {

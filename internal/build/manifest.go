@@ -118,18 +118,11 @@ func Manifest(cfg *project.Config, base project.Base, res *Result, lockDigest st
 
 // entryArgv is how the adapter starts the entry in the guest.
 func entryArgv(cfg *project.Config, base project.Base) ([]string, error) {
-	guest := cfg.EntryInGuest()
-	switch cfg.Build.Adapter {
-	case "python":
-		return []string{"/usr/bin/python" + base.PythonVersion, guest}, nil
-	case "shell":
-		return []string{"/bin/sh", guest}, nil
-	case "node":
-		return []string{"/usr/bin/node", guest}, nil
-	case "go":
-		return []string{path.Join(abi.AppDir, cfg.Project.Name)}, nil
+	lang, ok := project.LookupLanguage(cfg.Build.Adapter)
+	if !ok {
+		return nil, fmt.Errorf("adapter %q has no entry convention", cfg.Build.Adapter)
 	}
-	return nil, fmt.Errorf("adapter %q has no entry convention", cfg.Build.Adapter)
+	return lang.Argv(cfg.EntryInGuest(), cfg.Project.Name, base), nil
 }
 
 var guestPath = []string{"/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin", abi.AppDir}

@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -260,19 +259,6 @@ const EntryService = "main"
 // Restart policies.
 var restartPolicies = []string{"no", "on-failure", "always"}
 
-// Languages and their adapters.
-var languages = map[string]string{"python": "python", "go": "go", "shell": "shell", "node": "node"}
-
-// Languages lists the supported project languages, sorted.
-func Languages() []string {
-	var l []string
-	for k := range languages {
-		l = append(l, k)
-	}
-	sort.Strings(l)
-	return l
-}
-
 // Error is a problem in a project file, with its position when known.
 type Error struct {
 	File string
@@ -366,7 +352,7 @@ func (c *Config) applyDefaults(defined map[string]bool) {
 		c.Run.Net = DefaultNet
 	}
 	if c.Build.Adapter == "" {
-		c.Build.Adapter = languages[c.Project.Language]
+		c.Build.Adapter = c.Project.Language // each language builds with its own adapter
 	}
 	for name, s := range c.Services {
 		if s.Restart == "" {
@@ -438,7 +424,7 @@ func (c *Config) Validate(file string, data []byte) error {
 	} else if err := ValidateName(c.Project.Name); err != nil {
 		add("project.name", "%v", err)
 	}
-	if _, ok := languages[c.Project.Language]; !ok {
+	if _, ok := LookupLanguage(c.Project.Language); !ok {
 		add("project.language", "%q is not supported; expected one of %s", c.Project.Language, strings.Join(Languages(), ", "))
 	}
 	if c.Project.Entry != "" {
@@ -461,8 +447,8 @@ func (c *Config) Validate(file string, data []byte) error {
 			add("env.mirror", "%q is not an http(s):// or file:// URL", c.Env.Mirror)
 		}
 	}
-	if _, ok := adapters[c.Build.Adapter]; !ok {
-		add("build.adapter", "%q is not supported; expected one of python, shell, go, node", c.Build.Adapter)
+	if _, ok := LookupLanguage(c.Build.Adapter); !ok {
+		add("build.adapter", "%q is not supported; expected one of %s", c.Build.Adapter, strings.Join(Languages(), ", "))
 	}
 	if err := CheckVCPU(c.Run.VCPU); err != nil {
 		add("run.vcpu", "%v", err)
@@ -547,8 +533,6 @@ func (c *Config) Validate(file string, data []byte) error {
 	c.validateRoles(add)
 	return errors.Join(errs...)
 }
-
-var adapters = map[string]bool{"python": true, "shell": true, "go": true, "node": true}
 
 // ValidateEntry checks that an entry is a relative path inside src/.
 func ValidateEntry(entry string) error {

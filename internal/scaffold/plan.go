@@ -217,8 +217,11 @@ var (
 	entryRe      = regexp.MustCompile(`^[A-Za-z0-9._/-]+$`)
 )
 
-// extensions of entry files per language.
-var extensions = map[string]string{"python": ".py", "shell": ".sh", "go": ".go", "node": ".js"}
+// extension is the extension of lang's entry files.
+func extension(lang string) string {
+	l, _ := project.LookupLanguage(lang)
+	return l.Ext
+}
 
 // ValidateHealthPath checks a health path: starts with '/', URL path characters only, no dot
 // segments, valid percent escapes.
@@ -240,7 +243,7 @@ func ValidateHealthPath(p string) error {
 // ValidateEntrypoint checks an entry file name relative to src/ for a language.
 func ValidateEntrypoint(e, lang string) error {
 	if e == "" {
-		return fmt.Errorf("entrypoint is empty; expected a file name inside src/ like main%s", extensions[lang])
+		return fmt.Errorf("entrypoint is empty; expected a file name inside src/ like main%s", extension(lang))
 	}
 	if strings.HasPrefix(e, "/") {
 		return fmt.Errorf("entrypoint %q must be relative to src/, not an absolute path", e)
@@ -258,9 +261,9 @@ func ValidateEntrypoint(e, lang string) error {
 	}
 	clean := path.Clean(e)
 	if clean != e || strings.HasPrefix(path.Base(e), ".") {
-		return fmt.Errorf("entrypoint %q must be a clean path to a visible file (e.g. main%s)", e, extensions[lang])
+		return fmt.Errorf("entrypoint %q must be a clean path to a visible file (e.g. main%s)", e, extension(lang))
 	}
-	if ext := extensions[lang]; path.Ext(e) != ext {
+	if ext := extension(lang); path.Ext(e) != ext {
 		return fmt.Errorf("entrypoint %q must end in %s for a %s project", e, ext, lang)
 	}
 	if lang == "go" && strings.Contains(e, "/") {
@@ -308,7 +311,7 @@ func (p *Plan) Validate(lang string) error {
 	}
 	p.IntervalS = min(max(p.IntervalS, 1), 3600)
 	if p.Entrypoint == "" {
-		p.Entrypoint = "main" + extensions[lang]
+		p.Entrypoint = "main" + extension(lang)
 	}
 	if err := ValidateEntrypoint(p.Entrypoint, lang); err != nil {
 		return err

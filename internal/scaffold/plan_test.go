@@ -75,7 +75,7 @@ func TestPlanValidate(t *testing.T) {
 				if err != nil {
 					t.Fatalf("Validate: %v", err)
 				}
-				if p.Entrypoint == "" || !strings.HasSuffix(p.Entrypoint, extensions[tt.lang]) {
+				if p.Entrypoint == "" || !strings.HasSuffix(p.Entrypoint, extension(tt.lang)) {
 					t.Errorf("entrypoint %q not defaulted for %s", p.Entrypoint, tt.lang)
 				}
 				return

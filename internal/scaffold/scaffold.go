@@ -59,9 +59,6 @@ type Scaffold struct {
 	Notes []string
 }
 
-// bases per language.
-var langBase = map[string]string{"python": "python-3.11", "shell": "debian-12", "go": "debian-12", "node": "node-18"}
-
 const postgresHealthCmd = "/usr/lib/postgresql/15/bin/pg_isready -h 127.0.0.1 -p 5432"
 
 // Render builds the project for validated options. It writes nothing; the config it renders
@@ -71,8 +68,9 @@ func Render(o Options) (*Scaffold, error) {
 		return nil, err
 	}
 	p := o.Plan
-	src, ok := programs[o.Lang][p.Preset]
-	if !ok {
+	lang, ok := project.LookupLanguage(o.Lang)
+	src, hasProgram := programs[o.Lang][p.Preset]
+	if !ok || !hasProgram {
 		return nil, fmt.Errorf("the %s preset has no %s version; choose another --lang", p.Preset, o.Lang)
 	}
 	fill := strings.NewReplacer("@NAME@", o.Name, "@PORT@", strconv.Itoa(p.Port),
@@ -81,14 +79,14 @@ func Render(o Options) (*Scaffold, error) {
 	entry := project.SrcDir + "/" + p.Entrypoint
 	cfg := &project.Config{
 		Project: project.ProjectSection{Name: o.Name, Language: o.Lang, Entry: entry},
-		Env:     project.EnvSection{Base: langBase[o.Lang]},
+		Env:     project.EnvSection{Base: lang.Base},
 		Build:   project.BuildSection{Adapter: o.Lang},
 		Run:     project.RunSection{VCPU: project.DefaultVCPU, MemoryMB: project.DefaultMemoryMB, Net: project.DefaultNet, Env: map[string]string{}},
 	}
 	env := &project.Env{Base: cfg.Env.Base, Kernel: project.DefaultKernel, System: []string{}, Python: []string{}}
 	s := &Scaffold{Config: cfg, Env: env}
 	mode := fs.FileMode(0o644)
-	if o.Lang == "shell" {
+	if lang.Executable {
 		mode = 0o755
 	}
 	s.Files = append(s.Files, File{Path: entry, Data: []byte(fill.Replace(src)), Mode: mode})
