@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -19,7 +20,6 @@ import (
 	"github.com/ukernel-dev/ukernel/internal/vmm/backends"
 	"github.com/ukernel-dev/ukernel/internal/vmm/firecracker"
 	"github.com/ukernel-dev/ukernel/internal/vmm/kvmprobe"
-	qemuvmm "github.com/ukernel-dev/ukernel/internal/vmm/qemu"
 )
 
 // Check is one thing `ukernel doctor` looks at on this host.
@@ -63,11 +63,13 @@ func Run(ctx context.Context, o Options) (Report, error) {
 		return Report{}, err
 	}
 	r := Report{Net: o.Net.String()}
-	qemu := hosttool.Find(ctx, vmm.QEMUBinary, "backend", []string{"--version"}, qemuvmm.Install)
-	r.Checks = append(r.Checks, qemu)
-	fc := hosttool.Find(ctx, firecracker.Binary, "backend", []string{"--version"}, firecracker.Install)
-	// What run's choice reads: a binary found and answering --version, KVM as probed.
-	tools := map[string]Check{qemu.Name: qemu, fc.Name: fc}
+	// Each backend's VMM, in the registry's order; what run's choice reads: a binary found and
+	// answering --version, KVM as probed.
+	tools := map[string]Check{}
+	for _, e := range backends.All() {
+		tools[e.Binary] = hosttool.Find(ctx, e.Binary, "backend", []string{"--version"}, e.Install)
+	}
+	qemu := tools[vmm.QEMUBinary] // the KVM probe boots with it, and TCG is QEMU's
 	kvmFact := vmm.Avail{Why: kvmprobe.Device()}
 	jailer := hosttool.Find(ctx, firecracker.JailerBinary, "tool", []string{"--version"}, "the jailer ships in the same Firecracker release archive")
 	if jailer.Found {
@@ -121,19 +123,19 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	case !qemu.Works:
 		tcg.Why, tcg.Install = vmm.QEMUBinary+" does not run", qemu.Install
 	}
-	switch {
-	case !fc.Found:
-		fc.Why = "not found on PATH"
-	case !fc.Works:
-	case !kvm.Works:
-		fc.Works = false
-		fc.Why = "needs KVM, which does not work here"
+	for _, e := range backends.All() {
+		c := tools[e.Binary]
+		switch {
+		case !c.Found:
+			c.Why = "not found on PATH"
+		case !c.Works:
+		case !slices.Contains(e.Capabilities().Accelerators, vmm.AccelTCG) && !kvm.Works:
+			c.Works = false
+			c.Why = "needs KVM, which does not work here"
+		}
+		r.Checks = append(r.Checks, c)
 	}
-	if !qemu.Found {
-		qemu.Why = "not found on PATH"
-	}
-	r.Checks[0] = qemu
-	r.Checks = append(r.Checks, fc, jailer, kvm, tcg)
+	r.Checks = append(r.Checks, jailer, kvm, tcg)
 
 	tun := Check{Name: "tap", Kind: "host", Install: "ip tuntap add dev tap0 mode tap user $USER && ip link set tap0 up (iproute2; needs root once)"}
 	if t, err := os.OpenFile("/dev/net/tun", os.O_RDWR, 0); err == nil {
