@@ -158,7 +158,7 @@ func main() {
 // runBreakdown reads the phases of the latest run in proj from its trace, and the init's peak
 // RSS (KiB) from its poweroff event.
 func runBreakdown(proj string) (perf.Boot, int64, error) {
-	r, err := trace.FindRun(proj, "")
+	r, err := runlog.Find(proj, "")
 	if err != nil {
 		return perf.Boot{}, 0, err
 	}

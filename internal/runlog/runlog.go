@@ -83,7 +83,7 @@ func NewRun(projectDir string, now time.Time) (Run, error) {
 		return Run{}, err
 	}
 	// Replace the link atomically: a reader sees the old or the new run, never none.
-	link := filepath.Join(projectDir, "logs", ConsoleFile)
+	link := latestLink(projectDir)
 	if err := atomicfile.Symlink(filepath.Join("runs", r.ID, ConsoleFile), link); err != nil {
 		return Run{}, err
 	}
@@ -98,8 +98,7 @@ func NewSideRun(projectDir string, now time.Time) (Run, error) {
 		return Run{}, err
 	}
 	id := now.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(rnd[:])
-	logs := filepath.Join(projectDir, "logs")
-	r := Run{ID: id, Dir: filepath.Join(logs, "runs", id)}
+	r := Run{ID: id, Dir: filepath.Join(runsDir(projectDir), id)}
 	if err := os.MkdirAll(r.Dir, 0o755); err != nil {
 		return Run{}, fmt.Errorf("run directory: %w", err)
 	}
@@ -111,9 +110,40 @@ func NewSideRun(projectDir string, now time.Time) (Run, error) {
 	return r, nil
 }
 
+// Find returns the run called id in the project, or the latest run when id is empty.
+func Find(projectDir, id string) (Run, error) {
+	if id == "" {
+		return LatestRun(projectDir)
+	}
+	dir := filepath.Join(runsDir(projectDir), id)
+	if fi, err := os.Stat(dir); err == nil && fi.IsDir() {
+		return Run{ID: id, Dir: dir}, nil
+	}
+	runs, _ := os.ReadDir(runsDir(projectDir))
+	var ids []string
+	for _, r := range runs {
+		if r.IsDir() {
+			ids = append(ids, r.Name())
+		}
+	}
+	if len(ids) == 0 {
+		return Run{}, fmt.Errorf("run %q not found: %s has no runs yet; run `ukernel run` first", id, projectDir)
+	}
+	if len(ids) > 5 {
+		ids = ids[len(ids)-5:]
+	}
+	return Run{}, fmt.Errorf("run %q not found in %s; recent runs: %v", id, runsDir(projectDir), ids)
+}
+
+// runsDir holds a project's run directories.
+func runsDir(projectDir string) string { return filepath.Join(projectDir, "logs", "runs") }
+
+// latestLink is the link to the latest run's console, logs/console.log.
+func latestLink(projectDir string) string { return filepath.Join(projectDir, "logs", ConsoleFile) }
+
 // LatestRun returns the run logs/console.log points at.
 func LatestRun(projectDir string) (Run, error) {
-	link := filepath.Join(projectDir, "logs", ConsoleFile)
+	link := latestLink(projectDir)
 	target, err := os.Readlink(link)
 	if err != nil {
 		return Run{}, fmt.Errorf("no run recorded in %s (no %s): run `ukernel run` first", projectDir, link)

@@ -103,3 +103,14 @@ func TestReadLargeRunFlatMemory(t *testing.T) {
 		t.Errorf("memory from the system grew by %d MB reading a 300 MB console and 20 MB of events", grew>>20)
 	}
 }
+
+func TestFindNoRunsYet(t *testing.T) {
+	_, err := Find(t.TempDir(), "")
+	if err == nil || !strings.Contains(err.Error(), "ukernel run") {
+		t.Fatalf("no runs: %v", err)
+	}
+	_, err = Find(t.TempDir(), "nope")
+	if err == nil || !strings.Contains(err.Error(), "no runs yet") {
+		t.Fatalf("unknown run: %v", err)
+	}
+}

@@ -62,31 +62,6 @@ type Trace struct {
 	Events []abi.Event
 }
 
-// FindRun returns the run called id in the project, or the latest run when id is empty.
-func FindRun(projectDir, id string) (runlog.Run, error) {
-	if id == "" {
-		return runlog.LatestRun(projectDir)
-	}
-	dir := filepath.Join(projectDir, "logs", "runs", id)
-	if fi, err := os.Stat(dir); err == nil && fi.IsDir() {
-		return runlog.Run{ID: id, Dir: dir}, nil
-	}
-	runs, _ := os.ReadDir(filepath.Join(projectDir, "logs", "runs"))
-	var ids []string
-	for _, r := range runs {
-		if r.IsDir() {
-			ids = append(ids, r.Name())
-		}
-	}
-	if len(ids) == 0 {
-		return runlog.Run{}, fmt.Errorf("run %q not found: %s has no runs yet; run `ukernel run` first", id, projectDir)
-	}
-	if len(ids) > 5 {
-		ids = ids[len(ids)-5:]
-	}
-	return runlog.Run{}, fmt.Errorf("run %q not found in %s; recent runs: %v", id, filepath.Join(projectDir, "logs", "runs"), ids)
-}
-
 // ParseEvents parses an events.jsonl stream. A line that does not parse (a run killed mid-write
 // leaves half a line at the end) is reported as a problem and skipped; the rest still counts.
 func ParseEvents(b []byte) (evs []abi.Event, problems []string) {

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ukernel-dev/ukernel/internal/atomicfile"
+	"github.com/ukernel-dev/ukernel/internal/runlog"
 	"github.com/ukernel-dev/ukernel/internal/template"
 	"github.com/ukernel-dev/ukernel/internal/trace"
 	"github.com/ukernel-dev/ukernel/pkg/cmdutil"
@@ -87,7 +88,7 @@ func run(o *options) error {
 		}
 		dir = s.TemplateDir(o.template)
 	}
-	r, err := trace.FindRun(dir, o.run)
+	r, err := runlog.Find(dir, o.run)
 	if err != nil {
 		return err
 	}
