@@ -182,8 +182,15 @@ func (s *Store) Create(spec *Spec) error {
 	}
 	now := time.Now().UTC().Truncate(time.Second)
 	spec.Created, spec.Updated = now, now
-	if _, err := os.Stat(s.TemplateDir(spec.Name)); err == nil {
+	dir := s.TemplateDir(spec.Name)
+	if _, err := os.Stat(filepath.Join(dir, SpecFile)); err == nil {
 		return &ExistsError{Name: spec.Name}
+	} else if _, err := os.Lstat(dir); err == nil {
+		// A directory without a spec is no template (what a deleted template's guest wrote
+		// into its logs afterwards, say): it goes, so that the name can be taken.
+		if err := s.discard(dir); err != nil {
+			return fmt.Errorf("template store: %w", err)
+		}
 	}
 	trash := filepath.Join(s.dir, trashDir)
 	if err := os.MkdirAll(trash, 0o755); err != nil {

@@ -148,6 +148,18 @@ func TestCreateGetList(t *testing.T) {
 	if ents, _ := os.ReadDir(filepath.Join(s.Dir(), trashDir)); len(ents) != 0 {
 		t.Fatalf("trash left: %v", ents)
 	}
+	// A directory without a spec (logs written after a delete) is no template: not listed, and
+	// its name can be taken.
+	os.MkdirAll(filepath.Join(s.TemplateDir("ghost"), "logs", "runs"), 0o755)
+	if names, _ := s.Names(); len(names) != 1 {
+		t.Fatalf("a directory without a spec is listed: %v", names)
+	}
+	if err := s.Create(&Spec{Name: "ghost"}); err != nil {
+		t.Fatalf("create over a directory without a spec: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(s.TemplateDir("ghost"), "logs")); err == nil {
+		t.Fatal("the old directory's content was kept")
+	}
 }
 
 func TestRevisions(t *testing.T) {

@@ -246,6 +246,11 @@ func deleteRun(ctx context.Context, opts *DeleteOptions) error {
 			return fmt.Errorf("stop %s: %w", g.Name, err)
 		}
 	}
+	// Their records would point at logs that are gone, and writing their outcome there
+	// would make the directory again.
+	if err := opts.Forget(opts.Name); err != nil {
+		return err
+	}
 	if err := s.Delete(opts.Name); err != nil {
 		return err
 	}

@@ -26,10 +26,13 @@ type Common struct {
 	ProjectDir func() (string, error)
 	// Running lists the live guests of a template (delete and edit refuse, or stop, them).
 	Running func(name string) ([]*runstate.State, error)
+	// Forget removes the records of a template's finished guests (ps -a), whose logs go with
+	// the template when it is deleted.
+	Forget func(name string) error
 }
 
 func newCommon(f *cmdutil.Factory) Common {
-	return Common{IO: f.IO, Store: template.Open, ProjectDir: f.ProjectDir, Running: running}
+	return Common{IO: f.IO, Store: template.Open, ProjectDir: f.ProjectDir, Running: running, Forget: forget}
 }
 
 // NewCmdTemplate returns the template command group.
@@ -77,6 +80,26 @@ func running(name string) ([]*runstate.State, error) {
 		}
 	}
 	return out, nil
+}
+
+// forget removes the records of template name's guests that are not running.
+func forget(name string) error {
+	rs, err := runstate.Open()
+	if err != nil {
+		return err
+	}
+	all, err := rs.List()
+	if err != nil {
+		return err
+	}
+	for _, st := range all {
+		if st.Template == name && (st.Exited || !st.Live()) {
+			if err := rs.Remove(st.Name); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // runningError says a template has guests running.

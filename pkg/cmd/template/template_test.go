@@ -105,6 +105,7 @@ func newEnv(t *testing.T) *env {
 		Store:      func() (*template.Store, error) { return e.store, nil },
 		ProjectDir: func() (string, error) { return proj, nil },
 		Running:    func(string) ([]*runstate.State, error) { return e.running, nil },
+		Forget:     func(string) error { return nil },
 	}
 	return e
 }
