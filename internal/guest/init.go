@@ -64,6 +64,8 @@ type pid1 struct {
 	mounted    bool
 	dataDir    string // where the data volume is mounted, once it is
 	secrets    SecretPlan
+	healthMu   sync.Mutex
+	health     []*healthRunner // the health checks running, for a restore to report
 	stopReq    chan abi.Control
 	stopWork   context.CancelFunc // ends the services' supervision
 }

@@ -44,6 +44,12 @@ func (in *pid1) restore(r *abi.Restore) {
 	}
 	in.events.Emit(abi.Event{Type: abi.EventReseeded, Time: Now(), Start: t, Duration: Now() - t,
 		Message: strings.Join(problems, "; "), Values: values})
+	// The run's events start here: its health is what the checks last found.
+	in.healthMu.Lock()
+	defer in.healthMu.Unlock()
+	for _, h := range in.health {
+		h.report()
+	}
 }
 
 // applyRestore applies r and returns what failed; values gets how far the clock moved

@@ -63,6 +63,15 @@ func (h *healthRunner) emit(status string) {
 	h.events.Emit(abi.Event{Type: abi.EventHealth, Name: h.check.Service, Status: status})
 }
 
+// report emits the current status again (a restored guest's host has not seen it).
+func (h *healthRunner) report() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.state != nil {
+		h.emit(h.state.Status())
+	}
+}
+
 // reset starts over after the target (re)started.
 func (h *healthRunner) reset(now time.Time) {
 	h.mu.Lock()
@@ -126,6 +135,9 @@ func (in *pid1) startHealth(ctx context.Context, target string, spec Spec, resta
 			continue
 		}
 		h := &healthRunner{check: c, spec: spec, signal: restart, events: in.events}
+		in.healthMu.Lock()
+		in.health = append(in.health, h)
+		in.healthMu.Unlock()
 		go h.run(ctx, in.sup)
 		return h
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/ukernel-dev/ukernel/internal/pipeline"
 	"github.com/ukernel-dev/ukernel/internal/progress"
 	"github.com/ukernel-dev/ukernel/internal/project"
+	"github.com/ukernel-dev/ukernel/internal/snapshot"
 	"github.com/ukernel-dev/ukernel/internal/template"
 	"github.com/ukernel-dev/ukernel/internal/version"
 )
@@ -59,6 +60,8 @@ type Result struct {
 	Identical bool          `json:"identical,omitempty"`
 	Pruned    []string      `json:"pruned,omitempty"`
 	Took      time.Duration `json:"-"`
+	// Snapshot is the revision's snapshot, when the build took one (template build --snapshot).
+	Snapshot *snapshot.Meta `json:"snapshot,omitempty"`
 }
 
 // SourceError is a template whose source cannot be built: pulled (no source), moved, or no

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"regexp"
 	"strings"
 	"syscall"
 	"time"
@@ -206,26 +207,10 @@ func (q *QMP) SendFD(ctx context.Context, name string, f *os.File) error {
 }
 
 // Layout is QEMU's command line for spec with what differs between a save and its restores
-// masked: paths, published ports, the kernel command line (the kernel is running already).
+// masked: every path (files, sockets, the memory file), the kernel command line (the kernel is
+// running already), published ports, and whether the guest is saved or restored.
 func (b *Backend) Layout(spec vmm.Spec) (string, error) {
 	s := spec
-	mask := func(p *string, v string) {
-		if *p != "" {
-			*p = v
-		}
-	}
-	mask(&s.Kernel, "KERNEL")
-	mask(&s.Initrd, "INITRD")
-	mask(&s.ConsolePath, "CONSOLE")
-	mask(&s.EventsPath, "EVENTS")
-	mask(&s.ControlSocket, "CONTROL")
-	mask(&s.OutputSocket, "OUTPUT")
-	mask(&s.APISocket, "QMP")
-	mask(&s.Net.Iface, "IFACE")
-	s.Disks = nil
-	for _, d := range spec.Disks {
-		s.Disks = append(s.Disks, vmm.Disk{ID: d.ID, Path: "DISK", ReadOnly: d.ReadOnly})
-	}
 	s.Net.Publish = nil
 	if s.Memory != nil {
 		s.Memory = &vmm.MemoryFile{Path: "MEMORY"}
@@ -236,9 +221,15 @@ func (b *Backend) Layout(spec vmm.Spec) (string, error) {
 		return "", err
 	}
 	for i := range a {
-		if a[i] == "-append" && i+1 < len(a) {
-			a[i+1] = "CMDLINE"
+		switch {
+		case i > 0 && (a[i-1] == "-append" || a[i-1] == "-kernel" || a[i-1] == "-initrd" || a[i-1] == "-qmp"):
+			a[i] = "X"
+		default:
+			a[i] = layoutPath.ReplaceAllString(a[i], "${1}=X")
 		}
 	}
 	return strings.Join(a, " "), nil
 }
+
+// layoutPath matches a path in an option's value (commas in a path are doubled, as escape does).
+var layoutPath = regexp.MustCompile(`\b(path|file|mem-path|ifname)=(?:[^,]|,,)*`)

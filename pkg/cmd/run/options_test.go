@@ -52,4 +52,20 @@ func TestNewCmdRun(t *testing.T) {
 			t.Errorf("run %q: %v", args, err)
 		}
 	}
+	// --cold and --restore choose how a template starts.
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--cold"}, "they need --template NAME"},
+		{[]string{"--restore"}, "they need --template NAME"},
+		{[]string{"--template", "api", "--cold", "--restore"}, "exclude each other"},
+	} {
+		if o, err := parse(tc.args...); cmdutil.ExitCode(err) != 2 || !strings.Contains(err.Error(), tc.want) || o != nil {
+			t.Errorf("run %q: %v; want a usage error saying %q", tc.args, err, tc.want)
+		}
+	}
+	if o, err := parse("--template", "api", "--restore"); err != nil || !o.Restore || o.Cold {
+		t.Errorf("run --template api --restore: %v %+v", err, o)
+	}
 }

@@ -53,6 +53,8 @@ type Options struct {
 	Locked      bool
 	StopTimeout time.Duration
 	Template    string // NAME[@REV]
+	Cold        bool   // --cold: boot even when the template has a snapshot
+	Restore     bool   // --restore: restore the template's snapshot or fail
 
 	// Set by check from the flags above.
 	net abi.Net          // --net parsed; the zero Net: as the image says
@@ -81,13 +83,23 @@ only: they are never written into the image or the logs.
 secret to the guest at run time: it appears as /run/secrets/NAME (a tmpfs, mode 0400),
 readable only by the users of the processes that declare it (secrets = ["NAME"] under
 [project] or [services.X] in ukernel.toml; several users: through a POSIX ACL), and nowhere
-else: not in the image, the logs, the events or ps.`,
+else: not in the image, the logs, the events or ps.
+
+With --template, a template whose revision has a snapshot (template build --snapshot) is
+restored from it when the snapshot fits this run and host (its fingerprint: VMM, accelerator,
+CPU, devices, vCPUs, memory, kernel and image) and its files verify; otherwise it boots cold and
+says why in one line. A restored guest gets fresh entropy, the clock, its name and the run's
+secrets, and its own copy of the snapshot's data volume (docs/SNAPSHOTS.md). A run with -e
+values boots cold: running processes cannot take a new environment. --cold boots cold anyway;
+--restore fails instead of booting cold.`,
 		Example: `  ukernel run
   ukernel run --publish 8080:8080 -e PORT=8080
   ukernel run -d --name api --env-file app.env
   ukernel run --secret db_password=@./db_password.txt --secret API_TOKEN
   ukernel run --image dist/example-worker.img --net tap:tap0 --accel tcg
-  ukernel run --backend firecracker --net tap:tap0`,
+  ukernel run --backend firecracker --net tap:tap0
+  ukernel run --template api -d --publish 8080:8080
+  ukernel run --template api --cold`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.JSON, o.Verbose, o.Logger = f.JSON, f.Verbose, f.Logger
@@ -110,6 +122,8 @@ else: not in the image, the logs, the events or ps.`,
 	fl.StringArrayVar(&o.EnvFiles, "env-file", nil, "read K=V lines from a file into the workload's environment (repeatable)")
 	fl.StringArrayVar(&o.Secrets, "secret", nil, "give the guest a secret as NAME=@FILE, or NAME from the environment variable NAME (repeatable)")
 	fl.StringVar(&o.Template, "template", "", "boot a template's current revision (NAME) or a given one (NAME@REV) with its run settings, from any directory; flags override them")
+	fl.BoolVar(&o.Cold, "cold", false, "with --template: boot cold even when the template has a snapshot")
+	fl.BoolVar(&o.Restore, "restore", false, "with --template: restore the template's snapshot, or fail instead of booting cold")
 	fl.StringVar(&o.Image, "image", "", "boot this image instead of building the project's (relative to the project directory)")
 	fl.BoolVarP(&o.Detach, "detach", "d", false, "start the guest under a monitor process and return; see ps, logs, stop, rm")
 	fl.StringVar(&o.Accel, "accel", backends.Auto, "accelerator: auto, kvm or tcg")
@@ -129,6 +143,12 @@ func (o *Options) check() error {
 		if _, _, err := template.ParseRef(o.Template); err != nil {
 			return &cmdutil.UsageError{Err: err}
 		}
+	}
+	if (o.Cold || o.Restore) && o.Template == "" {
+		return cmdutil.Usagef("--cold and --restore choose how a template starts: they need --template NAME")
+	}
+	if o.Cold && o.Restore {
+		return cmdutil.Usagef("--cold and --restore exclude each other")
 	}
 	if o.Net != "" {
 		var err error

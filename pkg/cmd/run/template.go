@@ -3,10 +3,13 @@ package run
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 
 	"github.com/ukernel-dev/ukernel/internal/abi"
 	"github.com/ukernel-dev/ukernel/internal/vmm/backends"
 
+	"github.com/ukernel-dev/ukernel/internal/snapshot"
 	"github.com/ukernel-dev/ukernel/internal/template"
 	"github.com/ukernel-dev/ukernel/internal/vmm/launch"
 )
@@ -17,6 +20,8 @@ type templateRun struct {
 	store *template.Store
 	res   *template.Resolved
 	dir   string // the template's directory: the run's logs and data volume live there
+	// cold and restore are --cold and --restore.
+	cold, restore bool
 }
 
 func resolveTemplate(o *Options) (*templateRun, error) {
@@ -37,7 +42,7 @@ func resolveTemplate(o *Options) (*templateRun, error) {
 			return nil, err
 		}
 	}
-	return &templateRun{store: s, res: res, dir: s.TemplateDir(res.Spec.Name)}, nil
+	return &templateRun{store: s, res: res, dir: s.TemplateDir(res.Spec.Name), cold: o.Cold, restore: o.Restore}, nil
 }
 
 // apply sets the template's run settings where the flags left the image's default.
@@ -58,6 +63,19 @@ func (t *templateRun) apply(o *launch.Options) {
 	o.DataMB = spec.DataMB
 	o.Template, o.Revision = spec.Name, t.res.Revision.ID
 	o.WantDigest = t.res.Revision.ID
+	// The revision's snapshot, if it has one (--restore: it must): launch decides whether it
+	// fits this run and says why when it does not.
+	dir := filepath.Join(t.res.Dir, template.SnapshotDir)
+	switch {
+	case t.cold:
+		o.Restore = launch.RestoreNever
+	case t.restore:
+		o.Snapshot, o.Restore = dir, launch.RestoreRequired
+	default:
+		if _, err := os.Stat(filepath.Join(dir, snapshot.MetaFile)); err == nil {
+			o.Snapshot, o.Restore = dir, launch.RestoreAuto
+		}
+	}
 }
 
 // damaged tells a stored image that failed its digest or checks, with how to rebuild it.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/ukernel-dev/ukernel/internal/template"
 	"github.com/ukernel-dev/ukernel/internal/templatebuild"
+	"github.com/ukernel-dev/ukernel/internal/vmm/launch"
 	"github.com/ukernel-dev/ukernel/pkg/cmdutil"
 )
 
@@ -24,6 +25,11 @@ type BuildOptions struct {
 	UpdateLock bool
 	Keep       int
 	Offline    bool
+	// Snapshot takes the revision's snapshot once it is current (--snapshot), under Accel,
+	// waiting at most ReadyTimeout for the workload.
+	Snapshot     bool
+	Accel        string
+	ReadyTimeout time.Duration
 	// AfterCommit is handed to every build (see templatebuild.Options).
 	AfterCommit func(ctx context.Context, r *templatebuild.Result) error
 }
@@ -46,10 +52,17 @@ command line overrides it), from (the project, relative to the file; default its
 defaults (release, vcpu, memory_mb, data_mb, net, publish) and [[variants]] tables (name,
 role, and the same keys); an unnamed variant is NAME-ROLE. Each variant becomes a template
 (created, or its settings updated) and each distinct image is built once: variants that
-differ only in run settings share one revision.`,
+differ only in run settings share one revision.
+
+--snapshot then boots the current revision with the template's run settings (no -e values or
+secrets), waits until it is ready (every health check passes; with none, until its start
+settles; at most --ready-timeout), and saves it as the revision's snapshot, replacing one taken
+before: a run --template restores it in a fraction of a cold boot (docs/SNAPSHOTS.md). A
+workload that never becomes ready fails the build with its health checks and console.`,
 		Example: `  ukernel template build api
   ukernel template build api --force --keep 3
-  ukernel template build --config variants.toml`,
+  ukernel template build --config variants.toml
+  ukernel template build api --snapshot`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Names, opts.JSON, opts.Logger = args, f.JSON, f.Logger
 			if opts.Config == "" && len(args) == 0 {
@@ -57,6 +70,9 @@ differ only in run settings share one revision.`,
 			}
 			if opts.Config != "" && len(args) > 1 {
 				return cmdutil.Usagef("template build --config takes at most one NAME (the base name), got %d", len(args))
+			}
+			if opts.Snapshot && opts.Accel != "auto" && opts.Accel != "kvm" && opts.Accel != "tcg" {
+				return cmdutil.Usagef("--accel %q: expected auto, kvm or tcg", opts.Accel)
 			}
 			if opts.Keep < 1 {
 				return cmdutil.Usagef("--keep %d: keep at least 1 revision (the current one)", opts.Keep)
@@ -78,6 +94,9 @@ differ only in run settings share one revision.`,
 	fl.BoolVar(&opts.UpdateLock, "update-lock", false, "re-resolve the environment to the newest versions first")
 	fl.IntVar(&opts.Keep, "keep", templatebuild.DefaultKeep, "revisions to keep, the current one included")
 	fl.BoolVar(&opts.Offline, "offline", false, "build without network access")
+	fl.BoolVar(&opts.Snapshot, "snapshot", false, "then boot the revision until ready and save it as its snapshot")
+	fl.StringVar(&opts.Accel, "accel", "auto", "with --snapshot: the accelerator (runs restore only under the same one): auto, kvm or tcg")
+	fl.DurationVar(&opts.ReadyTimeout, "ready-timeout", launch.SnapshotReadyTimeout, "with --snapshot: how long the workload may take to become ready")
 	return cmd
 }
 
@@ -112,11 +131,23 @@ func buildRun(ctx context.Context, opts *BuildOptions) error {
 			names = append(names, sp.Name)
 		}
 	}
+	after := opts.AfterCommit
+	if opts.Snapshot {
+		after = func(ctx context.Context, r *templatebuild.Result) error {
+			if opts.AfterCommit != nil {
+				if err := opts.AfterCommit(ctx, r); err != nil {
+					return err
+				}
+			}
+			return templatebuild.Snapshot(ctx, s, r, templatebuild.SnapshotOptions{
+				Accel: opts.Accel, ReadyTimeout: opts.ReadyTimeout, Progress: opts.IO.Progress(), Logger: opts.Logger})
+		}
+	}
 	results := []*templatebuild.Result{}
 	for _, name := range names {
 		r, err := templatebuild.Build(ctx, templatebuild.Options{
 			Store: s, Name: name, Force: opts.Force, UpdateLock: opts.UpdateLock, Keep: opts.Keep, Offline: opts.Offline,
-			Progress: opts.IO.Progress(), Logger: opts.Logger, AfterCommit: opts.AfterCommit,
+			Progress: opts.IO.Progress(), Logger: opts.Logger, AfterCommit: after,
 		})
 		if err != nil {
 			return err
@@ -152,6 +183,9 @@ func describe(r *templatebuild.Result) string {
 	}
 	if n := len(r.Pruned); n > 0 {
 		fmt.Fprintf(&b, "; removed %d old revision(s)", n)
+	}
+	if m := r.Snapshot; m != nil {
+		fmt.Fprintf(&b, "; snapshot taken (ready: %s, %.1fs after the VMM's start)", m.Ready, float64(m.ReadyMS)/1000)
 	}
 	return b.String()
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ukernel-dev/ukernel/internal/snapshot"
 	"github.com/ukernel-dev/ukernel/internal/template"
 	"github.com/ukernel-dev/ukernel/pkg/cmdutil"
 )
@@ -19,6 +20,8 @@ type Listed struct {
 	Current   *template.Revision `json:"current"` // null: never built
 	Revisions int                `json:"revisions"`
 	Snapshot  string             `json:"snapshot"` // none or present (of the current revision)
+	// SnapshotMeta is the current revision's snapshot.json, when it has one.
+	SnapshotMeta *snapshot.Meta `json:"snapshot_meta,omitempty"`
 }
 
 // NewCmdList returns `template list`.
@@ -57,7 +60,7 @@ func listed(s *template.Store, spec template.Spec) (Listed, error) {
 			l.Current = &revs[i]
 		}
 	}
-	l.Snapshot = snapshotState(s, spec.Name, cur)
+	l.Snapshot, l.SnapshotMeta = snapshotOf(s, spec.Name, cur)
 	return l, nil
 }
 
@@ -162,7 +165,14 @@ func infoRun(opts *InfoOptions) error {
 		line("Closure", "%d packages, %s", r.Sizes.Packages, size(r.Sizes.Closure))
 	}
 	line("Revisions", "%d", l.Revisions)
-	line("Snapshot", "%s", l.Snapshot)
+	if m := l.SnapshotMeta; m != nil {
+		line("Snapshot", "taken %s, ready (%s) %.1fs after the VMM's start; %s %s, %s, %d vCPU, %d MiB; files %s",
+			when(m.Created), m.Ready, float64(m.ReadyMS)/1000, m.Fingerprint.Backend, m.Fingerprint.Accel, m.Fingerprint.VMM,
+			m.Fingerprint.VCPU, m.Fingerprint.MemoryMB, size(m.Size()))
+
+	} else {
+		line("Snapshot", "none (ukernel template build %s --snapshot takes one)", spec.Name)
+	}
 	return nil
 }
 

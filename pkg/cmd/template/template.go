@@ -4,7 +4,6 @@ package template
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -13,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ukernel-dev/ukernel/internal/runstate"
+	"github.com/ukernel-dev/ukernel/internal/snapshot"
 	"github.com/ukernel-dev/ukernel/internal/template"
 	"github.com/ukernel-dev/ukernel/pkg/cmdutil"
 	"github.com/ukernel-dev/ukernel/pkg/iostreams"
@@ -155,14 +155,14 @@ func when(t time.Time) string {
 	return t.Local().Format("2006-01-02 15:04:05")
 }
 
-// snapshotState is "present" when the revision's snapshot directory holds anything.
-func snapshotState(s *template.Store, name, id string) string {
+// snapshotOf returns the revision's snapshot ("present" with its record) or "none".
+func snapshotOf(s *template.Store, name, id string) (string, *snapshot.Meta) {
 	if id == "" {
-		return "none"
+		return "none", nil
 	}
-	ents, err := os.ReadDir(filepath.Join(s.RevisionDir(name, id), template.SnapshotDir))
-	if err == nil && len(ents) > 0 {
-		return "present"
+	m, err := snapshot.Read(filepath.Join(s.RevisionDir(name, id), template.SnapshotDir))
+	if err != nil {
+		return "none", nil
 	}
-	return "none"
+	return "present", m
 }
