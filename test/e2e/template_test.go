@@ -100,7 +100,23 @@ data_mb = 16
 
 	// A source change makes a new revision; it boots; rollback brings back the first one.
 	writeFile(t, filepath.Join(dir, "src/api.sh"), "echo \"api v2 role=$UKERNEL_ROLE\"\n")
+	// A build killed with its image packed but not yet stored leaves the current revision, and
+	// nothing of its own in the store; the next build sweeps what it left.
+	if r := ukEnv(t, dir, 10*time.Minute, []string{"UKERNEL_TEST_CRASH_AT=pack-image"}, "template", "build", "tplshop-api"); r.code != -1 {
+		t.Fatalf("the build was not killed at pack-image: exit %d\n%s", r.code, r.stderr)
+	}
+	r = mustUK(t, dir, time.Minute, "--json", "template", "info", "tplshop-api")
+	var info struct {
+		Current   struct{ ID string } `json:"current"`
+		Revisions int                `json:"revisions"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &info); err != nil || info.Current.ID != apiV1 || info.Revisions != 1 {
+		t.Fatalf("after a killed build: %v %s", err, r.stdout)
+	}
 	res = build("tplshop-api")
+	if ents, _ := os.ReadDir(filepath.Join(store, "tplshop-api/revisions")); len(ents) != 2 {
+		t.Errorf("revisions/ after the rebuild holds %d entries, want the 2 revisions only", len(ents))
+	}
 	if res[0].Outcome != "built" || res[0].Revision.ID == apiV1 || res[0].Previous != apiV1 {
 		t.Fatalf("after a source change: %+v", res)
 	}
