@@ -232,3 +232,22 @@ func FuzzExecReader(f *testing.F) {
 		}
 	})
 }
+
+func TestRootWorkload(t *testing.T) {
+	users := []User{{Name: "app", UID: 1000}, {Name: "toor", UID: 0}}
+	for _, c := range []struct {
+		m    Manifest
+		root bool
+	}{
+		{Manifest{Entry: []string{"x"}}, true},
+		{Manifest{Entry: []string{"x"}, User: "app", Users: users}, false},
+		{Manifest{Entry: []string{"x"}, User: "toor", Users: users}, true},
+		{Manifest{Entry: []string{"x"}, User: "ghost", Users: users}, true},
+		{Manifest{User: "root", Users: users, Services: []Service{{Name: "db", User: "app"}}}, false}, // no entry
+		{Manifest{Entry: []string{"x"}, User: "app", Users: users, Services: []Service{{Name: "db"}}}, true},
+	} {
+		if got := c.m.RootWorkload(); got != c.root {
+			t.Errorf("%+v: RootWorkload %v, want %v", c.m, got, c.root)
+		}
+	}
+}

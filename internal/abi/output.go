@@ -39,6 +39,13 @@ const (
 	OutputSerialFlag = "ukernel.output=ttyS1"
 	// OutputSerialDevice is the device init writes the frames to under OutputSerialFlag.
 	OutputSerialDevice = "/dev/ttyS1"
+	// OutputPortFlag on the kernel command line tells init to write the frames to the
+	// virtio-serial port OutputPort instead: for a workload with a root process
+	// (Manifest.RootWorkload), which could open the UART beside init and forge frames, while a
+	// virtio-serial port opens only once. Its module is loaded before such a workload starts
+	// anyway (the events port is claimed then too).
+	OutputPortFlag = "ukernel.output=vport"
+	OutputPort     = "ukernel.output"
 	// OutputVsockPort is the host's vsock port for the frames where the VMM has no second
 	// serial port (Firecracker: the guest connects to the host, CID 2).
 	OutputVsockPort = 1026

@@ -217,11 +217,12 @@ func (in *pid1) run() (code int, err error) {
 	// such buffer: a stop request fails until the guest listens on vsock, so there the channel
 	// comes first. The ports' device nodes are root's alone (0600), so only a workload with a
 	// root process could open them before init: then init claims them first (claimPorts), and
-	// pays the module's time before the workload starts.
+	// pays the module's time before the workload starts; its output channel is one of them
+	// (abi.OutputPortFlag).
 	if underFirecracker(kernelCmdline()) {
 		in.connectHost()
 	} else {
-		if runsAsRoot(in.manifest) {
+		if in.manifest.RootWorkload() {
 			if err := in.claimPorts(); err != nil {
 				in.log.Debug("host ports", "err", err) // connectHost reports it
 			}
@@ -239,7 +240,7 @@ func (in *pid1) run() (code int, err error) {
 // (openVsock); a VMM with neither leaves the output on the console.
 func (in *pid1) openOutput() {
 	if !slices.Contains(strings.Fields(kernelCmdline()), abi.OutputSerialFlag) {
-		return
+		return // on a virtio-serial port (outputOnPort): claimPorts opens it
 	}
 	ch, err := openOutputSerial(abi.OutputSerialDevice)
 	if err != nil {
@@ -393,6 +394,9 @@ func (in *pid1) waitPorts() (map[string]string, error) {
 		if ready.IsZero() {
 			ready = time.Now()
 		}
+		if _, ok := ports[abi.OutputPort]; !ok && outputOnPort() {
+			return fmt.Sprintf("the virtio-serial port %q (ports: %v)", abi.OutputPort, ports), nil
+		}
 		for i := range execPortCount(kernelCmdline()) {
 			if _, ok := ports[abi.ExecPortName(i)]; !ok && time.Since(ready) < DeviceTimeout/2 {
 				return fmt.Sprintf("the virtio-serial port %q (ports: %v)", abi.ExecPortName(i), ports), nil
@@ -450,6 +454,15 @@ func (in *pid1) claimPorts() error {
 				return
 			}
 		}
+		// Only for a root workload, whose start waits for this: the host asks for the port
+		// by the same rule (abi.Manifest.RootWorkload).
+		if dev, ok := ports[abi.OutputPort]; ok && outputOnPort() && in.manifest.RootWorkload() && in.out == nil {
+			if f, err := os.OpenFile("/dev/"+dev, os.O_WRONLY, 0); err != nil {
+				in.log.Warn("no output channel: the workload's output goes to the console", "port", abi.OutputPort, "err", err)
+			} else {
+				in.out = NewOutput(f, in.console)
+			}
+		}
 		for i := range execPortCount(kernelCmdline()) {
 			// Without its exec ports the guest still runs and reports: exec says it gets no answer.
 			name := abi.ExecPortName(i)
@@ -468,6 +481,9 @@ func (in *pid1) claimPorts() error {
 	})
 	return in.portsErr
 }
+
+// outputOnPort reports whether the VMM offers the output channel on a virtio-serial port.
+func outputOnPort() bool { return slices.Contains(strings.Fields(kernelCmdline()), abi.OutputPortFlag) }
 
 // attachPorts starts the events and control traffic on the claimed ports.
 func (in *pid1) attachPorts() {
@@ -726,23 +742,4 @@ func reapAll(timeout time.Duration) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-}
-
-// runsAsRoot says whether the entry or a service of m runs as root: only root can open the
-// host's ports (devtmpfs makes their nodes 0600 root). A user init cannot resolve counts as
-// root; the workload's own setup refuses it later.
-func runsAsRoot(m *abi.Manifest) bool {
-	isRoot := func(name string) bool {
-		u, err := LookupUser(m.Users, name)
-		return err != nil || u.UID == 0
-	}
-	if len(m.Entry) > 0 && isRoot(m.User) {
-		return true
-	}
-	for _, s := range m.Services {
-		if isRoot(s.User) {
-			return true
-		}
-	}
-	return false
 }

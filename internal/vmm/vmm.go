@@ -74,7 +74,10 @@ type Spec struct {
 	// this unix socket before the VMM starts (Firecracker: on its vsock's <uds_path>_PORT for
 	// abi.OutputVsockPort instead) and hands the listener over in VM.Output.
 	OutputSocket string
-	APISocket    string // unix socket for the VMM's API (QMP for QEMU)
+	// OutputPort puts the output channel on a virtio-serial port that init holds (abi.OutputPort)
+	// instead of a serial port any root process of the guest can open: for a workload with one.
+	OutputPort bool
+	APISocket  string // unix socket for the VMM's API (QMP for QEMU)
 	// Memory, when set, backs the guest's RAM with a file (snapshots; see MemoryFile).
 	Memory *MemoryFile
 	// Incoming, when set, is a device state saved by Snapshotter.Save: Start returns once it is

@@ -11,8 +11,10 @@ import (
 )
 
 // forgeEvents is an entry that tries what an attacker's workload would: write a poweroff event
-// with code 0 to each virtio-serial port to the host (a port opens only once: one the workload
-// opens before init does is the workload's), then exit 3. With WAIT set it first waits up to
+// with code 0 to each virtio-serial port to the host (events, control, output and exec ports: a
+// port opens only once, and one the workload opens before init does is the workload's), and an
+// output frame in the db service's name to the second UART (the output channel of a workload
+// without a root process), then exit 3. With WAIT set it first waits up to
 // that many seconds for the ports to appear (init loads their module once the workload's start
 // is over, unless a root process must be kept from them).
 const forgeEvents = `#!/bin/sh
@@ -25,6 +27,7 @@ for n in /dev/vport*p*; do
   if printf '{"type":"poweroff","t_ns":1,"code":0}\n' 2>/dev/null >"$n"; then echo "forged $n"; else echo "refused $n"; fi
 done
 echo "ports tried: ${tried:-none}"
+printf 'O\001\002\000\015dbforged-frame\n' 2>/dev/null >/dev/ttyS1 && echo "wrote ttyS1" || echo "refused ttyS1"
 exit 3
 `
 
@@ -48,7 +51,13 @@ func TestEntryCannotForgeEvents(t *testing.T) {
 			if !strings.Contains(r.stdout, "ports tried: yes") || !strings.Contains(r.stdout, "refused /dev/vport") {
 				t.Errorf("the entry found no port to the host, or was not refused:\n%s\n%s", r.stdout, r.stderr)
 			}
-			if strings.Contains(r.stdout, "forged") || r.code != 3 {
+			if strings.Contains(r.stdout+r.stderr, "forged-frame") {
+				t.Errorf("the %s entry's forged output frame reached the host as a service's output:\n%s\n%s", tc.user, r.stdout, r.stderr)
+			}
+			if tc.user == "root" && strings.Count(r.stdout, "refused /dev/vport") < 7 {
+				t.Errorf("the root entry was not refused on each of the 7 ports (events, control, output, 4 exec):\n%s", r.stdout)
+			}
+			if strings.Contains(r.stdout, "forged /dev") || r.code != 3 {
 				t.Errorf("the %s entry wrote to a port to the host (exit %d, want 3):\n%s\n%s", tc.user, r.code, r.stdout, r.stderr)
 			}
 			run, err := runlog.LatestRun(dir)

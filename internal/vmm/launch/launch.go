@@ -245,7 +245,7 @@ func start(ctx context.Context, o Options, boot *bootfiles.Boot, name string, ne
 		VCPU: vcpu, MemoryMB: mem, Accel: accel.Accel, Net: netw,
 		ConsolePath: run.Console(), EventsPath: run.Events(), LogPath: run.VMMLog(),
 		ControlSocket: store.ControlSocket(name), APISocket: store.APISocket(name), PIDFile: store.PIDFile(name),
-		OutputSocket: store.OutputSocket(name), ExecSocket: store.ExecSocket(name),
+		OutputSocket: store.OutputSocket(name), OutputPort: boot.Manifest.RootWorkload(), ExecSocket: store.ExecSocket(name),
 	}
 	info := runlog.Info{Name: name, Image: boot.Image, Services: []string{}}
 	for _, s := range boot.Manifest.Services {

@@ -154,7 +154,10 @@ func args(spec vmm.Spec, p *passed) ([]string, error) {
 		a = append(a, "-initrd", initrd)
 	}
 	cmdline := Cmdline(spec.Cmdline, spec.Accel)
-	if spec.OutputSocket != "" {
+	switch {
+	case spec.OutputSocket != "" && spec.OutputPort:
+		cmdline += " " + abi.OutputPortFlag
+	case spec.OutputSocket != "":
 		cmdline += " " + abi.OutputSerialFlag
 	}
 	cmdline += execCmdline(spec)
@@ -165,14 +168,19 @@ func args(spec vmm.Spec, p *passed) ([]string, error) {
 	a = append(a, "-append", cmdline,
 		"-chardev", // append: the host bounds the file by truncating it (guestlog.TruncateCopy).
 		"file,id=con,path="+console+",append=on", "-serial", "chardev:con")
+	var outChardev []string
 	if spec.OutputSocket != "" {
-		// The output channel is the second UART (ttyS1 at the legacy 0x2f8); the host listens.
+		// The host listens; QEMU connects at its start.
 		out := "path=" + escape(spec.OutputSocket)
 		if p != nil {
 			out = "fd=" + p.fd(p.output)
 		}
-		a = append(a, "-chardev", "socket,id=out,"+out+",server=off",
-			"-device", "isa-serial,chardev=out,index=1")
+		outChardev = []string{"-chardev", "socket,id=out," + out + ",server=off"}
+	}
+	if outChardev != nil && !spec.OutputPort {
+		// The second UART (ttyS1 at the legacy 0x2f8).
+		a = append(a, outChardev...)
+		a = append(a, "-device", "isa-serial,chardev=out,index=1")
 	}
 	for i, d := range spec.Disks {
 		file := escape(d.Path)
@@ -185,8 +193,12 @@ func args(spec vmm.Spec, p *passed) ([]string, error) {
 		}
 		a = append(a, "-drive", drive, "-device", "virtio-blk-device,drive="+d.ID)
 	}
-	if spec.EventsPath != "" || spec.ControlSocket != "" || spec.ExecSocket != "" {
+	if spec.EventsPath != "" || spec.ControlSocket != "" || spec.ExecSocket != "" || (outChardev != nil && spec.OutputPort) {
 		a = append(a, "-device", "virtio-serial-device")
+	}
+	if outChardev != nil && spec.OutputPort {
+		a = append(a, outChardev...)
+		a = append(a, "-device", "virtserialport,chardev=out,name="+abi.OutputPort)
 	}
 	if spec.EventsPath != "" {
 		events := escape(spec.EventsPath)
