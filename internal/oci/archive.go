@@ -35,55 +35,46 @@ func openArchiveForWrite(ctx context.Context, file string) (oras.GraphTarget, fu
 		cleanup()
 		return nil, nil, nil, err
 	}
-	finish := func() error { return writeTar(stage, file, prefix) }
+	finish := func() error { return writeTar(stage, file) }
 	return st, finish, cleanup, nil
 }
 
-func writeTar(src, file, prefix string) error {
-	f, err := workdir.Create(filepath.Dir(file), prefix)
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	tw := tar.NewWriter(f)
-	err = filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || p == src {
+func writeTar(src, file string) error {
+	err := atomicfile.Write(file, 0o644, func(f *os.File) error {
+		tw := tar.NewWriter(f)
+		err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+			if err != nil || p == src {
+				return err
+			}
+			rel, _ := filepath.Rel(src, p)
+			hdr := &tar.Header{Name: filepath.ToSlash(rel), Mode: 0o644, Format: tar.FormatPAX}
+			if d.IsDir() {
+				hdr.Typeflag, hdr.Name, hdr.Mode = tar.TypeDir, hdr.Name+"/", 0o755
+				return tw.WriteHeader(hdr)
+			}
+			fi, err := d.Info()
+			if err != nil {
+				return err
+			}
+			hdr.Typeflag, hdr.Size = tar.TypeReg, fi.Size()
+			if err := tw.WriteHeader(hdr); err != nil {
+				return err
+			}
+			in, err := os.Open(p)
+			if err != nil {
+				return err
+			}
+			defer in.Close()
+			_, err = io.Copy(tw, in)
 			return err
-		}
-		rel, _ := filepath.Rel(src, p)
-		hdr := &tar.Header{Name: filepath.ToSlash(rel), Mode: 0o644, Format: tar.FormatPAX}
-		if d.IsDir() {
-			hdr.Typeflag, hdr.Name, hdr.Mode = tar.TypeDir, hdr.Name+"/", 0o755
-			return tw.WriteHeader(hdr)
-		}
-		fi, err := d.Info()
+		})
 		if err != nil {
 			return err
 		}
-		hdr.Typeflag, hdr.Size = tar.TypeReg, fi.Size()
-		if err := tw.WriteHeader(hdr); err != nil {
-			return err
-		}
-		in, err := os.Open(p)
-		if err != nil {
-			return err
-		}
-		defer in.Close()
-		_, err = io.Copy(tw, in)
-		return err
+		return tw.Close()
 	})
-	if err == nil {
-		err = tw.Close()
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
 	if err != nil {
 		return fmt.Errorf("OCI archive %s: %w", file, err)
 	}
-	return atomicfile.Rename(tmp, file)
+	return nil
 }

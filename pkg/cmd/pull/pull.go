@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 
 	"github.com/spf13/cobra"
 
@@ -17,7 +16,6 @@ import (
 	"github.com/ukernel-dev/ukernel/internal/oci"
 	"github.com/ukernel-dev/ukernel/internal/template"
 	"github.com/ukernel-dev/ukernel/internal/userconfig"
-	"github.com/ukernel-dev/ukernel/internal/workdir"
 	"github.com/ukernel-dev/ukernel/pkg/cmd/internal/regflags"
 	"github.com/ukernel-dev/ukernel/pkg/cmdutil"
 	"github.com/ukernel-dev/ukernel/pkg/iostreams"
@@ -139,34 +137,15 @@ func pullRun(o *Options) error {
 	return nil
 }
 
-// copyFile writes a copy of src at dst through a temporary file renamed into place.
-func copyFile(src, dst string) (err error) {
+// copyFile publishes a copy of src at dst (atomicfile: whole or not at all).
+func copyFile(src, dst string) error {
 	in, err := os.Open(src)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
-	dir := filepath.Dir(dst)
-	prefix := "." + filepath.Base(dst) + ".tmp-"
-	if _, err := workdir.Sweep(dir, prefix); err != nil {
+	return atomicfile.Write(dst, 0o644, func(f *os.File) error {
+		_, err := io.Copy(f, in)
 		return err
-	}
-	f, err := workdir.Create(dir, prefix)
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err = io.Copy(f, in); err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(f.Name(), 0o644)
-	}
-	if err != nil {
-		return fmt.Errorf("write %s: %w", dst, err)
-	}
-	return atomicfile.Rename(f.Name(), dst)
+	})
 }
