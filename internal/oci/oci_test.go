@@ -575,3 +575,44 @@ func manifestSize(t *testing.T, o Options, ref string) int64 {
 	}
 	return d.Size
 }
+
+// Credentials from docker's config.json through a credential helper (credsStore), for a
+// registry that asks for basic auth.
+func TestDockerCredentialHelper(t *testing.T) {
+	img := testImage(t)
+	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	var authed atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u, p, ok := r.BasicAuth(); !ok || u != "ci" || p != "s3cret" {
+			w.Header().Set("WWW-Authenticate", `Basic realm="test"`)
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		authed.Add(1)
+		reg.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+	bin, docker := t.TempDir(), t.TempDir()
+	helper := "#!/bin/sh\nread server\n[ \"$1\" = get ] && [ \"$server\" = \"" + host + "\" ] && echo '{\"ServerURL\":\"" + host + "\",\"Username\":\"ci\",\"Secret\":\"s3cret\"}'\n"
+	if err := os.WriteFile(filepath.Join(bin, "docker-credential-ukerneltest"), []byte(helper), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(docker, "config.json"), []byte(`{"credsStore":"ukerneltest"}`), 0o644)
+	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+	t.Setenv("DOCKER_CONFIG", docker)
+	t.Setenv("REGISTRY_AUTH_FILE", "")
+	ctx := ctxT(t)
+	if _, err := Push(ctx, img, host+"/w:v1", PushOptions{Options: Options{Insecure: true}, Cache: newCache(t)}); err != nil {
+		t.Fatalf("push with the helper's credentials: %v", err)
+	}
+	if authed.Load() == 0 {
+		t.Fatal("no request carried the credentials")
+	}
+	// Without them: the error says what to do.
+	t.Setenv("DOCKER_CONFIG", t.TempDir())
+	_, err := Pull(ctx, host+"/w:v1", PullOptions{Options: Options{Insecure: true}, Cache: newCache(t)})
+	if err == nil || !strings.Contains(err.Error(), "--password-stdin") {
+		t.Fatalf("pull without credentials: %v", err)
+	}
+}
