@@ -438,3 +438,20 @@ func (s *Store) cleanIf(name string, mine func(cur *State) bool) error {
 	}
 	return s.clean(name)
 }
+
+// stopRequest marks a guest that `ukernel stop` stopped: its monitor does not restart it.
+func (s *Store) stopRequest(name string) string { return filepath.Join(s.Dir, name+".stop") }
+
+// RequestStop records that name is being stopped on purpose.
+func (s *Store) RequestStop(name string) error {
+	return os.WriteFile(s.stopRequest(name), nil, 0o600)
+}
+
+// StopRequested reports whether a stop of name was requested since its monitor started.
+func (s *Store) StopRequested(name string) bool {
+	_, err := os.Stat(s.stopRequest(name))
+	return err == nil
+}
+
+// ClearStopRequest forgets a stop request of name.
+func (s *Store) ClearStopRequest(name string) { os.Remove(s.stopRequest(name)) }

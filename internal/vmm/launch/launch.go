@@ -65,6 +65,7 @@ type Options struct {
 	Accel      string            // auto, kvm, tcg
 	Backend    string            // auto, firecracker, qemu
 	Detached   bool
+	Restart    string // a detached guest's restart policy (RestartPolicies); "" is no
 	Perf       bool // the guest runs its block IO probe before powering off (ukernel perf)
 	// StopTimeout is the services' grace when the entry exits by itself (as --stop-timeout is
 	// the workload's on Ctrl-C); 0: the guest's default.
@@ -740,6 +741,13 @@ func StopGuest(ctx context.Context, store *runstate.Store, name string, timeout 
 	st, err := store.Load(name)
 	if err != nil {
 		return "", err
+	}
+	// A detached guest's monitor, which may restart it (run -d --restart), learns that this
+	// stop is meant: also between two of its runs, when the guest is recorded as exited.
+	if st.Detached && st.Owner != os.Getpid() && st.OwnerAlive() {
+		if err := store.RequestStop(name); err != nil {
+			return "", err
+		}
 	}
 	if st.Exited {
 		return vmm.AlreadyGone, nil

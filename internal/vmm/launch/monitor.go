@@ -47,6 +47,7 @@ type monitorRequest struct {
 	Template    string            `json:"template,omitempty"`
 	Revision    string            `json:"revision,omitempty"`
 	WantDigest  string            `json:"want_digest,omitempty"`
+	Restart     string            `json:"restart,omitempty"`
 }
 
 // Detached is what `run -d` reports about the guest it started (its --json document); backend
@@ -84,7 +85,7 @@ func StartDetached(ctx context.Context, o Options, exe string) (*Detached, error
 	req := monitorRequest{
 		ProjectDir: o.ProjectDir, Image: o.Image, Name: o.Name, VCPU: o.VCPU, MemoryMB: o.MemoryMB,
 		Net: o.Net, Publish: o.Publish, Env: o.Env, Secrets: o.Secrets, Accel: o.Accel, Backend: o.Backend,
-		StopTimeout: o.StopTimeout, CacheDir: o.CacheDir, Logs: o.Logs, Snapshot: o.Snapshot, Restore: o.Restore,
+		StopTimeout: o.StopTimeout, CacheDir: o.CacheDir, Logs: o.Logs, Snapshot: o.Snapshot, Restore: o.Restore, Restart: o.Restart,
 		DataMB: o.DataMB, Template: o.Template, Revision: o.Revision, WantDigest: o.WantDigest,
 	}
 	if o.Store != nil {
@@ -180,7 +181,7 @@ func RunMonitor(stdin io.Reader) error {
 		Snapshot: req.Snapshot, Restore: req.Restore,
 		Net: req.Net, Publish: req.Publish, Env: req.Env, Secrets: req.Secrets, Accel: req.Accel,
 		Backend: req.Backend, StopTimeout: req.StopTimeout, CacheDir: req.CacheDir, Detached: true, Logs: req.Logs,
-		DataMB: req.DataMB, Template: req.Template, Revision: req.Revision, WantDigest: req.WantDigest, Progress: progress,
+		DataMB: req.DataMB, Template: req.Template, Revision: req.Revision, WantDigest: req.WantDigest, Progress: progress, Restart: req.Restart,
 	}
 	if req.StoreDir != "" {
 		store, err := runstate.OpenAt(req.StoreDir)
@@ -190,34 +191,147 @@ func RunMonitor(stdin io.Reader) error {
 		}
 		o.Store = store
 	}
-	g, err := Start(ctx, o)
-	if err != nil {
-		var de *DigestError
-		if errors.As(err, &de) {
-			report(monitorResult{Error: de.Err.Error(), DigestError: true})
-		} else {
-			report(monitorResult{Error: err.Error()})
-		}
-		return err
-	}
-	// `run -d` returns once the guest shows a sign of life, or with why it did not: a VMM that
-	// fails never looks like a running guest.
-	detached := &Detached{
-		Name: g.State.Name, PID: g.State.Handle.PID, Backend: g.State.Handle.Backend, Accel: g.State.Accel,
-		RunID: g.Run.ID, RunDir: g.Run.Dir, Console: g.Run.Console(), Output: g.Run.Output(), Events: g.Run.Events(),
-	}
-	streams := Streams{Started: func(err error) {
+	if o.Store == nil {
+		store, err := runstate.Open()
 		if err != nil {
 			report(monitorResult{Error: err.Error()})
-			return
+			return err
 		}
-		g.progress = io.Discard
-		report(monitorResult{Started: detached})
-	}}
+		o.Store = store
+	}
+	store := o.Store
 	timeout := req.StopTimeout
 	if timeout <= 0 {
 		timeout = DefaultStopTimeout
 	}
-	_, err = g.AttendStreams(ctx, streams, timeout)
-	return err
+	var restarts restartBackoff
+	for first := true; ; first = false {
+		g, err := Start(ctx, o)
+		if err != nil {
+			if first {
+				var de *DigestError
+				if errors.As(err, &de) {
+					report(monitorResult{Error: de.Err.Error(), DigestError: true})
+				} else {
+					report(monitorResult{Error: err.Error()})
+				}
+				return err
+			}
+			// A restart that cannot start (the image was removed) ends the monitor: the
+			// guest's record says how its last run ended.
+			return err
+		}
+		name := g.State.Name
+		if first {
+			// A stop request left for an earlier monitor of this name is not meant for this one.
+			store.ClearStopRequest(name)
+		}
+		streams := Streams{}
+		if first {
+			// `run -d` returns once the guest shows a sign of life, or with why it did not: a
+			// VMM that fails never looks like a running guest.
+			detached := &Detached{
+				Name: g.State.Name, PID: g.State.Handle.PID, Backend: g.State.Handle.Backend, Accel: g.State.Accel,
+				RunID: g.Run.ID, RunDir: g.Run.Dir, Console: g.Run.Console(), Output: g.Run.Output(), Events: g.Run.Events(),
+			}
+			streams.Started = func(err error) {
+				if err != nil {
+					report(monitorResult{Error: err.Error()})
+					return
+				}
+				g.progress = io.Discard
+				report(monitorResult{Started: detached})
+			}
+		} else {
+			g.progress = io.Discard
+		}
+		began := time.Now()
+		out, err := g.AttendStreams(ctx, streams, timeout)
+		if err != nil || ctx.Err() != nil || !ShouldRestart(req.Restart, out) || store.StopRequested(name) {
+			store.ClearStopRequest(name)
+			return err
+		}
+		delay, ok := restarts.next(time.Since(began))
+		if !ok {
+			return fmt.Errorf("%s: restarted %d times in a row, each run shorter than %s; not restarting again", name, restartLimit, restartStable)
+		}
+		fmt.Fprintf(os.Stderr, "%s ended (%s); restarting in %s (--restart %s)\n", name, outcomeText(out), delay, req.Restart)
+		if !sleepUnlessStopped(ctx, store, name, delay) {
+			store.ClearStopRequest(name)
+			return nil
+		}
+	}
+}
+
+// Restart policies of a detached guest (run -d --restart), as a service's in ukernel.toml.
+const (
+	RestartNo        = "no"
+	RestartOnFailure = "on-failure"
+	RestartAlways    = "always"
+)
+
+// RestartPolicies lists the accepted --restart values.
+var RestartPolicies = []string{RestartNo, RestartOnFailure, RestartAlways}
+
+// ShouldRestart says whether a guest that ended with out is started again under policy:
+// on-failure when it did not report code 0, always in any case. A guest stopped with `ukernel
+// stop` is never restarted (the monitor checks that apart).
+func ShouldRestart(policy string, out runstate.Outcome) bool {
+	switch policy {
+	case RestartAlways:
+		return true
+	case RestartOnFailure:
+		return !out.Reported || out.Code != 0
+	}
+	return false
+}
+
+// Restart pacing: the delay doubles from restartFirstDelay up to restartMaxDelay for each run
+// shorter than restartStable; restartLimit such runs in a row end the monitor (a guest that
+// cannot start is not restarted forever).
+const (
+	restartFirstDelay = time.Second
+	restartMaxDelay   = 30 * time.Second
+	restartStable     = time.Minute
+	restartLimit      = 10
+)
+
+type restartBackoff struct{ quick int }
+
+func (b *restartBackoff) next(ran time.Duration) (time.Duration, bool) {
+	if ran >= restartStable {
+		b.quick = 0
+	}
+	b.quick++
+	if b.quick > restartLimit {
+		return 0, false
+	}
+	return min(restartFirstDelay<<(b.quick-1), restartMaxDelay), true
+}
+
+// sleepUnlessStopped waits d; false when ctx ended or a stop was requested meanwhile.
+func sleepUnlessStopped(ctx context.Context, store *runstate.Store, name string, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+			return !store.StopRequested(name)
+		case <-tick.C:
+			if store.StopRequested(name) {
+				return false
+			}
+		}
+	}
+}
+
+func outcomeText(out runstate.Outcome) string {
+	if out.Reported {
+		return fmt.Sprintf("code %d", out.Code)
+	}
+	return out.Reason
 }

@@ -17,6 +17,7 @@ import (
 
 	buildcmd "github.com/ukernel-dev/ukernel/pkg/cmd/build"
 	cachecmd "github.com/ukernel-dev/ukernel/pkg/cmd/cache"
+	deploycmd "github.com/ukernel-dev/ukernel/pkg/cmd/deploy"
 	diffcmd "github.com/ukernel-dev/ukernel/pkg/cmd/diff"
 	"github.com/ukernel-dev/ukernel/pkg/cmd/doctor"
 	envcmd "github.com/ukernel-dev/ukernel/pkg/cmd/env"
@@ -120,6 +121,8 @@ microVM image and runs it locally with one command.`,
 	tmpl := templatecmd.NewCmdTemplate(f)
 	tmpl.AddCommand(pushcmd.NewCmdTemplatePush(f, nil), pullcmd.NewCmdTemplatePull(f, nil))
 	cmd.AddCommand(tmpl)
+	cmd.AddCommand(deploycmd.NewCmdDeploy(f, nil))
+	cmd.AddCommand(deploycmd.NewCmdAgent(f))
 	usageArgs(cmd)
 
 	return cmd

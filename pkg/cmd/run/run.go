@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -47,6 +48,7 @@ type Options struct {
 	Secrets     []string
 	Image       string // as given: relative to the project directory
 	Detach      bool
+	Restart     string
 	Accel       string
 	Backend     string
 	Offline     bool
@@ -95,6 +97,7 @@ values boots cold: running processes cannot take a new environment. --cold boots
 		Example: `  ukernel run
   ukernel run --publish 8080:8080 -e PORT=8080
   ukernel run -d --name api --env-file app.env
+  ukernel run -d --restart on-failure --name api
   ukernel run --secret db_password=@./db_password.txt --secret API_TOKEN
   ukernel run --image dist/example-worker.img --net tap:tap0 --accel tcg
   ukernel run --backend firecracker --net tap:tap0
@@ -126,6 +129,7 @@ values boots cold: running processes cannot take a new environment. --cold boots
 	fl.BoolVar(&o.Restore, "restore", false, "with --template: restore the template's snapshot, or fail instead of booting cold")
 	fl.StringVar(&o.Image, "image", "", "boot this image instead of building the project's (relative to the project directory)")
 	fl.BoolVarP(&o.Detach, "detach", "d", false, "start the guest under a monitor process and return; see ps, logs, stop, rm")
+	fl.StringVar(&o.Restart, "restart", launch.RestartNo, "with -d: start the guest again when it ends: no, on-failure (it did not report code 0) or always; never after ukernel stop")
 	fl.StringVar(&o.Accel, "accel", backends.Auto, "accelerator: auto, kvm or tcg")
 	fl.StringVar(&o.Backend, "backend", backends.Auto, "VMM: auto (Firecracker when installed and KVM works, else QEMU), firecracker or qemu")
 	fl.BoolVar(&o.Offline, "offline", false, "build without network access when a build is needed")
@@ -161,6 +165,12 @@ func (o *Options) check() error {
 		return cmdutil.Usagef("%v", err)
 	}
 	o.req = req
+	if !slices.Contains(launch.RestartPolicies, o.Restart) {
+		return cmdutil.Usagef("--restart %q: expected one of %s", o.Restart, strings.Join(launch.RestartPolicies, ", "))
+	}
+	if o.Restart != launch.RestartNo && !o.Detach {
+		return cmdutil.Usagef("--restart needs -d (a detached guest's monitor restarts it)")
+	}
 	if o.StopTimeout <= 0 {
 		// Zero would give the guest no time to read the stop request at all.
 		return cmdutil.Usagef("--stop-timeout must be positive")
@@ -240,7 +250,7 @@ func runRun(ctx context.Context, o *Options) error {
 	}
 	opts := launch.Options{
 		ProjectDir: dir, Image: img, Name: o.Name, VCPU: o.VCPU, MemoryMB: o.MemoryMB,
-		Net: o.net, Publish: o.Publish, Env: env, Secrets: secrets, Accel: o.Accel, Backend: o.Backend, Detached: o.Detach,
+		Net: o.net, Publish: o.Publish, Env: env, Secrets: secrets, Accel: o.Accel, Backend: o.Backend, Detached: o.Detach, Restart: o.Restart,
 		StopTimeout: o.StopTimeout, Logs: logs, Progress: o.IO.Progress(), Log: o.Logger,
 	}
 	if tpl != nil {
