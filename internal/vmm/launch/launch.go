@@ -66,7 +66,7 @@ type Options struct {
 	Backend    string            // auto, firecracker, qemu
 	Detached   bool
 	Restart    string // a detached guest's restart policy (RestartPolicies); "" is no
-	Perf       bool // the guest runs its block IO probe before powering off (ukernel perf)
+	Perf       bool   // the guest runs its block IO probe before powering off (ukernel perf)
 	// StopTimeout is the services' grace when the entry exits by itself (as --stop-timeout is
 	// the workload's on Ctrl-C); 0: the guest's default.
 	StopTimeout time.Duration
