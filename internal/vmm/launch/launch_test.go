@@ -234,3 +234,39 @@ func TestNextAddr(t *testing.T) {
 		}
 	}
 }
+
+func TestShouldRestart(t *testing.T) {
+	ok, failed, noCode := runstate.Outcome{Reported: true}, runstate.Outcome{Reported: true, Code: 1}, runstate.Outcome{Code: runstate.ExitNoReport}
+	for _, c := range []struct {
+		policy string
+		out    runstate.Outcome
+		want   bool
+	}{
+		{RestartNo, failed, false}, {"", failed, false},
+		{RestartOnFailure, ok, false}, {RestartOnFailure, failed, true}, {RestartOnFailure, noCode, true},
+		{RestartAlways, ok, true}, {RestartAlways, noCode, true},
+	} {
+		if got := ShouldRestart(c.policy, c.out); got != c.want {
+			t.Errorf("ShouldRestart(%q, %+v) = %v", c.policy, c.out, got)
+		}
+	}
+}
+
+func TestRestartBackoff(t *testing.T) {
+	var b restartBackoff
+	var delays []time.Duration
+	for {
+		d, ok := b.next(time.Second)
+		if !ok {
+			break
+		}
+		delays = append(delays, d)
+	}
+	if len(delays) != restartLimit || delays[0] != restartFirstDelay || delays[1] != 2*restartFirstDelay || delays[len(delays)-1] != restartMaxDelay {
+		t.Errorf("quick failures: delays %v", delays)
+	}
+	// A run that lasted starts the count over.
+	if d, ok := b.next(restartStable); !ok || d != restartFirstDelay {
+		t.Errorf("after a stable run: %v, %v", d, ok)
+	}
+}

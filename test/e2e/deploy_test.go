@@ -1,0 +1,194 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ukernel-dev/ukernel/internal/testenv"
+)
+
+type deployResult struct {
+	Host       string `json:"host"`
+	Name       string `json:"name"`
+	Digest     string `json:"digest"`
+	Supervisor string `json:"supervisor"`
+	Binary     string `json:"binary"`
+	Image      string `json:"image"`
+	SentBytes  int64  `json:"sent_bytes"`
+	Previous   string `json:"previous_digest"`
+	Status     string `json:"status"`
+	Error      string `json:"error"`
+}
+
+// TestDeployOverSSH deploys a project to this machine through Debian's OpenSSH server started
+// on 127.0.0.1 (generated host and user keys). The remote side has its own HOME and runtime
+// directory (sshd's SetEnv), apart from the test's. It curls the published port, redeploys a
+// changed image (only that image moves), deploys one whose health check fails and sees the
+// previous revision put back, then reads status, logs and stops it.
+func TestDeployOverSSH(t *testing.T) {
+	skipShort(t)
+	remoteHome := t.TempDir()
+	remoteRun, err := os.MkdirTemp("/dev/shm", "ukernel-e2e-remote-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(remoteRun)
+	sshd := testenv.StartSSHD(t, testenv.SSHDOptions{Env: map[string]string{
+		"HOME": remoteHome, "XDG_RUNTIME_DIR": remoteRun,
+	}})
+	hostArgs := []string{"--host", sshd.Target, "--ssh-config", sshd.Config, "--identity", sshd.ClientKey, "--known-hosts", sshd.KnownHosts}
+
+	dir := newProject(t, "deployweb", "--lang", "python", "--template", "http")
+	cfg := filepath.Join(dir, "ukernel.toml")
+	conf, _ := os.ReadFile(cfg)
+	writeFile(t, cfg, strings.Replace(string(conf), "[project]\n", "[project]\nsecrets = ['api_token']\n", 1))
+	mainPy := filepath.Join(dir, "src", "main.py")
+	orig, _ := os.ReadFile(mainPy)
+	// The body says the revision and the -e value the guest got.
+	setVersion := func(v string, healthPath string) {
+		s := strings.Replace(string(orig), `body = b"ok\n"`, `body = ("`+v+` " + os.environ.get("GREETING", "") + "\n").encode()`, 1)
+		s = strings.Replace(s, `HEALTH_PATH = "/healthz"`, `HEALTH_PATH = "`+healthPath+`"`, 1)
+		writeFile(t, mainPy, s)
+	}
+	port := freePort(t)
+	secret := filepath.Join(t.TempDir(), "token")
+	const secretValue = "s3cr3t-value-that-must-stay-in-memory"
+	writeFile(t, secret, secretValue)
+	deploy := func(wantCode int) (deployResult, result) {
+		t.Helper()
+		args := append([]string{"--json", "deploy"}, hostArgs...)
+		args = append(args, "--publish", fmt.Sprintf("%d:8080", port), "-e", "GREETING=hello", "--secret", "api_token=@"+secret,
+			"--health-timeout", "4m")
+		r := uk(t, dir, 20*time.Minute, args...)
+		if r.code != wantCode {
+			t.Fatalf("deploy: exit %d, want %d\nstdout:\n%s\nstderr:\n%s\nsshd: %s", r.code, wantCode, r.stdout, r.stderr, sshd.Log())
+		}
+		var res []deployResult
+		if err := json.Unmarshal([]byte(r.stdout), &res); err != nil || len(res) != 1 {
+			t.Fatalf("deploy --json: %v\n%s", err, r.stdout)
+		}
+		return res[0], r
+	}
+	body := func() string {
+		t.Helper()
+		out, err := exec.Command("curl", "-fsS", "--max-time", "5", fmt.Sprintf("http://127.0.0.1:%d/", port)).CombinedOutput()
+		if err != nil {
+			t.Fatalf("curl: %v: %s", err, out)
+		}
+		return string(out)
+	}
+	remoteUK := filepath.Join(remoteHome, ".local", "bin", "ukernel")
+	defer func() {
+		uk(t, dir, 2*time.Minute, append([]string{"deploy", "stop"}, hostArgs...)...)
+		noQEMULeft(t, remoteHome)
+	}()
+
+	// 1. First deploy: the binary and the image go over; the guest answers on the published port.
+	setVersion("v1", "/healthz")
+	mustUK(t, dir, 15*time.Minute, "pack")
+	img := filepath.Join(dir, "dist", "deployweb.img")
+	size1 := fileSize(t, img)
+	exeSize := fileSize(t, ukernelBin(t))
+	r1, _ := deploy(0)
+	if r1.Status != "healthy" || r1.Binary != "copied" || r1.Image != "sent" || r1.SentBytes != exeSize+size1 || r1.Supervisor != "monitor" {
+		t.Fatalf("first deploy: %+v; want healthy, binary copied, image sent, %d bytes (binary %d + image %d)", r1, exeSize+size1, exeSize, size1)
+	}
+	if b := body(); b != "v1 hello\n" {
+		t.Fatalf("GET / = %q; want v1 with the -e value", b)
+	}
+	// The secret reached the host on tmpfs only: under the runtime directory, 0600, and
+	// nowhere in the remote home on disk.
+	secretFiles, _ := filepath.Glob(filepath.Join(remoteRun, "ukernel-deploy", "deployweb", "*", "secrets", "api_token"))
+	if len(secretFiles) != 1 {
+		t.Fatalf("secret files on the host's tmpfs: %v", secretFiles)
+	}
+	if fi, err := os.Stat(secretFiles[0]); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("the secret's file: %v, %v; want mode 0600", fi.Mode(), err)
+	}
+	if out, _ := exec.Command("grep", "-rl", secretValue, remoteHome).Output(); len(out) > 0 {
+		t.Errorf("the secret is on the host's disk: %s", out)
+	}
+	// The same image again: nothing is sent.
+	r1b, _ := deploy(0)
+	if r1b.Binary != "present" || r1b.Image != "present" || r1b.SentBytes != 0 {
+		t.Errorf("redeploy of the same image: %+v; want nothing sent", r1b)
+	}
+
+	// 2. A changed image: only it moves.
+	setVersion("v2", "/healthz")
+	mustUK(t, dir, 15*time.Minute, "pack")
+	size2 := fileSize(t, img)
+	r2, _ := deploy(0)
+	if r2.Status != "healthy" || r2.Binary != "present" || r2.Image != "sent" || r2.SentBytes != size2 || r2.Previous != r1.Digest {
+		t.Fatalf("second deploy: %+v; want healthy, only the image sent (%d bytes), previous %s", r2, size2, r1.Digest)
+	}
+	if b := body(); b != "v2 hello\n" {
+		t.Fatalf("GET / after the redeploy = %q; want v2", b)
+	}
+
+	// 3. A revision whose health check fails: deploy fails and v2 is back.
+	setVersion("v3", "/not-the-health-path")
+	mustUK(t, dir, 15*time.Minute, "pack")
+	r3, res3 := deploy(1)
+	if r3.Status != "rolled-back" || !strings.Contains(r3.Error, "health check main") || r3.Previous != r2.Digest {
+		t.Fatalf("broken deploy: %+v\nstderr:\n%s", r3, res3.stderr)
+	}
+	if b := body(); b != "v2 hello\n" {
+		t.Fatalf("GET / after the rollback = %q; want v2", b)
+	}
+
+	// Status: v2 runs, v3 is the previous revision (a rollback would try it again).
+	st := mustUK(t, dir, 2*time.Minute, append([]string{"--json", "deploy", "status"}, hostArgs...)...)
+	var status []struct {
+		Deployment struct {
+			Current  struct{ Digest string } `json:"current"`
+			Previous struct{ Digest string } `json:"previous"`
+		} `json:"deployment"`
+		Guest struct {
+			Status string            `json:"status"`
+			Health map[string]string `json:"health"`
+		} `json:"guest"`
+	}
+	if err := json.Unmarshal([]byte(st.stdout), &status); err != nil || len(status) != 1 {
+		t.Fatalf("deploy status --json: %v\n%s", err, st.stdout)
+	}
+	s := status[0]
+	if "sha256:"+s.Deployment.Current.Digest != r2.Digest || "sha256:"+s.Deployment.Previous.Digest != r3.Digest ||
+		s.Guest.Status != "running" || s.Guest.Health["main"] != "healthy" {
+		t.Errorf("deploy status: %s", st.stdout)
+	}
+	// Only the images of the current and previous revisions stay on the host... once v1's is
+	// an hour old; until then it stays too (another deploy may be about to use it).
+	imgs, _ := filepath.Glob(filepath.Join(remoteHome, ".local", "state", "ukernel", "deploy", "images", "*.img"))
+	if len(imgs) != 3 {
+		t.Errorf("images on the host: %v", imgs)
+	}
+	logs := mustUK(t, dir, 2*time.Minute, append([]string{"deploy", "logs"}, hostArgs...)...)
+	if !strings.Contains(logs.stdout, "listening on 8080") {
+		t.Errorf("deploy logs: %q", logs.stdout)
+	}
+	if _, err := os.Stat(remoteUK); err != nil {
+		t.Errorf("the remote ukernel: %v", err)
+	}
+	mustUK(t, dir, 2*time.Minute, append([]string{"deploy", "stop"}, hostArgs...)...)
+	noQEMULeft(t, remoteHome)
+	if _, err := (&http.Client{Timeout: 2 * time.Second}).Get(fmt.Sprintf("http://127.0.0.1:%d/", port)); err == nil {
+		t.Errorf("the port still answers after deploy stop")
+	}
+}
+
+func fileSize(t *testing.T, p string) int64 {
+	t.Helper()
+	fi, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Size()
+}
