@@ -14,6 +14,7 @@ import (
 
 	"github.com/ukernel-dev/ukernel/internal/abi"
 	"github.com/ukernel-dev/ukernel/internal/image"
+	"github.com/ukernel-dev/ukernel/internal/runlog"
 	"github.com/ukernel-dev/ukernel/internal/runstate"
 	"github.com/ukernel-dev/ukernel/internal/testenv"
 	"github.com/ukernel-dev/ukernel/internal/vmm"
@@ -236,10 +237,10 @@ func TestNextAddr(t *testing.T) {
 }
 
 func TestShouldRestart(t *testing.T) {
-	ok, failed, noCode := runstate.Outcome{Reported: true}, runstate.Outcome{Reported: true, Code: 1}, runstate.Outcome{Code: runstate.ExitNoReport}
+	ok, failed, noCode := runlog.Outcome{Reported: true}, runlog.Outcome{Reported: true, Code: 1}, runlog.Outcome{Code: runlog.ExitNoReport}
 	for _, c := range []struct {
 		policy string
-		out    runstate.Outcome
+		out    runlog.Outcome
 		want   bool
 	}{
 		{RestartNo, failed, false}, {"", failed, false},

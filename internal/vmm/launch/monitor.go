@@ -14,6 +14,7 @@ import (
 
 	"github.com/ukernel-dev/ukernel/internal/abi"
 	"github.com/ukernel-dev/ukernel/internal/guestlog"
+	"github.com/ukernel-dev/ukernel/internal/runlog"
 	"github.com/ukernel-dev/ukernel/internal/runstate"
 	"github.com/ukernel-dev/ukernel/internal/vmm"
 )
@@ -276,7 +277,7 @@ var RestartPolicies = []string{RestartNo, RestartOnFailure, RestartAlways}
 // ShouldRestart says whether a guest that ended with out is started again under policy:
 // on-failure when it did not report code 0, always in any case. A guest stopped with `ukernel
 // stop` is never restarted (the monitor checks that apart).
-func ShouldRestart(policy string, out runstate.Outcome) bool {
+func ShouldRestart(policy string, out runlog.Outcome) bool {
 	switch policy {
 	case RestartAlways:
 		return true
@@ -329,7 +330,7 @@ func sleepUnlessStopped(ctx context.Context, store *runstate.Store, name string,
 	}
 }
 
-func outcomeText(out runstate.Outcome) string {
+func outcomeText(out runlog.Outcome) string {
 	if out.Reported {
 		return fmt.Sprintf("code %d", out.Code)
 	}

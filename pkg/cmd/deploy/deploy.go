@@ -16,6 +16,7 @@ import (
 	"github.com/ukernel-dev/ukernel/internal/deploy"
 	"github.com/ukernel-dev/ukernel/internal/pipeline"
 	"github.com/ukernel-dev/ukernel/internal/project"
+	"github.com/ukernel-dev/ukernel/internal/runenv"
 	"github.com/ukernel-dev/ukernel/internal/runstate"
 	"github.com/ukernel-dev/ukernel/pkg/cmdutil"
 	"github.com/ukernel-dev/ukernel/pkg/iostreams"
@@ -156,11 +157,11 @@ func deployRun(ctx context.Context, o *Options) error {
 			return cmdutil.Usagef("--name: %v", err)
 		}
 	}
-	env, err := runstate.ParseEnv(o.Env, o.EnvFiles)
+	env, err := runenv.ParseEnv(o.Env, o.EnvFiles)
 	if err != nil {
 		return err
 	}
-	secrets, err := runstate.ParseSecrets(o.Secrets)
+	secrets, err := runenv.ParseSecrets(o.Secrets)
 	if err != nil {
 		return err
 	}
