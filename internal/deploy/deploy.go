@@ -166,7 +166,7 @@ func deployHost(ctx context.Context, o Options, t Target, name, digest string, r
 	var health map[string]string
 	if actErr == nil {
 		o.progress("%s: waiting for %s to be healthy (up to %s)", t, name, o.HealthTimeout)
-		health, actErr = h.waitHealthy(ctx, name, o.HealthTimeout)
+		health, actErr = h.waitHealthy(ctx, name, app.Current.Checks, o.HealthTimeout)
 		r.Health = health
 	}
 	if actErr == nil {
@@ -182,7 +182,7 @@ func deployHost(ctx context.Context, o Options, t Target, name, digest string, r
 	if err := h.agent(ctx, agentTimeout, OpRollback, NameRequest{Name: name}, &back); err != nil {
 		return fmt.Errorf("%w; the rollback failed too: %v", actErr, err)
 	}
-	if _, err := h.waitHealthy(ctx, name, o.HealthTimeout); err != nil {
+	if _, err := h.waitHealthy(ctx, name, back.Current.Checks, o.HealthTimeout); err != nil {
 		return fmt.Errorf("%w; rolled back, but the previous revision is not healthy either: %v", actErr, err)
 	}
 	r.Status = StatusRolledBack
@@ -368,9 +368,10 @@ func (h *host) guest(ctx context.Context, name string) (*Guest, error) {
 // settle is how long a guest without health checks must run to count as healthy.
 const settle = 5 * time.Second
 
-// waitHealthy polls the host's ps until name is healthy: every health check healthy, or, with
-// none, running for settle. A guest that exits, restarts or has an unhealthy check fails.
-func (h *host) waitHealthy(ctx context.Context, name string, timeout time.Duration) (map[string]string, error) {
+// waitHealthy polls the host's ps until name is healthy: each of its health checks (by service)
+// healthy, or, without any, running for settle. A guest that exits, restarts or has an unhealthy
+// check fails.
+func (h *host) waitHealthy(ctx context.Context, name string, checks []string, timeout time.Duration) (map[string]string, error) {
 	deadline := time.Now().Add(timeout)
 	var firstStart time.Time
 	var last *Guest
@@ -397,7 +398,7 @@ func (h *host) waitHealthy(ctx context.Context, name string, timeout time.Durati
 				if bad := unhealthy(g.Health); bad != "" {
 					return g.Health, fmt.Errorf("%s: %s failed its health check %s", h.c.Target, name, bad)
 				}
-				if allHealthy(g.Health) || (len(g.Health) == 0 && time.Duration(g.UptimeS)*time.Second >= settle) {
+				if healthy(g, checks) {
 					return g.Health, nil
 				}
 			}
@@ -429,12 +430,14 @@ func unhealthy(h map[string]string) string {
 	return ""
 }
 
-func allHealthy(h map[string]string) bool {
-	if len(h) == 0 {
-		return false
+// healthy: every check healthy (a check that has not reported yet is not), or, with none,
+// running for settle.
+func healthy(g *Guest, checks []string) bool {
+	if len(checks) == 0 {
+		return time.Duration(g.UptimeS)*time.Second >= settle
 	}
-	for _, v := range h {
-		if v != "healthy" {
+	for _, c := range checks {
+		if g.Health[c] != "healthy" {
 			return false
 		}
 	}

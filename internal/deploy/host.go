@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ukernel-dev/ukernel/internal/image"
 	"github.com/ukernel-dev/ukernel/internal/project"
 	"github.com/ukernel-dev/ukernel/internal/runstate"
 	"github.com/ukernel-dev/ukernel/internal/vmm/launch"
@@ -82,11 +83,13 @@ type NameRequest struct {
 // Revision is one deployed image with its run settings; the values of the environment and the
 // secrets are not recorded (they live in the run directory on tmpfs only).
 type Revision struct {
-	ID       string    `json:"id"`
-	Digest   string    `json:"digest"`
-	Publish  []string  `json:"publish,omitempty"`
-	EnvNames []string  `json:"env,omitempty"`
-	Secrets  []string  `json:"secrets,omitempty"`
+	ID       string   `json:"id"`
+	Digest   string   `json:"digest"`
+	Publish  []string `json:"publish,omitempty"`
+	EnvNames []string `json:"env,omitempty"`
+	Secrets  []string `json:"secrets,omitempty"`
+	// Checks are the image's health checks (by service): deploy waits for each to be healthy.
+	Checks   []string  `json:"health_checks,omitempty"`
 	Deployed time.Time `json:"deployed"`
 }
 
@@ -334,6 +337,23 @@ func (a *Agent) verifyImage(digest string) (string, error) {
 	return p, nil
 }
 
+// healthChecks lists the services the image's health checks probe.
+func healthChecks(path string) ([]string, error) {
+	im, err := image.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer im.Close()
+	var checks []string
+	for _, h := range im.Manifest().Health {
+		if !slices.Contains(checks, h.Service) {
+			checks = append(checks, h.Service)
+		}
+	}
+	sort.Strings(checks)
+	return checks, nil
+}
+
 func (a *Agent) load(name string) (*App, error) {
 	b, err := os.ReadFile(a.dirs.record(name))
 	if errors.Is(err, os.ErrNotExist) {
@@ -430,7 +450,12 @@ func (a *Agent) activate(ctx context.Context, req Activate) (*App, error) {
 		}
 	}
 	// Verified here, right before it starts: a file changed since it was stored is refused.
-	if _, err := a.verifyImage(req.Digest); err != nil {
+	imgPath, err := a.verifyImage(req.Digest)
+	if err != nil {
+		return nil, err
+	}
+	checks, err := healthChecks(imgPath)
+	if err != nil {
 		return nil, err
 	}
 	app, err := a.load(req.Name)
@@ -440,7 +465,7 @@ func (a *Agent) activate(ctx context.Context, req Activate) (*App, error) {
 	now := time.Now().UTC()
 	rev := &Revision{
 		ID: now.Format("20060102T150405.000Z") + "-" + req.Digest[:12], Digest: req.Digest, Publish: req.Publish,
-		EnvNames: slices.Sorted(maps.Keys(req.Env)), Secrets: slices.Sorted(maps.Keys(req.Secrets)), Deployed: now,
+		EnvNames: slices.Sorted(maps.Keys(req.Env)), Secrets: slices.Sorted(maps.Keys(req.Secrets)), Checks: checks, Deployed: now,
 	}
 	rev.ID = strings.ReplaceAll(rev.ID, ".", "")
 	if err := os.MkdirAll(app.Dir, 0o700); err != nil {

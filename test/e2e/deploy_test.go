@@ -76,18 +76,21 @@ func TestDeployOverSSH(t *testing.T) {
 		}
 		return res[0], r
 	}
+	// The first requests to a guest under TCG on a busy machine can be slow: retried.
 	body := func() string {
 		t.Helper()
-		out, err := exec.Command("curl", "-fsS", "--max-time", "5", fmt.Sprintf("http://127.0.0.1:%d/", port)).CombinedOutput()
-		if err != nil {
-			t.Fatalf("curl: %v: %s", err, out)
-		}
-		return string(out)
+		var got string
+		waitFor(t, "HTTP 200 on the published port", 2*time.Minute, func() (bool, string) {
+			out, err := exec.Command("curl", "-fsS", "--max-time", "10", fmt.Sprintf("http://127.0.0.1:%d/", port)).CombinedOutput()
+			got = string(out)
+			return err == nil, fmt.Sprintf("%v: %s", err, out)
+		})
+		return got
 	}
 	remoteUK := filepath.Join(remoteHome, ".local", "bin", "ukernel")
 	defer func() {
 		uk(t, dir, 2*time.Minute, append([]string{"deploy", "stop"}, hostArgs...)...)
-		noQEMULeft(t, remoteHome)
+		noQEMULeft(t, remoteRun)
 	}()
 
 	// 1. First deploy: the binary and the image go over; the guest answers on the published port.
@@ -178,7 +181,7 @@ func TestDeployOverSSH(t *testing.T) {
 		t.Errorf("the remote ukernel: %v", err)
 	}
 	mustUK(t, dir, 2*time.Minute, append([]string{"deploy", "stop"}, hostArgs...)...)
-	noQEMULeft(t, remoteHome)
+	noQEMULeft(t, remoteRun)
 	if _, err := (&http.Client{Timeout: 2 * time.Second}).Get(fmt.Sprintf("http://127.0.0.1:%d/", port)); err == nil {
 		t.Errorf("the port still answers after deploy stop")
 	}

@@ -75,6 +75,32 @@ type Options struct {
 	NoRollback    bool
 	Offline       bool
 	Locked        bool
+
+	// Set by check from the flags.
+	hosts   []deploy.Target
+	sshOpts deploy.SSHOptions
+}
+
+// check reads the flags that need no project and no host (before runF or deployRun).
+func (o *Options) check() error {
+	var err error
+	if o.hosts, o.sshOpts, err = o.SSH.targets(); err != nil {
+		return err
+	}
+	for _, p := range o.Publish {
+		if _, _, err := project.ParsePublish(p); err != nil {
+			return cmdutil.Usagef("--publish %v", err)
+		}
+	}
+	if o.Name != "" {
+		if err := runstate.ValidateName(o.Name); err != nil {
+			return cmdutil.Usagef("--name: %v", err)
+		}
+	}
+	if o.HealthTimeout <= 0 {
+		return cmdutil.Usagef("--health-timeout must be positive")
+	}
+	return nil
 }
 
 // NewCmdDeploy returns the deploy command; runF replaces its body in tests.
@@ -106,6 +132,9 @@ for debugging). See also: deploy status, logs, stop, rollback.`,
   ukernel deploy --host ci@10.0.0.5:2222 --identity ci_key --known-hosts ci_known_hosts --secret db_password=@pw.txt`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := o.check(); err != nil {
+				return err
+			}
 			if runF != nil {
 				return runF(cmd.Context(), o)
 			}
@@ -143,20 +172,6 @@ func sshFlags(cmd *cobra.Command, s *SSHFlags) {
 
 func deployRun(ctx context.Context, o *Options) error {
 	f := o.Factory
-	hosts, sshOpts, err := o.SSH.targets()
-	if err != nil {
-		return err
-	}
-	for _, p := range o.Publish {
-		if _, _, err := project.ParsePublish(p); err != nil {
-			return cmdutil.Usagef("--publish %v", err)
-		}
-	}
-	if o.Name != "" {
-		if err := runstate.ValidateName(o.Name); err != nil {
-			return cmdutil.Usagef("--name: %v", err)
-		}
-	}
 	env, err := runenv.ParseEnv(o.Env, o.EnvFiles)
 	if err != nil {
 		return err
@@ -184,7 +199,7 @@ func deployRun(ctx context.Context, o *Options) error {
 		}
 	}
 	results, err := deploy.Deploy(ctx, deploy.Options{
-		Hosts: hosts, SSH: sshOpts, Image: img, Name: o.Name, Publish: o.Publish, Env: env, Secrets: secrets,
+		Hosts: o.hosts, SSH: o.sshOpts, Image: img, Name: o.Name, Publish: o.Publish, Env: env, Secrets: secrets,
 		RemoteBin: o.SSH.RemoteBin, Exe: f.Executable, HealthTimeout: o.HealthTimeout, NoRollback: o.NoRollback,
 		Progress: o.IO.Progress(),
 	})

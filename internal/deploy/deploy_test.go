@@ -1,0 +1,29 @@
+package deploy
+
+import (
+	"testing"
+	"time"
+)
+
+// TestHealthy: a guest whose checks have not reported yet is not healthy, however long it has
+// run (a guest's health map is empty until its first check reports).
+func TestHealthy(t *testing.T) {
+	long := int64(settle / time.Second * 10)
+	for _, c := range []struct {
+		g      Guest
+		checks []string
+		want   bool
+	}{
+		{Guest{UptimeS: long}, []string{"main"}, false},
+		{Guest{UptimeS: long, Health: map[string]string{"main": "starting"}}, []string{"main"}, false},
+		{Guest{UptimeS: 0, Health: map[string]string{"main": "healthy"}}, []string{"main"}, true},
+		{Guest{Health: map[string]string{"main": "healthy"}}, []string{"main", "db"}, false},
+		{Guest{Health: map[string]string{"main": "healthy", "db": "healthy"}}, []string{"main", "db"}, true},
+		{Guest{UptimeS: 1}, nil, false},
+		{Guest{UptimeS: long}, nil, true},
+	} {
+		if got := healthy(&c.g, c.checks); got != c.want {
+			t.Errorf("healthy(%+v, %v) = %v", c.g, c.checks, got)
+		}
+	}
+}
