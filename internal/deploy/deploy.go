@@ -26,13 +26,18 @@ import (
 
 // Options are the settings of one deployment.
 type Options struct {
-	Hosts   []Target
-	SSH     SSHOptions
-	Image   string // the local image file
-	Name    string // "": the image's name
-	Publish []string
-	Env     map[string]string
-	Secrets map[string][]byte
+	Hosts []Target
+	SSH   SSHOptions
+	Image string // the local image file
+	Name  string // "": the image's name
+	// Digest is the image's known SHA-256 (a template revision's id): the file must match it.
+	Digest   string
+	VCPU     int // 0: the image's
+	MemoryMB int
+	Net      string
+	Publish  []string
+	Env      map[string]string
+	Secrets  map[string][]byte
 	// RemoteBin is where ukernel lives on the host: "" is ~/.local/bin/ukernel; a leading ~/
 	// is the remote user's home.
 	RemoteBin     string
@@ -92,6 +97,9 @@ func Deploy(ctx context.Context, o Options) ([]Result, error) {
 	im.Close()
 	if err != nil {
 		return nil, err
+	}
+	if o.Digest != "" && o.Digest != digest {
+		return nil, fmt.Errorf("%s has digest sha256:%s, not sha256:%s as its template revision says: the stored image changed", o.Image, digest, o.Digest)
 	}
 	if o.HealthTimeout <= 0 {
 		o.HealthTimeout = DefaultHealthTimeout
@@ -159,7 +167,8 @@ func deployHost(ctx context.Context, o Options, t Target, name, digest string, r
 
 	o.progress("%s: starting %s (sha256:%s) under %s", t, name, digest[:12], prep.Supervisor)
 	var app App
-	actErr := h.agent(ctx, agentTimeout, OpActivate, Activate{Name: name, Digest: digest, Publish: o.Publish, Env: o.Env, Secrets: o.Secrets}, &app)
+	actErr := h.agent(ctx, agentTimeout, OpActivate, Activate{Name: name, Digest: digest, VCPU: o.VCPU, MemoryMB: o.MemoryMB, Net: o.Net,
+		Publish: o.Publish, Env: o.Env, Secrets: o.Secrets}, &app)
 	if app.Current != nil {
 		r.Revision = app.Current.ID
 	}

@@ -15,10 +15,12 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/ukernel-dev/ukernel/internal/abi"
 	"github.com/ukernel-dev/ukernel/internal/image"
 	"github.com/ukernel-dev/ukernel/internal/project"
 	"github.com/ukernel-dev/ukernel/internal/runstate"
@@ -68,11 +70,14 @@ type PutImage struct {
 
 // Activate asks the host to run a new revision of name.
 type Activate struct {
-	Name    string            `json:"name"`
-	Digest  string            `json:"digest"`
-	Publish []string          `json:"publish,omitempty"`
-	Env     map[string]string `json:"env,omitempty"`
-	Secrets map[string][]byte `json:"secrets,omitempty"`
+	Name     string            `json:"name"`
+	Digest   string            `json:"digest"`
+	VCPU     int               `json:"vcpu,omitempty"` // 0: the image's
+	MemoryMB int               `json:"memory_mb,omitempty"`
+	Net      string            `json:"net,omitempty"`
+	Publish  []string          `json:"publish,omitempty"`
+	Env      map[string]string `json:"env,omitempty"`
+	Secrets  map[string][]byte `json:"secrets,omitempty"`
 }
 
 // NameRequest names a deployment.
@@ -85,6 +90,9 @@ type NameRequest struct {
 type Revision struct {
 	ID       string   `json:"id"`
 	Digest   string   `json:"digest"`
+	VCPU     int      `json:"vcpu,omitempty"`
+	MemoryMB int      `json:"memory_mb,omitempty"`
+	Net      string   `json:"net,omitempty"`
 	Publish  []string `json:"publish,omitempty"`
 	EnvNames []string `json:"env,omitempty"`
 	Secrets  []string `json:"secrets,omitempty"`
@@ -414,6 +422,15 @@ func writePrivate(path string, data []byte) error {
 // runArgs is the `ukernel run` command line of a revision (after the executable).
 func (a *Agent) runArgs(app *App, rev *Revision) []string {
 	args := []string{"-C", app.Dir, "run", "--name", app.Name, "--image", a.dirs.image(rev.Digest)}
+	if rev.VCPU > 0 {
+		args = append(args, "--vcpu", strconv.Itoa(rev.VCPU))
+	}
+	if rev.MemoryMB > 0 {
+		args = append(args, "--memory", strconv.Itoa(rev.MemoryMB))
+	}
+	if rev.Net != "" {
+		args = append(args, "--net", rev.Net)
+	}
 	for _, p := range rev.Publish {
 		args = append(args, "--publish", p)
 	}
@@ -437,6 +454,11 @@ func (a *Agent) activate(ctx context.Context, req Activate) (*App, error) {
 	for _, p := range req.Publish {
 		if _, _, err := project.ParsePublish(p); err != nil {
 			return nil, fmt.Errorf("--publish %v", err)
+		}
+	}
+	if req.Net != "" {
+		if _, err := abi.ParseNet(req.Net); err != nil {
+			return nil, fmt.Errorf("net: %w", err)
 		}
 	}
 	for k, v := range req.Env {
@@ -465,6 +487,7 @@ func (a *Agent) activate(ctx context.Context, req Activate) (*App, error) {
 	now := time.Now().UTC()
 	rev := &Revision{
 		ID: now.Format("20060102T150405.000Z") + "-" + req.Digest[:12], Digest: req.Digest, Publish: req.Publish,
+		VCPU: req.VCPU, MemoryMB: req.MemoryMB, Net: req.Net,
 		EnvNames: slices.Sorted(maps.Keys(req.Env)), Secrets: slices.Sorted(maps.Keys(req.Secrets)), Checks: checks, Deployed: now,
 	}
 	rev.ID = strings.ReplaceAll(rev.ID, ".", "")

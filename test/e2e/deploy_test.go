@@ -68,7 +68,7 @@ func TestDeployOverSSH(t *testing.T) {
 			"--health-timeout", "4m")
 		r := uk(t, dir, 20*time.Minute, args...)
 		if r.code != wantCode {
-			t.Fatalf("deploy: exit %d, want %d\nstdout:\n%s\nstderr:\n%s\nsshd: %s", r.code, wantCode, r.stdout, r.stderr, sshd.Log())
+			t.Fatalf("deploy: exit %d, want %d\nstdout:\n%s\nstderr:\n%s\nsshd: %s\nthe host's runs:\n%s", r.code, wantCode, r.stdout, r.stderr, sshd.Log(), remoteRuns(t, remoteHome))
 		}
 		var res []deployResult
 		if err := json.Unmarshal([]byte(r.stdout), &res); err != nil || len(res) != 1 {
@@ -185,6 +185,23 @@ func TestDeployOverSSH(t *testing.T) {
 	if _, err := (&http.Client{Timeout: 2 * time.Second}).Get(fmt.Sprintf("http://127.0.0.1:%d/", port)); err == nil {
 		t.Errorf("the port still answers after deploy stop")
 	}
+}
+
+// remoteRuns is the end of each run's console and events on the host, for a failure's report.
+func remoteRuns(t *testing.T, home string) string {
+	var b strings.Builder
+	runs, _ := filepath.Glob(filepath.Join(home, ".local", "state", "ukernel", "deploy", "apps", "*", "logs", "runs", "*"))
+	for _, r := range runs {
+		fmt.Fprintf(&b, "== %s\n", r)
+		for _, f := range []string{"console.log", "events.jsonl", "output.jsonl"} {
+			data, _ := os.ReadFile(filepath.Join(r, f))
+			if len(data) > 3000 {
+				data = data[len(data)-3000:]
+			}
+			fmt.Fprintf(&b, "-- %s:\n%s\n", f, data)
+		}
+	}
+	return b.String()
 }
 
 func fileSize(t *testing.T, p string) int64 {

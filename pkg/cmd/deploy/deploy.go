@@ -18,6 +18,7 @@ import (
 	"github.com/ukernel-dev/ukernel/internal/project"
 	"github.com/ukernel-dev/ukernel/internal/runenv"
 	"github.com/ukernel-dev/ukernel/internal/runstate"
+	"github.com/ukernel-dev/ukernel/internal/template"
 	"github.com/ukernel-dev/ukernel/pkg/cmdutil"
 	"github.com/ukernel-dev/ukernel/pkg/iostreams"
 )
@@ -66,6 +67,7 @@ type Options struct {
 	Factory       *cmdutil.Factory
 	SSH           *SSHFlags
 	Image         string
+	Template      string
 	Name          string
 	Publish       []string
 	Env           []string
@@ -100,6 +102,14 @@ func (o *Options) check() error {
 	if o.HealthTimeout <= 0 {
 		return cmdutil.Usagef("--health-timeout must be positive")
 	}
+	if o.Image != "" && o.Template != "" {
+		return cmdutil.Usagef("--image and --template both name the image: give one")
+	}
+	if o.Template != "" {
+		if _, _, err := template.ParseRef(o.Template); err != nil {
+			return cmdutil.Usagef("--template: %v", err)
+		}
+	}
 	return nil
 }
 
@@ -129,6 +139,7 @@ and puts the previous revision back when it is not (--no-rollback keeps the fail
 for debugging). See also: deploy status, logs, stop, rollback.`,
 		Example: `  ukernel deploy --host 10.0.0.5
   ukernel deploy --host deploy@web1 --host deploy@web2 --image dist/api.img --publish 8080:8080
+  ukernel deploy --host deploy@web1 --template api@3f1c0a9e27b4
   ukernel deploy --host ci@10.0.0.5:2222 --identity ci_key --known-hosts ci_known_hosts --secret db_password=@pw.txt`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -144,7 +155,8 @@ for debugging). See also: deploy status, logs, stop, rollback.`,
 	sshFlags(cmd, o.SSH)
 	fl := cmd.Flags()
 	fl.StringVar(&o.Image, "image", "", "deploy this image instead of building the project's (relative to the project directory)")
-	fl.StringVar(&o.Name, "name", "", "the deployment's name on the host (default: the image's name)")
+	fl.StringVar(&o.Template, "template", "", "deploy a template's revision, NAME[@REV] (default: its current one), with its run settings")
+	fl.StringVar(&o.Name, "name", "", "the deployment's name on the host (default: the image's name, or the template's)")
 	fl.StringArrayVar(&o.Publish, "publish", nil, "publish a guest TCP port on the host's 127.0.0.1 as HOST:GUEST (repeatable)")
 	fl.StringArrayVarP(&o.Env, "env", "e", nil, "set K=V in the workload's environment (repeatable; -e K takes K from here)")
 	fl.StringArrayVar(&o.EnvFiles, "env-file", nil, "read K=V lines from a file into the workload's environment (repeatable)")
@@ -189,20 +201,40 @@ func deployRun(ctx context.Context, o *Options) error {
 	if err != nil {
 		return err
 	}
+	do := deploy.Options{
+		Hosts: o.hosts, SSH: o.sshOpts, Name: o.Name, Publish: o.Publish, Env: env, Secrets: secrets,
+		RemoteBin: o.SSH.RemoteBin, Exe: f.Executable, HealthTimeout: o.HealthTimeout, NoRollback: o.NoRollback,
+		Progress: o.IO.Progress(),
+	}
 	img := o.Image
 	if img != "" && !filepath.IsAbs(img) {
 		img = filepath.Join(dir, img)
+	}
+	if o.Template != "" {
+		store, err := template.Open()
+		if err != nil {
+			return err
+		}
+		res, err := store.Resolve(o.Template)
+		if err != nil {
+			return err
+		}
+		img, do.Digest = res.Image, res.Revision.ID
+		do.VCPU, do.MemoryMB, do.Net = res.Spec.VCPU, res.Spec.MemoryMB, res.Spec.Net
+		if do.Name == "" {
+			do.Name = res.Spec.Name
+		}
+		if len(do.Publish) == 0 {
+			do.Publish = res.Spec.Publish
+		}
 	}
 	if img == "" {
 		if img, err = pipeline.Image(ctx, pipeline.Options{Dir: dir, Offline: o.Offline, Locked: o.Locked, Progress: o.IO.Progress(), Logger: f.Logger}); err != nil {
 			return err
 		}
 	}
-	results, err := deploy.Deploy(ctx, deploy.Options{
-		Hosts: o.hosts, SSH: o.sshOpts, Image: img, Name: o.Name, Publish: o.Publish, Env: env, Secrets: secrets,
-		RemoteBin: o.SSH.RemoteBin, Exe: f.Executable, HealthTimeout: o.HealthTimeout, NoRollback: o.NoRollback,
-		Progress: o.IO.Progress(),
-	})
+	do.Image = img
+	results, err := deploy.Deploy(ctx, do)
 	if f.JSON && results != nil {
 		if perr := f.PrintJSON(results); perr != nil && err == nil {
 			err = perr
