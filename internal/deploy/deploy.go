@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/ukernel-dev/ukernel/internal/image"
+	"github.com/ukernel-dev/ukernel/internal/oci"
 )
 
 // Options are the settings of one deployment.
@@ -38,6 +39,9 @@ type Options struct {
 	Publish  []string
 	Env      map[string]string
 	Secrets  map[string][]byte
+	// Pulled is the image's pull record (oci.PullRecord), nil for a local build: each host
+	// checks its signatures under its own trust policy.
+	Pulled *oci.Record
 	// RemoteBin is where ukernel lives on the host: "" is ~/.local/bin/ukernel; a leading ~/
 	// is the remote user's home.
 	RemoteBin     string
@@ -168,7 +172,7 @@ func deployHost(ctx context.Context, o Options, t Target, name, digest string, r
 	o.progress("%s: starting %s (sha256:%s) under %s", t, name, digest[:12], prep.Supervisor)
 	var app App
 	actErr := h.agent(ctx, agentTimeout, OpActivate, Activate{Name: name, Digest: digest, VCPU: o.VCPU, MemoryMB: o.MemoryMB, Net: o.Net,
-		Publish: o.Publish, Env: o.Env, Secrets: o.Secrets}, &app)
+		Publish: o.Publish, Env: o.Env, Secrets: o.Secrets, Pulled: o.Pulled}, &app)
 	if app.Current != nil {
 		r.Revision = app.Current.ID
 	}

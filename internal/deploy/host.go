@@ -22,8 +22,10 @@ import (
 
 	"github.com/ukernel-dev/ukernel/internal/abi"
 	"github.com/ukernel-dev/ukernel/internal/image"
+	"github.com/ukernel-dev/ukernel/internal/oci"
 	"github.com/ukernel-dev/ukernel/internal/project"
 	"github.com/ukernel-dev/ukernel/internal/runstate"
+	"github.com/ukernel-dev/ukernel/internal/userconfig"
 	"github.com/ukernel-dev/ukernel/internal/vmm/launch"
 )
 
@@ -78,6 +80,9 @@ type Activate struct {
 	Publish  []string          `json:"publish,omitempty"`
 	Env      map[string]string `json:"env,omitempty"`
 	Secrets  map[string][]byte `json:"secrets,omitempty"`
+	// Pulled is what was kept from the image's pull (its manifest and signatures), nil for
+	// an image that was not pulled: the host applies its own trust policy to it.
+	Pulled *oci.Record `json:"pulled,omitempty"`
 }
 
 // NameRequest names a deployment.
@@ -97,7 +102,11 @@ type Revision struct {
 	EnvNames []string `json:"env,omitempty"`
 	Secrets  []string `json:"secrets,omitempty"`
 	// Checks are the image's health checks (by service): deploy waits for each to be healthy.
-	Checks   []string  `json:"health_checks,omitempty"`
+	Checks []string `json:"health_checks,omitempty"`
+	// Ref and Signers: where a pulled image came from and the trusted keys whose signatures
+	// the host verified.
+	Ref      string    `json:"ref,omitempty"`
+	Signers  []string  `json:"signed_by,omitempty"`
 	Deployed time.Time `json:"deployed"`
 }
 
@@ -345,13 +354,17 @@ func (a *Agent) verifyImage(digest string) (string, error) {
 	return p, nil
 }
 
-// healthChecks lists the services the image's health checks probe.
-func healthChecks(path string) ([]string, error) {
+// checkImage verifies the image as inspect does (partitions, manifest, every artefact against
+// its digest) and lists the services its health checks probe.
+func checkImage(path string) ([]string, error) {
 	im, err := image.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer im.Close()
+	if err := im.Verify().Err(); err != nil {
+		return nil, fmt.Errorf("the image on the host: %w", err)
+	}
 	var checks []string
 	for _, h := range im.Manifest().Health {
 		if !slices.Contains(checks, h.Service) {
@@ -360,6 +373,36 @@ func healthChecks(path string) ([]string, error) {
 	}
 	sort.Strings(checks)
 	return checks, nil
+}
+
+// checkTrust applies the host's own trust policy ([trust] in its ukernel config.toml) to a pulled
+// image's signatures, as run does to an image pulled there: a policy that names the image's
+// reference refuses it without a valid signature by a key the host trusts. An image that was
+// not pulled (a local build) is not subject to it. It returns the keys that signed.
+func checkTrust(digest string, rec *oci.Record) ([]string, error) {
+	if rec == nil {
+		return nil, nil
+	}
+	pm, err := oci.ParseManifest(rec.Manifest)
+	if err != nil {
+		return nil, err
+	}
+	if pm.Revision != digest {
+		return nil, fmt.Errorf("the pull record sent describes image sha256:%s, not the one deployed (sha256:%s)", pm.Revision, digest)
+	}
+	cfg, err := userconfig.Load()
+	if err != nil {
+		return nil, err
+	}
+	rep, err := oci.CheckTrust(cfg, rec.Name, rec.Digest, rec.Manifest, rec.Signatures)
+	if err != nil {
+		return nil, fmt.Errorf("the host's trust policy: %w", err)
+	}
+	var signers []string
+	for _, s := range rep.Signers {
+		signers = append(signers, s.Key)
+	}
+	return signers, nil
 }
 
 func (a *Agent) load(name string) (*App, error) {
@@ -476,7 +519,11 @@ func (a *Agent) activate(ctx context.Context, req Activate) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	checks, err := healthChecks(imgPath)
+	checks, err := checkImage(imgPath)
+	if err != nil {
+		return nil, err
+	}
+	signers, err := checkTrust(req.Digest, req.Pulled)
 	if err != nil {
 		return nil, err
 	}
@@ -488,7 +535,10 @@ func (a *Agent) activate(ctx context.Context, req Activate) (*App, error) {
 	rev := &Revision{
 		ID: now.Format("20060102T150405.000Z") + "-" + req.Digest[:12], Digest: req.Digest, Publish: req.Publish,
 		VCPU: req.VCPU, MemoryMB: req.MemoryMB, Net: req.Net,
-		EnvNames: slices.Sorted(maps.Keys(req.Env)), Secrets: slices.Sorted(maps.Keys(req.Secrets)), Checks: checks, Deployed: now,
+		EnvNames: slices.Sorted(maps.Keys(req.Env)), Secrets: slices.Sorted(maps.Keys(req.Secrets)), Checks: checks, Signers: signers, Deployed: now,
+	}
+	if req.Pulled != nil {
+		rev.Ref = req.Pulled.Ref
 	}
 	rev.ID = strings.ReplaceAll(rev.ID, ".", "")
 	if err := os.MkdirAll(app.Dir, 0o700); err != nil {

@@ -137,3 +137,8 @@ func CheckPulled(path string) error {
 	_, err = CheckTrust(cfg, rec.Name, rec.Digest, rec.Manifest, rec.Signatures)
 	return err
 }
+
+// PullRecord returns what was kept from the pull of the image whose SHA-256 is revision
+// (reference, manifest, signatures), nil when it was not pulled: deploy carries it to the host,
+// which applies its own trust policy to it with CheckTrust.
+func PullRecord(c *cache.Cache, revision string) (*Record, error) { return readRecord(c, revision) }

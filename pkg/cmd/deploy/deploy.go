@@ -13,12 +13,16 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ukernel-dev/ukernel/internal/cache"
 	"github.com/ukernel-dev/ukernel/internal/deploy"
+	"github.com/ukernel-dev/ukernel/internal/oci"
 	"github.com/ukernel-dev/ukernel/internal/pipeline"
 	"github.com/ukernel-dev/ukernel/internal/project"
 	"github.com/ukernel-dev/ukernel/internal/runenv"
 	"github.com/ukernel-dev/ukernel/internal/runstate"
 	"github.com/ukernel-dev/ukernel/internal/template"
+	"github.com/ukernel-dev/ukernel/internal/userconfig"
+	"github.com/ukernel-dev/ukernel/pkg/cmd/internal/regflags"
 	"github.com/ukernel-dev/ukernel/pkg/cmdutil"
 	"github.com/ukernel-dev/ukernel/pkg/iostreams"
 )
@@ -66,6 +70,8 @@ type Options struct {
 	IO            *iostreams.IOStreams
 	Factory       *cmdutil.Factory
 	SSH           *SSHFlags
+	Ref           string // REF: an image in an OCI registry, layout or archive
+	Reg           regflags.Flags
 	Image         string
 	Template      string
 	Name          string
@@ -102,8 +108,14 @@ func (o *Options) check() error {
 	if o.HealthTimeout <= 0 {
 		return cmdutil.Usagef("--health-timeout must be positive")
 	}
-	if o.Image != "" && o.Template != "" {
-		return cmdutil.Usagef("--image and --template both name the image: give one")
+	sources := 0
+	for _, s := range []string{o.Ref, o.Image, o.Template} {
+		if s != "" {
+			sources++
+		}
+	}
+	if sources > 1 {
+		return cmdutil.Usagef("REF, --image and --template each name the image: give one")
 	}
 	if o.Template != "" {
 		if _, _, err := template.ParseRef(o.Template); err != nil {
@@ -117,10 +129,12 @@ func (o *Options) check() error {
 func NewCmdDeploy(f *cmdutil.Factory, runF func(context.Context, *Options) error) *cobra.Command {
 	o := &Options{IO: f.IO, Factory: f, SSH: &SSHFlags{}}
 	cmd := &cobra.Command{
-		Use:   "deploy --host [USER@]HOST[:PORT] [flags]",
+		Use:   "deploy --host [USER@]HOST[:PORT] [--image IMG | --template NAME[@REV] | REF] [flags]",
 		Short: "Run the image on your own Linux hosts over SSH, supervised, with rollback",
-		Long: `Deploy runs the project's image (or --image) on each --host, one after the other, and
-stops at the first that fails. It reaches a host with the system's OpenSSH client, so your
+		Long: `Deploy runs the project's image (or --image IMG, a template's revision with --template
+NAME[@REV], or REF pulled from an OCI registry, layout or archive as pull does) on each
+--host, one after the other, and stops at the first that fails. The image is checked here as
+verify checks it, under your [trust] policy, before it goes anywhere. It reaches a host with the system's OpenSSH client, so your
 ~/.ssh/config (users, ports, jump hosts), agent and keys apply; --ssh-config, --identity and
 --known-hosts name other files (ssh finds ~ in the user database, not in $HOME). Host keys are
 always checked: an unknown or changed key is refused with its fingerprint
@@ -128,8 +142,9 @@ always checked: an unknown or changed key is refused with its fingerprint
 
 On the host, ukernel itself runs the guest: deploy copies this ukernel binary there (to
 ~/.local/bin/ukernel or --remote-bin) when the host has none or a different one. The image
-travels by digest: nothing is sent when the host has it, and the host checks the digest before
-anything starts. -e, --env-file and --secret travel over the SSH connection only; on the host
+travels by digest: nothing is sent when the host has it, and the host checks the digest, the image
+and, for a pulled image, its signatures under the host's own [trust] policy, before anything
+starts. -e, --env-file and --secret travel over the SSH connection only; on the host
 they live on tmpfs (0600 files), never on its disk.
 
 With systemd as the host's init the guest runs as the unit ukernel-NAME.service (a user unit
@@ -140,9 +155,13 @@ for debugging). See also: deploy status, logs, stop, rollback.`,
 		Example: `  ukernel deploy --host 10.0.0.5
   ukernel deploy --host deploy@web1 --host deploy@web2 --image dist/api.img --publish 8080:8080
   ukernel deploy --host deploy@web1 --template api@3f1c0a9e27b4
+  ukernel deploy --host deploy@web1 registry.example.com/team/api:v3
   ukernel deploy --host ci@10.0.0.5:2222 --identity ci_key --known-hosts ci_known_hosts --secret db_password=@pw.txt`,
-		Args: cobra.NoArgs,
+		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 1 {
+				o.Ref = args[0]
+			}
 			if err := o.check(); err != nil {
 				return err
 			}
@@ -165,6 +184,7 @@ for debugging). See also: deploy status, logs, stop, rollback.`,
 	fl.BoolVar(&o.NoRollback, "no-rollback", false, "keep a revision that fails its health check running (for debugging) instead of putting the previous one back")
 	fl.BoolVar(&o.Offline, "offline", false, "build without network access when a build is needed")
 	fl.BoolVar(&o.Locked, "locked", false, "fail if env/ukernel.lock is missing or would change (CI)")
+	o.Reg.Add(cmd) // for REF
 
 	cmd.AddCommand(newCmdStatus(f), newCmdLogs(f), newCmdStop(f), newCmdRollback(f))
 	return cmd
@@ -228,8 +248,40 @@ func deployRun(ctx context.Context, o *Options) error {
 			do.Publish = res.Spec.Publish
 		}
 	}
+	cfg, err := userconfig.Load()
+	if err != nil {
+		return err
+	}
+	c, err := cache.Open()
+	if err != nil {
+		return err
+	}
+	if o.Ref != "" {
+		topts, err := o.Reg.Options(o.IO, cfg, f.Logger)
+		if err != nil {
+			return err
+		}
+		pctx, cancel := o.Reg.Context(ctx)
+		res, err := oci.Pull(pctx, o.Ref, oci.PullOptions{Options: topts, Cache: c})
+		cancel()
+		if err != nil {
+			return err
+		}
+		img = res.Path
+	}
 	if img == "" {
 		if img, err = pipeline.Image(ctx, pipeline.Options{Dir: dir, Offline: o.Offline, Locked: o.Locked, Progress: o.IO.Progress(), Logger: f.Logger}); err != nil {
+			return err
+		}
+	}
+	// Verified here under this user's trust policy before any host sees it; a pulled image's
+	// signatures go along for each host's own policy.
+	vr, err := oci.VerifyLocal(img, c, cfg)
+	if err != nil {
+		return err
+	}
+	if vr.Pulled {
+		if do.Pulled, err = oci.PullRecord(c, vr.Revision); err != nil {
 			return err
 		}
 	}

@@ -25,6 +25,9 @@ func TestDeployFlags(t *testing.T) {
 		{args: []string{"--host", "web1", "--name", "../x"}, err: "--name"},
 		{args: []string{"--host", "web1", "--connect-timeout", "0s"}, err: "--connect-timeout"},
 		{args: []string{"--host", "web1", "--identity", "/nonexistent/key"}, err: "--identity"},
+		{args: []string{"--host", "web1", "--image", "a.img", "reg.example/x:v1"}, err: "give one"},
+		{args: []string{"--host", "web1", "--image", "a.img", "--template", "api"}, err: "give one"},
+		{args: []string{"--host", "web1", "--template", "../x"}, err: "--template"},
 	} {
 		ios, _, _, _ := iostreams.Test()
 		f := &cmdutil.Factory{IO: ios}
