@@ -23,6 +23,7 @@ import (
 	"github.com/ukernel-dev/ukernel/internal/abi"
 	"github.com/ukernel-dev/ukernel/internal/image"
 	"github.com/ukernel-dev/ukernel/internal/oci"
+	"github.com/ukernel-dev/ukernel/internal/atomicfile"
 	"github.com/ukernel-dev/ukernel/internal/project"
 	"github.com/ukernel-dev/ukernel/internal/runstate"
 	"github.com/ukernel-dev/ukernel/internal/userconfig"
@@ -425,7 +426,7 @@ func (a *Agent) save(app *App) error {
 	if err != nil {
 		return err
 	}
-	return project.WriteFileAtomic(a.dirs.record(app.Name), append(b, '\n'), 0o600)
+	return atomicfile.WriteFile(a.dirs.record(app.Name), append(b, '\n'), 0o600)
 }
 
 // writeRunSettings puts a revision's environment and secrets in its run directory on tmpfs,

@@ -11,7 +11,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/ukernel-dev/ukernel/internal/project"
+	"github.com/ukernel-dev/ukernel/internal/atomicfile"
 )
 
 // UnitName is the systemd unit of the deployment name.
@@ -126,7 +126,7 @@ func (s *systemd) start(ctx context.Context, unit, content string) error {
 	if err := os.MkdirAll(s.unitDir, 0o755); err != nil {
 		return err
 	}
-	if err := project.WriteFileAtomic(filepath.Join(s.unitDir, unit), []byte(content), 0o644); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(s.unitDir, unit), []byte(content), 0o644); err != nil {
 		return err
 	}
 	if err := s.ctl(ctx, "daemon-reload"); err != nil {
