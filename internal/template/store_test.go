@@ -439,3 +439,23 @@ func TestKillAtEachStep(t *testing.T) {
 		})
 	}
 }
+
+// Every input changes the key.
+func TestInputKey(t *testing.T) {
+	base := Inputs{Lock: "l", Source: "s", Role: "api", Ukernel: "u"}
+	seen := map[string]string{base.Key(): "base"}
+	for name, in := range map[string]Inputs{
+		"lock": {Lock: "l2", Source: "s", Role: "api", Ukernel: "u"}, "source": {Lock: "l", Source: "s2", Role: "api", Ukernel: "u"},
+		"role": {Lock: "l", Source: "s", Role: "worker", Ukernel: "u"}, "release": {Lock: "l", Source: "s", Role: "api", Ukernel: "u", Release: true},
+		"ukernel": {Lock: "l", Source: "s", Role: "api", Ukernel: "u2"}, "epoch": {Lock: "l", Source: "s", Role: "api", Ukernel: "u", Epoch: "1"},
+		"go": {Lock: "l", Source: "s", Role: "api", Ukernel: "u", Go: "go1.26"},
+	} {
+		if prev, ok := seen[in.Key()]; ok {
+			t.Errorf("%s gives the key of %s", name, prev)
+		}
+		seen[in.Key()] = name
+	}
+	if base.Key() != (Inputs{Lock: "l", Source: "s", Role: "api", Ukernel: "u"}).Key() {
+		t.Error("equal inputs, different keys")
+	}
+}

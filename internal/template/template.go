@@ -66,13 +66,17 @@ type Inputs struct {
 	Role    string `json:"role,omitempty"`
 	Release bool   `json:"release,omitempty"`
 	Ukernel string `json:"ukernel"` // the building ukernel: version and binary digest
+	// What else the image depends on, when set: SOURCE_DATE_EPOCH, and for a Go workload the
+	// Go toolchain that builds it.
+	Epoch string `json:"source_date_epoch,omitempty"`
+	Go    string `json:"go,omitempty"`
 }
 
 // Key is the input key: equal inputs make an equal image, so a revision recorded under this
 // key is taken without building.
 func (in Inputs) Key() string {
 	h := sha256.New()
-	fmt.Fprintf(h, "ukernel-template-inputs 1\nlock %s\nsource %s\nrole %s\nrelease %v\nukernel %s\n", in.Lock, in.Source, in.Role, in.Release, in.Ukernel)
+	fmt.Fprintf(h, "ukernel-template-inputs 1\nlock %s\nsource %s\nrole %s\nrelease %v\nukernel %s\nepoch %s\ngo %s\n", in.Lock, in.Source, in.Role, in.Release, in.Ukernel, in.Epoch, in.Go)
 	return hex.EncodeToString(h.Sum(nil))
 }
 

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ukernel-dev/ukernel/internal/build"
+	"github.com/ukernel-dev/ukernel/internal/gotool"
 	"github.com/ukernel-dev/ukernel/internal/pipeline"
 	"github.com/ukernel-dev/ukernel/internal/progress"
 	"github.com/ukernel-dev/ukernel/internal/project"
@@ -153,7 +154,14 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	}
 	in := template.Inputs{
 		Lock: p.Lock.Digest, Source: src, Role: spec.Role, Release: spec.Release,
-		Ukernel: version.Version + " " + version.BinaryDigest(),
+		Ukernel: version.Version + " " + version.BinaryDigest(), Epoch: os.Getenv("SOURCE_DATE_EPOCH"),
+	}
+	if p.Config.Build.Adapter == "go" && p.Config.Project.Entry != "" {
+		// The workload's binary is the toolchain's output: a new Go is a new image.
+		entryDir := filepath.Join(spec.Source, filepath.Dir(p.Config.Project.Entry))
+		if in.Go, err = gotool.Version(ctx, entryDir, gotool.Env(os.Environ())); err != nil {
+			return nil, err
+		}
 	}
 	key := in.Key()
 	cur, err := s.Current(o.Name)
