@@ -108,7 +108,7 @@ data_mb = 16
 	r = mustUK(t, dir, time.Minute, "--json", "template", "info", "tplshop-api")
 	var info struct {
 		Current   struct{ ID string } `json:"current"`
-		Revisions int                `json:"revisions"`
+		Revisions int                 `json:"revisions"`
 	}
 	if err := json.Unmarshal([]byte(r.stdout), &info); err != nil || info.Current.ID != apiV1 || info.Revisions != 1 {
 		t.Fatalf("after a killed build: %v %s", err, r.stdout)
