@@ -304,12 +304,29 @@ func (s *execSession) run(payload []byte) {
 }
 
 // input passes the host's messages to the process until the host hangs up (closing hostGone).
+// Its stdin is written from a goroutine of its own: a process that does not read it must not
+// keep this loop from seeing the host hang up (a few MiB wait for it, then the loop waits for
+// the process to read or exit).
 func (s *execSession) input(p *Proc, master, stdinW *os.File, hostGone chan struct{}) {
 	defer close(hostGone)
 	stdin := master
 	if stdin == nil {
 		stdin = stdinW
 	}
+	feed := make(chan []byte, 64)
+	defer close(feed)
+	go func() {
+		for b := range feed {
+			switch {
+			case len(b) > 0:
+				_, _ = stdin.Write(b)
+			case master != nil:
+				_, _ = master.Write([]byte{4}) // end of input on a terminal: its EOF character
+			default:
+				_ = stdinW.Close()
+			}
+		}
+	}()
 	for {
 		m, err := s.r.Next()
 		if err != nil {
@@ -320,12 +337,9 @@ func (s *execSession) input(p *Proc, master, stdinW *os.File, hostGone chan stru
 			s.next = &m
 			return
 		case abi.ExecStdin:
-			if len(m.Payload) > 0 {
-				_, _ = stdin.Write(m.Payload)
-			} else if master != nil {
-				_, _ = master.Write([]byte{4}) // end of input on a terminal: its EOF character
-			} else {
-				_ = stdinW.Close()
+			select {
+			case feed <- m.Payload: // empty: the end of input
+			case <-p.Done(): // nobody reads it any more
 			}
 		case abi.ExecResize:
 			if master != nil {
