@@ -34,6 +34,7 @@ import (
 	"github.com/ukernel-dev/ukernel/internal/progress"
 	"github.com/ukernel-dev/ukernel/internal/sign"
 	"github.com/ukernel-dev/ukernel/internal/template"
+	"github.com/ukernel-dev/ukernel/internal/testenv"
 	"github.com/ukernel-dev/ukernel/internal/userconfig"
 )
 
@@ -46,6 +47,7 @@ var (
 // testImage packs one small image (a fake kernel, init and root) shared by the tests.
 func testImage(t *testing.T) string {
 	t.Helper()
+	testenv.RequireTools(t, "mkfs.erofs")
 	imgOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "ukernel-oci-test-")
 		if err != nil {
