@@ -618,3 +618,39 @@ func TestDockerCredentialHelper(t *testing.T) {
 		t.Fatalf("pull without credentials: %v", err)
 	}
 }
+
+// A pull record carried to another cache with its image (as deploy does) lets that side apply
+// its own policy to the same signatures; a record whose manifest was altered is refused.
+func TestRecordCarried(t *testing.T) {
+	img := testImage(t)
+	reg := newRegistry(t)
+	ctx := ctxT(t)
+	alice, _ := sign.Generate()
+	ref := reg.host() + "/carried:v1"
+	if _, err := Push(ctx, img, ref, PushOptions{Options: Options{Insecure: true}, Cache: newCache(t), Key: &alice}); err != nil {
+		t.Fatal(err)
+	}
+	a := newCache(t)
+	p, err := Pull(ctx, ref, PullOptions{Options: Options{Insecure: true}, Cache: a})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := ReadRecord(a, p.Revision)
+	if err != nil || rec == nil {
+		t.Fatalf("read record: %v %v", rec, err)
+	}
+	b := newCache(t)
+	if err := WriteRecord(b, *rec); err != nil {
+		t.Fatal(err)
+	}
+	cfg := trustConfig(t, []string{"*"}, map[string]sign.PrivateKey{"alice": alice})
+	v, err := VerifyLocal(p.Path, b, cfg)
+	if err != nil || !v.Pulled || len(v.Trust.Signers) != 1 || v.Trust.Signers[0].Key != "alice" {
+		t.Fatalf("verify with the carried record: %+v %v", v, err)
+	}
+	bad := *rec
+	bad.Manifest = append(bytes.Clone(rec.Manifest), ' ')
+	if err := WriteRecord(b, bad); err == nil {
+		t.Fatal("a record whose manifest is not its digest was kept")
+	}
+}

@@ -50,6 +50,24 @@ type Record struct {
 
 func recordState(revision string) string { return "oci/pulled/" + revision + ".json" }
 
+// WriteRecord keeps a pull record in cache c, under the revision its manifest names. Deploy
+// carries a record to another host with the image, so that host applies its own policy to the
+// same signatures (CheckPulled, VerifyLocal).
+func WriteRecord(c *cache.Cache, rec Record) error {
+	im, err := ParseManifest(rec.Manifest)
+	if err != nil {
+		return fmt.Errorf("pull record: %w", err)
+	}
+	if digest.FromBytes(rec.Manifest) != rec.Digest {
+		return fmt.Errorf("pull record: the manifest is not %s", rec.Digest)
+	}
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	return c.WriteState(recordState(im.Revision), b)
+}
+
 // remoteImage is a resolved, checked image manifest with its signatures under the policy.
 type remoteImage struct {
 	ref   Ref
@@ -180,11 +198,7 @@ func pull(ctx context.Context, ref Ref, o PullOptions) (PullResult, error) {
 		os.Remove(res.Path)
 		return res, fmt.Errorf("%s: %w; removed from the cache", res.Ref, err)
 	}
-	rec, _ := json.Marshal(Record{Ref: res.Ref, Name: ref.Name(), Digest: ri.desc.Digest, Manifest: ri.raw, Signatures: ri.sigs})
-	if err := o.Cache.WriteState(recordState(im.Revision), rec); err != nil {
-		return res, err
-	}
-	return res, nil
+	return res, WriteRecord(o.Cache, Record{Ref: res.Ref, Name: ref.Name(), Digest: ri.desc.Digest, Manifest: ri.raw, Signatures: ri.sigs})
 }
 
 // checkImage checks a pulled image as inspect does, and that its manifest is the config blob.
