@@ -635,7 +635,7 @@ func TestRecordCarried(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec, err := ReadRecord(a, p.Revision)
+	rec, err := PullRecord(a, p.Revision)
 	if err != nil || rec == nil {
 		t.Fatalf("read record: %v %v", rec, err)
 	}

@@ -83,7 +83,7 @@ func VerifyLocal(path string, c *cache.Cache, cfg *userconfig.Config) (VerifyRes
 		return res, err
 	}
 	res.Name = im.Manifest().Name
-	rec, err := ReadRecord(c, res.Revision)
+	rec, err := readRecord(c, res.Revision)
 	if err != nil || rec == nil {
 		return res, err
 	}
@@ -96,9 +96,9 @@ func VerifyLocal(path string, c *cache.Cache, cfg *userconfig.Config) (VerifyRes
 	return res, err
 }
 
-// ReadRecord returns the pull record of the image whose SHA-256 is revision, nil when it was
+// readRecord returns the pull record of the image whose SHA-256 is revision, nil when it was
 // not pulled.
-func ReadRecord(c *cache.Cache, revision string) (*Record, error) {
+func readRecord(c *cache.Cache, revision string) (*Record, error) {
 	b, err := c.ReadState(recordState(revision))
 	if errors.Is(err, cache.ErrNotFound) {
 		return nil, nil
@@ -130,7 +130,7 @@ func CheckPulled(path string) error {
 	if err != nil {
 		return err
 	}
-	rec, err := ReadRecord(c, sum)
+	rec, err := readRecord(c, sum)
 	if err != nil || rec == nil {
 		return err
 	}
