@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -347,8 +348,9 @@ func (s *Store) linkRevision(name, other string, r Revision) (*Revision, error) 
 }
 
 // Prune removes a template's revisions but the current one and the newest others, keep in
-// all, and returns the ids removed. The caller holds the template's lock.
-func (s *Store) Prune(name string, keep int) ([]string, error) {
+// all, and those in inUse (run by a guest), and returns the ids removed. The caller holds the
+// template's lock.
+func (s *Store) Prune(name string, keep int, inUse ...string) ([]string, error) {
 	revs, err := s.Revisions(name)
 	if err != nil {
 		return nil, err
@@ -368,6 +370,9 @@ func (s *Store) Prune(name string, keep int) ([]string, error) {
 		}
 		if kept < keep {
 			kept++
+			continue
+		}
+		if slices.Contains(inUse, r.ID) {
 			continue
 		}
 		if err := s.discard(s.RevisionDir(name, r.ID)); err != nil {

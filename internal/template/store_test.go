@@ -209,6 +209,10 @@ func TestRevisions(t *testing.T) {
 		t.Fatalf("same image: %+v %v", again, err)
 	}
 	// Keep 1: the current one (r1, the older) stays, r2 goes.
+	// A revision a guest runs is never pruned.
+	if removed, err := s.Prune("api", 1, r2.ID); err != nil || len(removed) != 0 {
+		t.Fatalf("prune of a revision in use: %v %v", removed, err)
+	}
 	removed, err := s.Prune("api", 1)
 	if err != nil || len(removed) != 1 || removed[0] != r2.ID {
 		t.Fatalf("prune: %v %v", removed, err)

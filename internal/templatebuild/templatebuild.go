@@ -37,6 +37,8 @@ type Options struct {
 	Progress   *progress.Writer
 	Logger     *slog.Logger
 	Command    string // who holds the locks, e.g. "ukernel template build"
+	// InUse lists the revisions the template's running guests boot from: never pruned.
+	InUse func(name string) ([]string, error)
 	// AfterCommit, when set, runs with the template still locked once the revision is current
 	// (snapshots hook in here).
 	AfterCommit func(ctx context.Context, r *Result) error
@@ -215,7 +217,14 @@ func finish(ctx context.Context, o Options, res *Result, cur string, start time.
 		}
 		res.Previous = cur
 	}
-	pruned, err := s.Prune(o.Name, o.Keep)
+	var inUse []string
+	if o.InUse != nil {
+		var err error
+		if inUse, err = o.InUse(o.Name); err != nil {
+			return nil, err
+		}
+	}
+	pruned, err := s.Prune(o.Name, o.Keep, inUse...)
 	if err != nil {
 		return nil, err
 	}
