@@ -84,6 +84,17 @@ type Options struct {
 	Timeout    time.Duration // deadline of one boot
 	Progress   io.Writer
 	Log        *slog.Logger
+	// Template, when set, is a template's run (perf --template): each boot restores the
+	// revision's snapshot, with the template's run settings.
+	Template *TemplateRun
+}
+
+// TemplateRun is what a template's restores need: its snapshot and the run settings it was
+// taken with.
+type TemplateRun struct {
+	Snapshot               string
+	VCPU, MemoryMB, DataMB int
+	Net                    abi.Net
 }
 
 // Run boots the image o.Runs times in the foreground, the console going to each run's
@@ -128,9 +139,14 @@ func (b Boot) describe() string {
 func bootOnce(ctx context.Context, o Options) (Boot, error) {
 	bctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
-	g, err := launch.Start(bctx, launch.Options{
+	lo := launch.Options{
 		ProjectDir: o.ProjectDir, Image: o.Image, Name: "perf", Accel: o.Accel, Perf: true, Log: o.Log,
-	})
+	}
+	if t := o.Template; t != nil {
+		lo.VCPU, lo.MemoryMB, lo.DataMB, lo.Net = t.VCPU, t.MemoryMB, t.DataMB, t.Net
+		lo.Snapshot, lo.Restore, lo.Perf = t.Snapshot, launch.RestoreRequired, false
+	}
+	g, err := launch.Start(bctx, lo)
 	if err != nil {
 		return Boot{}, err
 	}
@@ -208,6 +224,9 @@ type Summary struct {
 	// FineClock): their phases are quantised to a tick and their IO figures are left out.
 	CoarseClock int    `json:"coarse_clock_boots"`
 	Boots       []Boot `json:"boots"`
+	// Restores: the boots restored a template's snapshot (their "qemu" phase is QEMU's start,
+	// the state's load and the resume; "reseed" the guest's own).
+	Restores bool `json:"restores,omitempty"`
 }
 
 // FineClock is the coarsest guest clock resolution whose IO latencies are reported.
@@ -307,7 +326,11 @@ func Percentile(sorted []time.Duration, p int) time.Duration {
 // WriteText prints the summary as two tables.
 func WriteText(w io.Writer, s Summary) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "Cold start over %d boots (offsets from QEMU's start; percentiles nearest-rank)\n", s.Runs)
+	what := "Cold start over %d boots"
+	if s.Restores {
+		what = "Restore from a snapshot over %d restores"
+	}
+	fmt.Fprintf(&b, what+" (offsets from QEMU's start; percentiles nearest-rank)\n", s.Runs)
 	fmt.Fprintf(&b, "%-16s %9s %9s %9s\n", "PHASE", "P50", "P90", "MAX")
 	row := func(st Stat) {
 		fmt.Fprintf(&b, "%-16s %9s %9s %9s\n", st.Name, ms(st.P50), ms(st.P90), ms(st.Max))

@@ -11,20 +11,23 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ukernel-dev/ukernel/internal/abi"
 	"github.com/ukernel-dev/ukernel/internal/atomicfile"
 	"github.com/ukernel-dev/ukernel/internal/perf"
 	"github.com/ukernel-dev/ukernel/internal/pipeline"
+	"github.com/ukernel-dev/ukernel/internal/template"
 	"github.com/ukernel-dev/ukernel/internal/trace"
 	"github.com/ukernel-dev/ukernel/pkg/cmdutil"
 )
 
 type options struct {
-	runs    int
-	image   string
-	svg     string
-	accel   string
-	timeout time.Duration
-	offline bool
+	runs     int
+	image    string
+	svg      string
+	accel    string
+	timeout  time.Duration
+	offline  bool
+	template string
 }
 
 // NewCmdPerf returns the perf command.
@@ -44,10 +47,15 @@ from QEMU's start to the entry (to-entry) and to that first sign (to-ready). Aft
 has stopped, the guest runs a block IO probe: 4 KiB random reads of the root partition, and
 random writes and reads on the data volume (or, without one, on the tmpfs behind the root
 overlay); their latency percentiles are printed too. --svg draws the phases of every run as a
-timeline. Ctrl-C stops the current boot and prints the boots finished so far (exit 130).`,
+timeline. Ctrl-C stops the current boot and prints the boots finished so far (exit 130).
+
+--template NAME[@REV] measures restores of the template's snapshot instead (template build
+--snapshot), with the template's run settings: QEMU's start with the state loaded, the guest's
+reseed, and the time to its first sign of life after the restore.`,
 		Example: `  ukernel perf
   ukernel perf --runs 5 --svg boot.svg
-  ukernel perf --image dist/api.img --json`,
+  ukernel perf --image dist/api.img --json
+  ukernel perf --template api --runs 11`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return run(cmd, f, o)
@@ -60,6 +68,7 @@ timeline. Ctrl-C stops the current boot and prints the boots finished so far (ex
 	fl.StringVar(&o.accel, "accel", "auto", "accelerator: auto, kvm or tcg")
 	fl.DurationVar(&o.timeout, "timeout", 2*time.Minute, "deadline of one boot that shows no sign of life (no output line, no healthy service); it is stopped then")
 	fl.BoolVar(&o.offline, "offline", false, "build without network access")
+	fl.StringVar(&o.template, "template", "", "measure restores of this template's snapshot (NAME or NAME@REV)")
 	return cmd
 }
 
@@ -72,7 +81,16 @@ func run(cmd *cobra.Command, f *cmdutil.Factory, o *options) error {
 	if err != nil {
 		return err
 	}
+	var tpl *perf.TemplateRun
 	img := o.image
+	if o.template != "" {
+		if img != "" {
+			return cmdutil.Usagef("--template and --image exclude each other: a template names its image")
+		}
+		if dir, img, tpl, err = templateRun(o.template); err != nil {
+			return err
+		}
+	}
 	if img != "" && !filepath.IsAbs(img) {
 		img = filepath.Join(dir, img) // like pack, inspect and run: relative to the project (-C)
 	}
@@ -93,7 +111,7 @@ func run(cmd *cobra.Command, f *cmdutil.Factory, o *options) error {
 	}
 	boots, err := perf.Run(ctx, perf.Options{
 		ProjectDir: dir, Image: img, Runs: o.runs, Accel: o.accel, Timeout: o.timeout,
-		Progress: f.IO.Progress(), Log: f.Logger,
+		Progress: f.IO.Progress(), Log: f.Logger, Template: tpl,
 	})
 	var interrupted error
 	if err != nil {
@@ -112,8 +130,35 @@ func run(cmd *cobra.Command, f *cmdutil.Factory, o *options) error {
 	return interrupted
 }
 
+// templateRun resolves perf --template: the template's directory (its runs' logs), its image,
+// and its snapshot with its run settings.
+func templateRun(ref string) (string, string, *perf.TemplateRun, error) {
+	if _, _, err := template.ParseRef(ref); err != nil {
+		return "", "", nil, &cmdutil.UsageError{Err: err}
+	}
+	s, err := template.Open()
+	if err != nil {
+		return "", "", nil, err
+	}
+	res, err := s.Resolve(ref)
+	if err != nil {
+		return "", "", nil, err
+	}
+	t := &perf.TemplateRun{Snapshot: filepath.Join(res.Dir, template.SnapshotDir),
+		VCPU: res.Spec.VCPU, MemoryMB: res.Spec.MemoryMB, DataMB: res.Spec.DataMB}
+	if res.Spec.Net != "" {
+		if t.Net, err = abi.ParseNet(res.Spec.Net); err != nil {
+			return "", "", nil, fmt.Errorf("template %s: net: %w", res.Spec.Name, err)
+		}
+	} else if len(res.Spec.Publish) > 0 {
+		t.Net = abi.Net{Mode: abi.NetUser} // as the snapshot's boot had (templatebuild.Snapshot)
+	}
+	return s.TemplateDir(res.Spec.Name), res.Image, t, nil
+}
+
 func report(f *cmdutil.Factory, o *options, img string, boots []perf.Boot) error {
 	s := perf.Summarise(boots)
+	s.Restores = o.template != ""
 	if o.svg != "" {
 		var b bytes.Buffer
 		title := fmt.Sprintf("%s: %d cold starts, phases from QEMU's start", filepath.Base(img), len(boots))
