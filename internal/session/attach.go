@@ -2,10 +2,12 @@ package session
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 
 	"golang.org/x/term"
@@ -19,10 +21,20 @@ type Streams struct {
 	Out, ErrOut io.Writer
 }
 
+// InterruptsToLeave is how many Ctrl-C (SIGINT) of a session without a terminal end it from
+// this side: the first ones go to the guest's process, which may ignore them, or the guest may
+// no longer answer.
+const InterruptsToLeave = 3
+
+// ErrLeft is the end of a session left from this side (InterruptsToLeave); the guest's process
+// gets a hang-up.
+var ErrLeft = errors.New("session left after repeated interrupts: the guest's process gets a hang-up")
+
 // Attach runs req on conn with the command's streams: with req.TTY and a terminal for input,
 // that terminal goes raw (every key, Ctrl-C included, reaches the guest's terminal, which
 // makes the signal) and follows its size (SIGWINCH); otherwise SIGINT, SIGTERM and SIGHUP of
-// this process go to the guest's process. It returns the process's exit code.
+// this process go to the guest's process, and the InterruptsToLeave-th SIGINT ends the session
+// (ErrLeft). It returns the process's exit code.
 func Attach(ctx context.Context, conn net.Conn, req abi.ExecRequest, s Streams, started func(int)) (int, error) {
 	o := Options{Request: req, Stdin: s.In, Stdout: s.Out, Stderr: s.ErrOut, Started: started}
 	if req.TTY {
@@ -62,17 +74,33 @@ func Attach(ctx context.Context, conn net.Conn, req abi.ExecRequest, s Streams, 
 		defer signal.Stop(sigs)
 		fwd := make(chan syscall.Signal, 4)
 		o.Signals = fwd
+		// The root's context ends on the first Ctrl-C: here it is the guest process's to
+		// answer (it may ignore it), so the session goes on until the process exits.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(context.WithoutCancel(ctx))
+		defer cancel()
+		var left atomic.Bool
 		go func() {
+			n := 0
 			for sig := range sigs {
+				if sig == os.Interrupt {
+					if n++; n >= InterruptsToLeave {
+						left.Store(true)
+						cancel()
+						continue
+					}
+				}
 				select {
 				case fwd <- sig.(syscall.Signal):
 				default:
 				}
 			}
 		}()
-		// The root's context ends on the first Ctrl-C: here it is the guest process's to
-		// answer (it may ignore it), so the session goes on until the process exits.
-		ctx = context.WithoutCancel(ctx)
+		code, err := Run(ctx, conn, o)
+		if left.Load() && errors.Is(err, context.Canceled) {
+			return 130, ErrLeft
+		}
+		return code, err
 	}
 	return Run(ctx, conn, o)
 }

@@ -143,3 +143,42 @@ func TestGuestGone(t *testing.T) {
 		t.Fatalf("cancelled session: %v", err)
 	}
 }
+
+// TestInterruptsLeave: without a terminal, Ctrl-C goes to the guest's process; one that
+// ignores it (or a guest that no longer answers) is left at the third, with 130.
+func TestInterruptsLeave(t *testing.T) {
+	sigs := make(chan string, 8)
+	started := make(chan struct{})
+	conn := guest(t, func(c net.Conn, r *abi.ExecReader, _ abi.ExecRequest) {
+		send(c, abi.ExecStartedMsg(9))
+		for {
+			m, err := r.Next()
+			if err != nil {
+				close(sigs)
+				return
+			}
+			if m.Type == abi.ExecSignal {
+				sigs <- syscall.Signal(m.Payload[0]).String()
+			}
+		}
+	})
+	go func() {
+		<-started
+		for range InterruptsToLeave {
+			time.Sleep(100 * time.Millisecond)
+			syscall.Kill(syscall.Getpid(), syscall.SIGINT)
+		}
+	}()
+	code, err := Attach(context.Background(), conn, abi.ExecRequest{Argv: []string{"sleep", "1000"}},
+		Streams{In: strings.NewReader(""), Out: io.Discard, ErrOut: io.Discard}, func(int) { close(started) })
+	if code != 130 || !errors.Is(err, ErrLeft) {
+		t.Fatalf("code %d, err %v; want 130, ErrLeft", code, err)
+	}
+	var got []string
+	for s := range sigs {
+		got = append(got, s)
+	}
+	if len(got) != InterruptsToLeave-1 || got[0] != "interrupt" {
+		t.Errorf("the guest got %v, want %d interrupts", got, InterruptsToLeave-1)
+	}
+}

@@ -4,6 +4,7 @@ package exec
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 
@@ -39,8 +40,9 @@ func NewCmdExec(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command {
 		Short: "Run a command in a running guest",
 		Long: `Exec runs a command in the running guest NAME, as root or --user, in the workload's root
 filesystem and environment, and exits with the command's exit code. Its stdout and stderr
-come back apart; stdin is passed on. With -t it runs on a terminal of its own in the guest
-(the local terminal goes raw and its size follows). A command without a slash is looked up
+come back apart; stdin is passed on. Ctrl-C goes to the command; a third one leaves the
+session (exit 130). With -t it runs on a terminal of its own in the guest (the local terminal
+goes raw, every key goes to the guest, and its size follows). A command without a slash is looked up
 in the image's PATH, then among the development image's tools (busybox).
 
 Exec goes over a channel of the VMM's own (a virtio-serial port under QEMU, vsock under
@@ -96,6 +98,9 @@ func Session(ctx context.Context, io *iostreams.IOStreams, openStore func() (*ru
 	if err != nil {
 		if r, ok := err.(*session.RefusedError); ok {
 			return &cmdutil.ExitError{Code: r.Code, Err: fmt.Errorf("exec into %s: %s", name, r.Message)}
+		}
+		if errors.Is(err, session.ErrLeft) {
+			return &cmdutil.ExitError{Code: code, Err: err}
 		}
 		return err
 	}
