@@ -5,6 +5,7 @@ import (
 	"context"
 	"log/slog"
 	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -50,7 +51,7 @@ redoes nothing when no input changed.`,
 		},
 	}
 	cmd.Flags().BoolVar(&opts.Release, "release", false, "optimised build for production")
-	cmd.Flags().StringVar(&opts.Target, "target", "", "override the adapter (python, shell, go, node)")
+	cmd.Flags().StringVar(&opts.Target, "target", "", "override the adapter ("+strings.Join(project.Languages(), ", ")+")")
 	cmd.Flags().BoolVar(&opts.Offline, "offline", false, "use only the local cache; fail if anything must be fetched")
 	cmd.Flags().BoolVar(&opts.Locked, "locked", false, "fail if "+project.LockFile+" is missing or would change")
 	return cmd
