@@ -17,6 +17,7 @@ import (
 	"github.com/ukernel-dev/ukernel/internal/abi"
 	"github.com/ukernel-dev/ukernel/internal/atomicfile"
 	"github.com/ukernel-dev/ukernel/internal/guestlog"
+	"github.com/ukernel-dev/ukernel/internal/project"
 )
 
 // Files of a run directory.
@@ -84,7 +85,7 @@ func NewRun(projectDir string, now time.Time) (Run, error) {
 	}
 	// Replace the link atomically: a reader sees the old or the new run, never none.
 	link := latestLink(projectDir)
-	if err := atomicfile.Symlink(filepath.Join("runs", r.ID, ConsoleFile), link); err != nil {
+	if err := atomicfile.Symlink(filepath.Join(runsSub, r.ID, ConsoleFile), link); err != nil {
 		return Run{}, err
 	}
 	return r, nil
@@ -136,10 +137,12 @@ func Find(projectDir, id string) (Run, error) {
 }
 
 // runsDir holds a project's run directories.
-func runsDir(projectDir string) string { return filepath.Join(projectDir, "logs", "runs") }
+func runsDir(projectDir string) string { return filepath.Join(projectDir, project.LogsDir, runsSub) }
+
+const runsSub = "runs"
 
 // latestLink is the link to the latest run's console, logs/console.log.
-func latestLink(projectDir string) string { return filepath.Join(projectDir, "logs", ConsoleFile) }
+func latestLink(projectDir string) string { return filepath.Join(projectDir, LatestRel()) }
 
 // LatestRun returns the run logs/console.log points at.
 func LatestRun(projectDir string) (Run, error) {
@@ -203,7 +206,7 @@ func ReadOutcome(r Run) Outcome {
 	if reason == "" {
 		reason = "guest stopped without reporting an exit code"
 	}
-	return Outcome{Code: ExitNoReport, Started: started, Reason: reason + "; see " + consoleRef(r)}
+	return Outcome{Code: ExitNoReport, Started: started, Reason: reason + "; see " + r.Rel(ConsoleFile)}
 }
 
 // ConsoleTail returns the last n lines of the run's console, for a guest that failed before its
@@ -221,10 +224,14 @@ func ConsoleTail(r Run, n int) string {
 	return "  " + strings.Join(lines, "\n  ")
 }
 
-// consoleRef names the console log relative to the project, as users see it.
-func consoleRef(r Run) string {
-	return filepath.Join("logs", "runs", r.ID, ConsoleFile)
+// Rel names file of the run's directory (the directory itself when file is "") relative to the
+// project, as messages show it.
+func (r Run) Rel(file string) string {
+	return filepath.Join(project.LogsDir, runsSub, r.ID, file)
 }
+
+// LatestRel is the latest run's console link relative to the project: logs/console.log.
+func LatestRel() string { return filepath.Join(project.LogsDir, ConsoleFile) }
 
 // consoleTailBytes is how much of a console's end is read for its last lines or a panic: a
 // panic's first line and its trace fit many times over, and a console of any size costs the

@@ -198,7 +198,7 @@ func Start(ctx context.Context, o Options) (*Guest, error) {
 		fmt.Fprintf(progress, "Restored from the snapshot of %s (%s) in %.2fs\n", g.Restored.Created.Format(time.RFC3339), g.Restored.Ready, time.Since(g.spawned).Seconds())
 	}
 	fmt.Fprintf(progress, "%s started (pid %d)\n", backends.Title(g.State.Handle.Backend), g.State.Handle.PID)
-	fmt.Fprintf(progress, "VM console: %s\n", filepath.Join("logs", runlog.ConsoleFile))
+	fmt.Fprintf(progress, "VM console: %s\n", runlog.LatestRel())
 	if netw.Mode == abi.NetTap {
 		if gn := guestNetwork(netw); gn.Address != "" {
 			fmt.Fprintf(progress, "Guest address: %s on %s (gateway %s)\n", gn.Address, netw.Iface, gn.Gateway)
@@ -618,7 +618,7 @@ wait:
 	}
 	if !out.Reported && werr != nil && !interrupted {
 		out.Reason = fmt.Sprintf("%s exited with %v: %s (see %s)", backends.Title(g.State.Handle.Backend), werr,
-			vmm.LogTail(g.Run.VMMLog(), backends.Title(g.State.Handle.Backend)), filepath.Join("logs", "runs", g.Run.ID))
+			vmm.LogTail(g.Run.VMMLog(), backends.Title(g.State.Handle.Backend)), g.Run.Rel(""))
 	}
 	if !out.Started && !interrupted && out.Code == runlog.ExitNoReport {
 		// The kernel or init failed before the workload started: what it printed says why.
@@ -629,7 +629,7 @@ wait:
 	}
 	if failure != "" {
 		out = runlog.Outcome{Code: runlog.ExitNoReport, Reason: fmt.Sprintf("%s; it said: %s (see %s)", failure,
-			vmm.LogTail(g.Run.VMMLog(), backends.Title(g.State.Handle.Backend)), filepath.Join("logs", "runs", g.Run.ID, runlog.VMMLogFile))}
+			vmm.LogTail(g.Run.VMMLog(), backends.Title(g.State.Handle.Backend)), g.Run.Rel(runlog.VMMLogFile))}
 	}
 	if err := g.store.Finish(g.State, out); err != nil {
 		g.log.Debug("record the finished guest", "err", err)
