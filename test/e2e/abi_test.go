@@ -29,7 +29,7 @@ func TestRunABIMismatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kernels, _ := filepath.Glob(filepath.Join(c.Dir, "kernels", "*", "boot", "vmlinuz-"+m.Kernel.Release))
+	kernels, _ := filepath.Glob(cache.Kernels.In(c.Dir, "*", "boot", "vmlinuz-"+m.Kernel.Release))
 	if len(kernels) == 0 {
 		t.Fatalf("no unpacked kernel %s in the cache", m.Kernel.Release)
 	}

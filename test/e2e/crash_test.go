@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ukernel-dev/ukernel/internal/cache"
 	"github.com/ukernel-dev/ukernel/internal/crashpoint"
 )
 
@@ -183,7 +184,7 @@ func TestCrashAtEachWriteStep(t *testing.T) {
 	}
 	// smallDebs removes the cached .deb files under 1 MiB, which the next build fetches again.
 	smallDebs := func() {
-		filepath.WalkDir(filepath.Join(cacheDir, "sha256"), func(p string, d fs.DirEntry, err error) error {
+		filepath.WalkDir(cache.Blobs.In(cacheDir), func(p string, d fs.DirEntry, err error) error {
 			if err != nil || d.IsDir() {
 				return nil
 			}
@@ -219,20 +220,20 @@ func TestCrashAtEachWriteStep(t *testing.T) {
 		{"pack image written, not renamed, source reverted", "pack-image", nil, []string{"pack"}, crashSrcB, crashSrcA},
 		{"pack stamp not written", "atomic:.pack-crash.img.json", nil, []string{"pack"}, crashSrcB, crashSrcB},
 		{"cache: index state", "cache-state", func(d string) {
-			removeAll(filepath.Join(cacheDir, "state"), filepath.Join(d, "env", "ukernel.lock"))
+			removeAll(cache.State.In(cacheDir), filepath.Join(d, "env", "ukernel.lock"))
 		}, []string{"env", "lock"}, crashSrcA, crashSrcA},
 		{"cache: downloaded package", "cache-blob", func(d string) {
 			smallDebs()
 			removeAll(filepath.Join(d, "build"))
 		}, []string{"build"}, crashSrcA, crashSrcA},
 		{"cache: unpacked kernel tree", "cache-kernel-tree", func(d string) {
-			removeGlob(filepath.Join(cacheDir, "kernels", "*"))
+			removeGlob(cache.Kernels.In(cacheDir, "*"))
 		}, []string{"pack"}, crashSrcB, crashSrcB},
 		{"cache: guest init binary", "cache-init", func(d string) {
-			removeGlob(filepath.Join(cacheDir, "init", "*"))
+			removeGlob(cache.Inits.In(cacheDir, "*"))
 		}, []string{"pack"}, crashSrcB, crashSrcB},
 		{"cache: guest init's seal", "atomic:ukernel-init.seal", func(d string) {
-			removeGlob(filepath.Join(cacheDir, "init", "*"))
+			removeGlob(cache.Inits.In(cacheDir, "*"))
 		}, []string{"pack"}, crashSrcB, crashSrcB},
 	}
 	for i, row := range rows {

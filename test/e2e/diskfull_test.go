@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ukernel-dev/ukernel/internal/cache"
 )
 
 // mountTmpfs mounts a tmpfs of size bytes on a new directory, or skips the test when it cannot.
@@ -100,7 +102,7 @@ func TestDiskFullAtEachWriteStep(t *testing.T) {
 				dir = filepath.Join(t.TempDir(), "crash")
 				cacheHome = filepath.Join(mnt, "cache")
 				copyTree(t, fx.cacheHome, cacheHome)
-				m, _ := filepath.Glob(filepath.Join(cacheHome, "ukernel", "kernels", "*"))
+				m, _ := filepath.Glob(cache.Kernels.In(filepath.Join(cacheHome, "ukernel"), "*"))
 				for _, p := range m {
 					os.RemoveAll(p)
 				}
