@@ -331,7 +331,7 @@ func (a *Agent) putImage(digest string, r io.Reader) (*PutImage, error) {
 	if err := os.Chmod(tmp.Name(), 0o444); err != nil {
 		return nil, err
 	}
-	if err := os.Rename(tmp.Name(), dst); err != nil {
+	if err := atomicfile.Rename(tmp.Name(), dst); err != nil {
 		return nil, err
 	}
 	return &PutImage{Digest: digest, Bytes: n}, nil
