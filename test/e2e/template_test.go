@@ -113,6 +113,19 @@ data_mb = 16
 	if err := json.Unmarshal([]byte(r.stdout), &info); err != nil || info.Current.ID != apiV1 || info.Revisions != 1 {
 		t.Fatalf("after a killed build: %v %s", err, r.stdout)
 	}
+	// A store that runs out of space while the image is packed into it: the build fails naming
+	// the file, and nothing of it stays (nor a revision, nor its pending directory).
+	full := mountTmpfs(t, 4<<20)
+	fullEnv := []string{"UKERNEL_TEMPLATES=" + full}
+	if r := ukEnv(t, dir, time.Minute, fullEnv, "template", "create", "tplshop-full", "--role", "api"); r.code != 0 {
+		t.Fatalf("create in the small store: %d %s", r.code, r.stderr)
+	}
+	if r := ukEnv(t, dir, 10*time.Minute, fullEnv, "template", "build", "tplshop-full"); r.code != 1 || !strings.Contains(r.stderr, "no space left on device") {
+		t.Errorf("build into a full store: exit %d\n%s", r.code, r.stderr)
+	}
+	if ents, err := os.ReadDir(filepath.Join(full, "tplshop-full/revisions")); err != nil || len(ents) != 0 {
+		t.Errorf("a build that ran out of space left %v (%v)", ents, err)
+	}
 	res = build("tplshop-api")
 	if ents, _ := os.ReadDir(filepath.Join(store, "tplshop-api/revisions")); len(ents) != 2 {
 		t.Errorf("revisions/ after the rebuild holds %d entries, want the 2 revisions only", len(ents))
