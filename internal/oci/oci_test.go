@@ -654,3 +654,20 @@ func TestRecordCarried(t *testing.T) {
 		t.Fatal("a record whose manifest is not its digest was kept")
 	}
 }
+
+// A reference that parses prints back as one that parses to the same.
+func FuzzParseRef(f *testing.F) {
+	for _, s := range []string{"127.0.0.1:5000/a/b:v1", "h.io/r@sha256:" + strings.Repeat("a", 64), "oci-layout:/tmp/x:v1", "oci-archive:a.tar@sha256:" + strings.Repeat("b", 64), "oci-layout:a:b/c"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		r, err := ParseRef(s)
+		if err != nil {
+			return
+		}
+		again, err := ParseRef(r.String())
+		if err != nil || again.String() != r.String() || again.Kind != r.Kind || again.Name() != r.Name() {
+			t.Fatalf("%q -> %q -> %q, %v", s, r.String(), again.String(), err)
+		}
+	})
+}
