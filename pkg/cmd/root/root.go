@@ -107,7 +107,7 @@ microVM image and runs it locally with one command.`,
 	cmd.AddCommand(envcmd.NewCmdEnv(f))
 	cmd.AddCommand(cachecmd.NewCmdCache(f))
 	cmd.AddCommand(doctor.NewCmdDoctor(f, nil))
-	cmd.AddCommand(tracecmd.NewCmdTrace(f))
+	cmd.AddCommand(tracecmd.NewCmdTrace(f, nil))
 	cmd.AddCommand(perfcmd.NewCmdPerf(f))
 	cmd.AddCommand(diffcmd.NewCmdDiff(f, nil))
 	cmd.AddCommand(versioncmd.NewCmdVersion(f, info, nil))

@@ -5,6 +5,7 @@ package trace
 import (
 	"bytes"
 	"fmt"
+	"io"
 
 	"github.com/spf13/cobra"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/ukernel-dev/ukernel/internal/template"
 	"github.com/ukernel-dev/ukernel/internal/trace"
 	"github.com/ukernel-dev/ukernel/pkg/cmdutil"
+	"github.com/ukernel-dev/ukernel/pkg/iostreams"
 )
 
 // Formats of `ukernel trace`.
@@ -22,17 +24,22 @@ const (
 	FormatOTLP   = "otlp"
 )
 
-type options struct {
-	f        *cmdutil.Factory
-	run      string
-	format   string
-	output   string
-	template string
+// Options are the inputs of `trace`.
+type Options struct {
+	IO         *iostreams.IOStreams
+	ProjectDir func() (string, error)
+	JSON       bool
+
+	Run      string // a run id; "": the latest run
+	Format   string
+	Output   string // a file (relative to the working directory); "": stdout
+	Template string
 }
 
-// NewCmdTrace returns the trace command.
-func NewCmdTrace(f *cmdutil.Factory) *cobra.Command {
-	o := &options{f: f}
+// NewCmdTrace returns the trace command; runF, when set, gets the parsed options instead of
+// traceRun (tests).
+func NewCmdTrace(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command {
+	o := &Options{IO: f.IO, ProjectDir: f.ProjectDir}
 	cmd := &cobra.Command{
 		Use:         "trace [RUN]",
 		Annotations: map[string]string{cmdutil.InterruptibleAnnotation: "true"}, // killed, it leaves nothing half-done
@@ -50,45 +57,48 @@ OpenTelemetry tools. A run whose records are incomplete is shown and marked part
   ukernel trace --template api`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			o.JSON = f.JSON
 			if len(args) == 1 {
-				o.run = args[0]
+				o.Run = args[0]
 			}
-			return run(o)
+			if writers[o.Format] == nil {
+				return cmdutil.Usagef("--format %q: expected tree, chrome or otlp", o.Format)
+			}
+			if runF != nil {
+				return runF(o)
+			}
+			return traceRun(o)
 		},
 	}
-	cmd.Flags().StringVar(&o.format, "format", FormatTree, "output format: tree, chrome or otlp")
-	cmd.Flags().StringVarP(&o.output, "output", "o", "", "write to FILE instead of stdout")
-	cmd.Flags().StringVar(&o.template, "template", "", "a run of this template (run --template), not of the project")
+	cmd.Flags().StringVar(&o.Format, "format", FormatTree, "output format: tree, chrome or otlp")
+	cmd.Flags().StringVarP(&o.Output, "output", "o", "", "write to FILE instead of stdout")
+	cmd.Flags().StringVar(&o.Template, "template", "", "a run of this template (run --template), not of the project")
 	return cmd
 }
 
-func run(o *options) error {
-	var write func(*bytes.Buffer, *trace.Trace) error
-	switch o.format {
-	case FormatTree:
-		write = func(b *bytes.Buffer, t *trace.Trace) error { return trace.WriteTree(b, t) }
-	case FormatChrome:
-		write = func(b *bytes.Buffer, t *trace.Trace) error { return trace.WriteChrome(b, t) }
-	case FormatOTLP:
-		write = func(b *bytes.Buffer, t *trace.Trace) error { return trace.WriteOTLP(b, t) }
-	default:
-		return cmdutil.Usagef("--format %q: expected tree, chrome or otlp", o.format)
-	}
-	dir, err := o.f.ProjectDir()
+// writers render a trace in each --format.
+var writers = map[string]func(io.Writer, *trace.Trace) error{
+	FormatTree:   trace.WriteTree,
+	FormatChrome: trace.WriteChrome,
+	FormatOTLP:   trace.WriteOTLP,
+}
+
+func traceRun(o *Options) error {
+	dir, err := o.ProjectDir()
 	if err != nil {
 		return err
 	}
-	if o.template != "" {
+	if o.Template != "" {
 		s, err := template.Open()
 		if err != nil {
 			return err
 		}
-		if _, err := s.Get(o.template); err != nil {
+		if _, err := s.Get(o.Template); err != nil {
 			return err
 		}
-		dir = s.TemplateDir(o.template)
+		dir = s.TemplateDir(o.Template)
 	}
-	r, err := runlog.Find(dir, o.run)
+	r, err := runlog.Find(dir, o.Run)
 	if err != nil {
 		return err
 	}
@@ -97,10 +107,10 @@ func run(o *options) error {
 		return err
 	}
 	if t.Partial {
-		fmt.Fprintf(o.f.IO.ErrOut, "warning: run %s: partial trace\n", r.ID)
+		fmt.Fprintf(o.IO.ErrOut, "warning: run %s: partial trace\n", r.ID)
 	}
-	if o.f.JSON && o.format == FormatTree && o.output == "" {
-		return o.f.PrintJSON(struct {
+	if o.JSON && o.Format == FormatTree && o.Output == "" {
+		return cmdutil.PrintJSON(o.IO, struct {
 			RunID         string      `json:"run_id"`
 			Partial       bool        `json:"partial"`
 			Notes         []string    `json:"notes,omitempty"`
@@ -109,24 +119,24 @@ func run(o *options) error {
 		}{t.RunID, t.Partial, t.Notes, int64(t.AlignWindow), t.Root})
 	}
 	var b bytes.Buffer
-	if err := write(&b, t); err != nil {
+	if err := writers[o.Format](&b, t); err != nil {
 		return err
 	}
-	if o.output == "" {
-		_, err := o.f.IO.Out.Write(b.Bytes())
+	if o.Output == "" {
+		_, err := o.IO.Out.Write(b.Bytes())
 		return err
 	}
-	if err := atomicfile.WriteFile(o.output, b.Bytes(), 0o644); err != nil {
+	if err := atomicfile.WriteFile(o.Output, b.Bytes(), 0o644); err != nil {
 		return err
 	}
-	if o.f.JSON {
-		return o.f.PrintJSON(struct {
+	if o.JSON {
+		return cmdutil.PrintJSON(o.IO, struct {
 			RunID   string `json:"run_id"`
 			Format  string `json:"format"`
 			Output  string `json:"output"`
 			Partial bool   `json:"partial"`
-		}{r.ID, o.format, o.output, t.Partial})
+		}{r.ID, o.Format, o.Output, t.Partial})
 	}
-	o.f.Progress("Wrote %s trace of run %s to %s", o.format, r.ID, o.output)
+	o.IO.Progress().Printf("Wrote %s trace of run %s to %s", o.Format, r.ID, o.Output)
 	return nil
 }
