@@ -4,8 +4,10 @@ package perf
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"time"
 
@@ -18,21 +20,30 @@ import (
 	"github.com/ukernel-dev/ukernel/internal/template"
 	"github.com/ukernel-dev/ukernel/internal/trace"
 	"github.com/ukernel-dev/ukernel/pkg/cmdutil"
+	"github.com/ukernel-dev/ukernel/pkg/iostreams"
 )
 
-type options struct {
-	runs     int
-	image    string
-	svg      string
-	accel    string
-	timeout  time.Duration
-	offline  bool
-	template string
+// Options are the inputs of `perf`.
+type Options struct {
+	IO         *iostreams.IOStreams
+	ProjectDir func() (string, error)
+	JSON       bool
+	Logger     *slog.Logger
+
+	Runs    int
+	Image   string // as given: relative to the project directory; "": the project's, packed
+	SVG     string // a file (relative to the working directory); "": no timeline
+	Accel   string
+	Timeout time.Duration
+	Offline bool
+	// Template (NAME or NAME@REV): measure restores of the template's snapshot instead.
+	Template string
 }
 
-// NewCmdPerf returns the perf command.
-func NewCmdPerf(f *cmdutil.Factory) *cobra.Command {
-	o := &options{}
+// NewCmdPerf returns the perf command; runF, when set, gets the parsed options instead of
+// perfRun (tests).
+func NewCmdPerf(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command {
+	o := &Options{IO: f.IO, ProjectDir: f.ProjectDir}
 	cmd := &cobra.Command{
 		Use:   "perf",
 		Short: "Measure cold starts and guest block IO",
@@ -58,45 +69,46 @@ reseed, and the time to its first sign of life after the restore.`,
   ukernel perf --template api --runs 11`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return run(cmd, f, o)
+			o.JSON, o.Logger = f.JSON, f.Logger
+			if o.Runs < 1 {
+				return cmdutil.Usagef("--runs %d: expected at least 1", o.Runs)
+			}
+			if o.Template != "" && o.Image != "" {
+				return cmdutil.Usagef("--template and --image exclude each other: a template names its image")
+			}
+			if runF != nil {
+				return runF(o)
+			}
+			return perfRun(cmd.Context(), o)
 		},
 	}
 	fl := cmd.Flags()
-	fl.IntVar(&o.runs, "runs", 10, "number of boots")
-	fl.StringVar(&o.image, "image", "", "boot this image instead of building the project's (relative to the project directory)")
-	fl.StringVar(&o.svg, "svg", "", "write the per-phase timeline of the runs to FILE (SVG)")
-	fl.StringVar(&o.accel, "accel", "auto", "accelerator: auto, kvm or tcg")
-	fl.DurationVar(&o.timeout, "timeout", 2*time.Minute, "deadline of one boot that shows no sign of life (no output line, no healthy service); it is stopped then")
-	fl.BoolVar(&o.offline, "offline", false, "build without network access")
-	fl.StringVar(&o.template, "template", "", "measure restores of this template's snapshot (NAME or NAME@REV)")
+	fl.IntVar(&o.Runs, "runs", 10, "number of boots")
+	fl.StringVar(&o.Image, "image", "", "boot this image instead of building the project's (relative to the project directory)")
+	fl.StringVar(&o.SVG, "svg", "", "write the per-phase timeline of the runs to FILE (SVG)")
+	fl.StringVar(&o.Accel, "accel", "auto", "accelerator: auto, kvm or tcg")
+	fl.DurationVar(&o.Timeout, "timeout", 2*time.Minute, "deadline of one boot that shows no sign of life (no output line, no healthy service); it is stopped then")
+	fl.BoolVar(&o.Offline, "offline", false, "build without network access")
+	fl.StringVar(&o.Template, "template", "", "measure restores of this template's snapshot (NAME or NAME@REV)")
 	return cmd
 }
 
-func run(cmd *cobra.Command, f *cmdutil.Factory, o *options) error {
-	if o.runs < 1 {
-		return cmdutil.Usagef("--runs %d: expected at least 1", o.runs)
-	}
-	ctx := cmd.Context()
-	dir, err := f.ProjectDir()
+func perfRun(ctx context.Context, o *Options) error {
+	dir, err := o.ProjectDir()
 	if err != nil {
 		return err
 	}
+	progress := o.IO.Progress()
 	var tpl *perf.TemplateRun
-	img := o.image
-	if o.template != "" {
-		if img != "" {
-			return cmdutil.Usagef("--template and --image exclude each other: a template names its image")
-		}
-		if dir, img, tpl, err = templateRun(o.template); err != nil {
+	img := cmdutil.ProjectPath(dir, o.Image)
+	if o.Template != "" {
+		if dir, img, tpl, err = templateRun(o.Template); err != nil {
 			return err
 		}
 	}
-	if img != "" && !filepath.IsAbs(img) {
-		img = filepath.Join(dir, img) // like pack, inspect and run: relative to the project (-C)
-	}
 	if img == "" {
 		// Load and Pack, not Image: the build's spans stay those of the user's last run.
-		po := pipeline.Options{Dir: dir, Offline: o.offline, Progress: f.IO.Progress(), Logger: f.Logger}
+		po := pipeline.Options{Dir: dir, Offline: o.Offline, Progress: progress, Logger: o.Logger}
 		p, err := pipeline.Load(ctx, po)
 		if err != nil {
 			return err
@@ -106,12 +118,12 @@ func run(cmd *cobra.Command, f *cmdutil.Factory, o *options) error {
 			return err
 		}
 		if img = r.Image; !r.Cached {
-			f.Progress("Image created: %s", img)
+			progress.Printf("Image created: %s", img)
 		}
 	}
 	boots, err := perf.Run(ctx, perf.Options{
-		ProjectDir: dir, Image: img, Runs: o.runs, Accel: o.accel, Timeout: o.timeout,
-		Progress: f.IO.Progress(), Log: f.Logger, Template: tpl,
+		ProjectDir: dir, Image: img, Runs: o.Runs, Accel: o.Accel, Timeout: o.Timeout,
+		Progress: progress, Log: o.Logger, Template: tpl,
 	})
 	var interrupted error
 	if err != nil {
@@ -122,9 +134,9 @@ func run(cmd *cobra.Command, f *cmdutil.Factory, o *options) error {
 			return &cmdutil.ExitError{Code: 130, Err: errors.New("interrupted before the first boot finished")}
 		}
 		// Ctrl-C: the boots finished so far are still a result.
-		interrupted = &cmdutil.ExitError{Code: 130, Err: fmt.Errorf("interrupted: %d of %d boots finished", len(boots), o.runs)}
+		interrupted = &cmdutil.ExitError{Code: 130, Err: fmt.Errorf("interrupted: %d of %d boots finished", len(boots), o.Runs)}
 	}
-	if err := report(f, o, img, boots); err != nil {
+	if err := report(o, img, boots); err != nil {
 		return err
 	}
 	return interrupted
@@ -156,22 +168,22 @@ func templateRun(ref string) (string, string, *perf.TemplateRun, error) {
 	return s.TemplateDir(res.Spec.Name), res.Image, t, nil
 }
 
-func report(f *cmdutil.Factory, o *options, img string, boots []perf.Boot) error {
+func report(o *Options, img string, boots []perf.Boot) error {
 	s := perf.Summarise(boots)
-	s.Restores = o.template != ""
-	if o.svg != "" {
+	s.Restores = o.Template != ""
+	if o.SVG != "" {
 		var b bytes.Buffer
 		title := fmt.Sprintf("%s: %d cold starts, phases from QEMU's start", filepath.Base(img), len(boots))
 		if err := trace.WriteTimeline(&b, title, perf.Timeline(boots)); err != nil {
 			return err
 		}
-		if err := atomicfile.WriteFile(o.svg, b.Bytes(), 0o644); err != nil {
+		if err := atomicfile.WriteFile(o.SVG, b.Bytes(), 0o644); err != nil {
 			return fmt.Errorf("--svg: %w", err)
 		}
-		f.Progress("Timeline: %s", o.svg)
+		o.IO.Progress().Printf("Timeline: %s", o.SVG)
 	}
-	if f.JSON {
-		return f.PrintJSON(s)
+	if o.JSON {
+		return cmdutil.PrintJSON(o.IO, s)
 	}
-	return perf.WriteText(f.IO.Out, s)
+	return perf.WriteText(o.IO.Out, s)
 }

@@ -108,7 +108,7 @@ microVM image and runs it locally with one command.`,
 	cmd.AddCommand(cachecmd.NewCmdCache(f))
 	cmd.AddCommand(doctor.NewCmdDoctor(f, nil))
 	cmd.AddCommand(tracecmd.NewCmdTrace(f, nil))
-	cmd.AddCommand(perfcmd.NewCmdPerf(f))
+	cmd.AddCommand(perfcmd.NewCmdPerf(f, nil))
 	cmd.AddCommand(diffcmd.NewCmdDiff(f, nil))
 	cmd.AddCommand(versioncmd.NewCmdVersion(f, info, nil))
 	cmd.AddCommand(run.NewCmdMonitor(f, nil))
