@@ -68,11 +68,6 @@ func ProjectPath(dir, p string) string {
 	return filepath.Join(dir, p)
 }
 
-// Progress writes one progress line to stderr (through IO.Progress, above a live line).
-func (f *Factory) Progress(format string, args ...any) {
-	f.IO.Progress().Printf(format, args...)
-}
-
 // UsageError is bad command-line usage: exit code 2.
 type UsageError struct{ Err error }
 
