@@ -279,3 +279,20 @@ func eachEvent(r Run, fn func(abi.Event)) {
 		return nil
 	})
 }
+
+// Limits are the bounds of the logs of a run of the project in dir: its [logs], or guestlog's
+// defaults (also for an image run outside a project).
+func Limits(dir string) (guestlog.Limits, error) {
+	if _, err := os.Stat(filepath.Join(dir, project.ConfigFile)); err != nil {
+		return guestlog.DefaultLimits, nil
+	}
+	c, err := project.Load(dir)
+	if err != nil {
+		return guestlog.Limits{}, err
+	}
+	size, err := c.Logs.MaxSizeBytes()
+	if err != nil {
+		return guestlog.Limits{}, err
+	}
+	return guestlog.Limits{MaxSize: size, MaxFiles: c.Logs.MaxFiles}.OrDefault(), nil
+}

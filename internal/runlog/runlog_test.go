@@ -7,6 +7,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ukernel-dev/ukernel/internal/guestlog"
+	"github.com/ukernel-dev/ukernel/internal/project"
 )
 
 func writeRun(t *testing.T, events, console string) Run {
@@ -112,5 +115,20 @@ func TestFindNoRunsYet(t *testing.T) {
 	_, err = Find(t.TempDir(), "nope")
 	if err == nil || !strings.Contains(err.Error(), "no runs yet") {
 		t.Fatalf("unknown run: %v", err)
+	}
+}
+
+// A run's log bounds are its project's [logs], else guestlog's defaults (a run outside a project).
+func TestLimits(t *testing.T) {
+	if l, err := Limits(t.TempDir()); err != nil || l != guestlog.DefaultLimits {
+		t.Errorf("outside a project: %+v %v", l, err)
+	}
+	dir := t.TempDir()
+	cfg := "[project]\nname = \"app\"\nlanguage = \"shell\"\nentry = \"src/main.sh\"\n\n[env]\nbase = \"debian-12\"\n\n[logs]\nmax_size = \"1m\"\nmax_files = 3\n"
+	if err := os.WriteFile(filepath.Join(dir, project.ConfigFile), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if l, err := Limits(dir); err != nil || l.MaxSize != 1<<20 || l.MaxFiles != 3 {
+		t.Errorf("[logs] max_size 1m, max_files 3: %+v %v", l, err)
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -228,7 +227,7 @@ func runRun(ctx context.Context, o *Options) error {
 	if tpl != nil {
 		dir = tpl.dir // its logs and data volume live with the template
 	}
-	logs, err := logLimits(dir)
+	logs, err := runlog.Limits(dir)
 	if err != nil {
 		return fail(err)
 	}
@@ -300,23 +299,6 @@ func runRun(ctx context.Context, o *Options) error {
 		}
 	}
 	return ee
-}
-
-// logLimits are the bounds of the run's logs: the project's [logs], or guestlog's defaults
-// (also for an image run outside a project).
-func logLimits(dir string) (guestlog.Limits, error) {
-	if _, err := os.Stat(filepath.Join(dir, project.ConfigFile)); err != nil {
-		return guestlog.DefaultLimits, nil
-	}
-	c, err := project.Load(dir)
-	if err != nil {
-		return guestlog.Limits{}, err
-	}
-	size, err := c.Logs.MaxSizeBytes()
-	if err != nil {
-		return guestlog.Limits{}, err
-	}
-	return guestlog.Limits{MaxSize: size, MaxFiles: c.Logs.MaxFiles}.OrDefault(), nil
 }
 
 // MonitorOptions are the inputs of the monitor command: its request comes on IO.In.
