@@ -29,4 +29,10 @@ func TestNewCmdPerf(t *testing.T) {
 	if o, err := parse("--runs", "0"); cmdutil.ExitCode(err) != 2 || !strings.Contains(err.Error(), "--runs 0: expected at least 1") || o != nil {
 		t.Errorf("perf --runs 0: %v; want a usage error before running", err)
 	}
+	if o, err := parse("--template", "api", "--image", "a.img"); cmdutil.ExitCode(err) != 2 || !strings.Contains(err.Error(), "exclude each other") || o != nil {
+		t.Errorf("perf --template api --image a.img: %v; want a usage error before running", err)
+	}
+	if o, err := parse("--template", "api@r2"); err != nil || o.Template != "api@r2" {
+		t.Errorf("perf --template api@r2: %v %+v", err, o)
+	}
 }
