@@ -8,6 +8,7 @@ import (
 
 	"github.com/ukernel-dev/ukernel/internal/snapshot"
 	"github.com/ukernel-dev/ukernel/internal/template"
+	"github.com/ukernel-dev/ukernel/internal/templatebuild"
 	"github.com/ukernel-dev/ukernel/pkg/cmdutil"
 )
 
@@ -22,6 +23,9 @@ type Listed struct {
 	Snapshot  string             `json:"snapshot"` // none or present (of the current revision)
 	// SnapshotMeta is the current revision's snapshot.json, when it has one.
 	SnapshotMeta *snapshot.Meta `json:"snapshot_meta,omitempty"`
+	// SourceProblem says why the source cannot be built (moved, not a project); "" when it can
+	// or the template has none.
+	SourceProblem string `json:"source_problem,omitempty"`
 }
 
 // NewCmdList returns `template list`.
@@ -61,6 +65,11 @@ func listed(s *template.Store, spec template.Spec) (Listed, error) {
 		}
 	}
 	l.Snapshot, l.SnapshotMeta = snapshotOf(s, spec.Name, cur)
+	if spec.Source != "" {
+		if err := templatebuild.CheckSource(&spec); err != nil {
+			l.SourceProblem = err.Error()
+		}
+	}
 	return l, nil
 }
 
@@ -149,6 +158,9 @@ func infoRun(opts *InfoOptions) error {
 	src := spec.Source
 	if src == "" {
 		src = "none (pulled: it runs, it is not built here)"
+	}
+	if l.SourceProblem != "" {
+		src += " (" + l.SourceProblem + ")"
 	}
 	line("Source", "%s", src)
 	line("Role", "%s", roleName(spec.Role))

@@ -194,6 +194,16 @@ func TestCreateEditDelete(t *testing.T) {
 	if err := json.Unmarshal(e.out.Bytes(), &rows); err != nil || len(rows) != 1 || rows[0].Name != "shop-worker" || rows[0].Current != nil || rows[0].Snapshot != "none" {
 		t.Fatalf("list: %v %s", err, e.out)
 	}
+	// A source that moved is said so by info.
+	os.Rename(e.project, e.project+"-moved")
+	e.out.Reset()
+	if err := infoRun(&InfoOptions{Common: e.common, Name: "shop-worker"}); err != nil {
+		t.Fatal(err)
+	}
+	var info Listed
+	if err := json.Unmarshal(e.out.Bytes(), &info); err != nil || !strings.Contains(info.SourceProblem, "is gone") {
+		t.Fatalf("info of a template whose source moved: %v %s", err, e.out)
+	}
 	if err := infoRun(&InfoOptions{Common: e.common, Name: "shop-wroker"}); err == nil || !strings.Contains(err.Error(), "templates: shop-worker") {
 		t.Fatalf("info of an unknown template: %v", err)
 	}
