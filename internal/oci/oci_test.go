@@ -671,3 +671,39 @@ func FuzzParseRef(f *testing.F) {
 		}
 	})
 }
+
+// A pull cancelled mid-layer (Ctrl-C, --timeout) leaves nothing in the cache.
+func TestPullCancelledLeavesNothing(t *testing.T) {
+	img := testImage(t)
+	reg := newRegistry(t)
+	ref := reg.host() + "/cancel:v1"
+	res, err := Push(ctxT(t), img, ref, PushOptions{Options: Options{Insecure: true}, Cache: newCache(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newCache(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	o := Options{Insecure: true, Stall: time.Minute}
+	s, err := o.openRead(ctx, mustRef(t, ref))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ri, err := o.resolve(ctx, s, mustRef(t, ref))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The layer's download sends half its bytes, then nothing until the deadline.
+	reg.stallFor = time.Minute
+	reg.stall.Store(100)
+	err = o.fetchLayer(ctx, s, ri.image, func(r io.Reader) error { _, err := c.Put(r, ri.image.Revision); return err })
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("cancelled pull: %v", err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(c.Dir, "tmp", "*")); len(left) > 0 {
+		t.Errorf("left behind: %v", left)
+	}
+	if c.Has(res.Revision) {
+		t.Fatal("a cancelled pull stored the image")
+	}
+}

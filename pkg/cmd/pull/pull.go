@@ -46,8 +46,9 @@ type Output struct {
 func NewCmdPull(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command {
 	o := &Options{IO: f.IO, ProjectDir: f.ProjectDir}
 	cmd := &cobra.Command{
-		Use:   "pull REF",
-		Short: "Pull an image from an OCI registry, layout or archive",
+		Use:         "pull REF",
+		Annotations: map[string]string{cmdutil.InterruptibleAnnotation: "true"}, // every write is atomic: killed, it leaves nothing half-done
+		Short:       "Pull an image from an OCI registry, layout or archive",
 		Long: `Pull REF (host[:port]/repository[:tag|@sha256:...], oci-layout:DIR[:tag],
 oci-archive:FILE.tar[:tag]) into the cache. Every blob is checked against its digest as
 it streams and the image is checked as inspect checks it before it is kept; nothing is

@@ -45,8 +45,9 @@ const defaultKey = "-"
 func NewCmdPush(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command {
 	o := &Options{IO: f.IO, ProjectDir: f.ProjectDir}
 	cmd := &cobra.Command{
-		Use:   "push REF",
-		Short: "Push an image to an OCI registry, layout or archive",
+		Use:         "push REF",
+		Annotations: map[string]string{cmdutil.InterruptibleAnnotation: "true"}, // every write is atomic: killed, it leaves nothing half-done
+		Short:       "Push an image to an OCI registry, layout or archive",
 		Long: `Push the project's image (built first when out of date), --image IMG, or a template's
 revision (--template NAME[@REV]; the manifest records the template's name) to REF:
 host[:port]/repository[:tag] (default tag latest), oci-layout:DIR[:tag] or

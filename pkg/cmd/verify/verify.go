@@ -35,8 +35,9 @@ type Options struct {
 func NewCmdVerify(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command {
 	o := &Options{IO: f.IO, ProjectDir: f.ProjectDir}
 	cmd := &cobra.Command{
-		Use:   "verify REF|IMG",
-		Short: "Verify an image in a registry, layout or archive, or an image file, and say who signed it",
+		Use:         "verify REF|IMG",
+		Annotations: map[string]string{cmdutil.InterruptibleAnnotation: "true"}, // every write is atomic: killed, it leaves nothing half-done
+		Short:       "Verify an image in a registry, layout or archive, or an image file, and say who signed it",
 		Long: `Verify REF where it is, writing nothing: the manifest, its signatures under the trust
 policy, and every byte of its blobs against their digests. Given an image file (IMG, a
 path that exists), verify it as inspect does and, when it came from a pull, apply the
