@@ -134,7 +134,7 @@ func createRun(ctx context.Context, opts *CreateOptions) error {
 	for i, s := range specs {
 		names[i] = s.Name
 	}
-	opts.IO.Progress().Printf("Build it with: ukernel template build %s", strings.Join(names, " && ukernel template build "))
+	opts.IO.Progress().Printf("Build with: ukernel template build %s", strings.Join(names, " "))
 	return nil
 }
 
