@@ -238,7 +238,7 @@ func (o *Options) fetchLayer(ctx context.Context, s oras.ReadOnlyTarget, im Imag
 		return fmt.Errorf("layer %s: %w", layer.Digest, err)
 	}
 	if !o.Progress.TTY() && layer.Size >= 4<<20 {
-		o.Progress.Printf("Pulled %s (%s)", short(layer.Digest), humanSize(layer.Size))
+		o.Progress.Printf("Pulled %s (%s)", short(layer.Digest), cache.HumanSize(layer.Size))
 	}
 	return nil
 }

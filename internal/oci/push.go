@@ -232,7 +232,7 @@ func (o *Options) pushBlob(ctx context.Context, s content.Storage, desc ocispec.
 		return false, fmt.Errorf("push blob %s: %w", desc.Digest, err)
 	}
 	if !o.Progress.TTY() && desc.Size >= 4<<20 {
-		o.Progress.Printf("Pushed %s (%s)", short(desc.Digest), humanSize(desc.Size))
+		o.Progress.Printf("Pushed %s (%s)", short(desc.Digest), cache.HumanSize(desc.Size))
 	}
 	return true, nil
 }

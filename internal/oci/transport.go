@@ -24,6 +24,7 @@ import (
 	"oras.land/oras-go/v2/registry/remote/errcode"
 	"oras.land/oras-go/v2/registry/remote/retry"
 
+	"github.com/ukernel-dev/ukernel/internal/cache"
 	"github.com/ukernel-dev/ukernel/internal/progress"
 	"github.com/ukernel-dev/ukernel/internal/userconfig"
 )
@@ -290,25 +291,13 @@ func bar(done, total int64) string {
 	if total > 0 {
 		n = int(min(max(done*width/total, 0), width))
 	}
-	return fmt.Sprintf("[%s%s] %s/%s", strings.Repeat("#", n), strings.Repeat(" ", width-n), humanSize(done), humanSize(total))
+	return fmt.Sprintf("[%s%s] %s/%s", strings.Repeat("#", n), strings.Repeat(" ", width-n), cache.HumanSize(done), cache.HumanSize(total))
 }
 
 func (p *progressReader) end() {
 	if p.w.TTY() {
 		p.w.Bar("")
 	}
-}
-
-func humanSize(n int64) string {
-	switch {
-	case n >= 1e9:
-		return fmt.Sprintf("%.1f GB", float64(n)/1e9)
-	case n >= 1e6:
-		return fmt.Sprintf("%.1f MB", float64(n)/1e6)
-	case n >= 1e3:
-		return fmt.Sprintf("%.1f kB", float64(n)/1e3)
-	}
-	return fmt.Sprintf("%d B", n)
 }
 
 // explain adds what to do to the errors a user can fix: missing or refused credentials, a
