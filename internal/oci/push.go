@@ -108,7 +108,7 @@ func push(ctx context.Context, path string, ref Ref, o PushOptions) (PushResult,
 }
 
 // prepare checks the image and returns its description and its compressed layer, from the cache
-// when an earlier push or pull compressed it. An image is checked as inspect checks it before it
+// when an earlier push compressed it. An image is checked as inspect checks it before it
 // is compressed; one whose layer is cached was checked then (same digest, same bytes).
 func prepare(path string, c *cache.Cache, template string) (ImageInfo, ocispec.Descriptor, string, error) {
 	im, err := image.Open(path)
