@@ -193,6 +193,7 @@ func pull(ctx context.Context, ref Ref, o PullOptions) (PullResult, error) {
 		moved = true
 	}
 	res.Blobs = append(res.Blobs, Blob{MediaType: layer.MediaType, Digest: layer.Digest, Size: layer.Size, Moved: moved})
+	recordSeen(o.Cache, ref, layer.Digest)
 	res.Path = o.Cache.BlobPath(im.Revision)
 	if err := checkImage(res.Path, config); err != nil {
 		os.Remove(res.Path)

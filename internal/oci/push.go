@@ -88,9 +88,12 @@ func push(ctx context.Context, path string, ref Ref, o PushOptions) (PushResult,
 		{built.Config, func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(info.Raw)), nil }},
 		{built.Layer, func() (io.ReadCloser, error) { return os.Open(layerPath) }},
 	} {
-		moved, err := o.pushBlob(ctx, s, b.desc, b.open)
+		moved, err := o.pushBlob(ctx, s, b.desc, b.open, seenIn(o.Cache, ref, b.desc.Digest))
 		if err != nil {
 			return res, err
+		}
+		if b.desc.Digest == built.Layer.Digest {
+			recordSeen(o.Cache, ref, b.desc.Digest)
 		}
 		res.Blobs = append(res.Blobs, Blob{MediaType: b.desc.MediaType, Digest: b.desc.Digest, Size: b.desc.Size, Moved: moved})
 	}
@@ -200,7 +203,9 @@ func newEncoder(w io.Writer) (*zstd.Encoder, error) {
 }
 
 // pushBlob pushes one blob unless the destination has it; it reports whether it moved bytes.
-func (o *Options) pushBlob(ctx context.Context, s content.Storage, desc ocispec.Descriptor, open func() (io.ReadCloser, error)) (bool, error) {
+// from, when set, is another repository of the same registry known to hold the blob: it is
+// mounted from there (no bytes sent) where the registry allows, else sent.
+func (o *Options) pushBlob(ctx context.Context, s content.Storage, desc ocispec.Descriptor, open func() (io.ReadCloser, error), from string) (bool, error) {
 	ok, err := s.Exists(ctx, desc)
 	if err != nil {
 		return false, fmt.Errorf("blob %s: %w", desc.Digest, err)
@@ -209,17 +214,40 @@ func (o *Options) pushBlob(ctx context.Context, s content.Storage, desc ocispec.
 		o.logger().Debug("blob already there", "digest", desc.Digest)
 		return false, nil
 	}
+	moved := true
 	err = withRetry(ctx, o.logger(), desc.Digest.String(), func() error {
-		rc, err := open()
-		if err != nil {
-			return err
+		sctx, cancel := context.WithCancelCause(ctx)
+		defer cancel(nil)
+		var st *stallReader
+		defer func() {
+			if st != nil {
+				st.timer.Stop()
+			}
+		}()
+		body := func() (io.ReadCloser, error) {
+			rc, err := open()
+			if err != nil {
+				return nil, err
+			}
+			st = &stallReader{r: rc, d: o.stall(), cancel: cancel}
+			st.timer = newStallTimer(st)
+			pr := &progressReader{r: st, w: o.Progress, label: "Pushing " + short(desc.Digest), total: desc.Size}
+			return struct {
+				io.Reader
+				io.Closer
+			}{pr, closerFunc(func() error { pr.end(); return rc.Close() })}, nil
 		}
-		defer rc.Close()
-		st, sctx := newStallReader(ctx, rc, o.stall())
-		defer st.stop()
-		pr := &progressReader{r: st, w: o.Progress, label: "Pushing " + short(desc.Digest), total: desc.Size}
-		defer pr.end()
-		err = s.Push(sctx, desc, pr)
+		if m, isM := s.(registry.Mounter); isM && from != "" {
+			sent := false
+			err = m.Mount(sctx, desc, from, func() (io.ReadCloser, error) { sent = true; return body() })
+			moved = sent
+		} else {
+			var r io.ReadCloser
+			if r, err = body(); err == nil {
+				err = s.Push(sctx, desc, r)
+				r.Close()
+			}
+		}
 		if errors.Is(err, errdef.ErrAlreadyExists) {
 			return nil
 		}
@@ -231,10 +259,41 @@ func (o *Options) pushBlob(ctx context.Context, s content.Storage, desc ocispec.
 	if err != nil {
 		return false, fmt.Errorf("push blob %s: %w", desc.Digest, err)
 	}
-	if !o.Progress.TTY() && desc.Size >= 4<<20 {
+	if moved && !o.Progress.TTY() && desc.Size >= 4<<20 {
 		o.Progress.Printf("Pushed %s (%s)", short(desc.Digest), cache.HumanSize(desc.Size))
 	}
-	return true, nil
+	if !moved {
+		o.logger().Debug("blob mounted", "digest", desc.Digest, "from", from)
+	}
+	return moved, nil
+}
+
+type closerFunc func() error
+
+func (f closerFunc) Close() error { return f() }
+
+// seenState names where a layer was last pushed to or pulled from on a registry.
+func seenState(host string, d digest.Digest) string {
+	return "oci/seen/" + cache.EntryName(host) + "/" + d.Encoded()
+}
+
+// seenIn returns a repository of host that held blob d at the last push or pull, "" if none.
+func seenIn(c *cache.Cache, ref Ref, d digest.Digest) string {
+	if c == nil || ref.Kind != KindRegistry {
+		return ""
+	}
+	b, err := c.ReadState(seenState(ref.Reg.Registry, d))
+	if err != nil || string(b) == ref.Reg.Repository {
+		return ""
+	}
+	return string(b)
+}
+
+// recordSeen remembers that ref's repository holds blob d (best effort: it only saves a send).
+func recordSeen(c *cache.Cache, ref Ref, d digest.Digest) {
+	if c != nil && ref.Kind == KindRegistry {
+		_ = c.WriteState(seenState(ref.Reg.Registry, d), []byte(ref.Reg.Repository))
+	}
 }
 
 func (o *Options) stall() time.Duration {

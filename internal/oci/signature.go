@@ -57,7 +57,7 @@ func (o *Options) pushSignature(ctx context.Context, s oras.GraphTarget, subject
 	}{{ocispec.DescriptorEmptyJSON, ocispec.DescriptorEmptyJSON.Data}, {layer, sig}} {
 		d := blob.d
 		d.Data = nil
-		if _, err := o.pushBlob(ctx, s, d, readCloser(blob.b)); err != nil {
+		if _, err := o.pushBlob(ctx, s, d, readCloser(blob.b), ""); err != nil {
 			return Blob{}, err
 		}
 	}

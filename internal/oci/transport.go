@@ -241,13 +241,6 @@ type stallReader struct {
 	cancel context.CancelCauseFunc
 }
 
-func newStallReader(ctx context.Context, r io.Reader, d time.Duration) (*stallReader, context.Context) {
-	ctx, cancel := context.WithCancelCause(ctx)
-	s := &stallReader{r: r, d: d, cancel: cancel}
-	s.timer = newStallTimer(s)
-	return s, ctx
-}
-
 func newStallTimer(s *stallReader) *time.Timer {
 	return time.AfterFunc(s.d, func() { s.cancel(fmt.Errorf("%w for %s", errStalled, s.d)) })
 }
@@ -260,10 +253,6 @@ func (s *stallReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (s *stallReader) stop() {
-	s.timer.Stop()
-	s.cancel(nil)
-}
 
 // progressReader draws a blob's bar on a terminal and a line when a large one ends elsewhere.
 type progressReader struct {

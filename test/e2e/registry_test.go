@@ -255,7 +255,11 @@ func TestRegistryPushPullSigned(t *testing.T) {
 	}
 	// Unsigned, under bob's policy: refused.
 	unsigned := reg.host + "/team/unsigned:v1"
-	mustUKEnv(t, work, 5*time.Minute, alice, "push", unsigned, "--image", img, "--insecure")
+	// Another repository of the same registry: the layer is mounted from the first, not sent.
+	mounted := decode[pushOut](t, mustUKEnv(t, work, 5*time.Minute, alice, "--json", "push", unsigned, "--image", img, "--insecure").stdout)
+	if mounted.Blobs[1].Moved {
+		t.Errorf("the layer was sent again to another repository of the same registry: %+v", mounted)
+	}
 	if r := ukEnv(t, work, 5*time.Minute, bob, "pull", unsigned, "--insecure"); r.code != 1 || !strings.Contains(r.stderr, "not signed") || !strings.Contains(r.stderr, first.Digest) {
 		t.Fatalf("unsigned pull under the policy: exit %d\n%s", r.code, r.stderr)
 	}
