@@ -253,7 +253,6 @@ func (s *stallReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-
 // progressReader draws a blob's bar on a terminal and a line when a large one ends elsewhere.
 type progressReader struct {
 	r     io.Reader
