@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -61,9 +62,9 @@ func TestDeployOverSSH(t *testing.T) {
 	secret := filepath.Join(t.TempDir(), "token")
 	const secretValue = "s3cr3t-value-that-must-stay-in-memory"
 	writeFile(t, secret, secretValue)
-	deploy := func(wantCode int) (deployResult, result) {
+	deploy := func(wantCode int, extra ...string) (deployResult, result) {
 		t.Helper()
-		args := append([]string{"--json", "deploy"}, hostArgs...)
+		args := append(append([]string{"--json", "deploy"}, hostArgs...), extra...)
 		args = append(args, "--publish", fmt.Sprintf("%d:8080", port), "-e", "GREETING=hello", "--secret", "api_token=@"+secret,
 			"--health-timeout", "4m")
 		r := uk(t, dir, 20*time.Minute, args...)
@@ -136,11 +137,24 @@ func TestDeployOverSSH(t *testing.T) {
 		t.Fatalf("GET / after the redeploy = %q; want v2", b)
 	}
 
-	// 3. A revision whose health check fails: deploy fails and v2 is back.
+	// 3. A revision whose health check fails. With --no-rollback it stays for debugging;
+	// deploy rollback puts v2 back by hand.
 	setVersion("v3", "/not-the-health-path")
 	mustUK(t, dir, 15*time.Minute, "pack")
-	r3, res3 := deploy(1)
-	if r3.Status != "rolled-back" || !strings.Contains(r3.Error, "health check main") || r3.Previous != r2.Digest {
+	r3, res3 := deploy(1, "--no-rollback")
+	if r3.Status != "failed" || !strings.Contains(r3.Error, "health check main") || r3.Image != "sent" {
+		t.Fatalf("broken deploy with --no-rollback: %+v\nstderr:\n%s", r3, res3.stderr)
+	}
+	if b := body(); b != "v3 hello\n" {
+		t.Fatalf("GET / after --no-rollback = %q; want v3 still running", b)
+	}
+	mustUK(t, dir, 10*time.Minute, append([]string{"deploy", "rollback", "--health-timeout", "4m"}, hostArgs...)...)
+	if b := body(); b != "v2 hello\n" {
+		t.Fatalf("GET / after deploy rollback = %q; want v2", b)
+	}
+	// Without --no-rollback deploy puts v2 back itself (and the host has v3's image).
+	r3, res3 = deploy(1)
+	if r3.Status != "rolled-back" || !strings.Contains(r3.Error, "health check main") || r3.Previous != r2.Digest || r3.SentBytes != 0 {
 		t.Fatalf("broken deploy: %+v\nstderr:\n%s", r3, res3.stderr)
 	}
 	if b := body(); b != "v2 hello\n" {
@@ -180,6 +194,38 @@ func TestDeployOverSSH(t *testing.T) {
 	if _, err := os.Stat(remoteUK); err != nil {
 		t.Errorf("the remote ukernel: %v", err)
 	}
+	// Refusals, through the command: a changed host key (the fingerprint shown, nothing done)
+	// and a host that accepts connections but never speaks SSH (named, within its deadline).
+	other := filepath.Join(t.TempDir(), "other")
+	testenv.Keygen(t, other)
+	changed := filepath.Join(t.TempDir(), "known_hosts")
+	writeFile(t, changed, testenv.KnownHostsLine(t, sshd.Port, other+".pub"))
+	bad := uk(t, dir, time.Minute, "deploy", "--host", sshd.Target, "--ssh-config", sshd.Config, "--identity", sshd.ClientKey,
+		"--known-hosts", changed, "--accept-new-host-key", "--image", img)
+	if bad.code != 1 || !strings.Contains(bad.stderr, "CHANGED") || !strings.Contains(bad.stderr, sshd.HostKeyFingerprint) {
+		t.Errorf("changed host key: exit %d\n%s", bad.code, bad.stderr)
+	}
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	go func() {
+		for {
+			c, err := silent.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	start := time.Now()
+	bad = uk(t, dir, time.Minute, "deploy", "--host", silent.Addr().String(), "--ssh-config", sshd.Config, "--known-hosts", sshd.KnownHosts,
+		"--connect-timeout", "3s", "--image", img)
+	if took := time.Since(start); bad.code != 1 || !strings.Contains(bad.stderr, silent.Addr().String()) || took > 20*time.Second {
+		t.Errorf("silent listener: exit %d after %s (connect timeout 3s)\n%s", bad.code, took, bad.stderr)
+	}
+
 	mustUK(t, dir, 2*time.Minute, append([]string{"deploy", "stop"}, hostArgs...)...)
 	noQEMULeft(t, remoteRun)
 	if _, err := (&http.Client{Timeout: 2 * time.Second}).Get(fmt.Sprintf("http://127.0.0.1:%d/", port)); err == nil {
