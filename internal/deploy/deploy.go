@@ -190,7 +190,7 @@ func deployHost(ctx context.Context, o Options, t Target, name, digest string, r
 	if o.NoRollback || prep.App == nil || prep.App.Current == nil {
 		return actErr
 	}
-	o.progress("%s: %v; rolling back to sha256:%s", t, actErr, prep.App.Current.Digest[:12])
+	o.progress("%v; rolling back to sha256:%s", actErr, prep.App.Current.Digest[:12])
 	var back App
 	if err := h.agent(ctx, agentTimeout, OpRollback, NameRequest{Name: name}, &back); err != nil {
 		return fmt.Errorf("%w; the rollback failed too: %v", actErr, err)

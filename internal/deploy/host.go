@@ -22,6 +22,7 @@ import (
 
 	"github.com/ukernel-dev/ukernel/internal/abi"
 	"github.com/ukernel-dev/ukernel/internal/atomicfile"
+	"github.com/ukernel-dev/ukernel/internal/filelock"
 	"github.com/ukernel-dev/ukernel/internal/image"
 	"github.com/ukernel-dev/ukernel/internal/oci"
 	"github.com/ukernel-dev/ukernel/internal/project"
@@ -174,8 +175,7 @@ func runDir() (string, error) {
 	cands = append(cands, fmt.Sprintf("/dev/shm/ukernel-deploy-%d", os.Getuid()))
 	var tried []string
 	for _, c := range cands {
-		var st syscall.Statfs_t
-		if err := syscall.Statfs(filepath.Dir(c), &st); err != nil || (st.Type != tmpfsMagic && st.Type != ramfsMagic) {
+		if !isTmpfs(filepath.Dir(c)) {
 			tried = append(tried, filepath.Dir(c))
 			continue
 		}
@@ -234,9 +234,18 @@ func RunAgent(ctx context.Context, exe, op string, args []string, stdin io.Reade
 		}
 	case OpActivate:
 		var req Activate
-		if err = decode(stdin, &req); err == nil {
-			answer, err = a.activate(ctx, req)
+		if err = decode(stdin, &req); err != nil {
+			break
 		}
+		if err = runstate.ValidateName(req.Name); err != nil {
+			break
+		}
+		var release func()
+		if release, err = a.lockApp(ctx, req.Name, op); err != nil {
+			break
+		}
+		defer release()
+		answer, err = a.activate(ctx, req)
 	case OpRollback, OpStop, OpStatus:
 		var req NameRequest
 		if err = decode(stdin, &req); err != nil {
@@ -245,6 +254,11 @@ func RunAgent(ctx context.Context, exe, op string, args []string, stdin io.Reade
 		if err = runstate.ValidateName(req.Name); err != nil {
 			break
 		}
+		var release func()
+		if release, err = a.lockApp(ctx, req.Name, op); err != nil {
+			break
+		}
+		defer release()
 		switch op {
 		case OpRollback:
 			answer, err = a.rollback(ctx, req.Name)
@@ -260,6 +274,12 @@ func RunAgent(ctx context.Context, exe, op string, args []string, stdin io.Reade
 		return err
 	}
 	return json.NewEncoder(stdout).Encode(answer)
+}
+
+// lockApp serialises the operations that change a deployment on the host: two deploys of one
+// name never stop and start its guest at once.
+func (a *Agent) lockApp(ctx context.Context, name, op string) (func(), error) {
+	return filelock.Acquire(ctx, filepath.Join(a.dirs.appDir(name), ".lock"), "ukernel deploy ("+op+")", 2*time.Minute, nil)
 }
 
 func decode(r io.Reader, v any) error {
@@ -710,4 +730,9 @@ func unitEnv() map[string]string {
 		}
 	}
 	return env
+}
+
+func isTmpfs(dir string) bool {
+	var st syscall.Statfs_t
+	return syscall.Statfs(dir, &st) == nil && (st.Type == tmpfsMagic || st.Type == ramfsMagic)
 }

@@ -1,0 +1,86 @@
+package deploy
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func testAgent(t *testing.T) *Agent {
+	t.Helper()
+	return &Agent{Exe: "/bin/true", dirs: hostDirs{State: t.TempDir(), Run: t.TempDir()}}
+}
+
+// TestPutImage: the host keeps an image only when its bytes hash to the digest deploy named,
+// and refuses one changed since.
+func TestPutImage(t *testing.T) {
+	a := testAgent(t)
+	os.MkdirAll(filepath.Join(a.dirs.State, "images"), 0o700)
+	data := []byte("an image's bytes")
+	sum := sha256.Sum256(data)
+	digest := hex.EncodeToString(sum[:])
+	other := strings.Repeat("0", 64)
+	if _, err := a.putImage(other, strings.NewReader(string(data))); err == nil || !strings.Contains(err.Error(), "nothing stored") {
+		t.Errorf("bytes of another digest: %v", err)
+	}
+	if left, _ := os.ReadDir(filepath.Join(a.dirs.State, "images")); len(left) != 0 {
+		t.Errorf("a refused image left %v", left)
+	}
+	put, err := a.putImage(digest, strings.NewReader(string(data)))
+	if err != nil || put.Bytes != int64(len(data)) {
+		t.Fatalf("putImage: %+v, %v", put, err)
+	}
+	if _, err := a.verifyImage(digest); err != nil {
+		t.Errorf("verify the stored image: %v", err)
+	}
+	p := a.dirs.image(digest)
+	os.Chmod(p, 0o644)
+	os.WriteFile(p, []byte("changed on the host"), 0o644)
+	if _, err := a.verifyImage(digest); err == nil || !strings.Contains(err.Error(), "changed on the host") {
+		t.Errorf("a changed image: %v", err)
+	}
+	if _, err := a.putImage("../x", strings.NewReader("")); err == nil {
+		t.Error("a digest that is a path was accepted")
+	}
+}
+
+// TestRunSettingsOnTmpfs: the environment and secrets land in 0600 files in a 0700 directory
+// on tmpfs; a runtime directory that is not tmpfs is passed over.
+func TestRunSettingsOnTmpfs(t *testing.T) {
+	shm, err := os.MkdirTemp("/dev/shm", "ukd-test-")
+	if err != nil {
+		t.Skip("no /dev/shm")
+	}
+	defer os.RemoveAll(shm)
+	t.Setenv("XDG_RUNTIME_DIR", shm)
+	d, err := runDir()
+	if err != nil || d != filepath.Join(shm, "ukernel-deploy") {
+		t.Fatalf("runDir with a tmpfs XDG_RUNTIME_DIR: %q, %v", d, err)
+	}
+	disk := t.TempDir() // the test machine's /tmp is on disk; skip the check where it is not
+	if isTmpfs(disk) {
+		t.Logf("%s is tmpfs here: the disk case is not checked", disk)
+	} else {
+		t.Setenv("XDG_RUNTIME_DIR", disk)
+		if d, err := runDir(); err == nil && strings.HasPrefix(d, disk) {
+			t.Errorf("runDir used %s, which is not tmpfs", d)
+		}
+	}
+	a := &Agent{dirs: hostDirs{Run: filepath.Join(shm, "ukernel-deploy")}}
+	rev := &Revision{ID: "r1"}
+	if err := a.writeRunSettings("web", rev, map[string]string{"PORT": "8080"}, map[string][]byte{"db_password": []byte("pw")}); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"env", "secrets/db_password"} {
+		fi, err := os.Stat(filepath.Join(a.dirs.revDir("web", "r1"), f))
+		if err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: %v, %v; want 0600", f, fi.Mode(), err)
+		}
+	}
+	if b, _ := os.ReadFile(filepath.Join(a.dirs.revDir("web", "r1"), "env")); string(b) != "PORT=8080\n" {
+		t.Errorf("env file: %q", b)
+	}
+}
