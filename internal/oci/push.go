@@ -36,7 +36,7 @@ type Blob struct {
 	MediaType string        `json:"media_type"`
 	Digest    digest.Digest `json:"digest"`
 	Size      int64         `json:"size"`
-	Moved     bool          `json:"transferred"` // false: the destination (or cache) already had it
+	Moved     bool          `json:"transferred"` // false: already there (or in the cache), or mounted from another repository
 }
 
 // PushResult is what a push did.
