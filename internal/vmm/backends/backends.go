@@ -35,6 +35,16 @@ type Entry struct {
 	// (a tap device exists, a published port is free).
 	CheckNet func(vmm.Net) error
 	New      func(*slog.Logger) vmm.Backend
+	// Helpers are optional programs it uses when present, which doctor reports.
+	Helpers []Helper
+}
+
+// Helper is an optional program a backend uses, as doctor reports it.
+type Helper struct {
+	Binary  string
+	Install string // how to get it
+	Found   string // what it is used for
+	Missing string // what happens without it
 }
 
 // Capabilities is what the backend can do (its vmm.Backend's answer).
@@ -45,7 +55,10 @@ func (e Entry) Capabilities() vmm.Capabilities { return e.New(nil).Capabilities(
 // is missing.
 var registry = []Entry{
 	{Name: firecracker.Name, Title: "Firecracker", Binary: firecracker.Binary, Install: firecracker.Install,
-		CheckNet: firecracker.CheckNet, New: func(l *slog.Logger) vmm.Backend { return firecracker.New(l) }},
+		CheckNet: firecracker.CheckNet, New: func(l *slog.Logger) vmm.Backend { return firecracker.New(l) },
+		Helpers: []Helper{{Binary: firecracker.JailerBinary, Install: "the jailer ships in the same Firecracker release archive",
+			Found:   "used when ukernel runs as root: chroot, uid/gid, cgroup, network namespace",
+			Missing: "optional: without it, firecracker runs unconfined"}}},
 	{Name: qemu.Name, Title: "QEMU", Binary: vmm.QEMUBinary, Install: qemu.Install,
 		CheckNet: qemu.CheckNet, New: func(l *slog.Logger) vmm.Backend { return qemu.New(l) }},
 }

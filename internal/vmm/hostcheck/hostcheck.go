@@ -18,7 +18,6 @@ import (
 	"github.com/ukernel-dev/ukernel/internal/hosttool"
 	"github.com/ukernel-dev/ukernel/internal/vmm"
 	"github.com/ukernel-dev/ukernel/internal/vmm/backends"
-	"github.com/ukernel-dev/ukernel/internal/vmm/firecracker"
 	"github.com/ukernel-dev/ukernel/internal/vmm/kvmprobe"
 )
 
@@ -71,11 +70,16 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	}
 	qemu := tools[vmm.QEMUBinary] // the KVM probe boots with it, and TCG is QEMU's
 	kvmFact := vmm.Avail{Why: kvmprobe.Device()}
-	jailer := hosttool.Find(ctx, firecracker.JailerBinary, "tool", []string{"--version"}, "the jailer ships in the same Firecracker release archive")
-	if jailer.Found {
-		jailer.Why = "used when ukernel runs as root: chroot, uid/gid, cgroup, network namespace"
-	} else {
-		jailer.Why = "optional: without it, firecracker runs unconfined"
+	var helpers []Check
+	for _, e := range backends.All() {
+		for _, h := range e.Helpers {
+			c := hosttool.Find(ctx, h.Binary, "tool", []string{"--version"}, h.Install)
+			c.Why = h.Missing
+			if c.Found {
+				c.Why = h.Found
+			}
+			helpers = append(helpers, c)
+		}
 	}
 
 	kvm := Check{Name: "kvm", Kind: "accelerator"}
@@ -135,7 +139,8 @@ func Run(ctx context.Context, o Options) (Report, error) {
 		}
 		r.Checks = append(r.Checks, c)
 	}
-	r.Checks = append(r.Checks, jailer, kvm, tcg)
+	r.Checks = append(r.Checks, helpers...)
+	r.Checks = append(r.Checks, kvm, tcg)
 
 	tun := Check{Name: "tap", Kind: "host", Install: "ip tuntap add dev tap0 mode tap user $USER && ip link set tap0 up (iproute2; needs root once)"}
 	if t, err := os.OpenFile("/dev/net/tun", os.O_RDWR, 0); err == nil {
