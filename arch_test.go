@@ -69,6 +69,9 @@ func TestImportRules(t *testing.T) {
 				p == "internal/vmm/launch" || p == "internal/vmm/backends" || p == "internal/vmm/hostcheck") {
 				t.Errorf("backend %s imports %s: a backend imports vmm, never launch, the registry or another backend", pkg, p)
 			}
+			if slices.Contains(backends, p) && pkg != "internal/vmm/backends" && !strings.HasPrefix(pkg, "bench/") {
+				t.Errorf("%s imports the backend %s: everything but the registry (and benches) reaches backends through internal/vmm/backends", pkg, p)
+			}
 		}
 	}
 }
