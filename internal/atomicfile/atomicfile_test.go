@@ -128,3 +128,34 @@ func TestPlantedLinkNotWrittenThrough(t *testing.T) {
 		t.Errorf("path is %v %v, want a regular file", fi, err)
 	}
 }
+
+// TestPublishAndRename: a file a tool wrote is published under its path, a tree moved whole; the
+// old names are gone.
+func TestPublishAndRename(t *testing.T) {
+	dir := t.TempDir()
+	tmp := filepath.Join(dir, ".bin.tmp")
+	if err := os.WriteFile(tmp, []byte("built"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "sub", "bin")
+	os.MkdirAll(filepath.Dir(out), 0o755)
+	if err := Publish(tmp, out); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(out); err != nil || string(b) != "built" {
+		t.Errorf("published %q, %v", b, err)
+	}
+	if _, err := os.Stat(tmp); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the temporary name is left: %v", err)
+	}
+	tree := filepath.Join(dir, "tree")
+	if err := Rename(filepath.Join(dir, "sub"), tree); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(tree, "bin")); err != nil {
+		t.Errorf("the tree did not move whole: %v", err)
+	}
+	if err := Rename(filepath.Join(dir, "missing"), tree); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("renaming nothing: %v, want ErrNotExist (callers test for it)", err)
+	}
+}
