@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/ukernel-dev/ukernel/internal/abi"
+	"github.com/ukernel-dev/ukernel/internal/atomicfile"
 	"github.com/ukernel-dev/ukernel/internal/runlog"
 	"github.com/ukernel-dev/ukernel/internal/runstate"
 	"github.com/ukernel-dev/ukernel/internal/snapshot"
@@ -130,10 +131,7 @@ func fingerprint(ctx context.Context, backend vmm.Backend, spec vmm.Spec, boot *
 // (the guest read its config when the snapshot booted; the run's secrets go over the control
 // channel, never to disk) and the guest's own copy of the snapshot's data volume.
 func applyRestore(p *restorePlan, spec *vmm.Spec, configDrive, projectDir, name string, run runlog.Run) error {
-	if err := os.WriteFile(configDrive, nil, 0o600); err != nil {
-		return err
-	}
-	if err := os.Truncate(configDrive, p.meta.ConfigSize); err != nil {
+	if err := atomicfile.Write(configDrive, 0o600, func(f *os.File) error { return f.Truncate(p.meta.ConfigSize) }); err != nil {
 		return err
 	}
 	if !p.meta.Has(snapshot.DataFile) {
