@@ -37,9 +37,9 @@ const (
 
 // Span names of a restore (host side).
 const (
-	SpanRestoreResume = "restore.resume" // the loaded guest told to run
-	SpanRestoreReseed = "restore.reseed" // the restore message sent until the guest reported reseeded
-	SpanRestoreData   = "restore.data"   // the copy of the snapshot's data volume
+	SpanRestoreResume = trace.SpanRestore + "resume" // the loaded guest told to run
+	SpanRestoreReseed = trace.SpanRestore + "reseed" // the restore message sent until the guest reported reseeded
+	SpanRestoreData   = trace.SpanRestore + "data"   // the copy of the snapshot's data volume
 )
 
 // ReseedTimeout bounds the wait for a restored guest to take its restore message.
