@@ -1,7 +1,10 @@
 package ukernel
 
 import (
+	"io/fs"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -73,5 +76,42 @@ func TestImportRules(t *testing.T) {
 				t.Errorf("%s imports the backend %s: everything but the registry (and benches) reaches backends through internal/vmm/backends", pkg, p)
 			}
 		}
+	}
+}
+
+// TestOneHome: what has one home is not computed elsewhere in the module's code (tests and test
+// data aside): renames publish through internal/atomicfile, and only internal/cache says where
+// the cache lives (internal/testenv keeps the tests' own kernel cache).
+func TestOneHome(t *testing.T) {
+	rules := []struct {
+		needle, home, why string
+	}{
+		{"os.Rename(", "internal/atomicfile/", "publish through internal/atomicfile (WriteFile, Write, Publish, Rename, Move)"},
+		{"os.UserCacheDir(", "internal/cache/", "the cache's place is cache.DefaultDir"},
+		{`Getenv("XDG_CACHE_HOME")`, "internal/cache/", "the cache's place is cache.DefaultDir"},
+	}
+	err := filepath.WalkDir(".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (d.Name() == "testdata" || strings.HasPrefix(d.Name(), ".")) && p != "." {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !strings.HasSuffix(p, ".go") || strings.HasSuffix(p, "_test.go") || strings.HasPrefix(p, "internal/testenv/") {
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		for _, r := range rules {
+			if strings.Contains(string(b), r.needle) && !strings.HasPrefix(p, r.home) {
+				t.Errorf("%s calls %s: %s", p, r.needle, r.why)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
