@@ -187,9 +187,12 @@ type VM struct {
 	Handle
 	// Output is where the guest's output channel connects (nil without Spec.OutputSocket).
 	// The VMM connects once; whoever accepts owns the channel.
-	Output  net.Listener
-	done    chan struct{}
-	waitErr error
+	Output net.Listener
+	// LoadStart is when the backend began loading a saved state (Spec.Incoming), once its VMM
+	// was up; zero for a boot. Start returned when the state was loaded.
+	LoadStart time.Time
+	done      chan struct{}
+	waitErr   error
 }
 
 // ListenOutput listens on the unix socket path for a guest's output channel, replacing a stale

@@ -351,6 +351,7 @@ func (b *Backend) Start(ctx context.Context, spec vmm.Spec) (*vmm.VM, error) {
 	configure := func() error { return Configure(cctx, client, cfg) }
 	if spec.Incoming != "" && spec.Memory != nil {
 		configure = func() error {
+			vm.LoadStart = time.Now()
 			return RestoreSequence(cctx, client, cfg, path(spec.Incoming), path(spec.Memory.Path))
 		}
 	}

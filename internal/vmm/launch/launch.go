@@ -299,9 +299,13 @@ func start(ctx context.Context, o Options, boot *bootfiles.Boot, name string, ne
 			vm.Output.Close()
 		}
 	}
-	if err := trace.Append(filepath.Join(run.Dir, trace.RunSpansFile), trace.NewSpan(trace.SpanVMMStart, spawned, time.Now(),
+	up := time.Now()
+	if err := trace.Append(filepath.Join(run.Dir, trace.RunSpansFile), trace.NewSpan(trace.SpanVMMStart, spawned, up,
 		"backend", string(backend.Name()), "accel", accel.Accel, "pid", fmt.Sprint(vm.Handle.PID))); err != nil {
 		log.Debug("record span", "err", err)
+	}
+	if !vm.LoadStart.IsZero() {
+		recordSpan(run, trace.NewSpan(SpanRestoreLoad, vm.LoadStart, up))
 	}
 	var ports []string
 	for _, p := range netw.Publish {

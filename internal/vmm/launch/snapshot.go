@@ -37,6 +37,7 @@ const (
 
 // Span names of a restore (host side).
 const (
+	SpanRestoreLoad   = trace.SpanRestore + "load"   // the VMM loading the saved state (within vmm.start)
 	SpanRestoreResume = trace.SpanRestore + "resume" // the loaded guest told to run
 	SpanRestoreReseed = trace.SpanRestore + "reseed" // the restore message sent until the guest reported reseeded
 	SpanRestoreData   = trace.SpanRestore + "data"   // the copy of the snapshot's data volume

@@ -384,6 +384,7 @@ func (b *Backend) Start(ctx context.Context, spec vmm.Spec) (*vmm.VM, error) {
 		err = b.awaitReady(ctx, vm, spec, logPath)
 	}
 	if err == nil && spec.Incoming != "" {
+		vm.LoadStart = time.Now()
 		err = loadState(ctx, vm, spec.APISocket, spec.Incoming, logPath)
 	}
 	if err != nil {
