@@ -229,7 +229,7 @@ func (s *execSession) run(payload []byte) {
 	p, err := in.sup.Start(spec)
 	if err != nil {
 		code := 126
-		if strings.Contains(err.Error(), "not found") || errors.Is(err, syscall.ENOENT) {
+		if errors.Is(err, errNotFound) || errors.Is(err, syscall.ENOENT) {
 			code = 127
 		}
 		s.refuse(code, "%v", err)

@@ -149,6 +149,9 @@ func dirInRoot(root, dir string) error {
 	return unix.Close(fd)
 }
 
+// errNotFound is a command name lookPath finds nowhere (exec answers 127, as a shell does).
+var errNotFound = errors.New("not found")
+
 // lookPath resolves a command name the way a shell would, but inside root.
 func lookPath(root, name string, env []string) (string, error) {
 	if name == "" {
@@ -172,7 +175,7 @@ func lookPath(root, name string, env []string) (string, error) {
 			return p, nil
 		}
 	}
-	return "", fmt.Errorf("%s: not found in PATH %s of the root filesystem", name, pathVar)
+	return "", fmt.Errorf("%s: %w in PATH %s of the root filesystem", name, errNotFound, pathVar)
 }
 
 // Reap collects every exited child without blocking and delivers known processes' statuses.
