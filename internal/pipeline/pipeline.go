@@ -22,12 +22,16 @@ import (
 	"github.com/ukernel-dev/ukernel/internal/cache"
 	"github.com/ukernel-dev/ukernel/internal/crashpoint"
 	"github.com/ukernel-dev/ukernel/internal/debian"
+	"github.com/ukernel-dev/ukernel/internal/gotool"
 	"github.com/ukernel-dev/ukernel/internal/image"
 	"github.com/ukernel-dev/ukernel/internal/initbin"
 	"github.com/ukernel-dev/ukernel/internal/lock"
 	"github.com/ukernel-dev/ukernel/internal/progress"
 	"github.com/ukernel-dev/ukernel/internal/project"
+	"github.com/ukernel-dev/ukernel/internal/remotecache"
+	"github.com/ukernel-dev/ukernel/internal/template"
 	"github.com/ukernel-dev/ukernel/internal/trace"
+	"github.com/ukernel-dev/ukernel/internal/userconfig"
 	"github.com/ukernel-dev/ukernel/internal/version"
 	"github.com/ukernel-dev/ukernel/internal/workdir"
 )
@@ -201,39 +205,152 @@ type PackResult struct {
 	Sizes    image.Sizes
 	Manifest json.RawMessage
 	Spans    []trace.Span // build and pack, with their cache hits
+	// InputKey is what the image is made from, known before building (InputKey).
+	InputKey string
+	// Remote is the shared build cache's lookup, when one is configured and was asked.
+	Remote *remotecache.Result
 }
 
 type packStamp struct {
 	Key    string      `json:"key"`
+	Input  string      `json:"input,omitempty"` // the input key of the image
 	SHA256 string      `json:"sha256"`
 	Sizes  image.Sizes `json:"sizes"`
 }
 
-// Pack builds when needed and packs the image.
+// Pack builds when needed and packs the image. With a shared build cache configured
+// (remotecache.Resolve) it first looks the input key up there and pulls a verified hit instead
+// of building.
 func Pack(ctx context.Context, p *Project, o Options) (*PackResult, error) {
 	buildStart := time.Now()
+	inputKey, err := InputKey(ctx, p, o)
+	if err != nil {
+		return nil, err
+	}
+	r, lookup, err := fromRemote(ctx, p, o, inputKey, buildStart)
+	if r != nil || err != nil {
+		return r, err
+	}
 	br, err := Build(ctx, p, o)
 	if err != nil {
 		return nil, err
 	}
 	packStart := time.Now()
 	step := o.Progress.Start("Packing")
-	r, err := pack(ctx, p, o, br, buildStart, packStart)
+	r, err = pack(ctx, p, o, br, inputKey, buildStart, packStart)
 	endStep(step, err, err == nil && r.Cached)
+	if r != nil {
+		r.Remote = lookup
+	}
 	return r, err
 }
 
-func pack(ctx context.Context, p *Project, o Options, br *build.Result, buildStart, packStart time.Time) (*PackResult, error) {
+// outPath is where the image is packed.
+func outPath(p *Project, o Options) string {
+	if o.ImagePath != "" {
+		return o.ImagePath
+	}
+	return filepath.Join(p.Dir, project.DistDir, p.Config.Project.Name+".img")
+}
+
+func stampPath(p *Project, out string) string {
+	return filepath.Join(p.Dir, project.BuildDir, ".pack-"+filepath.Base(out)+".json")
+}
+
+// Inputs are what the image is made from, known before anything is built: the lock, the
+// project's source, the role and release, this ukernel, SOURCE_DATE_EPOCH and, for a Go
+// workload, the toolchain. Templates key their revisions on them.
+func Inputs(ctx context.Context, p *Project, o Options) (template.Inputs, error) {
+	src, err := build.SourceDigest(p.Dir)
+	if err != nil {
+		return template.Inputs{}, err
+	}
+	in := template.Inputs{
+		Lock: p.Lock.Digest, Source: src, Role: o.Role, Release: o.Release,
+		Ukernel: version.Version + " " + version.BinaryDigest(), Epoch: os.Getenv("SOURCE_DATE_EPOCH"),
+	}
+	adapter := p.Config.Build.Adapter
+	if o.Target != "" {
+		adapter = o.Target
+	}
+	if adapter == "go" && p.Config.Project.Entry != "" {
+		// The workload's binary is the toolchain's output: a new Go is a new image.
+		entryDir := filepath.Join(p.Dir, filepath.Dir(p.Config.Project.Entry))
+		if in.Go, err = gotool.Version(ctx, entryDir, gotool.Env(os.Environ())); err != nil {
+			return template.Inputs{}, err
+		}
+	}
+	return in, nil
+}
+
+// InputKey is the key of the image Pack makes with o: its Inputs and the packing options.
+// The shared build cache tags images with it.
+func InputKey(ctx context.Context, p *Project, o Options) (string, error) {
+	in, err := Inputs(ctx, p, o)
+	if err != nil {
+		return "", err
+	}
+	return ImageKey(in, o), nil
+}
+
+// ImageKey is InputKey for inputs already known (a template revision records them).
+func ImageKey(in template.Inputs, o Options) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "ukernel-image-key 1\ninputs %s\nreadonly %v\ndata-volume %v\ntarget %s\n", in.Key(), o.Readonly, o.DataVolume, o.Target)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// fromRemote answers Pack from the shared build cache: the local image when it was made from
+// the same inputs, else a verified pull; nil: build, after the lookup it returns, if any.
+func fromRemote(ctx context.Context, p *Project, o Options, inputKey string, start time.Time) (*PackResult, *remotecache.Result, error) {
+	user, err := userconfig.Load()
+	if err != nil {
+		return nil, nil, err
+	}
+	settings, err := remotecache.Resolve("", p.Config, user)
+	if err != nil || settings.Remote == "" {
+		return nil, nil, err
+	}
+	out := outPath(p, o)
+	stamp := stampPath(p, out)
+	if err := image.SweepKilled(out); err != nil {
+		return nil, nil, err
+	}
+	// What this cache pulled before is kept without a build stamp: its input key says it is
+	// current.
+	if st, err := readPackStamp(stamp); err == nil && st.Input == inputKey {
+		if fi, err := os.Stat(out); err == nil && fi.Size() > 0 {
+			if sum, err := fileSHA256(out); err == nil && sum == st.SHA256 {
+				return &PackResult{Image: out, SHA256: sum, Size: fi.Size(), Cached: true, Sizes: st.Sizes, InputKey: inputKey,
+					Spans: []trace.Span{trace.NewSpan("pack", start, time.Now(), "cached", "true")}}, nil, nil
+			}
+		}
+	}
+	rc := remotecache.Open(settings, user, p.Cache, o.Progress, o.logger())
+	res, sum, err := rc.Fetch(ctx, inputKey, out)
+	if err != nil || sum == "" {
+		return nil, &res, err
+	}
+	fi, err := os.Stat(out)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, _ := json.Marshal(packStamp{Input: inputKey, SHA256: sum})
+	if err := atomicfile.WriteFile(stamp, st, 0o644); err != nil {
+		return nil, nil, err
+	}
+	return &PackResult{Image: out, SHA256: sum, Size: fi.Size(), InputKey: inputKey, Remote: &res,
+		Spans: []trace.Span{trace.NewSpan("pull", start, time.Now(), "remote", "hit")}}, nil, nil
+}
+
+func pack(ctx context.Context, p *Project, o Options, br *build.Result, inputKey string, buildStart, packStart time.Time) (*PackResult, error) {
 	spans := func(cached bool) []trace.Span {
 		return []trace.Span{
 			trace.NewSpan("build", buildStart, packStart, "cached", fmt.Sprint(br.Cached)),
 			trace.NewSpan("pack", packStart, time.Now(), "cached", fmt.Sprint(cached)),
 		}
 	}
-	out := o.ImagePath
-	if out == "" {
-		out = filepath.Join(p.Dir, project.DistDir, p.Config.Project.Name+".img")
-	}
+	out := outPath(p, o)
 	ib, err := initbin.Build(ctx, p.Cache.Dir)
 	if err != nil {
 		return nil, err
@@ -247,14 +364,22 @@ func pack(ctx context.Context, p *Project, o Options, br *build.Result, buildSta
 		fmt.Fprintf(key, "data-volume\n")
 	}
 	keyHex := hex.EncodeToString(key.Sum(nil))
-	stampPath := filepath.Join(p.Dir, project.BuildDir, ".pack-"+filepath.Base(out)+".json")
+	stampPath := stampPath(p, out)
 	if err := image.SweepKilled(out); err != nil {
 		return nil, err
 	}
 	if st, err := readPackStamp(stampPath); err == nil && st.Key == keyHex {
 		if fi, err := os.Stat(out); err == nil && fi.Size() > 0 {
 			if sum, err := fileSHA256(out); err == nil && sum == st.SHA256 {
-				return &PackResult{Image: out, SHA256: sum, Size: fi.Size(), Cached: true, Build: br, Sizes: st.Sizes, Spans: spans(true)}, nil
+				if st.Input != inputKey {
+					// The same image from other inputs (an edit undone): record the ones it is now.
+					st.Input = inputKey
+					b, _ := json.Marshal(st)
+					if err := atomicfile.WriteFile(stampPath, b, 0o644); err != nil {
+						return nil, err
+					}
+				}
+				return &PackResult{Image: out, SHA256: sum, Size: fi.Size(), Cached: true, Build: br, Sizes: st.Sizes, Spans: spans(true), InputKey: inputKey}, nil
 			}
 		}
 	}
@@ -287,11 +412,11 @@ func pack(ctx context.Context, p *Project, o Options, br *build.Result, buildSta
 	if err != nil {
 		return nil, err
 	}
-	st, _ := json.Marshal(packStamp{Key: keyHex, SHA256: res.SHA256, Sizes: res.Sizes})
+	st, _ := json.Marshal(packStamp{Key: keyHex, Input: inputKey, SHA256: res.SHA256, Sizes: res.Sizes})
 	if err := atomicfile.WriteFile(stampPath, st, 0o644); err != nil {
 		return nil, err
 	}
-	return &PackResult{Image: res.Path, SHA256: res.SHA256, Size: res.Size, Build: br, Sizes: res.Sizes, Spans: spans(false)}, nil
+	return &PackResult{Image: res.Path, SHA256: res.SHA256, Size: res.Size, Build: br, Sizes: res.Sizes, Spans: spans(false), InputKey: inputKey}, nil
 }
 
 // Image returns a packed image of the project in dir, doing whatever is out of date.

@@ -50,6 +50,9 @@ type Config struct {
 	// of the config's JSON, which the build's cache key hashes.
 	SelectedRole string       `toml:"-" json:"selected_role,omitempty"`
 	Debug        DebugSection `toml:"debug,omitempty"`
+	// Cache is where the team's shared build cache is (not part of the image: kept out of the
+	// build key's JSON).
+	Cache CacheSection `toml:"cache,omitempty" json:"-"`
 
 	// file and src are the name and bytes the config was parsed from, so that checks made
 	// later (the entry file exists) can give the line of the key at fault.
@@ -112,6 +115,12 @@ type Health struct {
 	TimeoutS     int     `toml:"timeout_s,omitempty"`
 	Retries      int     `toml:"retries,omitempty"`
 	StartPeriodS int     `toml:"start_period_s,omitempty"`
+}
+
+// CacheSection names the shared build cache (docs/CONFIG.md). A project only reads from it:
+// who may write is the user's setting, not the repository's.
+type CacheSection struct {
+	Remote string `toml:"remote,omitempty"` // host[:port]/repository
 }
 
 // DebugSection opens a release image to inspection.

@@ -13,14 +13,12 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/ukernel-dev/ukernel/internal/build"
-	"github.com/ukernel-dev/ukernel/internal/gotool"
 	"github.com/ukernel-dev/ukernel/internal/pipeline"
 	"github.com/ukernel-dev/ukernel/internal/progress"
 	"github.com/ukernel-dev/ukernel/internal/project"
+	"github.com/ukernel-dev/ukernel/internal/remotecache"
 	"github.com/ukernel-dev/ukernel/internal/snapshot"
 	"github.com/ukernel-dev/ukernel/internal/template"
-	"github.com/ukernel-dev/ukernel/internal/version"
 )
 
 // DefaultKeep is how many revisions a build keeps by default (the current one included).
@@ -51,6 +49,7 @@ const (
 	UpToDate Outcome = "up-to-date" // the current revision has the input key: nothing done
 	Reused   Outcome = "reused"     // a revision with the input key became current, no build
 	Built    Outcome = "built"      // a new image was built
+	Pulled   Outcome = "pulled"     // taken from the shared build cache, verified
 )
 
 // Result is the template's current revision after the build.
@@ -150,20 +149,9 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("template %s (source %s): %w", o.Name, spec.Source, err)
 	}
-	src, err := build.SourceDigest(spec.Source)
+	in, err := pipeline.Inputs(ctx, p, po)
 	if err != nil {
 		return nil, err
-	}
-	in := template.Inputs{
-		Lock: p.Lock.Digest, Source: src, Role: spec.Role, Release: spec.Release,
-		Ukernel: version.Version + " " + version.BinaryDigest(), Epoch: os.Getenv("SOURCE_DATE_EPOCH"),
-	}
-	if p.Config.Build.Adapter == "go" && p.Config.Project.Entry != "" {
-		// The workload's binary is the toolchain's output: a new Go is a new image.
-		entryDir := filepath.Join(spec.Source, filepath.Dir(p.Config.Project.Entry))
-		if in.Go, err = gotool.Version(ctx, entryDir, gotool.Env(os.Environ())); err != nil {
-			return nil, err
-		}
 	}
 	key := in.Key()
 	cur, err := s.Current(o.Name)
@@ -205,6 +193,9 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		return nil, errors.New("the packed image changed before it was stored")
 	}
 	res.Revision, res.Outcome, res.Identical = *r, Built, r.ID == cur
+	if pr.Remote != nil && pr.Remote.Outcome == remotecache.Hit {
+		res.Outcome = Pulled
+	}
 	return finish(ctx, o, res, cur, start)
 }
 

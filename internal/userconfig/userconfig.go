@@ -27,6 +27,15 @@ type File struct {
 	Registry map[string]RegistrySection `toml:"registry"`
 	// Templates says where `template push` and `template pull` go without a REF.
 	Templates TemplatesSection `toml:"templates"`
+	// Cache is the shared build cache (remotecache).
+	Cache CacheSection `toml:"cache"`
+}
+
+// CacheSection holds the shared build cache's settings.
+type CacheSection struct {
+	Remote string `toml:"remote"` // host[:port]/repository
+	// Push makes this user a writer: `ukernel cache push` refuses otherwise (read-only default).
+	Push bool `toml:"push"`
 }
 
 // TemplatesSection holds the template settings.

@@ -21,9 +21,11 @@ func NewCmdCache(f *cmdutil.Factory) *cobra.Command {
 		Use:   "cache <command>",
 		Short: "Manage the cache ($XDG_CACHE_HOME/ukernel): downloads and what is derived from them",
 		Example: `  ukernel cache prune
-  ukernel cache prune --older-than 720h`,
+  ukernel cache prune --older-than 720h
+  UKERNEL_CACHE_PUSH=1 ukernel cache push --remote registry.example.com/team/cache`,
 	}
 	cmd.AddCommand(NewCmdPrune(f, nil))
+	cmd.AddCommand(NewCmdPush(f, nil))
 	return cmd
 }
 

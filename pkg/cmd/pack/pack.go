@@ -10,6 +10,7 @@ import (
 
 	"github.com/ukernel-dev/ukernel/internal/pipeline"
 	"github.com/ukernel-dev/ukernel/internal/project"
+	"github.com/ukernel-dev/ukernel/internal/remotecache"
 	"github.com/ukernel-dev/ukernel/pkg/cmdutil"
 	"github.com/ukernel-dev/ukernel/pkg/iostreams"
 )
@@ -87,7 +88,12 @@ func packRun(ctx context.Context, opts *Options) error {
 		img = rel
 	}
 	if opts.JSON {
-		return cmdutil.PrintJSON(opts.IO, map[string]any{"image": img, "sha256": r.SHA256, "size": r.Size, "cached": r.Cached, "sizes": r.Sizes})
+		return cmdutil.PrintJSON(opts.IO, map[string]any{"image": img, "sha256": r.SHA256, "size": r.Size, "cached": r.Cached, "sizes": r.Sizes,
+			"input_key": r.InputKey, "remote": r.Remote})
+	}
+	if r.Remote != nil && r.Remote.Outcome == remotecache.Hit {
+		progress.Printf("Image created: %s (from the remote cache)", img)
+		return nil
 	}
 	if r.Cached {
 		// One line: the steps that had nothing to do printed none.

@@ -39,7 +39,8 @@ type Options struct {
 // SignEnv names the signing key when --sign is given no name (before config.toml's [sign] key).
 const SignEnv = "UKERNEL_SIGN_KEY"
 
-const defaultKey = "-"
+// DefaultKey is --sign given alone.
+const DefaultKey = "-"
 
 // NewCmdPush returns `ukernel push`; runF replaces pushRun in tests.
 func NewCmdPush(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command {
@@ -76,7 +77,7 @@ manifest as a referrer (docs/DISTRIBUTION.md).`,
 	cmd.Flags().StringVar(&o.Template, "template", "", "push template NAME's current revision, or NAME@REV's")
 	cmd.MarkFlagsMutuallyExclusive("image", "template")
 	cmd.Flags().StringVar(&o.Sign, "sign", "", "sign with key NAME from the keys directory (alone: $"+SignEnv+", else config.toml's [sign] key)")
-	cmd.Flags().Lookup("sign").NoOptDefVal = defaultKey
+	cmd.Flags().Lookup("sign").NoOptDefVal = DefaultKey
 	o.Flags.Add(cmd)
 	return cmd
 }
@@ -92,7 +93,7 @@ func pushRun(o *Options) error {
 	if err != nil {
 		return err
 	}
-	key, err := signingKey(cfg, o.Sign)
+	key, err := SigningKey(cfg, o.Sign)
 	if err != nil {
 		return err
 	}
@@ -150,14 +151,14 @@ func pushRun(o *Options) error {
 	return nil
 }
 
-// signingKey resolves --sign: a name given with the flag, else $UKERNEL_SIGN_KEY, else
+// SigningKey resolves --sign: a name given with the flag, else $UKERNEL_SIGN_KEY, else
 // config.toml's [sign] key.
-func signingKey(cfg *userconfig.Config, flag string) (*sign.PrivateKey, error) {
+func SigningKey(cfg *userconfig.Config, flag string) (*sign.PrivateKey, error) {
 	if flag == "" {
 		return nil, nil
 	}
 	name := flag
-	if name == defaultKey {
+	if name == DefaultKey {
 		name = os.Getenv(SignEnv)
 		if name == "" {
 			name = cfg.File.Sign.Key

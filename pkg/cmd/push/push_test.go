@@ -21,7 +21,7 @@ func TestPushFlags(t *testing.T) {
 		err  string
 	}{
 		{args: []string{"h.io/r:v1"}, want: func(o *Options) bool { return o.Ref == "h.io/r:v1" && o.Sign == "" && o.Image == "" }},
-		{args: []string{"h.io/r:v1", "--sign"}, want: func(o *Options) bool { return o.Sign == defaultKey }},
+		{args: []string{"h.io/r:v1", "--sign"}, want: func(o *Options) bool { return o.Sign == DefaultKey }},
 		{args: []string{"h.io/r:v1", "--sign=release", "--insecure"}, want: func(o *Options) bool { return o.Sign == "release" && o.Flags.Insecure }},
 		{args: []string{"h.io/r:v1", "--template", "api@abcd"}, want: func(o *Options) bool { return o.Template == "api@abcd" }},
 		{args: []string{"h.io/r:v1", "--image", "x.img", "--template", "api"}, err: "none of the others can be"},

@@ -58,7 +58,7 @@ func NewCmdTemplatePush(f *cmdutil.Factory, runF func(*Options) error) *cobra.Co
 	}
 	cmd.Flags().StringVar(&rev, "revision", "", "push this revision (an id or its first 4+ hex digits) instead of the current one")
 	cmd.Flags().StringVar(&o.Sign, "sign", "", "sign with key NAME from the keys directory (alone: $"+SignEnv+", else config.toml's [sign] key)")
-	cmd.Flags().Lookup("sign").NoOptDefVal = defaultKey
+	cmd.Flags().Lookup("sign").NoOptDefVal = DefaultKey
 	o.Flags.Add(cmd)
 	return cmd
 }

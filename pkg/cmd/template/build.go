@@ -172,6 +172,8 @@ func describe(r *templatebuild.Result) string {
 		fmt.Fprintf(&b, "%s is up to date: revision %s (inputs unchanged; --force rebuilds)", r.Name, rev)
 	case templatebuild.Reused:
 		fmt.Fprintf(&b, "%s: revision %s, already built with the same inputs, is current", r.Name, rev)
+	case templatebuild.Pulled:
+		fmt.Fprintf(&b, "%s: revision %s pulled from the remote cache (%s) in %s", r.Name, rev, size(r.Revision.Sizes.Total), r.Took.Round(100*time.Millisecond))
 	default:
 		fmt.Fprintf(&b, "%s: built revision %s (%s) in %s", r.Name, rev, size(r.Revision.Sizes.Total), r.Took.Round(100*time.Millisecond))
 		if r.Identical {
