@@ -1,6 +1,7 @@
 package project
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -297,4 +298,24 @@ func FuzzParseEnv(f *testing.F) {
 			t.Fatalf("round trip: %+v, saved %+v", got, e)
 		}
 	})
+}
+
+func TestCacheSection(t *testing.T) {
+	src := "[project]\nname = \"w\"\nlanguage = \"shell\"\nentry = \"src/main.sh\"\n[env]\nbase = \"debian-12\"\n[cache]\nremote = \"reg.example/team/cache\"\n"
+	cfg, err := Parse("ukernel.toml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Cache.Remote != "reg.example/team/cache" {
+		t.Fatalf("got %+v", cfg.Cache)
+	}
+	// Writers are set per user, never by the repository.
+	if _, err := Parse("ukernel.toml", []byte(src+"push = true\n")); err == nil || !strings.Contains(err.Error(), "cache.push") {
+		t.Fatalf("[cache] push in ukernel.toml: want an unknown-key error, got %v", err)
+	}
+	// The cache's address is not part of the image: the build key's JSON leaves it out.
+	b, _ := json.Marshal(cfg)
+	if strings.Contains(string(b), "reg.example") {
+		t.Fatalf("config JSON holds the cache: %s", b)
+	}
 }

@@ -74,6 +74,13 @@ func pushRun(ctx context.Context, opts *PushOptions) error {
 	if err != nil {
 		return err
 	}
+	// A reader learns it before anything is packed.
+	if s, err := remotecache.Resolve(opts.Remote, nil, user); err != nil || !s.Push {
+		if err == nil {
+			err = remotecache.ErrReadOnly
+		}
+		return err
+	}
 	key, err := push.SigningKey(user, opts.Sign)
 	if err != nil {
 		return err
