@@ -396,13 +396,21 @@ func (s *Store) Remove(name string) error {
 	if st.Live() {
 		return fmt.Errorf("guest %q is running; stop it first (`ukernel stop %s`)", name, name)
 	}
-	if st.ProjectDir != "" {
-		// A restored guest's own copy of its snapshot's data volume goes with its record.
-		if err := os.Remove(RestoredData(st.ProjectDir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return err
-		}
+	// A restored guest's own copy of its snapshot's data volume goes with its record.
+	if err := removeRestoredData(st.ProjectDir, name); err != nil {
+		return err
 	}
 	return s.clean(name)
+}
+
+func removeRestoredData(projectDir, name string) error {
+	if projectDir == "" {
+		return nil
+	}
+	if err := os.Remove(RestoredData(projectDir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
 }
 
 // RestoredData is where a guest restored from a snapshot under name keeps its copy of the
@@ -414,10 +422,17 @@ func RestoredData(projectDir, name string) string {
 
 // RemoveFinished removes the record of st's guest once it has finished, unless a new run has
 // taken the name meanwhile: for guests nobody lists afterwards (perf's boots).
+// A restored guest's copy of its snapshot's data volume goes too: no record is left to rm it.
 func (s *Store) RemoveFinished(st *State) error {
-	return s.cleanIf(st.Name, func(cur *State) bool {
-		return cur.RunID == st.RunID && cur.Owner == st.Owner && !cur.Live()
-	})
+	unlock, err := s.lock(st.Name)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if cur, err := s.Load(st.Name); err == nil && (cur.RunID != st.RunID || cur.Owner != st.Owner || cur.Live()) {
+		return nil
+	}
+	return errors.Join(removeRestoredData(st.ProjectDir, st.Name), s.clean(st.Name))
 }
 
 // Abandon removes the state of a guest this process reserved but failed to start.

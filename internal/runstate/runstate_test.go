@@ -305,3 +305,38 @@ func TestRemoveTakesRestoredData(t *testing.T) {
 		t.Errorf("rm left the data copy: %v", err)
 	}
 }
+
+// TestRemoveFinishedTakesRestoredData: a record removed once its guest finished (perf's
+// restores) takes the guest's data copy with it: no record is left for rm to find it by.
+func TestRemoveFinishedTakesRestoredData(t *testing.T) {
+	s, err := OpenAt(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	proj := t.TempDir()
+	data := RestoredData(proj, "perf")
+	os.MkdirAll(filepath.Dir(data), 0o755)
+	if err := os.WriteFile(data, []byte("its writes"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Reserve("perf"); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := s.Load("perf")
+	st.ProjectDir = proj
+	if err := s.Save(st); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Finish(st, runlog.Outcome{Code: 0, Reported: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RemoveFinished(st); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Load("perf"); err == nil {
+		t.Error("the record is left")
+	}
+	if _, err := os.Stat(data); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the data copy is left: %v", err)
+	}
+}
