@@ -40,18 +40,38 @@ for m in list(sys.modules.values()):
         sys.stdout.write(f + "\n")
 `
 	// compileScript byte-compiles the files named on stdin into hash-based pycs that do not
-	// depend on file times and record guest paths, skipping files that are not in the tree
-	// (an absolute link in the tree points at the host's file). root (argv[1]) is resolved, so
-	// it compares with resolved paths; f itself must start with it for its guest path.
+	// depend on file times and record guest paths. root (argv[1]) is resolved, so it compares
+	// with resolved paths; f itself must start with it for its guest path. A file that resolves
+	// out of the tree is an absolute link meant for the guest's root (Debian's sitecustomize.py
+	// -> /etc/python3.X/sitecustomize.py): it is followed inside the tree, and its pyc, beside
+	// the link where the import system looks, checks the source's hash, since the target may lie
+	// on the guest's writable /etc. A link with no target in the tree is skipped.
 	compileScript = `
 import importlib.util, os, py_compile, sys
 root = sys.argv[1]
+Mode = py_compile.PycInvalidationMode
+
+def in_tree(f):
+    cur = f
+    for _ in range(8):
+        if os.path.realpath(cur).startswith(root + "/"):
+            return cur
+        if not os.path.islink(cur):
+            return None
+        t = os.readlink(cur)
+        cur = root + t if t.startswith("/") else os.path.join(os.path.dirname(cur), t)
+    return None
+
 n = 0
 for f in sorted(set(sys.stdin.read().split())):
-    if not (f.startswith(root + "/") and os.path.realpath(f).startswith(root + "/")):
+    if not f.startswith(root + "/"):
         continue
-    py_compile.compile(f, cfile=importlib.util.cache_from_source(f), dfile=f[len(root):],
-                       doraise=True, invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+    src = in_tree(f)
+    if src is None or not os.path.isfile(src):
+        continue
+    mode = Mode.UNCHECKED_HASH if src == f else Mode.CHECKED_HASH
+    py_compile.compile(src, cfile=importlib.util.cache_from_source(f), dfile=f[len(root):],
+                       doraise=True, invalidation_mode=mode)
     n += 1
 print(n)
 `

@@ -77,3 +77,49 @@ func TestByteCompileThroughSymlink(t *testing.T) {
 		t.Error("the bytecode does not record the guest path alone")
 	}
 }
+
+// TestByteCompileAbsoluteLink: Debian's sitecustomize.py is an absolute link into /etc, which
+// on the build host points out of the tree. Without its pyc every guest boot ran the compiler
+// on it (about a tenth of the interpreter's start under TCG); it is compiled from the tree's
+// target, beside the link, and checks its source's hash, as /etc is writable in the guest.
+func TestByteCompileAbsoluteLink(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "rootfs")
+	version := stageHostPython(t, root)
+	lib := filepath.Join(root, "usr/lib/python"+version)
+	etc := filepath.Join(root, "etc/python"+version)
+	if err := os.MkdirAll(etc, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(etc, "sitecustomize.py"), []byte("TREE_MARKER = 1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(lib, "sitecustomize.py")
+	os.Remove(link)
+	if err := os.Symlink("/etc/python"+version+"/sitecustomize.py", link); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := byteCompile(context.Background(), root, version, ""); err != nil {
+		t.Fatal(err)
+	}
+	tag := "cpython-" + strings.ReplaceAll(version, ".", "")
+	pyc, err := os.ReadFile(filepath.Join(lib, "__pycache__/sitecustomize."+tag+".pyc"))
+	if err != nil {
+		t.Fatalf("sitecustomize was not byte-compiled: %v", err)
+	}
+	// The flags word: bit 0 hash-based, bit 1 check the source.
+	if len(pyc) < 16 || pyc[4] != 3 {
+		t.Errorf("want a checked hash-based pyc, flags %v", pyc[4:8])
+	}
+	if !bytes.Contains(pyc, []byte("TREE_MARKER")) || !bytes.Contains(pyc, []byte("/usr/lib/python"+version+"/sitecustomize.py")) || bytes.Contains(pyc, []byte(root)) {
+		t.Error("the pyc is not the tree's sitecustomize under its guest path")
+	}
+	// A broken link (no target in the tree) compiles nothing and fails nothing.
+	os.Remove(filepath.Join(etc, "sitecustomize.py"))
+	os.Remove(filepath.Join(lib, "__pycache__/sitecustomize."+tag+".pyc"))
+	if _, err := byteCompile(context.Background(), root, version, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(lib, "__pycache__/sitecustomize."+tag+".pyc")); err == nil {
+		t.Error("a pyc was made for a link with no target in the tree")
+	}
+}
