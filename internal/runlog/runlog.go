@@ -83,12 +83,16 @@ func NewRun(projectDir string, now time.Time) (Run, error) {
 	if err != nil {
 		return Run{}, err
 	}
-	// Replace the link atomically: a reader sees the old or the new run, never none.
-	link := latestLink(projectDir)
-	if err := atomicfile.Symlink(filepath.Join(runsSub, r.ID, ConsoleFile), link); err != nil {
+	if err := r.MakeLatest(projectDir); err != nil {
 		return Run{}, err
 	}
 	return r, nil
+}
+
+// MakeLatest points the project's logs/console.log at r's console.
+func (r Run) MakeLatest(projectDir string) error {
+	// Replace the link atomically: a reader sees the old or the new run, never none.
+	return atomicfile.Symlink(filepath.Join(runsSub, r.ID, ConsoleFile), latestLink(projectDir))
 }
 
 // NewSideRun creates a run directory as NewRun does but leaves the project's latest run as it

@@ -216,13 +216,26 @@ func start(ctx context.Context, o Options, boot *bootfiles.Boot, name string, ne
 		return nil, err
 	}
 	started := time.Now()
+	restoring := o.Snapshot != "" && o.Restore != RestoreNever
 	newRun := runlog.NewRun
-	if o.Perf {
-		newRun = runlog.NewSideRun // perf's boots leave the user's last run to logs and trace
+	if o.Perf || restoring {
+		// perf's boots leave the user's last run to logs and trace; a restore's run becomes the
+		// latest once its VMM runs, and goes if it never does (the cold boot has its own).
+		newRun = runlog.NewSideRun
 	}
 	run, err := newRun(o.ProjectDir, started)
 	if err != nil {
 		return nil, err
+	}
+	// notRestored gives up a restore before its VMM ran: nothing of it is left behind.
+	notRestoredYet := func(why string) (*Guest, error) {
+		if err := os.RemoveAll(run.Dir); err != nil {
+			log.Debug("remove the run directory of a restore not made", "err", err)
+		}
+		if err := os.Remove(runstate.RestoredData(o.ProjectDir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			log.Debug("remove the data copy of a restore not made", "err", err)
+		}
+		return nil, &notRestored{why}
 	}
 	cfg := &abi.BootConfig{
 		ABI: abi.Version, RunID: run.ID, Hostname: name, Env: o.Env, Secrets: o.Secrets,
@@ -271,10 +284,10 @@ func start(ctx context.Context, o Options, boot *bootfiles.Boot, name string, ne
 	var plan *restorePlan
 	if o.Snapshot != "" && o.Restore != RestoreNever {
 		if plan, spec, err = planRestore(ctx, o, backend, spec, boot); err != nil {
-			return nil, err
+			return notRestoredYet(err.Error())
 		}
 		if err := applyRestore(plan, &spec, configDrive, o.ProjectDir, name, run); err != nil {
-			return nil, &notRestored{err.Error()}
+			return notRestoredYet(err.Error())
 		}
 	}
 	if o.save != "" {
@@ -287,9 +300,14 @@ func start(ctx context.Context, o Options, boot *bootfiles.Boot, name string, ne
 	vm, err := backend.Start(ctx, spec)
 	if err != nil {
 		if plan != nil {
-			return nil, &notRestored{"the VMM could not load the snapshot: " + err.Error()}
+			return notRestoredYet("the VMM could not load the snapshot: " + err.Error())
 		}
 		return nil, err
+	}
+	if restoring && !o.Perf {
+		if err := run.MakeLatest(o.ProjectDir); err != nil {
+			log.Debug("point logs at the run", "err", err)
+		}
 	}
 	stopVM := func() {
 		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)

@@ -271,3 +271,33 @@ func TestRestartBackoff(t *testing.T) {
 		t.Errorf("after a stable run: %v, %v", d, ok)
 	}
 }
+
+// TestColdFallbackLeavesOneRun: a run given a snapshot it cannot restore (here none) boots cold,
+// saying why, and the attempt leaves no run directory of its own: logs/runs holds the cold
+// boot's run only, and logs/console.log points at it.
+func TestColdFallbackLeavesOneRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots a VM")
+	}
+	o, progress := testOptions(t, packTestImage(t, "exit"))
+	o.Snapshot = t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	g, err := Start(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.AttendStreams(ctx, Streams{}, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(progress.String(), "Booting cold: there is no snapshot") || g.Restored != nil {
+		t.Errorf("progress lacks the cold boot's reason:\n%s", progress)
+	}
+	runs, _ := os.ReadDir(filepath.Join(o.ProjectDir, "logs", "runs"))
+	if len(runs) != 1 || runs[0].Name() != g.Run.ID {
+		t.Errorf("logs/runs holds %v, want the cold boot's run %s only", runs, g.Run.ID)
+	}
+	if latest, err := runlog.LatestRun(o.ProjectDir); err != nil || latest.ID != g.Run.ID {
+		t.Errorf("logs/console.log names %+v (%v), want %s", latest, err, g.Run.ID)
+	}
+}
