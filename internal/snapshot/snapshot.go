@@ -103,6 +103,12 @@ func Read(dir string) (*Meta, error) {
 	if m.Version != FormatVersion {
 		return nil, fmt.Errorf("%s: format version %d; this ukernel reads %d (take the snapshot again)", filepath.Join(dir, MetaFile), m.Version, FormatVersion)
 	}
+	// Verify and a restore open each file by its name: one outside dir is never theirs.
+	for _, f := range m.Files {
+		if f.Name != filepath.Base(f.Name) || !filepath.IsLocal(f.Name) || f.Name == "." || f.Name == MetaFile || f.Size < 0 {
+			return nil, fmt.Errorf("%s: file %q (%d bytes) is not a snapshot file (take the snapshot again)", filepath.Join(dir, MetaFile), f.Name, f.Size)
+		}
+	}
 	return &m, nil
 }
 

@@ -372,6 +372,18 @@ func guestSpans(evs []abi.Event, t0, end int64, scale float64) *Span {
 	if from := max(entryEnd, probeEnd); from > 0 && from < end {
 		add(g, SpanShutdown, from, end)
 	}
+	g.End = max(g.End, g.Start)
+	clampInto(g)
 	slices.SortStableFunc(g.Children, func(a, b *Span) int { return cmp.Compare(a.Start, b.Start) })
 	return g
+}
+
+// clampInto keeps each span below p inside its parent and forward in time: the guest writes the
+// events, and a negative duration or a time past its end must not give a trace that does not nest.
+func clampInto(p *Span) {
+	for _, c := range p.Children {
+		c.Start = min(max(c.Start, p.Start), p.End)
+		c.End = min(max(c.End, c.Start), p.End)
+		clampInto(c)
+	}
 }
