@@ -301,3 +301,25 @@ func TestColdFallbackLeavesOneRun(t *testing.T) {
 		t.Errorf("logs/console.log names %+v (%v), want %s", latest, err, g.Run.ID)
 	}
 }
+
+// TestKillThenForget: a guest TakeSnapshot gives up before it attends it (no control
+// connection) is killed and forgotten at once: its record is gone, so ps -a does not list it.
+func TestKillThenForget(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots a VM")
+	}
+	o, _ := testOptions(t, packTestImage(t, "sleep"))
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	g, err := Start(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.kill()
+	if err := g.Forget(); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := o.Store.Load("ukt-sleep"); err == nil {
+		t.Errorf("the killed guest's record is left: %+v", st)
+	}
+}

@@ -389,10 +389,16 @@ func (g *Guest) awaitReady(ctx context.Context, timeout time.Duration) (string, 
 	return "", time.Time{}, errors.New(why)
 }
 
-// kill ends the guest's VMM now.
+// kill ends the guest's VMM now and waits until it is gone: a record is removed (Forget) only
+// once its VMM no longer runs.
 func (g *Guest) kill() {
 	if err := vmm.Kill(g.VM.Handle, g.log); err != nil {
 		g.log.Debug("kill VMM", "err", err)
+	}
+	select {
+	case <-g.VM.Done():
+	case <-time.After(5 * time.Second):
+		g.log.Debug("the killed VMM has not exited", "pid", g.VM.Handle.PID)
 	}
 }
 
