@@ -1,9 +1,10 @@
 #!/bin/sh
 # Runs every fuzz target of the repository for FUZZTIME each (default 30s), one at a time:
 # `go test -fuzz` takes a single target per invocation. FUZZ selects targets by a regexp of their
-# names; FUZZFLAGS is passed on (e.g. -parallel=1). A crash stops the run; the input that made
-# it is saved under the package's testdata/fuzz/<target>/, where `make test` replays it as a
-# seed from then on. Prints each target's executions at the end.
+# names; FUZZFLAGS is passed on (e.g. -parallel=1). A crash fails that target and the run goes
+# on with the others (it exits 1 at the end); the input that made it is saved under the
+# package's testdata/fuzz/<target>/, where `make test` replays it as a seed from then on.
+# Prints each target's executions and the failures at the end.
 set -eu
 GO=${GO:-go}
 FUZZTIME=${FUZZTIME:-30s}
@@ -26,14 +27,16 @@ for f in $(grep -rl --include='*_test.go' '^func Fuzz' cmd internal pkg 2>/dev/n
 			$GO test -run '^$' -fuzz "^$target\$" -fuzztime "$FUZZTIME" -fuzzminimizetime 100x ${FUZZFLAGS:-} "$dir" 2>&1 || status=$?
 			echo "$status" >"$rc"
 		} | tee "$log"
-		if [ "$(cat "$rc")" != 0 ]; then
-			echo "FAIL: $dir $target: the failing input is under $dir/testdata/fuzz/$target/" >&2
-			exit 1
-		fi
 		execs=$(sed -n 's/.*execs: \([0-9]*\).*/\1/p' "$log" | tail -n 1)
-		printf '%-28s %-32s %12s\n' "$target" "$dir" "${execs:-?}" >>"$summary"
+		result=ok
+		if [ "$(cat "$rc")" != 0 ]; then
+			result="FAIL: the failing input is under $dir/testdata/fuzz/$target/"
+		fi
+		printf '%-28s %-32s %12s  %s\n' "$target" "$dir" "${execs:-?}" "$result" >>"$summary"
 	done
 done
 echo
-printf '%-28s %-32s %12s\n' TARGET PACKAGE EXECUTIONS
+printf '%-28s %-32s %12s  %s\n' TARGET PACKAGE EXECUTIONS RESULT
 cat "$summary"
+echo "$(wc -l <"$summary") targets, $(grep -c FAIL "$summary") failed"
+! grep -q FAIL "$summary"

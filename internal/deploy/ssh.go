@@ -49,7 +49,7 @@ func ParseTarget(s string) (Target, error) {
 	} else if strings.Count(rest, ":") == 1 {
 		host, port, _ = strings.Cut(rest, ":")
 	}
-	if host == "" || strings.HasPrefix(host, "-") || strings.ContainsAny(host, " \t/@") {
+	if host == "" || strings.HasPrefix(host, "-") || strings.ContainsAny(host, " \t/@[]") {
 		return t, fmt.Errorf("--host %q: expected [USER@]HOST[:PORT]", s)
 	}
 	t.Host = host
@@ -65,10 +65,10 @@ func ParseTarget(s string) (Target, error) {
 
 func (t Target) String() string {
 	h := t.Host
+	if strings.Contains(h, ":") {
+		h = "[" + h + "]" // as ParseTarget reads it back, with a port or without
+	}
 	if t.Port != 0 {
-		if strings.Contains(h, ":") {
-			h = "[" + h + "]"
-		}
 		h += ":" + strconv.Itoa(t.Port)
 	}
 	if t.User != "" {

@@ -52,7 +52,7 @@ func TestParseTarget(t *testing.T) {
 }
 
 func FuzzParseTarget(f *testing.F) {
-	for _, s := range []string{"a@b:22", "[::1]:2", "h", "u@[x]", "@:", "a:b:c"} {
+	for _, s := range []string{"a@b:22", "[::1]:2", "h", "u@[x]", "@:", "a:b:c", "[a:b]", "[[]"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
