@@ -137,6 +137,37 @@ func TestDeployOverSSH(t *testing.T) {
 		t.Fatalf("GET / after the redeploy = %q; want v2", b)
 	}
 
+	// 2b. The same image as REF, pushed signed to an OCI layout: the host applies its own
+	// [trust] policy to the signatures sent with it. Untrusted there: refused before anything
+	// starts. Trusted: it runs, recorded as signed.
+	localCfg := []string{"XDG_CONFIG_HOME=" + filepath.Join(t.TempDir(), "config")}
+	remoteCfg := []string{"HOME=" + remoteHome, "XDG_CONFIG_HOME=", "XDG_RUNTIME_DIR=" + remoteRun}
+	mustUKEnv(t, dir, time.Minute, localCfg, "key", "generate", "rel")
+	layout := "oci-layout:" + filepath.Join(t.TempDir(), "layout") + ":v2"
+	mustUKEnv(t, dir, 5*time.Minute, localCfg, "push", layout, "--image", img, "--sign=rel")
+	writeFile(t, filepath.Join(remoteHome, ".config", "ukernel", "config.toml"), "[trust]\nrequire = [\"oci-layout:*\"]\n")
+	refArgs := append(append([]string{"--json", "deploy"}, hostArgs...), "--publish", fmt.Sprintf("%d:8080", port), "-e", "GREETING=hello",
+		"--secret", "api_token=@"+secret, "--health-timeout", "4m", layout)
+	refused := ukEnv(t, dir, 5*time.Minute, localCfg, refArgs...)
+	if refused.code != 1 || !strings.Contains(refused.stderr, "trust policy") {
+		t.Fatalf("REF signed by a key the host does not trust: exit %d\n%s\n%s", refused.code, refused.stdout, refused.stderr)
+	}
+	if b := body(); b != "v2 hello\n" {
+		t.Fatalf("GET / after a refused deploy = %q; want v2 untouched", b)
+	}
+	pub := filepath.Join(strings.TrimPrefix(localCfg[0], "XDG_CONFIG_HOME="), "ukernel", "keys", "rel.pub")
+	mustUKEnv(t, dir, time.Minute, remoteCfg, "trust", "add", pub, "--name", "rel")
+	signed := ukEnv(t, dir, 10*time.Minute, localCfg, refArgs...)
+	var rs []deployResult
+	if err := json.Unmarshal([]byte(signed.stdout), &rs); signed.code != 0 || err != nil || len(rs) != 1 || rs[0].Status != "healthy" || rs[0].Digest != r2.Digest || rs[0].Image != "present" {
+		t.Fatalf("REF signed by a key the host trusts: exit %d\n%s\n%s\nthe host's runs:\n%s", signed.code, signed.stdout, signed.stderr, remoteRuns(t, remoteHome))
+	}
+	rec, _ := os.ReadFile(filepath.Join(remoteHome, ".local", "state", "ukernel", "deploy", "apps", "deployweb", "deploy.json"))
+	if !strings.Contains(string(rec), `"signed_by": [`) || !strings.Contains(string(rec), `"rel"`) {
+		t.Errorf("the host's record of the signed revision: %s", rec)
+	}
+	os.Remove(filepath.Join(remoteHome, ".config", "ukernel", "config.toml"))
+
 	// 3. A revision whose health check fails. With --no-rollback it stays for debugging;
 	// deploy rollback puts v2 back by hand.
 	setVersion("v3", "/not-the-health-path")
