@@ -5,8 +5,10 @@ package deploy
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -373,10 +375,10 @@ func printStatus(o *RemoteOptions, rows []deploy.HostStatus, err error) error {
 			continue
 		}
 		status, health := "stopped", "-"
-		if s.Guest != nil {
+		if s.Guest != nil && !s.App.Stopped {
 			status = s.Guest.Status
 			if len(s.Guest.Health) > 0 {
-				health = fmt.Sprint(s.Guest.Health)
+				health = healthText(s.Guest.Health)
 			}
 		}
 		prev := "-"
@@ -390,6 +392,15 @@ func printStatus(o *RemoteOptions, rows []deploy.HostStatus, err error) error {
 		err = ferr
 	}
 	return err
+}
+
+// healthText is each check's status by name, as ps's HEALTH column.
+func healthText(h map[string]string) string {
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(h)) {
+		parts = append(parts, k+"="+h[k])
+	}
+	return strings.Join(parts, ",")
 }
 
 func newCmdStatus(f *cmdutil.Factory) *cobra.Command {
