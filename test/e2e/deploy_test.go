@@ -145,6 +145,9 @@ func TestDeployOverSSH(t *testing.T) {
 	mustUKEnv(t, dir, time.Minute, localCfg, "key", "generate", "rel")
 	layout := "oci-layout:" + filepath.Join(t.TempDir(), "layout") + ":v2"
 	mustUKEnv(t, dir, 5*time.Minute, localCfg, "push", layout, "--image", img, "--sign=rel")
+	if err := os.MkdirAll(filepath.Join(remoteHome, ".config", "ukernel"), 0o700); err != nil {
+		t.Fatal(err)
+	}
 	writeFile(t, filepath.Join(remoteHome, ".config", "ukernel", "config.toml"), "[trust]\nrequire = [\"oci-layout:*\"]\n")
 	refArgs := append(append([]string{"--json", "deploy"}, hostArgs...), "--publish", fmt.Sprintf("%d:8080", port), "-e", "GREETING=hello",
 		"--secret", "api_token=@"+secret, "--health-timeout", "4m", layout)
