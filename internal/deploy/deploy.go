@@ -190,6 +190,15 @@ func deployHost(ctx context.Context, o Options, t Target, name, digest string, r
 	if o.NoRollback || prep.App == nil || prep.App.Current == nil {
 		return actErr
 	}
+	// An activation refused before the switch (the image failed a check, the host's trust
+	// policy) left the running revision alone: there is nothing to roll back.
+	var now App
+	if err := h.agent(ctx, agentTimeout, OpStatus, NameRequest{Name: name}, &now); err != nil {
+		return fmt.Errorf("%w; and the host's state is unknown: %v", actErr, err)
+	}
+	if now.Current == nil || now.Current.ID == prep.App.Current.ID {
+		return actErr
+	}
 	o.progress("%v; rolling back to sha256:%s", actErr, prep.App.Current.Digest[:12])
 	var back App
 	if err := h.agent(ctx, agentTimeout, OpRollback, NameRequest{Name: name}, &back); err != nil {
