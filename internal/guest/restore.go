@@ -29,13 +29,16 @@ func (in *pid1) freeze() {
 }
 
 // restore makes a guest restored from a snapshot its own before its workload continues: fresh
-// entropy with a forced reseed, the host's wall clock, the run's hostname and machine-id, the
-// run's secrets. Each failure is reported on the console and in the event; the workload is
-// continued either way (the host, which waits for the event, decides what a failure means).
+// entropy with a forced reseed, the host's wall clock, the run's hostname (the kernel's) and
+// machine-id, the run's secrets. Each failure is reported on the console and in the event; the
+// workload is continued either way (the host, which waits for the event, decides what a failure
+// means). /etc/hostname and /etc/hosts are rewritten after the workload continued and the event
+// went out: under TCG their writes were the largest part of the handler (docs/PERFORMANCE.md),
+// and they hold no secret or entropy, only a name the kernel already answers with.
 func (in *pid1) restore(r *abi.Restore) {
 	t := Now()
 	values := map[string]int64{}
-	problems := in.applyRestore(r, values)
+	problems, etc := in.applyRestore(r, values)
 	if err := syscall.Kill(-1, syscall.SIGCONT); err != nil && !errors.Is(err, syscall.ESRCH) {
 		problems = append(problems, "continue the workload: "+err.Error())
 	}
@@ -44,6 +47,11 @@ func (in *pid1) restore(r *abi.Restore) {
 	}
 	in.events.Emit(abi.Event{Type: abi.EventReseeded, Time: Now(), Start: t, Duration: Now() - t,
 		Message: strings.Join(problems, "; "), Values: values})
+	if etc != nil {
+		if err := etc(); err != nil {
+			fmt.Fprintf(in.console, "ukernel-init: error: restore: %s\n", err)
+		}
+	}
 	// The run's events start here: its health is what the checks last found.
 	in.healthMu.Lock()
 	defer in.healthMu.Unlock()
@@ -52,11 +60,12 @@ func (in *pid1) restore(r *abi.Restore) {
 	}
 }
 
-// applyRestore applies r and returns what failed; values gets how far the clock moved
-// (clock_step_ns) and how long each step took (its name and _ns), for trace.
-func (in *pid1) applyRestore(r *abi.Restore, values map[string]int64) (problems []string) {
+// applyRestore applies r and returns what failed and, when the name changed, the rewrite of
+// /etc's name files that is left to do; values gets how far the clock moved (clock_step_ns) and
+// how long each step took (its name and _ns), for trace.
+func (in *pid1) applyRestore(r *abi.Restore, values map[string]int64) (problems []string, etc func() error) {
 	if err := r.Validate(); err != nil {
-		return []string{err.Error()}
+		return []string{err.Error()}, nil
 	}
 	step := func(name string, f func() error) {
 		t := Now()
@@ -71,7 +80,10 @@ func (in *pid1) applyRestore(r *abi.Restore, values map[string]int64) (problems 
 		values["clock_step_ns"] = moved
 		return err
 	})
-	step("rename", func() error { return in.rename(r.Hostname, r.MachineID) })
+	step("rename", func() (err error) {
+		etc, err = in.rename(r.Hostname, r.MachineID)
+		return err
+	})
 	if len(r.Secrets) > 0 {
 		step("secrets", func() error {
 			undeclared, _, err := WriteSecrets(filepath.Join(in.layout.Root, abi.SecretsDir), r.Secrets, in.secrets.Readers)
@@ -81,7 +93,7 @@ func (in *pid1) applyRestore(r *abi.Restore, values map[string]int64) (problems 
 			return err
 		})
 	}
-	return problems
+	return problems, etc
 }
 
 // Reseed mixes entropy into the kernel's input pool, credited, and forces the CRNG to reseed
@@ -117,33 +129,35 @@ func setClock(hostNS int64) (int64, error) {
 	return hostNS - before.Nano(), nil
 }
 
-// rename gives the guest a new hostname and, when the image has a machine-id, a new one.
-func (in *pid1) rename(hostname, machineID string) error {
+// rename gives the guest a new hostname and, when the image has a machine-id, a new one; etc,
+// when the name changed, rewrites /etc/hostname and /etc/hosts for it (see restore).
+func (in *pid1) rename(hostname, machineID string) (etc func() error, err error) {
 	if hostname != "" && (in.cfg == nil || hostname != in.cfg.Hostname) {
 		if err := unix.Sethostname([]byte(hostname)); err != nil {
-			return fmt.Errorf("set hostname: %w", err)
+			return nil, fmt.Errorf("set hostname: %w", err)
 		}
 		var dns []string
 		if in.cfg != nil {
 			in.cfg.Hostname = hostname
 			dns = in.cfg.Network.DNS
 		}
-		for name, content := range EtcFiles(hostname, dns) {
-			if name == "etc/resolv.conf" {
-				continue
+		files := EtcFiles(hostname, dns)
+		etc = func() error {
+			for _, name := range []string{"etc/hostname", "etc/hosts"} {
+				if err := os.WriteFile(filepath.Join(in.layout.Root, name), []byte(files[name]), 0o644); err != nil {
+					return fmt.Errorf("hostname: %w", err)
+				}
 			}
-			if err := os.WriteFile(filepath.Join(in.layout.Root, name), []byte(content), 0o644); err != nil {
-				return fmt.Errorf("hostname: %w", err)
-			}
+			return nil
 		}
 	}
 	if machineID != "" {
 		path := filepath.Join(in.layout.Root, "etc/machine-id")
 		if _, err := os.Stat(path); err == nil {
 			if err := os.WriteFile(path, []byte(machineID+"\n"), 0o444); err != nil {
-				return fmt.Errorf("machine-id: %w", err)
+				return etc, fmt.Errorf("machine-id: %w", err)
 			}
 		}
 	}
-	return nil
+	return etc, nil
 }

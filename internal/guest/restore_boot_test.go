@@ -33,7 +33,7 @@ func waitFile(ctx context.Context, t *testing.T, path, want string) bool {
 
 // TestBootFreezeRestore sends a running guest what a snapshot's save and restore send it: a
 // freeze stops the workload, a restore reseeds, sets the clock, renames the guest, writes the
-// secret and continues the workload, which sees all of it.
+// secret and continues the workload, which sees all of it (/etc's name files soon after).
 func TestBootFreezeRestore(t *testing.T) {
 	if testing.Short() {
 		t.Skip("boots a VM under QEMU")
@@ -41,7 +41,8 @@ func TestBootFreezeRestore(t *testing.T) {
 	script := `echo ready; i=0
 while :; do
 	if [ -f /run/secrets/token ]; then
-		echo "secret=$(cat /run/secrets/token) host=$(/bin/busybox hostname) year=$(/bin/busybox date +%Y)"; exit 3
+		j=0; while [ "$(cat /etc/hostname)" != clone-7 ] && [ $j -lt 50 ]; do sleep 0.1; j=$((j+1)); done
+		echo "secret=$(cat /run/secrets/token) host=$(/bin/busybox hostname) etc=$(cat /etc/hostname) hosts=$(/bin/busybox grep -c clone-7 /etc/hosts) year=$(/bin/busybox date +%Y)"; exit 3
 	fi
 	i=$((i+1)); echo "tick $i"; sleep 0.1
 done`
@@ -80,7 +81,7 @@ done`
 		send(abi.Control{Type: abi.ControlRestore, Restore: &abi.Restore{Entropy: entropy, TimeNS: future.UnixNano(),
 			Hostname: "clone-7", MachineID: "0123456789abcdef0123456789abcdef", Secrets: map[string][]byte{"token": []byte("t0k")}}})
 	})
-	if !strings.Contains(r.console, "secret=t0k host=clone-7 year=2031") {
+	if !strings.Contains(r.console, "secret=t0k host=clone-7 etc=clone-7 hosts=1 year=2031") {
 		t.Errorf("the workload did not see the restore:\n%s", r.console)
 	}
 	if c := r.code(t, abi.EventPowerOff); c != 3 {
