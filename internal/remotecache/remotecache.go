@@ -152,7 +152,11 @@ func (c *Cache) Fetch(ctx context.Context, key, out string) (Result, string, err
 		return fallback(Unreachable, fmt.Sprintf("%s unreachable (%v)", c.Remote, err))
 	}
 	res.Ref = found.Ref
-	pulled, err := oci.Pull(ctx, found.Ref, oci.PullOptions{Options: c.oci, Cache: c.store})
+	po := oci.PullOptions{Options: c.oci, Cache: c.store}
+	if !c.prog.TTY() {
+		po.Progress = nil // a bar on a terminal; elsewhere the one line below says it all
+	}
+	pulled, err := oci.Pull(ctx, found.Ref, po)
 	if err != nil {
 		if ctx.Err() != nil {
 			return res, "", ctx.Err()

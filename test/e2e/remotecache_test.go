@@ -50,7 +50,7 @@ func sharedCacheHome(t *testing.T) string {
 
 // TestRemoteCache: machine A (the shared e2e cache) builds and publishes with `cache push`;
 // machine B (empty cache and data) turns `pack` into a verified pull of the byte-identical
-// image; a tampered layer is refused and rebuilt (byte-identical again); a cache on a closed
+// image, and `template build` into a pull of A's template revision; a tampered layer is refused and rebuilt (byte-identical again); a cache on a closed
 // port or behind a silent listener costs at most its 5 s deadline, then the build goes on.
 func TestRemoteCache(t *testing.T) {
 	skipShort(t)
@@ -95,8 +95,8 @@ func TestRemoteCache(t *testing.T) {
 	if hit.Remote == nil || hit.Remote.Outcome != "hit" || hit.SHA256 != built.SHA256 || hit.InputKey != built.InputKey {
 		t.Fatalf("B's pack: want a hit of %s, got %+v remote %+v\n%s", built.SHA256, hit, hit.Remote, r.stderr)
 	}
-	if !strings.Contains(r.stderr, "Remote cache: pulled") || strings.Contains(r.stderr, "Building") {
-		t.Fatalf("B's pack should say it pulled, and build nothing:\n%s", r.stderr)
+	if !strings.Contains(r.stderr, "Remote cache: pulled") || strings.Count(r.stderr, "\n") != 2 || strings.Contains(r.stderr, "Building") {
+		t.Fatalf("B's pack should say it pulled in one line (and the image's), and build nothing:\n%s", r.stderr)
 	}
 	got, err := os.ReadFile(filepath.Join(bdir, "dist", "rc-min.img"))
 	if err != nil || !bytes.Equal(got, want) {
@@ -104,6 +104,21 @@ func TestRemoteCache(t *testing.T) {
 	}
 	if again := decode[cachePackOut](t, mustUKEnv(t, bdir, time.Minute, b, "--json", "pack").stdout); !again.Cached || again.Remote != nil {
 		t.Fatalf("B's second pack: want up to date without asking the cache, got %+v", again)
+	}
+
+	// Templates: A builds and publishes a template's revision; B's template build pulls it.
+	type tplBuilt struct {
+		Outcome  string
+		Revision struct{ ID string }
+	}
+	mustUKEnv(t, dir, time.Minute, a, "template", "create", "rc-tpl", "--from", dir)
+	ab := decode[[]tplBuilt](t, mustUKEnv(t, dir, 15*time.Minute, a, "--json", "template", "build", "rc-tpl").stdout)
+	tp := decode[struct{ Revision string }](t, mustUKEnv(t, dir, 5*time.Minute, a, "--json", "cache", "push", "--template", "rc-tpl").stdout)
+	mustUKEnv(t, bdir, time.Minute, b, "template", "create", "rc-tpl", "--from", bdir)
+	r = mustUKEnv(t, bdir, 5*time.Minute, b, "--json", "template", "build", "rc-tpl")
+	bb := decode[[]tplBuilt](t, r.stdout)
+	if len(ab) != 1 || len(bb) != 1 || ab[0].Outcome != "built" || tp.Revision != ab[0].Revision.ID || bb[0].Outcome != "pulled" || bb[0].Revision.ID != ab[0].Revision.ID {
+		t.Fatalf("template through the cache: A built %+v and pushed %s, B got %+v\n%s", ab, tp.Revision, bb, r.stderr)
 	}
 
 	// Alter the layer in the registry's storage: the next machine refuses it and builds.
