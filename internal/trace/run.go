@@ -1,6 +1,7 @@
 package trace
 
 import (
+	"bufio"
 	"bytes"
 	"cmp"
 	"encoding/json"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/ukernel-dev/ukernel/internal/abi"
+	"github.com/ukernel-dev/ukernel/internal/guestlog"
 	"github.com/ukernel-dev/ukernel/internal/project"
 	"github.com/ukernel-dev/ukernel/internal/runlog"
 )
@@ -33,6 +35,9 @@ const (
 	SpanRestore = "restore."
 	// SpanReseed is a restored guest's own reseed, clock and rename (its reseeded event).
 	SpanReseed = "reseed"
+	// SpanFirstOutput is, after a restore, the guest's report that it reseeded until the host
+	// received the workload's first output.
+	SpanFirstOutput = SpanRestore + "first-output"
 )
 
 // Guest span names besides the init phases (which keep the names of their phase events).
@@ -119,6 +124,9 @@ func Load(projectDir string, run runlog.Run) (*Trace, error) {
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, err
 	}
+	if s, ok := firstOutput(run, host); ok {
+		host = append(host, s)
+	}
 	t := Assemble(run.ID, host, builds, evs, lastConsoleStamp(run.Console()))
 	if len(problems) > 0 {
 		t.Partial = true
@@ -128,6 +136,40 @@ func Load(projectDir string, run runlog.Run) (*Trace, error) {
 		return nil, fmt.Errorf("run %s has no spans and no events (%s is empty): the guest reported nothing", run.ID, run.Events())
 	}
 	return t, nil
+}
+
+// firstOutput is a restored run's SpanFirstOutput: from the end of its restore.reseed span to
+// the time the host recorded the first line of its output log (not drawn once it rotated).
+func firstOutput(run runlog.Run, host []Span) (Span, bool) {
+	i := slices.IndexFunc(host, func(s Span) bool { return s.Name == SpanRestore+"reseed" })
+	if i < 0 {
+		return Span{}, false
+	}
+	if rotated, _ := filepath.Glob(run.Output() + ".[0-9]*"); len(rotated) > 0 {
+		return Span{}, false
+	}
+	f, err := os.Open(run.Output())
+	if err != nil {
+		return Span{}, false
+	}
+	defer f.Close()
+	r := bufio.NewReaderSize(f, 64<<10)
+	var rec guestlog.Record
+	for n := 0; rec.Time.IsZero() || rec.Stream == guestlog.Kernel; n++ {
+		line, err := r.ReadSlice('\n')
+		if err != nil || n == 100 {
+			return Span{}, false
+		}
+		rec = guestlog.Record{}
+		if json.Unmarshal(line, &rec) != nil {
+			return Span{}, false
+		}
+	}
+	start := host[i].End
+	if rec.Time.UnixNano() < start { // output the workload wrote before its report, received after
+		start = host[i].Start
+	}
+	return NewSpan(SpanFirstOutput, time.Unix(0, start), rec.Time, "stream", rec.Stream), true
 }
 
 // Assemble builds the span tree of a run from the VMM's host spans, the lock/build/pack spans

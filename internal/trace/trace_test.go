@@ -411,7 +411,8 @@ func TestChromeValidatorRounding(t *testing.T) {
 
 // TestAssembleRestored: a restored guest's clock goes on from the snapshot's boot (its events
 // say 12 s of uptime 0.4 s after QEMU's start); its reseeded event, seen by the host within the
-// reseed span, places it, and the restore's host spans sit in the VM's.
+// reseed span, places it, and the restore's host spans sit in the VM's, with the workload's
+// first output after it (a kernel line is not the workload's).
 func TestAssembleRestored(t *testing.T) {
 	events := `{"type":"reseeded","t_ns":12735515093,"start_ns":12585295704,"dur_ns":150252657,"values":{"clock_step_ns":5023456491,"reseed_ns":12000750}}
 {"type":"entry.exit","t_ns":13399826517,"code":0}
@@ -425,12 +426,21 @@ func TestAssembleRestored(t *testing.T) {
 		NewSpan(SpanVM, spawn, spawn.Add(1300*time.Millisecond), "backend", "qemu"),
 	}
 	proj, r := writeRun(t, events, host)
+	answered := seen.Add(190 * time.Millisecond)
+	output := fmt.Sprintf("{\"time\":%q,\"stream\":\"kernel\",\"log\":\"a console line\\n\"}\n{\"time\":%q,\"stream\":\"stderr\",\"log\":\"GET /healthz 200\\n\"}\n",
+		seen.Add(50*time.Millisecond).Format(time.RFC3339Nano), answered.Format(time.RFC3339Nano))
+	if err := os.WriteFile(r.Output(), []byte(output), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	tr, err := Load(proj, r)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if tr.Partial {
 		t.Errorf("a complete restored run is partial: %v", tr.Notes)
+	}
+	if fo := tr.Root.Find(SpanFirstOutput); fo == nil || fo.Start != seen.UnixNano() || fo.End != answered.UnixNano() || fo.Attrs["stream"] != "stderr" {
+		t.Errorf("first output after the restore %+v, want %d..%d", fo, seen.UnixNano(), answered.UnixNano())
 	}
 	CheckNesting(t, tr.Root)
 	g := tr.Root.Find(SpanGuest)
