@@ -170,8 +170,10 @@ func TestRealBootTraceAndPerf(t *testing.T) {
 		}
 	}
 	for _, st := range s.Phases {
-		// The entry lasts until perf stopped it after its first line.
-		if st.Name != trace.SpanKernel && st.Name != trace.SpanEntry && st.P50 >= byName[trace.SpanKernel].P50 {
+		// The entry lasts until perf stopped it after its first line. QEMU's start is a host
+		// process's, slowed by the host's load as the guest's translated code is not, so it is
+		// not compared: the guest's own phases all run under the same TCG.
+		if st.Name != trace.SpanKernel && st.Name != trace.SpanEntry && st.Name != perf.PhaseQEMU && st.P50 >= byName[trace.SpanKernel].P50 {
 			t.Errorf("phase %s p50 %s >= kernel's %s: the kernel should dominate a minimal boot", st.Name, st.P50, byName[trace.SpanKernel].P50)
 		}
 	}
