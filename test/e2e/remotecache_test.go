@@ -50,8 +50,10 @@ func sharedCacheHome(t *testing.T) string {
 
 // TestRemoteCache: machine A (the shared e2e cache) builds and publishes with `cache push`;
 // machine B (empty cache and data) turns `pack` into a verified pull of the byte-identical
-// image, and `template build` into a pull of A's template revision; a tampered layer is refused and rebuilt (byte-identical again); a cache on a closed
-// port or behind a silent listener costs at most its 5 s deadline, then the build goes on.
+// image, and `template build` into a pull of A's template revision; a tampered layer is
+// refused and rebuilt (byte-identical again); a cache on a closed port or behind a silent
+// listener costs at most its 5 s deadline, then the build goes on; an unsigned entry is
+// refused where the trust policy requires a signature.
 func TestRemoteCache(t *testing.T) {
 	skipShort(t)
 	reg := startRegistry(t, nil)
@@ -170,5 +172,14 @@ func TestRemoteCache(t *testing.T) {
 			t.Fatalf("cache at %s: want one line saying so:\n%s", host, r.stderr)
 		}
 		t.Logf("cache at %s: lookup gave up after %v; pack took %v", host, took.Round(time.Millisecond), time.Since(start).Round(time.Second))
+	}
+
+	// Under a trust policy that requires a signature from this cache, its unsigned entry is
+	// refused before any layer is read, and the image is built.
+	d := append(userEnv(t), "XDG_CACHE_HOME="+sharedCacheHome(t))
+	writeConfig(t, d, fmt.Sprintf("[cache]\nremote = %q\n[trust]\nrequire = [%q]\n", repo, repo)+insecure)
+	r = mustUKEnv(t, cdir, 10*time.Minute, d, "--json", "pack", "--image", "dist/trust.img")
+	if out := decode[cachePackOut](t, r.stdout); out.Remote == nil || out.Remote.Outcome != "refused" || !strings.Contains(out.Remote.Error, "not signed") || out.SHA256 != built.SHA256 {
+		t.Fatalf("an unsigned entry under [trust] require: want refused and built, got %+v\n%s", out.Remote, r.stderr)
 	}
 }
