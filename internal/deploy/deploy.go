@@ -21,6 +21,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ukernel-dev/ukernel/internal/guestlog"
 	"github.com/ukernel-dev/ukernel/internal/image"
 	"github.com/ukernel-dev/ukernel/internal/oci"
 )
@@ -300,6 +301,16 @@ func stepError(t Target, step string, err error) error {
 	return fmt.Errorf("%s: %s: %w", t, step, err)
 }
 
+// excerpt is the start of a host's unexpected answer for an error, its control sequences
+// escaped: a hostile host must not write to the user's terminal.
+func excerpt(b []byte) string {
+	const max = 200
+	if len(b) > max {
+		return guestlog.Neutralise(string(b[:max])) + "..."
+	}
+	return guestlog.Neutralise(string(b))
+}
+
 // agent runs one agent operation with req on its stdin and decodes its answer into answer.
 func (h *host) agent(ctx context.Context, timeout time.Duration, op string, req, answer any) error {
 	body, err := json.Marshal(req)
@@ -313,7 +324,7 @@ func (h *host) agent(ctx context.Context, timeout time.Duration, op string, req,
 		return stepError(h.c.Target, op, err)
 	}
 	if err := json.Unmarshal(out.Bytes(), answer); err != nil {
-		return fmt.Errorf("%s: %s: the host's answer is not JSON (%v): %.200s", h.c.Target, op, err, out.String())
+		return fmt.Errorf("%s: %s: the host's answer is not JSON (%v): %s", h.c.Target, op, err, excerpt(out.Bytes()))
 	}
 	return nil
 }
@@ -339,7 +350,7 @@ func (h *host) sendImage(ctx context.Context, o Options, digest string) (int64, 
 	}
 	var put PutImage
 	if err := json.Unmarshal(out.Bytes(), &put); err != nil || put.Digest != digest {
-		return cr.n, fmt.Errorf("%s: the host did not confirm the image: %.200s", h.c.Target, out.String())
+		return cr.n, fmt.Errorf("%s: the host did not confirm the image: %s", h.c.Target, excerpt(out.Bytes()))
 	}
 	return cr.n, nil
 }

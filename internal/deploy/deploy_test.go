@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -25,5 +26,16 @@ func TestHealthy(t *testing.T) {
 		if got := healthy(&c.g, c.checks); got != c.want {
 			t.Errorf("healthy(%+v, %v) = %v", c.g, c.checks, got)
 		}
+	}
+}
+
+// A hostile host's answer reaches the user's terminal only with its control sequences escaped,
+// and only its start.
+func TestExcerptNeutralises(t *testing.T) {
+	if got := excerpt([]byte("\x1b]0;owned\x07\x1b[2Jok")); got != `\x1b]0;owned\x07\x1b[2Jok` {
+		t.Errorf("excerpt = %q", got)
+	}
+	if got := excerpt([]byte(strings.Repeat("a", 500))); got != strings.Repeat("a", 200)+"..." {
+		t.Errorf("long answer: %d bytes", len(got))
 	}
 }

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/ukernel-dev/ukernel/internal/guestlog"
 )
 
 // Target is one --host: [USER@]HOST[:PORT]. HOST may be an alias of the user's ssh_config.
@@ -257,7 +259,7 @@ func lastLines(log string) string {
 			strings.HasPrefix(l, "Transferred:") || strings.HasPrefix(l, "Bytes per second:") {
 			continue
 		}
-		keep = append(keep, l)
+		keep = append(keep, guestlog.Neutralise(l))
 	}
 	if len(keep) > 4 {
 		keep = keep[len(keep)-4:]
@@ -301,7 +303,7 @@ func (c *Conn) RunScript(ctx context.Context, stdin io.Reader, stdout io.Writer,
 		return ctx.Err()
 	}
 	if err != nil {
-		msg := strings.TrimSpace(errBuf.String())
+		msg := strings.TrimSpace(guestlog.Neutralise(errBuf.String()))
 		var ee *exec.ExitError
 		if errors.As(err, &ee) && ee.ExitCode() == 255 {
 			return fmt.Errorf("%s: the SSH connection failed: %s", c.Target, msg)

@@ -3,6 +3,7 @@ package guestlog
 import (
 	"fmt"
 	"io"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -76,4 +77,14 @@ func ForTerminal(w io.Writer, terminal bool) io.Writer {
 		return w
 	}
 	return &TerminalWriter{W: w}
+}
+
+// Neutralise returns text from an untrusted source (a guest, a remote host) for an error
+// message on a terminal, its control sequences escaped as TerminalWriter does.
+func Neutralise(text string) string {
+	var b strings.Builder
+	t := &TerminalWriter{W: &b}
+	t.Write([]byte(text))
+	t.Flush()
+	return b.String()
 }

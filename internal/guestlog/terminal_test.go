@@ -49,3 +49,9 @@ func TestTerminalWriter(t *testing.T) {
 		t.Error("a pipe or file does not get the bytes as they are")
 	}
 }
+
+func TestNeutralise(t *testing.T) {
+	if got := Neutralise("line\n\x1b[31mred\u009b"); got != "line\n\\x1b[31mred\\u009b" {
+		t.Errorf("Neutralise = %q", got)
+	}
+}
