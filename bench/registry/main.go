@@ -16,8 +16,6 @@ import (
 	"flag"
 	"fmt"
 	"log"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,6 +23,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/ukernel-dev/ukernel/internal/testenv"
 )
 
 type sample struct {
@@ -172,32 +172,9 @@ func packWorker(bin, work string) string {
 }
 
 func startRegistry(work, name string) (string, func()) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	host, stop, err := testenv.StartRegistry(filepath.Join(work, "registry-"+name))
 	if err != nil {
 		log.Fatal(err)
 	}
-	host := l.Addr().String()
-	l.Close()
-	conf := filepath.Join(work, "registry-"+name+".yml")
-	y := fmt.Sprintf("version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: %s\n", filepath.Join(work, "storage-"+name), host)
-	if err := os.WriteFile(conf, []byte(y), 0o644); err != nil {
-		log.Fatal(err)
-	}
-	cmd := exec.Command("docker-registry", "serve", conf)
-	if err := cmd.Start(); err != nil {
-		log.Fatalf("docker-registry (scripts/deps.sh --tests installs it): %v", err)
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get("http://" + host + "/v2/")
-		if err == nil {
-			resp.Body.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			log.Fatalf("the registry did not answer: %v", err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return host, func() { cmd.Process.Kill(); cmd.Wait() }
+	return host, stop
 }
