@@ -2,7 +2,9 @@ package build
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 
@@ -34,9 +36,15 @@ func installTools(ctx context.Context, d Deb, rootDir, tmp string) error {
 	if err := u.Matches(d.Name, d.Version, d.Architecture); err != nil {
 		return fmt.Errorf("%s: %w", d.Path, err)
 	}
-	data, err := os.ReadFile(filepath.Join(tmp, "bin", "busybox"))
+	// Debian 12 ships it in /bin, Debian 13 (its /usr merge finished) in /usr/bin.
+	var data []byte
+	for _, p := range []string{"bin/busybox", "usr/bin/busybox"} {
+		if data, err = os.ReadFile(filepath.Join(tmp, p)); err == nil || !errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+	}
 	if err != nil {
-		return fmt.Errorf("%s %s has no bin/busybox: %w", d.Name, d.Version, err)
+		return fmt.Errorf("%s %s has no bin/busybox or usr/bin/busybox: %w", d.Name, d.Version, err)
 	}
 	dir := filepath.Join(abi.ExecToolsDir, "busybox")
 	if err := writeInRoot(rootDir, dir[1:], data, 0o755); err != nil {
