@@ -36,6 +36,7 @@ type Options struct {
 	Digest   string
 	VCPU     int // 0: the image's
 	MemoryMB int
+	DataMB   int // 0: the image's data volume ([data] disk_mb); a template's data_mb
 	Net      string
 	Publish  []string
 	Env      map[string]string
@@ -172,7 +173,7 @@ func deployHost(ctx context.Context, o Options, t Target, name, digest string, r
 
 	o.progress("%s: starting %s (sha256:%s) under %s", t, name, digest[:12], prep.Supervisor)
 	var app App
-	actErr := h.agent(ctx, agentTimeout, OpActivate, Activate{Name: name, Digest: digest, VCPU: o.VCPU, MemoryMB: o.MemoryMB, Net: o.Net,
+	actErr := h.agent(ctx, agentTimeout, OpActivate, Activate{Name: name, Digest: digest, VCPU: o.VCPU, MemoryMB: o.MemoryMB, DataMB: o.DataMB, Net: o.Net,
 		Publish: o.Publish, Env: o.Env, Secrets: o.Secrets, Pulled: o.Pulled}, &app)
 	if app.Current != nil {
 		r.Revision = app.Current.ID

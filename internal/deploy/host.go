@@ -78,6 +78,7 @@ type Activate struct {
 	Digest   string            `json:"digest"`
 	VCPU     int               `json:"vcpu,omitempty"` // 0: the image's
 	MemoryMB int               `json:"memory_mb,omitempty"`
+	DataMB   int               `json:"data_mb,omitempty"` // 0: the image's [data] disk_mb
 	Net      string            `json:"net,omitempty"`
 	Publish  []string          `json:"publish,omitempty"`
 	Env      map[string]string `json:"env,omitempty"`
@@ -99,6 +100,7 @@ type Revision struct {
 	Digest   string   `json:"digest"`
 	VCPU     int      `json:"vcpu,omitempty"`
 	MemoryMB int      `json:"memory_mb,omitempty"`
+	DataMB   int      `json:"data_mb,omitempty"`
 	Net      string   `json:"net,omitempty"`
 	Publish  []string `json:"publish,omitempty"`
 	EnvNames []string `json:"env,omitempty"`
@@ -492,6 +494,9 @@ func (a *Agent) runArgs(app *App, rev *Revision) []string {
 	if rev.MemoryMB > 0 {
 		args = append(args, "--memory", strconv.Itoa(rev.MemoryMB))
 	}
+	if rev.DataMB > 0 {
+		args = append(args, "--data-mb", strconv.Itoa(rev.DataMB))
+	}
 	if rev.Net != "" {
 		args = append(args, "--net", rev.Net)
 	}
@@ -525,6 +530,9 @@ func (a *Agent) activate(ctx context.Context, req Activate) (*App, error) {
 			return nil, fmt.Errorf("net: %w", err)
 		}
 	}
+	if err := project.CheckDataMB(req.DataMB); err != nil {
+		return nil, fmt.Errorf("data_mb %w", err)
+	}
 	for k, v := range req.Env {
 		if strings.ContainsAny(k, "=\n\x00 \t") || strings.ContainsAny(v, "\n\x00") || strings.TrimSpace(v) != v {
 			return nil, fmt.Errorf("environment variable %s: a name or value that an env file cannot carry (a newline, NUL or surrounding space)", k)
@@ -555,7 +563,7 @@ func (a *Agent) activate(ctx context.Context, req Activate) (*App, error) {
 	now := time.Now().UTC()
 	rev := &Revision{
 		ID: now.Format("20060102T150405.000Z") + "-" + req.Digest[:12], Digest: req.Digest, Publish: req.Publish,
-		VCPU: req.VCPU, MemoryMB: req.MemoryMB, Net: req.Net,
+		VCPU: req.VCPU, MemoryMB: req.MemoryMB, DataMB: req.DataMB, Net: req.Net,
 		EnvNames: slices.Sorted(maps.Keys(req.Env)), Secrets: slices.Sorted(maps.Keys(req.Secrets)), Checks: checks, Signers: signers, Deployed: now,
 	}
 	if req.Pulled != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -86,5 +87,26 @@ func TestRunSettingsOnTmpfs(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(filepath.Join(a.dirs.revDir("web", "r1"), "env")); string(b) != "PORT=8080\n" {
 		t.Errorf("env file: %q", b)
+	}
+}
+
+// TestRunArgs: the exact `ukernel run` command line of a revision, as the unit's ExecStart and
+// the monitor's start run it: every run setting of the revision (a template's among them), the
+// environment and the secrets by their files on tmpfs, never their values.
+func TestRunArgs(t *testing.T) {
+	a := &Agent{Exe: "/opt/uk", dirs: hostDirs{State: "/st", Run: "/run/ud"}}
+	app := &App{Name: "web", Dir: "/st/apps/web"}
+	d := strings.Repeat("ab", 32)
+	rev := &Revision{ID: "r1", Digest: d, VCPU: 2, MemoryMB: 512, DataMB: 64, Net: "user", Publish: []string{"8080:80", "9090:90"},
+		EnvNames: []string{"A", "B"}, Secrets: []string{"db", "tok"}}
+	want := []string{"-C", "/st/apps/web", "run", "--name", "web", "--image", "/st/images/" + d + ".img",
+		"--vcpu", "2", "--memory", "512", "--data-mb", "64", "--net", "user", "--publish", "8080:80", "--publish", "9090:90",
+		"--env-file", "/run/ud/web/r1/env", "--secret", "db=@/run/ud/web/r1/secrets/db", "--secret", "tok=@/run/ud/web/r1/secrets/tok"}
+	if got := a.runArgs(app, rev); !slices.Equal(got, want) {
+		t.Errorf("runArgs:\n got %q\nwant %q", got, want)
+	}
+	bare := &Revision{ID: "r2", Digest: d}
+	if got, want := a.runArgs(app, bare), []string{"-C", "/st/apps/web", "run", "--name", "web", "--image", "/st/images/" + d + ".img"}; !slices.Equal(got, want) {
+		t.Errorf("runArgs of a revision with the image's settings:\n got %q\nwant %q", got, want)
 	}
 }

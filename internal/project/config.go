@@ -536,8 +536,8 @@ func (c *Config) Validate(file string, data []byte) error {
 	if c.Logs.MaxFiles < 0 || c.Logs.MaxFiles > 100 {
 		add("logs.max_files", "%d is out of range; expected 1-100", c.Logs.MaxFiles)
 	}
-	if c.Data.DiskMB < 0 || c.Data.DiskMB > 1<<20 {
-		add("data.disk_mb", "%d is out of range; expected 0 (none) to 1048576", c.Data.DiskMB)
+	if c.Data.DiskMB < 0 || c.Data.DiskMB > MaxDataMB {
+		add("data.disk_mb", "%d is out of range; expected 0 (none) to %d", c.Data.DiskMB, MaxDataMB)
 	}
 	c.validateRoles(add)
 	return errors.Join(errs...)
@@ -634,10 +634,12 @@ func (c *Config) EntryInGuest() string {
 	return "/app/" + strings.TrimPrefix(path.Clean(c.Project.Entry), SrcDir+"/")
 }
 
-// The ranges of [run] vcpu and memory_mb; run's --vcpu and --memory take the same.
+// The ranges of [run] vcpu and memory_mb and of [data] disk_mb; run's --vcpu, --memory and
+// --data-mb (and a template's vcpu, memory_mb and data_mb) take the same.
 const (
 	MinVCPU, MaxVCPU         = 1, 32
 	MinMemoryMB, MaxMemoryMB = 64, 65536
+	MaxDataMB                = 1 << 20
 )
 
 // CheckVCPU says why n virtual CPUs are out of range, if they are.
@@ -652,6 +654,15 @@ func CheckVCPU(n int) error {
 func CheckMemoryMB(n int) error {
 	if n < MinMemoryMB || n > MaxMemoryMB {
 		return fmt.Errorf("%d is out of range; expected %d-%d (MiB)", n, MinMemoryMB, MaxMemoryMB)
+	}
+	return nil
+}
+
+// CheckDataMB says why a data volume of n MiB is out of range, if it is (0: none, or the
+// image's).
+func CheckDataMB(n int) error {
+	if n < 0 || n > MaxDataMB {
+		return fmt.Errorf("%d is out of range; expected 0 to %d (MiB)", n, MaxDataMB)
 	}
 	return nil
 }

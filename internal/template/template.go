@@ -157,8 +157,8 @@ func (s Spec) ValidateRun() error {
 	if s.MemoryMB != 0 && (s.MemoryMB < 64 || s.MemoryMB > 65536) {
 		errs = append(errs, fmt.Errorf("memory_mb %d is out of range; expected 64-65536 (MiB)", s.MemoryMB))
 	}
-	if s.DataMB < 0 || s.DataMB > 1<<20 {
-		errs = append(errs, fmt.Errorf("data_mb %d is out of range; expected 0 (the image's) to 1048576", s.DataMB))
+	if s.DataMB < 0 || s.DataMB > project.MaxDataMB {
+		errs = append(errs, fmt.Errorf("data_mb %d is out of range; expected 0 (the image's) to %d", s.DataMB, project.MaxDataMB))
 	}
 	if s.Net != "" {
 		if _, err := abi.ParseNet(s.Net); err != nil {

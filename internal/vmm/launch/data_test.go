@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ukernel-dev/ukernel/internal/abi"
+	"github.com/ukernel-dev/ukernel/internal/snapshot"
 )
 
 func TestDataVolume(t *testing.T) {
@@ -61,5 +62,28 @@ func TestCheckSecrets(t *testing.T) {
 	err := checkSecrets(m, map[string][]byte{"c": []byte("value")})
 	if err == nil || !strings.Contains(err.Error(), "declared: a, b") || strings.Contains(err.Error(), "value") {
 		t.Errorf("undeclared secret: %v", err)
+	}
+}
+
+// A run that asks for a data volume larger than its snapshot's (or for one the snapshot lacks)
+// boots cold: a restored guest keeps the filesystem it had mounted.
+func TestDataMismatch(t *testing.T) {
+	with := &snapshot.Meta{Files: []snapshot.File{{Name: snapshot.MemoryFile, Size: 256 << 20}, {Name: snapshot.DataFile, Size: 64 << 20}}}
+	without := &snapshot.Meta{Files: []snapshot.File{{Name: snapshot.MemoryFile, Size: 256 << 20}}}
+	for _, c := range []struct {
+		meta   *snapshot.Meta
+		dataMB int
+		want   string
+	}{
+		{with, 0, ""},
+		{with, 64, ""},
+		{with, 32, ""}, // a volume is never shrunk: the larger one serves
+		{with, 128, "the run's data volume (128 MiB) is larger than the snapshot's (64 MiB)"},
+		{without, 0, ""},
+		{without, 64, "the run has a data volume (64 MiB) and the snapshot none"},
+	} {
+		if got := dataMismatch(c.meta, c.dataMB); got != c.want {
+			t.Errorf("dataMismatch(%v, %d) = %q; want %q", c.meta.Files, c.dataMB, got, c.want)
+		}
 	}
 }

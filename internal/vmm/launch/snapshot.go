@@ -76,6 +76,9 @@ func planRestore(ctx context.Context, o Options, backend vmm.Backend, spec vmm.S
 	if !maps.Equal(o.Env, meta.Env) {
 		return no("the run's -e values differ from the snapshot's (its running processes cannot take a new environment)")
 	}
+	if why := dataMismatch(meta, o.DataMB); why != "" {
+		return no("%s", why)
+	}
 	rs := spec
 	rs.Memory = &vmm.MemoryFile{Path: filepath.Join(o.Snapshot, snapshot.MemoryFile)}
 	rs.Incoming = filepath.Join(o.Snapshot, snapshot.StateFile)
@@ -90,6 +93,24 @@ func planRestore(ctx context.Context, o Options, backend vmm.Backend, spec vmm.S
 		return no("%v", err)
 	}
 	return &restorePlan{dir: o.Snapshot, meta: meta}, rs, nil
+}
+
+// dataMismatch says why a snapshot's data volume cannot serve a run that asks for one of
+// dataMB MiB (0: the image's, which the snapshot was taken with): a restored guest keeps the
+// filesystem it mounted, so a smaller one would silently stay smaller.
+func dataMismatch(meta *snapshot.Meta, dataMB int) string {
+	if dataMB <= 0 {
+		return ""
+	}
+	for _, f := range meta.Files {
+		if f.Name == snapshot.DataFile {
+			if f.Size < int64(dataMB)<<20 {
+				return fmt.Sprintf("the run's data volume (%d MiB) is larger than the snapshot's (%d MiB)", dataMB, f.Size>>20)
+			}
+			return ""
+		}
+	}
+	return fmt.Sprintf("the run has a data volume (%d MiB) and the snapshot none", dataMB)
 }
 
 // fingerprint is the snapshot fingerprint of spec on backend for boot's image; known is the

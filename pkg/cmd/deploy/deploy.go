@@ -242,7 +242,7 @@ func deployRun(ctx context.Context, o *Options) error {
 			return err
 		}
 		img, do.Digest = res.Image, res.Revision.ID
-		do.VCPU, do.MemoryMB, do.Net = res.Spec.VCPU, res.Spec.MemoryMB, res.Spec.Net
+		do.VCPU, do.MemoryMB, do.DataMB, do.Net = res.Spec.VCPU, res.Spec.MemoryMB, res.Spec.DataMB, res.Spec.Net
 		if do.Name == "" {
 			do.Name = res.Spec.Name
 		}

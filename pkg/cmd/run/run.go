@@ -40,6 +40,7 @@ type Options struct {
 	Name        string
 	VCPU        int // 0: as the image says
 	MemoryMB    int // 0: as the image says
+	DataMB      int // 0: as the image (or the template) says
 	Net         string
 	Publish     []string
 	Env         []string
@@ -77,7 +78,9 @@ exits with the workload's own exit code; 125 means ukernel
 itself failed (the reason is printed). Ctrl-C stops the guest gracefully.
 
 Defaults for --vcpu, --memory, --net and --publish come from ukernel.toml's [run] section,
-as recorded in the image. Values given with -e and --env-file reach the guest at run time
+as recorded in the image, and for --data-mb from its [data] disk_mb. --data-mb N attaches a
+data volume of N MiB at /data (the project's .ukernel/data.img, or the template's own), even
+to an image without [data]; a smaller existing volume is grown, a larger one never shrunk. Values given with -e and --env-file reach the guest at run time
 only: they are never written into the image or the logs.
 
 --secret NAME=@FILE (or --secret NAME, from the environment variable NAME here) hands a
@@ -118,6 +121,7 @@ values boots cold: running processes cannot take a new environment. --cold boots
 	fl.StringVar(&o.Name, "name", "", "guest name shown by ps and taken by stop (default: the project name)")
 	fl.IntVar(&o.VCPU, "vcpu", 0, "virtual CPUs (default: [run] vcpu)")
 	fl.IntVar(&o.MemoryMB, "memory", 0, "memory in MiB (default: [run] memory_mb)")
+	fl.IntVar(&o.DataMB, "data-mb", 0, "attach a data volume of this many MiB at /data, kept and grown (never shrunk) across runs (default: [data] disk_mb, or the template's data_mb)")
 	fl.StringVar(&o.Net, "net", "", "network: user, none or tap:IFACE (default: [run] net)")
 	fl.StringArrayVar(&o.Publish, "publish", nil, "publish a guest TCP port on 127.0.0.1 as HOST:GUEST (repeatable; needs --net user, which it picks when the image's network is none)")
 	fl.StringArrayVarP(&o.Env, "env", "e", nil, "set K=V in the workload's environment at run time (repeatable; -e K takes K from here)")
@@ -184,6 +188,9 @@ func (o *Options) check() error {
 			return cmdutil.Usagef("--memory %v", err)
 		}
 	}
+	if err := project.CheckDataMB(o.DataMB); err != nil {
+		return cmdutil.Usagef("--data-mb %v", err)
+	}
 	for _, p := range o.Publish {
 		if _, _, err := project.ParsePublish(p); err != nil {
 			return cmdutil.Usagef("--publish %v", err)
@@ -248,7 +255,7 @@ func runRun(ctx context.Context, o *Options) error {
 		}
 	}
 	opts := launch.Options{
-		ProjectDir: dir, Image: img, Name: o.Name, VCPU: o.VCPU, MemoryMB: o.MemoryMB,
+		ProjectDir: dir, Image: img, Name: o.Name, VCPU: o.VCPU, MemoryMB: o.MemoryMB, DataMB: o.DataMB,
 		Net: o.net, Publish: o.Publish, Env: env, Secrets: secrets, Accel: o.Accel, Backend: o.Backend, Detached: o.Detach, Restart: o.Restart,
 		StopTimeout: o.StopTimeout, Logs: logs, Progress: o.IO.Progress(), Log: o.Logger,
 	}

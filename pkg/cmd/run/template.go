@@ -60,7 +60,9 @@ func (t *templateRun) apply(o *launch.Options) {
 	if len(o.Publish) == 0 {
 		o.Publish = spec.Publish
 	}
-	o.DataMB = spec.DataMB
+	if o.DataMB == 0 {
+		o.DataMB = spec.DataMB
+	}
 	o.Template, o.Revision = spec.Name, t.res.Revision.ID
 	o.WantDigest = t.res.Revision.ID
 	// The revision's snapshot, if it has one (--restore: it must): launch decides whether it

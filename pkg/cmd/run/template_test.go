@@ -19,9 +19,9 @@ func TestTemplateRunSettings(t *testing.T) {
 		o.Template != "api" || o.Revision != "abc123" || o.WantDigest != "abc123" {
 		t.Fatalf("template settings: %+v", o)
 	}
-	o = launch.Options{Name: "other", VCPU: 4, Publish: []string{"9090:80"}}
+	o = launch.Options{Name: "other", VCPU: 4, DataMB: 256, Publish: []string{"9090:80"}}
 	tr.apply(&o)
-	if o.Name != "other" || o.VCPU != 4 || o.MemoryMB != 512 || o.Publish[0] != "9090:80" {
+	if o.Name != "other" || o.VCPU != 4 || o.MemoryMB != 512 || o.DataMB != 256 || o.Publish[0] != "9090:80" {
 		t.Fatalf("flags over the template's settings: %+v", o)
 	}
 }
