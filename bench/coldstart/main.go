@@ -10,6 +10,12 @@
 // With -base-ukernel and -base-image it compares two builds of ukernel instead (each with the
 // image it packed, since the image holds the guest's init), in the same ABBA order: before and
 // after a change, in one run.
+//
+// With -http GUESTPORT the image is a server (the flask preset): the time is to its first HTTP
+// 200 on -path through --publish, after which the run is interrupted.
+//
+//	ukernel -C flaskapp init --name flaskapp --template flask && ukernel -C flaskapp pack
+//	go run ./bench/coldstart -ukernel /tmp/ukernel -image flaskapp/dist/flaskapp.img -n 11 -http 8080
 package main
 
 import (
@@ -19,12 +25,15 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/ukernel-dev/ukernel/internal/abi"
@@ -49,7 +58,10 @@ func main() {
 	timeout := flag.Duration("timeout", 60*time.Second, "deadline of one boot")
 	baseUK := flag.String("base-ukernel", "", "compare with this ukernel binary (the build before a change) instead of busybox")
 	baseImg := flag.String("base-image", "", "the image -base-ukernel packed")
+	httpPort := flag.Int("http", 0, "the guest port of a server image: time its first HTTP 200 instead of its first line")
+	httpPath := flag.String("path", "/healthz", "the path -http asks for")
 	flag.Parse()
+	ready := readiness{guestPort: *httpPort, path: *httpPath}
 	if (*baseUK == "") != (*baseImg == "") {
 		log.Fatal("-base-ukernel and -base-image go together")
 	}
@@ -87,7 +99,7 @@ func main() {
 	var peakRSS, initPeak int64
 	var boots, baseBoots []perf.Boot
 	image := func(i int) {
-		d, rss, proj, err := bootImage(*ukernel, boot.Image, *accel, work, *timeout)
+		d, rss, proj, err := bootImage(*ukernel, boot.Image, *accel, work, *timeout, ready)
 		if err != nil {
 			log.Fatalf("image boot %d: %v", i, err)
 		}
@@ -104,7 +116,7 @@ func main() {
 	}
 	busybox := func(i int) {
 		if *baseUK != "" {
-			d, _, proj, err := bootImage(*baseUK, *baseImg, *accel, work, *timeout)
+			d, _, proj, err := bootImage(*baseUK, *baseImg, *accel, work, *timeout, ready)
 			if err != nil {
 				log.Fatalf("base boot %d: %v", i, err)
 			}
@@ -133,11 +145,15 @@ func main() {
 		}
 	}
 	mi, mb := median(imgTimes), median(bbTimes)
+	what := "first workload line"
+	if ready.guestPort != 0 {
+		what = "first HTTP 200 on " + ready.path
+	}
 	fmt.Printf("accelerator:              %s\n", *accel)
 	fmt.Printf("boots per variant:        %d\n", *n)
-	fmt.Printf("image (ukernel run):      median %s to first workload line\n", mi.Round(time.Millisecond))
+	fmt.Printf("image (ukernel run):      median %s to %s\n", mi.Round(time.Millisecond), what)
 	if *baseUK != "" {
-		fmt.Printf("base (ukernel run):       median %s to first workload line\n", mb.Round(time.Millisecond))
+		fmt.Printf("base (ukernel run):       median %s to %s\n", mb.Round(time.Millisecond), what)
 		fmt.Printf("ratio to the base:        %.3fx\n", float64(mi)/float64(mb))
 	} else {
 		fmt.Printf("busybox init (QEMU):      median %s to first line\n", mb.Round(time.Millisecond))
@@ -176,16 +192,33 @@ func runBreakdown(proj string) (perf.Boot, int64, error) {
 	return b, rss, err
 }
 
+// readiness is what ends a server image's cold start; guestPort 0 means its first line.
+type readiness struct {
+	guestPort int
+	path      string
+}
+
 // bootImage runs `ukernel run --image` in a scratch project and times the first stdout line that
-// is not a kernel message. It returns the process's peak RSS in KiB and the scratch project.
-func bootImage(ukernel, img, accel, work string, timeout time.Duration) (time.Duration, int64, string, error) {
+// is not a kernel message, or with ready.guestPort the first HTTP 200 through a published port
+// (then interrupts the run). It returns the process's peak RSS in KiB and the scratch project.
+func bootImage(ukernel, img, accel, work string, timeout time.Duration, ready readiness) (time.Duration, int64, string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	proj, err := os.MkdirTemp(work, "proj")
 	if err != nil {
 		return 0, 0, "", err
 	}
-	cmd := exec.CommandContext(ctx, ukernel, "-C", proj, "run", "--image", img, "--accel", accel, "--name", "coldstart-bench")
+	args := []string{"-C", proj, "run", "--image", img, "--accel", accel, "--name", "coldstart-bench"}
+	url := ""
+	if ready.guestPort != 0 {
+		port, err := freePort()
+		if err != nil {
+			return 0, 0, "", err
+		}
+		args = append(args, "--net", "user", "--publish", fmt.Sprintf("%d:%d", port, ready.guestPort))
+		url = fmt.Sprintf("http://127.0.0.1:%d%s", port, ready.path)
+	}
+	cmd := exec.CommandContext(ctx, ukernel, args...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return 0, 0, "", err
@@ -215,12 +248,19 @@ func bootImage(ukernel, img, accel, work string, timeout time.Duration) (time.Du
 			time.Sleep(10 * time.Millisecond)
 		}
 	}()
-	first := firstLine(stdout, start)
-	io.Copy(io.Discard, stdout)
+	var first time.Duration
+	if url != "" {
+		go io.Copy(io.Discard, stdout)
+		first = firstOK(ctx, url, start)
+		cmd.Process.Signal(syscall.SIGINT) // a server runs until stopped
+	} else {
+		first = firstLine(stdout, start)
+		io.Copy(io.Discard, stdout)
+	}
 	cmd.Wait() // the workload's exit code is not the benchmark's business
 	<-sampled
 	if first == 0 {
-		return 0, 0, "", fmt.Errorf("no workload line on stdout within %s", timeout)
+		return 0, 0, "", fmt.Errorf("no workload line on stdout (or HTTP 200) within %s", timeout)
 	}
 	return first, rss, proj, nil
 }
@@ -261,6 +301,31 @@ func firstLine(r io.Reader, start time.Time) time.Duration {
 		}
 	}
 	return 0
+}
+
+// firstOK polls url until it answers 200 and returns the time since start, or 0 at ctx's end.
+func firstOK(ctx context.Context, url string, start time.Time) time.Duration {
+	c := http.Client{Timeout: time.Second}
+	for ctx.Err() == nil {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if resp, err := c.Do(req); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return time.Since(start)
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return 0
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func median(ds []time.Duration) time.Duration {

@@ -142,7 +142,7 @@ func BuildRequest(model, name, preset, lang, prompt string) map[string]any {
 		"Choose primary_preset from %s. Features may include %s. Use safe defaults: http_port %d "+
 		"unless the workload clearly implies another port; health_path starts with '/'; "+
 		"worker_interval_secs 1-3600; entrypoint is a file name relative to src/ like main.py. "+
-		"Prefer python over plain http when the prompt is Python-specific. Prefer app presets over "+
+		"Prefer python over plain http when the prompt is Python-specific, flask when it names Flask. Prefer app presets over "+
 		"backing services.", name, hint(preset), hint(lang), prompt,
 		strings.Join(Presets, "/"), strings.Join(Features, "/"), DefaultPort)
 	msg := func(role, text string) map[string]any {

@@ -1,5 +1,5 @@
 // Package scaffold makes new ukernel projects: the presets (minimal, worker, http, python,
-// postgres) rendered for each language, the plan that parameterises them (port, health path,
+// flask, postgres) rendered for each language, the plan that parameterises them (port, health path,
 // entry file, features), the keyword planner and the LLM planner that turn a prompt into a plan,
 // and the all-or-nothing writing of the files.
 package scaffold
@@ -16,7 +16,7 @@ import (
 )
 
 // Presets, in the order they are listed to users.
-var Presets = []string{"minimal", "http", "postgres", "worker", "python"}
+var Presets = []string{"minimal", "http", "postgres", "worker", "python", "flask"}
 
 // Feature is a capability a plan asks for.
 type Feature = string
@@ -54,17 +54,17 @@ type Plan struct {
 // IsPreset reports whether p names a preset.
 func IsPreset(p string) bool { return slices.Contains(Presets, p) }
 
-// ResolveLang picks the language for a preset: python needs python; postgres alone is a shell
-// entry, and with another language an app in it beside PostgreSQL (see Plan.Validate); lang ""
-// means the default (python). A mismatch is an error for the user to fix.
+// ResolveLang picks the language for a preset: python and flask need python; postgres alone is
+// a shell entry, and with another language an app in it beside PostgreSQL (see Plan.Validate);
+// lang "" means the default (python). A mismatch is an error for the user to fix.
 func ResolveLang(preset, lang string) (string, error) {
 	if lang != "" && !slices.Contains(project.Languages(), lang) {
 		return "", fmt.Errorf("unknown language %q; expected one of %s", lang, strings.Join(project.Languages(), ", "))
 	}
 	switch preset {
-	case "python":
+	case "python", "flask":
 		if lang != "" && lang != "python" {
-			return "", fmt.Errorf("the python preset is a Python program: use --lang python (or another preset for --lang %s)", lang)
+			return "", fmt.Errorf("the %s preset is a Python program: use --lang python (or another preset for --lang %s)", preset, lang)
 		}
 		return "python", nil
 	case "postgres":
@@ -121,6 +121,8 @@ func PromptLang(prompt string) (lang, other string) {
 // featureOf is the feature a preset implies; minimal implies none.
 func featureOf(preset string) Feature {
 	switch preset {
+	case "flask":
+		return FeaturePython
 	case "python", "http", "postgres", "worker":
 		return preset
 	}
@@ -161,8 +163,8 @@ var keywords = []struct {
 }
 
 // KeywordPlan is the built-in planner: keywords in the prompt choose the features and, unless
-// preset is given, the primary preset (python, then worker, then http, then postgres, else
-// minimal). Python subsumes plain http.
+// preset is given, the primary preset (python, flask when the prompt names it, then worker,
+// then http, then postgres, else minimal). Python subsumes plain http.
 func KeywordPlan(prompt, preset string) Plan {
 	lower := strings.ToLower(prompt)
 	var found []Feature
@@ -178,6 +180,9 @@ func KeywordPlan(prompt, preset string) Plan {
 		preset = "minimal"
 		if len(found) > 0 {
 			preset = found[0]
+		}
+		if preset == FeaturePython && strings.Contains(lower, "flask") {
+			preset = "flask"
 		}
 	}
 	p := Plan{Preset: preset, Features: orderFeatures(found, preset)}

@@ -20,6 +20,7 @@ func TestKeywordPlan(t *testing.T) {
 		{"Python API with PostgreSQL backing store", "", Plan{Preset: "python", Features: []Feature{"python", "postgres"}}},
 		{"python http api with postgres", "", Plan{Preset: "python", Features: []Feature{"python", "postgres"}}},
 		{"nightly cron job", "", Plan{Preset: "worker", Features: []Feature{"worker"}}},
+		{"a Flask app with postgres", "", Plan{Preset: "flask", Features: []Feature{"python", "postgres"}}},
 		{"Django site", "", Plan{Preset: "python", Features: []Feature{"python"}}},
 		{"python web app", "postgres", Plan{Preset: "postgres", Features: []Feature{"python", "postgres"}}},
 		{"queue consumer", "http", Plan{Preset: "http", Features: []Feature{"http", "worker"}}},

@@ -150,6 +150,56 @@ def main():
 if __name__ == "__main__":
     sys.exit(main())
 `,
+		"flask": `"""@NAME@: a Flask app on $PORT, served by waitress (a production WSGI server).
+
+GET /            -> JSON about the app
+GET @HEALTH@ -> {"status": "ok"} for the health check
+Add dependencies with 'ukernel env add NAME==VERSION'.
+"""
+import os
+import signal
+import sys
+from urllib.parse import unquote
+
+from flask import Flask
+from waitress import serve
+
+NAME = "@NAME@"
+PORT = int(os.environ.get("PORT", "@PORT@"))
+HEALTH_PATH = "@HEALTH@"
+
+app = Flask(NAME)
+
+
+@app.get("/")
+def index():
+    return {"app": NAME, "python": sys.version.split()[0]}
+
+
+def health():
+    return {"status": "ok"}
+
+
+if HEALTH_PATH != "/":
+    # Flask matches the decoded path.
+    app.add_url_rule(unquote(HEALTH_PATH), "health", health)
+
+
+def on_signal(signum, frame):
+    raise KeyboardInterrupt
+
+
+def main():
+    # waitress stops serving on KeyboardInterrupt: SIGTERM ends the entry with 0.
+    signal.signal(signal.SIGTERM, on_signal)
+    print(f"{NAME} listening on {PORT}", flush=True)
+    serve(app, host="0.0.0.0", port=PORT)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+`,
 	},
 	"shell": {
 		"minimal": `#!/bin/sh

@@ -17,7 +17,10 @@ func readme(o Options, s *Scaffold) string {
 		fmt.Fprintf(&b, "It prints `Hello from %s!` and exits 0. It has no network (`net = \"none\"` under `[run]` in ukernel.toml, which boots faster); set `net = \"user\"` there, or run with `--net user`, to give it one.\n", o.Name)
 	case "worker":
 		fmt.Fprintf(&b, "It prints `tick N` every %d s (`WORKER_INTERVAL_S` in `[run] env` of ukernel.toml, or `ukernel run -e WORKER_INTERVAL_S=...`) and stops cleanly on SIGTERM.\n", p.IntervalS)
-	case "http", "python":
+	case "http", "python", "flask":
+		if p.Preset == "flask" {
+			b.WriteString("A Flask app served by waitress; Flask and waitress are locked by hash in `env/ukernel.lock` like any `ukernel env add`. ")
+		}
 		fmt.Fprintf(&b, "It serves HTTP on port %d (`PORT`), published on the host as %d; `/` and the health path `%s` answer 200:\n\n```sh\ncurl http://127.0.0.1:%d%s\n```\n", p.Port, p.Port, p.HealthPath, p.Port, p.HealthPath)
 	case "postgres":
 		b.WriteString(postgresReadme)

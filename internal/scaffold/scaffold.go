@@ -59,6 +59,11 @@ type Scaffold struct {
 	Notes []string
 }
 
+// FlaskRequirements are the flask preset's Python requirements: Flask, and waitress to serve it
+// (a production WSGI server in pure Python, one process, no C extension to build). The build
+// locks them, with their dependencies, by hash as `ukernel env add` does.
+var FlaskRequirements = []string{"flask==3.1.3", "waitress==3.0.2"}
+
 const postgresHealthCmd = "/usr/lib/postgresql/15/bin/pg_isready -h 127.0.0.1 -p 5432"
 
 // Render builds the project for validated options. It writes nothing; the config it renders
@@ -99,7 +104,7 @@ func Render(o Options) (*Scaffold, error) {
 		cfg.Run.Net = string(abi.NetNone)
 	case "worker":
 		cfg.Run.Env["WORKER_INTERVAL_S"] = strconv.Itoa(p.IntervalS)
-	case "http", "python":
+	case "http", "python", "flask":
 		cfg.Run.Env["PORT"] = strconv.Itoa(p.Port)
 		cfg.Run.Publish = []string{fmt.Sprintf("%d:%d", p.Port, p.Port)}
 		cfg.Health = map[string]project.Health{project.EntryService: *httpHealth}
@@ -113,6 +118,9 @@ func Render(o Options) (*Scaffold, error) {
 	}
 	if o.Lang == "python" {
 		cfg.Run.Env["PYTHONUNBUFFERED"] = "1"
+	}
+	if p.Preset == "flask" {
+		env.Python = append(env.Python, FlaskRequirements...)
 	}
 	if o.Lang == "go" {
 		s.Files = append(s.Files, File{Path: project.SrcDir + "/go.mod", Data: []byte("module " + o.Name + "\n\ngo 1.22\n"), Mode: 0o644})

@@ -396,12 +396,14 @@ func TestRunExitCode(t *testing.T) {
 	noQEMULeft(t, dir)
 }
 
-// TestRunHTTPPresets: the http and python presets answer on / from the host through --publish.
+// TestRunHTTPPresets: the http, python and flask presets answer on / from the host through
+// --publish (flask with Flask and waitress from PyPI, locked by the build).
 func TestRunHTTPPresets(t *testing.T) {
 	skipShort(t)
 	for _, tc := range []struct{ name, lang, preset string }{
 		{"web-http", "python", "http"},
 		{"web-python", "python", "python"},
+		{"web-flask", "python", "flask"},
 	} {
 		t.Run(tc.preset, func(t *testing.T) {
 			dir := newProject(t, tc.name, "--lang", tc.lang, "--template", tc.preset)

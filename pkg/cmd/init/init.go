@@ -43,8 +43,9 @@ func NewCmdInit(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command {
 
 Presets (--template): minimal (prints a greeting and exits), worker (prints a tick every
 interval until SIGTERM), http (serves / and a health path on PORT), python (a small Python web
-app), postgres (PostgreSQL 15 on 5432 with data on a persistent volume; with --lang python, go
-or node, an HTTP app in that language with PostgreSQL as its db service).
+app, standard library only), flask (a Flask app served by waitress, both from PyPI, locked by
+hash), postgres (PostgreSQL 15 on 5432 with data on a persistent volume; with --lang python,
+go or node, an HTTP app in that language with PostgreSQL as its db service).
 Languages (--lang): python (default; shell for postgres), go, shell, node. A prompt that names
 a language (e.g. "a go http server") picks it; one ukernel does not build is refused.
 
