@@ -93,26 +93,21 @@ type SnapshotCreate struct {
 	SnapshotType string `json:"snapshot_type,omitempty"` // Full (default) or Diff
 }
 
-// SnapshotLoad is PUT /snapshot/load.
+// SnapshotLoad is PUT /snapshot/load. resume_vm is never set: the guest is resumed (PATCH /vm)
+// once the host is ready to send it its restore message. vsock_override (v1.16) is not needed:
+// the vsock socket has the same path in every chroot (jail).
 type SnapshotLoad struct {
 	SnapshotPath string         `json:"snapshot_path"`
 	MemBackend   *MemoryBackend `json:"mem_backend,omitempty"`
-	ResumeVM     bool           `json:"resume_vm,omitempty"`
-	// NetworkOverrides give a restored guest's interfaces this run's tap devices, and
-	// VsockOverride its vsock this run's socket (both are recorded in the snapshot).
+	// NetworkOverrides give a restored guest's interfaces this run's tap devices in place of
+	// the ones recorded in the snapshot (v1.12 and later).
 	NetworkOverrides []NetworkOverride `json:"network_overrides,omitempty"`
-	VsockOverride    *VsockOverride    `json:"vsock_override,omitempty"`
 }
 
 // NetworkOverride is one item of SnapshotLoad.NetworkOverrides.
 type NetworkOverride struct {
 	IfaceID     string `json:"iface_id"`
 	HostDevName string `json:"host_dev_name"`
-}
-
-// VsockOverride is SnapshotLoad.VsockOverride.
-type VsockOverride struct {
-	UDSPath string `json:"uds_path"`
 }
 
 // MemoryBackend says where a snapshot's guest memory comes from.

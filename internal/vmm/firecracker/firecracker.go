@@ -57,6 +57,9 @@ type Backend struct {
 	NetNS    string // network namespace path handed to the jailer, optional
 	CacheDir string // where extracted vmlinux kernels are kept; the cache's cache.Vmlinux when empty
 	Log      *slog.Logger
+
+	mu    sync.Mutex
+	jails map[string]*jail // the chroots of the guests this process started, by API socket
 }
 
 // New returns the Firecracker backend.
@@ -75,8 +78,10 @@ func (b *Backend) Capabilities() vmm.Capabilities {
 	return vmm.Capabilities{
 		Accelerators: []string{vmm.AccelKVM},
 		Nets:         []abi.NetMode{abi.NetTap, abi.NetNone},
-		Snapshots:    false, // not yet: no snapshot is taken or restored
-		ControlChan:  "vsock",
+		// Only in the jailer's chroot: a snapshot records the paths Firecracker opened its drives
+		// at, and only a chroot of its own gives each restore its own files at those paths.
+		Snapshots:   b.useJailer(),
+		ControlChan: "vsock",
 	}
 }
 
@@ -184,9 +189,23 @@ func runFilesFor(spec vmm.Spec) runFiles {
 	return runFiles{logPath: filepath.Join(dir, "firecracker.log"), metricsPath: filepath.Join(dir, "firecracker-metrics.json")}
 }
 
-// ConfigFor returns the API configuration for spec booting kernel (an ELF vmlinux); path maps a
-// host path to the path Firecracker sees.
-func ConfigFor(spec vmm.Spec, kernel string, path func(string) string) Config {
+// Paths maps a run's host files to the paths Firecracker is given.
+type Paths struct {
+	File  func(host string) string // the kernel, initrd, log and metrics files
+	Drive func(d vmm.Disk) string
+	Vsock func(host string) string // the vsock device's socket
+}
+
+// HostPaths gives Firecracker the host's paths (no jailer).
+var HostPaths = Paths{
+	File:  func(p string) string { return p },
+	Drive: func(d vmm.Disk) string { return d.Path },
+	Vsock: func(p string) string { return p },
+}
+
+// ConfigFor returns the API configuration for spec booting kernel (an ELF vmlinux), with the
+// paths Firecracker sees.
+func ConfigFor(spec vmm.Spec, kernel string, path Paths) Config {
 	rf := runFilesFor(spec)
 	vcpu, mem := spec.VCPU, spec.MemoryMB
 	if vcpu <= 0 {
@@ -196,23 +215,23 @@ func ConfigFor(spec vmm.Spec, kernel string, path func(string) string) Config {
 		mem = 256
 	}
 	cfg := Config{
-		Logger:     Logger{LogPath: path(rf.logPath), Level: "Warning"},
-		Metrics:    Metrics{MetricsPath: path(rf.metricsPath)},
-		BootSource: BootSource{KernelImagePath: path(kernel), BootArgs: BootArgs(spec.Cmdline)},
+		Logger:     Logger{LogPath: path.File(rf.logPath), Level: "Warning"},
+		Metrics:    Metrics{MetricsPath: path.File(rf.metricsPath)},
+		BootSource: BootSource{KernelImagePath: path.File(kernel), BootArgs: BootArgs(spec.Cmdline)},
 		Machine:    MachineConfig{VCPUCount: vcpu, MemSizeMib: mem},
 	}
 	if spec.Initrd != "" {
-		cfg.BootSource.InitrdPath = path(spec.Initrd)
+		cfg.BootSource.InitrdPath = path.File(spec.Initrd)
 	}
 	// The guest finds its root partition by GPT name itself: no drive is Firecracker's root.
 	for _, d := range spec.Disks {
-		cfg.Drives = append(cfg.Drives, Drive{DriveID: d.ID, PathOnHost: path(d.Path), IsReadOnly: d.ReadOnly})
+		cfg.Drives = append(cfg.Drives, Drive{DriveID: d.ID, PathOnHost: path.Drive(d), IsReadOnly: d.ReadOnly})
 	}
 	if spec.Net.Mode == abi.NetTap {
 		cfg.Net = &NetworkInterface{IfaceID: "eth0", HostDevName: spec.Net.Iface}
 	}
 	if spec.ControlSocket != "" {
-		cfg.Vsock = &Vsock{GuestCID: GuestCID, UDSPath: spec.ControlSocket}
+		cfg.Vsock = &Vsock{GuestCID: GuestCID, UDSPath: path.Vsock(spec.ControlSocket)}
 	}
 	return cfg
 }
@@ -251,6 +270,9 @@ func (b *Backend) Start(ctx context.Context, spec vmm.Spec) (*vmm.VM, error) {
 	if spec.Kernel == "" {
 		return nil, errors.New("no kernel to boot")
 	}
+	if spec.Incoming != "" && (spec.Memory == nil || spec.Memory.Shared) {
+		return nil, errors.New("a restore needs the snapshot's memory file, mapped privately")
+	}
 	cacheDir := b.CacheDir
 	if cacheDir == "" {
 		dir, err := cache.DefaultDir()
@@ -280,14 +302,16 @@ func (b *Backend) Start(ctx context.Context, spec vmm.Spec) (*vmm.VM, error) {
 		if j, err = b.newJail(spec, fcPath); err != nil {
 			return nil, err
 		}
-		// The host listens for the events at their socket's path in the chroot, which is longer.
-		if s := j.host(EventsSocket(spec.ControlSocket)); spec.EventsPath != "" && len(s) >= 108 {
+		// The host listens for the events at their socket's path in the chroot.
+		if s := j.host(EventsSocket(jailVsock)); spec.EventsPath != "" && len(s) >= 108 {
 			return nil, fmt.Errorf("socket path %s in the jailer's chroot is %d bytes; unix sockets allow 107: use a shorter state directory (XDG_RUNTIME_DIR)", s, len(s))
 		}
+	} else if spec.Incoming != "" || spec.Memory != nil {
+		return nil, errors.New("firecracker snapshots need the jailer (ukernel as root, with jailer on PATH): a snapshot records its drives' paths, and only a chroot of its own gives each restore its own files there")
 	}
-	path := func(p string) string { return p }
+	path := HostPaths
 	if j != nil {
-		path = j.inside
+		path = j.paths()
 	}
 	cfg := ConfigFor(spec, kernel, path)
 	if j != nil {
@@ -326,7 +350,7 @@ func (b *Backend) Start(ctx context.Context, spec vmm.Spec) (*vmm.VM, error) {
 		// The guest connects once it runs, after Configure starts it.
 		sock := OutputSocket(spec.ControlSocket)
 		if j != nil {
-			sock = j.host(sock)
+			sock = j.host(OutputSocket(jailVsock))
 		}
 		if vm.Output, err = vmm.ListenOutput(sock); err != nil {
 			return fail(err)
@@ -340,7 +364,8 @@ func (b *Backend) Start(ctx context.Context, spec vmm.Spec) (*vmm.VM, error) {
 		}
 	}
 	client := NewClient(spec.APISocket)
-	if err := b.awaitAPI(ctx, vm, client, spec); err != nil {
+	info, err := b.awaitAPI(ctx, vm, client, spec)
+	if err != nil {
 		if vm.Output != nil {
 			vm.Output.Close()
 		}
@@ -349,10 +374,10 @@ func (b *Backend) Start(ctx context.Context, spec vmm.Spec) (*vmm.VM, error) {
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	configure := func() error { return Configure(cctx, client, cfg) }
-	if spec.Incoming != "" && spec.Memory != nil {
+	if spec.Incoming != "" {
 		configure = func() error {
 			vm.LoadStart = time.Now()
-			return RestoreSequence(cctx, client, cfg, path(spec.Incoming), path(spec.Memory.Path))
+			return RestoreSequence(cctx, client, cfg, info.VMMVersion, jailState, jailMemory)
 		}
 	}
 	if err := configure(); err != nil {
@@ -362,8 +387,9 @@ func (b *Backend) Start(ctx context.Context, spec vmm.Spec) (*vmm.VM, error) {
 		return fail(fmt.Errorf("%w (see %s)", err, runFilesFor(spec).logPath))
 	}
 	if j != nil {
-		// Firecracker has its kernel and disks open: the user's files, and the config drive with
-		// the run's environment and secrets, leave the chroot.
+		// Firecracker has its kernel and disks (or a snapshot's state, memory and disks) open:
+		// the user's files, and the config drive with the run's environment and secrets, leave
+		// the chroot.
 		if err := j.release(); err != nil {
 			b.Log.Warn("jailer chroot", "err", err)
 		}
@@ -385,7 +411,7 @@ func (b *Backend) exec(spec vmm.Spec, fcPath string, j *jail) (*vmm.VM, error) {
 	if spec.ControlSocket != "" && spec.EventsPath != "" {
 		sock := EventsSocket(spec.ControlSocket)
 		if j != nil {
-			sock = j.host(EventsSocket(spec.ControlSocket))
+			sock = j.host(EventsSocket(jailVsock))
 		}
 		var err error
 		if events, err = listenEvents(sock, spec.EventsPath, b.Log); err != nil {
@@ -446,10 +472,21 @@ func (b *Backend) exec(spec vmm.Spec, fcPath string, j *jail) (*vmm.VM, error) {
 		go events.run()
 	}
 	h := vmm.Handle{Backend: Name, PID: cmd.Process.Pid, ControlSocket: spec.ControlSocket, APISocket: spec.APISocket}
+	if j != nil {
+		b.mu.Lock()
+		if b.jails == nil {
+			b.jails = map[string]*jail{}
+		}
+		b.jails[spec.APISocket] = j
+		b.mu.Unlock()
+	}
 	wait := func() error {
 		err := cmdWait()
 		events.close()
 		if j != nil {
+			b.mu.Lock()
+			delete(b.jails, spec.APISocket)
+			b.mu.Unlock()
 			if rerr := j.remove(); rerr != nil {
 				b.Log.Warn("jailer chroot", "err", rerr)
 			}
@@ -491,8 +528,9 @@ func InstanceID(name string) string {
 	return id
 }
 
-// awaitAPI waits until the API socket answers GET /, or Firecracker exits, or StartTimeout.
-func (b *Backend) awaitAPI(ctx context.Context, vm *vmm.VM, c *Client, spec vmm.Spec) error {
+// awaitAPI waits until the API socket answers GET /, or Firecracker exits, or StartTimeout, and
+// returns the answer.
+func (b *Backend) awaitAPI(ctx context.Context, vm *vmm.VM, c *Client, spec vmm.Spec) (InstanceInfo, error) {
 	ctx, cancel := context.WithTimeout(ctx, StartTimeout)
 	defer cancel()
 	tick := time.NewTicker(10 * time.Millisecond)
@@ -500,9 +538,9 @@ func (b *Backend) awaitAPI(ctx context.Context, vm *vmm.VM, c *Client, spec vmm.
 	for {
 		select {
 		case <-vm.Done():
-			return fmt.Errorf("firecracker exited while starting (%v): %s", vm.Wait(ctx), vmm.LogTail(spec.LogPath, "firecracker"))
+			return InstanceInfo{}, fmt.Errorf("firecracker exited while starting (%v): %s", vm.Wait(ctx), vmm.LogTail(spec.LogPath, "firecracker"))
 		case <-ctx.Done():
-			return fmt.Errorf("firecracker (pid %d) did not answer on its API socket %s within %s: %s", vm.PID, spec.APISocket, StartTimeout, vmm.LogTail(spec.LogPath, "firecracker"))
+			return InstanceInfo{}, fmt.Errorf("firecracker (pid %d) did not answer on its API socket %s within %s: %s", vm.PID, spec.APISocket, StartTimeout, vmm.LogTail(spec.LogPath, "firecracker"))
 		case <-tick.C:
 		}
 		if _, err := os.Stat(spec.APISocket); err != nil {
@@ -513,7 +551,7 @@ func (b *Backend) awaitAPI(ctx context.Context, vm *vmm.VM, c *Client, spec vmm.
 		icancel()
 		if err == nil {
 			b.Log.Debug("firecracker API ready", "id", info.ID, "version", info.VMMVersion, "state", info.State)
-			return nil
+			return info, nil
 		}
 		b.Log.Debug("firecracker API not ready yet", "err", err)
 	}
@@ -590,16 +628,6 @@ func (b *Backend) Resume(ctx context.Context, h vmm.Handle) error {
 // its memory to memPath (paths as Firecracker sees them).
 func (b *Backend) CreateSnapshot(ctx context.Context, h vmm.Handle, snapshotPath, memPath string) error {
 	return NewClient(h.APISocket).Put(ctx, "/snapshot/create", SnapshotCreate{SnapshotPath: snapshotPath, MemFilePath: memPath, SnapshotType: "Full"})
-}
-
-// LoadSnapshot loads a snapshot into a Firecracker that has not been configured yet (only the
-// logger and metrics may be), and resumes it when resume is set.
-func (b *Backend) LoadSnapshot(ctx context.Context, h vmm.Handle, snapshotPath, memPath string, resume bool) error {
-	return NewClient(h.APISocket).Put(ctx, "/snapshot/load", SnapshotLoad{
-		SnapshotPath: snapshotPath,
-		MemBackend:   &MemoryBackend{BackendType: "File", BackendPath: memPath},
-		ResumeVM:     resume,
-	})
 }
 
 // relayDrain bounds how long the relay may take, once Firecracker has exited, to write what it

@@ -59,7 +59,7 @@ func TestConfigureSequence(t *testing.T) {
 	srv := &fctest.Server{}
 	c := NewClient(serve(t, srv))
 	spec := testSpec("/run/r1")
-	cfg := ConfigFor(spec, "/cache/vmlinux", func(p string) string { return p })
+	cfg := ConfigFor(spec, "/cache/vmlinux", HostPaths)
 	if err := Configure(context.Background(), c, cfg); err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +98,7 @@ func TestConfigureSequence(t *testing.T) {
 func TestAPIFault(t *testing.T) {
 	srv := &fctest.Server{Fail: map[string]string{"PUT /boot-source": "Cannot load kernel due to invalid memory configuration or invalid kernel image: Kernel Loader: failed to load ELF kernel image"}}
 	c := NewClient(serve(t, srv))
-	cfg := ConfigFor(testSpec("/run/r1"), "/cache/vmlinux", func(p string) string { return p })
+	cfg := ConfigFor(testSpec("/run/r1"), "/cache/vmlinux", HostPaths)
 	err := Configure(context.Background(), c, cfg)
 	want := "firecracker: PUT /boot-source: 400: Cannot load kernel due to invalid memory configuration or invalid kernel image: Kernel Loader: failed to load ELF kernel image"
 	if err == nil || err.Error() != want {
@@ -150,10 +150,10 @@ func TestLifecycleRequests(t *testing.T) {
 		t.Fatalf("GET /: %+v %v", info, err)
 	}
 	for _, step := range []func() error{
+		func() error { return NewClient(sock).Put(ctx, "/actions", Action{ActionType: ActionInstanceStart}) },
 		func() error { return b.Pause(ctx, h) },
 		func() error { return b.CreateSnapshot(ctx, h, "/snap/vm.state", "/snap/vm.mem") },
 		func() error { return b.Resume(ctx, h) },
-		func() error { return b.LoadSnapshot(ctx, h, "/snap/vm.state", "/snap/vm.mem", true) },
 		func() error { return b.Quit(ctx, h) },
 	} {
 		if err := step(); err != nil {
@@ -162,10 +162,10 @@ func TestLifecycleRequests(t *testing.T) {
 	}
 	want := []call{
 		{"GET", "/", ""},
+		{"PUT", "/actions", `{"action_type":"InstanceStart"}`},
 		{"PATCH", "/vm", `{"state":"Paused"}`},
 		{"PUT", "/snapshot/create", `{"snapshot_path":"/snap/vm.state","mem_file_path":"/snap/vm.mem","snapshot_type":"Full"}`},
 		{"PATCH", "/vm", `{"state":"Resumed"}`},
-		{"PUT", "/snapshot/load", `{"snapshot_path":"/snap/vm.state","mem_backend":{"backend_type":"File","backend_path":"/snap/vm.mem"},"resume_vm":true}`},
 		{"PUT", "/actions", `{"action_type":"SendCtrlAltDel"}`},
 	}
 	got := calls(srv.Requests())
@@ -368,32 +368,30 @@ func TestStartFaultAndQuit(t *testing.T) {
 	}
 }
 
-// TestSnapshotRequests checks a save and a restore against the API: a full snapshot of the
-// paused guest; a load into a Firecracker given only its logger and metrics, with the memory
-// file mapped privately and this run's tap device and vsock socket, left paused until Resume.
-func TestSnapshotRequests(t *testing.T) {
+// TestRestoreRequests checks a restore's requests against the API: a load into a Firecracker
+// given only its logger and metrics, the memory file mapped privately (the File backend) and
+// this run's tap device in place of the snapshot's, left paused until Resume; no vsock
+// override (the socket is at the same path in every chroot). A Firecracker older than
+// network_overrides is refused before it loads anything, and one that configured a boot
+// resource refuses the load.
+func TestRestoreRequests(t *testing.T) {
 	srv := &fctest.Server{}
 	sock := serve(t, srv)
 	b := New(nil)
-	b.NoJailer = true
 	h := vmm.Handle{Backend: Name, APISocket: sock}
 	ctx := context.Background()
-	if err := b.Save(ctx, h, "/snap/state", "/snap/memory"); err != nil {
-		t.Fatal(err)
-	}
-	cfg := ConfigFor(testSpec("/run/r2"), "/cache/vmlinux", func(p string) string { return p })
-	if err := RestoreSequence(ctx, NewClient(sock), cfg, "/snap/state", "/snap/memory"); err != nil {
+	j := &jail{}
+	cfg := ConfigFor(testSpec("/run/r2"), "/cache/vmlinux", j.paths())
+	if err := RestoreSequence(ctx, NewClient(sock), cfg, "1.12.0", jailState, jailMemory); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.Resume(ctx, h); err != nil {
 		t.Fatal(err)
 	}
 	want := []call{
-		{"PATCH", "/vm", `{"state":"Paused"}`},
-		{"PUT", "/snapshot/create", `{"snapshot_path":"/snap/state","mem_file_path":"/snap/memory","snapshot_type":"Full"}`},
-		{"PUT", "/logger", `{"log_path":"/run/r2/firecracker.log","level":"Warning"}`},
-		{"PUT", "/metrics", `{"metrics_path":"/run/r2/firecracker-metrics.json"}`},
-		{"PUT", "/snapshot/load", `{"snapshot_path":"/snap/state","mem_backend":{"backend_type":"File","backend_path":"/snap/memory"},"network_overrides":[{"iface_id":"eth0","host_dev_name":"tap0"}],"vsock_override":{"uds_path":"/state/ctl.sock"}}`},
+		{"PUT", "/logger", `{"log_path":"/firecracker.log","level":"Warning"}`},
+		{"PUT", "/metrics", `{"metrics_path":"/firecracker-metrics.json"}`},
+		{"PUT", "/snapshot/load", `{"snapshot_path":"/snapshot-state","mem_backend":{"backend_type":"File","backend_path":"/snapshot-memory"},"network_overrides":[{"iface_id":"eth0","host_dev_name":"tap0"}]}`},
 		{"PATCH", "/vm", `{"state":"Resumed"}`},
 	}
 	got := calls(srv.Requests())
@@ -408,9 +406,42 @@ func TestSnapshotRequests(t *testing.T) {
 			t.Errorf("request %d %s %s: status %d", i, r.Method, r.Path, r.Status)
 		}
 	}
+
+	old := &fctest.Server{}
+	err := RestoreSequence(ctx, NewClient(serve(t, old)), cfg, "1.11.1", jailState, jailMemory)
+	if err == nil || !strings.Contains(err.Error(), "network_overrides came with v1.12") || len(old.Requests()) != 0 {
+		t.Errorf("restore with a tap under Firecracker 1.11.1: %v, requests %+v", err, calls(old.Requests()))
+	}
+	cfg.Net = nil
+	if err := RestoreSequence(ctx, NewClient(serve(t, &fctest.Server{})), cfg, "1.11.1", jailState, jailMemory); err != nil {
+		t.Errorf("restore without a network under Firecracker 1.11.1: %v", err)
+	}
+
+	booted := &fctest.Server{}
+	bsock := serve(t, booted)
+	if err := NewClient(bsock).Put(ctx, "/machine-config", MachineConfig{VCPUCount: 1, MemSizeMib: 128}); err != nil {
+		t.Fatal(err)
+	}
+	err = RestoreSequence(ctx, NewClient(bsock), cfg, "1.12.0", jailState, jailMemory)
+	var ae *APIError
+	if !errors.As(err, &ae) || !strings.Contains(ae.Fault, "not allowed after configuring boot-specific resources") {
+		t.Errorf("load after a boot resource: %v", err)
+	}
+
 	a, _ := b.Layout(testSpec("/run/r1"))
 	c, _ := b.Layout(testSpec("/run/r2"))
-	if a != c || strings.Contains(a, "/run/") {
+	if a != c || strings.Contains(a, "/run/") || strings.Contains(a, "/state/") {
 		t.Errorf("layouts of two runs differ or hold paths:\n%s\n%s", a, c)
+	}
+}
+
+func TestAtLeast(t *testing.T) {
+	for _, c := range []struct {
+		v    string
+		want bool
+	}{{"1.12.0", true}, {"v1.12.1", true}, {"1.17.0-dev", true}, {"2.0.0", true}, {"1.11.9", false}, {"0.25.0", false}, {"1.12-dev", true}, {"", false}, {"Firecracker", false}} {
+		if got := atLeast(c.v, NetworkOverridesSince); got != c.want {
+			t.Errorf("atLeast(%q) = %v, want %v", c.v, got, c.want)
+		}
 	}
 }

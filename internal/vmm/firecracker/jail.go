@@ -17,10 +17,16 @@ import (
 )
 
 // jail is the jailer's chroot for one guest: <base>/firecracker/<id>/root. The files the guest
-// needs appear at /<name> inside it (see put). Sockets keep their host path inside the chroot,
-// and the host path becomes a symlink to the chroot's socket, so the handle (and
-// vmm.Handle.Alive, which looks for the API socket path on the command line) is the same with
-// and without the jailer.
+// needs appear inside it (see put): the kernel and initrd at /<name>, each drive at
+// /drive-<id>, a snapshot's state and memory at jailState and jailMemory, the vsock socket at
+// jailVsock. The API socket keeps its host path inside the chroot. The host paths of both
+// sockets become symlinks to the chroot's, so the handle (and vmm.Handle.Alive, which looks for
+// the API socket path on the command line) is the same with and without the jailer.
+//
+// Drives and vsock socket are at the same paths in every chroot, whatever the host files are:
+// Firecracker records the paths it opened in a snapshot and reopens them on a restore, so a
+// restore in a chroot of its own finds its own files there (its copy of the data volume, a blank
+// config drive), and two restores of one snapshot never share one.
 type jail struct {
 	base, id, root string
 	uid, gid       int
@@ -29,7 +35,26 @@ type jail struct {
 	mu     sync.Mutex     // release runs in Start and when firecracker exits
 	staged []string       // the chroot's mount points and copies of the user's files
 	undo   []func() error // takes back the ACL entries given to the jail uid
-	logs   []string       // run-directory links to the log and metrics files in the chroot
+	// kept and keptUndo are the same for what Firecracker opens only later, when it saves a
+	// snapshot (the memory file): they stay until releaseKept.
+	kept     []string
+	keptUndo []func() error
+	logs     []string // run-directory links to the log and metrics files in the chroot
+	socks    []string // host-side links to the chroot's sockets
+}
+
+// Fixed paths inside every chroot (see jail).
+const (
+	jailVsock  = "/v.sock"
+	jailState  = "/snapshot-state"
+	jailMemory = "/snapshot-memory"
+)
+
+// drive is where the drive d is inside the chroot.
+func drive(d vmm.Disk) string { return "/drive-" + d.ID }
+
+func (j *jail) paths() Paths {
+	return Paths{File: j.inside, Drive: drive, Vsock: func(string) string { return jailVsock }}
 }
 
 func (b *Backend) newJail(spec vmm.Spec, fcPath string) (*jail, error) {
@@ -50,8 +75,7 @@ func (b *Backend) newJail(spec vmm.Spec, fcPath string) (*jail, error) {
 	return j, nil
 }
 
-// inside maps a host file to its path inside the chroot: sockets keep their path, files are
-// put at /<base name>.
+// inside maps a host file to its path inside the chroot: /<base name>.
 func (j *jail) inside(p string) string { return "/" + filepath.Base(p) }
 
 // host is where a path inside the chroot is on the host.
@@ -69,33 +93,45 @@ func (j *jail) args(fcPath string, spec vmm.Spec) []string {
 	return append(append(a, "--"), jailedArgs(spec)...)
 }
 
-// stage puts the kernel, initrd, disks, log and metrics files into the chroot, and makes the
-// socket directories and host-side symlinks.
+// stage puts the kernel and initrd (or, for a restore, the snapshot's state and memory), the
+// disks, the memory file a snapshot boot saves to, and the log and metrics files into the
+// chroot, and makes the socket directories and host-side symlinks.
 func (j *jail) stage(spec vmm.Spec, kernel string, rf runFiles) error {
 	if err := os.MkdirAll(j.root, 0o755); err != nil {
 		return fmt.Errorf("jailer chroot: %w", err)
 	}
 	type file struct {
-		path  string
-		write bool
+		path, at    string
+		write, keep bool
 	}
-	files := []file{{path: kernel}}
-	if spec.Initrd != "" {
-		files = append(files, file{path: spec.Initrd})
+	var files []file
+	if spec.Incoming == "" {
+		files = append(files, file{path: kernel, at: j.inside(kernel)})
+		if spec.Initrd != "" {
+			files = append(files, file{path: spec.Initrd, at: j.inside(spec.Initrd)})
+		}
+	} else {
+		// Read-only: Firecracker maps the memory file privately, so its guest's writes never
+		// reach it, and neither could anything else in the chroot.
+		files = append(files, file{path: spec.Incoming, at: jailState}, file{path: spec.Memory.Path, at: jailMemory})
 	}
 	for _, d := range spec.Disks {
-		files = append(files, file{d.Path, !d.ReadOnly})
+		files = append(files, file{path: d.Path, at: drive(d), write: !d.ReadOnly})
+	}
+	if spec.Memory != nil && spec.Memory.Shared {
+		// A snapshot boot: Firecracker writes its guest's memory there when it saves.
+		files = append(files, file{path: spec.Memory.Path, at: jailMemory, write: true, keep: true})
 	}
 	// The log and metrics files are the jail's own, created below: no user file may take
 	// their names.
 	seen := map[string]bool{j.host(j.inside(rf.logPath)): true, j.host(j.inside(rf.metricsPath)): true}
 	for _, f := range files {
-		dst := j.host(j.inside(f.path))
+		dst := j.host(f.at)
 		if seen[dst] {
 			return fmt.Errorf("jailer chroot: two files named %s", filepath.Base(f.path))
 		}
 		seen[dst] = true
-		if err := j.put(f.path, dst, f.write); err != nil {
+		if err := j.put(f.path, dst, f.write, f.keep); err != nil {
 			return err
 		}
 	}
@@ -115,21 +151,22 @@ func (j *jail) stage(spec vmm.Spec, kernel string, rf runFiles) error {
 		}
 		j.logs = append(j.logs, p)
 	}
-	socks := []string{spec.APISocket}
-	if spec.ControlSocket != "" {
-		socks = append(socks, spec.ControlSocket)
+	dir := j.host(filepath.Dir(spec.APISocket))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("jailer chroot: %w", err)
 	}
-	for _, s := range socks {
-		dir := j.host(filepath.Dir(s))
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return fmt.Errorf("jailer chroot: %w", err)
-		}
-		if err := os.Chown(dir, j.uid, j.gid); err != nil {
-			return fmt.Errorf("jailer chroot: %w", err)
-		}
-		if err := os.Symlink(j.host(s), s); err != nil {
+	if err := os.Chown(dir, j.uid, j.gid); err != nil {
+		return fmt.Errorf("jailer chroot: %w", err)
+	}
+	links := map[string]string{spec.APISocket: j.host(spec.APISocket)}
+	if spec.ControlSocket != "" {
+		links[spec.ControlSocket] = j.host(jailVsock)
+	}
+	for s, target := range links {
+		if err := os.Symlink(target, s); err != nil {
 			return fmt.Errorf("jailer: link %s: %w", s, err)
 		}
+		j.socks = append(j.socks, s)
 	}
 	return nil
 }
@@ -148,12 +185,22 @@ func (j *jail) stage(spec vmm.Spec, kernel string, rf runFiles) error {
 // own, and a disk it may not write gets an ACL entry for the jail uid, which release takes
 // back. (An idmapped mount would avoid the ACL but needs a user namespace and filesystem
 // support; a loop device would need /dev/loop*.)
-func (j *jail) put(src, dst string, write bool) error {
+//
+// A file kept (keep) stays until releaseKept rather than release.
+func (j *jail) put(src, dst string, write, keep bool) error {
 	fi, err := os.Stat(src)
 	if err != nil {
 		return fmt.Errorf("jailer chroot: %w", err)
 	}
+	staged, undos := &j.staged, &j.undo
+	if keep {
+		staged, undos = &j.kept, &j.keptUndo
+	}
 	if !write && !j.may(fi, 4) {
+		if dst == j.host(jailMemory) {
+			// Never a copy of a guest's memory: Save leaves it readable by the jail's group.
+			return fmt.Errorf("jailer chroot: the jailed firecracker (uid %d, gid %d) may not read the snapshot's memory file %s (mode %v): take the snapshot again", j.uid, j.gid, src, fi.Mode().Perm())
+		}
 		return j.copyIn(src, dst)
 	}
 	if write && !j.may(fi, 6) {
@@ -164,17 +211,17 @@ func (j *jail) put(src, dst string, write bool) error {
 		}
 		undo, err := grantACL(src, j.uid, 6)
 		if err != nil {
-			return fmt.Errorf("jailer: the jailed firecracker runs as uid %d and may not write the disk %s (mode %v), and an ACL entry to let it failed: %w; keep the disk on a filesystem with POSIX ACLs, make it writable by uid %d, or run ukernel without the jailer (it is used only as root, with jailer on PATH)",
+			return fmt.Errorf("jailer: the jailed firecracker runs as uid %d and may not write %s (mode %v), and an ACL entry to let it failed: %w; keep it on a filesystem with POSIX ACLs, make it writable by uid %d, or run ukernel without the jailer (it is used only as root, with jailer on PATH)",
 				j.uid, src, fi.Mode().Perm(), err, j.uid)
 		}
-		j.undo = append(j.undo, undo)
+		*undos = append(*undos, undo)
 	}
 	f, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600) // the mount point
 	if err != nil {
 		return fmt.Errorf("jailer chroot: %w", err)
 	}
 	f.Close()
-	j.staged = append(j.staged, dst)
+	*staged = append(*staged, dst)
 	if err := unix.Mount(src, dst, "", unix.MS_BIND, ""); err != nil {
 		// Never a copy instead: the guest's writes to it would be lost with the chroot.
 		return fmt.Errorf("jailer chroot: bind-mount %s into %s: %w (the jailer needs mounts too; run ukernel without the jailer: not as root, or without jailer on PATH)", src, j.root, err)
@@ -237,31 +284,48 @@ func (j *jail) copyIn(src, dst string) error {
 func (j *jail) release() error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	return unstage(&j.staged, &j.undo)
+}
+
+// releaseKept is release for the files kept (the memory file of a snapshot boot), once
+// Firecracker has written its snapshot.
+func (j *jail) releaseKept() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return unstage(&j.kept, &j.keptUndo)
+}
+
+func unstage(staged *[]string, undos *[]func() error) error {
 	var errs []error
-	for _, p := range j.staged {
+	for _, p := range *staged {
 		unmount(p)
 		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, fmt.Errorf("jailer chroot: %w", err))
 		}
 	}
-	j.staged = nil
-	for _, undo := range j.undo {
+	*staged = nil
+	for _, undo := range *undos {
 		if err := undo(); err != nil {
 			errs = append(errs, fmt.Errorf("jailer: taking back the jail's ACL entry: %w", err))
 		}
 	}
-	j.undo = nil
+	*undos = nil
 	return errors.Join(errs...)
 }
 
 // remove deletes the chroot. Mounts a crashed run left at its top level are taken off first:
 // only the chroot's own files are deleted, never what a mount shows.
 func (j *jail) remove() error {
-	err := j.release()
+	err := errors.Join(j.release(), j.releaseKept())
 	if rerr := j.revokeRecorded(); rerr != nil {
 		err = errors.Join(err, rerr)
 	}
 	j.keepLogs()
+	for _, s := range j.socks {
+		if target, lerr := os.Readlink(s); lerr == nil && strings.HasPrefix(target, j.root+"/") {
+			os.Remove(s)
+		}
+	}
 	if ents, rerr := os.ReadDir(j.root); rerr == nil {
 		for _, e := range ents {
 			unmount(filepath.Join(j.root, e.Name()))

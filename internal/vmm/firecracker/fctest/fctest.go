@@ -17,10 +17,13 @@ import (
 
 // Field is one property of a request body in the API description.
 type Field struct {
-	Type     string   // string, integer, boolean, object
+	Type     string   // string, integer, boolean, object, array
 	Required bool     // listed under "required"
 	Enum     []string // allowed values of a string
 	Min      *int     // minimum of an integer
+	// Fields describe an object's properties, or an array's items' when they are objects; nil
+	// leaves them unchecked.
+	Fields map[string]Field
 }
 
 // Op is one operation: a path template, a method and its body schema.
@@ -104,11 +107,20 @@ var API = []Op{
 		"enable_diff_snapshots": {Type: "boolean"},
 		"track_dirty_pages":     {Type: "boolean"},
 		"mem_file_path":         {Type: "string"},
-		"mem_backend":           {Type: "object"},
-		"resume_vm":             {Type: "boolean"},
-		"network_overrides":     {Type: "array"},
-		"vsock_override":        {Type: "object"},
-		"clock_realtime":        {Type: "boolean"},
+		"mem_backend": {Type: "object", Fields: map[string]Field{
+			"backend_type": {Type: "string", Required: true, Enum: []string{"File", "Uffd"}},
+			"backend_path": {Type: "string", Required: true},
+		}},
+		"resume_vm": {Type: "boolean"},
+		"network_overrides": {Type: "array", Fields: map[string]Field{
+			"iface_id":      {Type: "string", Required: true},
+			"host_dev_name": {Type: "string", Required: true},
+		}},
+		"vsock_override": {Type: "object", Fields: map[string]Field{
+			"uds_path": {Type: "string", Required: true},
+		}},
+		"clock_realtime": {Type: "boolean"},
+		"huge_pages":     {Type: "string", Enum: []string{"Snapshot", "None", "Transparent"}},
 	}},
 }
 
@@ -148,13 +160,25 @@ func Check(op *Op, param string, body []byte) error {
 	if err := dec.Decode(&obj); err != nil || obj == nil {
 		return fmt.Errorf("body is not a JSON object: %v", err)
 	}
+	if err := checkObject(op.Body, obj); err != nil {
+		return err
+	}
+	if op.PathField != "" && obj[op.PathField] != param {
+		return fmt.Errorf("the id from the path (%s) does not match the id from the body (%v)", param, obj[op.PathField])
+	}
+	return nil
+}
+
+// checkObject checks obj against fields: no unknown field, required ones present, each of its
+// type.
+func checkObject(fields map[string]Field, obj map[string]any) error {
 	var names []string
 	for k := range obj {
 		names = append(names, k)
 	}
 	sort.Strings(names)
 	for _, k := range names {
-		f, ok := op.Body[k]
+		f, ok := fields[k]
 		if !ok {
 			return fmt.Errorf("unknown field `%s`", k)
 		}
@@ -162,13 +186,10 @@ func Check(op *Op, param string, body []byte) error {
 			return err
 		}
 	}
-	for k, f := range op.Body {
+	for k, f := range fields {
 		if _, ok := obj[k]; f.Required && !ok {
 			return fmt.Errorf("missing field `%s`", k)
 		}
-	}
-	if op.PathField != "" && obj[op.PathField] != param {
-		return fmt.Errorf("the id from the path (%s) does not match the id from the body (%v)", param, obj[op.PathField])
 	}
 	return nil
 }
@@ -205,12 +226,31 @@ func checkType(name string, f Field, v any) error {
 			return fmt.Errorf("field `%s`: invalid type, expected a boolean", name)
 		}
 	case "object":
-		if _, ok := v.(map[string]any); !ok {
+		o, ok := v.(map[string]any)
+		if !ok {
 			return fmt.Errorf("field `%s`: invalid type, expected an object", name)
 		}
+		if f.Fields != nil {
+			if err := checkObject(f.Fields, o); err != nil {
+				return fmt.Errorf("field `%s`: %w", name, err)
+			}
+		}
 	case "array":
-		if _, ok := v.([]any); !ok {
+		items, ok := v.([]any)
+		if !ok {
 			return fmt.Errorf("field `%s`: invalid type, expected an array", name)
+		}
+		for _, it := range items {
+			if f.Fields == nil {
+				break
+			}
+			o, ok := it.(map[string]any)
+			if !ok {
+				return fmt.Errorf("field `%s`: invalid type, expected an array of objects", name)
+			}
+			if err := checkObject(f.Fields, o); err != nil {
+				return fmt.Errorf("field `%s`: %w", name, err)
+			}
 		}
 	}
 	return nil
@@ -228,7 +268,8 @@ type Request struct {
 type Server struct {
 	mu       sync.Mutex
 	requests []Request
-	started  bool
+	started  bool // booted (InstanceStart) or loaded from a snapshot
+	booting  bool // a boot resource was configured: a snapshot may no longer be loaded
 	// Fail makes the request "METHOD PATH" fail with this fault message (as Firecracker does
 	// for, e.g., a kernel path it cannot open).
 	Fail map[string]string
@@ -240,6 +281,18 @@ type Server struct {
 	// the files a request names (logger, metrics, kernel, initrd, drives) when it gets it.
 	// An error is answered with its message, as Firecracker answers a file it cannot open.
 	Open func(path string, body map[string]any) error
+	// Create is called for an accepted PUT /snapshot/create with its body, Load for an
+	// accepted PUT /snapshot/load: an error is answered with its message. OnVM is called
+	// for an accepted PATCH /vm with the state asked for.
+	Create, Load func(body map[string]any) error
+	OnVM         func(state string)
+}
+
+// bootResource reports whether a request configures the boot path, after which Firecracker
+// refuses to load a snapshot.
+func bootResource(path string) bool {
+	return path == "/boot-source" || path == "/machine-config" || path == "/vsock" ||
+		strings.HasPrefix(path, "/drives/") || strings.HasPrefix(path, "/network-interfaces/")
 }
 
 // Requests returns the requests received so far.
@@ -305,8 +358,40 @@ func (s *Server) answer(w http.ResponseWriter, r *http.Request, body []byte) int
 		}
 		s.started = true
 	}
+	if op.Path == "/snapshot/load" && s.booting {
+		s.mu.Unlock()
+		fault(w, http.StatusBadRequest, "Loading a microVM snapshot not allowed after configuring boot-specific resources.")
+		return http.StatusBadRequest
+	}
+	if (op.Path == "/vm" || op.Path == "/snapshot/create") && !s.started {
+		s.mu.Unlock()
+		fault(w, http.StatusBadRequest, "The requested operation is not supported before starting the microVM.")
+		return http.StatusBadRequest
+	}
+	if bootResource(r.URL.Path) {
+		s.booting = true
+	}
+	if op.Path == "/snapshot/load" {
+		s.started = true
+	}
 	s.mu.Unlock()
-	if preBoot && r.Method == http.MethodPut && s.Open != nil {
+	hook := func(f func(map[string]any) error) bool {
+		if f == nil {
+			return true
+		}
+		if err := f(obj); err != nil {
+			fault(w, http.StatusBadRequest, err.Error())
+			return false
+		}
+		return true
+	}
+	switch {
+	case op.Path == "/snapshot/create" && !hook(s.Create), op.Path == "/snapshot/load" && !hook(s.Load):
+		return http.StatusBadRequest
+	case op.Path == "/vm" && s.OnVM != nil:
+		s.OnVM(obj["state"].(string))
+	}
+	if preBoot && op.Path != "/snapshot/load" && r.Method == http.MethodPut && s.Open != nil {
 		if err := s.Open(r.URL.Path, obj); err != nil {
 			fault(w, http.StatusBadRequest, err.Error())
 			return http.StatusBadRequest
