@@ -34,11 +34,14 @@ type Emitter struct {
 	done    chan struct{}
 	dropped atomic.Int64
 	started atomic.Bool
+	next    chan io.Writer // the channel that replaces the current one (Reattach)
+	stop    chan struct{}  // closed by Close: a writer waiting for a new channel gives up
 }
 
 // NewEmitter returns an emitter that holds up to capacity events until they are written.
 func NewEmitter(capacity int) *Emitter {
-	return &Emitter{ch: make(chan abi.Event, capacity), done: make(chan struct{})}
+	return &Emitter{ch: make(chan abi.Event, capacity), done: make(chan struct{}),
+		next: make(chan io.Writer, 1), stop: make(chan struct{})}
 }
 
 // Emit queues e, stamping its time when unset. A full queue drops the event rather than block.
@@ -80,11 +83,50 @@ func (em *Emitter) Attach(w io.Writer) {
 			if err != nil {
 				continue
 			}
-			if _, err := w.Write(append(line, '\n')); err != nil {
-				return
+			line = append(line, '\n')
+			for {
+				select {
+				case nw := <-em.next:
+					w = swap(w, nw)
+				default:
+				}
+				if _, err := w.Write(line); err == nil {
+					break
+				}
+				// The channel is gone: wait for the next (a restore under Firecracker, whose
+				// vsock connections the guest's driver resets), the event kept for it.
+				select {
+				case nw := <-em.next:
+					w = swap(w, nw)
+				case <-em.stop:
+					return
+				}
 			}
 		}
 	}()
+}
+
+// Reattach writes the events from now on to w in place of the channel Attach was given (which
+// is closed), the one being written when it failed included.
+func (em *Emitter) Reattach(w io.Writer) {
+	if !em.started.Load() {
+		em.Attach(w)
+		return
+	}
+	select {
+	case old := <-em.next: // never used: replaced
+		swap(old, nil)
+	default:
+	}
+	em.next <- w
+}
+
+// swap closes the channel old, which nw replaces.
+func swap(old, nw io.Writer) io.Writer {
+	if c, ok := old.(io.Closer); ok {
+		c.Close()
+	}
+	return nw
 }
 
 // Close stops accepting events and waits until the queue is written or ctx ends. Events emitted
@@ -94,6 +136,7 @@ func (em *Emitter) Close(ctx context.Context) {
 	if !em.closed {
 		em.closed = true
 		close(em.ch)
+		close(em.stop)
 	}
 	em.mu.Unlock()
 	if !em.started.Load() {

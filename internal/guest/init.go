@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -502,32 +503,38 @@ func (in *pid1) attachPorts() {
 // connected reads as EOF; retry slowly rather than spin.
 func (in *pid1) readControl(f *os.File) {
 	for {
-		sc := bufio.NewScanner(f)
-		sc.Buffer(nil, abi.MaxControlLine+1) // a restore carries the run's secrets
-		for sc.Scan() {
-			c, err := abi.DecodeControl(sc.Bytes())
-			if err != nil {
-				in.log.Warn("control: ignoring a line that is not a control message", "err", err)
-				continue
-			}
-			switch c.Type {
-			case abi.ControlStop:
-				select {
-				case in.stopReq <- *c:
-				default: // a stop is already pending
-				}
-			case abi.ControlFreeze:
-				in.freeze()
-			case abi.ControlRestore:
-				if c.Restore == nil {
-					c.Restore = &abi.Restore{}
-				}
-				in.restore(c.Restore)
-			default:
-				in.log.Warn("control: unknown message type", "type", c.Type)
-			}
-		}
+		in.controlLines(f)
 		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// controlLines carries out the control messages r brings (a virtio-serial port, or one vsock
+// connection) until it ends.
+func (in *pid1) controlLines(r io.Reader) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(nil, abi.MaxControlLine+1) // a restore carries the run's secrets
+	for sc.Scan() {
+		c, err := abi.DecodeControl(sc.Bytes())
+		if err != nil {
+			in.log.Warn("control: ignoring a line that is not a control message", "err", err)
+			continue
+		}
+		switch c.Type {
+		case abi.ControlStop:
+			select {
+			case in.stopReq <- *c:
+			default: // a stop is already pending
+			}
+		case abi.ControlFreeze:
+			in.freeze()
+		case abi.ControlRestore:
+			if c.Restore == nil {
+				c.Restore = &abi.Restore{}
+			}
+			in.restore(c.Restore)
+		default:
+			in.log.Warn("control: unknown message type", "type", c.Type)
+		}
 	}
 }
 

@@ -74,6 +74,32 @@ func NewOutput(channel io.Writer, console io.Writer) *Output {
 	return o
 }
 
+// Reattach moves the output channel to w, which starts with its hello frame as a new channel
+// does, and closes the old one: after a restore under Firecracker, whose vsock connections the
+// guest's driver resets (redialVsock). What failed to reach the old channel is lost; what comes
+// next goes to w.
+func (o *Output) Reattach(w io.Writer) error {
+	hello, err := abi.AppendFrames(nil, abi.Frame{Kind: abi.FrameHello, Data: []byte(abi.Version)})
+	if err != nil {
+		return err
+	}
+	if d, ok := w.(deadliner); ok {
+		_ = d.SetWriteDeadline(time.Now().Add(helloTimeout))
+		defer d.SetWriteDeadline(time.Time{})
+	}
+	if _, err := w.Write(hello); err != nil {
+		return err
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if c, ok := o.w.(io.Closer); ok {
+		c.Close()
+	}
+	o.w = w
+	o.failed.Store(false)
+	return nil
+}
+
 // Framed reports whether the output goes to the host's output channel.
 func (o *Output) Framed() bool { return o.framed }
 

@@ -39,6 +39,12 @@ func (in *pid1) restore(r *abi.Restore) {
 	t := Now()
 	values := map[string]int64{}
 	problems, etc := in.applyRestore(r, values)
+	if underFirecracker(kernelCmdline()) {
+		// Before the workload continues: its output goes to the new channel.
+		if err := in.redialVsock(); err != nil {
+			problems = append(problems, err.Error())
+		}
+	}
 	if err := syscall.Kill(-1, syscall.SIGCONT); err != nil && !errors.Is(err, syscall.ESRCH) {
 		problems = append(problems, "continue the workload: "+err.Error())
 	}

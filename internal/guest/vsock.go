@@ -1,8 +1,6 @@
 package guest
 
 import (
-	"bufio"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -144,18 +142,29 @@ func (in *pid1) acceptControl(lfd int) {
 			return
 		}
 		f := os.NewFile(uintptr(fd), "vsock-control")
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			var c abi.Control
-			if err := json.Unmarshal(sc.Bytes(), &c); err != nil || c.Type != abi.ControlStop {
-				in.log.Warn("control: ignoring a line that is not a stop request", "line", sc.Text())
-				continue
-			}
-			select {
-			case in.stopReq <- c:
-			default: // a stop is already pending
-			}
-		}
+		in.controlLines(f)
 		f.Close()
 	}
+}
+
+// redialVsock reconnects the events and output channels after a restore under Firecracker: the
+// guest's vsock driver resets every connection once it runs again after a snapshot
+// (VIRTIO_VSOCK_EVENT_TRANSPORT_RESET; listening sockets, control and exec, stay), and the
+// restoring Firecracker has its own sockets for them.
+func (in *pid1) redialVsock() error {
+	ev, err := DialHostVsock(abi.EventsVsockPort)
+	if err != nil {
+		return fmt.Errorf("events over vsock after the restore: %w", err)
+	}
+	in.events.Reattach(ev)
+	if in.out != nil && in.out.Framed() {
+		out, err := DialHostVsock(abi.OutputVsockPort)
+		if err != nil {
+			return fmt.Errorf("the output channel after the restore: %w", err)
+		}
+		if err := in.out.Reattach(out); err != nil {
+			return fmt.Errorf("the output channel after the restore: %w", err)
+		}
+	}
+	return nil
 }
