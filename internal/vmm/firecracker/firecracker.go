@@ -609,9 +609,14 @@ func DialVsock(ctx context.Context, uds string, port int) (net.Conn, error) {
 }
 
 // Quit asks Firecracker to reset the guest with Ctrl-Alt-Del; Firecracker exits on the reset.
-// It has no "quit now" request: vmm.Stop kills the process after the deadline.
+// It has no "quit now" request: vmm.Stop kills the process after the deadline. A paused guest
+// (a saved one) takes no key press: its Firecracker is killed at once.
 func (b *Backend) Quit(ctx context.Context, h vmm.Handle) error {
-	return NewClient(h.APISocket).Put(ctx, "/actions", Action{ActionType: ActionSendCtrlAltDel})
+	c := NewClient(h.APISocket)
+	if info, err := c.Info(ctx); err == nil && info.State == StatePaused {
+		return vmm.Kill(h, b.Log)
+	}
+	return c.Put(ctx, "/actions", Action{ActionType: ActionSendCtrlAltDel})
 }
 
 // Pause pauses the guest's vCPUs (PATCH /vm Paused), e.g. before a snapshot.

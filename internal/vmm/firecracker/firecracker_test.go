@@ -166,6 +166,7 @@ func TestLifecycleRequests(t *testing.T) {
 		{"PATCH", "/vm", `{"state":"Paused"}`},
 		{"PUT", "/snapshot/create", `{"snapshot_path":"/snap/vm.state","mem_file_path":"/snap/vm.mem","snapshot_type":"Full"}`},
 		{"PATCH", "/vm", `{"state":"Resumed"}`},
+		{"GET", "/", ""},
 		{"PUT", "/actions", `{"action_type":"SendCtrlAltDel"}`},
 	}
 	got := calls(srv.Requests())

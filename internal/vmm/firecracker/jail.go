@@ -41,6 +41,7 @@ type jail struct {
 	keptUndo []func() error
 	logs     []string // run-directory links to the log and metrics files in the chroot
 	socks    []string // host-side links to the chroot's sockets
+	memory   string   // the memory file a snapshot boot saves to (Spec.Memory)
 }
 
 // Fixed paths inside every chroot (see jail).
@@ -121,6 +122,7 @@ func (j *jail) stage(spec vmm.Spec, kernel string, rf runFiles) error {
 	if spec.Memory != nil && spec.Memory.Shared {
 		// A snapshot boot: Firecracker writes its guest's memory there when it saves.
 		files = append(files, file{path: spec.Memory.Path, at: jailMemory, write: true, keep: true})
+		j.memory = spec.Memory.Path
 	}
 	// The log and metrics files are the jail's own, created below: no user file may take
 	// their names.

@@ -49,6 +49,9 @@ func (b *Backend) Save(ctx context.Context, h vmm.Handle, statePath, memoryPath 
 	if j == nil {
 		return errors.New("firecracker snapshots need the jailer (ukernel as root, with jailer on PATH), and a guest this process started")
 	}
+	if j.memory == "" || j.memory != memoryPath {
+		return fmt.Errorf("firecracker saves a guest's memory only to the memory file it booted with (%q), not %s", j.memory, memoryPath)
+	}
 	if err := b.Pause(ctx, h); err != nil {
 		return err
 	}

@@ -269,6 +269,7 @@ type Server struct {
 	mu       sync.Mutex
 	requests []Request
 	started  bool // booted (InstanceStart) or loaded from a snapshot
+	paused   bool // loaded and not resumed yet, or paused (PATCH /vm)
 	booting  bool // a boot resource was configured: a snapshot may no longer be loaded
 	// Fail makes the request "METHOD PATH" fail with this fault message (as Firecracker does
 	// for, e.g., a kernel path it cannot open).
@@ -286,6 +287,17 @@ type Server struct {
 	// for an accepted PATCH /vm with the state asked for.
 	Create, Load func(body map[string]any) error
 	OnVM         func(state string)
+}
+
+// state is GET /'s state: Not started, Running or Paused.
+func (s *Server) state() string {
+	switch {
+	case !s.started:
+		return "Not started"
+	case s.paused:
+		return "Paused"
+	}
+	return "Running"
 }
 
 // bootResource reports whether a request configures the boot path, after which Firecracker
@@ -372,7 +384,10 @@ func (s *Server) answer(w http.ResponseWriter, r *http.Request, body []byte) int
 		s.booting = true
 	}
 	if op.Path == "/snapshot/load" {
-		s.started = true
+		s.started, s.paused = true, true
+	}
+	if op.Path == "/vm" {
+		s.paused = obj["state"] == "Paused"
 	}
 	s.mu.Unlock()
 	hook := func(f func(map[string]any) error) bool {
@@ -404,9 +419,20 @@ func (s *Server) answer(w http.ResponseWriter, r *http.Request, body []byte) int
 		s.OnAction(obj["action_type"].(string))
 	}
 	if op.Reply != nil {
+		reply := op.Reply
+		if op.Path == "/" {
+			info := map[string]any{}
+			for k, v := range op.Reply.(map[string]any) {
+				info[k] = v
+			}
+			s.mu.Lock()
+			info["state"] = s.state()
+			s.mu.Unlock()
+			reply = info
+		}
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusOK)
-		json.NewEncoder(w).Encode(op.Reply)
+		json.NewEncoder(w).Encode(reply)
 		return http.StatusOK
 	}
 	w.WriteHeader(http.StatusNoContent)

@@ -123,6 +123,12 @@ func main() {
 				c.Close()
 			}
 		case "SendCtrlAltDel":
+			runMu.Lock()
+			up := isUp
+			runMu.Unlock()
+			if !up {
+				return // a paused guest takes no key press
+			}
 			go func() {
 				time.Sleep(50 * time.Millisecond)
 				os.Exit(0)
