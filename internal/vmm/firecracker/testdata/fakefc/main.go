@@ -1,13 +1,13 @@
 // Command fakefc stands in for the firecracker binary in the backend's process-level test:
-// Firecracker cannot run on the development host (no usable KVM). It refuses an argument given
-// twice, as firecracker does; serves the API checked by fctest on --api-sock, opening the files
-// the requests name when it gets them, as firecracker does; records every request to
-// $FAKEFC_LOG; and plays the guest's side of vsock: after InstanceStart it prints a console line
-// and sends one event to <uds_path>_1024 and a hello and a stdout line in output frames to
-// <uds_path>_1026 (abi.Frame); on "CONNECT 1025" it answers OK, writes the control
-// line it reads to $FAKEFC_CONTROL, and on a stop request writes a line at the start of each
-// writable drive (the guest's /data) and exits as a guest that powered off; SendCtrlAltDel also
-// makes it exit.
+// Firecracker cannot run on the development host (no usable KVM). It answers --version as
+// firecracker does; it refuses an argument given twice, as firecracker does; serves the API
+// checked by fctest on --api-sock, opening the files the requests name when it gets them, as
+// firecracker does; records every request to $FAKEFC_LOG; and plays the guest's side of vsock:
+// after InstanceStart it prints a console line and sends one event to <uds_path>_1024 and a
+// hello and a stdout line in output frames to <uds_path>_1026 (abi.Frame); on "CONNECT 1025"
+// it answers OK, writes the control line it reads to $FAKEFC_CONTROL, and on a stop request
+// writes a line at the start of each writable drive (the guest's /data) and exits as a guest
+// that powered off; SendCtrlAltDel also makes it exit, unless the guest is paused.
 //
 // Snapshots as Firecracker takes and loads them: PUT /snapshot/create writes the configuration
 // it was given (drive paths, vsock socket, tap devices, memory size) as the state, and the
@@ -73,6 +73,10 @@ type Opened struct {
 }
 
 func main() {
+	if len(os.Args) == 2 && os.Args[1] == "--version" {
+		fmt.Println("Firecracker v1.17.0-dev")
+		return
+	}
 	seen := map[string]bool{}
 	for _, a := range os.Args[1:] {
 		name, _, _ := strings.Cut(a, "=")
