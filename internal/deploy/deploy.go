@@ -181,7 +181,7 @@ func deployHost(ctx context.Context, o Options, t Target, name, digest string, r
 	var health map[string]string
 	if actErr == nil {
 		o.progress("%s: waiting for %s to be healthy (up to %s)", t, name, o.HealthTimeout)
-		health, actErr = h.waitHealthy(ctx, name, app.Current.Checks, o.HealthTimeout)
+		health, actErr = h.waitHealthy(ctx, name, app.Current.Checks, app.Started, o.HealthTimeout)
 		r.Health = health
 	}
 	if actErr == nil {
@@ -206,7 +206,7 @@ func deployHost(ctx context.Context, o Options, t Target, name, digest string, r
 	if err := h.agent(ctx, agentTimeout, OpRollback, NameRequest{Name: name}, &back); err != nil {
 		return fmt.Errorf("%w; the rollback failed too: %v", actErr, err)
 	}
-	if _, err := h.waitHealthy(ctx, name, back.Current.Checks, o.HealthTimeout); err != nil {
+	if _, err := h.waitHealthy(ctx, name, back.Current.Checks, back.Started, o.HealthTimeout); err != nil {
 		return fmt.Errorf("%w; rolled back, but the previous revision is not healthy either: %v", actErr, err)
 	}
 	r.Status = StatusRolledBack
@@ -404,48 +404,25 @@ const settle = 5 * time.Second
 
 // waitHealthy polls the host's ps until name is healthy: each of its health checks (by service)
 // healthy, or, without any, running for settle. A guest that exits, restarts or has an unhealthy
-// check fails.
-func (h *host) waitHealthy(ctx context.Context, name string, checks []string, timeout time.Duration) (map[string]string, error) {
+// check fails. Rows of guests started before since (the agent's start of this revision) are
+// a previous run's and are not judged.
+func (h *host) waitHealthy(ctx context.Context, name string, checks []string, since time.Time, timeout time.Duration) (map[string]string, error) {
 	deadline := time.Now().Add(timeout)
-	var firstStart time.Time
-	var last *Guest
+	w := &healthWatch{name: name, checks: checks, since: since}
 	for {
 		g, err := h.guest(ctx, name)
 		if err != nil {
 			return nil, err
 		}
-		if g != nil {
-			last = g
-			switch g.Status {
-			case "exited":
-				why := g.Reason
-				if g.ExitCode != nil {
-					why = fmt.Sprintf("exit code %d", *g.ExitCode)
-				}
-				return g.Health, fmt.Errorf("%s: %s exited (%s); see ukernel deploy logs", h.c.Target, name, why)
-			case "running":
-				if firstStart.IsZero() {
-					firstStart = g.Started
-				} else if !g.Started.Equal(firstStart) {
-					return g.Health, fmt.Errorf("%s: %s restarted (it ended and its supervisor started it again)", h.c.Target, name)
-				}
-				if bad := unhealthy(g.Health); bad != "" {
-					return g.Health, fmt.Errorf("%s: %s failed its health check %s", h.c.Target, name, bad)
-				}
-				if healthy(g, checks) {
-					return g.Health, nil
-				}
-			}
+		done, err := w.observe(g)
+		if err != nil {
+			return g.Health, fmt.Errorf("%s: %w", h.c.Target, err)
+		}
+		if done {
+			return g.Health, nil
 		}
 		if time.Now().After(deadline) {
-			state := "not listed by ps"
-			if last != nil {
-				state = last.Status
-				if len(last.Health) > 0 {
-					state += fmt.Sprintf(", health %v", last.Health)
-				}
-			}
-			return nil, fmt.Errorf("%s: %s not healthy within %s (%s)", h.c.Target, name, timeout, state)
+			return nil, fmt.Errorf("%s: %s not healthy within %s (%s)", h.c.Target, name, timeout, w.state())
 		}
 		select {
 		case <-ctx.Done():
@@ -453,6 +430,65 @@ func (h *host) waitHealthy(ctx context.Context, name string, checks []string, ti
 		case <-time.After(time.Second):
 		}
 	}
+}
+
+// healthWatch judges the successive ps rows of a guest just (re)started.
+type healthWatch struct {
+	name       string
+	checks     []string
+	since      time.Time
+	firstStart time.Time
+	last       *Guest // the last row of this start
+	stale      *Guest // the last row of a previous run
+}
+
+// observe takes one ps row (nil: none) and says whether the guest is healthy, or why it failed.
+func (w *healthWatch) observe(g *Guest) (bool, error) {
+	if g == nil {
+		return false, nil
+	}
+	if g.Started.Before(w.since) {
+		// The previous run's record (exited, or a guest that has not let go of the name yet):
+		// the new run replaces it.
+		w.stale = g
+		return false, nil
+	}
+	w.last = g
+	switch g.Status {
+	case "exited":
+		why := g.Reason
+		if g.ExitCode != nil {
+			why = fmt.Sprintf("exit code %d", *g.ExitCode)
+		}
+		return false, fmt.Errorf("%s exited (%s); see ukernel deploy logs", w.name, why)
+	case "running":
+		if w.firstStart.IsZero() {
+			w.firstStart = g.Started
+		} else if !g.Started.Equal(w.firstStart) {
+			return false, fmt.Errorf("%s restarted (it ended and its supervisor started it again)", w.name)
+		}
+		if bad := unhealthy(g.Health); bad != "" {
+			return false, fmt.Errorf("%s failed its health check %s", w.name, bad)
+		}
+		return healthy(g, w.checks), nil
+	}
+	return false, nil
+}
+
+// state describes the last row seen, for a timeout's error.
+func (w *healthWatch) state() string {
+	g, prefix := w.last, ""
+	if g == nil {
+		if w.stale == nil {
+			return "not listed by ps"
+		}
+		g, prefix = w.stale, "not started yet; ps shows the previous run: "
+	}
+	s := prefix + g.Status
+	if len(g.Health) > 0 {
+		s += fmt.Sprintf(", health %v", g.Health)
+	}
+	return s
 }
 
 func unhealthy(h map[string]string) string {

@@ -39,3 +39,57 @@ func TestExcerptNeutralises(t *testing.T) {
 		t.Errorf("long answer: %d bytes", len(got))
 	}
 }
+
+// TestHealthWatch: the rows of the run that the agent's start replaced are not judged. Under
+// systemd `systemctl restart` returns before the new guest takes the name, so ps first shows
+// the previous run's record: it exited when it was stopped, and a running previous run's
+// health is not the new one's. Then the new run's rows decide.
+func TestHealthWatch(t *testing.T) {
+	since := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
+	code0 := 0
+	before, after, later := since.Add(-time.Minute), since.Add(2*time.Second), since.Add(40*time.Second)
+	type step struct {
+		g       *Guest
+		done    bool
+		errWant string
+	}
+	for _, c := range []struct {
+		name  string
+		steps []step
+		state string
+	}{
+		{"previous run's record, then the new run", []step{
+			{g: &Guest{Status: "exited", Started: before, ExitCode: &code0}},
+			{g: &Guest{Status: "running", Started: before, UptimeS: 600, Health: map[string]string{"main": "starting"}}},
+			{g: nil},
+			{g: &Guest{Status: "starting", Started: after}},
+			{g: &Guest{Status: "running", Started: after, Health: map[string]string{"main": "starting"}}},
+			{g: &Guest{Status: "running", Started: after, Health: map[string]string{"main": "healthy"}}, done: true},
+		}, ""},
+		{"the new run exits", []step{
+			{g: &Guest{Status: "running", Started: after}},
+			{g: &Guest{Status: "exited", Started: after, ExitCode: &code0}, errWant: "web exited (exit code 0)"},
+		}, ""},
+		{"the new run restarts", []step{
+			{g: &Guest{Status: "running", Started: after}},
+			{g: &Guest{Status: "running", Started: later}, errWant: "web restarted"},
+		}, ""},
+		{"unhealthy", []step{
+			{g: &Guest{Status: "running", Started: after, Health: map[string]string{"main": "unhealthy"}}, errWant: "failed its health check main"},
+		}, ""},
+		{"never replaced", []step{
+			{g: &Guest{Status: "running", Started: before, Health: map[string]string{"main": "starting"}}},
+		}, "not started yet; ps shows the previous run: running, health map[main:starting]"},
+	} {
+		w := &healthWatch{name: "web", checks: []string{"main"}, since: since}
+		for i, s := range c.steps {
+			done, err := w.observe(s.g)
+			if s.errWant == "" && err != nil || s.errWant != "" && (err == nil || !strings.Contains(err.Error(), s.errWant)) || done != s.done {
+				t.Errorf("%s, row %d (%+v): done %v, err %v; want done %v, err %q", c.name, i, s.g, done, err, s.done, s.errWant)
+			}
+		}
+		if c.state != "" && w.state() != c.state {
+			t.Errorf("%s: state %q; want %q", c.name, w.state(), c.state)
+		}
+	}
+}

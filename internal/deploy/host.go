@@ -124,6 +124,10 @@ type App struct {
 	Current    *Revision `json:"current,omitempty"`
 	Previous   *Revision `json:"previous,omitempty"`
 	Dir        string    `json:"dir"` // the runs' project directory (logs/, the data volume)
+	// Started is when the agent last started the current revision (the host's clock): a guest
+	// ps lists as started before it is a previous run of the name, whose record stays until
+	// the new run takes the name (under systemd, after `systemctl restart` has returned).
+	Started time.Time `json:"started,omitzero"`
 }
 
 // hostDirs are where the agent keeps things on the host: state (images, records) on disk and
@@ -597,7 +601,7 @@ func (a *Agent) activate(ctx context.Context, req Activate) (*App, error) {
 		return app, err
 	}
 	a.collect()
-	return app, nil
+	return app, a.save(app)
 }
 
 // rollback puts the previous revision back; the one it replaces becomes the previous (a second
@@ -626,7 +630,7 @@ func (a *Agent) rollback(ctx context.Context, name string) (*App, error) {
 	if err := a.startGuest(ctx, app); err != nil {
 		return app, err
 	}
-	return app, nil
+	return app, a.save(app)
 }
 
 func (a *Agent) stop(ctx context.Context, name string) (*App, error) {
@@ -646,7 +650,7 @@ func (a *Agent) stop(ctx context.Context, name string) (*App, error) {
 
 // startGuest starts app's current revision under its supervisor.
 func (a *Agent) startGuest(ctx context.Context, app *App) error {
-	app.Stopped = false
+	app.Stopped, app.Started = false, time.Now().UTC()
 	args := a.runArgs(app, app.Current)
 	if app.Supervisor == SupervisorSystemd {
 		if a.systemd == nil {

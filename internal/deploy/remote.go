@@ -99,7 +99,7 @@ func Rollback(ctx context.Context, r Remote) ([]HostStatus, error) {
 			return err
 		}
 		s.App = &app
-		if _, err := h.waitHealthy(ctx, r.Name, app.Current.Checks, r.HealthTimeout); err != nil {
+		if _, err := h.waitHealthy(ctx, r.Name, app.Current.Checks, app.Started, r.HealthTimeout); err != nil {
 			return err
 		}
 		g, err := h.guest(ctx, r.Name)

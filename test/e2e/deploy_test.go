@@ -30,11 +30,14 @@ type deployResult struct {
 
 // TestDeployOverSSH deploys a project to this machine through Debian's OpenSSH server started
 // on 127.0.0.1 (generated host and user keys). The remote side has its own HOME and runtime
-// directory (sshd's SetEnv), apart from the test's. It curls the published port, redeploys a
-// changed image (only that image moves), deploys one whose health check fails and sees the
-// previous revision put back, then reads status, logs and stops it.
+// directory (sshd's SetEnv), apart from the test's. It curls the published port, redeploys the
+// same image as a template's revision (nothing moves; the template's data volume size reaches
+// the host), a changed image (only that image moves), the same image pulled from a registry
+// (signed: refused until the host trusts the key), deploys one whose health check fails and
+// sees the previous revision put back, then reads status, logs and stops it.
 func TestDeployOverSSH(t *testing.T) {
 	skipShort(t)
+	t.Setenv("UKERNEL_TEMPLATES", filepath.Join(t.TempDir(), "templates"))
 	remoteHome := t.TempDir()
 	remoteRun, err := os.MkdirTemp("/dev/shm", "ukernel-e2e-remote-")
 	if err != nil {
@@ -119,10 +122,27 @@ func TestDeployOverSSH(t *testing.T) {
 	if out, _ := exec.Command("grep", "-rl", secretValue, remoteHome).Output(); len(out) > 0 {
 		t.Errorf("the secret is on the host's disk: %s", out)
 	}
-	// The same image again: nothing is sent.
-	r1b, _ := deploy(0)
-	if r1b.Binary != "present" || r1b.Image != "present" || r1b.SentBytes != 0 {
-		t.Errorf("redeploy of the same image: %+v; want nothing sent", r1b)
+	// The same image again, as a template's revision (template build of the unchanged project
+	// packs the same bytes): nothing is sent, and the template's data_mb reaches the host,
+	// where the revision's run attaches a data volume of that size.
+	mustUK(t, dir, time.Minute, "template", "create", "deployweb-t", "--data-mb", "24")
+	var tb []struct {
+		Revision struct{ ID string } `json:"revision"`
+	}
+	if err := json.Unmarshal([]byte(mustUK(t, dir, 15*time.Minute, "--json", "template", "build", "deployweb-t").stdout), &tb); err != nil || len(tb) != 1 {
+		t.Fatalf("template build --json: %v", err)
+	}
+	rt, _ := deploy(0, "--template", "deployweb-t", "--name", "deployweb")
+	if rt.Status != "healthy" || rt.Digest != "sha256:"+tb[0].Revision.ID || rt.Digest != r1.Digest ||
+		rt.Binary != "present" || rt.Image != "present" || rt.SentBytes != 0 || rt.Previous != r1.Digest {
+		t.Errorf("deploy --template of the same image: %+v; want healthy, digest %s (the revision's and the packed image's), nothing sent", rt, tb[0].Revision.ID)
+	}
+	appDir := filepath.Join(remoteHome, ".local", "state", "ukernel", "deploy", "apps", "deployweb")
+	if size := fileSize(t, filepath.Join(appDir, ".ukernel", "data.img")); size != 24<<20 {
+		t.Errorf("the deployment's data volume on the host: %d bytes; want the template's data_mb, 24 MiB", size)
+	}
+	if rec, _ := os.ReadFile(filepath.Join(appDir, "deploy.json")); !strings.Contains(string(rec), `"data_mb": 24`) {
+		t.Errorf("the host's record of the template's revision lacks its data_mb: %s", rec)
 	}
 
 	// 2. A changed image: only it moves.
@@ -137,22 +157,24 @@ func TestDeployOverSSH(t *testing.T) {
 		t.Fatalf("GET / after the redeploy = %q; want v2", b)
 	}
 
-	// 2b. The same image as REF, pushed signed to an OCI layout: the host applies its own
-	// [trust] policy to the signatures sent with it. Untrusted there: refused before anything
-	// starts. Trusted: it runs, recorded as signed.
+	// 2b. The same image as REF, pushed signed to a registry (Debian's docker-registry on
+	// loopback) and pulled by deploy: the host applies its own [trust] policy to the signatures
+	// sent with it. Untrusted there: refused before anything starts. Trusted: it runs,
+	// recorded as signed.
+	reg := startRegistry(t, nil)
 	localCfg := []string{"XDG_CONFIG_HOME=" + filepath.Join(t.TempDir(), "config")}
 	remoteCfg := []string{"HOME=" + remoteHome, "XDG_CONFIG_HOME=", "XDG_RUNTIME_DIR=" + remoteRun}
 	mustUKEnv(t, dir, time.Minute, localCfg, "key", "generate", "rel")
-	layout := "oci-layout:" + filepath.Join(t.TempDir(), "layout") + ":v2"
-	mustUKEnv(t, dir, 5*time.Minute, localCfg, "push", layout, "--image", img, "--sign=rel")
+	ref := reg.host + "/team/deployweb:v2"
+	mustUKEnv(t, dir, 5*time.Minute, localCfg, "push", ref, "--image", img, "--insecure", "--sign=rel")
 	if err := os.MkdirAll(filepath.Join(remoteHome, ".config", "ukernel"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	writeFile(t, filepath.Join(remoteHome, ".config", "ukernel", "config.toml"), "[trust]\nrequire = [\"oci-layout:*\"]\n")
+	writeFile(t, filepath.Join(remoteHome, ".config", "ukernel", "config.toml"), "[trust]\nrequire = [\"127.0.0.1:*\"]\n")
 	refArgs := append(append([]string{"--json", "deploy"}, hostArgs...), "--publish", fmt.Sprintf("%d:8080", port), "-e", "GREETING=hello",
-		"--secret", "api_token=@"+secret, "--health-timeout", "4m", layout)
+		"--secret", "api_token=@"+secret, "--health-timeout", "4m", "--insecure", ref)
 	refused := ukEnv(t, dir, 5*time.Minute, localCfg, refArgs...)
-	if refused.code != 1 || !strings.Contains(refused.stderr, "trust policy") {
+	if refused.code != 1 || !strings.Contains(refused.stderr, "the host's trust policy") {
 		t.Fatalf("REF signed by a key the host does not trust: exit %d\n%s\n%s", refused.code, refused.stdout, refused.stderr)
 	}
 	if b := body(); b != "v2 hello\n" {
@@ -166,7 +188,7 @@ func TestDeployOverSSH(t *testing.T) {
 		t.Fatalf("REF signed by a key the host trusts: exit %d\n%s\n%s\nthe host's runs:\n%s", signed.code, signed.stdout, signed.stderr, remoteRuns(t, remoteHome))
 	}
 	rec, _ := os.ReadFile(filepath.Join(remoteHome, ".local", "state", "ukernel", "deploy", "apps", "deployweb", "deploy.json"))
-	if !strings.Contains(string(rec), `"signed_by": [`) || !strings.Contains(string(rec), `"rel"`) {
+	if !strings.Contains(string(rec), `"signed_by": [`) || !strings.Contains(string(rec), `"rel"`) || !strings.Contains(string(rec), `"ref": "`+reg.host+`/team/deployweb`) {
 		t.Errorf("the host's record of the signed revision: %s", rec)
 	}
 	os.Remove(filepath.Join(remoteHome, ".config", "ukernel", "config.toml"))
