@@ -51,6 +51,7 @@ type Capabilities struct {
 	Accelerators []string      // accelerators it can use, best first
 	Nets         []abi.NetMode // network modes it can give a guest
 	Snapshots    bool
+	NoSnapshots  string // why not, when Snapshots is false and the backend could with another setup
 	ControlChan  string // how the control channel reaches the guest: "virtio-serial", "vsock"
 }
 

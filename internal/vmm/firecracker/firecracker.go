@@ -75,7 +75,7 @@ var _ vmm.Backend = (*Backend)(nil)
 func (b *Backend) Name() vmm.BackendName { return Name }
 
 func (b *Backend) Capabilities() vmm.Capabilities {
-	return vmm.Capabilities{
+	c := vmm.Capabilities{
 		Accelerators: []string{vmm.AccelKVM},
 		Nets:         []abi.NetMode{abi.NetTap, abi.NetNone},
 		// Only in the jailer's chroot: a snapshot records the paths Firecracker opened its drives
@@ -83,7 +83,14 @@ func (b *Backend) Capabilities() vmm.Capabilities {
 		Snapshots:   b.useJailer(),
 		ControlChan: "vsock",
 	}
+	if !c.Snapshots {
+		c.NoSnapshots = NoSnapshots
+	}
+	return c
 }
+
+// NoSnapshots says why the backend takes and restores no snapshots without the jailer.
+const NoSnapshots = "under Firecracker, snapshots need the jailer (ukernel as root, with jailer on PATH): each restore gets a chroot of its own, where the drive paths the snapshot recorded name its own files"
 
 // BootArgs returns the kernel command line for Firecracker: base plus the serial console,
 // reboot through the keyboard controller (Firecracker exits when the guest resets; it has no
@@ -307,7 +314,7 @@ func (b *Backend) Start(ctx context.Context, spec vmm.Spec) (*vmm.VM, error) {
 			return nil, fmt.Errorf("socket path %s in the jailer's chroot is %d bytes; unix sockets allow 107: use a shorter state directory (XDG_RUNTIME_DIR)", s, len(s))
 		}
 	} else if spec.Incoming != "" || spec.Memory != nil {
-		return nil, errors.New("firecracker snapshots need the jailer (ukernel as root, with jailer on PATH): a snapshot records its drives' paths, and only a chroot of its own gives each restore its own files there")
+		return nil, errors.New(NoSnapshots)
 	}
 	path := HostPaths
 	if j != nil {

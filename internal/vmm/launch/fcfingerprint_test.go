@@ -79,3 +79,20 @@ func TestFirecrackerFingerprint(t *testing.T) {
 		t.Errorf("another firecracker binary: %q", m)
 	}
 }
+
+// TestFirecrackerWithoutJailer: without the jailer a Firecracker run with a snapshot boots cold
+// and says why in one line, before it reads the snapshot.
+func TestFirecrackerWithoutJailer(t *testing.T) {
+	if _, err := exec.LookPath("jailer"); err == nil && os.Geteuid() == 0 {
+		t.Skip("the jailer is on PATH: Firecracker restores here")
+	}
+	b, err := newBackend("firecracker", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = planRestore(context.Background(), Options{Snapshot: t.TempDir()}, b, vmm.Spec{}, &bootfiles.Boot{})
+	nr, ok := err.(*notRestored)
+	if !ok || !strings.Contains(nr.why, "snapshots need the jailer") || strings.Contains(nr.why, "\n") {
+		t.Errorf("why not restored: %v", err)
+	}
+}

@@ -64,6 +64,9 @@ func planRestore(ctx context.Context, o Options, backend vmm.Backend, spec vmm.S
 		return nil, spec, &notRestored{fmt.Sprintf(format, a...)}
 	}
 	if _, ok := backend.(vmm.Snapshotter); !ok || !backend.Capabilities().Snapshots {
+		if why := backend.Capabilities().NoSnapshots; why != "" {
+			return no("%s", why)
+		}
 		return no("the %s backend cannot restore snapshots", backends.Title(backend.Name()))
 	}
 	meta, err := snapshot.Read(o.Snapshot)
