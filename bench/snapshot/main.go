@@ -1,8 +1,9 @@
 // Command snapshot measures restoring a template's snapshot against booting it cold: for the
-// python preset (HTTP 200 on /healthz) and the postgres preset (psql `select 1`), it times
+// python and flask presets (HTTP 200 on /healthz) and the postgres preset (psql `select 1`), it times
 // `ukernel run --template NAME -d` from the command's start until the workload answers, cold
-// (--cold) and restored, in ABBA order, and prints the medians, their ratio and the time until
-// `run -d` returned.
+// (--cold) and restored, in ABBA order, and prints the medians, their ratio, the time until
+// `run -d` returned, the time until the restored guest's first output line after the restore
+// reached the host (trace's restore.first-output), and the load average around the runs.
 //
 //	go build -o /tmp/ukernel ./cmd/ukernel
 //	go run ./bench/snapshot -bin /tmp/ukernel -n 11
@@ -12,6 +13,7 @@
 package main
 
 import (
+	"encoding/json"
 	"flag"
 	"fmt"
 	"log"
@@ -33,6 +35,7 @@ type preset struct {
 
 var presets = map[string]preset{
 	"python":   {name: "bsnap-py", template: "python", lang: "python", guestPort: 8080, ready: httpReady},
+	"flask":    {name: "bsnap-flask", template: "flask", lang: "python", guestPort: 8080, ready: httpReady},
 	"postgres": {name: "bsnap-pg", template: "postgres", lang: "shell", guestPort: 5432, ready: psqlReady},
 }
 
@@ -60,7 +63,7 @@ var (
 func main() {
 	flag.StringVar(&bin, "bin", "", "ukernel binary")
 	n := flag.Int("n", 11, "runs per variant (ABBA)")
-	which := flag.String("presets", "python,postgres", "presets to measure")
+	which := flag.String("presets", "python,flask,postgres", "presets to measure")
 	flag.DurationVar(&timeout, "timeout", 3*time.Minute, "deadline of one run to ready")
 	flag.Parse()
 	if bin == "" {
@@ -73,26 +76,31 @@ func main() {
 	defer os.RemoveAll(work)
 	env = append(os.Environ(), "UKERNEL_TEMPLATES="+filepath.Join(work, "templates"))
 	fmt.Printf("%d runs per variant, ABBA; median (min) from `ukernel run --template NAME -d` to ready\n\n", *n)
-	fmt.Println("| preset | cold | restored | speed-up | run -d returned (restored) |\n|---|---:|---:|---:|---:|")
+	fmt.Println("| preset | cold | restored | speed-up | run -d returned (restored) | first output (restored) | load average |\n|---|---:|---:|---:|---:|---:|---:|")
 	for _, name := range strings.Split(*which, ",") {
 		p, ok := presets[name]
 		if !ok {
-			log.Fatalf("preset %q: want python or postgres", name)
+			log.Fatalf("preset %q: want python, flask or postgres", name)
 		}
 		setup(work, p)
-		var cold, restored, returned []time.Duration
+		load0 := loadavg()
+		var cold, restored, returned, output []time.Duration
 		for i := range *n {
 			first := i%2 == 0
 			for _, c := range []bool{first, !first} {
-				ready, ret := once(p, c, i)
+				r := once(p, c, i)
 				if c {
-					cold = append(cold, ready)
+					cold = append(cold, r.ready)
 				} else {
-					restored, returned = append(restored, ready), append(returned, ret)
+					restored, returned = append(restored, r.ready), append(returned, r.returned)
+					if r.output > 0 {
+						output = append(output, r.output)
+					}
 				}
 			}
 		}
-		fmt.Printf("| %s | %s | %s | %.1fx | %s |\n", name, show(cold), show(restored), med(cold).Seconds()/med(restored).Seconds(), show(returned))
+		fmt.Printf("| %s | %s | %s | %.1fx | %s | %s | %s-%s |\n", name, show(cold), show(restored), med(cold).Seconds()/med(restored).Seconds(),
+			show(returned), show(output), load0, loadavg())
 	}
 }
 
@@ -104,8 +112,13 @@ func setup(work string, p preset) {
 	must("template build --snapshot", "template", "build", p.name, "--snapshot")
 }
 
+type result struct {
+	ready, returned time.Duration
+	output          time.Duration // restored: from the command's start to the first output line after the restore; 0 if none
+}
+
 // once runs the template cold or restored until it answers, then stops and removes it.
-func once(p preset, cold bool, i int) (ready, returned time.Duration) {
+func once(p preset, cold bool, i int) (r result) {
 	port := freePort()
 	guest := fmt.Sprintf("%s-%d-%v", p.name, i, cold)
 	args := []string{"run", "--template", p.name, "--name", guest, "-d", "--publish", fmt.Sprintf("%d:%d", port, p.guestPort)}
@@ -116,7 +129,7 @@ func once(p preset, cold bool, i int) (ready, returned time.Duration) {
 	}
 	start := time.Now()
 	out, err := command(args...).CombinedOutput()
-	returned = time.Since(start)
+	r.returned = time.Since(start)
 	if err != nil {
 		log.Fatalf("ukernel %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
@@ -130,7 +143,54 @@ func once(p preset, cold bool, i int) (ready, returned time.Duration) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	return time.Since(start), returned
+	r.ready = time.Since(start)
+	if !cold {
+		r.output = firstOutput(p, start)
+	}
+	return r
+}
+
+// firstOutput is when, from start, the host received the latest restored run's first output
+// line after its restore (trace's restore.first-output span); 0 when it printed none.
+func firstOutput(p preset, start time.Time) time.Duration {
+	out, err := command("trace", "--template", p.name, "--json").Output()
+	if err != nil {
+		log.Fatalf("ukernel trace --template %s: %v", p.name, err)
+	}
+	type span struct {
+		Name     string `json:"name"`
+		End      int64  `json:"end_unix_ns"`
+		Children []span `json:"children"`
+	}
+	var t struct{ Root span }
+	if err := json.Unmarshal(out, &t); err != nil {
+		log.Fatalf("ukernel trace --json: %v", err)
+	}
+	var find func(s span) int64
+	find = func(s span) int64 {
+		if s.Name == "restore.first-output" {
+			return s.End
+		}
+		for _, c := range s.Children {
+			if e := find(c); e != 0 {
+				return e
+			}
+		}
+		return 0
+	}
+	if end := find(t.Root); end != 0 {
+		return time.Duration(end - start.UnixNano())
+	}
+	return 0
+}
+
+// loadavg is the host's 1-minute load average.
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	return strings.Fields(string(b))[0]
 }
 
 func command(args ...string) *exec.Cmd {
@@ -161,5 +221,8 @@ func med(d []time.Duration) time.Duration {
 }
 
 func show(d []time.Duration) string {
+	if len(d) == 0 {
+		return "-"
+	}
 	return fmt.Sprintf("%.3f s (%.3f)", med(d).Seconds(), slices.Min(d).Seconds())
 }
