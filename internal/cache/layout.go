@@ -33,7 +33,7 @@ const (
 	Inits    Folder = "init"      // built guest inits, by source and toolchain (initbin)
 	Boot     Folder = "boot"      // an image's kernel and initramfs, by image digest (bootfiles)
 	Vmlinux  Folder = "vmlinux"   // decompressed kernels, by bzImage digest (bootfiles)
-	Verified Folder = "verified"  // images verified in full, by file identity (bootfiles)
+	Verified Folder = "verified"  // files verified in full, by identity: images (bootfiles), VMM binaries (snapshot)
 	KVMProbe Folder = "kvm-probe" // KVM probe answers, by host kernel, QEMU and kernel (kvmprobe)
 )
 

@@ -4,11 +4,13 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"strings"
 
+	"github.com/ukernel-dev/ukernel/internal/atomicfile"
 	"github.com/ukernel-dev/ukernel/internal/cache"
 )
 
@@ -90,8 +92,12 @@ type Binary struct {
 }
 
 // Identify returns the VMM binary at path (found on PATH when not absolute): from known when
-// its identity is known's, otherwise hashed and asked its version (versionArg, e.g. --version).
-func Identify(ctx context.Context, path, versionArg string, known *Binary) (Binary, error) {
+// its identity is known's, else from the record of its last verification in the cache at
+// cacheDir ("" for none) under that identity, otherwise hashed and asked its version
+// (versionArg, e.g. --version) and recorded there. A binary whose ctime changed alone (a chmod,
+// a hard link made) is hashed once more, not at every restore: hashing it and starting it for
+// its version cost a restore tens of ms.
+func Identify(ctx context.Context, path, versionArg string, known *Binary, cacheDir string) (Binary, error) {
 	abs, err := exec.LookPath(path)
 	if err != nil {
 		return Binary{}, err
@@ -103,6 +109,16 @@ func Identify(ctx context.Context, path, versionArg string, known *Binary) (Bina
 	if known != nil && known.Path == abs && known.ID == id && known.SHA256 != "" {
 		return *known, nil
 	}
+	var record string
+	if cacheDir != "" {
+		key := fmt.Sprintf("vmm\x00%s\x00%d\x00%d\x00%d\x00%d\x00%d", abs, id.Size, id.Dev, id.Ino, id.Mtime, id.Ctime)
+		record = cache.Verified.In(cacheDir, cache.EntryName(key)+".json")
+		var b Binary
+		if data, err := os.ReadFile(record); err == nil && json.Unmarshal(data, &b) == nil && b.Path == abs && b.ID == id && b.SHA256 != "" {
+			cache.MarkUsed(record)
+			return b, nil
+		}
+	}
 	sum, err := cache.FileSHA256(abs)
 	if err != nil {
 		return Binary{}, err
@@ -112,7 +128,15 @@ func Identify(ctx context.Context, path, versionArg string, known *Binary) (Bina
 		return Binary{}, fmt.Errorf("%s %s: %w", abs, versionArg, err)
 	}
 	version, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
-	return Binary{Path: abs, ID: id, SHA256: sum, Version: version}, nil
+	b := Binary{Path: abs, ID: id, SHA256: sum, Version: version}
+	// Changed while it was hashed: the digest may be of neither version; record nothing.
+	if again, err := cache.StatID(abs); record != "" && err == nil && again == id {
+		if data, err := json.Marshal(b); err == nil {
+			// A failed write only costs another hash next time.
+			_ = atomicfile.WriteFile(record, data, 0o644)
+		}
+	}
+	return b, nil
 }
 
 // HostCPU is the host's CPU as a KVM guest sees it: its model name and the digest of its

@@ -124,3 +124,48 @@ func TestCopySparse(t *testing.T) {
 		t.Errorf("the copy of a 64 MiB file with 14 bytes takes %d bytes: holes were filled", st.Blocks*512)
 	}
 }
+
+// TestIdentifyRecordsVerification: a VMM binary whose identity changed since the snapshot (a
+// chmod changes its ctime) is hashed and run for its version once; later restores know it from
+// the cache's record under its new identity, and a changed binary is hashed again.
+func TestIdentifyRecordsVerification(t *testing.T) {
+	dir, cacheDir := t.TempDir(), t.TempDir()
+	runs := filepath.Join(dir, "runs")
+	bin := filepath.Join(dir, "vmm")
+	script := "#!/bin/sh\necho run >> " + runs + "\necho 'VMM version 1'\n"
+	if err := os.WriteFile(bin, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	count := func() int {
+		b, _ := os.ReadFile(runs)
+		return strings.Count(string(b), "run")
+	}
+	ctx := t.Context()
+	saved, err := Identify(ctx, bin, "--version", nil, cacheDir)
+	if err != nil || saved.Version != "VMM version 1" || count() != 1 {
+		t.Fatalf("first Identify: %+v, %v, %d runs", saved, err, count())
+	}
+	if _, err := Identify(ctx, bin, "--version", &saved, cacheDir); err != nil || count() != 1 {
+		t.Fatalf("Identify of the known binary: %v, %d runs, want 1", err, count())
+	}
+	time.Sleep(10 * time.Millisecond) // a ctime the clock tells apart
+	if err := os.Chmod(bin, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		b, err := Identify(ctx, bin, "--version", &saved, cacheDir)
+		if err != nil || b.SHA256 != saved.SHA256 || b.Version != saved.Version || b.ID == saved.ID {
+			t.Fatalf("Identify %d after chmod: %+v, %v", i, b, err)
+		}
+	}
+	if count() != 2 {
+		t.Errorf("the binary ran %d times for its version, want 2: once at the snapshot, once after its identity changed", count())
+	}
+	if err := os.WriteFile(bin, []byte(strings.Replace(script, "version 1", "version 2", 1)), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	b, err := Identify(ctx, bin, "--version", &saved, cacheDir)
+	if err != nil || b.SHA256 == saved.SHA256 || b.Version != "VMM version 2" {
+		t.Errorf("Identify of a changed binary: %+v, %v", b, err)
+	}
+}

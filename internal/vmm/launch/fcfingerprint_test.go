@@ -40,7 +40,7 @@ func TestFirecrackerFingerprint(t *testing.T) {
 		Disks:         []vmm.Disk{{ID: "root", Path: "/a/app.img", ReadOnly: true}, {ID: "data", Path: "/a/data.img"}},
 		ControlSocket: "/run/x.ctl"}
 	boot := &bootfiles.Boot{KernelDigest: strings.Repeat("k", 64), ImageDigest: strings.Repeat("i", 64)}
-	fp, known, err := fingerprint(ctx, b, spec, boot, nil)
+	fp, known, err := fingerprint(ctx, b, spec, boot, nil, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +51,7 @@ func TestFirecrackerFingerprint(t *testing.T) {
 	if fp.Backend != "firecracker" || fp.VMM != "Firecracker v1.17.0-dev" || fp.VMMDigest != sum || known.SHA256 != sum {
 		t.Errorf("fingerprint %+v, binary %+v: want the backend, the binary's digest %s and its version", fp, known, sum)
 	}
-	if again, _, err := fingerprint(ctx, b, spec, boot, &known); err != nil || again.Mismatch(fp) != "" {
+	if again, _, err := fingerprint(ctx, b, spec, boot, &known, ""); err != nil || again.Mismatch(fp) != "" {
 		t.Errorf("the same run's fingerprint differs: %v %q", err, again.Mismatch(fp))
 	}
 
@@ -71,7 +71,7 @@ func TestFirecrackerFingerprint(t *testing.T) {
 	}
 	f.Write([]byte("another build"))
 	f.Close()
-	other, _, err := fingerprint(ctx, b, spec, boot, &known)
+	other, _, err := fingerprint(ctx, b, spec, boot, &known, "")
 	if err != nil {
 		t.Fatal(err)
 	}

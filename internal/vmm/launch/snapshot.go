@@ -17,6 +17,7 @@ import (
 
 	"github.com/ukernel-dev/ukernel/internal/abi"
 	"github.com/ukernel-dev/ukernel/internal/atomicfile"
+	"github.com/ukernel-dev/ukernel/internal/cache"
 	"github.com/ukernel-dev/ukernel/internal/runlog"
 	"github.com/ukernel-dev/ukernel/internal/runstate"
 	"github.com/ukernel-dev/ukernel/internal/snapshot"
@@ -85,7 +86,7 @@ func planRestore(ctx context.Context, o Options, backend vmm.Backend, spec vmm.S
 	rs := spec
 	rs.Memory = &vmm.MemoryFile{Path: filepath.Join(o.Snapshot, snapshot.MemoryFile)}
 	rs.Incoming = filepath.Join(o.Snapshot, snapshot.StateFile)
-	fp, _, err := fingerprint(ctx, backend, rs, boot, &meta.VMM)
+	fp, _, err := fingerprint(ctx, backend, rs, boot, &meta.VMM, o.CacheDir)
 	if err != nil {
 		return no("this run's fingerprint: %v", err)
 	}
@@ -117,8 +118,8 @@ func dataMismatch(meta *snapshot.Meta, dataMB int) string {
 }
 
 // fingerprint is the snapshot fingerprint of spec on backend for boot's image; known is the
-// VMM binary as a snapshot recorded it (nil: hash it).
-func fingerprint(ctx context.Context, backend vmm.Backend, spec vmm.Spec, boot *bootfiles.Boot, known *snapshot.Binary) (snapshot.Fingerprint, snapshot.Binary, error) {
+// VMM binary as a snapshot recorded it (nil: none), cacheDir the user's cache (snapshot.Identify).
+func fingerprint(ctx context.Context, backend vmm.Backend, spec vmm.Spec, boot *bootfiles.Boot, known *snapshot.Binary, cacheDir string) (snapshot.Fingerprint, snapshot.Binary, error) {
 	snap, ok := backend.(vmm.Snapshotter)
 	if !ok {
 		return snapshot.Fingerprint{}, snapshot.Binary{}, fmt.Errorf("the %s backend cannot take snapshots", backends.Title(backend.Name()))
@@ -127,7 +128,7 @@ func fingerprint(ctx context.Context, backend vmm.Backend, spec vmm.Spec, boot *
 	if err != nil {
 		return snapshot.Fingerprint{}, snapshot.Binary{}, err
 	}
-	bin, err := snapshot.Identify(ctx, e.Binary, "--version", known)
+	bin, err := snapshot.Identify(ctx, e.Binary, "--version", known, cacheDir)
 	if err != nil {
 		return snapshot.Fingerprint{}, snapshot.Binary{}, fmt.Errorf("the VMM binary: %w", err)
 	}
@@ -296,6 +297,12 @@ func TakeSnapshot(ctx context.Context, o Options, dir string, readyTimeout time.
 	}()
 	o.save = filepath.Join(stage.Dir, snapshot.MemoryFile)
 	o.Snapshot = ""
+	if o.CacheDir == "" {
+		// The VMM binary's verification is recorded there for the restores (fingerprint).
+		if o.CacheDir, err = cache.DefaultDir(); err != nil {
+			return nil, err
+		}
+	}
 	g, err := Start(ctx, o)
 	if err != nil {
 		return nil, err
@@ -353,7 +360,7 @@ func TakeSnapshot(ctx context.Context, o Options, dir string, readyTimeout time.
 		}
 		names = append(names, snapshot.DataFile)
 	}
-	fp, bin, err := fingerprint(ctx, g.backend, g.spec, g.boot, nil)
+	fp, bin, err := fingerprint(ctx, g.backend, g.spec, g.boot, nil, o.CacheDir)
 	if err != nil {
 		return nil, err
 	}
