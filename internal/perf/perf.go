@@ -54,7 +54,21 @@ func Breakdown(t *trace.Trace) (Boot, error) {
 		return b, fmt.Errorf("run %s: no guest spans (did the guest report events?)", t.RunID)
 	}
 	off := func(ns int64) time.Duration { return time.Duration(ns - vm.Start) }
-	b.Phases = append(b.Phases, Phase{PhaseQEMU, 0, off(g.Start)})
+	if vm.Find(trace.SpanRestore+"reseed") != nil {
+		// A restore: QEMU's start with the state loaded, then the restore's host phases (the
+		// state's load, within QEMU's start; the resume; the reseed until the guest reported it;
+		// the workload's first output after it), then the guest's own.
+		for _, c := range vm.Children {
+			switch {
+			case c.Name == trace.SpanVMMStart:
+				b.Phases = append(b.Phases, Phase{PhaseQEMU, off(c.Start), off(c.End)})
+			case strings.HasPrefix(c.Name, trace.SpanRestore):
+				b.Phases = append(b.Phases, Phase{c.Name, off(c.Start), off(c.End)})
+			}
+		}
+	} else {
+		b.Phases = append(b.Phases, Phase{PhaseQEMU, 0, off(g.Start)})
+	}
 	for _, c := range g.Children {
 		if strings.HasPrefix(c.Name, "service ") {
 			if b.ToEntry == 0 {
@@ -244,8 +258,8 @@ type Summary struct {
 	// FineClock): their phases are quantised to a tick and their IO figures are left out.
 	CoarseClock int    `json:"coarse_clock_boots"`
 	Boots       []Boot `json:"boots"`
-	// Restores: the boots restored a template's snapshot (their "qemu" phase is QEMU's start,
-	// the state's load and the resume; "reseed" the guest's own).
+	// Restores: the boots restored a template's snapshot (their "qemu" phase is QEMU's start
+	// with the state loaded, the restore.* phases the host's, "reseed" the guest's own).
 	Restores bool `json:"restores,omitempty"`
 }
 
@@ -351,9 +365,9 @@ func WriteText(w io.Writer, s Summary) error {
 		what = "Restore from a snapshot over %d restores"
 	}
 	fmt.Fprintf(&b, what+" (offsets from QEMU's start; percentiles nearest-rank)\n", s.Runs)
-	fmt.Fprintf(&b, "%-16s %9s %9s %9s\n", "PHASE", "P50", "P90", "MAX")
+	fmt.Fprintf(&b, "%-20s %9s %9s %9s\n", "PHASE", "P50", "P90", "MAX")
 	row := func(st Stat) {
-		fmt.Fprintf(&b, "%-16s %9s %9s %9s\n", st.Name, ms(st.P50), ms(st.P90), ms(st.Max))
+		fmt.Fprintf(&b, "%-20s %9s %9s %9s\n", st.Name, ms(st.P50), ms(st.P90), ms(st.Max))
 	}
 	for _, st := range s.Phases {
 		row(st)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ukernel-dev/ukernel/internal/abi"
+	"github.com/ukernel-dev/ukernel/internal/trace"
 )
 
 func boot(kernel time.Duration, res int64, p50 int64) Boot {
@@ -76,5 +77,35 @@ func TestPlaceBeforeFirstLine(t *testing.T) {
 		if c.ToEntry != before {
 			t.Errorf("%+v moved to %s", c, c.ToEntry)
 		}
+	}
+}
+
+// TestBreakdownRestore: a restore's breakdown has QEMU's start with the state loaded and the
+// restore's host phases (load, resume, reseed, first output) before the guest's own, all as
+// offsets from QEMU's start.
+func TestBreakdownRestore(t *testing.T) {
+	at := func(ms int) int64 {
+		return time.Unix(1_800_000_000, 0).Add(time.Duration(ms) * time.Millisecond).UnixNano()
+	}
+	span := func(name string, from, to int, children ...*trace.Span) *trace.Span {
+		return &trace.Span{Name: name, Start: at(from), End: at(to), Children: children}
+	}
+	vm := span(trace.SpanVM, 0, 2000,
+		span(trace.SpanVMMStart, 0, 60),
+		span(trace.SpanRestore+"load", 54, 60),
+		span(trace.SpanRestore+"resume", 64, 66),
+		span(trace.SpanRestore+"reseed", 66, 300),
+		span(trace.SpanFirstOutput, 300, 480),
+		span(trace.SpanGuest, 200, 1900, span(trace.SpanReseed, 200, 290), span("shutdown", 1800, 1900)))
+	b, err := Breakdown(&trace.Trace{RunID: "r", Root: span("run r", 0, 2000, vm)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Phase{{PhaseQEMU, 0, 60 * time.Millisecond}, {"restore.load", 54 * time.Millisecond, 60 * time.Millisecond},
+		{"restore.resume", 64 * time.Millisecond, 66 * time.Millisecond}, {"restore.reseed", 66 * time.Millisecond, 300 * time.Millisecond},
+		{"restore.first-output", 300 * time.Millisecond, 480 * time.Millisecond},
+		{trace.SpanReseed, 200 * time.Millisecond, 290 * time.Millisecond}, {"shutdown", 1800 * time.Millisecond, 1900 * time.Millisecond}}
+	if !slices.Equal(b.Phases, want) {
+		t.Errorf("phases\n%+v\nwant\n%+v", b.Phases, want)
 	}
 }

@@ -64,10 +64,11 @@ func getRand(port int) (randClock, error) {
 
 // TestSnapshotPython: one Python template's snapshot (taken once), restored twice at once:
 // each clone serves its own random bytes and the host's time; ps, logs, stop and rm work on a
-// restored guest; a fingerprint mismatch, other -e values and a flipped byte in the device
+// restored guest, and its workload's exit code is the run's; trace and perf --template show a
+// restore's phases; a fingerprint mismatch, other -e values and a flipped byte in the device
 // state are refused by --restore with the reason, before any boot; a flipped byte in the memory
-// file boots cold, saying why. Three boots in all (the snapshot's, two restores) and one cold
-// start that is not waited for.
+// file boots cold, saying why. Four boots in all (the snapshot's, two restores, perf's restore)
+// and one cold start that is not waited for.
 func TestSnapshotPython(t *testing.T) {
 	skipShort(t)
 	store := filepath.Join(t.TempDir(), "templates")
@@ -83,7 +84,7 @@ func TestSnapshotPython(t *testing.T) {
 		t.Fatalf("the python preset's routes changed: %s lacks %q", mainPy, routes)
 	}
 	writeFile(t, mainPy, strings.Replace(string(src), routes,
-		"import time\n"+`ROUTES = {"/": index, HEALTH_PATH: health, "/rand": lambda: {"rand": os.urandom(16).hex(), "time": time.time()}}`, 1))
+		"import time\n"+`ROUTES = {"/": index, HEALTH_PATH: health, "/rand": lambda: {"rand": os.urandom(16).hex(), "time": time.time()}, "/exit": lambda: os._exit(3)}`, 1))
 	mustUK(t, dir, time.Minute, "template", "create", "snapy", "--from", dir)
 	defer noQEMULeft(t, "snapy")
 	b := mustUK(t, dir, 15*time.Minute, "template", "build", "snapy", "--snapshot", "--accel", "tcg")
@@ -154,6 +155,18 @@ func TestSnapshotPython(t *testing.T) {
 	if running != 2 {
 		t.Errorf("ps lists %d running restored guests, want 2: %+v", running, ps(t, dir))
 	}
+	// trace shows the latest restore's phases.
+	var tr struct {
+		Root traceSpan `json:"root"`
+	}
+	if err := json.Unmarshal([]byte(mustUK(t, dir, time.Minute, "--json", "trace", "--template", "snapy").stdout), &tr); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"vmm.start", "restore.load", "restore.resume", "restore.reseed", "restore.first-output", "reseed"} {
+		if !tr.Root.has(name) {
+			t.Errorf("trace --template of a restore lacks the %s span: %+v", name, tr.Root)
+		}
+	}
 	if l := mustUK(t, dir, time.Minute, "logs", "snapy-0"); !strings.Contains(l.stdout, "GET /rand") {
 		t.Errorf("logs snapy-0 lacks the request:\n%s", l.stdout)
 	}
@@ -162,6 +175,52 @@ func TestSnapshotPython(t *testing.T) {
 		t.Errorf("ps -a after stop:\n%s", r.stdout)
 	}
 	mustUK(t, dir, time.Minute, "rm", "snapy-0")
+
+	// A restored workload's exit code is the guest's, as at a cold boot.
+	if resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/exit", ports[1])); err == nil { // it exits before answering
+		resp.Body.Close()
+	}
+	pollUntil(t, time.Minute, "snapy-1 exited with code 3", func() bool {
+		var all []struct {
+			Name     string `json:"name"`
+			Status   string `json:"status"`
+			ExitCode *int   `json:"exit_code"`
+		}
+		if json.Unmarshal([]byte(mustUK(t, dir, 30*time.Second, "--json", "ps", "-a").stdout), &all) != nil {
+			return false
+		}
+		for _, e := range all {
+			if e.Name == "snapy-1" && e.Status == "exited" && e.ExitCode != nil {
+				if *e.ExitCode != 3 {
+					t.Fatalf("the restored guest whose workload exited 3 exited with %d", *e.ExitCode)
+				}
+				return true
+			}
+		}
+		return false
+	})
+
+	// perf --template measures a restore of its own.
+	var pf struct {
+		Restores bool `json:"restores"`
+		Phases   []struct {
+			Name string `json:"name"`
+			N    int    `json:"n"`
+		} `json:"phases"`
+		ToReady struct {
+			N int `json:"n"`
+		} `json:"to_ready"`
+	}
+	if err := json.Unmarshal([]byte(mustUK(t, dir, 3*time.Minute, "--json", "perf", "--template", "snapy", "--runs", "1").stdout), &pf); err != nil {
+		t.Fatal(err)
+	}
+	var phases []string
+	for _, p := range pf.Phases {
+		phases = append(phases, p.Name)
+	}
+	if got := strings.Join(phases, " "); !pf.Restores || pf.ToReady.N != 1 || !strings.HasPrefix(got, "qemu restore.load restore.resume restore.reseed") || !strings.Contains(got, " reseed") {
+		t.Errorf("perf --template: restores %v, phases %q, to-ready n=%d", pf.Restores, got, pf.ToReady.N)
+	}
 
 	// Refused by --restore before any boot, each with its one-line reason.
 	refuse := func(why string, args ...string) {
@@ -186,6 +245,24 @@ func TestSnapshotPython(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.stderr, "Booting cold: snapshot file memory changed since it was saved") || strings.Contains(r.stderr, "Restored") {
 		t.Errorf("run with a flipped byte in the memory file: exit %d, want a cold boot saying why:\n%s", r.code, r.stderr)
 	}
+}
+
+// traceSpan is a span of trace --json.
+type traceSpan struct {
+	Name     string      `json:"name"`
+	Children []traceSpan `json:"children"`
+}
+
+func (s traceSpan) has(name string) bool {
+	if s.Name == name {
+		return true
+	}
+	for _, c := range s.Children {
+		if c.has(name) {
+			return true
+		}
+	}
+	return false
 }
 
 // TestSnapshotPostgres: a postgres template's snapshot, taken after a row was written on a cold

@@ -61,8 +61,10 @@ overlay); their latency percentiles are printed too. --svg draws the phases of e
 timeline. Ctrl-C stops the current boot and prints the boots finished so far (exit 130).
 
 --template NAME[@REV] measures restores of the template's snapshot instead (template build
---snapshot), with the template's run settings: QEMU's start with the state loaded, the guest's
-reseed, and the time to its first sign of life after the restore.`,
+--snapshot), with the template's run settings: QEMU's start with the state loaded
+(qemu), the state's load, the resume, the host's wait for the guest's reseed
+(restore.reseed), the guest's own reseed, the workload's first output after it, and the time
+to its first sign of life after the restore.`,
 		Example: `  ukernel perf
   ukernel perf --runs 5 --svg boot.svg
   ukernel perf --image dist/api.img --json
