@@ -244,8 +244,12 @@ func start(ctx context.Context, o Options, boot *bootfiles.Boot, name string, ne
 		DataMB:     o.DataMB,
 	}
 	configDrive := store.ConfigDrive(name)
-	if err := writeConfigDrive(configDrive, cfg); err != nil {
-		return nil, err
+	// A restore's guest read its config when the snapshot booted: it gets a blank drive
+	// (applyRestore), and the run's secrets over the control channel, never through the disk.
+	if !restoring {
+		if err := writeConfigDrive(configDrive, cfg); err != nil {
+			return nil, err
+		}
 	}
 	// QEMU keeps the config drive open from its start: the file with the run-time environment
 	// and secrets leaves the disk as soon as the VMM has it (and on any failure).
