@@ -199,31 +199,11 @@ func bootOnce(ctx context.Context, o Options) (Boot, error) {
 	if at, why := ready.result(); why != "" {
 		if vm := t.Root.Find(trace.SpanVM); vm != nil {
 			b.ToReady, b.Ready = time.Duration(at.UnixNano()-vm.Start), why
-			b.placeBefore()
 		}
 	} else {
 		b.TimedOut = bctx.Err() != nil
 	}
 	return b, err
-}
-
-// placeBefore tightens the trace's clock alignment with what the host saw: the entry started
-// before the host read its first line, so the guest's clock cannot start later than
-// ToReady−(entry's guest start). trace.Assemble anchors the guest clock at QEMU's exit, and perf
-// stops a guest that never exits, so on a loaded host QEMU's teardown makes that anchor late by
-// seconds; the guest's phases move earlier by the excess, and the QEMU phase shrinks with them.
-func (b *Boot) placeBefore() {
-	if b.Ready != ReadyLine || b.ToEntry <= b.ToReady {
-		return
-	}
-	d := b.ToEntry - b.ToReady
-	for i := range b.Phases {
-		if b.Phases[i].Name != PhaseQEMU {
-			b.Phases[i].Start -= d
-		}
-		b.Phases[i].End -= d
-	}
-	b.ToEntry -= d
 }
 
 // Stat is the percentiles of one measure over the boots, nearest-rank.

@@ -57,29 +57,6 @@ func TestPercentile(t *testing.T) {
 	}
 }
 
-// A guest clock anchored seconds late (QEMU's slow teardown on a loaded host) puts the entry
-// after the first line the host read; the host's reading bounds it, and the phases move with it.
-func TestPlaceBeforeFirstLine(t *testing.T) {
-	s := time.Second
-	b := Boot{
-		Phases:  []Phase{{PhaseQEMU, 0, 10 * s}, {"kernel", 10 * s, 17 * s}, {"entry", 18 * s, 20 * s}},
-		ToEntry: 18 * s, ToReady: 17 * s, Ready: ReadyLine,
-	}
-	b.placeBefore()
-	want := []Phase{{PhaseQEMU, 0, 9 * s}, {"kernel", 9 * s, 16 * s}, {"entry", 17 * s, 19 * s}}
-	if b.ToEntry != 17*s || !slices.Equal(b.Phases, want) {
-		t.Errorf("placed: entry %s, phases %v; want entry 17s, %v", b.ToEntry, b.Phases, want)
-	}
-	// Consistent already, or ready by a health check (not the entry's line): unchanged.
-	for _, c := range []Boot{{ToEntry: 5 * s, ToReady: 6 * s, Ready: ReadyLine}, {ToEntry: 7 * s, ToReady: 6 * s, Ready: ReadyHealthy}} {
-		before := c.ToEntry
-		c.placeBefore()
-		if c.ToEntry != before {
-			t.Errorf("%+v moved to %s", c, c.ToEntry)
-		}
-	}
-}
-
 // TestBreakdownRestore: a restore's breakdown has QEMU's start with the state loaded and the
 // restore's host phases (load, resume, reseed, first output) before the guest's own, all as
 // offsets from QEMU's start.

@@ -5,15 +5,22 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
+	"github.com/ukernel-dev/ukernel/internal/guestlog"
 	"github.com/ukernel-dev/ukernel/internal/perf"
+	"github.com/ukernel-dev/ukernel/internal/runlog"
 	"github.com/ukernel-dev/ukernel/internal/trace"
 )
 
@@ -224,6 +231,89 @@ func TestRealBootTraceAndPerf(t *testing.T) {
 			t.Errorf("SVG run %d bars %v, want one per phase %v", i+1, run, want)
 		}
 	}
+	starvedBoot(t, bin, proj)
+}
+
+// starvedBoot boots the never-exiting workload once more under perf on a loaded host:
+// ukernel, QEMU and two busy loops share one CPU. The guest's clock still keeps the host's
+// time: under TCG its clocksource watchdog used to drop the TSC for jiffies, which lag when
+// the vCPU is starved, so the guest lost seconds and perf placed its phases seconds late.
+func starvedBoot(t *testing.T, bin, proj string) {
+	t.Helper()
+	cpu := busyCPU(t, 2)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "taskset", "-c", strconv.Itoa(cpu), bin, "-C", proj, "perf", "--runs", "1", "--accel", "tcg", "--timeout", "4m", "--json")
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("starved perf: %v\n%s", err, errb.String())
+	}
+	var s perf.Summary
+	if err := json.Unmarshal(out, &s); err != nil || len(s.Boots) != 1 {
+		t.Fatalf("starved perf --json: %v\n%s", err, out)
+	}
+	b := s.Boots[0]
+	if s.CoarseClock != 0 {
+		t.Errorf("the starved guest's clock ticked in jiffies: it dropped the TSC")
+	}
+	// The console's first and last stamped lines as the host read them: the guest's clock ran
+	// as long as the host's between them, give or take the host's reading delays (ukernel is
+	// starved too: up to 0.7 s of 21 s seen); a clock on lagging jiffies lost a third.
+	run, err := runlog.Find(proj, b.RunID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var first, last [2]int64 // guest stamp, host time
+	if _, err := run.ReadOutput(guestlog.Filter{Kernel: true}, -1, func(r guestlog.Record) error {
+		var sec, usec int64
+		if r.Stream == guestlog.Kernel && r.Log != "" {
+			if _, err := fmt.Sscanf(strings.TrimLeft(r.Log, "[ "), "%d.%d]", &sec, &usec); err == nil {
+				last = [2]int64{sec*1e9 + usec*1e3, r.Time.UnixNano()}
+				if first[1] == 0 {
+					first = last
+				}
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	guest, host := time.Duration(last[0]-first[0]), time.Duration(last[1]-first[1])
+	if guest < time.Second || guest < host*9/10 || host < guest*9/10 {
+		t.Errorf("the starved guest's clock: %s between its first and last console lines, the host's %s", guest, host)
+	}
+	if b.ToEntry <= 0 || b.ToEntry > b.ToReady {
+		t.Errorf("starved boot: entry at %s, its first line read at %s", b.ToEntry, b.ToReady)
+	}
+	t.Logf("starved boot: guest %s / host %s between console lines; qemu %s, to-entry %s, to-ready %s", guest, host, b.Phases[0].End, b.ToEntry, b.ToReady)
+}
+
+// busyCPU keeps one CPU of the test's busy with n spinning processes until the test ends, and
+// returns it.
+func busyCPU(t *testing.T, n int) int {
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &set); err != nil {
+		t.Fatal(err)
+	}
+	cpu := -1
+	for i := range runtime.NumCPU() {
+		if set.IsSet(i) {
+			cpu = i
+		}
+	}
+	for range n {
+		spin := exec.Command("taskset", "-c", strconv.Itoa(cpu), "sh", "-c", "while :; do :; done")
+		if err := spin.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			spin.Process.Kill()
+			spin.Wait()
+		})
+	}
+	return cpu
 }
 
 // interruptAfter runs the CLI, sends it SIGINT once its stderr has a line starting with mark,

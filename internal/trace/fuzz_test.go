@@ -13,7 +13,7 @@ func FuzzAssemble(f *testing.F) {
 	f.Add([]byte(`{"type":"hello","t_ns":9223372036854775807}`+"\n"+`{"type":"poweroff","t_ns":1,"code":3}`+"\n{\"ty"), int64(-1))
 	f.Fuzz(func(t *testing.T, events []byte, consoleEnd int64) {
 		evs, _ := ParseEvents(events)
-		tr := Assemble("r", hostSpans(), nil, evs, consoleEnd)
+		tr := Assemble("r", hostSpans(), nil, evs, consoleEnd, []Reading{{Guest: consoleEnd, Host: spawn.UnixNano() + consoleEnd/2}})
 		CheckNesting(t, tr.Root)
 		for _, w := range []func(io.Writer, *Trace) error{WriteTree, WriteChrome, WriteOTLP} {
 			if err := w(io.Discard, tr); err != nil {

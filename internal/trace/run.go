@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io/fs"
 	"maps"
+	"math"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -101,11 +102,21 @@ func lastConsoleStamp(path string) int64 {
 	}
 	var last int64
 	for _, m := range kernelStamp.FindAllSubmatch(b, -1) {
-		s, _ := strconv.ParseInt(string(m[1]), 10, 64)
-		us, _ := strconv.ParseInt(string(m[2]), 10, 64)
-		last = max(last, s*1e9+us*1e3)
+		if ns, ok := stampNS(string(m[1]), string(m[2])); ok {
+			last = max(last, ns)
+		}
 	}
 	return last
+}
+
+// stampNS is a printk stamp's seconds and microseconds in ns; false when it cannot be an uptime.
+func stampNS(sec, usec string) (int64, bool) {
+	s, err := strconv.ParseInt(sec, 10, 64)
+	if err != nil || s > 1<<32 {
+		return 0, false
+	}
+	us, _ := strconv.ParseInt(usec, 10, 64)
+	return s*1e9 + us*1e3, true
 }
 
 // Load reads a run's records: its host spans, the guest's events and console, and the
@@ -127,7 +138,7 @@ func Load(projectDir string, run runlog.Run) (*Trace, error) {
 	if s, ok := firstOutput(run, host); ok {
 		host = append(host, s)
 	}
-	t := Assemble(run.ID, host, builds, evs, lastConsoleStamp(run.Console()))
+	t := Assemble(run.ID, host, builds, evs, lastConsoleStamp(run.Console()), readOutput(run, evs))
 	if len(problems) > 0 {
 		t.Partial = true
 		t.Notes = append(problems, t.Notes...)
@@ -136,6 +147,57 @@ func Load(projectDir string, run runlog.Run) (*Trace, error) {
 		return nil, fmt.Errorf("run %s has no spans and no events (%s is empty): the guest reported nothing", run.ID, run.Events())
 	}
 	return t, nil
+}
+
+// Reading is a line the guest stamped (Guest, on its clock) and the host time the host read it
+// (Host): the guest's t=0 is no later than Host−Guest, whatever happened to QEMU afterwards.
+type Reading struct{ Guest, Host int64 }
+
+// kernelStream is how a console line's record starts its stream field (guestlog's encoding):
+// only those records are decoded when the output log is scanned.
+var kernelStream = []byte(`"stream":"` + guestlog.Kernel + `"`)
+
+// readOutput returns the host's readings in the run's output log: each console line with a
+// printk stamp, and the entry's first line (stamped by its entry.start event).
+func readOutput(run runlog.Run, evs []abi.Event) []Reading {
+	entry := int64(-1)
+	for _, ev := range evs {
+		if ev.Type == abi.EventEntryStart {
+			entry = ev.Time
+			break
+		}
+	}
+	f, err := os.Open(run.Output())
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	var seen []Reading
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Bytes()
+		kernel := bytes.Contains(line, kernelStream)
+		if !kernel && entry < 0 {
+			continue
+		}
+		var rec guestlog.Record
+		if json.Unmarshal(line, &rec) != nil || rec.Time.IsZero() {
+			continue
+		}
+		switch {
+		case rec.Stream == guestlog.Kernel:
+			if m := kernelStamp.FindStringSubmatch(rec.Log); m != nil {
+				if ns, ok := stampNS(m[1], m[2]); ok {
+					seen = append(seen, Reading{Guest: ns, Host: rec.Time.UnixNano()})
+				}
+			}
+		case rec.Service == "" && entry >= 0:
+			seen = append(seen, Reading{Guest: entry, Host: rec.Time.UnixNano()})
+			entry = -1
+		}
+	}
+	return seen
 }
 
 // firstOutput is a restored run's SpanFirstOutput: from the end of its restore.reseed span to
@@ -173,8 +235,9 @@ func firstOutput(run runlog.Run, host []Span) (Span, bool) {
 }
 
 // Assemble builds the span tree of a run from the VMM's host spans, the lock/build/pack spans
-// (used when they ended within BuildWindow before QEMU started), the guest's events and the
-// guest time of the console's last kernel message (0 if unknown).
+// (used when they ended within BuildWindow before QEMU started), the guest's events, the
+// guest time of the console's last kernel message (0 if unknown) and the host's readings of
+// guest-stamped lines.
 //
 // Clock alignment. The guest stamps events with CLOCK_BOOTTIME, which starts near 0 when the
 // kernel starts; the host knows S, the wall time it spawned QEMU, and E, the wall time it saw
@@ -184,11 +247,14 @@ func firstOutput(run runlog.Run, host []Span) (Span, bool) {
 // kernel's power-down message QEMU only tears down (a few ms), while before t=0 lie QEMU's
 // process start, firmware and kernel decompression (hundreds of ms under TCG). The strict
 // error bound is the window E−P−S, kept in Trace.AlignWindow; the expected error is QEMU's
-// teardown time. Without E (a detached run, or one still going) t0 = S and the guest's spans
-// may be late by up to QEMU's start-up; the trace says so. When P > E−S the guest's clock ran
-// fast (seen under TCG: its TSC is the host's, but tsc_early_khz told it another rate); then
-// t0 = S and guest times are scaled by (E−S)/P, with a note, so spans still nest.
-func Assemble(runID string, host, builds []Span, evs []abi.Event, consoleEnd int64) *Trace {
+// teardown time. Each line the host read (a console line, the entry's first output) is a
+// second upper bound, Host−Guest: the tightest of them places t0 when it is earlier than E−P
+// (a slow teardown on a loaded host, or a guest stopped by the host, whose QEMU exits after
+// the stop's own waits). Without E (a detached run, or one still going) t0 is that reading, or
+// S without one, and the trace says so. When P > E−S the guest's clock ran fast (seen under
+// TCG: its TSC is the host's, but tsc_early_khz told it another rate); then t0 = S and guest
+// times are scaled by (E−S)/P, with a note, so spans still nest.
+func Assemble(runID string, host, builds []Span, evs []abi.Event, consoleEnd int64, seen []Reading) *Trace {
 	t := &Trace{RunID: runID, Events: evs}
 	var vmStart, vm, reseedSpan *Span
 	var before, restore []*Span // host steps before the VMM (the KVM probe); a restore's
@@ -239,6 +305,10 @@ func Assemble(runID string, host, builds []Span, evs []abi.Event, consoleEnd int
 		t.Notes = append(t.Notes, "no hello event: the kernel's span is unknown")
 	}
 
+	read := int64(math.MaxInt64) // the tightest Host−Guest over the host's readings
+	for _, r := range seen {
+		read = min(read, r.Host-r.Guest)
+	}
 	var t0 int64
 	scale := 1.0
 	switch {
@@ -253,16 +323,24 @@ func Assemble(runID string, host, builds []Span, evs []abi.Event, consoleEnd int
 		t.Notes = append(t.Notes, "no host spans for this run: guest times are shown from guest boot, not on the host clock")
 	case e0 > 0 && p > 0 && e0-p >= s0:
 		t0 = e0 - p
-		t.AlignWindow, t.AlignedTo = time.Duration(e0-p-s0), "QEMU's exit"
+		t.AlignedTo = "QEMU's exit"
+		if read < t0 {
+			t0, t.AlignedTo = max(read, s0), readingAlign
+		}
+		t.AlignWindow = time.Duration(t0 - s0)
 	case e0 > 0 && p > 0:
 		// The guest claims to have run longer than QEMU did: its clock runs fast (under TCG a
 		// tsc_early_khz below the host's TSC rate does that, as the guest's TSC is the host's).
 		// Scale guest times to fit QEMU's lifetime: a lower bound of the correction.
 		t0, scale = s0, float64(e0-s0)/float64(p)
 		t.Notes = append(t.Notes, fmt.Sprintf("guest clock runs fast: uptime %s exceeds QEMU's lifetime %s; guest times scaled by %.3f to fit (phase durations are approximate)", time.Duration(p), time.Duration(e0-s0), scale))
+	case read >= s0 && read != math.MaxInt64:
+		t0 = read
+		t.AlignWindow, t.AlignedTo = time.Duration(t0-s0), readingAlign
+		t.Notes = append(t.Notes, "the run has no recorded end (detached or still running): guest times are placed by the host's reading of its lines")
 	default:
 		t0 = s0
-		t.Notes = append(t.Notes, "the run has no recorded end (detached or still running): guest times are placed at QEMU's start and may be late by QEMU's start-up")
+		t.Notes = append(t.Notes, "the run has no recorded end (detached or still running): guest times are placed at QEMU's start and may be early by QEMU's start-up")
 	}
 
 	root := &Span{Name: "run " + runID, Side: Host}
@@ -312,6 +390,9 @@ func Assemble(runID string, host, builds []Span, evs []abi.Event, consoleEnd int
 	t.Root = root
 	return t
 }
+
+// readingAlign is Trace.AlignedTo when a line the host read placed the guest's clock.
+const readingAlign = "the host's reading of a guest line"
 
 func (s *Span) attr(k, v string) {
 	if s.Attrs == nil {

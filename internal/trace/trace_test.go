@@ -117,6 +117,58 @@ func TestAssembleAlignsAndNests(t *testing.T) {
 	}
 }
 
+// TestReadingsPlaceTheGuestClock: QEMU's exit seen seconds after the guest powered off (a
+// guest perf or stop asked to stop, on a loaded host) would place the guest late; the lines the
+// host read, each after the guest stamped it, bound its t=0 and the tightest places it. A
+// service's line (not stamped by the entry's start) and a console line without a stamp do not
+// count. A run without a recorded end is placed by them too.
+func TestReadingsPlaceTheGuestClock(t *testing.T) {
+	rec := func(at time.Duration, stream, service, log string) string {
+		b, _ := json.Marshal(map[string]string{"time": spawn.Add(at).Format(time.RFC3339Nano), "stream": stream, "service": service, "log": log})
+		return string(b) + "\n"
+	}
+	const entryStart = 2222071078 // bootEvents' entry.start
+	for _, c := range []struct {
+		name   string
+		output string
+		end    time.Duration // QEMU's exit seen; 0: no recorded end
+		want   time.Duration // t0 after QEMU's spawn
+	}{
+		{"console line", rec(700*time.Millisecond, "kernel", "", "[    0.322772] PCI: Fatal\n") +
+			rec(2*time.Second, "stdout", "db", "ready\n") + rec(2100*time.Millisecond, "kernel", "", "Hello\n") +
+			rec(2600*time.Millisecond, "stdout", "", "up\n"), 6 * time.Second, 377228 * time.Microsecond},
+		{"entry's first line", rec(900*time.Millisecond, "kernel", "", "[    0.322772] PCI: Fatal\n") +
+			rec(2500*time.Millisecond, "stdout", "", "up\n") + rec(2510*time.Millisecond, "stderr", "", "second\n"),
+			6 * time.Second, 2500*time.Millisecond - entryStart},
+		{"no recorded end", rec(700*time.Millisecond, "kernel", "", "[    0.322772] PCI: Fatal\n"), 0, 377228 * time.Microsecond},
+		{"QEMU's exit is tighter", rec(900*time.Millisecond, "kernel", "", "[    0.322772] PCI: Fatal\n"), 3400 * time.Millisecond, 3400*time.Millisecond - 2973836*time.Microsecond},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			host := hostSpans()
+			host[1].End = spawn.Add(c.end).UnixNano()
+			if c.end == 0 {
+				host = host[:1]
+			}
+			proj, r := writeRun(t, bootEvents, host)
+			if err := os.WriteFile(r.Output(), []byte(c.output), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			tr, err := Load(proj, r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			CheckNesting(t, tr.Root)
+			g := tr.Root.Find(SpanGuest)
+			if got := time.Duration(g.Start - spawn.UnixNano()); got != c.want || tr.AlignWindow != c.want {
+				t.Errorf("guest t0 at +%s (window %s, aligned to %s), want +%s", got, tr.AlignWindow, tr.AlignedTo, c.want)
+			}
+			if e := g.Find(SpanEntry); e == nil || e.Start != g.Start+entryStart {
+				t.Errorf("entry span %+v, want at t0 + its start", e)
+			}
+		})
+	}
+}
+
 // TestKVMProbeSpan: the KVM probe before the VMM's start is a step of the run's trace.
 func TestKVMProbeSpan(t *testing.T) {
 	host := append([]Span{NewSpan(SpanKVMProbe, spawn.Add(-4*time.Second), spawn.Add(-10*time.Millisecond), "usable", "false", "cached", "false")}, hostSpans()...)

@@ -87,6 +87,13 @@ func Cmdline(base, accel string) string {
 		} else if !has("tsc_early_khz") {
 			fields = append(fields, "tsc_early_khz=2000000")
 		}
+		// The guest's TSC is the host's, which keeps its rate whatever the load; the kernel's
+		// clocksource watchdog checks it against jiffies, which fall behind when a busy host
+		// starves the vCPU, and then drops the TSC for those lagging ticks: the guest's clock
+		// lost seconds, and every span placed by it (trace, perf) moved late by as much.
+		if !has("tsc") {
+			fields = append(fields, "tsc=reliable")
+		}
 	}
 	return strings.Join(fields, " ")
 }

@@ -36,7 +36,7 @@ func TestArgs(t *testing.T) {
 	want := "-M microvm,pit=on,pic=on,rtc=on -accel tcg -cpu max,erms=off,fsrm=off " +
 		"-object memory-backend-memfd,id=ram,size=512M -machine memory-backend=ram -m 512 -smp 2 -nodefaults -no-user-config -nographic -no-reboot " +
 		"-sandbox on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny " +
-		"-kernel /c/vmlinuz -initrd /c/initrd.img -append quiet console=ttyS0 tsc_early_khz=" + strconv.FormatInt(hostTSCKHz(), 10) + " " +
+		"-kernel /c/vmlinuz -initrd /c/initrd.img -append quiet console=ttyS0 tsc_early_khz=" + strconv.FormatInt(hostTSCKHz(), 10) + " tsc=reliable " +
 		"-chardev file,id=con,path=/r/console.log,append=on -serial chardev:con " +
 		"-drive id=root,file=/p/dist/a,,b.img,format=raw,if=none,readonly=on -device virtio-blk-device,drive=root " +
 		"-drive id=config,file=/s/a.config,format=raw,if=none,readonly=on -device virtio-blk-device,drive=config " +
@@ -399,8 +399,11 @@ func TestHostTSCKHz(t *testing.T) {
 	if !strings.Contains(Cmdline("quiet tsc_early_khz=2000000", vmm.AccelTCG), "tsc_early_khz="+strconv.FormatInt(khz, 10)) {
 		t.Error("the measured rate does not override the image's default under TCG")
 	}
-	if strings.Contains(Cmdline("quiet", vmm.AccelKVM), "tsc_early_khz") {
-		t.Error("tsc_early_khz added under KVM")
+	if c := Cmdline("quiet", vmm.AccelKVM); strings.Contains(c, "tsc_early_khz") || strings.Contains(c, "tsc=") {
+		t.Errorf("TCG's clock settings added under KVM: %s", c)
+	}
+	if c := Cmdline("quiet tsc=unstable", vmm.AccelTCG); strings.Contains(c, "tsc=reliable") {
+		t.Errorf("the image's own tsc= setting overridden: %s", c)
 	}
 }
 
