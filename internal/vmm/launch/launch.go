@@ -220,14 +220,15 @@ func start(ctx context.Context, o Options, boot *bootfiles.Boot, name string, ne
 	newRun := runlog.NewRun
 	if o.Perf || restoring {
 		// perf's boots leave the user's last run to logs and trace; a restore's run becomes the
-		// latest once its VMM runs, and goes if it never does (the cold boot has its own).
+		// latest once its guest took its restore message, and goes if it never does (the cold
+		// boot has its own).
 		newRun = runlog.NewSideRun
 	}
 	run, err := newRun(o.ProjectDir, started)
 	if err != nil {
 		return nil, err
 	}
-	// notRestored gives up a restore before its VMM ran: nothing of it is left behind.
+	// notRestoredYet gives up a restore whose VMM does not run: nothing of it is left behind.
 	notRestoredYet := func(why string) (*Guest, error) {
 		if err := os.RemoveAll(run.Dir); err != nil {
 			log.Debug("remove the run directory of a restore not made", "err", err)
@@ -308,11 +309,6 @@ func start(ctx context.Context, o Options, boot *bootfiles.Boot, name string, ne
 		}
 		return nil, err
 	}
-	if restoring && !o.Perf {
-		if err := run.MakeLatest(o.ProjectDir); err != nil {
-			log.Debug("point logs at the run", "err", err)
-		}
-	}
 	stopVM := func() {
 		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
@@ -358,11 +354,22 @@ func start(ctx context.Context, o Options, boot *bootfiles.Boot, name string, ne
 		spawned: spawned, output: output, logs: o.Logs, spec: spec, boot: boot, configSize: configSize}
 	if plan != nil {
 		if err := g.resumeRestored(ctx, name, o.Secrets); err != nil {
-			stopVM()
+			// The attempt goes whole, as one that never ran: its VMM (waited for, so it
+			// writes nothing more), run directory and data copy; its record is the cold boot's
+			// to replace, or Start's to abandon.
+			g.kill()
+			if vm.Output != nil {
+				vm.Output.Close()
+			}
 			output.Close()
-			return nil, &notRestored{"the restore failed: " + err.Error()}
+			return notRestoredYet("the restore failed: " + err.Error())
 		}
 		g.Restored = plan.meta
+		if !o.Perf {
+			if err := run.MakeLatest(o.ProjectDir); err != nil {
+				log.Debug("point logs at the run", "err", err)
+			}
+		}
 	}
 	return g, nil
 }
