@@ -6,7 +6,7 @@ set -euo pipefail
 pkgs=(qemu-system-x86 erofs-utils gdisk cpio lz4 busybox-static e2fsprogs curl ca-certificates
       dosfstools mtools squashfs-tools python3 postgresql-client librsvg2-bin cryptsetup-bin)
 if [ "${1:-}" = "--tests" ]; then
-  pkgs+=(diffoscope-minimal docker-registry skopeo minisign openssh-server openssh-client)
+  pkgs+=(diffoscope-minimal docker-registry skopeo minisign openssh-server openssh-client systemd)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

@@ -656,7 +656,7 @@ func (a *Agent) startGuest(ctx context.Context, app *App) error {
 		if a.systemd == nil {
 			return fmt.Errorf("%s was deployed under systemd, which is not this host's init any more: deploy it again", app.Name)
 		}
-		unit := UnitFile(UnitSpec{Name: app.Name, Exe: a.Exe, RunArgs: args, Env: unitEnv(), User: os.Getuid() != 0})
+		unit := UnitFile(UnitSpec{Name: app.Name, Exe: a.Exe, RunArgs: args, Env: unitEnv(), User: a.systemd.user})
 		app.Unit = UnitName(app.Name)
 		return a.systemd.start(ctx, app.Unit, unit)
 	}

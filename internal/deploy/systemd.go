@@ -37,7 +37,8 @@ func UnitFile(s UnitSpec) string {
 	}
 	fmt.Fprintf(&b, "\n[Service]\nType=simple\n")
 	for _, k := range slices.Sorted(maps.Keys(s.Env)) {
-		fmt.Fprintf(&b, "Environment=%s\n", unitQuote(k+"="+s.Env[k]))
+		// Environment= expands specifiers but no variables: its $ stays single.
+		fmt.Fprintf(&b, "Environment=%s\n", quoteWord(k+"="+s.Env[k], false))
 	}
 	fmt.Fprintf(&b, "ExecStart=%s\n", unitCommand(append([]string{s.Exe}, s.RunArgs...)))
 	fmt.Fprintf(&b, "ExecStop=%s\n", unitCommand([]string{s.Exe, "stop", "--timeout", "10s", s.Name}))
@@ -51,17 +52,20 @@ func UnitFile(s UnitSpec) string {
 }
 
 // unitCommand quotes a command line for ExecStart= (systemd.service(5) "Command lines").
+// systemd substitutes variables in the arguments but not in the executable's path, so a $ there
+// stays single (a real systemd failed a unit whose path had "$$" with 203/EXEC).
 func unitCommand(argv []string) string {
 	q := make([]string, len(argv))
 	for i, a := range argv {
-		q[i] = unitQuote(a)
+		q[i] = quoteWord(a, i > 0)
 	}
 	return strings.Join(q, " ")
 }
 
-// unitQuote makes s one word that systemd reads back as s: double-quoted with C escapes, and
-// its specifier (%) and variable ($) characters doubled.
-func unitQuote(s string) string {
+// quoteWord makes s one word that systemd reads back as s: double-quoted with C escapes, its
+// specifier characters (%) doubled, and its variable characters ($) where systemd substitutes
+// variables (vars).
+func quoteWord(s string, vars bool) string {
 	var b strings.Builder
 	b.WriteByte('"')
 	for _, r := range s {
@@ -72,7 +76,11 @@ func unitQuote(s string) string {
 		case '%':
 			b.WriteString("%%")
 		case '$':
-			b.WriteString("$$")
+			if vars {
+				b.WriteString("$$")
+			} else {
+				b.WriteRune(r)
+			}
 		case '\n':
 			b.WriteString(`\n`)
 		default:
@@ -91,34 +99,57 @@ type systemd struct {
 
 // detectSystemd returns the host's systemd when it is init (sd_booted: /run/systemd/system).
 func detectSystemd() *systemd {
-	if _, err := os.Stat("/run/systemd/system"); err != nil {
-		return nil
-	}
 	if _, err := exec.LookPath("systemctl"); err != nil {
 		return nil
 	}
-	if os.Getuid() == 0 {
-		return &systemd{unitDir: "/etc/systemd/system"}
-	}
-	base := os.Getenv("XDG_CONFIG_HOME")
-	if base == "" {
-		home, _ := os.UserHomeDir()
-		base = filepath.Join(home, ".config")
-	}
-	return &systemd{user: true, unitDir: filepath.Join(base, "systemd", "user")}
+	home, _ := os.UserHomeDir()
+	return pickSystemd(os.Getuid(), home, os.Getenv("XDG_CONFIG_HOME"), os.Getenv("XDG_RUNTIME_DIR"), exists)
 }
 
-func (s *systemd) ctl(ctx context.Context, args ...string) error {
+func exists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+// pickSystemd chooses the manager: root's units go to the system manager (its private socket
+// /run/systemd/private answers), a user's to the user's own manager, and so do root's when only
+// root's user manager runs (a container whose init is not systemd; the tests' manager).
+func pickSystemd(uid int, home, configHome, runtimeDir string, exists func(string) bool) *systemd {
+	if !exists("/run/systemd/system") {
+		return nil
+	}
+	if uid == 0 && (exists("/run/systemd/private") || runtimeDir == "" || !exists(filepath.Join(runtimeDir, "systemd", "private"))) {
+		return &systemd{unitDir: "/etc/systemd/system"}
+	}
+	if configHome == "" {
+		configHome = filepath.Join(home, ".config")
+	}
+	return &systemd{user: true, unitDir: filepath.Join(configHome, "systemd", "user")}
+}
+
+// argv is the systemctl command line of one request to this manager.
+func (s *systemd) argv(args ...string) []string {
 	if s.user {
 		args = append([]string{"--user"}, args...)
 	}
-	cmd := exec.CommandContext(ctx, "systemctl", args...)
+	return append([]string{"systemctl"}, args...)
+}
+
+func (s *systemd) ctl(ctx context.Context, argv []string) error {
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("systemctl %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(out.String()))
+		return fmt.Errorf("%s: %v: %s", strings.Join(argv, " "), err, strings.TrimSpace(out.String()))
 	}
 	return nil
+}
+
+// startCommands are what start runs once the unit file is in place: the manager reads it,
+// enables it (it comes back after a reboot) and (re)starts it, stopping the previous revision's
+// guest through ExecStop first.
+func (s *systemd) startCommands(unit string) [][]string {
+	return [][]string{s.argv("daemon-reload"), s.argv("enable", unit), s.argv("restart", unit)}
 }
 
 // start installs the unit and (re)starts it.
@@ -129,18 +160,17 @@ func (s *systemd) start(ctx context.Context, unit, content string) error {
 	if err := atomicfile.WriteFile(filepath.Join(s.unitDir, unit), []byte(content), 0o644); err != nil {
 		return err
 	}
-	if err := s.ctl(ctx, "daemon-reload"); err != nil {
-		return err
+	for _, argv := range s.startCommands(unit) {
+		if err := s.ctl(ctx, argv); err != nil {
+			return err
+		}
 	}
-	if err := s.ctl(ctx, "enable", unit); err != nil {
-		return err
-	}
-	return s.ctl(ctx, "restart", unit)
+	return nil
 }
 
 func (s *systemd) stop(ctx context.Context, unit string) error {
 	if _, err := os.Stat(filepath.Join(s.unitDir, unit)); err != nil {
 		return nil
 	}
-	return s.ctl(ctx, "stop", unit)
+	return s.ctl(ctx, s.argv("stop", unit))
 }

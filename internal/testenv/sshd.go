@@ -34,6 +34,8 @@ type SSHD struct {
 // gives the remote side its own HOME and XDG directories, apart from its local ones.
 type SSHDOptions struct {
 	Env map[string]string
+	// Wrap is a command the server runs under (its sessions with it), as UserSystemd.Enter.
+	Wrap []string
 }
 
 // RequireSSHD skips the test when openssh-server is missing (scripts/deps.sh --tests installs
@@ -163,7 +165,8 @@ LogLevel ERROR
 	if out, err := exec.Command(bin, "-t", "-f", cfgPath).CombinedOutput(); err != nil {
 		t.Fatalf("sshd -t: %v: %s", err, out)
 	}
-	s.cmd = exec.Command(bin, "-D", "-e", "-f", cfgPath)
+	argv := append(append([]string{}, o.Wrap...), bin, "-D", "-e", "-f", cfgPath)
+	s.cmd = exec.Command(argv[0], argv[1:]...)
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)

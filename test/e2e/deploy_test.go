@@ -38,6 +38,8 @@ type deployResult struct {
 func TestDeployOverSSH(t *testing.T) {
 	skipShort(t)
 	t.Setenv("UKERNEL_TEMPLATES", filepath.Join(t.TempDir(), "templates"))
+	began := time.Now()
+	phase := func(name string) { t.Logf("%5.0fs %s", time.Since(began).Seconds(), name) }
 	remoteHome := t.TempDir()
 	remoteRun, err := os.MkdirTemp("/dev/shm", "ukernel-e2e-remote-")
 	if err != nil {
@@ -122,6 +124,7 @@ func TestDeployOverSSH(t *testing.T) {
 	if out, _ := exec.Command("grep", "-rl", secretValue, remoteHome).Output(); len(out) > 0 {
 		t.Errorf("the secret is on the host's disk: %s", out)
 	}
+	phase("first deploy")
 	// The same image again, as a template's revision (template build of the unchanged project
 	// packs the same bytes): nothing is sent, and the template's data_mb reaches the host,
 	// where the revision's run attaches a data volume of that size.
@@ -145,6 +148,7 @@ func TestDeployOverSSH(t *testing.T) {
 		t.Errorf("the host's record of the template's revision lacks its data_mb: %s", rec)
 	}
 
+	phase("deploy --template")
 	// 2. A changed image: only it moves.
 	setVersion("v2", "/healthz")
 	mustUK(t, dir, 15*time.Minute, "pack")
@@ -157,6 +161,7 @@ func TestDeployOverSSH(t *testing.T) {
 		t.Fatalf("GET / after the redeploy = %q; want v2", b)
 	}
 
+	phase("changed image")
 	// 2b. The same image as REF, pushed signed to a registry (Debian's docker-registry on
 	// loopback) and pulled by deploy: the host applies its own [trust] policy to the signatures
 	// sent with it. Untrusted there: refused before anything starts. Trusted: it runs,
@@ -193,6 +198,7 @@ func TestDeployOverSSH(t *testing.T) {
 	}
 	os.Remove(filepath.Join(remoteHome, ".config", "ukernel", "config.toml"))
 
+	phase("REF from the registry")
 	// 3. A revision whose health check fails. With --no-rollback it stays for debugging;
 	// deploy rollback puts v2 back by hand.
 	setVersion("v3", "/not-the-health-path")
@@ -217,6 +223,7 @@ func TestDeployOverSSH(t *testing.T) {
 		t.Fatalf("GET / after the rollback = %q; want v2", b)
 	}
 
+	phase("failed health, rollbacks")
 	// Status: v2 runs, v3 is the previous revision (a rollback would try it again).
 	st := mustUK(t, dir, 2*time.Minute, append([]string{"--json", "deploy", "status"}, hostArgs...)...)
 	var status []struct {
@@ -287,6 +294,51 @@ func TestDeployOverSSH(t *testing.T) {
 	if _, err := (&http.Client{Timeout: 2 * time.Second}).Get(fmt.Sprintf("http://127.0.0.1:%d/", port)); err == nil {
 		t.Errorf("the port still answers after deploy stop")
 	}
+
+	phase("status, logs, refusals, stop")
+	// 4. The same host with systemd: a real systemd user manager (in a mount namespace of its
+	// own, where /run/systemd/system says systemd runs) and an sshd whose sessions see it.
+	// The deployment moves from the monitor to a unit, and a redeploy restarts the unit: the
+	// stopped guest's record is still listed when systemctl restart returns, and is not taken
+	// for the new revision.
+	if why := testenv.UserSystemdMissing(); why != "" {
+		t.Logf("systemd mode not tested here: %s", why)
+		return
+	}
+	sdRun, err := os.MkdirTemp("/dev/shm", "ukernel-e2e-sd-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(sdRun)
+	sd := testenv.StartUserSystemd(t, remoteHome, sdRun)
+	sdHost := testenv.StartSSHD(t, testenv.SSHDOptions{Env: map[string]string{"HOME": remoteHome, "XDG_RUNTIME_DIR": sdRun}, Wrap: sd.Enter()})
+	hostArgs = []string{"--host", sdHost.Target, "--ssh-config", sdHost.Config, "--identity", sdHost.ClientKey, "--known-hosts", sdHost.KnownHosts}
+	defer func() {
+		uk(t, dir, 2*time.Minute, append([]string{"deploy", "stop"}, hostArgs...)...)
+		noQEMULeft(t, sdRun)
+	}()
+	unit := "ukernel-deployweb.service"
+	for i := range 2 {
+		rs, res := deploy(0, "--template", "deployweb-t", "--name", "deployweb")
+		if rs.Status != "healthy" || rs.Supervisor != "systemd" || rs.Digest != r1.Digest || rs.SentBytes != 0 {
+			t.Fatalf("deploy %d under systemd: %+v\nstderr:\n%s", i+1, rs, res.stderr)
+		}
+		if b := body(); b != "v1 hello\n" {
+			t.Fatalf("GET / under systemd = %q; want v1", b)
+		}
+		if out, err := sd.Ctl("is-active", unit); err != nil || out != "active\n" {
+			t.Fatalf("%s after deploy %d: %q, %v", unit, i+1, out, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(remoteHome, ".config", "systemd", "user", unit)); err != nil {
+		t.Errorf("the user unit: %v", err)
+	}
+	mustUK(t, dir, 2*time.Minute, append([]string{"deploy", "stop"}, hostArgs...)...)
+	if out, _ := sd.Ctl("is-active", unit); out != "inactive\n" {
+		t.Errorf("%s after deploy stop: %q; want inactive (stopped through its ExecStop)", unit, out)
+	}
+	noQEMULeft(t, sdRun)
+	phase("systemd")
 }
 
 // remoteRuns is the end of each run's console and events on the host, for a failure's report.
