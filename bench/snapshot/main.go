@@ -146,6 +146,8 @@ func main() {
 			first := i%2 == 0
 			for _, c := range []bool{first, !first} {
 				r := once(p, c, i)
+				fmt.Fprintf(os.Stderr, "%s %d cold=%v: ready %.3f s, returned %.3f s, first output %.3f s, load %s\n",
+					name, i, c, r.ready.Seconds(), r.returned.Seconds(), r.output.Seconds(), loadavg())
 				if c {
 					cold = append(cold, r.ready)
 				} else {
