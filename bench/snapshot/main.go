@@ -112,9 +112,9 @@ func pgUntilReady(r *bufio.Reader, each func(typ byte, body []byte) bool) bool {
 }
 
 var (
-	bin     string
-	env     []string
-	timeout time.Duration
+	bin                   string
+	env                   []string
+	timeout, readyTimeout time.Duration
 )
 
 func main() {
@@ -122,6 +122,7 @@ func main() {
 	n := flag.Int("n", 11, "runs per variant (ABBA)")
 	which := flag.String("presets", "python,flask,postgres", "presets to measure")
 	flag.DurationVar(&timeout, "timeout", 3*time.Minute, "deadline of one run to ready")
+	flag.DurationVar(&readyTimeout, "ready-timeout", 10*time.Minute, "deadline of the snapshot boot to ready (postgres initialises its data then)")
 	flag.Parse()
 	if bin == "" {
 		log.Fatal("-bin is required")
@@ -168,7 +169,7 @@ func setup(work string, p preset) {
 	dir := filepath.Join(work, p.name)
 	must("init", "-C", dir, "init", "--name", p.name, "--lang", p.lang, "--template", p.template)
 	must("template create", "template", "create", p.name, "--from", dir)
-	must("template build --snapshot", "template", "build", p.name, "--snapshot")
+	must("template build --snapshot", "template", "build", p.name, "--snapshot", "--ready-timeout", readyTimeout.String())
 }
 
 type result struct {
