@@ -32,6 +32,32 @@ func (e *HeldError) Error() string {
 // and its directory when needed, and waits for another holder at most wait. waiting, if not
 // nil, is called once with the holder when the lock is not free at once. release frees it.
 func Acquire(ctx context.Context, path, command string, wait time.Duration, waiting func(holder string)) (release func(), err error) {
+	f, err := acquire(ctx, path, syscall.LOCK_EX, wait, waiting)
+	if err != nil {
+		return nil, err
+	}
+	// Who holds it, for the error of the next one to wait; best effort.
+	if err := f.Truncate(0); err == nil {
+		f.WriteAt([]byte(fmt.Sprintf("%d %s\n", os.Getpid(), command)), 0)
+	}
+	return func() {
+		f.Truncate(0)
+		f.Close()
+	}, nil
+}
+
+// AcquireShared takes the lock at path shared: any number of shared holders at once, none while
+// Acquire's holder has it, which waits for them all. Shared holders are not named in the file
+// (they would overwrite each other); a wait for them says "another ukernel process".
+func AcquireShared(ctx context.Context, path string, wait time.Duration) (release func(), err error) {
+	f, err := acquire(ctx, path, syscall.LOCK_SH, wait, nil)
+	if err != nil {
+		return nil, err
+	}
+	return func() { f.Close() }, nil
+}
+
+func acquire(ctx context.Context, path string, how int, wait time.Duration, waiting func(holder string)) (*os.File, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("lock: %w", err)
 	}
@@ -42,7 +68,7 @@ func Acquire(ctx context.Context, path, command string, wait time.Duration, wait
 	start := time.Now()
 	told := false
 	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		err := syscall.Flock(int(f.Fd()), how|syscall.LOCK_NB)
 		if err == nil {
 			break
 		}
@@ -65,14 +91,7 @@ func Acquire(ctx context.Context, path, command string, wait time.Duration, wait
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	// Who holds it, for the error of the next one to wait; best effort.
-	if err := f.Truncate(0); err == nil {
-		f.WriteAt([]byte(fmt.Sprintf("%d %s\n", os.Getpid(), command)), 0)
-	}
-	return func() {
-		f.Truncate(0)
-		f.Close()
-	}, nil
+	return f, nil
 }
 
 // Holder reads who holds the lock at path.

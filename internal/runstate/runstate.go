@@ -316,6 +316,22 @@ func (s *Store) List() ([]*State, error) {
 	return out, nil
 }
 
+// TemplateRevisions returns the revisions of template name that its live guests boot from: a
+// build's prune leaves them (template.Store.Prune).
+func (s *Store) TemplateRevisions(name string) ([]string, error) {
+	states, err := s.List()
+	if err != nil {
+		return nil, err
+	}
+	var revs []string
+	for _, st := range states {
+		if st.Template == name && st.Revision != "" && st.Live() {
+			revs = append(revs, st.Revision)
+		}
+	}
+	return revs, nil
+}
+
 // PIDFile is where the backend records the VMM's pid while it starts (vmm.Spec.PIDFile).
 func (s *Store) PIDFile(name string) string { return filepath.Join(s.Dir, name+".pid") }
 

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -338,5 +339,27 @@ func TestRemoveFinishedTakesRestoredData(t *testing.T) {
 	}
 	if _, err := os.Stat(data); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("the data copy is left: %v", err)
+	}
+}
+
+// TestTemplateRevisions: the revisions a template's live guests (running, or being started by a
+// live ukernel) boot from are in use; a finished guest's, or another template's, are not.
+func TestTemplateRevisions(t *testing.T) {
+	s, err := OpenAt(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	start, _ := ProcessStart(os.Getpid())
+	for _, st := range []*State{
+		{Name: "api-1", Template: "api", Revision: "aaaa", Owner: os.Getpid(), OwnerStart: start, Started: time.Now()},
+		{Name: "api-2", Template: "api", Revision: "bbbb", Owner: os.Getpid(), OwnerStart: start, Started: time.Now(), Exited: true},
+		{Name: "web-1", Template: "web", Revision: "cccc", Owner: os.Getpid(), OwnerStart: start, Started: time.Now()},
+	} {
+		if err := s.Save(st); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if revs, err := s.TemplateRevisions("api"); err != nil || !slices.Equal(revs, []string{"aaaa"}) {
+		t.Errorf("in use: %v (%v), want [aaaa]", revs, err)
 	}
 }

@@ -1,6 +1,7 @@
 package template
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/ukernel-dev/ukernel/internal/atomicfile"
 	"github.com/ukernel-dev/ukernel/internal/crashpoint"
+	"github.com/ukernel-dev/ukernel/internal/filelock"
 	"github.com/ukernel-dev/ukernel/internal/image"
 	"github.com/ukernel-dev/ukernel/internal/workdir"
 )
@@ -348,9 +350,25 @@ func (s *Store) linkRevision(name, other string, r Revision) (*Revision, error) 
 }
 
 // Prune removes a template's revisions but the current one and the newest others, keep in
-// all, and those in inUse (run by a guest), and returns the ids removed. The caller holds the
-// template's lock.
-func (s *Store) Prune(name string, keep int, inUse ...string) ([]string, error) {
+// all, and those inUse lists (run by guests), and returns the ids removed. It asks inUse (nil:
+// none) once no run is between resolving a revision and recording its guest (Pin), and holds
+// them off until it is done. The caller holds the template's lock.
+func (s *Store) Prune(ctx context.Context, name string, keep int, inUse func() ([]string, error)) ([]string, error) {
+	wait, err := lockWait()
+	if err != nil {
+		return nil, err
+	}
+	release, err := filelock.Acquire(ctx, filepath.Join(s.TemplateDir(name), PinFile), "ukernel template prune", wait, nil)
+	if err != nil {
+		return nil, fmt.Errorf("template %s: prune: %w", name, err)
+	}
+	defer release()
+	var used []string
+	if inUse != nil {
+		if used, err = inUse(); err != nil {
+			return nil, err
+		}
+	}
 	revs, err := s.Revisions(name)
 	if err != nil {
 		return nil, err
@@ -372,7 +390,7 @@ func (s *Store) Prune(name string, keep int, inUse ...string) ([]string, error) 
 			kept++
 			continue
 		}
-		if slices.Contains(inUse, r.ID) {
+		if slices.Contains(used, r.ID) {
 			continue
 		}
 		if err := s.discard(s.RevisionDir(name, r.ID)); err != nil {

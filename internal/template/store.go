@@ -24,9 +24,12 @@ const EnvDir = "UKERNEL_TEMPLATES"
 
 // Files and directories of the store (see the package comment).
 const (
-	SpecFile     = "template.json"
-	CurrentFile  = "current"
-	LockFile     = "lock"
+	SpecFile    = "template.json"
+	CurrentFile = "current"
+	LockFile    = "lock"
+	// PinFile is the lock runs hold shared from resolving a revision until their guest's
+	// record names it, and Prune exclusively (Pin).
+	PinFile      = "pin"
 	RevisionsDir = "revisions"
 	ImageFile    = "image.img"
 	RevisionFile = "revision.json"
@@ -269,6 +272,38 @@ func (e *LockedError) Error() string {
 	return fmt.Sprintf("template %s is locked by %s (waited %s): wait for it to finish and try again; if no such process runs, the lock is already free (it dies with its holder)", e.Name, e.Holder, e.Waited.Round(time.Second))
 }
 
+// lockWait is Lock's and Pin's wait: LockWait, or project.LockWaitEnv's.
+func lockWait() (time.Duration, error) {
+	v := os.Getenv(project.LockWaitEnv)
+	if v == "" {
+		return LockWait, nil
+	}
+	wait, err := time.ParseDuration(v)
+	if err != nil || wait < 0 {
+		return 0, fmt.Errorf("%s=%q: expected a duration such as 30s or 2m", project.LockWaitEnv, v)
+	}
+	return wait, nil
+}
+
+// Pin keeps Prune from removing any of the template's revisions until unpin: a run holds it
+// from resolving its revision until its guest's record names that revision, which is what
+// Prune's in-use list reads. Pins are shared among runs and never wait for a build (it is not
+// the template's lock); they wait only for a prune in progress (milliseconds).
+func (s *Store) Pin(ctx context.Context, name string) (unpin func(), err error) {
+	if _, err := s.Get(name); err != nil {
+		return nil, err
+	}
+	wait, err := lockWait()
+	if err != nil {
+		return nil, err
+	}
+	unpin, err = filelock.AcquireShared(ctx, filepath.Join(s.TemplateDir(name), PinFile), wait)
+	if err != nil {
+		return nil, fmt.Errorf("template %s: %w", name, err)
+	}
+	return unpin, nil
+}
+
 // Lock takes a template's lock for command ("ukernel template build"): builds, edits, deletes
 // and rollbacks of one template are serialised by it. waiting, if not nil, is told once who
 // holds it when it is not free at once. The template must exist, and still exists when Lock
@@ -277,11 +312,9 @@ func (s *Store) Lock(ctx context.Context, name, command string, waiting func(hol
 	if _, err := s.Get(name); err != nil {
 		return nil, err
 	}
-	wait := LockWait
-	if v := os.Getenv(project.LockWaitEnv); v != "" {
-		if wait, err = time.ParseDuration(v); err != nil || wait < 0 {
-			return nil, fmt.Errorf("%s=%q: expected a duration such as 30s or 2m", project.LockWaitEnv, v)
-		}
+	wait, err := lockWait()
+	if err != nil {
+		return nil, err
 	}
 	release, err = filelock.Acquire(ctx, filepath.Join(s.TemplateDir(name), LockFile), command, wait, waiting)
 	var held *filelock.HeldError

@@ -210,10 +210,10 @@ func TestRevisions(t *testing.T) {
 	}
 	// Keep 1: the current one (r1, the older) stays, r2 goes.
 	// A revision a guest runs is never pruned.
-	if removed, err := s.Prune("api", 1, r2.ID); err != nil || len(removed) != 0 {
+	if removed, err := s.Prune(context.Background(), "api", 1, func() ([]string, error) { return []string{r2.ID}, nil }); err != nil || len(removed) != 0 {
 		t.Fatalf("prune of a revision in use: %v %v", removed, err)
 	}
-	removed, err := s.Prune("api", 1)
+	removed, err := s.Prune(context.Background(), "api", 1, nil)
 	if err != nil || len(removed) != 1 || removed[0] != r2.ID {
 		t.Fatalf("prune: %v %v", removed, err)
 	}
@@ -322,6 +322,74 @@ func TestLockSerialises(t *testing.T) {
 	}
 	if _, err := os.Stat(s.TemplateDir("nosuch")); err == nil {
 		t.Fatal("locking an unknown template created its directory")
+	}
+}
+
+// TestPinHoldsPrune: a run that resolved an old revision pins the template until its guest's
+// record names the revision; a build's prune meanwhile waits, then sees the record and keeps the
+// revision. Pins are shared, and a build holding the template's lock does not hold them up.
+func TestPinHoldsPrune(t *testing.T) {
+	s := newStore(t)
+	create(t, s, "api")
+	old := add(t, s, "api", testImage(t, "api", 1), "k1")
+	add(t, s, "api", testImage(t, "api", 2), "k2")
+	ctx := context.Background()
+	release, err := s.Lock(ctx, "api", "ukernel template build", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	unpin, err := s.Pin(ctx, "api") // the run: a build in progress does not hold it up
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := s.Pin(ctx, "api") // another run at once
+	if err != nil {
+		t.Fatal(err)
+	}
+	other()
+	res, err := s.Resolve("api@" + old.ID[:12])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var recorded []string // the revisions guests' records name
+	pruned := make(chan []string, 1)
+	go func() {
+		removed, err := s.Prune(ctx, "api", 1, func() ([]string, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			return slices.Clone(recorded), nil
+		})
+		if err != nil {
+			t.Error(err)
+		}
+		pruned <- removed
+	}()
+	time.Sleep(300 * time.Millisecond)
+	select {
+	case removed := <-pruned:
+		t.Fatalf("the prune ran while a run was starting from %s: removed %v", old.Short(), removed)
+	default:
+	}
+	if _, err := os.Stat(res.Image); err != nil {
+		t.Fatalf("the run's image went while it started: %v", err)
+	}
+	mu.Lock()
+	recorded = append(recorded, res.Revision.ID) // the guest's record now names it
+	mu.Unlock()
+	unpin()
+	if removed := <-pruned; len(removed) != 0 {
+		t.Errorf("a revision a guest runs was pruned: %v", removed)
+	}
+	if removed, err := s.Prune(ctx, "api", 1, nil); err != nil || !slices.Equal(removed, []string{old.ID}) {
+		t.Errorf("once no guest runs it: removed %v (%v), want %s", removed, err, old.Short())
+	}
+	if _, err := s.Pin(ctx, "nosuch"); err == nil {
+		t.Error("pinned a template that does not exist")
+	}
+	if _, err := os.Stat(s.TemplateDir("nosuch")); err == nil {
+		t.Error("pinning an unknown template created its directory")
 	}
 }
 

@@ -208,14 +208,11 @@ func finish(ctx context.Context, o Options, res *Result, cur string, start time.
 		}
 		res.Previous = cur
 	}
-	var inUse []string
+	var inUse func() ([]string, error)
 	if o.InUse != nil {
-		var err error
-		if inUse, err = o.InUse(o.Name); err != nil {
-			return nil, err
-		}
+		inUse = func() ([]string, error) { return o.InUse(o.Name) }
 	}
-	pruned, err := s.Prune(o.Name, o.Keep, inUse...)
+	pruned, err := s.Prune(ctx, o.Name, o.Keep, inUse)
 	if err != nil {
 		return nil, err
 	}

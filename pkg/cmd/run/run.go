@@ -204,9 +204,11 @@ func runRun(ctx context.Context, o *Options) error {
 	var tpl *templateRun
 	if o.Template != "" {
 		var err error
-		if tpl, err = resolveTemplate(o); err != nil {
+		if tpl, err = resolveTemplate(ctx, o); err != nil {
 			return fail(err)
 		}
+		// Its revision stays until the guest's record names it (released early below).
+		defer tpl.release()
 	}
 	// Say what an explicit backend lacks before the build, too.
 	if err := backends.Precheck(ctx, o.req); err != nil {
@@ -269,6 +271,7 @@ func runRun(ctx context.Context, o *Options) error {
 			return fail(errors.New("run -d: the path of this ukernel binary is unknown, and the guest's monitor runs it"))
 		}
 		d, err := launch.StartDetached(ctx, opts, o.Executable)
+		tpl.release()
 		if err != nil {
 			step.Fail()
 			return fail(tpl.damaged(err))
@@ -280,6 +283,7 @@ func runRun(ctx context.Context, o *Options) error {
 		return nil
 	}
 	g, err := launch.Start(ctx, opts)
+	tpl.release()
 	if err != nil {
 		step.Fail()
 		return fail(tpl.damaged(err))

@@ -1,6 +1,7 @@
 package run
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -22,27 +23,49 @@ type templateRun struct {
 	dir   string // the template's directory: the run's logs and data volume live there
 	// cold and restore are --cold and --restore.
 	cold, restore bool
+	// unpin lets a build prune again: called once the guest's record names the revision.
+	unpin func()
 }
 
-func resolveTemplate(o *Options) (*templateRun, error) {
+// resolveTemplate finds the revision to boot and pins the template's revisions until unpin.
+func resolveTemplate(ctx context.Context, o *Options) (*templateRun, error) {
 	s, err := template.Open()
+	if err != nil {
+		return nil, err
+	}
+	name, _, err := template.ParseRef(o.Template)
+	if err != nil {
+		return nil, err
+	}
+	unpin, err := s.Pin(ctx, name)
 	if err != nil {
 		return nil, err
 	}
 	res, err := s.Resolve(o.Template)
 	if err != nil {
+		unpin()
 		return nil, err
 	}
 	if o.Net == "" && res.Spec.Net != "" {
 		// The template's network, as if given with --net: the backend request follows it.
 		if o.net, err = abi.ParseNet(res.Spec.Net); err != nil {
+			unpin()
 			return nil, fmt.Errorf("template %s: net: %w", res.Spec.Name, err)
 		}
 		if o.req, err = backends.ParseRequest(o.Backend, o.Accel, o.net.Mode); err != nil {
+			unpin()
 			return nil, err
 		}
 	}
-	return &templateRun{store: s, res: res, dir: s.TemplateDir(res.Spec.Name), cold: o.Cold, restore: o.Restore}, nil
+	return &templateRun{store: s, res: res, dir: s.TemplateDir(res.Spec.Name), cold: o.Cold, restore: o.Restore, unpin: unpin}, nil
+}
+
+// release lets builds prune the template again (nil: not a template's run).
+func (t *templateRun) release() {
+	if t != nil && t.unpin != nil {
+		t.unpin()
+		t.unpin = nil
+	}
 }
 
 // apply sets the template's run settings where the flags left the image's default.

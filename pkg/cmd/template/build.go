@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ukernel-dev/ukernel/internal/runstate"
 	"github.com/ukernel-dev/ukernel/internal/template"
 	"github.com/ukernel-dev/ukernel/internal/templatebuild"
 	"github.com/ukernel-dev/ukernel/internal/vmm/launch"
@@ -143,11 +144,15 @@ func buildRun(ctx context.Context, opts *BuildOptions) error {
 				Accel: opts.Accel, ReadyTimeout: opts.ReadyTimeout, Progress: opts.IO.Progress(), Logger: opts.Logger})
 		}
 	}
+	guests, err := runstate.Open()
+	if err != nil {
+		return err
+	}
 	results := []*templatebuild.Result{}
 	for _, name := range names {
 		r, err := templatebuild.Build(ctx, templatebuild.Options{
 			Store: s, Name: name, Force: opts.Force, UpdateLock: opts.UpdateLock, Keep: opts.Keep, Offline: opts.Offline,
-			Progress: opts.IO.Progress(), Logger: opts.Logger, AfterCommit: after,
+			Progress: opts.IO.Progress(), Logger: opts.Logger, AfterCommit: after, InUse: guests.TemplateRevisions,
 		})
 		if err != nil {
 			return err
