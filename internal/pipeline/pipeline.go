@@ -54,8 +54,7 @@ type Options struct {
 	Readonly   bool             // pack a dm-verity hash tree for the root (pack --readonly)
 	Progress   *progress.Writer // a status line per step that did something (nil: silent)
 	Logger     *slog.Logger
-	// Command names the command in the project lock Image takes ("ukernel run"); build and
-	// pack take it themselves.
+	// Command names the command in the project lock Open takes ("ukernel pack").
 	Command string
 }
 
@@ -419,21 +418,49 @@ func pack(ctx context.Context, p *Project, o Options, br *build.Result, inputKey
 	return &PackResult{Image: res.Path, SHA256: res.SHA256, Size: res.Size, Build: br, Sizes: res.Sizes, Spans: spans(false), InputKey: inputKey}, nil
 }
 
+// Open takes the project lock of o.Dir for o.Command and loads the project: how every command
+// that builds the project's image starts, so that two of them never write its env lock,
+// build/ and dist/ at once. release frees the lock.
+func Open(ctx context.Context, o Options) (p *Project, release func(), err error) {
+	var waiting io.Writer
+	if o.Progress != nil {
+		waiting = o.Progress
+	}
+	if release, err = project.LockProject(ctx, o.Dir, o.Command, 0, waiting); err != nil {
+		return nil, nil, err
+	}
+	if p, err = Load(ctx, o); err != nil {
+		release()
+		return nil, nil, err
+	}
+	return p, release, nil
+}
+
+// PackProject packs the project's image under its lock (Open, then Pack) and releases the lock.
+func PackProject(ctx context.Context, o Options) (*Project, *PackResult, error) {
+	p, release, err := Open(ctx, o)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer release()
+	r, err := Pack(ctx, p, o)
+	if err != nil {
+		return nil, nil, err
+	}
+	return p, r, nil
+}
+
 // Image returns a packed image of the project in dir, doing whatever is out of date.
 func Image(ctx context.Context, o Options) (string, error) {
 	if o.Command == "" {
 		o.Command = "ukernel, building the image"
 	}
-	release, err := project.LockProject(ctx, o.Dir, o.Command, 0, o.Progress)
+	lockStart := time.Now()
+	p, release, err := Open(ctx, o)
 	if err != nil {
 		return "", err
 	}
 	defer release()
-	lockStart := time.Now()
-	p, err := Load(ctx, o)
-	if err != nil {
-		return "", err
-	}
 	start := time.Now()
 	r, err := Pack(ctx, p, o)
 	if err != nil {

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -9,9 +10,11 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/ukernel-dev/ukernel/internal/cache"
 	"github.com/ukernel-dev/ukernel/internal/lock"
+	"github.com/ukernel-dev/ukernel/internal/project"
 	"github.com/ukernel-dev/ukernel/internal/testenv"
 )
 
@@ -255,5 +258,26 @@ func TestKernelTreeRemovesKilledUnpack(t *testing.T) {
 	}
 	if _, err := os.Stat(running); err != nil {
 		t.Errorf("a running process's unpack was removed: %v", err)
+	}
+}
+
+// TestPackProjectTakesTheProjectLock: every command that packs the project's image (pack,
+// cache push, perf, template build) waits for the project's lock through Open; perf used to load
+// and pack without it, beside a running `ukernel env add`.
+func TestPackProjectTakesTheProjectLock(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, project.ConfigFile), []byte("[project]\nname = \"x\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	release, err := project.LockProject(ctx, dir, "ukernel env add", time.Second, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	t.Setenv(project.LockWaitEnv, "200ms")
+	var locked *project.LockedError
+	if _, _, err := PackProject(ctx, Options{Dir: dir, Command: "ukernel perf"}); !errors.As(err, &locked) || !strings.Contains(err.Error(), "(ukernel env add)") {
+		t.Fatalf("PackProject beside a held project lock: %v", err)
 	}
 }

@@ -135,20 +135,15 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	}
 	// The build writes the project's build/ directory: the project lock keeps `ukernel build`
 	// and other templates of the same project out meanwhile.
-	releaseProject, err := project.LockProject(ctx, spec.Source, o.Command, 0, o.Progress)
-	if err != nil {
-		return nil, err
-	}
-	defer releaseProject()
-
 	po := pipeline.Options{
 		Dir: spec.Source, Offline: o.Offline, Upgrade: o.UpdateLock, Release: spec.Release, Role: spec.Role,
 		DataVolume: true, Progress: o.Progress, Logger: o.Logger, Command: o.Command,
 	}
-	p, err := pipeline.Load(ctx, po)
+	p, releaseProject, err := pipeline.Open(ctx, po)
 	if err != nil {
 		return nil, fmt.Errorf("template %s (source %s): %w", o.Name, spec.Source, err)
 	}
+	defer releaseProject()
 	in, err := pipeline.Inputs(ctx, p, po)
 	if err != nil {
 		return nil, err

@@ -17,12 +17,11 @@ import (
 
 // Options are the inputs of `build`.
 type Options struct {
-	IO          *iostreams.IOStreams
-	ProjectDir  func() (string, error)
-	LockProject func(ctx context.Context, dir, command string) (release func(), err error)
-	JSON        bool
-	Logger      *slog.Logger
-	Command     string // named by the project lock to a command waiting for it
+	IO         *iostreams.IOStreams
+	ProjectDir func() (string, error)
+	JSON       bool
+	Logger     *slog.Logger
+	Command    string // named by the project lock to a command waiting for it
 
 	Release, Offline, Locked bool
 	Target                   string
@@ -31,7 +30,7 @@ type Options struct {
 // NewCmdBuild returns `ukernel build`; runF, when set, gets the parsed options instead of
 // buildRun (tests).
 func NewCmdBuild(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command {
-	opts := &Options{IO: f.IO, ProjectDir: f.ProjectDir, LockProject: f.LockProject}
+	opts := &Options{IO: f.IO, ProjectDir: f.ProjectDir}
 	cmd := &cobra.Command{
 		Use:   "build",
 		Short: "Build the workload bundle and the adapter runtime",
@@ -62,18 +61,14 @@ func buildRun(ctx context.Context, opts *Options) error {
 	if err != nil {
 		return err
 	}
-	release, err := opts.LockProject(ctx, dir, opts.Command)
+	progress := opts.IO.Progress()
+	po := pipeline.Options{Dir: dir, Offline: opts.Offline, Locked: opts.Locked, Release: opts.Release, Target: opts.Target,
+		Progress: progress, Logger: opts.Logger, Command: opts.Command}
+	p, release, err := pipeline.Open(ctx, po)
 	if err != nil {
 		return err
 	}
 	defer release()
-	progress := opts.IO.Progress()
-	po := pipeline.Options{Dir: dir, Offline: opts.Offline, Locked: opts.Locked, Release: opts.Release, Target: opts.Target,
-		Progress: progress, Logger: opts.Logger}
-	p, err := pipeline.Load(ctx, po)
-	if err != nil {
-		return err
-	}
 	r, err := pipeline.Build(ctx, p, po)
 	if err != nil {
 		return err

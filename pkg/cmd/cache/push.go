@@ -20,12 +20,11 @@ import (
 
 // PushOptions are the inputs of `cache push`.
 type PushOptions struct {
-	IO          *iostreams.IOStreams
-	ProjectDir  func() (string, error)
-	LockProject func(ctx context.Context, dir, command string) (release func(), err error)
-	JSON        bool
-	Logger      *slog.Logger
-	Command     string
+	IO         *iostreams.IOStreams
+	ProjectDir func() (string, error)
+	JSON       bool
+	Logger     *slog.Logger
+	Command    string
 
 	Remote            string // --remote, over UKERNEL_CACHE_REMOTE and the config files
 	Template          string // --template NAME: its current revision
@@ -36,7 +35,7 @@ type PushOptions struct {
 // NewCmdPush returns `ukernel cache push`; runF, when set, gets the parsed options instead of
 // pushRun (tests).
 func NewCmdPush(f *cmdutil.Factory, runF func(*PushOptions) error) *cobra.Command {
-	opts := &PushOptions{IO: f.IO, ProjectDir: f.ProjectDir, LockProject: f.LockProject}
+	opts := &PushOptions{IO: f.IO, ProjectDir: f.ProjectDir}
 	cmd := &cobra.Command{
 		Use:         "push",
 		Annotations: map[string]string{cmdutil.InterruptibleAnnotation: "true"}, // every write is atomic
@@ -100,17 +99,8 @@ func pushRun(ctx context.Context, opts *PushOptions) error {
 		if err != nil {
 			return err
 		}
-		po := pipeline.Options{Dir: dir, Release: opts.Release, Readonly: opts.Readonly, Progress: opts.IO.Progress(), Logger: opts.Logger}
-		release, err := opts.LockProject(ctx, dir, opts.Command)
-		if err != nil {
-			return err
-		}
-		defer release()
-		p, err := pipeline.Load(ctx, po)
-		if err != nil {
-			return err
-		}
-		r, err := pipeline.Pack(ctx, p, po)
+		po := pipeline.Options{Dir: dir, Release: opts.Release, Readonly: opts.Readonly, Progress: opts.IO.Progress(), Logger: opts.Logger, Command: opts.Command}
+		p, r, err := pipeline.PackProject(ctx, po)
 		if err != nil {
 			return err
 		}

@@ -17,12 +17,11 @@ import (
 
 // Options are the inputs of `pack`.
 type Options struct {
-	IO          *iostreams.IOStreams
-	ProjectDir  func() (string, error)
-	LockProject func(ctx context.Context, dir, command string) (release func(), err error)
-	JSON        bool
-	Logger      *slog.Logger
-	Command     string // named by the project lock to a command waiting for it
+	IO         *iostreams.IOStreams
+	ProjectDir func() (string, error)
+	JSON       bool
+	Logger     *slog.Logger
+	Command    string // named by the project lock to a command waiting for it
 
 	Image                              string // --image as given (relative to the project directory)
 	Readonly, Release, Offline, Locked bool
@@ -31,7 +30,7 @@ type Options struct {
 // NewCmdPack returns `ukernel pack`; runF, when set, gets the parsed options instead of packRun
 // (tests).
 func NewCmdPack(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command {
-	opts := &Options{IO: f.IO, ProjectDir: f.ProjectDir, LockProject: f.LockProject}
+	opts := &Options{IO: f.IO, ProjectDir: f.ProjectDir}
 	cmd := &cobra.Command{
 		Use:   "pack",
 		Short: "Produce the bootable guest image",
@@ -69,17 +68,8 @@ func packRun(ctx context.Context, opts *Options) error {
 	}
 	progress := opts.IO.Progress()
 	po := pipeline.Options{Dir: dir, ImagePath: cmdutil.ProjectPath(dir, opts.Image), Readonly: opts.Readonly,
-		Release: opts.Release, Offline: opts.Offline, Locked: opts.Locked, Progress: progress, Logger: opts.Logger}
-	release, err := opts.LockProject(ctx, dir, opts.Command)
-	if err != nil {
-		return err
-	}
-	defer release()
-	p, err := pipeline.Load(ctx, po)
-	if err != nil {
-		return err
-	}
-	r, err := pipeline.Pack(ctx, p, po)
+		Release: opts.Release, Offline: opts.Offline, Locked: opts.Locked, Progress: progress, Logger: opts.Logger, Command: opts.Command}
+	_, r, err := pipeline.PackProject(ctx, po)
 	if err != nil {
 		return err
 	}

@@ -109,13 +109,9 @@ func perfRun(ctx context.Context, o *Options) error {
 		}
 	}
 	if img == "" {
-		// Load and Pack, not Image: the build's spans stay those of the user's last run.
-		po := pipeline.Options{Dir: dir, Offline: o.Offline, Progress: progress, Logger: o.Logger}
-		p, err := pipeline.Load(ctx, po)
-		if err != nil {
-			return err
-		}
-		r, err := pipeline.Pack(ctx, p, po)
+		// PackProject, not Image: the build's spans stay those of the user's last run.
+		po := pipeline.Options{Dir: dir, Offline: o.Offline, Progress: progress, Logger: o.Logger, Command: "ukernel perf"}
+		_, r, err := pipeline.PackProject(ctx, po)
 		if err != nil {
 			return err
 		}
