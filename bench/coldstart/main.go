@@ -223,7 +223,8 @@ func bootImage(ukernel, img, accel, work string, timeout time.Duration, ready re
 	if err != nil {
 		return 0, 0, "", err
 	}
-	cmd.Stderr = io.Discard
+	var stderr tail
+	cmd.Stderr = &stderr
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		return 0, 0, "", err
@@ -260,7 +261,7 @@ func bootImage(ukernel, img, accel, work string, timeout time.Duration, ready re
 	cmd.Wait() // the workload's exit code is not the benchmark's business
 	<-sampled
 	if first == 0 {
-		return 0, 0, "", fmt.Errorf("no workload line on stdout (or HTTP 200) within %s", timeout)
+		return 0, 0, "", fmt.Errorf("no workload line on stdout (or HTTP 200) within %s; ukernel's stderr ends:\n%s", timeout, stderr.b)
 	}
 	return first, rss, proj, nil
 }
@@ -326,6 +327,17 @@ func freePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// tail keeps the last 4 KiB written to it.
+type tail struct{ b []byte }
+
+func (t *tail) Write(p []byte) (int, error) {
+	t.b = append(t.b, p...)
+	if len(t.b) > 4096 {
+		t.b = t.b[len(t.b)-4096:]
+	}
+	return len(p), nil
 }
 
 func median(ds []time.Duration) time.Duration {

@@ -336,7 +336,7 @@ func bundle(ctx context.Context, in Input, adapter, srcDir, work string) ([]tarE
 		if in.Base.PythonVersion == "" {
 			return nil, fmt.Errorf("python packages are locked but base %q has no Python", in.Base.Name)
 		}
-		site := "usr/local/lib/python" + in.Base.PythonVersion + "/dist-packages"
+		site := WheelSite(in.Base.PythonVersion)
 		for _, w := range in.Wheels {
 			we, err := wheelEntries(w.Path, site, "usr/local/bin", "usr/local", "/usr/bin/python"+in.Base.PythonVersion)
 			if err != nil {

@@ -123,3 +123,55 @@ func TestByteCompileAbsoluteLink(t *testing.T) {
 		t.Error("a pyc was made for a link with no target in the tree")
 	}
 }
+
+// TestByteCompileWheels: every module of the installed wheels gets an unchecked pyc under its
+// guest path, as pip compiles at install (a Flask app compiled Flask and its dependencies from
+// source at every boot), and so do the standard-library modules their top-level imports load;
+// a wheel's file that does not compile stays source only and fails nothing.
+func TestByteCompileWheels(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "rootfs")
+	version := stageHostPython(t, root)
+	site := filepath.Join(root, WheelSite(version))
+	for name, src := range map[string]string{
+		"pkg/__init__.py":    "import fractions\nfrom . import util\n",
+		"pkg/util.py":        "def f():\n    import mailbox\n",
+		"pkg/py2/legacy.py":  "print 'python 2'\n",
+		"single_module.py":   "X = 1\n",
+		"pkg/data/notpy.txt": "text\n",
+	} {
+		p := filepath.Join(site, name)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := byteCompile(context.Background(), root, version, ""); err != nil {
+		t.Fatal(err)
+	}
+	tag := "cpython-" + strings.ReplaceAll(version, ".", "")
+	for _, mod := range []string{"pkg/__init__", "pkg/util", "single_module"} {
+		dir, base := filepath.Split(mod)
+		pyc, err := os.ReadFile(filepath.Join(site, dir, "__pycache__", base+"."+tag+".pyc"))
+		if err != nil {
+			t.Errorf("%s was not byte-compiled: %v", mod, err)
+			continue
+		}
+		// The flags word: bit 0 hash-based, bit 1 check the source.
+		if len(pyc) < 16 || pyc[4] != 1 {
+			t.Errorf("%s: want an unchecked hash-based pyc, flags %v", mod, pyc[4:8])
+		}
+		if !bytes.Contains(pyc, []byte("/"+WheelSite(version)+"/"+mod+".py")) || bytes.Contains(pyc, []byte(root)) {
+			t.Errorf("%s: the pyc does not record the guest path alone", mod)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(site, "pkg/py2/__pycache__/legacy."+tag+".pyc")); err == nil {
+		t.Error("a pyc was made for a file that does not compile")
+	}
+	lib := filepath.Join(root, "usr/lib/python"+version)
+	if _, err := os.Stat(filepath.Join(lib, "__pycache__/fractions."+tag+".pyc")); err != nil {
+		t.Errorf("fractions, a wheel's top-level import, was not byte-compiled: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(lib, "__pycache__/mailbox."+tag+".pyc")); err == nil {
+		t.Error("mailbox, imported only inside a function, was byte-compiled")
+	}
+}
