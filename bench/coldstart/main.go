@@ -11,6 +11,9 @@
 // image it packed, since the image holds the guest's init), in the same ABBA order: before and
 // after a change, in one run.
 //
+// An image whose entry runs on after its first line (the worker preset, whose first line is its
+// first tick) is interrupted 10 s after it.
+//
 // With -http GUESTPORT the image is a server (the flask preset): the time is to its first HTTP
 // 200 on -path through --publish, after which the run is interrupted.
 //
@@ -256,7 +259,10 @@ func bootImage(ukernel, img, accel, work string, timeout time.Duration, ready re
 		cmd.Process.Signal(syscall.SIGINT) // a server runs until stopped
 	} else {
 		first = firstLine(stdout, start)
+		// A worker (the worker preset: its first line is its first tick) runs until stopped.
+		stop := time.AfterFunc(10*time.Second, func() { cmd.Process.Signal(syscall.SIGINT) })
 		io.Copy(io.Discard, stdout)
+		stop.Stop()
 	}
 	cmd.Wait() // the workload's exit code is not the benchmark's business
 	<-sampled
