@@ -30,10 +30,10 @@ type deployResult struct {
 
 // TestDeployOverSSH deploys a project to this machine through Debian's OpenSSH server started
 // on 127.0.0.1 (generated host and user keys). The remote side has its own HOME and runtime
-// directory (sshd's SetEnv), apart from the test's. It curls the published port, redeploys the
-// same image as a template's revision (nothing moves; the template's data volume size reaches
-// the host), a changed image (only that image moves), the same image pulled from a registry
-// (signed: refused until the host trusts the key), deploys one whose health check fails and
+// directory (sshd's SetEnv), apart from the test's. It curls the published port, redeploys a
+// changed image (only that image moves), the same image pulled from a registry (signed: refused
+// until the host trusts the key), and as a template's revision pulled from there (nothing
+// moves; the template's data volume size reaches the host), deploys one whose health check fails and
 // sees the previous revision put back, then reads status, logs and stops it. Last, where a
 // systemd user manager can run (root), the same deployment moves under systemd, is redeployed
 // (the unit restarted) and stopped.
@@ -80,12 +80,12 @@ func TestDeployOverSSH(t *testing.T) {
 	secret := filepath.Join(t.TempDir(), "token")
 	const secretValue = "s3cr3t-value-that-must-stay-in-memory"
 	writeFile(t, secret, secretValue)
-	deploy := func(wantCode int, extra ...string) (deployResult, result) {
+	deployEnv := func(env []string, wantCode int, extra ...string) (deployResult, result) {
 		t.Helper()
 		args := append(append([]string{"--json", "deploy"}, hostArgs...), extra...)
 		args = append(args, "--publish", fmt.Sprintf("%d:8080", port), "-e", "GREETING=hello", "--secret", "api_token=@"+secret,
 			"--health-timeout", "4m")
-		r := uk(t, dir, 20*time.Minute, args...)
+		r := ukEnv(t, dir, 20*time.Minute, env, args...)
 		if r.code != wantCode {
 			t.Fatalf("deploy: exit %d, want %d\nstdout:\n%s\nstderr:\n%s\nsshd: %s\nthe host's runs:\n%s", r.code, wantCode, r.stdout, r.stderr, sshd.Log(), remoteRuns(t, remoteHome))
 		}
@@ -94,6 +94,10 @@ func TestDeployOverSSH(t *testing.T) {
 			t.Fatalf("deploy --json: %v\n%s", err, r.stdout)
 		}
 		return res[0], r
+	}
+	deploy := func(wantCode int, extra ...string) (deployResult, result) {
+		t.Helper()
+		return deployEnv(nil, wantCode, extra...)
 	}
 	// The first requests to a guest under TCG on a busy machine can be slow: retried.
 	body := func() string {
@@ -138,30 +142,6 @@ func TestDeployOverSSH(t *testing.T) {
 		t.Errorf("the secret is on the host's disk: %s", out)
 	}
 	phase("first deploy")
-	// The same image again, as a template's revision (template build of the unchanged project
-	// packs the same bytes): nothing is sent, and the template's data_mb reaches the host,
-	// where the revision's run attaches a data volume of that size.
-	mustUK(t, dir, time.Minute, "template", "create", "deployweb-t", "--data-mb", "24")
-	var tb []struct {
-		Revision struct{ ID string } `json:"revision"`
-	}
-	if err := json.Unmarshal([]byte(mustUK(t, dir, 15*time.Minute, "--json", "template", "build", "deployweb-t").stdout), &tb); err != nil || len(tb) != 1 {
-		t.Fatalf("template build --json: %v", err)
-	}
-	rt, _ := deploy(0, "--template", "deployweb-t", "--name", "deployweb")
-	if rt.Status != "healthy" || rt.Digest != "sha256:"+tb[0].Revision.ID || rt.Digest != r1.Digest ||
-		rt.Binary != "present" || rt.Image != "present" || rt.SentBytes != 0 || rt.Previous != r1.Digest {
-		t.Errorf("deploy --template of the same image: %+v; want healthy, digest %s (the revision's and the packed image's), nothing sent", rt, tb[0].Revision.ID)
-	}
-	appDir := filepath.Join(remoteHome, ".local", "state", "ukernel", "deploy", "apps", "deployweb")
-	if size := fileSize(t, filepath.Join(appDir, ".ukernel", "data.img")); size != 24<<20 {
-		t.Errorf("the deployment's data volume on the host: %d bytes; want the template's data_mb, 24 MiB", size)
-	}
-	if rec, _ := os.ReadFile(filepath.Join(appDir, "deploy.json")); !strings.Contains(string(rec), `"data_mb": 24`) {
-		t.Errorf("the host's record of the template's revision lacks its data_mb: %s", rec)
-	}
-
-	phase("deploy --template")
 	// 2. A changed image: only it moves.
 	setVersion("v2", "/healthz")
 	mustUK(t, dir, 15*time.Minute, "pack")
@@ -173,8 +153,8 @@ func TestDeployOverSSH(t *testing.T) {
 	if b := body(); b != "v2 hello\n" {
 		t.Fatalf("GET / after the redeploy = %q; want v2", b)
 	}
-
 	phase("changed image")
+
 	// 2b. The same image as REF, pushed signed to a registry (Debian's docker-registry on
 	// loopback) and pulled by deploy: the host applies its own [trust] policy to the signatures
 	// sent with it. Untrusted there: refused before anything starts. Trusted: it runs,
@@ -210,8 +190,26 @@ func TestDeployOverSSH(t *testing.T) {
 		t.Errorf("the host's record of the signed revision: %s", rec)
 	}
 	os.Remove(filepath.Join(remoteHome, ".config", "ukernel", "config.toml"))
-
 	phase("REF from the registry")
+
+	// The same image again, as a template's revision pulled from the registry (a template
+	// with no source), named with its @REV: nothing is sent, and the template's data_mb
+	// reaches the host, where the revision's run attaches a data volume of that size.
+	mustUKEnv(t, dir, 5*time.Minute, localCfg, "template", "pull", "deployweb-t", ref, "--insecure")
+	mustUKEnv(t, dir, time.Minute, localCfg, "template", "edit", "deployweb-t", "--data-mb", "24")
+	tplRef := "deployweb-t@" + strings.TrimPrefix(r2.Digest, "sha256:")[:12]
+	rt, _ := deployEnv(localCfg, 0, "--template", tplRef, "--name", "deployweb")
+	if rt.Status != "healthy" || rt.Digest != r2.Digest || rt.Binary != "present" || rt.Image != "present" || rt.SentBytes != 0 || rt.Previous != r2.Digest {
+		t.Errorf("deploy --template %s of the running image: %+v; want healthy, digest %s, nothing sent", tplRef, rt, r2.Digest)
+	}
+	appDir := filepath.Join(remoteHome, ".local", "state", "ukernel", "deploy", "apps", "deployweb")
+	if size := fileSize(t, filepath.Join(appDir, ".ukernel", "data.img")); size != 24<<20 {
+		t.Errorf("the deployment's data volume on the host: %d bytes; want the template's data_mb, 24 MiB", size)
+	}
+	if rec, _ := os.ReadFile(filepath.Join(appDir, "deploy.json")); !strings.Contains(string(rec), `"data_mb": 24`) {
+		t.Errorf("the host's record of the template's revision lacks its data_mb: %s", rec)
+	}
+	phase("deploy --template")
 	// 3. A revision whose health check fails. With --no-rollback it stays for debugging;
 	// deploy rollback puts v2 back by hand.
 	setVersion("v3", "/not-the-health-path")
@@ -344,12 +342,12 @@ func TestDeployOverSSH(t *testing.T) {
 	f.Write([]byte("\n"))
 	f.Close()
 	for i, wantSent := range []int64{exeSize, 0} {
-		rs, res := deploy(0, "--template", "deployweb-t", "--name", "deployweb")
-		if rs.Status != "healthy" || rs.Supervisor != "systemd" || rs.Digest != r1.Digest || rs.SentBytes != wantSent || rs.Image != "present" {
+		rs, res := deployEnv(localCfg, 0, "--template", "deployweb-t", "--name", "deployweb")
+		if rs.Status != "healthy" || rs.Supervisor != "systemd" || rs.Digest != r2.Digest || rs.SentBytes != wantSent || rs.Image != "present" {
 			t.Fatalf("deploy %d under systemd: %+v; want healthy, %d bytes sent (the binary the first time)\nstderr:\n%s", i+1, rs, wantSent, res.stderr)
 		}
-		if b := body(); b != "v1 hello\n" {
-			t.Fatalf("GET / under systemd = %q; want v1", b)
+		if b := body(); b != "v2 hello\n" {
+			t.Fatalf("GET / under systemd = %q; want v2", b)
 		}
 		if out, err := sd.Ctl("is-active", unit); err != nil || out != "active\n" {
 			t.Fatalf("%s after deploy %d: %q, %v", unit, i+1, out, err)
