@@ -57,7 +57,9 @@ func uk(t *testing.T, bin, dir string, timeout time.Duration, args ...string) (s
 // checks the spans, the Chrome export, perf's breakdown and its SVG.
 //
 // Tolerances: the guest's direct children (kernel, init phases, entry, shutdown) tile the guest
-// span except for init's own bookkeeping between phases: their sum is within 2% + 50 ms of it.
+// span except for init's own bookkeeping between phases (mostly starting the entry): their sum
+// is within 4% + 50 ms of it. That bookkeeping is real time the guest's clock counts: on a host
+// loaded with other VMs it grew to 0.63 s of a 22.3 s guest span (load 8).
 // The run's root span (lock start to QEMU's exit) lies within the `ukernel run` process's wall
 // time and misses at most 1.5 s of it (process start, project loading, accelerator choice
 // before QEMU, and releasing state after).
@@ -99,7 +101,7 @@ func TestRealBootTraceAndPerf(t *testing.T) {
 	for _, c := range g.Children {
 		sum += c.Duration()
 	}
-	if tol := g.Duration()/50 + 50*time.Millisecond; sum > g.Duration() || g.Duration()-sum > tol {
+	if tol := g.Duration()/25 + 50*time.Millisecond; sum > g.Duration() || g.Duration()-sum > tol {
 		t.Errorf("guest children sum to %s, guest span is %s (tolerance %s)", sum, g.Duration(), tol)
 	}
 	if root := tj.Root.Duration(); root > wall || wall-root > 1500*time.Millisecond {
