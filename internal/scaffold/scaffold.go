@@ -96,7 +96,9 @@ func Render(o Options) (*Scaffold, error) {
 	}
 	s.Files = append(s.Files, File{Path: entry, Data: []byte(fill.Replace(src)), Mode: mode})
 
-	httpHealth := &project.Health{HTTP: fmt.Sprintf("http://127.0.0.1:%d%s", p.Port, p.HealthPath), IntervalS: 5, TimeoutS: 3, Retries: 3}
+	// An interpreter's start under TCG on a busy host can outlast three probes 5 s apart: without a
+	// start period a healthy guest would be judged unhealthy (and a deploy rolled back) before it listens.
+	httpHealth := &project.Health{HTTP: fmt.Sprintf("http://127.0.0.1:%d%s", p.Port, p.HealthPath), IntervalS: 5, TimeoutS: 3, Retries: 3, StartPeriodS: 60}
 	switch p.Preset {
 	case "minimal":
 		// Nothing in it talks to a network, and a guest without one boots measurably faster

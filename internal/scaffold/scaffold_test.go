@@ -151,6 +151,9 @@ func TestRenderAllPresets(t *testing.T) {
 				if h := cfg.Health[project.EntryService].HTTP; h != "http://127.0.0.1:8080/healthz" {
 					t.Errorf("health.main.http = %q", h)
 				}
+				if sp := cfg.Health[project.EntryService].StartPeriodS; sp < 30 {
+					t.Errorf("health.main.start_period_s = %d: an interpreter's start under TCG outlasts 3 probes 5 s apart", sp)
+				}
 				if !slices.Equal(cfg.Run.Publish, []string{"8080:8080"}) || cfg.Run.Env["PORT"] != "8080" {
 					t.Errorf("run = %+v", cfg.Run)
 				}
