@@ -316,8 +316,9 @@ func (s *Store) List() ([]*State, error) {
 	return out, nil
 }
 
-// TemplateRevisions returns the revisions of template name that its live guests boot from: a
-// build's prune leaves them (template.Store.Prune).
+// TemplateRevisions returns the revisions of template name that its guests boot from: live
+// ones, and finished ones whose owner still runs (a detached guest's monitor boots the same
+// revision again after its restart delay). A build's prune leaves them (template.Store.Prune).
 func (s *Store) TemplateRevisions(name string) ([]string, error) {
 	states, err := s.List()
 	if err != nil {
@@ -325,7 +326,7 @@ func (s *Store) TemplateRevisions(name string) ([]string, error) {
 	}
 	var revs []string
 	for _, st := range states {
-		if st.Template == name && st.Revision != "" && st.Live() {
+		if st.Template == name && st.Revision != "" && (st.Live() || st.OwnerAlive()) {
 			revs = append(revs, st.Revision)
 		}
 	}

@@ -343,7 +343,8 @@ func TestRemoveFinishedTakesRestoredData(t *testing.T) {
 }
 
 // TestTemplateRevisions: the revisions a template's live guests (running, or being started by a
-// live ukernel) boot from are in use; a finished guest's, or another template's, are not.
+// live ukernel) boot from are in use, and a finished one's whose monitor still runs (it restarts
+// it); a finished guest's whose owner is gone, or another template's, are not.
 func TestTemplateRevisions(t *testing.T) {
 	s, err := OpenAt(t.TempDir())
 	if err != nil {
@@ -352,14 +353,15 @@ func TestTemplateRevisions(t *testing.T) {
 	start, _ := ProcessStart(os.Getpid())
 	for _, st := range []*State{
 		{Name: "api-1", Template: "api", Revision: "aaaa", Owner: os.Getpid(), OwnerStart: start, Started: time.Now()},
-		{Name: "api-2", Template: "api", Revision: "bbbb", Owner: os.Getpid(), OwnerStart: start, Started: time.Now(), Exited: true},
+		{Name: "api-2", Template: "api", Revision: "bbbb", Started: time.Now(), Exited: true},
+		{Name: "api-3", Template: "api", Revision: "dddd", Owner: os.Getpid(), OwnerStart: start, Started: time.Now(), Exited: true, Detached: true},
 		{Name: "web-1", Template: "web", Revision: "cccc", Owner: os.Getpid(), OwnerStart: start, Started: time.Now()},
 	} {
 		if err := s.Save(st); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if revs, err := s.TemplateRevisions("api"); err != nil || !slices.Equal(revs, []string{"aaaa"}) {
-		t.Errorf("in use: %v (%v), want [aaaa]", revs, err)
+	if revs, err := s.TemplateRevisions("api"); err != nil || !slices.Equal(revs, []string{"aaaa", "dddd"}) {
+		t.Errorf("in use: %v (%v), want [aaaa dddd]", revs, err)
 	}
 }
