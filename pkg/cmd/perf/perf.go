@@ -38,12 +38,14 @@ type Options struct {
 	Offline bool
 	// Template (NAME or NAME@REV): measure restores of the template's snapshot instead.
 	Template string
+	// Measure boots and measures (perf.Run; tests pass their own).
+	Measure func(context.Context, perf.Options) ([]perf.Boot, error)
 }
 
 // NewCmdPerf returns the perf command; runF, when set, gets the parsed options instead of
 // perfRun (tests).
 func NewCmdPerf(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command {
-	o := &Options{IO: f.IO, ProjectDir: f.ProjectDir}
+	o := &Options{IO: f.IO, ProjectDir: f.ProjectDir, Measure: perf.Run}
 	cmd := &cobra.Command{
 		Use:   "perf",
 		Short: "Measure cold starts and guest block IO",
@@ -64,7 +66,8 @@ timeline. Ctrl-C stops the current boot and prints the boots finished so far (ex
 --snapshot), with the template's run settings: QEMU's start with the state loaded
 (qemu), the state's load, the resume, the host's wait for the guest's reseed
 (restore.reseed), the guest's own reseed, the workload's first output after it, and the time
-to its first sign of life after the restore.`,
+to its first sign of life after the restore. The template stays pinned until the last boot: a
+template build meanwhile keeps the measured revision (its prune waits).`,
 		Example: `  ukernel perf
   ukernel perf --runs 5 --svg boot.svg
   ukernel perf --image dist/api.img --json
@@ -104,9 +107,12 @@ func perfRun(ctx context.Context, o *Options) error {
 	var tpl *perf.TemplateRun
 	img := cmdutil.ProjectPath(dir, o.Image)
 	if o.Template != "" {
-		if dir, img, tpl, err = templateRun(o.Template); err != nil {
+		var unpin func()
+		if dir, img, tpl, unpin, err = templateRun(ctx, o.Template); err != nil {
 			return err
 		}
+		// A build's prune keeps the measured revision (and its snapshot) until the last boot.
+		defer unpin()
 	}
 	if img == "" {
 		// PackProject, not Image: the build's spans stay those of the user's last run.
@@ -119,7 +125,7 @@ func perfRun(ctx context.Context, o *Options) error {
 			progress.Printf("Image created: %s", img)
 		}
 	}
-	boots, err := perf.Run(ctx, perf.Options{
+	boots, err := o.Measure(ctx, perf.Options{
 		ProjectDir: dir, Image: img, Runs: o.Runs, Accel: o.Accel, Timeout: o.Timeout,
 		Progress: progress, Log: o.Logger, Template: tpl,
 	})
@@ -141,29 +147,40 @@ func perfRun(ctx context.Context, o *Options) error {
 }
 
 // templateRun resolves perf --template: the template's directory (its runs' logs), its image,
-// and its snapshot with its run settings.
-func templateRun(ref string) (string, string, *perf.TemplateRun, error) {
-	if _, _, err := template.ParseRef(ref); err != nil {
-		return "", "", nil, &cmdutil.UsageError{Err: err}
+// and its snapshot with its run settings. The template stays pinned (template.Store.Pin) until
+// unpin: no prune removes the revision while perf boots it.
+func templateRun(ctx context.Context, ref string) (dir, img string, t *perf.TemplateRun, unpin func(), err error) {
+	name, _, err := template.ParseRef(ref)
+	if err != nil {
+		return "", "", nil, nil, &cmdutil.UsageError{Err: err}
 	}
 	s, err := template.Open()
 	if err != nil {
-		return "", "", nil, err
+		return "", "", nil, nil, err
 	}
+	release, err := s.Pin(ctx, name)
+	if err != nil {
+		return "", "", nil, nil, err
+	}
+	defer func() {
+		if err != nil {
+			release()
+		}
+	}()
 	res, err := s.Resolve(ref)
 	if err != nil {
-		return "", "", nil, err
+		return "", "", nil, nil, err
 	}
-	t := &perf.TemplateRun{Snapshot: filepath.Join(res.Dir, template.SnapshotDir),
+	t = &perf.TemplateRun{Snapshot: filepath.Join(res.Dir, template.SnapshotDir),
 		VCPU: res.Spec.VCPU, MemoryMB: res.Spec.MemoryMB, DataMB: res.Spec.DataMB}
 	if res.Spec.Net != "" {
 		if t.Net, err = abi.ParseNet(res.Spec.Net); err != nil {
-			return "", "", nil, fmt.Errorf("template %s: net: %w", res.Spec.Name, err)
+			return "", "", nil, nil, fmt.Errorf("template %s: net: %w", res.Spec.Name, err)
 		}
 	} else if len(res.Spec.Publish) > 0 {
 		t.Net = abi.Net{Mode: abi.NetUser} // as the snapshot's boot had (templatebuild.Snapshot)
 	}
-	return s.TemplateDir(res.Spec.Name), res.Image, t, nil
+	return s.TemplateDir(res.Spec.Name), res.Image, t, release, nil
 }
 
 func report(o *Options, img string, boots []perf.Boot) error {
