@@ -227,14 +227,10 @@ func Remove(dir string) error {
 	return os.RemoveAll(old)
 }
 
-// Prune removes the snapshots under a template store (NAME/revisions/ID/snapshot) taken more
-// than olderThan ago (0: every one), and returns how many and their bytes on disk. A snapshot is
-// taken again with `template build --snapshot`.
-func Prune(storeDir string, olderThan time.Duration) (n int, bytes int64, err error) {
-	dirs, err := filepath.Glob(filepath.Join(storeDir, "*", "revisions", "*", "snapshot"))
-	if err != nil {
-		return 0, 0, err
-	}
+// Prune removes the snapshots at dirs (revisions' snapshot/) taken more than olderThan ago (0:
+// every one), and returns how many and their bytes on disk. A snapshot is taken again with
+// `template build --snapshot`.
+func Prune(dirs []string, olderThan time.Duration) (n int, bytes int64, err error) {
 	var errs []error
 	for _, dir := range dirs {
 		if olderThan > 0 {

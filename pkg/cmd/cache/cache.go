@@ -2,12 +2,13 @@
 package cache
 
 import (
+	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/ukernel-dev/ukernel/internal/snapshot"
 	"github.com/ukernel-dev/ukernel/internal/template"
 
 	icache "github.com/ukernel-dev/ukernel/internal/cache"
@@ -35,14 +36,14 @@ type PruneOptions struct {
 	JSON      bool
 	OpenCache func() (*icache.Cache, error)
 	OlderThan time.Duration
-	// Templates is the template store's directory, whose snapshots are pruned too.
-	Templates func() (string, error)
+	// Templates is the template store, whose snapshots are pruned too.
+	Templates func() (*template.Store, error)
 }
 
 // NewCmdPrune returns `ukernel cache prune`; runF, when set, gets the parsed options instead
 // of pruneRun (tests).
 func NewCmdPrune(f *cmdutil.Factory, runF func(*PruneOptions) error) *cobra.Command {
-	opts := &PruneOptions{IO: f.IO, OpenCache: icache.Open, Templates: templatesDir}
+	opts := &PruneOptions{IO: f.IO, OpenCache: icache.Open, Templates: template.Open}
 	cmd := &cobra.Command{
 		Use:     "prune",
 		Short:   "Delete cached packages, indices, unpacked kernels, guest inits, boot files and template snapshots",
@@ -53,14 +54,14 @@ func NewCmdPrune(f *cmdutil.Factory, runF func(*PruneOptions) error) *cobra.Comm
 			if runF != nil {
 				return runF(opts)
 			}
-			return pruneRun(opts)
+			return pruneRun(cmd.Context(), opts)
 		},
 	}
 	cmd.Flags().DurationVar(&opts.OlderThan, "older-than", 0, "only remove entries not used for this long (0: everything; all are fetched or rebuilt on demand)")
 	return cmd
 }
 
-func pruneRun(opts *PruneOptions) error {
+func pruneRun(ctx context.Context, opts *PruneOptions) error {
 	c, err := opts.OpenCache()
 	if err != nil {
 		return err
@@ -71,14 +72,13 @@ func pruneRun(opts *PruneOptions) error {
 	}
 	out := struct {
 		icache.PruneResult
-		Snapshots     int   `json:"snapshots"`
-		SnapshotBytes int64 `json:"snapshot_bytes"`
+		template.SnapshotsPruned
 	}{PruneResult: res}
-	dir, err := opts.Templates()
+	s, err := opts.Templates()
 	if err != nil {
 		return err
 	}
-	if out.Snapshots, out.SnapshotBytes, err = snapshot.Prune(dir, opts.OlderThan); err != nil {
+	if out.SnapshotsPruned, err = s.PruneSnapshots(ctx, opts.OlderThan); err != nil {
 		return err
 	}
 	if opts.JSON {
@@ -88,13 +88,8 @@ func pruneRun(opts *PruneOptions) error {
 	if out.Snapshots > 0 {
 		fmt.Fprintf(opts.IO.Out, "Removed %d template snapshots (%s); `ukernel template build NAME --snapshot` takes one again\n", out.Snapshots, icache.HumanSize(out.SnapshotBytes))
 	}
-	return nil
-}
-
-func templatesDir() (string, error) {
-	s, err := template.Open()
-	if err != nil {
-		return "", err
+	if len(out.KeptInUse) > 0 {
+		fmt.Fprintf(opts.IO.Out, "Kept the snapshots of %s: a run or perf is starting from one; prune again once it has started\n", strings.Join(out.KeptInUse, ", "))
 	}
-	return s.Dir(), nil
+	return nil
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/ukernel-dev/ukernel/internal/cache"
 	icache "github.com/ukernel-dev/ukernel/internal/cache"
+	"github.com/ukernel-dev/ukernel/internal/template"
 	"github.com/ukernel-dev/ukernel/pkg/cmdutil"
 	"github.com/ukernel-dev/ukernel/pkg/iostreams"
 )
@@ -55,12 +56,10 @@ func TestPruneRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	ios, _, out, _ := iostreams.Test()
-	templates := t.TempDir()
-	snap := filepath.Join(templates, "api", "revisions", "abc", "snapshot")
-	os.MkdirAll(snap, 0o755)
-	os.WriteFile(filepath.Join(snap, "memory"), make([]byte, 4096), 0o600)
-	err = pruneRun(&PruneOptions{IO: ios, JSON: true, OpenCache: func() (*icache.Cache, error) { return c, nil },
-		Templates: func() (string, error) { return templates, nil }})
+	store := template.At(t.TempDir())
+	snap := fakeSnapshot(t, store, "api")
+	err = pruneRun(t.Context(), &PruneOptions{IO: ios, JSON: true, OpenCache: func() (*icache.Cache, error) { return c, nil },
+		Templates: func() (*template.Store, error) { return store, nil }})
 	if err != nil || strings.ReplaceAll(out.String(), " ", "") != "{\n\"files\":1,\n\"bytes\":4,\n\"snapshots\":1,\n\"snapshot_bytes\":4096\n}\n" {
 		t.Errorf("prune --json: err %v, stdout %q", err, out)
 	}
@@ -69,5 +68,63 @@ func TestPruneRun(t *testing.T) {
 	}
 	if _, err := os.Stat(snap); !os.IsNotExist(err) {
 		t.Errorf("the snapshot is still there: %v", err)
+	}
+}
+
+// fakeSnapshot creates template name in s with a revision's snapshot directory (a 4 KiB memory
+// file) and returns that directory.
+func fakeSnapshot(t *testing.T, s *template.Store, name string) string {
+	t.Helper()
+	if err := s.Create(&template.Spec{Name: name, Source: t.TempDir()}); err != nil {
+		t.Fatal(err)
+	}
+	snap := filepath.Join(s.RevisionDir(name, strings.Repeat("a", 64)), template.SnapshotDir)
+	if err := os.MkdirAll(snap, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(snap, "memory"), make([]byte, 4096), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return snap
+}
+
+// TestPruneKeepsSnapshotsBeingRestored: a snapshot a run is starting from (it pinned the
+// template, as run --template and perf --template do until their guest has started) stays, and
+// prune says so; another template's goes; once the run has started, a prune removes it.
+func TestPruneKeepsSnapshotsBeingRestored(t *testing.T) {
+	c, err := icache.OpenDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := template.At(t.TempDir())
+	busy, idle := fakeSnapshot(t, store, "api"), fakeSnapshot(t, store, "db")
+	unpin, err := store.Pin(t.Context(), "api")
+	if err != nil {
+		t.Fatal(err)
+	}
+	prune := func() string {
+		ios, _, out, _ := iostreams.Test()
+		if err := pruneRun(t.Context(), &PruneOptions{IO: ios, OpenCache: func() (*icache.Cache, error) { return c, nil },
+			Templates: func() (*template.Store, error) { return store, nil }}); err != nil {
+			t.Fatal(err)
+		}
+		return out.String()
+	}
+	out := prune()
+	if _, err := os.Stat(busy); err != nil {
+		t.Fatalf("prune removed the snapshot a run was restoring: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "Removed 1 template snapshots") || !strings.Contains(out, "Kept the snapshots of api: a run or perf is starting from one") {
+		t.Errorf("prune with api pinned said:\n%s", out)
+	}
+	if _, err := os.Stat(idle); !os.IsNotExist(err) {
+		t.Errorf("the snapshot no run was restoring is still there: %v", err)
+	}
+	unpin()
+	if out := prune(); !strings.Contains(out, "Removed 1 template snapshots") || strings.Contains(out, "Kept") {
+		t.Errorf("prune once the run started said:\n%s", out)
+	}
+	if _, err := os.Stat(busy); !os.IsNotExist(err) {
+		t.Errorf("the snapshot is still there once no run pins it: %v", err)
 	}
 }
