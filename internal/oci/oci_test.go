@@ -211,7 +211,7 @@ func TestPushPullRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.Blobs) != 2 || !res.Blobs[0].Moved || !res.Blobs[1].Moved || !res.Tagged {
+	if len(res.Blobs) != 2 || !res.Blobs[0].Moved || !res.Blobs[1].Moved || res.Sent() != 2 || !res.Tagged {
 		t.Fatalf("first push: %+v", res)
 	}
 	want := fileSHA(t, img)
@@ -225,7 +225,7 @@ func TestPushPullRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if again.Digest != res.Digest || again.Tagged || again.Blobs[0].Moved || again.Blobs[1].Moved || reg.uploads.Load() != 0 {
+	if again.Digest != res.Digest || again.Tagged || again.Blobs[0].Moved || again.Blobs[1].Moved || again.Sent() != 0 || reg.uploads.Load() != 0 {
 		t.Fatalf("second push moved something (%d upload requests): %+v", reg.uploads.Load(), again)
 	}
 

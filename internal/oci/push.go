@@ -50,6 +50,17 @@ type PushResult struct {
 	KeyID     string        `json:"key_id,omitempty"`
 }
 
+// Sent is how many of the image's blobs the push transferred (the rest were there already).
+func (r PushResult) Sent() int {
+	n := 0
+	for _, b := range r.Blobs {
+		if b.Moved {
+			n++
+		}
+	}
+	return n
+}
+
 // Push checks the image at path as `inspect` does and pushes it to ref: the blobs the
 // destination lacks, the manifest, the tag, and a signature when a key is given.
 func Push(ctx context.Context, path, refStr string, o PushOptions) (PushResult, error) {

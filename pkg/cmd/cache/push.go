@@ -120,14 +120,8 @@ func pushRun(ctx context.Context, opts *PushOptions) error {
 	if opts.JSON {
 		return cmdutil.PrintJSON(opts.IO, res)
 	}
-	moved := 0
-	for _, b := range res.Blobs {
-		if b.Moved {
-			moved++
-		}
-	}
 	fmt.Fprintf(opts.IO.Out, "%s\n", res.Ref)
-	opts.IO.Progress().Printf("Published revision sha256:%s under input key %s (%d of %d blobs sent)", res.Revision[:12], inputKey[:12], moved, len(res.Blobs))
+	opts.IO.Progress().Printf("Published revision sha256:%s under input key %s (%d of %d blobs sent)", res.Revision[:12], inputKey[:12], res.Sent(), len(res.Blobs))
 	return nil
 }
 

@@ -131,19 +131,13 @@ func pushRun(o *Options) error {
 	if o.JSON {
 		return cmdutil.PrintJSON(o.IO, res)
 	}
-	moved := 0
-	for _, b := range res.Blobs {
-		if b.Moved {
-			moved++
-		}
-	}
 	fmt.Fprintf(o.IO.Out, "%s\n", res.Ref)
 	p := o.IO.Progress()
 	switch {
-	case moved == 0 && !res.Tagged:
+	case res.Sent() == 0 && !res.Tagged:
 		p.Printf("Up to date: %s already names revision sha256:%s (no blob sent)", o.Ref, res.Revision[:12])
 	default:
-		p.Printf("Pushed revision sha256:%s (%d of %d blobs sent)", res.Revision[:12], moved, len(res.Blobs))
+		p.Printf("Pushed revision sha256:%s (%d of %d blobs sent)", res.Revision[:12], res.Sent(), len(res.Blobs))
 	}
 	if res.Signature != nil {
 		p.Printf("Signed with key %s (%s)", res.KeyID, res.Signature.Digest)
