@@ -230,10 +230,7 @@ func buildHelper(t *testing.T, pkg, name string) string {
 func startFake(t *testing.T, bin string, env ...string) (*Backend, vmm.Spec, *vmm.VM, error) {
 	t.Helper()
 	dir := t.TempDir()
-	for _, kv := range append([]string{"FAKEFC_FAIL=", "FAKEFC_LOG=" + filepath.Join(dir, "requests.json"), "FAKEFC_CONTROL=" + filepath.Join(dir, "control")}, env...) {
-		k, v, _ := strings.Cut(kv, "=")
-		t.Setenv(k, v)
-	}
+	setFakeEnv(t, append([]string{"FAKEFC_FAIL=", "FAKEFC_LOG=" + filepath.Join(dir, "requests.json"), "FAKEFC_CONTROL=" + filepath.Join(dir, "control")}, env...)...)
 	k := testenv.DebianKernel(t)
 	img := filepath.Join(dir, "app.img")
 	cfgDrive := filepath.Join(dir, "config.drive")

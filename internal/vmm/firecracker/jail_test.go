@@ -175,26 +175,9 @@ func TestJailedRun(t *testing.T) {
 		t.Fatalf("mounting a tmpfs for the project (as root): %v", err)
 	}
 	t.Cleanup(func() { unix.Unmount(proj, unix.MNT_DETACH) })
-	// The state directory is short: the events socket's path in the chroot holds it twice.
-	state, err := os.MkdirTemp("", "fcj")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(state) })
-	for _, kv := range []string{"FAKEFC_FAIL=", "FAKEFC_LOG=", "FAKEFC_CONTROL="} {
-		k, v, _ := strings.Cut(kv, "=")
-		t.Setenv(k, v)
-	}
-
-	cache, err := os.UserCacheDir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cacheDir := filepath.Join(cache, "ukernel-test", "vmlinux")
-	kernel, err := bootfiles.Vmlinux(testenv.DebianKernel(t).Vmlinuz, "", cacheDir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	state := shortStateDir(t)
+	setFakeEnv(t, "FAKEFC_FAIL=", "FAKEFC_LOG=", "FAKEFC_CONTROL=")
+	kernel, cacheDir := testVmlinux(t)
 	img := filepath.Join(proj, "dist", "app.img")
 	initrd := filepath.Join(proj, "initrd.cpio")
 	data := filepath.Join(proj, ".ukernel", "data.img")
@@ -309,11 +292,7 @@ func TestJailCrashLeftovers(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("the jailer runs only as root")
 	}
-	state, err := os.MkdirTemp("", "fcj")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(state) })
+	state := shortStateDir(t)
 	proj := t.TempDir()
 	kernel, img, data := filepath.Join(proj, "vmlinux"), filepath.Join(proj, "app.img"), filepath.Join(proj, "data.img")
 	for _, p := range []string{kernel, img, data} {
@@ -355,4 +334,39 @@ func TestJailCrashLeftovers(t *testing.T) {
 			t.Errorf("%s: %q %v", p, got, err)
 		}
 	}
+}
+
+// shortStateDir is a state directory for a jailed run, removed after the test. It is short (not
+// t.TempDir()): the events socket's path in the chroot holds it twice.
+func shortStateDir(t *testing.T) string {
+	t.Helper()
+	state, err := os.MkdirTemp("", "fcj")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(state) })
+	return state
+}
+
+// setFakeEnv sets the fake firecracker's variables (testdata/fakefc), each NAME=VALUE.
+func setFakeEnv(t *testing.T, kvs ...string) {
+	for _, kv := range kvs {
+		k, v, _ := strings.Cut(kv, "=")
+		t.Setenv(k, v)
+	}
+}
+
+// testVmlinux is the Debian kernel decompressed into the tests' cache, and that cache.
+func testVmlinux(t *testing.T) (kernel, cacheDir string) {
+	t.Helper()
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cacheDir = filepath.Join(cache, "ukernel-test", "vmlinux")
+	kernel, err = bootfiles.Vmlinux(testenv.DebianKernel(t).Vmlinuz, "", cacheDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kernel, cacheDir
 }

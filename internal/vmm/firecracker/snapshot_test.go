@@ -16,9 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ukernel-dev/ukernel/internal/abi"
-	"github.com/ukernel-dev/ukernel/internal/testenv"
 	"github.com/ukernel-dev/ukernel/internal/vmm"
-	"github.com/ukernel-dev/ukernel/internal/vmm/bootfiles"
 	"github.com/ukernel-dev/ukernel/internal/vmm/firecracker/fctest"
 )
 
@@ -137,24 +135,9 @@ func TestJailedSnapshot(t *testing.T) {
 	}
 	bin := fakeFirecracker(t)
 	jailer := buildHelper(t, "./testdata/fakejailer", "jailer")
-	state, err := os.MkdirTemp("", "fcs")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(state) })
-	for _, kv := range []string{"FAKEFC_FAIL=", "FAKEFC_LOG=requests.json", "FAKEFC_OPENED=opened.json", "FAKEFC_CONTROL="} {
-		k, v, _ := strings.Cut(kv, "=")
-		t.Setenv(k, v)
-	}
-	cache, err := os.UserCacheDir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cacheDir := filepath.Join(cache, "ukernel-test", "vmlinux")
-	kernel, err := bootfiles.Vmlinux(testenv.DebianKernel(t).Vmlinuz, "", cacheDir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	state := shortStateDir(t)
+	setFakeEnv(t, "FAKEFC_FAIL=", "FAKEFC_LOG=requests.json", "FAKEFC_OPENED=opened.json", "FAKEFC_CONTROL=")
+	kernel, cacheDir := testVmlinux(t)
 	proj := t.TempDir()
 	snap := filepath.Join(proj, "snapshot")
 	r := &snapRig{t: t, state: state, kernel: kernel, img: filepath.Join(proj, "app.img"), tmplVol: filepath.Join(proj, "data.img"),
