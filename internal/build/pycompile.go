@@ -38,9 +38,13 @@ for n in sorted(names):
         print(n)
 `
 	// loadedScript is prefixed with the entry's standard-library imports; it prints the source
-	// files of every module then loaded that is not frozen into the interpreter.
+	// files of every module then loaded that is not frozen into the interpreter. With socket it
+	// loads the idna codec, which socket.getaddrinfo uses on every str host (any server that
+	// binds one: waitress compiled encodings.idna and stringprep at every boot).
 	loadedScript = `
 import sys
+if "socket" in sys.modules:
+    import encodings.idna
 for m in list(sys.modules.values()):
     spec = getattr(m, "__spec__", None)
     f = getattr(m, "__file__", None) or ""

@@ -137,6 +137,7 @@ func TestByteCompileWheels(t *testing.T) {
 		"pkg/util.py":        "def f():\n    import mailbox\n",
 		"pkg/py2/legacy.py":  "print 'python 2'\n",
 		"single_module.py":   "X = 1\n",
+		"pkg/net.py":         "import socket\n",
 		"pkg/data/notpy.txt": "text\n",
 	} {
 		p := filepath.Join(site, name)
@@ -170,6 +171,12 @@ func TestByteCompileWheels(t *testing.T) {
 	lib := filepath.Join(root, "usr/lib/python"+version)
 	if _, err := os.Stat(filepath.Join(lib, "__pycache__/fractions."+tag+".pyc")); err != nil {
 		t.Errorf("fractions, a wheel's top-level import, was not byte-compiled: %v", err)
+	}
+	// socket.getaddrinfo encodes a str host with the idna codec.
+	for _, mod := range []string{"encodings/__pycache__/idna", "__pycache__/stringprep"} {
+		if _, err := os.Stat(filepath.Join(lib, mod+"."+tag+".pyc")); err != nil {
+			t.Errorf("a wheel imports socket, but %s was not byte-compiled: %v", mod, err)
+		}
 	}
 	if _, err := os.Stat(filepath.Join(lib, "__pycache__/mailbox."+tag+".pyc")); err == nil {
 		t.Error("mailbox, imported only inside a function, was byte-compiled")
