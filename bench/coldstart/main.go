@@ -211,7 +211,9 @@ func bootImage(ukernel, img, accel, work string, timeout time.Duration, ready re
 	if err != nil {
 		return 0, 0, "", err
 	}
-	args := []string{"-C", proj, "run", "--image", img, "--accel", accel, "--name", "coldstart-bench"}
+	// The guest's name is the host's, per process: two benches may run at once.
+	name := fmt.Sprintf("coldstart-bench-%d", os.Getpid())
+	args := []string{"-C", proj, "run", "--image", img, "--accel", accel, "--name", name}
 	url := ""
 	if ready.guestPort != 0 {
 		port, err := freePort()
