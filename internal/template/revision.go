@@ -17,7 +17,6 @@ import (
 
 	"github.com/ukernel-dev/ukernel/internal/atomicfile"
 	"github.com/ukernel-dev/ukernel/internal/crashpoint"
-	"github.com/ukernel-dev/ukernel/internal/filelock"
 	"github.com/ukernel-dev/ukernel/internal/image"
 	"github.com/ukernel-dev/ukernel/internal/workdir"
 )
@@ -358,7 +357,7 @@ func (s *Store) Prune(ctx context.Context, name string, keep int, inUse func() (
 	if err != nil {
 		return nil, err
 	}
-	release, err := filelock.Acquire(ctx, filepath.Join(s.TemplateDir(name), PinFile), "ukernel template prune", wait, nil)
+	release, err := s.HoldPins(ctx, name, "ukernel template prune", wait)
 	if err != nil {
 		return nil, fmt.Errorf("template %s: prune: %w", name, err)
 	}

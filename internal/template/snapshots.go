@@ -31,7 +31,7 @@ func (s *Store) PruneSnapshots(ctx context.Context, olderThan time.Duration) (Sn
 	}
 	var errs []error
 	for _, name := range names {
-		release, err := filelock.Acquire(ctx, filepath.Join(s.TemplateDir(name), PinFile), "ukernel cache prune", 0, nil)
+		release, err := s.HoldPins(ctx, name, "ukernel cache prune", 0)
 		var held *filelock.HeldError
 		if errors.As(err, &held) {
 			res.KeptInUse = append(res.KeptInUse, name)

@@ -304,6 +304,15 @@ func (s *Store) Pin(ctx context.Context, name string) (unpin func(), err error) 
 	return unpin, nil
 }
 
+// HoldPins waits until no run pins the template (Pin) and keeps new pins off until release:
+// what removes or replaces a revision's files (a build's prune, a snapshot's replacement) does it
+// under HoldPins, so a run never finds the files it is starting from going or changing. It waits
+// up to wait for the runs starting now (each holds its pin for its VMM's start); one that holds
+// it longer (perf --template, for all its boots) makes it a *filelock.HeldError.
+func (s *Store) HoldPins(ctx context.Context, name, command string, wait time.Duration) (release func(), err error) {
+	return filelock.Acquire(ctx, filepath.Join(s.TemplateDir(name), PinFile), command, wait, nil)
+}
+
 // Lock takes a template's lock for command ("ukernel template build"): builds, edits, deletes
 // and rollbacks of one template are serialised by it. waiting, if not nil, is told once who
 // holds it when it is not free at once. The template must exist, and still exists when Lock

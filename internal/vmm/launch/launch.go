@@ -57,6 +57,9 @@ type Options struct {
 	DataMB     int      // > 0: a data volume of this size, over the image's [data] disk_mb (templates)
 	// Template and Revision, for a template's run, are recorded in its state (ps shows them).
 	Template, Revision string
+	// Templates is the template store's directory, for a template's run: a detached guest's
+	// restarts pin the template there (template.Store.Pin) as run --template pins its start.
+	Templates string
 	// WantDigest, when set, is the image's SHA-256 as its store recorded it: an image that is
 	// not (or fails verification) is a *DigestError, found before anything starts.
 	WantDigest string

@@ -16,6 +16,7 @@ import (
 	"github.com/ukernel-dev/ukernel/internal/guestlog"
 	"github.com/ukernel-dev/ukernel/internal/runlog"
 	"github.com/ukernel-dev/ukernel/internal/runstate"
+	"github.com/ukernel-dev/ukernel/internal/template"
 	"github.com/ukernel-dev/ukernel/internal/vmm"
 )
 
@@ -46,6 +47,7 @@ type monitorRequest struct {
 	Restore     RestoreMode       `json:"restore,omitempty"`
 	DataMB      int               `json:"data_mb,omitempty"`
 	Template    string            `json:"template,omitempty"`
+	Templates   string            `json:"templates,omitempty"`
 	Revision    string            `json:"revision,omitempty"`
 	WantDigest  string            `json:"want_digest,omitempty"`
 	Restart     string            `json:"restart,omitempty"`
@@ -87,7 +89,7 @@ func StartDetached(ctx context.Context, o Options, exe string) (*Detached, error
 		ProjectDir: o.ProjectDir, Image: o.Image, Name: o.Name, VCPU: o.VCPU, MemoryMB: o.MemoryMB,
 		Net: o.Net, Publish: o.Publish, Env: o.Env, Secrets: o.Secrets, Accel: o.Accel, Backend: o.Backend,
 		StopTimeout: o.StopTimeout, CacheDir: o.CacheDir, Logs: o.Logs, Snapshot: o.Snapshot, Restore: o.Restore, Restart: o.Restart,
-		DataMB: o.DataMB, Template: o.Template, Revision: o.Revision, WantDigest: o.WantDigest,
+		DataMB: o.DataMB, Template: o.Template, Templates: o.Templates, Revision: o.Revision, WantDigest: o.WantDigest,
 	}
 	if o.Store != nil {
 		req.StoreDir = o.Store.Dir
@@ -182,7 +184,7 @@ func RunMonitor(stdin io.Reader) error {
 		Snapshot: req.Snapshot, Restore: req.Restore,
 		Net: req.Net, Publish: req.Publish, Env: req.Env, Secrets: req.Secrets, Accel: req.Accel,
 		Backend: req.Backend, StopTimeout: req.StopTimeout, CacheDir: req.CacheDir, Detached: true, Logs: req.Logs,
-		DataMB: req.DataMB, Template: req.Template, Revision: req.Revision, WantDigest: req.WantDigest, Progress: progress, Restart: req.Restart,
+		DataMB: req.DataMB, Template: req.Template, Templates: req.Templates, Revision: req.Revision, WantDigest: req.WantDigest, Progress: progress, Restart: req.Restart,
 	}
 	if req.StoreDir != "" {
 		store, err := runstate.OpenAt(req.StoreDir)
@@ -200,14 +202,26 @@ func RunMonitor(stdin io.Reader) error {
 		}
 		o.Store = store
 	}
+	return monitor(ctx, o, report)
+}
+
+// monitor starts the guest of o, reports its start, attends it until it is gone and restarts it
+// as o.Restart says.
+func monitor(ctx context.Context, o Options, report func(monitorResult)) error {
 	store := o.Store
-	timeout := req.StopTimeout
+	timeout := o.StopTimeout
 	if timeout <= 0 {
 		timeout = DefaultStopTimeout
 	}
 	var restarts restartBackoff
 	for first := true; ; first = false {
-		g, err := Start(ctx, o)
+		var g *Guest
+		var err error
+		if first {
+			g, err = Start(ctx, o) // run -d holds the template's pin until this start is reported
+		} else {
+			g, err = restart(ctx, o)
+		}
 		if err != nil {
 			if first {
 				var de *DigestError
@@ -248,7 +262,7 @@ func RunMonitor(stdin io.Reader) error {
 		}
 		began := time.Now()
 		out, err := g.AttendStreams(ctx, streams, timeout)
-		if err != nil || ctx.Err() != nil || !ShouldRestart(req.Restart, out) || store.StopRequested(name) {
+		if err != nil || ctx.Err() != nil || !ShouldRestart(o.Restart, out) || store.StopRequested(name) {
 			store.ClearStopRequest(name)
 			return err
 		}
@@ -256,12 +270,27 @@ func RunMonitor(stdin io.Reader) error {
 		if !ok {
 			return fmt.Errorf("%s: restarted %d times in a row, each run shorter than %s; not restarting again", name, restartLimit, restartStable)
 		}
-		fmt.Fprintf(os.Stderr, "%s ended (%s); restarting in %s (--restart %s)\n", name, outcomeText(out), delay, req.Restart)
+		fmt.Fprintf(os.Stderr, "%s ended (%s); restarting in %s (--restart %s)\n", name, outcomeText(out), delay, o.Restart)
 		if !sleepUnlessStopped(ctx, store, name, delay) {
 			store.ClearStopRequest(name)
 			return nil
 		}
 	}
+}
+
+// restart starts a detached guest again. A template's guest holds the template's pin
+// (template.Store.Pin) from before its start until its record names the revision again, as
+// run --template does: a build's prune or `cache prune` meanwhile waits, or keeps the snapshot
+// the restart restores, and never removes it under the restore.
+func restart(ctx context.Context, o Options) (*Guest, error) {
+	if o.Template != "" && o.Templates != "" {
+		unpin, err := template.At(o.Templates).Pin(ctx, o.Template)
+		if err != nil {
+			return nil, err
+		}
+		defer unpin()
+	}
+	return Start(ctx, o)
 }
 
 // Restart policies of a detached guest (run -d --restart), as a service's in ukernel.toml.

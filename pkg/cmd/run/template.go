@@ -86,7 +86,7 @@ func (t *templateRun) apply(o *launch.Options) {
 	if o.DataMB == 0 {
 		o.DataMB = spec.DataMB
 	}
-	o.Template, o.Revision = spec.Name, t.res.Revision.ID
+	o.Template, o.Revision, o.Templates = spec.Name, t.res.Revision.ID, t.store.Dir()
 	o.WantDigest = t.res.Revision.ID
 	// The revision's snapshot, if it has one (--restore: it must): launch decides whether it
 	// fits this run and says why when it does not.
