@@ -14,6 +14,14 @@
 // An image whose entry runs on after its first line (the worker preset, whose first line is its
 // first tick) is interrupted 10 s after it.
 //
+// With -floor it boots, in the same rounds, the image's floor as well: the image's own entry (its
+// python3.11 running its script) as the kernel's /init, from an initramfs of the files the
+// entry's start reads, copied from the image's root partition (fsck.erofs extracts it), with the
+// environment the image's init gives the entry; no ukernel init, no modules, no root mount
+// (floor.go). It prints the floor's median, its ratio to busybox and the image's to the floor.
+//
+//	go run ./bench/coldstart -ukernel /tmp/ukernel -image pm/dist/pm.img -n 11 -floor
+//
 // With -http GUESTPORT the image is a server (the flask preset): the time is to its first HTTP
 // 200 on -path through --publish, after which the run is interrupted.
 //
@@ -63,7 +71,11 @@ func main() {
 	baseImg := flag.String("base-image", "", "the image -base-ukernel packed")
 	httpPort := flag.Int("http", 0, "the guest port of a server image: time its first HTTP 200 instead of its first line")
 	httpPath := flag.String("path", "/healthz", "the path -http asks for")
+	floor := flag.Bool("floor", false, "also boot the floor: the image's entry as the kernel's /init from an initramfs of the files its start reads (no ukernel init, modules or root mount)")
 	flag.Parse()
+	if *floor && (*baseUK != "" || *httpPort != 0) {
+		log.Fatal("-floor goes with neither -base-ukernel nor -http: it compares the image, its floor and busybox")
+	}
 	ready := readiness{guestPort: *httpPort, path: *httpPath}
 	if (*baseUK == "") != (*baseImg == "") {
 		log.Fatal("-base-ukernel and -base-image go together")
@@ -98,7 +110,14 @@ func main() {
 		log.Fatal(err)
 	}
 
-	var imgTimes, bbTimes []time.Duration
+	var fl floorGuest
+	if *floor {
+		if fl, err = prepareFloor(context.Background(), *img, boot.Manifest.Kernel.Cmdline, work); err != nil {
+			log.Fatalf("floor: %v", err)
+		}
+	}
+
+	var imgTimes, bbTimes, flTimes, flExits []time.Duration
 	var peakRSS, initPeak int64
 	var boots, baseBoots []perf.Boot
 	image := func(i int) {
@@ -135,15 +154,33 @@ func main() {
 		}
 		bbTimes = append(bbTimes, d)
 	}
+	floorBoot := func(i int) {
+		if !*floor {
+			return
+		}
+		first, exit, err := bootConsole(boot.Vmlinux, fl.initrd, fl.cmdline, *accel, work, *timeout, func(l string) bool {
+			return strings.TrimSpace(l) != "" && !kernelLine.MatchString(l)
+		})
+		if err != nil {
+			log.Fatalf("floor boot %d: %v", i, err)
+		}
+		flTimes = append(flTimes, first)
+		if exit != 0 {
+			flExits = append(flExits, exit-first)
+		}
+	}
 	// ABBA order: on the development machine consecutive QEMU boots alternate between slower
 	// and faster (by about 10%, whatever the guest), so a fixed order would hand one variant
-	// every slow boot.
+	// every slow boot. The floor goes between the two (image, floor, busybox, busybox, floor,
+	// image, ...).
 	for i := range *n {
 		if i%2 == 0 {
 			image(i)
+			floorBoot(i)
 			busybox(i)
 		} else {
 			busybox(i)
+			floorBoot(i)
 			image(i)
 		}
 	}
@@ -161,6 +198,14 @@ func main() {
 	} else {
 		fmt.Printf("busybox init (QEMU):      median %s to first line\n", mb.Round(time.Millisecond))
 		fmt.Printf("ratio:                    %.2fx (target <= 1.25x)\n", float64(mi)/float64(mb))
+	}
+	if *floor {
+		mf := median(flTimes)
+		fmt.Printf("floor (entry as /init):   median %s to first line (initramfs: %d files, %.1f MB)\n", mf.Round(time.Millisecond), fl.files, float64(fl.bytes)/1e6)
+		fmt.Printf("floor ratio:              %.2fx to busybox; the image is %.2fx the floor\n", float64(mf)/float64(mb), float64(mi)/float64(mf))
+		if len(flExits) > 0 {
+			fmt.Printf("floor line to its exit:   median %s (finalization; the kernel's panic line when init exits)\n", median(flExits).Round(time.Millisecond))
+		}
 	}
 	fmt.Printf("ukernel host peak RSS:    %.1f MB (target <= 40 MB)\n", float64(peakRSS)/1024)
 	fmt.Printf("guest init peak RSS:      %.1f MB (target <= 10 MB)\n", float64(initPeak)/1024)
@@ -277,6 +322,16 @@ func bootImage(ukernel, img, accel, work string, timeout time.Duration, ready re
 // bootBusybox boots the kernel with the one-line init through the QEMU backend and times the
 // line's appearance in the console file.
 func bootBusybox(kernel, initrd, cmdline, accel, work string, timeout time.Duration) (time.Duration, error) {
+	first, _, err := bootConsole(kernel, initrd, cmdline, accel, work, timeout, func(l string) bool {
+		return l == "coldstart: hello"
+	})
+	return first, err
+}
+
+// bootConsole boots the kernel with initrd as the whole guest through the QEMU backend (the same
+// path and device set for every initramfs) and times the first console line that isLine accepts,
+// and the kernel's panic line after it (the floor's init exiting), or 0 if none came.
+func bootConsole(kernel, initrd, cmdline, accel, work string, timeout time.Duration, isLine func(string) bool) (first, exit time.Duration, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	run := runlog.Run{ID: "busybox", Dir: work}
@@ -289,17 +344,38 @@ func bootBusybox(kernel, initrd, cmdline, accel, work string, timeout time.Durat
 	start := time.Now()
 	vm, err := qemu.New(nil).Start(ctx, spec)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer vm.Wait(ctx)
 	for ctx.Err() == nil {
+		var exited bool
+		select {
+		case <-vm.Done(): // read the console once more: all QEMU wrote is in it now
+			exited = true
+		default:
+		}
 		b, _ := os.ReadFile(run.Console())
-		if strings.Contains(string(b), "coldstart: hello") {
-			return time.Since(start), nil
+		lines := strings.Split(strings.ReplaceAll(string(b), "\r", ""), "\n")
+		for _, l := range lines[:len(lines)-1] { // the last is not complete yet
+			switch {
+			case first == 0 && isLine(l):
+				first = time.Since(start)
+			case first != 0 && strings.Contains(l, "Kernel panic"):
+				return first, time.Since(start), nil
+			}
+		}
+		if exited {
+			if first == 0 {
+				return 0, 0, fmt.Errorf("the guest powered off without its line; console ends:\n%s", b[max(0, len(b)-2048):])
+			}
+			return first, 0, nil
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	return 0, fmt.Errorf("no line from the busybox init within %s", timeout)
+	if first != 0 {
+		return first, 0, nil
+	}
+	return 0, 0, fmt.Errorf("no line from the guest within %s", timeout)
 }
 
 func firstLine(r io.Reader, start time.Time) time.Duration {

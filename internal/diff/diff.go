@@ -263,10 +263,10 @@ func compareImages(ctx context.Context, a, b string) (*Report, error) {
 	}
 	files, err := compareRoots(ctx, ia, ib)
 	if err != nil {
-		if !errors.Is(err, errNoExtractor) {
+		if !errors.Is(err, image.ErrNoExtractor) {
 			return nil, err
 		}
-		r.Notes = append(r.Notes, err.Error())
+		r.Notes = append(r.Notes, "files not compared: "+err.Error())
 	}
 	r.Files = files
 	return r, nil

@@ -1,36 +1,21 @@
 package diff
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/ukernel-dev/ukernel/internal/image"
 )
 
-// errNoExtractor means fsck.erofs is missing: the file comparison is skipped, with a note.
-var errNoExtractor = errors.New("files not compared: fsck.erofs (erofs-utils) is not installed")
-
-// ExtractTimeout bounds one root filesystem extraction.
-const ExtractTimeout = 5 * time.Minute
-
-// compareRoots extracts both root filesystems and compares their files. The root is
-// lz4hc-compressed erofs, which the pure-Go reader cannot decompress, so erofs-utils'
-// fsck.erofs --extract does it (it also checks every file while extracting).
+// compareRoots extracts both root filesystems (image.ExtractRoot) and compares their files.
 func compareRoots(ctx context.Context, a, b *image.Image) ([]File, error) {
-	if _, err := exec.LookPath("fsck.erofs"); err != nil {
-		return nil, errNoExtractor
-	}
 	tmp, err := os.MkdirTemp("", "ukernel-diff-")
 	if err != nil {
 		return nil, err
@@ -39,7 +24,7 @@ func compareRoots(ctx context.Context, a, b *image.Image) ([]File, error) {
 	var trees [2]map[string]entry
 	for i, im := range []*image.Image{a, b} {
 		dir := filepath.Join(tmp, fmt.Sprint(i))
-		if err := extractRoot(ctx, im, dir); err != nil {
+		if err := im.ExtractRoot(ctx, dir); err != nil {
 			return nil, err
 		}
 		if trees[i], err = walk(dir); err != nil {
@@ -112,39 +97,4 @@ func walk(root string) (map[string]entry, error) {
 		return nil
 	})
 	return m, err
-}
-
-// extractRoot copies the image's root partition to a file and extracts it into dir.
-func extractRoot(ctx context.Context, im *image.Image, dir string) error {
-	off, size := im.RootPartition()
-	if n := im.Manifest().Root.Size; n > 0 && n <= size {
-		size = n
-	}
-	src, err := os.Open(im.Path())
-	if err != nil {
-		return err
-	}
-	defer src.Close()
-	fsPath := dir + ".erofs"
-	dst, err := os.Create(fsPath)
-	if err != nil {
-		return err
-	}
-	_, err = io.Copy(dst, io.NewSectionReader(src, off, size))
-	if cerr := dst.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("%s: copy root partition: %w", im.Path(), err)
-	}
-	defer os.Remove(fsPath)
-	ctx, cancel := context.WithTimeout(ctx, ExtractTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "fsck.erofs", "--extract="+dir, "--preserve-perms", fsPath)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("%s: fsck.erofs --extract of the root filesystem: %v: %s", im.Path(), err, strings.TrimSpace(out.String()))
-	}
-	return nil
 }
