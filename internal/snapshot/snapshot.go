@@ -11,6 +11,10 @@
 //	data.img        the data volume at the save, when the image has one
 //	*.seal          each file's digest with its identity (cache.Seal): verified once, then known
 //	                by identity, since hashing 512 MiB of RAM costs ~0.4 s here
+//
+// Each take of a snapshot is a new directory, written and sealed beside the snapshot and put in
+// place whole (Staging.Publish); no file of a take is written after its seal. A restore holds
+// the take it opened (Take) and checks it is still the one in place once its VMM has the files.
 package snapshot
 
 import (
@@ -134,7 +138,7 @@ func Verify(dir string, m *Meta) error {
 	return nil
 }
 
-// Staging is a snapshot being written: its files go in Dir, Commit seals them and publishes
+// Staging is a snapshot being written: its files go in Dir, Seal seals them and Publish puts
 // the directory in place of the revision's previous snapshot, whole.
 type Staging struct {
 	Dir    string
@@ -170,9 +174,9 @@ func sweep(parent string) {
 // Abort removes what was written.
 func (s *Staging) Abort() { os.RemoveAll(s.Dir) }
 
-// Commit hashes and seals the files named in m (their sizes and digests are filled in),
-// writes snapshot.json and puts the directory in place of the previous snapshot.
-func (s *Staging) Commit(m *Meta, names ...string) error {
+// Seal hashes and seals the files named in m (their sizes and digests are filled in) and
+// writes snapshot.json: the snapshot is complete in Dir, ready for Publish.
+func (s *Staging) Seal(m *Meta, names ...string) error {
 	m.Version = FormatVersion
 	m.Files = nil
 	for _, name := range names {
@@ -194,9 +198,15 @@ func (s *Staging) Commit(m *Meta, names ...string) error {
 	if err != nil {
 		return err
 	}
-	if err := atomicfile.WriteFile(filepath.Join(s.Dir, MetaFile), append(data, '\n'), 0o644); err != nil {
-		return err
-	}
+	return atomicfile.WriteFile(filepath.Join(s.Dir, MetaFile), append(data, '\n'), 0o644)
+}
+
+// Publish puts the sealed directory in place of the previous snapshot by renames alone: no file
+// of either take is written, so a guest that mapped the previous memory file keeps it as it was
+// (it is unlinked, and lives on while mapped). Between the two renames there is no snapshot, and
+// a restore that opened the previous one finds it gone or replaced (Take.Replaced): the caller
+// holds off the restores that are starting (template.Store.PublishSnapshot).
+func (s *Staging) Publish() error {
 	if _, err := os.Stat(s.target); err == nil {
 		old, err := os.MkdirTemp(filepath.Dir(s.target), stagePrefix)
 		if err != nil {
@@ -209,6 +219,48 @@ func (s *Staging) Commit(m *Meta, names ...string) error {
 	}
 	return atomicfile.Rename(s.Dir, s.target)
 }
+
+// Take is the take of a snapshot a restore is opening, its directory held open: every take is a
+// new directory put in place whole (Publish), and a held directory's inode is not reused for
+// another, so Replaced tells whether the snapshot's path still names this take.
+type Take struct {
+	dir string
+	f   *os.File
+}
+
+// OpenTake holds the snapshot at dir as it is now (ErrNone: there is none).
+func OpenTake(dir string) (*Take, error) {
+	f, err := os.Open(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, ErrNone
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &Take{dir: dir, f: f}, nil
+}
+
+// Replaced says why the snapshot's path no longer names this take (nil: it still does).
+func (t *Take) Replaced() error {
+	held, err := t.f.Stat()
+	if err != nil {
+		return err
+	}
+	now, err := os.Stat(t.dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return errors.New("the snapshot was removed while the restore started")
+	}
+	if err != nil {
+		return err
+	}
+	if !os.SameFile(held, now) {
+		return errors.New("the snapshot was replaced (taken again) while the restore started")
+	}
+	return nil
+}
+
+// Close lets the take go.
+func (t *Take) Close() error { return t.f.Close() }
 
 // Remove deletes the snapshot at dir, if there is one.
 func Remove(dir string) error {

@@ -42,7 +42,10 @@ func TestFingerprintMismatch(t *testing.T) {
 	}
 }
 
-func TestCommitVerify(t *testing.T) {
+// TestSealPublishVerify: a take replaces the previous one whole, by renames: a restore that
+// holds the previous take (Take) sees it replaced, and the previous memory file, mapped
+// privately as QEMU maps it, keeps its bytes (it is unlinked, never written).
+func TestSealPublishVerify(t *testing.T) {
 	dir := t.TempDir()
 	target := filepath.Join(dir, "rev", "snapshot")
 	if _, err := Read(target); !errors.Is(err, ErrNone) {
@@ -55,15 +58,49 @@ func TestCommitVerify(t *testing.T) {
 			}
 		}
 	}
+	var take *Take
+	var mapped []byte
 	for _, mem := range []string{"first RAM", "second RAM"} { // the second replaces the first
 		st, err := Stage(target)
 		if err != nil {
 			t.Fatal(err)
 		}
 		write(st, mem)
-		if err := st.Commit(&Meta{Created: time.Now(), Ready: "settled"}, StateFile, MemoryFile, DataFile); err != nil {
+		if err := st.Seal(&Meta{Created: time.Now(), Ready: "settled"}, StateFile, MemoryFile, DataFile); err != nil {
 			t.Fatal(err)
 		}
+		if take != nil && take.Replaced() != nil {
+			t.Fatal("a sealed take not yet published replaced the snapshot")
+		}
+		if err := st.Publish(); err != nil {
+			t.Fatal(err)
+		}
+		if take == nil {
+			// A restore of the first take: it holds it, and maps its memory file privately.
+			if take, err = OpenTake(target); err != nil {
+				t.Fatal(err)
+			}
+			defer take.Close()
+			if err := take.Replaced(); err != nil {
+				t.Fatalf("a take just opened: %v", err)
+			}
+			f, err := os.Open(filepath.Join(target, MemoryFile))
+			if err != nil {
+				t.Fatal(err)
+			}
+			mapped, err = syscall.Mmap(int(f.Fd()), 0, len(mem), syscall.PROT_READ, syscall.MAP_PRIVATE)
+			f.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer syscall.Munmap(mapped)
+		}
+	}
+	if err := take.Replaced(); err == nil || !strings.Contains(err.Error(), "replaced (taken again)") {
+		t.Errorf("the first take once the second is published: %v", err)
+	}
+	if string(mapped) != "first RAM" {
+		t.Errorf("the replaced memory file changed under its mapping: %q", mapped)
 	}
 	m, err := Read(target)
 	if err != nil {
@@ -88,11 +125,22 @@ func TestCommitVerify(t *testing.T) {
 	if err := Verify(target, m); err == nil || !strings.Contains(err.Error(), "snapshot file memory changed since it was saved") {
 		t.Fatalf("a flipped byte: %v", err)
 	}
+	current, err := OpenTake(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer current.Close()
 	if err := Remove(target); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := Read(target); !errors.Is(err, ErrNone) {
 		t.Fatalf("after Remove: %v", err)
+	}
+	if err := current.Replaced(); err == nil || !strings.Contains(err.Error(), "removed") {
+		t.Errorf("a take once removed: %v", err)
+	}
+	if _, err := OpenTake(target); !errors.Is(err, ErrNone) {
+		t.Errorf("OpenTake of no snapshot: %v, want ErrNone", err)
 	}
 }
 

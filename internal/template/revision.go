@@ -353,11 +353,7 @@ func (s *Store) linkRevision(name, other string, r Revision) (*Revision, error) 
 // none) once no run is between resolving a revision and recording its guest (Pin), and holds
 // them off until it is done. The caller holds the template's lock.
 func (s *Store) Prune(ctx context.Context, name string, keep int, inUse func() ([]string, error)) ([]string, error) {
-	wait, err := lockWait()
-	if err != nil {
-		return nil, err
-	}
-	release, err := s.HoldPins(ctx, name, "ukernel template prune", wait)
+	release, err := s.HoldPins(ctx, name, "ukernel template prune")
 	if err != nil {
 		return nil, fmt.Errorf("template %s: prune: %w", name, err)
 	}

@@ -3,6 +3,7 @@ package template
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"time"
 
@@ -19,6 +20,20 @@ type SnapshotsPruned struct {
 	KeptInUse []string `json:"snapshots_kept_in_use,omitempty"`
 }
 
+// PublishSnapshot puts the sealed snapshot st in place of its revision's (st.Publish) while no run
+// is starting from the template: it waits for the restores that hold the pin (they started
+// from the previous take and open all of its files before they unpin) and holds new ones off
+// for the renames. Guests already running keep the previous take's memory file, unlinked, never
+// written.
+func (s *Store) PublishSnapshot(ctx context.Context, name string, st *snapshot.Staging) error {
+	release, err := s.HoldPins(ctx, name, "ukernel template build --snapshot")
+	if err != nil {
+		return fmt.Errorf("the new snapshot is not published: runs kept starting from the template (perf --template pins it for all its boots): %w", err)
+	}
+	defer release()
+	return st.Publish()
+}
+
 // PruneSnapshots removes the revisions' snapshots of every template taken more than olderThan
 // ago (0: every one), each template's under its pin held exclusively, as Prune does: a restore
 // that is starting holds the pin, so it never finds its files going. It does not wait for
@@ -31,7 +46,7 @@ func (s *Store) PruneSnapshots(ctx context.Context, olderThan time.Duration) (Sn
 	}
 	var errs []error
 	for _, name := range names {
-		release, err := s.HoldPins(ctx, name, "ukernel cache prune", 0)
+		release, err := s.holdPins(ctx, name, "ukernel cache prune", 0)
 		var held *filelock.HeldError
 		if errors.As(err, &held) {
 			res.KeptInUse = append(res.KeptInUse, name)

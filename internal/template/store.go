@@ -306,10 +306,18 @@ func (s *Store) Pin(ctx context.Context, name string) (unpin func(), err error) 
 
 // HoldPins waits until no run pins the template (Pin) and keeps new pins off until release:
 // what removes or replaces a revision's files (a build's prune, a snapshot's replacement) does it
-// under HoldPins, so a run never finds the files it is starting from going or changing. It waits
-// up to wait for the runs starting now (each holds its pin for its VMM's start); one that holds
-// it longer (perf --template, for all its boots) makes it a *filelock.HeldError.
-func (s *Store) HoldPins(ctx context.Context, name, command string, wait time.Duration) (release func(), err error) {
+// under HoldPins, so a run never finds the files it is starting from going or changing. Runs
+// hold their pin for their VMM's start; it waits for them as long as Lock waits, and a pin held
+// longer (perf --template, for all its boots) makes it a *filelock.HeldError.
+func (s *Store) HoldPins(ctx context.Context, name, command string) (release func(), err error) {
+	wait, err := lockWait()
+	if err != nil {
+		return nil, err
+	}
+	return s.holdPins(ctx, name, command, wait)
+}
+
+func (s *Store) holdPins(ctx context.Context, name, command string, wait time.Duration) (release func(), err error) {
 	return filelock.Acquire(ctx, filepath.Join(s.TemplateDir(name), PinFile), command, wait, nil)
 }
 

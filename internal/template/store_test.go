@@ -18,6 +18,8 @@ import (
 	"github.com/ukernel-dev/ukernel/internal/abi"
 	"github.com/ukernel-dev/ukernel/internal/crashpoint"
 	"github.com/ukernel-dev/ukernel/internal/image"
+	"github.com/ukernel-dev/ukernel/internal/project"
+	"github.com/ukernel-dev/ukernel/internal/snapshot"
 )
 
 // testImage packs a small real image (a stand-in kernel and init, a tiny root) whose content
@@ -529,5 +531,89 @@ func TestInputKey(t *testing.T) {
 	}
 	if base.Key() != (Inputs{Lock: "l", Source: "s", Role: "api", Ukernel: "u"}).Key() {
 		t.Error("equal inputs, different keys")
+	}
+}
+
+// stageSnapshot stages a sealed snapshot of revision id of template name, its memory file
+// holding mem, to be published.
+func stageSnapshot(t *testing.T, s *Store, name, id, mem string) *snapshot.Staging {
+	t.Helper()
+	st, err := snapshot.Stage(filepath.Join(s.RevisionDir(name, id), SnapshotDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for f, content := range map[string]string{snapshot.StateFile: "state of " + mem, snapshot.MemoryFile: mem} {
+		if err := os.WriteFile(filepath.Join(st.Dir, f), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := st.Seal(&snapshot.Meta{Created: time.Now(), Ready: "settled"}, snapshot.StateFile, snapshot.MemoryFile); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// TestPublishSnapshotWaitsForPins: a snapshot taken again replaces the previous one only once
+// no run is starting from the template (they hold the pin while their VMM opens the previous
+// take's files); a pin held past the lock wait leaves the previous snapshot in place and says so.
+func TestPublishSnapshotWaitsForPins(t *testing.T) {
+	s := newStore(t)
+	create(t, s, "api")
+	r := add(t, s, "api", testImage(t, "api", 1), "k1")
+	ctx := context.Background()
+	dir := filepath.Join(s.RevisionDir("api", r.ID), SnapshotDir)
+	if err := s.PublishSnapshot(ctx, "api", stageSnapshot(t, s, "api", r.ID, "first RAM")); err != nil {
+		t.Fatal(err)
+	}
+	// A restore is starting from the first take.
+	unpin, err := s.Pin(ctx, "api")
+	if err != nil {
+		t.Fatal(err)
+	}
+	take, err := snapshot.OpenTake(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer take.Close()
+	published := make(chan error, 1)
+	go func() { published <- s.PublishSnapshot(ctx, "api", stageSnapshot(t, s, "api", r.ID, "second RAM")) }()
+	time.Sleep(300 * time.Millisecond)
+	select {
+	case err := <-published:
+		t.Fatalf("the snapshot was replaced while a restore was starting from it (%v)", err)
+	default:
+	}
+	if err := take.Replaced(); err != nil {
+		t.Fatalf("while the restore starts: %v", err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, snapshot.MemoryFile)); string(b) != "first RAM" {
+		t.Fatalf("while the restore starts, the memory file holds %q", b)
+	}
+	unpin()
+	if err := <-published; err != nil {
+		t.Fatal(err)
+	}
+	if err := take.Replaced(); err == nil {
+		t.Error("the first take is still in place once the restore started")
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, snapshot.MemoryFile)); string(b) != "second RAM" {
+		t.Errorf("the published memory file holds %q", b)
+	}
+
+	// perf --template pins the template for all its boots: past the lock wait, the build gives up
+	// and the snapshot in place stays.
+	t.Setenv(project.LockWaitEnv, "200ms")
+	unpin, err = s.Pin(ctx, "api")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unpin()
+	st := stageSnapshot(t, s, "api", r.ID, "third RAM")
+	defer st.Abort()
+	if err := s.PublishSnapshot(ctx, "api", st); err == nil || !strings.Contains(err.Error(), "the new snapshot is not published: runs kept starting from the template") {
+		t.Errorf("publish past the lock wait: %v", err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, snapshot.MemoryFile)); string(b) != "second RAM" {
+		t.Errorf("after a publish given up, the memory file holds %q", b)
 	}
 }

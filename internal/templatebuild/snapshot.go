@@ -9,6 +9,7 @@ import (
 
 	"github.com/ukernel-dev/ukernel/internal/abi"
 	"github.com/ukernel-dev/ukernel/internal/progress"
+	"github.com/ukernel-dev/ukernel/internal/snapshot"
 	"github.com/ukernel-dev/ukernel/internal/template"
 	"github.com/ukernel-dev/ukernel/internal/vmm/launch"
 )
@@ -51,7 +52,9 @@ func Snapshot(ctx context.Context, s *template.Store, r *Result, o SnapshotOptio
 		o.Progress.Printf("Snapshot of %s revision %s: booting it until ready", spec.Name, r.Revision.Short())
 	}
 	dir := filepath.Join(s.RevisionDir(spec.Name, r.Revision.ID), template.SnapshotDir)
-	m, err := launch.TakeSnapshot(ctx, lo, dir, o.ReadyTimeout)
+	m, err := launch.TakeSnapshot(ctx, lo, dir, o.ReadyTimeout, func(st *snapshot.Staging) error {
+		return s.PublishSnapshot(ctx, spec.Name, st)
+	})
 	if err != nil {
 		return fmt.Errorf("snapshot of %s: %w", spec.Name, err)
 	}

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/ukernel-dev/ukernel/internal/filelock"
 )
 
 // snapshotDir is the current revision's snapshot directory of template name in store.
@@ -67,8 +69,9 @@ func getRand(port int) (randClock, error) {
 // restored guest, and its workload's exit code is the run's; trace and perf --template show a
 // restore's phases; a fingerprint mismatch, other -e values and a flipped byte in the device
 // state are refused by --restore with the reason, before any boot; a flipped byte in the memory
-// file boots cold, saying why. Four boots in all (the snapshot's, two restores, perf's restore)
-// and one cold start that is not waited for.
+// file boots cold, saying why; the snapshot taken again while a restore is starting is
+// published once that restore has started. Five boots in all (two snapshots', two restores,
+// perf's restore) and one cold start that is not waited for.
 func TestSnapshotPython(t *testing.T) {
 	skipShort(t)
 	store := filepath.Join(t.TempDir(), "templates")
@@ -235,6 +238,49 @@ func TestSnapshotPython(t *testing.T) {
 	flip(t, filepath.Join(snap, "state"), 100)
 	refuse("snapshot file state changed since it was saved")
 	flip(t, filepath.Join(snap, "state"), 100)
+
+	// Taken again while a restore is starting (the test holds the template's pin, as a run
+	// --template does until its VMM has opened the snapshot's files, from the moment the build
+	// boots the guest to save): the build seals the new take beside the snapshot and publishes
+	// it only once no restore is starting.
+	before, err := os.ReadFile(filepath.Join(snap, "snapshot.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	retake := make(chan result, 1)
+	go func() {
+		retake <- uk(t, dir, 15*time.Minute, "template", "build", "snapy", "--snapshot", "--accel", "tcg")
+	}()
+	unpin := func() {}
+	waitBuild := func(what, glob string) {
+		t.Helper()
+		pollUntil(t, 10*time.Minute, what, func() bool {
+			select {
+			case r := <-retake:
+				unpin()
+				t.Fatalf("template build --snapshot ended before %s (exit %d):\n%s", what, r.code, r.stderr)
+			default:
+			}
+			found, _ := filepath.Glob(filepath.Join(filepath.Dir(snap), ".snapshot-*", glob))
+			return len(found) == 1
+		})
+	}
+	waitBuild("the new take's boot", "")
+	if unpin, err = filelock.AcquireShared(t.Context(), filepath.Join(store, "snapy", "pin"), 0); err != nil {
+		t.Fatal(err)
+	}
+	waitBuild("the new take sealed, waiting to be published", "snapshot.json")
+	time.Sleep(time.Second)
+	if now, _ := os.ReadFile(filepath.Join(snap, "snapshot.json")); string(now) != string(before) {
+		t.Errorf("the snapshot was replaced while a restore was starting from it")
+	}
+	unpin()
+	if r := <-retake; r.code != 0 || !strings.Contains(r.stdout, "snapshot taken") {
+		t.Fatalf("template build --snapshot again: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	if now, _ := os.ReadFile(filepath.Join(snap, "snapshot.json")); string(now) == string(before) {
+		t.Errorf("the snapshot taken again was not published")
+	}
 
 	// A flipped byte in the memory file: a cold boot, with the reason.
 	flip(t, filepath.Join(snap, "memory"), 1<<20)

@@ -294,6 +294,7 @@ func start(ctx context.Context, o Options, boot *bootfiles.Boot, name string, ne
 		if plan, spec, err = planRestore(ctx, o, backend, spec, boot); err != nil {
 			return notRestoredYet(err.Error())
 		}
+		defer plan.take.Close()
 		if err := applyRestore(plan, &spec, configDrive, o.ProjectDir, name, run); err != nil {
 			return notRestoredYet(err.Error())
 		}
@@ -318,6 +319,17 @@ func start(ctx context.Context, o Options, boot *bootfiles.Boot, name string, ne
 		vmm.Stop(stopCtx, backend, vm.Handle, time.Second, log)
 		if vm.Output != nil {
 			vm.Output.Close()
+		}
+	}
+	if plan != nil {
+		// The VMM has mapped the memory file and loaded the state, by their paths: they are the
+		// planned take's only if the snapshot's path still names it.
+		if err := plan.take.Replaced(); err != nil {
+			(&Guest{VM: vm, log: log}).kill()
+			if vm.Output != nil {
+				vm.Output.Close()
+			}
+			return notRestoredYet(err.Error())
 		}
 	}
 	up := time.Now()

@@ -43,7 +43,7 @@ func TestRestartHoldsTemplatePin(t *testing.T) {
 	started := make(chan monitorResult, 1)
 	var releasePrune func()
 	report := func(r monitorResult) {
-		release, err := s.HoldPins(ctx, "api", "test prune", 0)
+		release, err := s.HoldPins(ctx, "api", "test prune")
 		if err != nil {
 			t.Errorf("the prune could not start while the first guest ran: %v", err)
 		}
@@ -86,7 +86,9 @@ func TestRestartHoldsTemplatePin(t *testing.T) {
 		}
 	}
 	// Its record names the revision: the restart let prunes run again.
-	release, err := s.HoldPins(ctx, "api", "test prune", 0)
+	free, cancelFree := context.WithTimeout(ctx, 2*time.Second)
+	defer cancelFree()
+	release, err := s.HoldPins(free, "api", "test prune")
 	if err != nil {
 		t.Errorf("the restarted guest still pins its template: %v", err)
 	} else {

@@ -59,7 +59,10 @@ func handSnapshot(t *testing.T, o Options) string {
 		t.Fatal(err)
 	}
 	meta := &snapshot.Meta{Created: time.Now().UTC(), Fingerprint: fp, VMM: bin, ConfigSize: g.configSize, Ready: "ticking"}
-	if err := stage.Commit(meta, snapshot.StateFile, snapshot.MemoryFile, snapshot.DataFile); err != nil {
+	if err := stage.Seal(meta, snapshot.StateFile, snapshot.MemoryFile, snapshot.DataFile); err != nil {
+		t.Fatal(err)
+	}
+	if err := stage.Publish(); err != nil {
 		t.Fatal(err)
 	}
 	return dir
@@ -112,7 +115,7 @@ func TestRestoreFailsBeforeControl(t *testing.T) {
 	// no record, no VMM, no snapshot.
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if _, err := TakeSnapshot(ctx, o, filepath.Join(t.TempDir(), "snapshot"), 3*time.Second); err == nil || !strings.Contains(err.Error(), "did not become ready") {
+	if _, err := TakeSnapshot(ctx, o, filepath.Join(t.TempDir(), "snapshot"), 3*time.Second, (*snapshot.Staging).Publish); err == nil || !strings.Contains(err.Error(), "did not become ready") {
 		t.Fatalf("TakeSnapshot of a guest that is never ready: %v", err)
 	}
 	if states, _ := o.Store.List(); len(states) != 0 || len(vmmsOf(o.Store.Dir)) != 0 {
@@ -122,33 +125,20 @@ func TestRestoreFailsBeforeControl(t *testing.T) {
 	good := handSnapshot(t, o)
 	// A state QEMU refuses, sealed as the snapshot's: the fingerprint fits and the files verify.
 	refused := filepath.Join(t.TempDir(), "snapshot")
-	stage, err := snapshot.Stage(refused)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(stage.Dir, snapshot.StateFile), bytes.Repeat([]byte("not a QEMU state\n"), 100), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range []string{snapshot.MemoryFile, snapshot.DataFile} {
-		if err := os.Link(filepath.Join(good, f), filepath.Join(stage.Dir, f)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	meta, err := snapshot.Read(good)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := stage.Commit(meta, snapshot.StateFile, snapshot.MemoryFile, snapshot.DataFile); err != nil {
+	if err := stageTake(t, good, refused, bytes.Repeat([]byte("not a QEMU state\n"), 100), nil).Publish(); err != nil {
 		t.Fatal(err)
 	}
 
 	for _, c := range []struct {
 		name, snapshot, why string
 		killLoad            bool
+		// replaced: another take of the snapshot is published while the VMM starts.
+		replaced bool
 	}{
-		{"state refused", refused, "the VMM could not load the snapshot", false},
-		{"killed before its state loaded", good, "QEMU exited while starting", true},
-		{"no answer on the control port", good, "the restored guest did not report it reseeded", false},
+		{"state refused", refused, "the VMM could not load the snapshot", false, false},
+		{"killed before its state loaded", good, "QEMU exited while starting", true, false},
+		{"no answer on the control port", good, "the restored guest did not report it reseeded", false, false},
+		{"replaced while the VMM starts", "", "the snapshot was replaced (taken again) while the restore started", false, true},
 	} {
 		for _, mode := range []RestoreMode{RestoreAuto, RestoreRequired} {
 			t.Run(c.name+map[RestoreMode]string{RestoreAuto: "", RestoreRequired: " --restore"}[mode], func(t *testing.T) {
@@ -159,6 +149,14 @@ func TestRestoreFailsBeforeControl(t *testing.T) {
 				if c.killLoad {
 					go killIncoming(ctx, o.Store.Dir)
 				}
+				replacedAt := make(chan error, 1)
+				if c.replaced {
+					o.Snapshot = filepath.Join(t.TempDir(), "snapshot")
+					if err := stageTake(t, good, o.Snapshot, nil, nil).Publish(); err != nil {
+						t.Fatal(err)
+					}
+					go func() { replacedAt <- replaceAtLoad(ctx, o.Store.Dir, stageTake(t, good, o.Snapshot, nil, nil)) }()
+				}
 				g, err := Start(ctx, o)
 				t.Cleanup(func() {
 					for _, pid := range vmmsOf(o.Store.Dir) {
@@ -166,6 +164,11 @@ func TestRestoreFailsBeforeControl(t *testing.T) {
 						syscall.Kill(pid, syscall.SIGKILL)
 					}
 				})
+				if c.replaced {
+					if err := <-replacedAt; err != nil {
+						t.Fatal(err)
+					}
+				}
 				if mode == RestoreRequired {
 					if err == nil || !strings.Contains(err.Error(), "--restore: cannot restore: ") || !strings.Contains(err.Error(), c.why) {
 						t.Fatalf("Start: %v, want --restore's refusal saying %q", err, c.why)
@@ -213,6 +216,56 @@ func TestRestoreFailsBeforeControl(t *testing.T) {
 			})
 		}
 	}
+}
+
+// stageTake stages another take of the snapshot at from, to be published at target: its memory
+// file and data volume are copies of from's, its state from's or state (when not nil); sealed
+// with from's metadata, edited by edit when not nil.
+func stageTake(t *testing.T, from, target string, state []byte, edit func(*snapshot.Meta)) *snapshot.Staging {
+	t.Helper()
+	stage, err := snapshot.Stage(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{snapshot.StateFile, snapshot.MemoryFile, snapshot.DataFile} {
+		if f == snapshot.StateFile && state != nil {
+			err = os.WriteFile(filepath.Join(stage.Dir, f), state, 0o600)
+		} else {
+			err = snapshot.CopySparse(filepath.Join(from, f), filepath.Join(stage.Dir, f))
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	meta, err := snapshot.Read(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if edit != nil {
+		edit(meta)
+	}
+	if err := stage.Seal(meta, snapshot.StateFile, snapshot.MemoryFile, snapshot.DataFile); err != nil {
+		t.Fatal(err)
+	}
+	return stage
+}
+
+// replaceAtLoad publishes next as soon as a VMM of the store at dir starts to load a state:
+// the VMM is stopped (SIGSTOP) meanwhile, so the new take is in place before it opens the
+// snapshot's files, or between its opens.
+func replaceAtLoad(ctx context.Context, dir string, next *snapshot.Staging) error {
+	for ctx.Err() == nil {
+		for _, pid := range vmmsOf(dir) {
+			if b, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cmdline")); bytes.Contains(b, []byte("-incoming")) {
+				syscall.Kill(pid, syscall.SIGSTOP)
+				err := next.Publish()
+				syscall.Kill(pid, syscall.SIGCONT)
+				return err
+			}
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return ctx.Err()
 }
 
 // killIncoming kills, as soon as it appears, a VMM of the store at dir started to load a state.

@@ -51,6 +51,9 @@ const ReseedTimeout = 15 * time.Second
 type restorePlan struct {
 	dir  string
 	meta *snapshot.Meta
+	// take is the snapshot as the plan read it, held until the VMM has opened its files: a
+	// restore resumes one take, never a mix of a take's files and its replacement's.
+	take *snapshot.Take
 }
 
 // notRestored is why a run did not restore its snapshot.
@@ -59,16 +62,32 @@ type notRestored struct{ why string }
 func (e *notRestored) Error() string { return e.why }
 
 // planRestore decides whether the run of spec can resume the snapshot at dir, and returns the
-// spec that does; the error (a *notRestored) says in one line why not.
+// spec that does; the error (a *notRestored) says in one line why not. The plan holds the
+// snapshot's take until its close.
 func planRestore(ctx context.Context, o Options, backend vmm.Backend, spec vmm.Spec, boot *bootfiles.Boot) (*restorePlan, vmm.Spec, error) {
+	var take *snapshot.Take
 	no := func(format string, a ...any) (*restorePlan, vmm.Spec, error) {
-		return nil, spec, &notRestored{fmt.Sprintf(format, a...)}
+		why := fmt.Sprintf(format, a...)
+		if take != nil {
+			if replaced := take.Replaced(); replaced != nil {
+				why = replaced.Error() // what made its files vanish or differ
+			}
+			take.Close()
+		}
+		return nil, spec, &notRestored{why}
 	}
 	if _, ok := backend.(vmm.Snapshotter); !ok || !backend.Capabilities().Snapshots {
 		if why := backend.Capabilities().NoSnapshots; why != "" {
 			return no("%s", why)
 		}
 		return no("the %s backend cannot restore snapshots", backends.Title(backend.Name()))
+	}
+	take, err := snapshot.OpenTake(o.Snapshot)
+	if errors.Is(err, snapshot.ErrNone) {
+		return no("there is no snapshot (take one with `ukernel template build NAME --snapshot`)")
+	}
+	if err != nil {
+		return no("the snapshot cannot be read: %v", err)
 	}
 	meta, err := snapshot.Read(o.Snapshot)
 	if errors.Is(err, snapshot.ErrNone) {
@@ -96,7 +115,7 @@ func planRestore(ctx context.Context, o Options, backend vmm.Backend, spec vmm.S
 	if err := snapshot.Verify(o.Snapshot, meta); err != nil {
 		return no("%v", err)
 	}
-	return &restorePlan{dir: o.Snapshot, meta: meta}, rs, nil
+	return &restorePlan{dir: o.Snapshot, meta: meta, take: take}, rs, nil
 }
 
 // dataMismatch says why a snapshot's data volume cannot serve a run that asks for one of
@@ -278,10 +297,11 @@ func awaitEvent(ctx context.Context, path string, done <-chan struct{}, want fun
 const SnapshotReadyTimeout = 3 * time.Minute
 
 // TakeSnapshot boots o's image with its RAM in a file, waits until the workload is ready (every
-// health check passes; with none, once init saw it settle), freezes it, saves the guest and
-// publishes the snapshot at dir (a revision's snapshot/), replacing any there. The boot has no
-// run-time environment or secrets: a restore gives the run's own.
-func TakeSnapshot(ctx context.Context, o Options, dir string, readyTimeout time.Duration) (*snapshot.Meta, error) {
+// health check passes; with none, once init saw it settle), freezes it, saves the guest, seals
+// the snapshot and has publish put it at dir (a revision's snapshot/), replacing any there
+// (template.Store.PublishSnapshot, which holds off the restores starting from it meanwhile).
+// The boot has no run-time environment or secrets: a restore gives the run's own.
+func TakeSnapshot(ctx context.Context, o Options, dir string, readyTimeout time.Duration, publish func(*snapshot.Staging) error) (*snapshot.Meta, error) {
 	if len(o.Env) > 0 || len(o.Secrets) > 0 {
 		return nil, errors.New("a snapshot boots without -e values or secrets: a restore gives each run its own")
 	}
@@ -366,7 +386,10 @@ func TakeSnapshot(ctx context.Context, o Options, dir string, readyTimeout time.
 	}
 	meta := &snapshot.Meta{Created: time.Now().UTC(), Fingerprint: fp, VMM: bin, ConfigSize: g.configSize,
 		Env: o.Env, Ready: why, ReadyMS: readyAt.Sub(g.spawned).Milliseconds()}
-	if err := stage.Commit(meta, names...); err != nil {
+	if err := stage.Seal(meta, names...); err != nil {
+		return nil, err
+	}
+	if err := publish(stage); err != nil {
 		return nil, err
 	}
 	committed = true
