@@ -27,7 +27,10 @@ type Fingerprint struct {
 	CPU string `json:"cpu"`
 	// Layout is the backend's machine and device layout (its command line with paths, ports and
 	// the kernel command line masked).
-	Layout    string `json:"layout"`
+	Layout string `json:"layout"`
+	// Cmdline is the kernel command line the guest booted with (vmm.Snapshotter.BootCmdline);
+	// empty in a snapshot taken before ukernel recorded it.
+	Cmdline   string `json:"cmdline"`
 	VCPU      int    `json:"vcpu"`
 	MemoryMB  int    `json:"memory_mb"`
 	Kernel    string `json:"kernel_sha256"`
@@ -62,6 +65,14 @@ func (f Fingerprint) Mismatch(s Fingerprint) string {
 	}
 	if f.Layout != s.Layout {
 		return "device layout differs (this run: " + layoutDiff(f.Layout, s.Layout) + ")"
+	}
+	if s.Cmdline == "" && f.Cmdline != "" {
+		// Such a guest may keep the clocksource it fell back to under TCG (jiffies: no
+		// tsc=reliable), for every restore.
+		return "the snapshot does not record the kernel command line it booted with (taken by an older ukernel); take it again with `ukernel template build NAME --snapshot`"
+	}
+	if f.Cmdline != s.Cmdline {
+		return "kernel command line differs (this run: " + layoutDiff(f.Cmdline, s.Cmdline) + "); take the snapshot again with `ukernel template build NAME --snapshot`"
 	}
 	return ""
 }

@@ -12,7 +12,7 @@ import (
 
 func TestFingerprintMismatch(t *testing.T) {
 	base := Fingerprint{Backend: "qemu", VMM: "QEMU emulator version 7.2.22", VMMDigest: strings.Repeat("a", 64), Accel: "tcg",
-		CPU: "max,erms=off,fsrm=off", Layout: "-M microvm -m 512 -netdev user,id=n0", VCPU: 1, MemoryMB: 512,
+		CPU: "max,erms=off,fsrm=off", Layout: "-M microvm -m 512 -netdev user,id=n0", Cmdline: "quiet console=ttyS0 tsc_early_khz=X tsc=reliable", VCPU: 1, MemoryMB: 512,
 		Kernel: strings.Repeat("b", 64), Initramfs: strings.Repeat("c", 64), Image: strings.Repeat("d", 64)}
 	if m := base.Mismatch(base); m != "" {
 		t.Fatalf("a fingerprint differs from itself: %s", m)
@@ -33,12 +33,20 @@ func TestFingerprintMismatch(t *testing.T) {
 		{func(f *Fingerprint) { f.Backend = "firecracker" }, "backend differs"},
 		{func(f *Fingerprint) { f.Layout = "-M microvm -m 512" }, "device layout differs (this run: lacks -netdev)"},
 		{func(f *Fingerprint) { f.Layout = "-M microvm -m 512 -netdev none" }, "device layout differs (this run: none, the snapshot: user,id=n0)"},
+		{func(f *Fingerprint) { f.Cmdline += " quiet" }, "kernel command line differs (this run: adds quiet); take the snapshot again with `ukernel template build NAME --snapshot`"},
 	} {
 		run := base
 		tc.edit(&run)
 		if got := run.Mismatch(base); !strings.HasPrefix(got, tc.want) {
 			t.Errorf("got %q, want %q", got, tc.want)
 		}
+	}
+	// A snapshot taken before its kernel command line was recorded (under TCG, before
+	// tsc=reliable: its guest keeps the jiffies clocksource) is taken again.
+	old := base
+	old.Cmdline = ""
+	if got := base.Mismatch(old); got != "the snapshot does not record the kernel command line it booted with (taken by an older ukernel); take it again with `ukernel template build NAME --snapshot`" {
+		t.Errorf("a snapshot without its command line: %q", got)
 	}
 }
 

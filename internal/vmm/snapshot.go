@@ -30,4 +30,9 @@ type Snapshotter interface {
 	// between a save and its restores (paths, published ports, the kernel command line): a
 	// guest resumes only into the same layout.
 	Layout(spec Spec) (string, error)
+	// BootCmdline is the kernel command line the guest of spec boots with (the backend's own
+	// arguments included), without what is measured on the host: a guest resumes only with
+	// the settings its kernel booted with, which a restore cannot change (tsc=reliable under
+	// TCG keeps its clocksource the TSC; a guest booted without it stays on jiffies).
+	BootCmdline(spec Spec) string
 }

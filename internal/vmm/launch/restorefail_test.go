@@ -128,6 +128,12 @@ func TestRestoreFailsBeforeControl(t *testing.T) {
 	if err := stageTake(t, good, refused, bytes.Repeat([]byte("not a QEMU state\n"), 100), nil).Publish(); err != nil {
 		t.Fatal(err)
 	}
+	// A snapshot as ukernel wrote them before it recorded the kernel command line: under TCG,
+	// maybe booted without tsc=reliable, on the jiffies clocksource for every restore.
+	older := filepath.Join(t.TempDir(), "snapshot")
+	if err := stageTake(t, good, older, nil, func(m *snapshot.Meta) { m.Fingerprint.Cmdline = "" }).Publish(); err != nil {
+		t.Fatal(err)
+	}
 
 	for _, c := range []struct {
 		name, snapshot, why string
@@ -139,6 +145,7 @@ func TestRestoreFailsBeforeControl(t *testing.T) {
 		{"killed before its state loaded", good, "QEMU exited while starting", true, false},
 		{"no answer on the control port", good, "the restored guest did not report it reseeded", false, false},
 		{"replaced while the VMM starts", "", "the snapshot was replaced (taken again) while the restore started", false, true},
+		{"taken before the command line was recorded", older, "the snapshot does not fit this run: the snapshot does not record the kernel command line it booted with", false, false},
 	} {
 		for _, mode := range []RestoreMode{RestoreAuto, RestoreRequired} {
 			t.Run(c.name+map[RestoreMode]string{RestoreAuto: "", RestoreRequired: " --restore"}[mode], func(t *testing.T) {

@@ -167,7 +167,7 @@ func fingerprint(ctx context.Context, backend vmm.Backend, spec vmm.Spec, boot *
 	}
 	return snapshot.Fingerprint{
 		Backend: string(backend.Name()), VMM: bin.Version, VMMDigest: bin.SHA256, Accel: spec.Accel, CPU: cpu,
-		Layout: layout, VCPU: spec.VCPU, MemoryMB: spec.MemoryMB,
+		Layout: layout, Cmdline: snap.BootCmdline(spec), VCPU: spec.VCPU, MemoryMB: spec.MemoryMB,
 		Kernel: boot.KernelDigest, Initramfs: initramfs, Image: boot.ImageDigest,
 	}, bin, nil
 }

@@ -231,5 +231,17 @@ func (b *Backend) Layout(spec vmm.Spec) (string, error) {
 	return strings.Join(a, " "), nil
 }
 
+// BootCmdline is Cmdline's line for spec with tsc_early_khz's value masked: the host's TSC rate,
+// measured again at each host boot, is not a setting of the guest's.
+func (b *Backend) BootCmdline(spec vmm.Spec) string {
+	fields := strings.Fields(Cmdline(spec.Cmdline, spec.Accel))
+	for i, f := range fields {
+		if strings.HasPrefix(f, "tsc_early_khz=") {
+			fields[i] = "tsc_early_khz=X"
+		}
+	}
+	return strings.Join(fields, " ")
+}
+
 // layoutPath matches a path in an option's value (commas in a path are doubled, as escape does).
 var layoutPath = regexp.MustCompile(`\b(path|file|mem-path|ifname)=(?:[^,]|,,)*`)

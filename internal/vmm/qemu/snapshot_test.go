@@ -163,4 +163,13 @@ func TestLayout(t *testing.T) {
 			t.Errorf("memory or network did not change the layout: %s", saved)
 		}
 	}
+	// The kernel command line is the fingerprint's apart: the one the guest boots with, the
+	// host's measured TSC rate masked.
+	cmdline := b.BootCmdline(spec("/snap", 1, 512, abi.NetUser))
+	if want := "quiet tsc_early_khz=X console=ttyS0 tsc_early_khz=X tsc=reliable"; hostTSCKHz() > 0 && cmdline != want {
+		t.Errorf("BootCmdline under TCG: %q, want %q", cmdline, want)
+	}
+	if !strings.HasSuffix(cmdline, " tsc=reliable") || b.BootCmdline(spec("/run/x", 8080, 512, abi.NetUser)) != cmdline {
+		t.Errorf("BootCmdline: %q, or it differs between a save and a restore", cmdline)
+	}
 }
