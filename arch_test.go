@@ -43,6 +43,12 @@ func imports(t *testing.T) map[string][]string {
 func TestImportRules(t *testing.T) {
 	// The guest's PID 1 is built from the source InitSource embeds: it may depend on nothing else.
 	for _, dep := range goList(t, "-deps", "-f", "{{.ImportPath}}", "./cmd/ukernel-init") {
+		// Package-level work runs before init's main, on every boot: regexp's (a compile, and the
+		// unicode tables it references) cost about 20 ms under software emulation
+		// (docs/PERFORMANCE.md).
+		if dep == "regexp" {
+			t.Errorf("cmd/ukernel-init depends on regexp: its start would compile patterns and build the unicode tables on every boot")
+		}
 		p, ok := strings.CutPrefix(dep, module)
 		if ok && p != "cmd/ukernel-init" && p != "internal/abi" && p != "internal/guest" {
 			t.Errorf("cmd/ukernel-init depends on %s: the guest init may import only internal/guest and internal/abi (embedded by initsource.go)", p)

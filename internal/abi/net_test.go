@@ -8,17 +8,20 @@ import (
 
 func TestParseNet(t *testing.T) {
 	for in, want := range map[string]Net{
-		"user":          {Mode: NetUser},
-		"none":          {Mode: NetNone},
-		"tap:tap0":      {Mode: NetTap, Iface: "tap0"},
-		"tap:br.v-1_xy": {Mode: NetTap, Iface: "br.v-1_xy"},
+		"user":                {Mode: NetUser},
+		"none":                {Mode: NetNone},
+		"tap:tap0":            {Mode: NetTap, Iface: "tap0"},
+		"tap:br.v-1_xy":       {Mode: NetTap, Iface: "br.v-1_xy"},
+		"tap:0123456789ABCDE": {Mode: NetTap, Iface: "0123456789ABCDE"},
+		"tap:Z":               {Mode: NetTap, Iface: "Z"},
 	} {
 		got, err := ParseNet(in)
 		if err != nil || got != want || got.String() != in {
 			t.Errorf("ParseNet(%q) = %+v (%q), %v; want %+v", in, got, got.String(), err, want)
 		}
 	}
-	for _, in := range []string{"", "tap", "tap:", "bridge", "USER", "tap:a/b", "tap:0123456789abcdef", "none:x"} {
+	for _, in := range []string{"", "tap", "tap:", "bridge", "USER", "tap:a/b", "tap:0123456789abcdef", "none:x",
+		"tap:tap0\n", "tap:tap 0", "tap:tap\x00", "tap:t\u00e4p", "tap:tap0:1", "user\n"} {
 		if n, err := ParseNet(in); err == nil || !strings.Contains(err.Error(), "expected user, none or tap:IFACE") {
 			t.Errorf("ParseNet(%q) = %+v, %v; want refused", in, n, err)
 		}
