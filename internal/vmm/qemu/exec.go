@@ -35,13 +35,8 @@ func execArgs(a []string, spec vmm.Spec, p *passed) []string {
 	return a
 }
 
-// execCmdline is what the kernel command line gains for spec's exec ports.
-func execCmdline(spec vmm.Spec) string {
-	if spec.ExecSocket == "" {
-		return ""
-	}
-	return fmt.Sprintf(" %s=%d", abi.ExecPortsFlag, abi.ExecPorts)
-}
+// execCmdline is the kernel command line word that announces the exec ports.
+func execCmdline() string { return fmt.Sprintf("%s=%d", abi.ExecPortsFlag, abi.ExecPorts) }
 
 // DialExec connects to a free exec port of the guest of h. QEMU serves one connection per
 // port and would leave a second one waiting unanswered, so a port is taken by an exclusive

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -64,10 +65,11 @@ func (b *Backend) Capabilities() vmm.Capabilities {
 // escape doubles commas, QEMU's option separator, in a value such as a path.
 func escape(s string) string { return strings.ReplaceAll(s, ",", ",,") }
 
-// Cmdline returns the kernel command line for accel: base plus what this backend needs.
+// Cmdline returns the kernel command line for accel: base plus what this backend needs, before
+// a "--" in base (the words after it are init's arguments).
 // Under TCG on microvm about 1 boot in 4 hangs calibrating the TSC without tsc_early_khz.
 func Cmdline(base, accel string) string {
-	fields := strings.Fields(base)
+	fields, initArgs := splitInitArgs(base)
 	has := func(key string) bool {
 		for _, f := range fields {
 			if f == key || strings.HasPrefix(f, key+"=") {
@@ -95,7 +97,23 @@ func Cmdline(base, accel string) string {
 			fields = append(fields, "tsc=reliable")
 		}
 	}
-	return strings.Join(fields, " ")
+	return strings.Join(append(fields, initArgs...), " ")
+}
+
+// splitInitArgs splits a kernel command line into the kernel's words and, from a "--" on, the
+// words the kernel hands to init as arguments.
+func splitInitArgs(cmdline string) (kernel, initArgs []string) {
+	fields := strings.Fields(cmdline)
+	if i := slices.Index(fields, "--"); i >= 0 {
+		return slices.Clip(fields[:i]), fields[i:] // clipped: appending must not overwrite "--"
+	}
+	return fields, nil
+}
+
+// withKernelArg adds word to cmdline's kernel words, before any init arguments.
+func withKernelArg(cmdline, word string) string {
+	fields, initArgs := splitInitArgs(cmdline)
+	return strings.Join(append(append(fields, word), initArgs...), " ")
 }
 
 // Args returns QEMU's command line (without the binary) for spec, with the paths QEMU opens.
@@ -163,11 +181,13 @@ func args(spec vmm.Spec, p *passed) ([]string, error) {
 	cmdline := Cmdline(spec.Cmdline, spec.Accel)
 	switch {
 	case spec.OutputSocket != "" && spec.OutputPort:
-		cmdline += " " + abi.OutputPortFlag
+		cmdline = withKernelArg(cmdline, abi.OutputPortFlag)
 	case spec.OutputSocket != "":
-		cmdline += " " + abi.OutputSerialFlag
+		cmdline = withKernelArg(cmdline, abi.OutputSerialFlag)
 	}
-	cmdline += execCmdline(spec)
+	if spec.ExecSocket != "" {
+		cmdline = withKernelArg(cmdline, execCmdline())
+	}
 	console := escape(spec.ConsolePath)
 	if p != nil {
 		console = p.fdset(&a, spec.ConsolePath, p.console)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -15,6 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ukernel-dev/ukernel/internal/abi"
 	"github.com/ukernel-dev/ukernel/internal/cache"
 	"github.com/ukernel-dev/ukernel/internal/runlog"
 	"github.com/ukernel-dev/ukernel/internal/testenv"
@@ -481,4 +483,31 @@ func freeLowPort(t *testing.T) int {
 	}
 	t.Fatal("no free port on 127.0.0.1 from 901 to 1000")
 	return 0
+}
+
+// A command line with init arguments ("--" and the words after it, which the kernel hands to
+// init) keeps them last: the backend's kernel words go before them, or init would get them as
+// arguments and the kernel would not see them.
+func TestCmdlineKeepsInitArgsLast(t *testing.T) {
+	c := Cmdline("quiet rdinit=/usr/bin/python3 -- /app/main.py", vmm.AccelTCG)
+	if !strings.HasSuffix(c, " -- /app/main.py") {
+		t.Fatalf("init's arguments are not last: %s", c)
+	}
+	kernel, _, _ := strings.Cut(c, " -- ")
+	for _, w := range []string{"console=ttyS0", "tsc_early_khz=", "tsc=reliable"} {
+		if !strings.Contains(kernel, w) {
+			t.Errorf("%s not among the kernel's words: %s", w, c)
+		}
+	}
+	a, err := Args(vmm.Spec{
+		Kernel: "/k", Cmdline: "quiet -- a b", Accel: vmm.AccelTCG, MemoryMB: 256,
+		ConsolePath: "/c", APISocket: "/q", OutputSocket: "/o", ExecSocket: "/e",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	appended := a[slices.Index(a, "-append")+1]
+	if !strings.HasSuffix(appended, " -- a b") || !strings.Contains(appended, abi.OutputSerialFlag+" ") || !strings.Contains(appended, abi.ExecPortsFlag+"=") {
+		t.Errorf("the output and exec flags are not kernel words before init's arguments: %s", appended)
+	}
 }
