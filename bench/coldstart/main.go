@@ -210,6 +210,7 @@ func main() {
 		mf, cf := median(flTimes), median(flCPU)
 		fmt.Printf("floor (entry as /init):   median %s to first line (QEMU CPU %s; initramfs: %d files, %.1f MB)\n", mf.Round(time.Millisecond), cf.Round(time.Millisecond), fl.files, float64(fl.bytes)/1e6)
 		fmt.Printf("floor ratio:              %.2fx to busybox (QEMU CPU %.2fx); the image is %.2fx the floor (QEMU CPU %.2fx)\n", float64(mf)/float64(mb), float64(cf)/float64(cb), float64(mi)/float64(mf), float64(ci)/float64(cf))
+		fmt.Printf("floor command line:       %s\n", fl.cmdline)
 		if len(flExits) > 0 {
 			fmt.Printf("floor line to its exit:   median %s (finalization; the kernel's panic line when init exits)\n", median(flExits).Round(time.Millisecond))
 		}
