@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -74,19 +75,31 @@ func (h *HealthState) Observe(ok bool, now time.Time) (string, bool) {
 // probeHTTP GETs url within timeout: a 2xx or 3xx answer is healthy. Redirects are not followed.
 // It speaks just enough HTTP/1.0 for a status line instead of using net/http, which would more
 // than double the size of the init binary (net/http brings TLS, HTTP/2 and proxies with it).
-func probeHTTP(ctx context.Context, rawURL string, timeout time.Duration) bool {
+// A host name is looked up first in the workload's /etc/hosts under root: init's own root, the
+// initramfs, has no /etc/hosts (nor resolv.conf), so Go's resolver alone would ask a DNS server
+// on the guest's loopback, and `localhost` would never answer.
+func probeHTTP(ctx context.Context, rawURL, root string, timeout time.Duration) bool {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	u, err := url.Parse(rawURL)
 	if err != nil || u.Scheme != "http" || u.Host == "" {
 		return false
 	}
-	host := u.Host
-	if u.Port() == "" {
-		host = net.JoinHostPort(u.Hostname(), "80")
+	port := u.Port()
+	if port == "" {
+		port = "80"
+	}
+	addrs := hostsLookup(filepath.Join(root, "etc", "hosts"), u.Hostname())
+	if len(addrs) == 0 {
+		addrs = []string{u.Hostname()} // an address, or a name for the resolver
 	}
 	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", host)
+	var conn net.Conn
+	for _, a := range addrs {
+		if conn, err = d.DialContext(ctx, "tcp", net.JoinHostPort(a, port)); err == nil {
+			break
+		}
+	}
 	if err != nil {
 		return false
 	}
@@ -109,6 +122,33 @@ func probeHTTP(ctx context.Context, rawURL string, timeout time.Duration) bool {
 	}
 	code, err := strconv.Atoi(fields[1])
 	return err == nil && code >= 200 && code < 400
+}
+
+// hostsLookup returns the addresses a hosts file gives name, in the file's order; none for an
+// address or a name it does not list. Names match regardless of case, as in Go's resolver.
+func hostsLookup(path, name string) []string {
+	if name == "" || net.ParseIP(name) != nil {
+		return nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	var addrs []string
+	for _, line := range strings.Split(string(data), "\n") {
+		line, _, _ = strings.Cut(line, "#")
+		f := strings.Fields(line)
+		if len(f) < 2 || net.ParseIP(f[0]) == nil {
+			continue
+		}
+		for _, n := range f[1:] {
+			if strings.EqualFold(n, name) {
+				addrs = append(addrs, f[0])
+				break
+			}
+		}
+	}
+	return addrs
 }
 
 // probeCmd runs spec (a health command in the root, as the service's user) and is healthy when

@@ -99,7 +99,7 @@ func (h *healthRunner) run(ctx context.Context, sup *Supervisor) {
 		}
 		var ok bool
 		if h.check.HTTP != "" {
-			ok = probeHTTP(ctx, h.check.HTTP, timeout)
+			ok = probeHTTP(ctx, h.check.HTTP, h.spec.Root, timeout)
 		} else {
 			spec := h.spec
 			spec.Name, spec.Argv, spec.Dir = h.check.Service+" health", h.check.Cmd, "/"
