@@ -115,7 +115,7 @@ command = '/bin/sh /app/nosy.sh'
 user = 'nobody'
 
 [health.web]
-http = 'http://127.0.0.1:8080/'
+http = 'http://localhost:8080/'   # a name: looked up in the image's /etc/hosts
 interval_s = 1
 retries = 2
 
