@@ -253,11 +253,11 @@ func (c *lateConn) SetWriteDeadline(t time.Time) error {
 	return nil
 }
 
-// Layout is the API configuration of spec without paths: machine, drives (ids and modes),
-// network interface and vsock.
 // BootCmdline is the guest's boot_args (BootArgs).
 func (b *Backend) BootCmdline(spec vmm.Spec) string { return BootArgs(spec.Cmdline) }
 
+// Layout is the API configuration of spec without paths: machine, drives (ids and modes),
+// network interface and vsock.
 func (b *Backend) Layout(spec vmm.Spec) (string, error) {
 	masked := func(string) string { return "PATH" }
 	cfg := ConfigFor(spec, "KERNEL", Paths{File: masked, Drive: func(vmm.Disk) string { return "PATH" }, Vsock: masked})
