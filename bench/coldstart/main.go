@@ -45,7 +45,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -289,7 +288,6 @@ func bootImage(ukernel, img, accel, work string, timeout time.Duration, ready re
 	}
 	// wait4's peak RSS would include QEMU (a waited-for child): sample ukernel's own VmHWM.
 	var rss int64
-	var qemuPID atomic.Int64
 	sampled := make(chan struct{})
 	go func() {
 		defer close(sampled)
@@ -305,19 +303,11 @@ func bootImage(ukernel, img, accel, work string, timeout time.Duration, ready re
 					rss = max(rss, kb)
 				}
 			}
-			if qemuPID.Load() == 0 {
-				qemuPID.Store(int64(child(cmd.Process.Pid)))
-			}
 			time.Sleep(10 * time.Millisecond)
 		}
 	}()
 	var first timing
-	cpuNow := func() time.Duration {
-		if qemuPID.Load() == 0 {
-			qemuPID.Store(int64(child(cmd.Process.Pid)))
-		}
-		return cpuTime(int(qemuPID.Load()))
-	}
+	cpuNow := func() time.Duration { return cpuTime(child(cmd.Process.Pid)) } // QEMU, ukernel's child
 	if url != "" {
 		go io.Copy(io.Discard, stdout)
 		first.wall = firstOK(ctx, url, start)
