@@ -11,6 +11,7 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"log"
@@ -30,10 +31,12 @@ func main() {
 	}
 	cpu := map[string][]time.Duration{}
 	run := func(bin string) {
-		cmd := exec.Command(*qemu, bin)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // about 0.1 s each
+		defer cancel()
+		cmd := exec.CommandContext(ctx, *qemu, bin)
 		_ = cmd.Run() // it exits 2: not PID 1
-		if cmd.ProcessState == nil {
-			log.Fatalf("%s %s did not run", *qemu, bin)
+		if cmd.ProcessState == nil || ctx.Err() != nil {
+			log.Fatalf("%s %s did not run to its exit within a minute", *qemu, bin)
 		}
 		cpu[bin] = append(cpu[bin], cmd.ProcessState.UserTime()+cmd.ProcessState.SystemTime())
 	}
