@@ -24,6 +24,7 @@ import (
 	"github.com/ukernel-dev/ukernel/internal/guestlog"
 	"github.com/ukernel-dev/ukernel/internal/image"
 	"github.com/ukernel-dev/ukernel/internal/oci"
+	"github.com/ukernel-dev/ukernel/internal/runenv"
 )
 
 // Options are the settings of one deployment.
@@ -91,6 +92,10 @@ const (
 // Deploy deploys o.Image to each host in turn and stops at the first that fails; the hosts
 // after it are reported as skipped. The error says why the failing host failed.
 func Deploy(ctx context.Context, o Options) ([]Result, error) {
+	// Checked here, before any host is reached: the host keeps the environment in an env file.
+	if _, err := runenv.EnvFile(o.Env); err != nil {
+		return nil, fmt.Errorf("-e/--env-file: %w", err)
+	}
 	im, err := image.Open(o.Image)
 	if err != nil {
 		return nil, err

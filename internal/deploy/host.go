@@ -26,6 +26,7 @@ import (
 	"github.com/ukernel-dev/ukernel/internal/image"
 	"github.com/ukernel-dev/ukernel/internal/oci"
 	"github.com/ukernel-dev/ukernel/internal/project"
+	"github.com/ukernel-dev/ukernel/internal/runenv"
 	"github.com/ukernel-dev/ukernel/internal/runstate"
 	"github.com/ukernel-dev/ukernel/internal/userconfig"
 	"github.com/ukernel-dev/ukernel/internal/vmm/launch"
@@ -462,11 +463,11 @@ func (a *Agent) writeRunSettings(name string, rev *Revision, env map[string]stri
 	if err := os.MkdirAll(filepath.Join(dir, "secrets"), 0o700); err != nil {
 		return err
 	}
-	var envFile bytes.Buffer
-	for _, k := range slices.Sorted(maps.Keys(env)) {
-		fmt.Fprintf(&envFile, "%s=%s\n", k, env[k])
+	envFile, err := runenv.EnvFile(env)
+	if err != nil {
+		return err
 	}
-	if err := writePrivate(filepath.Join(dir, "env"), envFile.Bytes()); err != nil {
+	if err := writePrivate(filepath.Join(dir, "env"), envFile); err != nil {
 		return err
 	}
 	for _, n := range slices.Sorted(maps.Keys(secrets)) {

@@ -88,6 +88,11 @@ func TestRunSettingsOnTmpfs(t *testing.T) {
 	if b, _ := os.ReadFile(filepath.Join(a.dirs.revDir("web", "r1"), "env")); string(b) != "PORT=8080\n" {
 		t.Errorf("env file: %q", b)
 	}
+	// A value with a line break would be read back by `ukernel run --env-file` as one more
+	// variable, or as a name whose value comes from the host's own environment.
+	if err := a.writeRunSettings("web", rev, map[string]string{"A": "x\nHOME"}, nil); err == nil {
+		t.Error("an env value with a line break was written to the env file")
+	}
 }
 
 // TestRunArgs: the exact `ukernel run` command line of a revision, as the unit's ExecStart and

@@ -391,6 +391,15 @@ var (
 	secretRe  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.-]{0,63}$`)
 )
 
+// ValidateEnvName checks an environment variable's name (ukernel.toml's env tables, run -e and
+// --env-file): a shell-style name, which also keeps it a single env-file line.
+func ValidateEnvName(n string) error {
+	if !envKeyRe.MatchString(n) {
+		return fmt.Errorf("%q is not a valid environment variable name (letters, digits and '_', not starting with a digit)", n)
+	}
+	return nil
+}
+
 // ValidateSecretName checks a secret's name: it becomes a file name in /run/secrets.
 func ValidateSecretName(n string) error {
 	if !secretRe.MatchString(n) {
