@@ -126,6 +126,58 @@ func TestFetchCancelledLeavesNothing(t *testing.T) {
 	}
 }
 
+// TestFetchStalledServerTimesOut: a server that stops sending (after its headers and part of
+// the body, or before answering at all) fails the attempt once nothing has moved for the stall
+// bound, and the fetch is retried, instead of waiting forever under a context without a
+// deadline (env lock, build: the command's own context has none).
+func TestFetchStalledServerTimesOut(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	var hits atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		if r.URL.Path == "/body" {
+			w.Header().Set("Content-Length", "2000")
+			w.Write(make([]byte, 1000))
+			w.(http.Flusher).Flush()
+		}
+		select { // "/headers" never answers
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer srv.Close()
+	c, err := OpenDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{"/body", "/headers"} {
+		hits.Store(0)
+		f := &Fetcher{Attempts: 2, Backoff: 10 * time.Millisecond, Stall: 300 * time.Millisecond}
+		// Only a safety net: the stall bound must end the fetch long before.
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		start := time.Now()
+		_, err := f.Fetch(ctx, c, srv.URL+path, strings.Repeat("a", 64), "y", 2000)
+		cancel()
+		if err == nil || errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "stalled") {
+			t.Errorf("%s: got %v after %s, want a stall error within about 1s", path, err, time.Since(start).Round(time.Millisecond))
+		}
+		if hits.Load() != 2 {
+			t.Errorf("%s: %d attempts, want 2 (a stall is retried)", path, hits.Load())
+		}
+		if len(tmpFiles(t, c)) != 0 {
+			t.Fatalf("%s: partial file left: %v", path, tmpFiles(t, c))
+		}
+	}
+	// Get (an InRelease) is bounded the same way.
+	f := &Fetcher{Attempts: 1, Stall: 300 * time.Millisecond}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := f.Get(ctx, srv.URL+"/body"); err == nil || !strings.Contains(err.Error(), "stalled") {
+		t.Errorf("Get: got %v, want a stall error", err)
+	}
+}
+
 func TestFetchNotFoundAndProgress(t *testing.T) {
 	body := []byte("package bytes")
 	big := bytes.Repeat([]byte("x"), announceSize)

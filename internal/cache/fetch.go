@@ -28,7 +28,18 @@ type Fetcher struct {
 	Progress io.Writer     // nil: silent; a *progress.Writer is drawn on as it is
 	TTY      bool          // Progress is a terminal (when it is not a *progress.Writer)
 	Logger   *slog.Logger
+	// Stall bounds how long one attempt may go without a byte from the server (connecting,
+	// waiting for the answer, or reading the body); the attempt then fails and is retried.
+	// Default DefaultStall. The caller's context has no deadline of its own: a download may be
+	// large, only a server that stops sending is given up on.
+	Stall time.Duration
 }
+
+// DefaultStall is Fetcher.Stall's default.
+const DefaultStall = 60 * time.Second
+
+// errStalled ends an attempt during which the server sent nothing for the stall bound.
+var errStalled = errors.New("download stalled: the server sent nothing")
 
 func (f *Fetcher) logger() *slog.Logger {
 	if f.Logger != nil {
@@ -118,8 +129,21 @@ func (f *Fetcher) open(ctx context.Context, u string) (io.ReadCloser, int64, err
 		st, _ := fh.Stat()
 		return fh, st.Size(), nil
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	stall := f.Stall
+	if stall <= 0 {
+		stall = DefaultStall
+	}
+	// The attempt's own context, cancelled when nothing moves for the stall bound: from the
+	// request until the answer's headers, then between reads of the body.
+	sctx, cancel := context.WithCancelCause(ctx)
+	timer := time.AfterFunc(stall, func() { cancel(fmt.Errorf("%w for %s", errStalled, stall)) })
+	stop := func() {
+		timer.Stop()
+		cancel(nil)
+	}
+	req, err := http.NewRequestWithContext(sctx, http.MethodGet, u, nil)
 	if err != nil {
+		stop()
 		return nil, 0, permanent(err)
 	}
 	client := f.Client
@@ -128,22 +152,60 @@ func (f *Fetcher) open(ctx context.Context, u string) (io.ReadCloser, int64, err
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return nil, 0, err
+		stop()
+		return nil, 0, stalled(sctx, ctx, err)
 	}
 	switch {
 	case resp.StatusCode == http.StatusOK:
-		return resp.Body, resp.ContentLength, nil
+		return &stallBody{rc: resp.Body, timer: timer, d: stall, ctx: sctx, parent: ctx, stop: stop}, resp.ContentLength, nil
 	case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone:
 		resp.Body.Close()
+		stop()
 		return nil, 0, permanent(fmt.Errorf("%s: HTTP %d: %w", u, resp.StatusCode, ErrNotOnServer))
 	default:
 		resp.Body.Close()
+		stop()
 		err := fmt.Errorf("%s: HTTP %s", u, resp.Status)
 		if resp.StatusCode >= 400 && resp.StatusCode < 500 && resp.StatusCode != http.StatusTooManyRequests {
 			return nil, 0, permanent(err)
 		}
 		return nil, 0, err
 	}
+}
+
+// stallBody is a response body whose reads keep the attempt's stall timer from firing.
+type stallBody struct {
+	rc          io.ReadCloser
+	timer       *time.Timer
+	d           time.Duration
+	ctx, parent context.Context
+	stop        func()
+}
+
+func (b *stallBody) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	if n > 0 {
+		b.timer.Reset(b.d)
+	}
+	if err != nil && err != io.EOF {
+		err = stalled(b.ctx, b.parent, err)
+	}
+	return n, err
+}
+
+func (b *stallBody) Close() error {
+	err := b.rc.Close()
+	b.stop()
+	return err
+}
+
+// stalled names the stall as the cause of err when the attempt's context ctx ended by it (and
+// not by the caller's parent).
+func stalled(ctx, parent context.Context, err error) error {
+	if cause := context.Cause(ctx); parent.Err() == nil && errors.Is(cause, errStalled) {
+		return cause
+	}
+	return err
 }
 
 type permanentError struct{ error }
