@@ -392,13 +392,34 @@ func (h *host) guest(ctx context.Context, name string) (*Guest, error) {
 	if err != nil {
 		return nil, stepError(h.c.Target, "ukernel ps", err)
 	}
-	var rows []Guest
-	if err := json.Unmarshal(out, &rows); err != nil {
+	g, err := psRow(out, name)
+	if err != nil {
 		return nil, fmt.Errorf("%s: ukernel ps --json: %v", h.c.Target, err)
 	}
+	return g, nil
+}
+
+// psRow finds name's row in the host's `ukernel ps --json -a` (nil when it has none), its text
+// neutralised: the health wait puts it in messages and results for the user's terminal.
+func psRow(out []byte, name string) (*Guest, error) {
+	var rows []Guest
+	if err := json.Unmarshal(out, &rows); err != nil {
+		return nil, err
+	}
 	for i := range rows {
-		if rows[i].Name == name {
-			return &rows[i], nil
+		if g := &rows[i]; g.Name == name {
+			g.Status, g.Reason = guestlog.Neutralise(g.Status), guestlog.Neutralise(g.Reason)
+			if g.Health != nil {
+				h := make(map[string]string, len(g.Health))
+				for k, v := range g.Health {
+					h[guestlog.Neutralise(k)] = guestlog.Neutralise(v)
+				}
+				g.Health = h
+			}
+			for j, p := range g.Ports {
+				g.Ports[j] = guestlog.Neutralise(p)
+			}
+			return g, nil
 		}
 	}
 	return nil, nil

@@ -1,9 +1,12 @@
 package deploy
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ukernel-dev/ukernel/internal/guestlog"
 )
 
 // TestHealthy: a guest whose checks have not reported yet is not healthy, however long it has
@@ -92,4 +95,37 @@ func TestHealthWatch(t *testing.T) {
 			t.Errorf("%s: state %q; want %q", c.name, w.state(), c.state)
 		}
 	}
+}
+
+// FuzzHostOutput: what a host (possibly hostile) writes reaches the user's terminal only
+// neutralised: ssh's log when the connection fails (the host key it names among it), the
+// host's ps row as the health wait judges and describes it.
+func FuzzHostOutput(f *testing.F) {
+	f.Add("debug1: Server host key: ssh-ed25519 SHA256:abc\nHost key verification failed.\n", []byte(`[{"name":"web","status":"running","started":"2026-12-03T10:00:00Z","uptime_s":9,"health":{"http":"healthy"}}]`))
+	f.Add("debug1: Server host key: \x1b[2J SHA256:\x1b]0;x\x07\n@ WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED! @\n", []byte(`[{"name":"web","status":"exited","reason":"\u001b[2Jkilled","started":"2026-12-03T10:00:00Z"}]`))
+	f.Add("ssh: connect to host h port 22: Connection refused\r\n\x9b31m", []byte(`[{"name":"web","status":"running","started":"2026-12-03T10:00:00Z","health":{"\u001b]0;t\u0007":"unhealthy"}}]`))
+	f.Add("", []byte(`[{"name":"web","status":"\u009b2J","started":"2026-12-03T10:00:00Z","health":{"a":"\u001b[1m"}}]`))
+	f.Fuzz(func(t *testing.T, sshLog string, ps []byte) {
+		neutral := func(what, s string) {
+			if guestlog.Neutralise(s) != s {
+				t.Fatalf("%s carries a control sequence: %q", what, s)
+			}
+		}
+		c := &Conn{Target: Target{Host: "h"}, stderr: &capped{max: 64 << 10}}
+		c.stderr.Write([]byte(sshLog))
+		neutral("ssh's failure", c.dialError(errors.New("exit status 255")).Error())
+		neutral("an answer's excerpt", excerpt(ps))
+		g, err := psRow(ps, "web")
+		if err != nil {
+			neutral("a ps answer's error", err.Error())
+			return
+		}
+		w := &healthWatch{name: "web", checks: []string{"http"}}
+		for range 2 {
+			if _, err := w.observe(g); err != nil {
+				neutral("the health wait's error", err.Error())
+			}
+		}
+		neutral("the health wait's state", w.state())
+	})
 }

@@ -243,7 +243,7 @@ func (c *Conn) dialError(werr error) error {
 	if strings.Contains(log, "Host key verification failed") || changedRe.MatchString(log) || unknownRe.MatchString(log) {
 		e := &HostKeyError{Target: c.Target, Changed: changedRe.MatchString(log), KnownHosts: c.opts.KnownHosts}
 		if m := serverKeyRe.FindStringSubmatch(log); m != nil {
-			e.KeyType, e.Fingerprint = m[1], m[2]
+			e.KeyType, e.Fingerprint = guestlog.Neutralise(m[1]), guestlog.Neutralise(m[2]) // the host's bytes, for the terminal
 		}
 		return e
 	}
