@@ -182,6 +182,8 @@ func deployHost(ctx context.Context, o Options, t Target, name, digest string, r
 		Publish: o.Publish, Env: o.Env, Secrets: o.Secrets, Pulled: o.Pulled}, &app)
 	if app.Current != nil {
 		r.Revision = app.Current.ID
+	} else if actErr == nil {
+		actErr = fmt.Errorf("%s: the host's answer to %s names no current revision", t, OpActivate)
 	}
 	var health map[string]string
 	if actErr == nil {
@@ -210,6 +212,9 @@ func deployHost(ctx context.Context, o Options, t Target, name, digest string, r
 	var back App
 	if err := h.agent(ctx, agentTimeout, OpRollback, NameRequest{Name: name}, &back); err != nil {
 		return fmt.Errorf("%w; the rollback failed too: %v", actErr, err)
+	}
+	if back.Current == nil {
+		return fmt.Errorf("%w; the host's answer to %s names no current revision", actErr, OpRollback)
 	}
 	if _, err := h.waitHealthy(ctx, name, back.Current.Checks, back.Started, o.HealthTimeout); err != nil {
 		return fmt.Errorf("%w; rolled back, but the previous revision is not healthy either: %v", actErr, err)
@@ -329,8 +334,24 @@ func (h *host) agent(ctx context.Context, timeout time.Duration, op string, req,
 	if err := h.c.Run(actx, bytes.NewReader(body), &out, h.bin, AgentCommand, op); err != nil {
 		return stepError(h.c.Target, op, err)
 	}
-	if err := json.Unmarshal(out.Bytes(), answer); err != nil {
-		return fmt.Errorf("%s: %s: the host's answer is not JSON (%v): %s", h.c.Target, op, err, excerpt(out.Bytes()))
+	if err := decodeAnswer(out.Bytes(), answer); err != nil {
+		return fmt.Errorf("%s: %s: %w", h.c.Target, op, err)
+	}
+	return nil
+}
+
+// checkedAnswer is an agent's answer that checks itself once decoded: what a host (possibly
+// hostile) says is sliced, compared and printed on the user's terminal.
+type checkedAnswer interface{ check() error }
+
+func decodeAnswer(out []byte, answer any) error {
+	if err := json.Unmarshal(out, answer); err != nil {
+		return fmt.Errorf("the host's answer is not JSON (%v): %s", err, excerpt(out))
+	}
+	if c, ok := answer.(checkedAnswer); ok {
+		if err := c.check(); err != nil {
+			return fmt.Errorf("the host's answer: %w", err)
+		}
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -127,5 +128,47 @@ func FuzzHostOutput(f *testing.F) {
 			}
 		}
 		neutral("the health wait's state", w.state())
+	})
+}
+
+// FuzzAgentAnswer: a host's answer to prepare, status, stop, activate or rollback is used only
+// once checked: every revision's digest a SHA-256 (deploy and `deploy status` print its first
+// 12 characters), every string the user may see neutralised.
+func FuzzAgentAnswer(f *testing.F) {
+	d := strings.Repeat("ab", 32)
+	f.Add([]byte(`{"name":"web","supervisor":"systemd","current":{"id":"r2","digest":"` + d + `","publish":["8080:80"],"health_checks":["http"]},"previous":{"id":"r1","digest":"` + d + `"},"dir":"/st/apps/web"}`))
+	f.Add([]byte(`{"has_image":true,"supervisor":"monitor","app":{"name":"web","current":{"id":"r1","digest":"abc"}}}`))
+	f.Add([]byte(`{"name":"\u001b]0;x\u0007","supervisor":"\u009b2J","current":{"id":"\u001b[2J","digest":"` + d + `","signed_by":["\u001b[1malice"]}}`))
+	f.Add([]byte(`{"name":"web"}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		neutral := func(v any) {
+			if s := fmt.Sprintf("%+v", v); guestlog.Neutralise(s) != s {
+				t.Fatalf("answer %q: %s carries a control sequence", b, s)
+			}
+		}
+		var app App
+		if err := decodeAnswer(b, &app); err != nil {
+			neutral(err.Error())
+		} else {
+			for _, r := range []*Revision{app.Current, app.Previous} {
+				if r != nil {
+					if validDigest(r.Digest) != nil {
+						t.Fatalf("answer %q: accepted digest %q", b, r.Digest)
+					}
+					neutral(*r)
+				}
+			}
+			app.Current, app.Previous = nil, nil
+			neutral(app)
+		}
+		var prep Prepared
+		if err := decodeAnswer(b, &prep); err != nil {
+			neutral(err.Error())
+		} else if prep.App != nil {
+			if c := prep.App.Current; c != nil && validDigest(c.Digest) != nil {
+				t.Fatalf("answer %q: accepted digest %q", b, c.Digest)
+			}
+			neutral(prep.Supervisor)
+		}
 	})
 }

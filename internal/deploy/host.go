@@ -23,6 +23,7 @@ import (
 	"github.com/ukernel-dev/ukernel/internal/abi"
 	"github.com/ukernel-dev/ukernel/internal/atomicfile"
 	"github.com/ukernel-dev/ukernel/internal/filelock"
+	"github.com/ukernel-dev/ukernel/internal/guestlog"
 	"github.com/ukernel-dev/ukernel/internal/image"
 	"github.com/ukernel-dev/ukernel/internal/oci"
 	"github.com/ukernel-dev/ukernel/internal/project"
@@ -129,6 +130,36 @@ type App struct {
 	// ps lists as started before it is a previous run of the name, whose record stays until
 	// the new run takes the name (under systemd, after `systemctl restart` has returned).
 	Started time.Time `json:"started,omitzero"`
+}
+
+// check makes a host's answer safe to use: each revision's digest is a SHA-256 (its start is
+// printed), its text neutralised for the terminal.
+func (a *App) check() error {
+	n := guestlog.Neutralise
+	a.Name, a.Supervisor, a.Unit, a.Dir = n(a.Name), n(a.Supervisor), n(a.Unit), n(a.Dir)
+	for _, r := range []*Revision{a.Current, a.Previous} {
+		if r == nil {
+			continue
+		}
+		if err := validDigest(r.Digest); err != nil {
+			return fmt.Errorf("revision %s: digest %w", n(r.ID), err)
+		}
+		r.ID, r.Net, r.Ref = n(r.ID), n(r.Net), n(r.Ref)
+		for _, list := range [][]string{r.Publish, r.EnvNames, r.Secrets, r.Checks, r.Signers} {
+			for i := range list {
+				list[i] = n(list[i])
+			}
+		}
+	}
+	return nil
+}
+
+func (p *Prepared) check() error {
+	p.Supervisor = guestlog.Neutralise(p.Supervisor)
+	if p.App == nil {
+		return nil
+	}
+	return p.App.check()
 }
 
 // hostDirs are where the agent keeps things on the host: state (images, records) on disk and

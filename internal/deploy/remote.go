@@ -99,6 +99,9 @@ func Rollback(ctx context.Context, r Remote) ([]HostStatus, error) {
 			return err
 		}
 		s.App = &app
+		if app.Current == nil {
+			return fmt.Errorf("%s: the host's answer to %s names no current revision", h.c.Target, OpRollback)
+		}
 		if _, err := h.waitHealthy(ctx, r.Name, app.Current.Checks, app.Started, r.HealthTimeout); err != nil {
 			return err
 		}
