@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
@@ -132,20 +133,32 @@ func StartDetached(ctx context.Context, o Options, exe string) (*Detached, error
 		inW.Write(body)
 		inW.Close()
 	}()
+	// The monitor is out of reach of the terminal's Ctrl-C (its own session): an interrupt of
+	// run -d reaches it from here, as SIGTERM, which stops its start (or its guest) and has it
+	// report; one that does not report within a stop's bound is killed (its VMM with it).
+	stopped := interruptMonitor(ctx, cmd.Process, o.StopTimeout)
 	progress := o.Progress
 	if progress == nil {
 		progress = io.Discard
 	}
 	io.Copy(progress, progR)
 	var res monitorResult
-	if err := json.NewDecoder(resR).Decode(&res); err != nil {
+	err = json.NewDecoder(resR).Decode(&res)
+	interrupted := stopped()
+	if err != nil {
 		werr := cmd.Wait()
+		if interrupted {
+			return nil, fmt.Errorf("the guest's monitor was stopped before it reported (%v): %w", werr, ctx.Err())
+		}
 		return nil, fmt.Errorf("the guest's monitor ended without reporting (%v): %w", werr, err)
 	}
 	if res.Started == nil {
 		cmd.Wait()
 		if res.Error == "" {
 			res.Error = "the guest's monitor reported nothing"
+		}
+		if interrupted {
+			return nil, fmt.Errorf("%s: %w", res.Error, ctx.Err())
 		}
 		if res.DigestError {
 			return nil, &DigestError{Image: o.Image, Err: errors.New(res.Error)}
@@ -154,7 +167,59 @@ func StartDetached(ctx context.Context, o Options, exe string) (*Detached, error
 	}
 	res.Started.MonitorPID = cmd.Process.Pid
 	cmd.Process.Release()
+	if interrupted { // it reported the start as the interrupt reached it: it stops the guest
+		return nil, fmt.Errorf("%s started as it was interrupted, and is being stopped (see `ukernel ps -a`): %w", res.Started.Name, ctx.Err())
+	}
 	return res.Started, nil
+}
+
+// monitorKillAfter is how long a monitor asked to stop has, beyond its guest's stop timeout, to
+// report before it is killed: what AttendStreams gives an interrupted guest's stop.
+const monitorKillAfter = 10 * time.Second
+
+// interruptMonitor sends the monitor p SIGTERM when ctx ends, and SIGKILL when it has not
+// reported stopTimeout+monitorKillAfter later. The returned function, called once the monitor
+// reported (or ended), stops both and tells whether the monitor was interrupted.
+func interruptMonitor(ctx context.Context, p *os.Process, stopTimeout time.Duration) func() bool {
+	if stopTimeout <= 0 {
+		stopTimeout = DefaultStopTimeout
+	}
+	var mu sync.Mutex
+	done, interrupted := false, false
+	finished := make(chan struct{})
+	go func() {
+		select {
+		case <-finished:
+			return
+		case <-ctx.Done():
+		}
+		mu.Lock()
+		if !done {
+			interrupted = true
+			p.Signal(syscall.SIGTERM)
+		}
+		mu.Unlock()
+		t := time.NewTimer(stopTimeout + monitorKillAfter)
+		defer t.Stop()
+		select {
+		case <-finished:
+		case <-t.C:
+			mu.Lock()
+			if !done {
+				p.Kill()
+			}
+			mu.Unlock()
+		}
+	}()
+	return func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		if !done {
+			done = true
+			close(finished)
+		}
+		return interrupted
+	}
 }
 
 // RunMonitor is the monitor's body: it reads its request on stdin, starts the guest, reports on
