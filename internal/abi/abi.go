@@ -251,6 +251,11 @@ const (
 	EventProbe         = "probe"          // Name (e.g. root.randread), Start, Duration, Values (ops, latency percentiles in ns)
 )
 
+// MaxEventLine bounds an event line a host reader keeps while waiting for its end (an event is a
+// few hundred bytes): the guest writes the stream, and a line without end must not grow the
+// host's memory.
+const MaxEventLine = 1 << 20
+
 // Event is one line of the guest's event stream (events.jsonl on the host).
 // Times are the guest's CLOCK_BOOTTIME in nanoseconds since the kernel started.
 type Event struct {

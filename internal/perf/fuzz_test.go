@@ -33,7 +33,7 @@ func FuzzEventsWriter(f *testing.F) {
 		if (why == ReadyHealthy) != want {
 			t.Fatalf("fired %q, want healthy: %v", why, want)
 		}
-		if last := lines[len(lines)-1]; len(last) <= maxEventLine && !bytes.Equal(r.pending, last) {
+		if last := lines[len(lines)-1]; len(last) <= abi.MaxEventLine && !bytes.Equal(r.pending, last) {
 			t.Fatalf("pending %q, want the last partial line %q", r.pending, last)
 		}
 	})
@@ -47,7 +47,7 @@ func TestEventsWriterBoundsPartialLine(t *testing.T) {
 	chunk := bytes.Repeat([]byte("x"), 64<<10)
 	for range 64 { // 4 MiB without a newline
 		w.Write(chunk)
-		if len(r.pending) > maxEventLine {
+		if len(r.pending) > abi.MaxEventLine {
 			t.Fatalf("%d bytes kept of a line without end", len(r.pending))
 		}
 	}

@@ -64,10 +64,6 @@ func (r *readiness) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// maxEventLine bounds the part of an events line kept while waiting for its end; an event is a
-// few hundred bytes (the Firecracker relay passes lines up to 1 MiB).
-const maxEventLine = 1 << 20
-
 // eventsWriter takes the run's events as the guest writes them.
 type eventsWriter struct{ r *readiness }
 
@@ -87,7 +83,7 @@ func (w eventsWriter) Write(p []byte) (int, error) {
 		}
 		r.pending = r.pending[i+1:]
 	}
-	if len(r.pending) > maxEventLine {
+	if len(r.pending) > abi.MaxEventLine {
 		// The guest writes this file: a line without end must not grow the host's memory.
 		r.pending = r.pending[:0]
 	}

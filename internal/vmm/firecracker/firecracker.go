@@ -718,7 +718,7 @@ func (r *eventRelay) copy(conn net.Conn) {
 	}
 	r.mu.Unlock()
 	sc := bufio.NewScanner(conn)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	sc.Buffer(make([]byte, 64<<10), abi.MaxEventLine)
 	for sc.Scan() {
 		if _, err := r.out.Write(append(sc.Bytes(), '\n')); err != nil {
 			r.log.Debug("events file", "err", err)

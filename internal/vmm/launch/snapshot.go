@@ -267,20 +267,14 @@ func awaitEvent(ctx context.Context, path string, done <-chan struct{}, want fun
 					break
 				}
 				off += int64(n)
-				pending = append(pending, buf[:n]...)
-			}
-			f.Close()
-			for {
-				i := bytes.IndexByte(pending, '\n')
-				if i < 0 {
-					break
-				}
 				var e abi.Event
-				if json.Unmarshal(pending[:i], &e) == nil && want(e) {
+				var found bool
+				if e, found, pending = takeEvent(append(pending, buf[:n]...), want); found {
+					f.Close()
 					return e, nil
 				}
-				pending = pending[i+1:]
 			}
+			f.Close()
 		}
 		select {
 		case <-ctx.Done():
@@ -290,6 +284,26 @@ func awaitEvent(ctx context.Context, path string, done <-chan struct{}, want fun
 		case <-tick.C:
 		}
 	}
+}
+
+// takeEvent reads pending's complete lines up to the first event want accepts, and returns the
+// rest: the start of a line, kept up to abi.MaxEventLine (the guest writes the file).
+func takeEvent(pending []byte, want func(abi.Event) bool) (abi.Event, bool, []byte) {
+	for {
+		i := bytes.IndexByte(pending, '\n')
+		if i < 0 {
+			break
+		}
+		var e abi.Event
+		if json.Unmarshal(pending[:i], &e) == nil && want(e) {
+			return e, true, pending[i+1:]
+		}
+		pending = pending[i+1:]
+	}
+	if len(pending) > abi.MaxEventLine {
+		pending = pending[:0]
+	}
+	return abi.Event{}, false, pending
 }
 
 // SnapshotReadyTimeout bounds a snapshot boot's wait for the workload to become ready (a
