@@ -31,6 +31,7 @@ import (
 	"github.com/ukernel-dev/ukernel/internal/runstate"
 	"github.com/ukernel-dev/ukernel/internal/userconfig"
 	"github.com/ukernel-dev/ukernel/internal/vmm/launch"
+	"github.com/ukernel-dev/ukernel/internal/workdir"
 )
 
 // AgentCommand is the hidden subcommand that does deploy's work on the host: the same ukernel
@@ -361,13 +362,21 @@ func (a *Agent) prepare(req Prepare) (*Prepared, error) {
 	return p, nil
 }
 
+// putPrefix names an image being received, in the images directory.
+const putPrefix = ".put-"
+
 // putImage stores the image read from r under its digest once the bytes match it.
 func (a *Agent) putImage(digest string, r io.Reader) (*PutImage, error) {
 	if err := validDigest(digest); err != nil {
 		return nil, err
 	}
 	dst := a.dirs.image(digest)
-	tmp, err := os.CreateTemp(filepath.Dir(dst), ".put-*")
+	// Named for its owner: what a killed agent left (a connection cut mid-image, a reboot) is
+	// removed by the next put, never kept beside the images.
+	if _, err := workdir.Sweep(filepath.Dir(dst), putPrefix); err != nil {
+		return nil, err
+	}
+	tmp, err := workdir.Create(filepath.Dir(dst), putPrefix)
 	if err != nil {
 		return nil, err
 	}

@@ -4,10 +4,12 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func testAgent(t *testing.T) *Agent {
@@ -113,5 +115,54 @@ func TestRunArgs(t *testing.T) {
 	bare := &Revision{ID: "r2", Digest: d}
 	if got, want := a.runArgs(app, bare), []string{"-C", "/st/apps/web", "run", "--name", "web", "--image", "/st/images/" + d + ".img"}; !slices.Equal(got, want) {
 		t.Errorf("runArgs of a revision with the image's settings:\n got %q\nwant %q", got, want)
+	}
+}
+
+// TestKilledPutLeavesNothing: an agent killed while it receives an image (SIGKILL, as a host's
+// reboot or an OOM kill would end it) leaves a partial file; the next put removes it, so no
+// partial image stays beside the images. The killed agent is this test binary, re-executed.
+func TestKilledPutLeavesNothing(t *testing.T) {
+	if dir := os.Getenv("UKT_PUT_HELPER"); dir != "" {
+		a := &Agent{dirs: hostDirs{State: dir}}
+		a.putImage(strings.Repeat("0", 64), os.Stdin) // killed while it reads
+		return
+	}
+	a := testAgent(t)
+	images := filepath.Join(a.dirs.State, "images")
+	os.MkdirAll(images, 0o700)
+	cmd := exec.Command(os.Args[0], "-test.run=^TestKilledPutLeavesNothing$")
+	cmd.Env = append(os.Environ(), "UKT_PUT_HELPER="+a.dirs.State)
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	in.Write(make([]byte, 1<<20)) // part of an image
+	var partial []string
+	for deadline := time.Now().Add(30 * time.Second); len(partial) == 0; time.Sleep(20 * time.Millisecond) {
+		partial, _ = filepath.Glob(filepath.Join(images, ".put-*"))
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatal("the agent never started receiving")
+		}
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	in.Close()
+
+	data := []byte("the next image")
+	sum := sha256.Sum256(data)
+	if _, err := a.putImage(hex.EncodeToString(sum[:]), strings.NewReader(string(data))); err != nil {
+		t.Fatal(err)
+	}
+	ents, _ := os.ReadDir(images)
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	if want := []string{hex.EncodeToString(sum[:]) + ".img"}; !slices.Equal(names, want) {
+		t.Errorf("images/ holds %q after a killed put (%q) and the next one, want %q", names, filepath.Base(partial[0]), want)
 	}
 }
