@@ -18,7 +18,7 @@ func sampleLock() *Lock {
 		Archives: []Archive{{Origin: "Debian", Suite: "stable", Codename: "bookworm", Date: "2026-01-10T11:11:11Z", Index: "main/binary-amd64/Packages.xz", IndexSHA256: "ab"}},
 		Packages: []Package{{Name: "curl", Version: "7.88.1-10", Architecture: "amd64", Filename: "pool/main/c/curl/curl_7.88.1-10_amd64.deb", Size: 315, SHA256: "cd", Suite: "bookworm"}},
 		Kernel:   &Package{Name: "linux-image-6.1.0-57-cloud-amd64", Version: "6.1.192-3", Architecture: "amd64", SHA256: "ef"},
-		Python:   []pypi.Wheel{{Name: "requests", Version: "2.32.3", Filename: "requests-2.32.3-py3-none-any.whl", SHA256: "01", Size: 64}},
+		Python:   []pypi.Wheel{{Name: "requests", Version: "2.32.3", Filename: "requests-2.32.3-py3-none-any.whl", SHA256: strings.Repeat("01", 32), Size: 64}},
 	}
 }
 
@@ -68,6 +68,12 @@ func FuzzParseLock(f *testing.F) {
 			}
 			return
 		}
+		for _, w := range got.Python {
+			// The line pypi.Fetch gives pip: the lock must not add options or requirements.
+			if line := w.Name + "==" + w.Version + " --hash=sha256:" + w.SHA256; len(strings.Fields(line)) != 2 || strings.ContainsAny(line, "#;@") {
+				t.Fatalf("accepted wheel %+v: requirement line %q", w, line)
+			}
+		}
 		var want Lock
 		if err := json.Unmarshal(data, &want); err != nil {
 			t.Fatalf("accepted a lock encoding/json refuses: %v", err)
@@ -108,5 +114,31 @@ func TestParseRefusesTrailingContent(t *testing.T) {
 	}
 	if _, err := Parse(append(bytes.Clone(good), " \n\t\n"...)); err != nil {
 		t.Errorf("trailing white space: %v", err)
+	}
+}
+
+// TestParseRefusesForeignWheels: a lock's digest is anyone's to recompute; a wheel record that
+// Download would not have written is refused. Its name and version went into pip's
+// requirements file, where "1.0 --index-url=..." chose the index.
+func TestParseRefusesForeignWheels(t *testing.T) {
+	for _, edit := range []func(w *pypi.Wheel){
+		func(w *pypi.Wheel) { w.Version = "2.32.3 --index-url=http://127.0.0.1:9/simple" },
+		func(w *pypi.Wheel) { w.Name = "requests\n--trusted-host=x" },
+		func(w *pypi.Wheel) { w.Filename = "../requests-2.32.3-py3-none-any.whl" },
+		func(w *pypi.Wheel) { w.Filename = "flask-3.0-py3-none-any.whl" },
+		func(w *pypi.Wheel) { w.SHA256 = "01" },
+	} {
+		l := sampleLock()
+		edit(&l.Python[0])
+		data, err := l.Marshal()
+		must(t, err)
+		if _, err := Parse(data); err == nil || !strings.Contains(err.Error(), "wheel") {
+			t.Errorf("wheel %+v: %v", l.Python[0], err)
+		}
+	}
+	good, err := sampleLock().Marshal()
+	must(t, err)
+	if _, err := Parse(good); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -208,6 +208,13 @@ func Parse(data []byte) (*Lock, error) {
 	if l.Digest != want {
 		return nil, fmt.Errorf("%s: digest mismatch (file says %s, content is %s): it was edited or damaged; %s", project.LockFile, l.Digest, want, recoverHint)
 	}
+	// The digest says the lock is whole, not that it came from a resolution: a lock from
+	// elsewhere (a clone, a merge) is outside input.
+	for _, w := range l.Python {
+		if err := w.Check(); err != nil {
+			return nil, fmt.Errorf("%s: %v; %s", project.LockFile, err, recoverHint)
+		}
+	}
 	return &l, nil
 }
 

@@ -325,6 +325,32 @@ func ParseWheelName(file string) (Wheel, error) {
 	return Wheel{Name: Normalize(parts[0]), Version: parts[1], Filename: file}, nil
 }
 
+var (
+	normalName = regexp.MustCompile(`^[a-z0-9]+(-[a-z0-9]+)*$`)
+	versionRe  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9.!+_-]*$`) // PEP 440's characters
+)
+
+// Check refuses a wheel record (read from a lock) that is not what Download records: a
+// normalised name, a version of PEP 440's characters, a wheel file name without a directory
+// that names them, a lowercase hex SHA-256. Fetch writes the name and version into a pip
+// requirements file, where white space would add options of the lock's choosing.
+func (w Wheel) Check() error {
+	if !normalName.MatchString(w.Name) {
+		return fmt.Errorf("wheel name %q is not a normalised project name", w.Name)
+	}
+	if !versionRe.MatchString(w.Version) {
+		return fmt.Errorf("wheel %s: version %q is not a PEP 440 version", w.Name, w.Version)
+	}
+	if f, err := ParseWheelName(w.Filename); err != nil || strings.ContainsAny(w.Filename, "/\\") || !strings.HasSuffix(w.Filename, ".whl") ||
+		f.Name != w.Name || f.Version != w.Version {
+		return fmt.Errorf("wheel %s %s: file name %q does not name it", w.Name, w.Version, w.Filename)
+	}
+	if len(w.SHA256) != 64 || strings.Trim(w.SHA256, "0123456789abcdef") != "" {
+		return fmt.Errorf("wheel %s: %q is not a lowercase hex SHA-256", w.Filename, w.SHA256)
+	}
+	return nil
+}
+
 func fileSHA256(p string) (string, error) {
 	f, err := os.Open(p)
 	if err != nil {
