@@ -31,6 +31,11 @@ for f in $(grep -rl --include='*_test.go' '^func Fuzz' cmd internal pkg 2>/dev/n
 		result=ok
 		if [ "$(cat "$rc")" != 0 ]; then
 			result="FAIL: the failing input is under $dir/testdata/fuzz/$target/"
+			# Go before 1.27 may end a run that found nothing with a bare "context deadline
+			# exceeded" when -fuzztime ends under load (golang/go#75804): no input failed.
+			if ! grep -q 'Failing input written to' "$log" && tail -n 4 "$log" | grep -q '^    context deadline exceeded$'; then
+				result="ok (go's end-of-fuzztime race, golang/go#75804: no input failed)"
+			fi
 		fi
 		printf '%-28s %-32s %12s  %s\n' "$target" "$dir" "${execs:-?}" "$result" >>"$summary"
 	done
