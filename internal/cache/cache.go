@@ -57,8 +57,16 @@ func OpenDir(dir string) (*Cache, error) {
 	return &Cache{Dir: dir}, nil
 }
 
-// tmpPrefixes name the temporary files of tmp/: a blob being stored, a download.
-var tmpPrefixes = []string{"blob-", "dl-"}
+// tmpPrefixes name the temporary entries of tmp/: a blob being stored, a download, a work
+// directory.
+var tmpPrefixes = []string{"blob-", "dl-", "work-"}
+
+// WorkDir makes a new directory in the cache's tmp/ for files on their way into the cache
+// (pip's downloads). The caller removes it; one a killed ukernel left is removed by the next
+// OpenDir.
+func (c *Cache) WorkDir() (string, error) {
+	return workdir.Mkdir(Tmp.In(c.Dir), "work-")
+}
 
 func validDigest(sum string) error {
 	if len(sum) != 64 || strings.Trim(sum, "0123456789abcdef") != "" {

@@ -124,7 +124,7 @@ func FetchWheels(ctx context.Context, l *Lock, c *cache.Cache, o Options) (map[s
 		if o.Offline {
 			return nil, fmt.Errorf("--offline: locked wheel %s is not in the cache", w.Filename)
 		}
-		tmp, err := os.MkdirTemp(c.Dir+"/tmp", "pip-*")
+		tmp, err := c.WorkDir()
 		if err != nil {
 			return nil, err
 		}

@@ -298,7 +298,7 @@ func lockPython(ctx context.Context, o Options, reqs []string, base project.Base
 	if base.PythonVersion == "" {
 		return nil, fmt.Errorf("%s: python packages need a python base (%s [env] base = \"python-3.11\"), not %s", project.EnvFile, project.ConfigFile, base.Name)
 	}
-	tmp, err := os.MkdirTemp(o.Cache.Dir+"/tmp", "pip-*")
+	tmp, err := o.Cache.WorkDir()
 	if err != nil {
 		return nil, err
 	}
