@@ -65,9 +65,10 @@ func walkErrors(err error, fn func(error)) {
 }
 
 // PrintError reports a command's failure on w (stderr): one JSON object under --json, else
-// "ukernel: MESSAGE" with a pointer to the help for usage errors. An ExitError without a
+// "ukernel: MESSAGE" with, for usage errors, a pointer to the help of the command that
+// failed (cmdPath, as "ukernel env add"; the root's when empty). An ExitError without a
 // message (run passing the workload's exit code on) prints nothing.
-func PrintError(w io.Writer, err error, code int, asJSON bool) {
+func PrintError(w io.Writer, err error, code int, asJSON bool, cmdPath string) {
 	var ee *ExitError
 	if err == nil || errors.As(err, &ee) && ee.Err == nil {
 		return
@@ -83,6 +84,9 @@ func PrintError(w io.Writer, err error, code int, asJSON bool) {
 	}
 	fmt.Fprintln(w, "ukernel: "+msg)
 	if code == 2 {
-		fmt.Fprintln(w, "Run 'ukernel --help' for usage.")
+		if cmdPath == "" {
+			cmdPath = "ukernel"
+		}
+		fmt.Fprintf(w, "Run '%s --help' for usage.\n", cmdPath)
 	}
 }

@@ -37,14 +37,18 @@ func Main() int {
 		}
 	}()
 	cmd := NewCmdRoot(f, version.Version)
-	err := cmd.ExecuteContext(ctx)
+	failed, err := cmd.ExecuteContextC(ctx)
 	code := cmdutil.ExitCode(err)
 	if err != nil && f.IO.StdoutClosed() && errors.Is(err, syscall.EPIPE) {
 		// Whoever read the output has stopped (`| head`): exit quietly with the status a
 		// process killed by SIGPIPE has, as git does.
 		return 128 + int(syscall.SIGPIPE)
 	}
-	cmdutil.PrintError(os.Stderr, err, code, f.JSON || jsonRequested(os.Args[1:]))
+	var path string
+	if failed != nil {
+		path = failed.CommandPath()
+	}
+	cmdutil.PrintError(os.Stderr, err, code, f.JSON || jsonRequested(os.Args[1:]), path)
 	return code
 }
 

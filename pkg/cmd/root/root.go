@@ -159,10 +159,16 @@ func usageArgs(c *cobra.Command) {
 	c.Args = func(cmd *cobra.Command, args []string) error {
 		err := orig(cmd, args)
 		var ue *cmdutil.UsageError
-		if err != nil && !errors.As(err, &ue) {
-			return &cmdutil.UsageError{Err: err}
+		if err == nil || errors.As(err, &ue) {
+			return err
 		}
-		return err
+		// cobra's own messages ("accepts 2 arg(s), received 1") name neither the command nor
+		// the arguments it takes: say both.
+		name := strings.TrimPrefix(cmd.CommandPath(), cmd.Root().Name()+" ")
+		if len(args) > 0 && orig(cmd, nil) == nil && orig(cmd, args[:1]) != nil {
+			return cmdutil.Usagef("%s takes no arguments, got %q; usage: %s", name, args[0], cmd.UseLine())
+		}
+		return cmdutil.Usagef("%s: %v; usage: %s", name, err, cmd.UseLine())
 	}
 }
 
