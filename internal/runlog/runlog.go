@@ -92,7 +92,7 @@ func NewRun(projectDir string, now time.Time) (Run, error) {
 // MakeLatest points the project's logs/console.log at r's console.
 func (r Run) MakeLatest(projectDir string) error {
 	// Replace the link atomically: a reader sees the old or the new run, never none.
-	return atomicfile.Symlink(filepath.Join(runsSub, r.ID, ConsoleFile), latestLink(projectDir))
+	return atomicfile.Symlink(filepath.Join(runsSub, r.ID, ConsoleFile), LatestLink(projectDir))
 }
 
 // NewSideRun creates a run directory as NewRun does but leaves the project's latest run as it
@@ -145,12 +145,12 @@ func runsDir(projectDir string) string { return filepath.Join(projectDir, projec
 
 const runsSub = "runs"
 
-// latestLink is the link to the latest run's console, logs/console.log.
-func latestLink(projectDir string) string { return filepath.Join(projectDir, LatestRel()) }
+// LatestLink is the link to the latest run's console, logs/console.log, in projectDir.
+func LatestLink(projectDir string) string { return filepath.Join(projectDir, LatestRel()) }
 
 // LatestRun returns the run logs/console.log points at.
 func LatestRun(projectDir string) (Run, error) {
-	link := latestLink(projectDir)
+	link := LatestLink(projectDir)
 	target, err := os.Readlink(link)
 	if err != nil {
 		return Run{}, fmt.Errorf("no run recorded in %s (no %s): run `ukernel run` first", projectDir, link)

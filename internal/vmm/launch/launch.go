@@ -201,7 +201,7 @@ func Start(ctx context.Context, o Options) (*Guest, error) {
 		fmt.Fprintf(progress, "Restored from the snapshot of %s (%s) in %.2fs\n", g.Restored.Created.Format(time.RFC3339), g.Restored.Ready, time.Since(g.spawned).Seconds())
 	}
 	fmt.Fprintf(progress, "%s started (pid %d)\n", backends.Title(g.State.Handle.Backend), g.State.Handle.PID)
-	fmt.Fprintf(progress, "VM console: %s\n", runlog.LatestRel())
+	fmt.Fprintf(progress, "VM console: %s\n", consoleShown(o))
 	if netw.Mode == abi.NetTap {
 		if gn := guestNetwork(netw); gn.Address != "" {
 			fmt.Fprintf(progress, "Guest address: %s on %s (gateway %s)\n", gn.Address, netw.Iface, gn.Gateway)
@@ -210,6 +210,18 @@ func Start(ctx context.Context, o Options) (*Guest, error) {
 		}
 	}
 	return g, nil
+}
+
+// consoleShown is the latest console's path as run prints it: relative to the project the
+// user named (-C or the working directory); a template's run keeps its logs in the template
+// store, a directory the user never named, so its path is absolute there.
+func consoleShown(o Options) string {
+	if o.Template != "" {
+		if dir, err := filepath.Abs(o.ProjectDir); err == nil {
+			return runlog.LatestLink(dir)
+		}
+	}
+	return runlog.LatestRel()
 }
 
 func start(ctx context.Context, o Options, boot *bootfiles.Boot, name string, netw vmm.Net, vcpu, mem int,

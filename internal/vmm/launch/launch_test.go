@@ -323,3 +323,15 @@ func TestKillThenForget(t *testing.T) {
 		t.Errorf("the killed guest's record is left: %+v", st)
 	}
 }
+
+// run names the console relative to the project the user gave; a template's run logs into the
+// template store, which the user never named, so there the path is absolute.
+func TestConsoleShown(t *testing.T) {
+	if got := consoleShown(Options{ProjectDir: "/srv/app"}); got != "logs/console.log" {
+		t.Errorf("project run: %q, want logs/console.log", got)
+	}
+	tdir := filepath.Join(t.TempDir(), "templates", "api")
+	if got, want := consoleShown(Options{ProjectDir: tdir, Template: "api"}), filepath.Join(tdir, "logs", "console.log"); got != want {
+		t.Errorf("template run: %q, want %q", got, want)
+	}
+}
