@@ -137,7 +137,7 @@ func Find(projectDir, id string) (Run, error) {
 	if len(ids) > 5 {
 		ids = ids[len(ids)-5:]
 	}
-	return Run{}, fmt.Errorf("run %q not found in %s; recent runs: %v", id, runsDir(projectDir), ids)
+	return Run{}, fmt.Errorf("run %q not found in %s; recent runs: %s", id, runsDir(projectDir), strings.Join(ids, ", "))
 }
 
 // runsDir holds a project's run directories.

@@ -116,6 +116,15 @@ func TestFindNoRunsYet(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "no runs yet") {
 		t.Fatalf("unknown run: %v", err)
 	}
+	// An unknown id lists the latest runs as ids to copy, not as a Go slice.
+	dir := t.TempDir()
+	for _, id := range []string{"20261203T200942Z-163930", "20261203T201003Z-370320"} {
+		os.MkdirAll(filepath.Join(runsDir(dir), id), 0o755)
+	}
+	_, err = Find(dir, "example-worker")
+	if err == nil || !strings.HasSuffix(err.Error(), "; recent runs: 20261203T200942Z-163930, 20261203T201003Z-370320") {
+		t.Fatalf("unknown run: %v", err)
+	}
 }
 
 // A run's log bounds are its project's [logs], else guestlog's defaults (a run outside a project).
