@@ -26,7 +26,7 @@ func TestRunFlagErrors(t *testing.T) {
 		{[]string{"--accel", "hvf"}, "expected auto, kvm or tcg"},
 		{[]string{"--backend", "xen"}, "expected auto, firecracker or qemu"},
 		{[]string{"--stop-timeout", "0s"}, "--stop-timeout must be positive"},
-		{[]string{"extra"}, "unknown command"},
+		{[]string{"extra"}, `run takes no arguments, got "extra"`},
 	} {
 		ios, _, _, _ := iostreams.Test()
 		f := &cmdutil.Factory{IO: ios, Dir: t.TempDir()}
