@@ -206,10 +206,13 @@ func readOneLine(path string) ([]aptEntry, error) {
 			for j < len(fields) && !strings.HasSuffix(fields[j], "]") {
 				j++
 			}
+			if j == len(fields) {
+				continue // options without their "]": apt refuses the line
+			}
 			fields = append(fields[:1], fields[j+1:]...)
 		}
-		if len(fields) < 4 {
-			continue
+		if len(fields) < 4 || strings.HasPrefix(fields[1], "[") {
+			continue // a second options bracket is not a URI
 		}
 		out = append(out, aptEntry{types: fields[:1], uris: fields[1:2], suites: fields[2:3], components: fields[3:], file: path})
 	}
