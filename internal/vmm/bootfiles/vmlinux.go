@@ -3,7 +3,9 @@ package bootfiles
 import (
 	"crypto/sha256"
 	"debug/elf"
+	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -44,7 +46,7 @@ func Vmlinux(bzImagePath, digest, cacheDir string) (string, error) {
 		return "", fmt.Errorf("kernel %s: %w", bzImagePath, err)
 	}
 	var bz bzimage.BzImage
-	if err := bz.UnmarshalBinary(data); err != nil {
+	if err := unmarshalBzImage(&bz, data); err != nil {
 		return "", fmt.Errorf("kernel %s: not a bzImage that can be decompressed: %w", bzImagePath, err)
 	}
 	if _, err := bz.ELF(); err != nil {
@@ -61,6 +63,38 @@ func Vmlinux(bzImagePath, digest, cacheDir string) (string, error) {
 		return "", fmt.Errorf("vmlinux cache: %w", err)
 	}
 	return out, nil
+}
+
+// maxVmlinux bounds the uncompressed kernel a bzImage may declare (a distribution's is 30-70 MB).
+const maxVmlinux = 512 << 20
+
+// unmarshalBzImage decodes a bzImage, the kernel of an image that may come from anywhere. u-root
+// allocates what the header's payload offset and length say (up to 4 GiB each) and slices by
+// them and by the payload's declared size unchecked: those are checked here first, against the
+// file, and a panic left in its decoder is an error.
+func unmarshalBzImage(bz *bzimage.BzImage, d []byte) (err error) {
+	const hdrEnd = 0x250 // through payload_offset and payload_length
+	if len(d) < hdrEnd || string(d[0x202:0x206]) != "HdrS" || binary.LittleEndian.Uint16(d[0x206:]) < 0x0208 {
+		return errors.New("no boot protocol 2.08+ header")
+	}
+	setup := int64(d[0x1f1])
+	if setup == 0 {
+		setup = 4
+	}
+	start := (setup+1)*512 + int64(binary.LittleEndian.Uint32(d[0x248:]))
+	end := start + int64(binary.LittleEndian.Uint32(d[0x24c:]))
+	if end-start < 16 || end+4 > int64(len(d)) { // the payload, then its CRC
+		return fmt.Errorf("payload at %d-%d does not fit the %d-byte file", start, end, len(d))
+	}
+	if n := binary.LittleEndian.Uint32(d[end-4:]); n < 64 || n > maxVmlinux {
+		return fmt.Errorf("payload declares a %d-byte kernel", n)
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("malformed bzImage (%v)", r)
+		}
+	}()
+	return bz.UnmarshalBinary(d)
 }
 
 // CheckELF verifies that path is what Firecracker (and QEMU's PVH entry) boots on x86_64: a 64-bit little-endian
