@@ -66,6 +66,49 @@ func Write(path string, perm os.FileMode, fill func(f *os.File) error) (err erro
 	return Rename(f.Name(), path)
 }
 
+// WriteNew publishes data at path, with mode perm, only if nothing is there yet: of writers
+// racing for one path exactly one wins, and the others get an error that wraps fs.ErrExist.
+// For a file that replacing would lose (a private key): the file is linked into place, which
+// never replaces, where Write renames over.
+func WriteNew(path string, data []byte, perm os.FileMode) (err error) {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if _, err := Sweep(path); err != nil {
+		return err
+	}
+	f, err := workdir.Create(dir, tempPrefix(path))
+	if err != nil {
+		return err
+	}
+	// Once linked, path holds the file; the temporary name goes in every case.
+	defer os.Remove(f.Name())
+	defer func() {
+		if err != nil {
+			f.Close()
+			err = fmt.Errorf("write %s: %w", path, err)
+		}
+	}()
+	if _, err := f.Write(data); err != nil {
+		return err
+	}
+	if err := f.Chmod(perm); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	crashpoint.At("atomic:" + filepath.Base(path))
+	if err := os.Link(f.Name(), path); err != nil {
+		return err
+	}
+	return SyncDir(dir)
+}
+
 // Sweep removes the temporary files that writes of path by processes no longer running left
 // (Write does it before each write), and returns how many it removed.
 func Sweep(path string) (int, error) {

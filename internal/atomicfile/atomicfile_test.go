@@ -2,8 +2,11 @@ package atomicfile
 
 import (
 	"errors"
+	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 
 	"github.com/ukernel-dev/ukernel/internal/workdir"
@@ -157,5 +160,45 @@ func TestPublishAndRename(t *testing.T) {
 	}
 	if err := Rename(filepath.Join(dir, "missing"), tree); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("renaming nothing: %v, want ErrNotExist (callers test for it)", err)
+	}
+}
+
+// TestWriteNewNeverReplaces: of 8 writers racing for one path exactly one publishes, and the
+// file is that one's; the others are told the path exists; no temporary file is left.
+func TestWriteNewNeverReplaces(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "release.key")
+	errs := make([]error, 8)
+	var wg sync.WaitGroup
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = WriteNew(p, []byte(fmt.Sprintf("key %d", i)), 0o600)
+		}()
+	}
+	wg.Wait()
+	won := -1
+	for i, err := range errs {
+		switch {
+		case err == nil && won >= 0:
+			t.Errorf("writers %d and %d both published", won, i)
+		case err == nil:
+			won = i
+		case !errors.Is(err, fs.ErrExist):
+			t.Errorf("writer %d: %v, want one that says the file exists", i, err)
+		}
+	}
+	if won < 0 {
+		t.Fatal("no writer published")
+	}
+	if b, _ := os.ReadFile(p); string(b) != fmt.Sprintf("key %d", won) {
+		t.Errorf("the file holds %q, the winner wrote key %d", b, won)
+	}
+	if fi, err := os.Stat(p); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("mode %v %v, want 0600", fi, err)
+	}
+	if names := entries(t, dir); len(names) != 1 {
+		t.Errorf("directory holds %v", names)
 	}
 }

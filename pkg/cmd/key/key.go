@@ -93,7 +93,12 @@ func generateRun(o *Options) error {
 	if err != nil {
 		return err
 	}
-	if err := atomicfile.WriteFile(priv, k.Marshal(), 0o600); err != nil {
+	// The private key is published only where none is (another generate of the name may race
+	// with this one): the one that wins also writes the public key, so the pair matches.
+	if err := atomicfile.WriteNew(priv, k.Marshal(), 0o600); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("%s already exists: choose another name, or remove it first (a lost key cannot be recovered)", priv)
+		}
 		return err
 	}
 	if err := atomicfile.WriteFile(pub, k.Public().Marshal(), 0o644); err != nil {

@@ -96,13 +96,15 @@ func addRun(o *Options) error {
 		return cmdutil.Usagef("%v; choose one with --name", err)
 	}
 	dst := filepath.Join(cfg.TrustedDir(), name+".pub")
-	if old, err := os.ReadFile(dst); err == nil {
-		if ok, perr := sign.ParsePublicKey(old); perr == nil && ok.ID == k.ID {
-			return printAdded(o, Trusted{Name: name, KeyID: k.ID.String(), Path: dst})
+	// Never over a key trusted under the name (another add may race with this one).
+	if err := atomicfile.WriteNew(dst, k.Marshal(), 0o644); errors.Is(err, fs.ErrExist) {
+		if old, rerr := os.ReadFile(dst); rerr == nil {
+			if ok, perr := sign.ParsePublicKey(old); perr == nil && ok.ID == k.ID {
+				return printAdded(o, Trusted{Name: name, KeyID: k.ID.String(), Path: dst})
+			}
 		}
 		return fmt.Errorf("%s already trusts another key under the name %s; choose another with --name, or 'ukernel trust remove %s' first", dst, name, name)
-	}
-	if err := atomicfile.WriteFile(dst, k.Marshal(), 0o644); err != nil {
+	} else if err != nil {
 		return err
 	}
 	return printAdded(o, Trusted{Name: name, KeyID: k.ID.String(), Path: dst})
