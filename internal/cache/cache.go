@@ -236,6 +236,20 @@ func (c *Cache) WriteState(name string, data []byte) error {
 	})
 }
 
+// ReadRecord returns a named record (Records). Missing -> ErrNotFound.
+func (c *Cache) ReadRecord(name string) ([]byte, error) {
+	data, err := os.ReadFile(Records.In(c.Dir, filepath.FromSlash(name)))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, ErrNotFound
+	}
+	return data, err
+}
+
+// WriteRecord replaces a named record (Records) atomically.
+func (c *Cache) WriteRecord(name string, data []byte) error {
+	return atomicfile.WriteFile(Records.In(c.Dir, filepath.FromSlash(name)), data, 0o600)
+}
+
 func (c *Cache) statePath(name string) string {
 	return State.In(c.Dir, filepath.FromSlash(name))
 }
@@ -257,6 +271,9 @@ func (c *Cache) Prune(olderThan time.Duration) (PruneResult, error) {
 	for _, l := range layout {
 		root := l.folder.In(c.Dir)
 		var err error
+		if l.prune == pruneNever {
+			continue
+		}
 		if l.prune == pruneEntries {
 			err = pruneEntriesOf(root, unused, &res)
 		} else {

@@ -35,6 +35,11 @@ const (
 	Vmlinux  Folder = "vmlinux"   // decompressed kernels, by bzImage digest (bootfiles)
 	Verified Folder = "verified"  // files verified in full, by identity: images (bootfiles), VMM binaries (snapshot)
 	KVMProbe Folder = "kvm-probe" // KVM probe answers, by host kernel, QEMU and kernel (kvmprobe)
+	// Records is what cannot be made again, about files that outlive the cache: a pull's
+	// manifest and signatures, by image digest (oci), which the trust policy is applied to
+	// again whenever a copy of the image runs or is deployed. Prune keeps it: an image whose
+	// record went would pass for a local build, which no policy covers.
+	Records Folder = "records"
 )
 
 // HostTSCFile holds the host's TSC rate, measured once per host boot (vmm/qemu).
@@ -47,6 +52,7 @@ const (
 	pruneFiles   pruneKind = iota // each file by its age
 	pruneTemp                     // files older than an hour (younger ones may be a running write)
 	pruneEntries                  // each top-level entry as a whole by its own age (users refresh it)
+	pruneNever                    // kept (Records)
 )
 
 // layout is every folder of the cache.
@@ -63,6 +69,7 @@ var layout = []struct {
 	{Vmlinux, pruneEntries},
 	{Verified, pruneEntries},
 	{KVMProbe, pruneEntries},
+	{Records, pruneNever},
 }
 
 // In returns the path of f in the cache at dir, joined with elem.

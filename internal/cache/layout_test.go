@@ -49,7 +49,8 @@ func TestEveryFolderPruned(t *testing.T) {
 	}
 }
 
-// TestPruneClearsEveryFolder: pruning everything (age 0) leaves each folder of layout empty.
+// TestPruneClearsEveryFolder: pruning everything (age 0) leaves each folder of layout empty,
+// but Records (what cannot be made again), which it keeps whole.
 func TestPruneClearsEveryFolder(t *testing.T) {
 	c, err := OpenDir(t.TempDir())
 	if err != nil {
@@ -68,11 +69,15 @@ func TestPruneClearsEveryFolder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Files != len(layout) {
-		t.Errorf("pruned %d files, want one per folder (%d)", res.Files, len(layout))
+	if res.Files != len(layout)-1 {
+		t.Errorf("pruned %d files, want one per folder but records (%d)", res.Files, len(layout)-1)
 	}
 	for _, l := range layout {
-		if n := usage(l.folder.In(c.Dir)); n.Files != 0 {
+		n := usage(l.folder.In(c.Dir))
+		if l.prune == pruneNever && n.Files != 1 {
+			t.Errorf("%s holds %d files, want its one kept", l.folder, n.Files)
+		}
+		if l.prune != pruneNever && n.Files != 0 {
 			t.Errorf("%s still holds %d files", l.folder, n.Files)
 		}
 	}

@@ -464,12 +464,25 @@ func TestCheckPulled(t *testing.T) {
 	if err := CheckPulled(img); err != nil {
 		t.Fatalf("a local build is not subject to the policy: %v", err)
 	}
+	// A copy kept outside the cache (pull -o).
+	copied := filepath.Join(t.TempDir(), "w.img")
+	if b, err := os.ReadFile(p.Path); err != nil || os.WriteFile(copied, b, 0o644) != nil {
+		t.Fatal(err)
+	}
 	// alice is no longer trusted, mallory is: the pulled image is refused.
 	os.Remove(filepath.Join(dir, "trusted", "alice.pub"))
 	os.WriteFile(filepath.Join(dir, "trusted", "mallory.pub"), mallory.Public().Marshal(), 0o644)
 	var te *TrustError
 	if err := CheckPulled(p.Path); !errors.As(err, &te) || !strings.Contains(err.Error(), alice.ID.String()) {
 		t.Fatalf("a pulled image whose signer is no longer trusted: %v", err)
+	}
+	// The cache emptied (cache prune): the copy is still known as pulled, and still refused;
+	// before, its record went with the cache and it ran as a local build.
+	if _, err := c.Prune(0); err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckPulled(copied); !errors.As(err, &te) || !strings.Contains(err.Error(), alice.ID.String()) {
+		t.Fatalf("after cache prune, a pulled image whose signer is no longer trusted: %v", err)
 	}
 }
 

@@ -48,7 +48,9 @@ type Record struct {
 	Signatures [][]byte      `json:"signatures,omitempty"`
 }
 
-func recordState(revision string) string { return "oci/pulled/" + revision + ".json" }
+// recordName names a pull record among the cache's records (an older ukernel kept it among the
+// cache's state, which prune clears: read there too).
+func recordName(revision string) string { return "oci/pulled/" + revision + ".json" }
 
 // WriteRecord keeps a pull record in cache c, under the revision its manifest names. Deploy
 // carries a record to another host with the image, so that host applies its own policy to the
@@ -65,7 +67,7 @@ func WriteRecord(c *cache.Cache, rec Record) error {
 	if err != nil {
 		return err
 	}
-	return c.WriteState(recordState(im.Revision), b)
+	return c.WriteRecord(recordName(im.Revision), b)
 }
 
 // remoteImage is a resolved, checked image manifest with its signatures under the policy.

@@ -99,7 +99,10 @@ func VerifyLocal(path string, c *cache.Cache, cfg *userconfig.Config) (VerifyRes
 // readRecord returns the pull record of the image whose SHA-256 is revision, nil when it was
 // not pulled.
 func readRecord(c *cache.Cache, revision string) (*Record, error) {
-	b, err := c.ReadState(recordState(revision))
+	b, err := c.ReadRecord(recordName(revision))
+	if errors.Is(err, cache.ErrNotFound) {
+		b, err = c.ReadState(recordName(revision))
+	}
 	if errors.Is(err, cache.ErrNotFound) {
 		return nil, nil
 	}
