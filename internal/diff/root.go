@@ -11,12 +11,22 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/ukernel-dev/ukernel/internal/crashpoint"
 	"github.com/ukernel-dev/ukernel/internal/image"
+	"github.com/ukernel-dev/ukernel/internal/workdir"
 )
+
+// workPrefix names a diff's work directory in the system's temporary directory.
+const workPrefix = "ukernel-diff-"
 
 // compareRoots extracts both root filesystems (image.ExtractRoot) and compares their files.
 func compareRoots(ctx context.Context, a, b *image.Image) ([]File, error) {
-	tmp, err := os.MkdirTemp("", "ukernel-diff-")
+	// Named for its owner: the roots a killed diff extracted (diff is interruptible) go with the
+	// next diff.
+	if _, err := workdir.Sweep(os.TempDir(), workPrefix); err != nil {
+		return nil, err
+	}
+	tmp, err := workdir.Mkdir(os.TempDir(), workPrefix)
 	if err != nil {
 		return nil, err
 	}
@@ -30,6 +40,7 @@ func compareRoots(ctx context.Context, a, b *image.Image) ([]File, error) {
 		if trees[i], err = walk(dir); err != nil {
 			return nil, err
 		}
+		crashpoint.At("diff-root")
 	}
 	var files []File
 	for p, ea := range trees[0] {

@@ -10,6 +10,8 @@ import (
 	"os/exec"
 	"strings"
 	"time"
+
+	"github.com/ukernel-dev/ukernel/internal/workdir"
 )
 
 // ErrNoExtractor means fsck.erofs (erofs-utils) is not installed, so the root cannot be extracted.
@@ -45,6 +47,7 @@ func (im *Image) ExtractRoot(ctx context.Context, dir string) error {
 	ctx, cancel := context.WithTimeout(ctx, ExtractTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "fsck.erofs", "--extract="+dir, "--preserve-perms", fsPath)
+	workdir.DieWithParent(cmd) // never extracting on into a directory the next diff removes
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
