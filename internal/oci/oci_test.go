@@ -410,7 +410,8 @@ func TestParseRef(t *testing.T) {
 			t.Errorf("ParseRef(%q) = %q, %v; want %q", s, r.String(), err, want)
 		}
 	}
-	for _, bad := range []string{"", "oci-layout:", "oci-layout:/x@sha256:zz", "h.io/r@md5:1"} {
+	// A relative path is no registry (oras reads ./x.img as host "." and repository x.img).
+	for _, bad := range []string{"", "oci-layout:", "oci-layout:/x@sha256:zz", "h.io/r@md5:1", "./x.img", "../dist/x.img", "x.img"} {
 		if _, err := ParseRef(bad); err == nil {
 			t.Errorf("ParseRef(%q) accepted", bad)
 		}

@@ -54,6 +54,10 @@ func ParseRef(s string) (Ref, error) {
 		return r, nil
 	}
 	reg, err := registry.ParseReference(s)
+	if err == nil && (reg.Registry == "." || reg.Registry == "..") {
+		// oras takes ./x.img for host "." and repository x.img: it is a path.
+		err = fmt.Errorf("%s is a path, not a registry host", reg.Registry+"/")
+	}
 	if err != nil {
 		return Ref{}, fmt.Errorf("reference %q: expected host[:port]/repository[:tag|@sha256:...], %s or %s: %w", s, layoutPrefix+"DIR", archivePrefix+"FILE.tar", err)
 	}

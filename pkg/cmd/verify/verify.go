@@ -82,6 +82,10 @@ func verifyRun(o *Options) error {
 		}
 		res, err = oci.VerifyLocal(p, c, cfg)
 	} else {
+		if _, perr := oci.ParseRef(o.Target); perr != nil {
+			// A mistyped image path is no reference either: say both.
+			return &cmdutil.ExitError{Code: 1, Err: fmt.Errorf("no image file %s, and %w", p, perr)}
+		}
 		topts, oerr := o.Flags.Options(o.IO, cfg, o.Logger)
 		if oerr != nil {
 			return oerr

@@ -20,6 +20,8 @@ func TestLocalOrReference(t *testing.T) {
 		"not-an-image.img":                         "not-an-image.img",
 		"oci-layout:" + filepath.Join(dir, "nope"): "OCI layout",
 		"Not A Reference":                          "reference",
+		// A mistyped path: no registry is asked (./x.img is not host "."), both readings fail.
+		"./dist/nope.img": "no image file " + filepath.Join(dir, "dist", "nope.img") + ", and reference",
 	} {
 		ios, _, _, _ := iostreams.Test()
 		cmd := NewCmdVerify(&cmdutil.Factory{IO: ios, Dir: dir}, nil)
