@@ -71,7 +71,7 @@ func Manifest(cfg *project.Config, base project.Base, res *Result, lockDigest st
 		m.User = AppUser.Name
 	}
 	if !hasUser(res.Users, m.User) {
-		return m, fmt.Errorf("%s: project.user: no user %q in the image (known: %s)", project.ConfigFile, m.User, userNames(res.Users))
+		return m, cfg.Errorf("project.user", "no user %q in the image (known: %s)", m.User, userNames(res.Users))
 	}
 	if cfg.Project.Entry != "" {
 		argv, err := entryArgv(cfg, base)
@@ -85,7 +85,7 @@ func Manifest(cfg *project.Config, base project.Base, res *Result, lockDigest st
 		argv := append([]string(nil), s.Command...)
 		abs, err := lookPath(res.RootDir, argv[0])
 		if err != nil {
-			return m, fmt.Errorf("%s: services.%s.command: %w", project.ConfigFile, name, err)
+			return m, cfg.Errorf("services."+name+".command", "%v", err)
 		}
 		argv[0] = abs
 		user := s.User
@@ -93,7 +93,7 @@ func Manifest(cfg *project.Config, base project.Base, res *Result, lockDigest st
 			user = AppUser.Name
 		}
 		if !hasUser(res.Users, user) {
-			return m, fmt.Errorf("%s: services.%s.user: no user %q in the image (known: %s)", project.ConfigFile, name, user, userNames(res.Users))
+			return m, cfg.Errorf("services."+name+".user", "no user %q in the image (known: %s)", user, userNames(res.Users))
 		}
 		m.Services = append(m.Services, abi.Service{Name: name, Command: argv, Env: s.Env, Workdir: s.Workdir, User: user, Restart: s.Restart,
 			Secrets: append([]string(nil), s.Secrets...)})
@@ -106,7 +106,7 @@ func Manifest(cfg *project.Config, base project.Base, res *Result, lockDigest st
 			argv := append([]string(nil), h.Cmd...)
 			abs, err := lookPath(res.RootDir, argv[0])
 			if err != nil {
-				return m, fmt.Errorf("%s: health.%s.cmd: %w", project.ConfigFile, name, err)
+				return m, cfg.Errorf("health."+name+".cmd", "%v", err)
 			}
 			argv[0] = abs
 			hc.Cmd = argv

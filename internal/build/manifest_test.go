@@ -1,6 +1,8 @@
 package build
 
 import (
+	"errors"
+	"strings"
 	"testing"
 
 	"github.com/ukernel-dev/ukernel/internal/abi"
@@ -49,5 +51,37 @@ QUEUE = "jobs"
 	if m.Role != "worker" || m.Env[abi.RoleEnv] != "worker" || m.Env["QUEUE"] != "jobs" || len(m.Services) != 0 ||
 		m.Entry[1] != "/app/worker.sh" || m.Run.VCPU != 2 {
 		t.Fatalf("role worker: %+v", m)
+	}
+}
+
+// What only the built tree can tell (a program or a user it lacks) is a problem at its line of
+// ukernel.toml, as every other problem of the file is (and --json gives file, line and key).
+func TestManifestProblemsHaveLines(t *testing.T) {
+	base, _ := project.LookupBase("debian-12")
+	res := &Result{Users: []abi.User{AppUser}, RootDir: t.TempDir()}
+	head := "[project]\nname = \"app\"\nlanguage = \"shell\"\nentry = \"src/main.sh\"\n[env]\nbase = \"debian-12\"\n"
+	for _, c := range []struct {
+		tail, key string
+		line      int
+	}{
+		{"[services.db]\ncommand = \"nosuchprog --flag\"\n", "services.db.command", 8},
+		{"[services.db]\ncommand = \"/bin/db\"\nuser = \"postgres\"\n", "services.db.user", 9},
+		{"[services.db]\ncommand = \"/bin/db\"\n[health.db]\ncmd = \"pg_isready\"\n", "health.db.cmd", 10},
+		{"", "project.user", 0},
+	} {
+		src := head + c.tail
+		if c.key == "project.user" {
+			src = strings.Replace(src, "entry =", "user = \"nobody\"\nentry =", 1)
+			c.line = 4
+		}
+		cfg, err := project.Parse(project.ConfigFile, []byte(src))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = Manifest(cfg, base, res, "sha256:x", 1)
+		var pe *project.Error
+		if !errors.As(err, &pe) || pe.Key != c.key || pe.Line != c.line || pe.File != project.ConfigFile {
+			t.Errorf("%s: %v (%#v), want a problem at %s:%d", c.key, err, pe, project.ConfigFile, c.line)
+		}
 	}
 }
