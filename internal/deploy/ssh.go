@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/ukernel-dev/ukernel/internal/guestlog"
+	"github.com/ukernel-dev/ukernel/internal/vmm"
+	"github.com/ukernel-dev/ukernel/internal/workdir"
 )
 
 // Target is one --host: [USER@]HOST[:PORT]. HOST may be an alias of the user's ssh_config.
@@ -150,6 +152,10 @@ func (c *Conn) binary() string {
 	return "ssh"
 }
 
+// socketPrefix names the directory of a connection's control socket, in the system's
+// temporary directory.
+const socketPrefix = "ukd-"
+
 // Dial connects to t and returns once the host is authenticated (its key checked) and the user
 // logged in, or with why not within the connect timeout.
 func Dial(ctx context.Context, t Target, o SSHOptions) (*Conn, error) {
@@ -163,8 +169,12 @@ func Dial(ctx context.Context, t Target, o SSHOptions) (*Conn, error) {
 	if _, err := exec.LookPath(bin); err != nil {
 		return nil, fmt.Errorf("the OpenSSH client (%s) is not installed: install openssh-client", bin)
 	}
-	// A short private path: a unix socket's path has about 100 bytes.
-	dir, err := os.MkdirTemp("", "ukd-")
+	// A short private path: a unix socket's path has about 100 bytes. Named for its owner: the
+	// directory of a killed deploy goes with the next one.
+	if _, err := workdir.Sweep(os.TempDir(), socketPrefix); err != nil {
+		return nil, err
+	}
+	dir, err := workdir.Mkdir(os.TempDir(), socketPrefix)
 	if err != nil {
 		return nil, err
 	}
@@ -173,12 +183,15 @@ func Dial(ctx context.Context, t Target, o SSHOptions) (*Conn, error) {
 	args := append(c.baseArgs(), "-M", "-N", "-v", "-o", "ControlPersist=no", "--", t.Host)
 	c.master = exec.Command(bin, args...)
 	c.master.Stderr = c.stderr
-	if err := c.master.Start(); err != nil {
+	// Tied to this process: a deploy killed (kill -9, or SIGTERM from a CI job's timeout, which
+	// reaches it and not its children) never leaves the connection open behind it.
+	wait, err := vmm.StartTied(c.master)
+	if err != nil {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("%s: start ssh: %w", t, err)
 	}
 	var werr error
-	go func() { werr = c.master.Wait(); close(c.done) }()
+	go func() { werr = wait(); close(c.done) }()
 	// The client's own ConnectTimeout covers the TCP connection and the banner; this deadline
 	// also covers a host that stalls later in the handshake or authentication.
 	limit := o.ConnectTimeout + 5*time.Second

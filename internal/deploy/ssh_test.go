@@ -3,11 +3,13 @@ package deploy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -239,5 +241,67 @@ func TestCopyBinary(t *testing.T) {
 	h, err := setupHost(ctx, c, o)
 	if err != nil || !h.copied || h.bin != filepath.Join(home, "bin", "uk") {
 		t.Fatalf("--remote-bin: %+v, %v", h, err)
+	}
+}
+
+// TestKilledDeployEndsItsConnection: a deploy killed with its SSH connection open (SIGKILL, or
+// SIGTERM from a CI job's timeout, which reaches ukernel and not its children) takes its ssh
+// master process with it, and the next deploy removes the killed one's control-socket
+// directory. Before, the master kept the connection (and a session on the host) open for good.
+// The killed deploy is this test binary, re-executed.
+func TestKilledDeployEndsItsConnection(t *testing.T) {
+	if target := os.Getenv("UKT_DIAL_HELPER"); target != "" {
+		o := SSHOptions{Config: os.Getenv("UKT_SSH_CONFIG"), Identity: os.Getenv("UKT_SSH_KEY"), KnownHosts: os.Getenv("UKT_SSH_KNOWN"), ConnectTimeout: 5 * time.Second}
+		c, err := Dial(context.Background(), mustTarget(t, target), o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Printf("master %d\n", c.master.Process.Pid)
+		time.Sleep(time.Minute) // killed meanwhile
+		return
+	}
+	s := testenv.StartSSHD(t, testenv.SSHDOptions{})
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestKilledDeployEndsItsConnection$")
+	cmd.Env = append(os.Environ(), "UKT_DIAL_HELPER="+s.Target, "UKT_SSH_CONFIG="+s.Config, "UKT_SSH_KEY="+s.ClientKey, "UKT_SSH_KNOWN="+s.KnownHosts)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var master int
+	if _, err := fmt.Fscanf(out, "master %d\n", &master); err != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("the connection was not made: %v\nsshd: %s", err, s.Log())
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	gone := func() bool {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", master))
+		if err != nil {
+			return true
+		}
+		_, rest, _ := strings.Cut(string(b), ") ")
+		return strings.HasPrefix(rest, "Z") // dead, not yet reaped by its new parent
+	}
+	for deadline := time.Now().Add(5 * time.Second); !gone(); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			syscall.Kill(master, syscall.SIGKILL)
+			t.Fatalf("the ssh master (pid %d) of the killed deploy still runs", master)
+		}
+	}
+	c, err := Dial(ctx, mustTarget(t, s.Target), testSSH(s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	if left, _ := os.ReadDir(tmp); len(left) != 0 {
+		t.Errorf("the temporary directory holds %v after a killed deploy and the next one", left)
 	}
 }
