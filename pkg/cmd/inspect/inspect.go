@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ukernel-dev/ukernel/internal/abi"
+	"github.com/ukernel-dev/ukernel/internal/guestlog"
 	"github.com/ukernel-dev/ukernel/internal/image"
 	"github.com/ukernel-dev/ukernel/internal/template"
 	"github.com/ukernel-dev/ukernel/pkg/cmdutil"
@@ -95,12 +96,27 @@ func inspectRun(opts *Options) error {
 			return err
 		}
 	} else {
-		printText(opts.IO.Out, out)
+		outTerm, _ := opts.IO.Terminals()
+		if err := writeText(opts.IO.Out, outTerm, out); err != nil {
+			return err
+		}
 	}
 	if err := rep.Err(); err != nil {
 		return &cmdutil.ExitError{Code: 1, Err: fmt.Errorf("%s: %w", opts.Image, err)}
 	}
 	return nil
+}
+
+// writeText prints o, through a TerminalWriter on a terminal: the manifest is the image's own
+// text (a pulled image's is anyone's), which must not move the cursor or retitle the window.
+func writeText(w io.Writer, terminal bool, o Output) error {
+	if !terminal {
+		printText(w, o)
+		return nil
+	}
+	tw := &guestlog.TerminalWriter{W: w}
+	printText(tw, o)
+	return tw.Flush()
 }
 
 func printText(w io.Writer, o Output) {

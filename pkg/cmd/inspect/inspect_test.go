@@ -177,3 +177,21 @@ func TestNewCmdInspect(t *testing.T) {
 		}
 	}
 }
+
+// TestInspectTextNeutralisedOnTerminal: an image's manifest (a pulled image's is anyone's)
+// reaches a terminal with its control sequences escaped; a pipe gets it as it is.
+func TestInspectTextNeutralisedOnTerminal(t *testing.T) {
+	o := Output{Image: "x.img", Manifest: abi.Manifest{Name: "\x1b]0;owned\x07w", Entry: []string{"\x1b[2J/app"},
+		Kernel: abi.Kernel{Cmdline: "console=\u009b31m"}}}
+	var term, pipe strings.Builder
+	if err := writeText(&term, true, o); err != nil {
+		t.Fatal(err)
+	}
+	if strings.ContainsAny(term.String(), "\x1b\x07\u009b") || !strings.Contains(term.String(), `Name: \x1b]0;owned\x07w`) {
+		t.Errorf("on a terminal:\n%q", term.String())
+	}
+	writeText(&pipe, false, o)
+	if !strings.Contains(pipe.String(), "Name: \x1b]0;owned\x07w\n") {
+		t.Errorf("on a pipe:\n%q", pipe.String())
+	}
+}
