@@ -5,8 +5,11 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
+	"github.com/ukernel-dev/ukernel/internal/runstate"
 	"github.com/ukernel-dev/ukernel/internal/trace"
 	"github.com/ukernel-dev/ukernel/internal/vmm"
 	"github.com/ukernel-dev/ukernel/internal/vmm/backends"
@@ -31,6 +34,9 @@ func chooseVMM(ctx context.Context, o Options, netw vmm.Net, probe kvmprobe.Spec
 		return "", vmm.AccelChoice{}, err
 	}
 	if err := e.CheckNet(netw); err != nil {
+		if g := publisher(o.Store, netw.Publish); g != "" {
+			err = fmt.Errorf("%w, or stop the guest %s that publishes it (ukernel stop %s)", err, g, g)
+		}
 		return "", vmm.AccelChoice{}, err
 	}
 	fmt.Fprintf(progress, "Accelerator: %s\n", c.AccelChoice())
@@ -56,4 +62,30 @@ func (g *Guest) recordSpans(spans ...trace.Span) {
 	if err := trace.Append(filepath.Join(g.Run.Dir, trace.RunSpansFile), spans...); err != nil {
 		g.log.Debug("record spans", "err", err)
 	}
+}
+
+// publisher is the running guest that publishes one of the host ports of ports, if any: the
+// usual holder of a port a run cannot publish.
+func publisher(store *runstate.Store, ports []vmm.Port) string {
+	if store == nil || len(ports) == 0 {
+		return ""
+	}
+	states, err := store.List()
+	if err != nil {
+		return ""
+	}
+	for _, st := range states {
+		if !st.Live() {
+			continue
+		}
+		for _, held := range st.Ports {
+			host, _, _ := strings.Cut(held, ":")
+			for _, p := range ports {
+				if host == strconv.Itoa(p.Host) {
+					return st.Name
+				}
+			}
+		}
+	}
+	return ""
 }

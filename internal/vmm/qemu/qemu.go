@@ -291,7 +291,7 @@ func CheckNet(n vmm.Net) error {
 		for _, p := range n.Publish {
 			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p.Host))
 			if err != nil {
-				return fmt.Errorf("--publish %s: host port %d on 127.0.0.1 is not free: %w", p, p.Host, err)
+				return fmt.Errorf("--publish %s: host port %d on 127.0.0.1 is not free: %w; publish another host port (--publish PORT:%d)", p, p.Host, err, p.Guest)
 			}
 			l.Close()
 		}
