@@ -2,6 +2,7 @@ package qemu
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -24,6 +25,10 @@ const CPUModelTCG = "max,erms=off,fsrm=off"
 // SaveTimeout bounds a save: pausing the guest and writing its device state (tens of KB with
 // RAM in its file; 11 ms for a 512 MiB postgres guest here).
 const SaveTimeout = 30 * time.Second
+
+// LoadTimeout bounds loading a saved device state into a restoring QEMU (the state is tens of
+// KB; RAM is mapped, not read).
+const LoadTimeout = 30 * time.Second
 
 var _ vmm.Snapshotter = (*Backend)(nil)
 
@@ -113,6 +118,8 @@ func (b *Backend) Save(ctx context.Context, h vmm.Handle, statePath, _ string) e
 // loadState loads a saved device state into a QEMU started with -incoming defer, and returns
 // once it is loaded, the guest still paused.
 func loadState(ctx context.Context, vm *vmm.VM, socket, statePath, logPath string) error {
+	ctx, cancel := context.WithTimeout(ctx, LoadTimeout)
+	defer cancel()
 	f, err := os.Open(statePath)
 	if err != nil {
 		return fmt.Errorf("device state: %w", err)
@@ -138,6 +145,9 @@ func loadState(ctx context.Context, vm *vmm.VM, socket, statePath, logPath strin
 		case <-vm.Done():
 			return fmt.Errorf("load the saved state: QEMU exited: %s", vmm.LogTail(logPath, "QEMU"))
 		case <-time.After(100 * time.Millisecond):
+		}
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return fmt.Errorf("load the saved state %s: not loaded within %s (%w)", statePath, LoadTimeout, err)
 		}
 		return fmt.Errorf("load the saved state: %w", err)
 	}

@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -172,4 +173,51 @@ func TestLayout(t *testing.T) {
 	if !strings.HasSuffix(cmdline, " tsc=reliable") || b.BootCmdline(spec("/run/x", 8080, 512, abi.NetUser)) != cmdline {
 		t.Errorf("BootCmdline: %q, or it differs between a save and a restore", cmdline)
 	}
+}
+
+// TestLoadStateHasDeadline: a restore whose device state never arrives (here a FIFO nobody
+// writes to; a stalled network filesystem in life) fails within LoadTimeout, QEMU killed, instead
+// of waiting as long as the run's context (which has no deadline) lasts.
+func TestLoadStateHasDeadline(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts QEMU")
+	}
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "state")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		w, err := os.OpenFile(fifo, os.O_WRONLY, 0) // held open, silent
+		if err == nil {
+			t.Cleanup(func() { w.Close() })
+		}
+	}()
+	memPath := filepath.Join(dir, "memory")
+	if err := os.WriteFile(memPath, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(memPath, 256<<20); err != nil {
+		t.Fatal(err)
+	}
+	initrd := filepath.Join(t.TempDir(), "initrd")
+	if err := vmmtest.WriteInitrd(initrd, vmmtest.Preamble+"sleep 100\n", nil); err != nil {
+		t.Fatal(err)
+	}
+	g := newGuest(t, initrd)
+	g.spec.Memory = &vmm.MemoryFile{Path: memPath}
+	g.spec.Incoming = fifo
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute) // a safety net only
+	defer cancel()
+	start := time.Now()
+	vm, err := New(nil).Start(ctx, g.spec)
+	took := time.Since(start)
+	if err == nil {
+		vmm.Stop(ctx, New(nil), vm.Handle, time.Second, nil)
+		t.Fatal("a state that never arrives was loaded")
+	}
+	if took > LoadTimeout+StartTimeout {
+		t.Errorf("Start returned after %s (%v); want within LoadTimeout (%s) of QEMU's start", took.Round(time.Second), err, LoadTimeout)
+	}
+	t.Logf("after %s: %v", took.Round(time.Millisecond), err)
 }
