@@ -283,6 +283,18 @@ func (st *State) OwnerAlive() bool {
 	return ok && (st.OwnerStart == 0 || start == st.OwnerStart)
 }
 
+// Recording reports whether the run of st may still get output: its guest runs, or the process
+// that owns it has not recorded its end yet (it records the rest of the output first). A run
+// that ended is done even while its owner runs on (a detached guest's monitor restarting it
+// under --restart), and so is one whose record was removed or taken by a newer run.
+func (s *Store) Recording(st *State) bool {
+	cur, err := s.Load(st.Name)
+	if err != nil || cur.RunID != st.RunID {
+		return false
+	}
+	return cur.Live() || (!cur.Exited && cur.OwnerAlive())
+}
+
 // ProcessStart returns when process pid started, in clock ticks since boot (field 22 of
 // /proc/PID/stat), and whether it could be read.
 func ProcessStart(pid int) (uint64, bool) {

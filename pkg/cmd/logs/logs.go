@@ -169,7 +169,7 @@ func logsRun(ctx context.Context, o *Options) error {
 	if !o.Follow || st == nil || !st.Live() {
 		return nil
 	}
-	err = run.FollowOutput(ctx, offset, filter, p.Print, func() bool { return st.Live() || st.OwnerAlive() })
+	err = run.FollowOutput(ctx, offset, filter, p.Print, func() bool { return store.Recording(st) })
 	if err != nil && strings.Contains(err.Error(), "broken pipe") {
 		return nil // the reader went away (logs -f | head)
 	}
