@@ -269,6 +269,7 @@ func FuzzExtractDeb(f *testing.F) {
 		{tar.Header{Name: "./usr/l", Typeflag: tar.TypeSymlink, Linkname: "a"}, ""},
 	}), false))
 	f.Add([]byte("!<arch>\ndata.tar/       0           0     0     100644  3         `\nabc"))
+	f.Add(debBytes(f, sparseTar(1<<40), false))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		parent := t.TempDir()
 		deb, dest := filepath.Join(parent, "p.deb"), filepath.Join(parent, "root")
