@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"time"
 
 	"github.com/ukernel-dev/ukernel/internal/atomicfile"
 	"github.com/ukernel-dev/ukernel/internal/cache"
@@ -93,6 +94,9 @@ func layoutDiff(run, snap string) string {
 	return "same arguments"
 }
 
+// versionTimeout bounds a VMM binary's answer to its version query (as doctor's, hosttool).
+const versionTimeout = 5 * time.Second
+
 // Binary is a VMM binary as fingerprinted, with its identity: while that stays the same, its
 // digest and version are known without reading it again.
 type Binary struct {
@@ -134,8 +138,15 @@ func Identify(ctx context.Context, path, versionArg string, known *Binary, cache
 	if err != nil {
 		return Binary{}, err
 	}
-	out, err := exec.CommandContext(ctx, abs, versionArg).Output()
+	vctx, cancel := context.WithTimeout(ctx, versionTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(vctx, abs, versionArg)
+	cmd.WaitDelay = time.Second // a child of the binary holding its output does not hold us
+	out, err := cmd.Output()
 	if err != nil {
+		if vctx.Err() != nil && ctx.Err() == nil {
+			return Binary{}, fmt.Errorf("%s %s: no answer within %s", abs, versionArg, versionTimeout)
+		}
 		return Binary{}, fmt.Errorf("%s %s: %w", abs, versionArg, err)
 	}
 	version, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")

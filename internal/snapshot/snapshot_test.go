@@ -1,6 +1,7 @@
 package snapshot
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -223,5 +224,22 @@ func TestIdentifyRecordsVerification(t *testing.T) {
 	b, err := Identify(ctx, bin, "--version", &saved, cacheDir)
 	if err != nil || b.SHA256 == saved.SHA256 || b.Version != "VMM version 2" {
 		t.Errorf("Identify of a changed binary: %+v, %v", b, err)
+	}
+}
+
+// TestIdentifyBoundsTheVersionQuery: a VMM binary that does not answer its version query (a
+// broken build, a wrapper waiting on something) fails Identify within versionTimeout and a
+// second, instead of holding the restore for as long as the run's context (no deadline) lasts.
+func TestIdentifyBoundsTheVersionQuery(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "vmm")
+	if err := os.WriteFile(bin, []byte("#!/bin/sh\nsleep 60\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second) // a safety net only
+	defer cancel()
+	start := time.Now()
+	_, err := Identify(ctx, bin, "--version", nil, t.TempDir())
+	if took := time.Since(start); err == nil || took > versionTimeout+3*time.Second {
+		t.Fatalf("Identify of a binary that never answers: %v after %s, want an error within %s", err, took.Round(time.Millisecond), versionTimeout)
 	}
 }
