@@ -3,8 +3,12 @@ package lock
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -55,5 +59,50 @@ func TestKilledWheelFetchLeavesNothing(t *testing.T) {
 			names = append(names, e.Name())
 		}
 		t.Errorf("the cache's tmp/ holds %q after a killed fetch and the next one", names)
+	}
+}
+
+// TestKilledFetchEndsPip: pip, which downloads into the cache's work directory, dies with the
+// command that ran it (SIGKILL): it never goes on writing into a directory the next command
+// removes as a killed one's. pip here is a stand-in that only waits (the real one's download
+// ends too soon to be killed at a known point); the killed command is this test binary,
+// re-executed.
+func TestKilledFetchEndsPip(t *testing.T) {
+	if dir := os.Getenv("UKT_PIP_HELPER"); dir != "" {
+		pypi.Python = os.Getenv("UKT_PIP")
+		c, err := cache.OpenDir(dir)
+		if err == nil {
+			_, err = FetchWheels(context.Background(), &Lock{Base: "python-3.11", Python: []pypi.Wheel{sixWheel}}, c, Options{})
+		}
+		t.Fatalf("pip returned: %v", err)
+	}
+	dir := t.TempDir()
+	pidFile := filepath.Join(dir, "pip.pid")
+	pip := filepath.Join(dir, "python3")
+	must(t, os.WriteFile(pip, []byte("#!/bin/sh\necho $$ > "+pidFile+".tmp && mv "+pidFile+".tmp "+pidFile+"\nexec sleep 60\n"), 0o755))
+	cmd := exec.Command(os.Args[0], "-test.run=^TestKilledFetchEndsPip$")
+	cmd.Env = append(os.Environ(), "UKT_PIP_HELPER="+filepath.Join(dir, "cache"), "UKT_PIP="+pip)
+	must(t, cmd.Start())
+	var pid int
+	for deadline := time.Now().Add(30 * time.Second); pid == 0; time.Sleep(20 * time.Millisecond) {
+		if b, err := os.ReadFile(pidFile); err == nil {
+			pid, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatal("pip never started")
+		}
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	for deadline := time.Now().Add(5 * time.Second); syscall.Kill(pid, 0) == nil; time.Sleep(20 * time.Millisecond) {
+		if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil && strings.Contains(string(st), ") Z") {
+			break // dead, not yet reaped by its new parent
+		}
+		if time.Now().After(deadline) {
+			syscall.Kill(pid, syscall.SIGKILL)
+			t.Fatalf("pip (pid %d) still runs 5s after the command that ran it was killed", pid)
+		}
 	}
 }

@@ -19,6 +19,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/ukernel-dev/ukernel/internal/workdir"
 )
 
 // Wheel is one locked wheel.
@@ -61,6 +63,7 @@ func Download(ctx context.Context, reqs []string, t Target, dir string, progress
 	args := append([]string{"-m", "pip", "download", "--disable-pip-version-check", "--no-input", "-d", dir}, t.pipArgs()...)
 	args = append(args, reqs...)
 	cmd := exec.CommandContext(ctx, Python, args...)
+	workdir.DieWithParent(cmd) // it writes into dir, which a killed ukernel's successor removes
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if progress != nil {
@@ -89,7 +92,9 @@ func Fetch(ctx context.Context, w Wheel, t Target, dir string) (string, error) {
 	}
 	args := append([]string{"-m", "pip", "download", "--disable-pip-version-check", "--no-input", "--no-deps", "--require-hashes", "-d", dir}, t.pipArgs()...)
 	args = append(args, "-r", req.Name())
-	out, err := exec.CommandContext(ctx, Python, args...).CombinedOutput()
+	cmd := exec.CommandContext(ctx, Python, args...)
+	workdir.DieWithParent(cmd) // it writes into dir, which a killed ukernel's successor removes
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return "", fmt.Errorf("pip download %s==%s: %v\n%s", w.Name, w.Version, err, lastLines(string(out), 5))
 	}
