@@ -305,3 +305,28 @@ func TestKilledDeployEndsItsConnection(t *testing.T) {
 		t.Errorf("the temporary directory holds %v after a killed deploy and the next one", left)
 	}
 }
+
+// TestHostileAgentAnswers: a host whose ukernel answers what it likes gets an error, not a
+// crash: a rollback answer without a current revision was dereferenced (nil pointer), a
+// revision digest of 3 characters was accepted and sliced to 12 by `deploy status`.
+func TestHostileAgentAnswers(t *testing.T) {
+	home := t.TempDir()
+	s := testenv.StartSSHD(t, testenv.SSHDOptions{Env: map[string]string{"HOME": home}})
+	exe := filepath.Join(t.TempDir(), "ukernel")
+	os.WriteFile(exe, []byte(`#!/bin/sh
+cat >/dev/null
+case "$2" in
+rollback) echo '{"name":"web","supervisor":"monitor"}' ;;
+status) echo '{"name":"web","supervisor":"monitor","current":{"id":"r1","digest":"abc"}}' ;;
+esac
+`), 0o755)
+	r := Remote{Hosts: []Target{mustTarget(t, s.Target)}, SSH: testSSH(s), Exe: exe, Name: "web", HealthTimeout: time.Second}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := Rollback(ctx, r); err == nil || !strings.Contains(err.Error(), "names no current revision") {
+		t.Errorf("rollback answer without a current revision: %v", err)
+	}
+	if _, err := Status(ctx, r); err == nil || !strings.Contains(err.Error(), `"abc" is not a lowercase hex SHA-256`) {
+		t.Errorf("status answer with a short digest: %v", err)
+	}
+}
