@@ -3,9 +3,13 @@ package shell
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"log/slog"
+	"os"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/ukernel-dev/ukernel/internal/abi"
 	"github.com/ukernel-dev/ukernel/internal/project"
@@ -36,7 +40,8 @@ func NewCmdShell(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command {
 		Long: `Shell opens an interactive shell on a terminal in the running guest NAME (default: the
 project's guest, named after the project), as root or --user. The local terminal goes raw:
 every key, Ctrl-C included, goes to the guest, and the guest's terminal follows its size.
-Shell exits with the shell's exit code. The user's shell is used when the image has it, else
+Shell exits with the shell's exit code. When stdin is not a terminal (a pipe, a file,
+/dev/null), the shell runs without one and ends at the end of its input. The user's shell is used when the image has it, else
 sh from the image's PATH, else the development image's busybox.
 
 Images packed with --release or --readonly refuse it unless ukernel.toml sets
@@ -78,5 +83,24 @@ func shellRun(ctx context.Context, o *Options) error {
 		}
 		name = cfg.Project.Name
 	}
-	return execcmd.Session(ctx, o.IO, o.OpenStore, o.Logger, name, abi.ExecRequest{User: o.User, TTY: true})
+	return execcmd.Session(ctx, o.IO, o.OpenStore, o.Logger, name, request(o))
+}
+
+// request is the session shell asks for: a terminal in the guest when stdin is one here.
+func request(o *Options) abi.ExecRequest {
+	req := abi.ExecRequest{User: o.User, TTY: isTerminal(o.IO.In)}
+	if !req.TTY {
+		// A guest terminal turns the end of input into a ^D that a shell not yet at its prompt
+		// reads as a NUL, so `ukernel shell </dev/null` (or a pipe) never ended. Without a
+		// terminal here the shell gets no terminal there either (as ssh does), and the end of
+		// stdin ends it.
+		fmt.Fprintln(o.IO.ErrOut, "stdin is not a terminal: the shell runs without one and ends at the end of its input")
+	}
+	return req
+}
+
+// isTerminal reports whether in is a terminal.
+func isTerminal(in io.Reader) bool {
+	f, ok := in.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
 }
