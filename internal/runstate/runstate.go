@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/ukernel-dev/ukernel/internal/atomicfile"
+	"github.com/ukernel-dev/ukernel/internal/filelock"
 	"github.com/ukernel-dev/ukernel/internal/project"
 	"github.com/ukernel-dev/ukernel/internal/runlog"
 	"github.com/ukernel-dev/ukernel/internal/vmm"
@@ -213,17 +214,18 @@ func (s *Store) Reserve(name string) error {
 // are a few file operations. It is never removed (removing an flocked file races with lockers).
 const LockFile = ".lock"
 
+// lockWait bounds the wait for the store's lock: its holders keep it for a few file operations
+// (and at most seconds for an orphaned VMM to go), so a holder that keeps it longer is stopped
+// or stuck, and is named in the error.
+var lockWait = 30 * time.Second
+
 // lock takes the store's lock for name's state (an flock, released if the process dies).
 func (s *Store) lock(name string) (func(), error) {
-	f, err := os.OpenFile(filepath.Join(s.Dir, LockFile), os.O_RDWR|os.O_CREATE, 0o600)
+	release, err := filelock.Acquire(context.Background(), filepath.Join(s.Dir, LockFile), "ukernel (state of "+name+")", lockWait, nil)
 	if err != nil {
 		return nil, fmt.Errorf("state of %s: %w", name, err)
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("state of %s: lock: %w", name, err)
-	}
-	return func() { f.Close() }, nil
+	return release, nil
 }
 
 // Save records st (atomically).
