@@ -173,12 +173,12 @@ func changes(a, b template.Spec) []string {
 	add("source", a.Source, b.Source)
 	add("role", roleName(a.Role), roleName(b.Role))
 	add("release", a.Release, b.Release)
-	add("vcpu", a.VCPU, b.VCPU)
-	add("memory_mb", a.MemoryMB, b.MemoryMB)
-	add("data_mb", a.DataMB, b.DataMB)
-	add("net", a.Net, b.Net)
+	add("vcpu", setting(a.VCPU), setting(b.VCPU))
+	add("memory_mb", setting(a.MemoryMB), setting(b.MemoryMB))
+	add("data_mb", setting(a.DataMB), setting(b.DataMB))
+	add("net", setting(a.Net), setting(b.Net))
 	if !slices.Equal(a.Publish, b.Publish) {
-		out = append(out, fmt.Sprintf("publish: %v -> %v", a.Publish, b.Publish))
+		out = append(out, fmt.Sprintf("publish: %s -> %s", publishList(a.Publish), publishList(b.Publish)))
 	}
 	return out
 }
@@ -259,4 +259,12 @@ func deleteRun(ctx context.Context, opts *DeleteOptions) error {
 	}
 	fmt.Fprintf(opts.IO.Out, "Deleted template %s\n", opts.Name)
 	return nil
+}
+
+// publishList shows published ports as the flags take them, imageDefault for none.
+func publishList(p []string) string {
+	if len(p) == 0 {
+		return imageDefault
+	}
+	return strings.Join(p, " ")
 }

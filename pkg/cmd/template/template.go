@@ -120,19 +120,21 @@ func nameArg(cmd string) cobra.PositionalArgs {
 	}
 }
 
-// runSettings describes a spec's run settings, "image" for those left to the image.
+// imageDefault is how a run setting left to the image (0 or "") is shown.
+const imageDefault = "image's"
+
+// setting shows one run setting, imageDefault for one left to the image.
+func setting[T int | string](v T) string {
+	var zero T
+	if v == zero {
+		return imageDefault
+	}
+	return fmt.Sprint(v)
+}
+
+// runSettings describes a spec's run settings, "image's" for those left to the image.
 func runSettings(s template.Spec) string {
-	v := func(n int) string {
-		if n == 0 {
-			return "image's"
-		}
-		return fmt.Sprint(n)
-	}
-	net := s.Net
-	if net == "" {
-		net = "image's"
-	}
-	out := fmt.Sprintf("vcpu %s, memory_mb %s, data_mb %s, net %s", v(s.VCPU), v(s.MemoryMB), v(s.DataMB), net)
+	out := fmt.Sprintf("vcpu %s, memory_mb %s, data_mb %s, net %s", setting(s.VCPU), setting(s.MemoryMB), setting(s.DataMB), setting(s.Net))
 	if len(s.Publish) > 0 {
 		out += ", publish " + strings.Join(s.Publish, " ")
 	}

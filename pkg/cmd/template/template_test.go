@@ -153,6 +153,10 @@ func TestCreateEditDelete(t *testing.T) {
 	if err != nil || got.Rebuild || len(got.Changes) != 2 || got.Changes[0] != "vcpu: 2 -> 4" {
 		t.Fatalf("edit run settings: %+v %v", got, err)
 	}
+	// A setting left to the image is said so, as template info says it, not as 0.
+	if got.Changes[1] != "memory_mb: image's -> 512" {
+		t.Errorf("edit memory_mb from the image's: %q", got.Changes[1])
+	}
 	role := "worker"
 	got, err = edit(func(o *EditOptions) { o.Role, o.Changed = &role, func(string) bool { return false } })
 	if err != nil || !got.Rebuild || got.Spec.Role != "worker" || got.Spec.VCPU != 4 {
