@@ -9,7 +9,12 @@ import (
 func readme(o Options, s *Scaffold) string {
 	p := o.Plan
 	var b strings.Builder
-	fmt.Fprintf(&b, "# %s\n\nA ukernel project (%s preset, %s). ", o.Name, p.Preset, o.Lang)
+	kind := p.Preset + " preset"
+	if p.Has(FeaturePostgres) && p.Preset != "postgres" {
+		// --template postgres with another language is this preset with the database beside it.
+		kind += " with PostgreSQL"
+	}
+	fmt.Fprintf(&b, "# %s\n\nA ukernel project (%s, %s). ", o.Name, kind, o.Lang)
 	fmt.Fprintf(&b, "The entry `%s` is the main process: when it exits the VM powers off and `ukernel run` exits with its code.\n\n", s.Config.Project.Entry)
 	b.WriteString("## Run\n\n```sh\nukernel env lock   # pin the environment in env/ukernel.lock\nukernel build\nukernel run\n```\n\n")
 	switch p.Preset {

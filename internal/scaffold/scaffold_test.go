@@ -405,3 +405,31 @@ func TestRenderDeterministic(t *testing.T) {
 		}
 	}
 }
+
+// The README's first line says what was asked for: --template postgres with another language
+// is that language's app with PostgreSQL, not just its app preset.
+func TestReadmeNamesPostgres(t *testing.T) {
+	for lang, want := range map[string]string{
+		"shell":  "A ukernel project (postgres preset, shell).",
+		"python": "A ukernel project (python preset with PostgreSQL, python).",
+		"go":     "A ukernel project (http preset with PostgreSQL, go).",
+	} {
+		p := DefaultPlan("postgres")
+		if err := p.Validate(lang); err != nil {
+			t.Fatal(err)
+		}
+		s, err := Render(Options{Name: "demo", Lang: lang, Plan: p})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var readme string
+		for _, f := range s.Files {
+			if f.Path == "README.md" {
+				readme = string(f.Data)
+			}
+		}
+		if !strings.Contains(readme, want) {
+			t.Errorf("%s: README lacks %q:\n%s", lang, want, readme)
+		}
+	}
+}
