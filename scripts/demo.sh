@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Creates the demo project (the python worker preset) and runs it: lock, build, pack and boot
+# Creates the demo project (the python minimal preset) and runs it: lock, build, pack and boot
 # happen on demand inside `ukernel run`.
 set -euo pipefail
 bin=$(realpath "$1"); dir=$2
