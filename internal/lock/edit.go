@@ -27,6 +27,13 @@ func AddPython(env *project.Env, reqs []string) []string {
 // package: NAME, or NAME=VERSION when the name asked for a version. It returns the entries
 // added and the package chosen for each.
 func AddSystem(ctx context.Context, o Options, env *project.Env, names []string) ([]string, map[string]*debian.Package, error) {
+	for _, a := range names {
+		// Checked before the archive is read: `curl==7` (Python's syntax) is no package to look for.
+		name, version, pinned := strings.Cut(a, "=")
+		if entry := strings.ToLower(name); !project.ValidSystemEntry(entry) || pinned && !project.ValidSystemEntry(entry+"="+version) {
+			return nil, nil, fmt.Errorf("%q is not a Debian package: expected NAME or NAME=VERSION, one '=' (curl=7.88.1-10+deb12u12)", a)
+		}
+	}
 	base, err := project.LookupBase(env.Base)
 	if err != nil {
 		return nil, nil, err

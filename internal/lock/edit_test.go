@@ -37,3 +37,16 @@ func TestRemove(t *testing.T) {
 		t.Errorf("remove from an empty env: %v", err)
 	}
 }
+
+// An argument that is no Debian package in any spelling is refused before the archive is read
+// (the options here name no archive that could be read), saying what the form is.
+func TestAddSystemRefusesMalformed(t *testing.T) {
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
+	for _, a := range []string{"curl==7", "curl (= 1.0)", "curl=", "=1.0", "c"} {
+		env := &project.Env{Base: "debian-12"}
+		_, _, err := AddSystem(t.Context(), Options{Dir: t.TempDir(), Offline: true, Keyring: "/nonexistent"}, env, []string{a})
+		if err == nil || !strings.Contains(err.Error(), "expected NAME or NAME=VERSION") || len(env.System) != 0 {
+			t.Errorf("add --system %q: %v; system %q", a, err, env.System)
+		}
+	}
+}

@@ -109,6 +109,10 @@ func (e *BaseMismatchError) Error() string {
 		e.File, e.Line, e.Base, cfg, e.ConfigBase, ConfigFile, e.File, ConfigFile)
 }
 
+// ValidSystemEntry reports whether s is a Debian package as env/ukernel.env lists one: NAME or
+// NAME=VERSION, the name in lower case.
+func ValidSystemEntry(s string) bool { return debNameRe.MatchString(s) }
+
 // Validate checks the requested environment.
 func (e *Env) Validate(file string, data []byte) error {
 	var errs []error
