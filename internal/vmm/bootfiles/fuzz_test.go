@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -61,4 +62,26 @@ func FuzzVmlinux(f *testing.F) {
 			t.Fatalf("Vmlinux gave %s: %v", out, err)
 		}
 	})
+}
+
+// TestPayloadFitsBoundsDecompression: a payload that decompresses to more than the limit is
+// refused after reading limit+1 bytes of it (u-root would decompress it all into memory before
+// comparing with the size it declares), in each format u-root decodes in process.
+func TestPayloadFitsBoundsDecompression(t *testing.T) {
+	const limit = 1 << 20
+	zeros := make([]byte, 2*limit)
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(zeros)
+	zw.Close()
+	bomb := append(gz.Bytes(), 0xe8, 0x03, 0, 0) // declares 1000 bytes
+	if err := payloadFits(bomb, limit); err == nil || !strings.Contains(err.Error(), "decompresses to more than") {
+		t.Errorf("gzip bomb: %v", err)
+	}
+	if err := payloadFits(bomb, 4*limit); err != nil {
+		t.Errorf("within the limit: %v", err)
+	}
+	if err := payloadFits([]byte("\x89LZO\x00\r\n\x1a\n...."), limit); err == nil {
+		t.Error("an lzop payload (u-root runs lzop on the host) was accepted")
+	}
 }

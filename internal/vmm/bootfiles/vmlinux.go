@@ -1,16 +1,24 @@
 package bootfiles
 
 import (
+	"bytes"
+	"compress/bzip2"
+	"compress/gzip"
 	"crypto/sha256"
 	"debug/elf"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 
+	"github.com/klauspost/compress/zstd"
+	"github.com/pierrec/lz4/v4"
+	"github.com/therootcompany/xz"
 	"github.com/u-root/u-root/pkg/boot/bzimage"
+	"github.com/ulikunitz/xz/lzma"
 
 	"github.com/ukernel-dev/ukernel/internal/atomicfile"
 	"github.com/ukernel-dev/ukernel/internal/cache"
@@ -89,12 +97,52 @@ func unmarshalBzImage(bz *bzimage.BzImage, d []byte) (err error) {
 	if n := binary.LittleEndian.Uint32(d[end-4:]); n < 64 || n > maxVmlinux {
 		return fmt.Errorf("payload declares a %d-byte kernel", n)
 	}
+	if err := payloadFits(d[start:end], maxVmlinux); err != nil {
+		return err
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("malformed bzImage (%v)", r)
 		}
 	}()
 	return bz.UnmarshalBinary(d)
+}
+
+// payloadFits decompresses a bzImage's payload to nowhere, limit bytes at most: u-root
+// decompresses into memory with no bound and compares the result with the declared size only
+// after. A decoding error is left for u-root to report; lzop, which u-root would run as a
+// program on the host, is refused.
+func payloadFits(p []byte, limit int64) error {
+	var r io.Reader
+	var err error
+	switch br := bytes.NewReader(p); {
+	case bytes.HasPrefix(p, []byte{0x1f, 0x8b}):
+		r, err = gzip.NewReader(br)
+	case bytes.HasPrefix(p, []byte{0xfd, '7', 'z', 'X', 'Z', 0}):
+		r, err = xz.NewReader(br, 0) // u-root's decoder, with the x86 BCJ filter kernels use
+	case bytes.HasPrefix(p, []byte{0x5d, 0, 0}):
+		r, err = lzma.NewReader(br)
+	case bytes.HasPrefix(p, []byte{0x28, 0xb5, 0x2f, 0xfd}):
+		zr, zerr := zstd.NewReader(br)
+		if zerr != nil {
+			return nil
+		}
+		defer zr.Close()
+		r = zr
+	case bytes.HasPrefix(p, []byte("BZh")):
+		r = bzip2.NewReader(br)
+	case bytes.HasPrefix(p, []byte{0x02, 0x21, 0x4c, 0x18}), bytes.HasPrefix(p, []byte{0x04, 0x22, 0x4d, 0x18}):
+		r = lz4.NewReader(br)
+	default:
+		return fmt.Errorf("payload compression %x is not gzip, xz, lzma, zstd, bzip2 or lz4", p[:min(len(p), 4)])
+	}
+	if err != nil {
+		return nil
+	}
+	if n, _ := io.Copy(io.Discard, io.LimitReader(r, limit+1)); n > limit {
+		return fmt.Errorf("payload decompresses to more than %d bytes", limit)
+	}
+	return nil
 }
 
 // CheckELF verifies that path is what Firecracker (and QEMU's PVH entry) boots on x86_64: a 64-bit little-endian
