@@ -29,84 +29,78 @@ func WriteFile(path string, data []byte, perm os.FileMode) error {
 // path (fill may also hand f.Name() to a tool that writes it). An error from fill, or a kill,
 // leaves path as it was. The crash tests' step is "atomic:<base name of path>": the file written
 // and synced, not yet renamed.
-func Write(path string, perm os.FileMode, fill func(f *os.File) error) (err error) {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	if _, err := Sweep(path); err != nil {
-		return err
-	}
-	// A new file (O_EXCL): a file or link planted under a temporary name is never written
-	// through, and the name is random, so none can be planted in advance.
-	f, err := workdir.Create(dir, tempPrefix(path))
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-			err = fmt.Errorf("write %s: %w", path, err)
+func Write(path string, perm os.FileMode, fill func(f *os.File) error) error {
+	tmp, err := stage(path, perm, fill)
+	if err == nil {
+		if err = Rename(tmp, path); err != nil {
+			os.Remove(tmp)
 		}
-	}()
-	if err := fill(f); err != nil {
-		return err
 	}
-	if err := f.Chmod(perm); err != nil {
-		return err
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
 	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	crashpoint.At("atomic:" + filepath.Base(path))
-	return Rename(f.Name(), path)
+	return nil
 }
 
 // WriteNew publishes data at path, with mode perm, only if nothing is there yet: of writers
 // racing for one path exactly one wins, and the others get an error that wraps fs.ErrExist.
 // For a file that replacing would lose (a private key): the file is linked into place, which
 // never replaces, where Write renames over.
-func WriteNew(path string, data []byte, perm os.FileMode) (err error) {
+func WriteNew(path string, data []byte, perm os.FileMode) error {
+	tmp, err := stage(path, perm, func(f *os.File) error {
+		_, err := f.Write(data)
+		return err
+	})
+	if err == nil {
+		// Once linked, path holds the file; the temporary name goes in every case.
+		err = os.Link(tmp, path)
+		os.Remove(tmp)
+		if err == nil {
+			err = SyncDir(filepath.Dir(path))
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+// stage writes what fill writes into a new temporary file beside path, with mode perm, synced
+// and closed, and returns its name; on an error it leaves nothing.
+func stage(path string, perm os.FileMode, fill func(f *os.File) error) (name string, err error) {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
+		return "", err
 	}
 	if _, err := Sweep(path); err != nil {
-		return err
+		return "", err
 	}
+	// A new file (O_EXCL): a file or link planted under a temporary name is never written
+	// through, and the name is random, so none can be planted in advance.
 	f, err := workdir.Create(dir, tempPrefix(path))
 	if err != nil {
-		return err
+		return "", err
 	}
-	// Once linked, path holds the file; the temporary name goes in every case.
-	defer os.Remove(f.Name())
 	defer func() {
 		if err != nil {
 			f.Close()
-			err = fmt.Errorf("write %s: %w", path, err)
+			os.Remove(f.Name())
 		}
 	}()
-	if _, err := f.Write(data); err != nil {
-		return err
+	if err := fill(f); err != nil {
+		return "", err
 	}
 	if err := f.Chmod(perm); err != nil {
-		return err
+		return "", err
 	}
 	if err := f.Sync(); err != nil {
-		return err
+		return "", err
 	}
 	if err := f.Close(); err != nil {
-		return err
+		return "", err
 	}
 	crashpoint.At("atomic:" + filepath.Base(path))
-	if err := os.Link(f.Name(), path); err != nil {
-		return err
-	}
-	return SyncDir(dir)
+	return f.Name(), nil
 }
 
 // Sweep removes the temporary files that writes of path by processes no longer running left
